@@ -1,0 +1,1 @@
+"""Everything that touches the world: agent hooks, storage, notifications."""

@@ -1,0 +1,164 @@
+"""Activities that run the agent author's hooks, one call per workflow step.
+
+Errors retrying cannot fix (unknown type, invalid config, an agent's
+``NonRetryableActionError``) leave as non-retryable ``ApplicationError``s named
+after their class, so Temporal stops at once; anything else is retried by the
+calling workflow's retry policy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agent_instances import AgentInstances
+from activities.contracts import (
+    DECIDE_EVENTS,
+    EXECUTE_ACTION,
+    INITIALIZE_AGENT,
+    NOTIFY_ESCALATION,
+    PLAN_ACTION,
+    ROLLBACK_ACTION,
+    STOP_AGENT,
+    VERIFY_ACTION,
+    ActionCall,
+    AgentInitialized,
+    DecideEventsInput,
+    DecideEventsResult,
+    EscalationNotice,
+    EventDecision,
+    VerifyCall,
+)
+from agents.errors import (
+    InvalidAgentConfigError,
+    NonRetryableActionError,
+    UnknownAgentTypeError,
+)
+from agents.models import ActionResult, AgentConfig, Plan
+
+log = logging.getLogger("aiops.activities")
+
+T = TypeVar("T")
+
+_NON_RETRYABLE = (UnknownAgentTypeError, InvalidAgentConfigError, NonRetryableActionError)
+
+
+async def _run_hook(awaitable: Awaitable[T]) -> T:
+    try:
+        return await awaitable
+    except _NON_RETRYABLE as err:
+        raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+
+
+async def _with_heartbeats(awaitable: Awaitable[T]) -> T:
+    """Heartbeat while a long hook runs, so a dead worker is noticed quickly."""
+    timeout = activity.info().heartbeat_timeout
+    if not timeout:
+        return await awaitable
+    interval = max(timeout.total_seconds() / 3, 0.1)
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(interval)
+
+    beater = asyncio.create_task(beat())
+    try:
+        return await awaitable
+    finally:
+        beater.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beater
+
+
+class AgentActivities:
+    def __init__(self, instances: AgentInstances | None = None) -> None:
+        self.instances = instances or AgentInstances()
+
+    @activity.defn(name=INITIALIZE_AGENT)
+    async def initialize_agent(self, config: AgentConfig) -> AgentInitialized:
+        agent = await _run_hook(self.instances.get(config))
+        return AgentInitialized(
+            agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
+            subscribed_event_types=agent.get_subscribed_event_types(),
+        )
+
+    @activity.defn(name=DECIDE_EVENTS)
+    async def decide_events(self, request: DecideEventsInput) -> DecideEventsResult:
+        """Run ``process_event`` for a batch; one event's failure never sinks the others."""
+        agent = await _run_hook(self.instances.get(request.config))
+        decisions = []
+        for event in request.events:
+            try:
+                action = await agent.process_event(event)
+                decisions.append(EventDecision(event_id=event.id, action=action))
+            except Exception as err:  # the agent's bug is this event's error, not the batch's
+                decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
+        return DecideEventsResult(decisions=decisions)
+
+    @activity.defn(name=STOP_AGENT)
+    async def stop_agent(self, config: AgentConfig) -> bool:
+        return await self.instances.stop(config)
+
+    @activity.defn(name=PLAN_ACTION)
+    async def plan_action(self, call: ActionCall) -> Plan | None:
+        agent = await _run_hook(self.instances.get(call.config))
+        return await _run_hook(agent.plan(call.action))
+
+    @activity.defn(name=EXECUTE_ACTION)
+    async def execute_action(self, call: ActionCall) -> ActionResult:
+        """Run the action; its id is the idempotency key the agent must use."""
+        agent = await _run_hook(self.instances.get(call.config))
+        action = call.action
+        if call.plan is not None:
+            action = action.model_copy(
+                update={"parameters": {**action.parameters, "approved_plan": call.plan.model_dump()}}
+            )
+        log.info(
+            "executing action %s attempt %d",
+            action.id,
+            activity.info().attempt,
+            extra={"action_id": action.id, "agent_id": action.agent_id},
+        )
+        return await _with_heartbeats(_run_hook(agent.execute_action(action)))
+
+    @activity.defn(name=VERIFY_ACTION)
+    async def verify_action(self, call: VerifyCall) -> bool | None:
+        """The verify hook's verdict, or None when the agent has no verify hook."""
+        agent = await _run_hook(self.instances.get(call.config))
+        if not agent.has_hook("_verify_specific"):
+            return None
+        return await _run_hook(agent.verify(call.action, call.result))
+
+    @activity.defn(name=ROLLBACK_ACTION)
+    async def rollback_action(self, call: ActionCall) -> ActionResult | None:
+        agent = await _run_hook(self.instances.get(call.config))
+        return await _with_heartbeats(_run_hook(agent.rollback(call.action)))
+
+    @activity.defn(name=NOTIFY_ESCALATION)
+    async def notify_escalation(self, notice: EscalationNotice) -> None:
+        """Tell the escalation target; the log line is the channel until notifiers exist."""
+        log.warning(
+            "ESCALATION to %s: %s",
+            notice.target,
+            notice.message,
+            extra={"action_id": notice.action_id, "agent_id": notice.agent_id},
+        )
+
+    def all(self) -> list[object]:
+        return [
+            self.initialize_agent,
+            self.decide_events,
+            self.stop_agent,
+            self.plan_action,
+            self.execute_action,
+            self.verify_action,
+            self.rollback_action,
+            self.notify_escalation,
+        ]

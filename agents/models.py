@@ -1,0 +1,247 @@
+"""The data that crosses workflow boundaries, in the seed's vocabulary.
+
+Every enum travels as a lowercase snake_case string so an operator can type an
+event or a config as JSON on the ``temporal`` CLI. Operator-facing models
+forbid unknown fields: a typo such as ``"severty"`` is an error, not a silently
+dropped value.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class EventType(StrEnum):
+    INFRASTRUCTURE_DRIFT = "infrastructure_drift"
+    ALERT = "alert"
+    HEALTH_CHECK = "health_check"
+    METRIC_THRESHOLD = "metric_threshold"
+    DEPLOYMENT = "deployment"
+    SECURITY = "security"
+    CONFIG_CHANGE = "config_change"
+    AGENT_HEALTH = "agent_health"
+    CUSTOM = "custom"
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class ActionType(StrEnum):
+    TERRAFORM_PLAN = "terraform_plan"
+    TERRAFORM_APPLY = "terraform_apply"
+    RESTART_SERVICE = "restart_service"
+    SCALE = "scale"
+    ROLLBACK_DEPLOYMENT = "rollback_deployment"
+    RUN_COMMAND = "run_command"
+    NOTIFY = "notify"
+    CUSTOM = "custom"
+
+
+class RiskLevel(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return list(RiskLevel).index(self)
+
+
+class AutomationLevel(StrEnum):
+    MANUAL = "manual"
+    SEMI_AUTO = "semi_auto"
+    FULL_AUTO = "full_auto"
+
+
+class AgentType(StrEnum):
+    """Built-in agent type names; third-party packages may register any other name."""
+
+    TERRAFORM = "terraform"
+    KUBERNETES = "kubernetes"
+    MONITORING = "monitoring"
+    SECURITY = "security"
+    COST = "cost"
+    EXAMPLE = "example"
+    CUSTOM = "custom"
+
+
+AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+
+
+class SystemEvent(_Strict):
+    """Something that happened in an operated system, delivered to an agent."""
+
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=200)
+    type: EventType
+    source: str = Field(min_length=1)
+    severity: Severity = Severity.MEDIUM
+    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    data: dict[str, Any] = Field(default_factory=dict)
+    correlation_id: str | None = None
+
+
+class AgentAction(_Strict):
+    """A remediation an agent proposes for an event.
+
+    The framework replaces ``id`` with one derived from the agent and the
+    triggering event, so a retried decision or a redelivered event can never
+    produce a second action with a different idempotency key.
+    """
+
+    id: str
+    agent_id: str
+    type: ActionType
+    description: str
+    target_resources: list[str] = Field(default_factory=list)
+    risk_level: RiskLevel = RiskLevel.MEDIUM
+    estimated_impact: str = ""
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    event_id: str | None = None
+    correlation_id: str | None = None
+    requested_by: str | None = None
+
+
+class ActionResult(_Strict):
+    success: bool
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class Integration(_Strict):
+    name: str
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class RetrySettings(_Strict):
+    """The durable retry policy of an action's execute step."""
+
+    maximum_attempts: int = Field(default=5, ge=1, le=1000)
+    initial_interval_seconds: float = Field(default=1.0, gt=0)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0)
+    maximum_interval_seconds: float = Field(default=60.0, gt=0)
+    start_to_close_timeout_seconds: float = Field(default=300.0, gt=0)
+    heartbeat_timeout_seconds: float | None = Field(default=None, gt=0)
+
+
+class RuntimeSettings(_Strict):
+    """How the agent workflow paces itself; the defaults suit production."""
+
+    batch_size: int = Field(default=100, ge=1, le=1000)
+    dedup_window: int = Field(default=2048, ge=1, le=20000)
+    max_events_per_run: int = Field(default=2000, ge=1)
+    decision_timeout_seconds: float = Field(default=30.0, gt=0)
+    local_decisions: bool = True
+
+
+class Approver(_Strict):
+    name: str = Field(min_length=1)
+    roles: list[str] = Field(default_factory=list)
+
+
+class ApprovalRule(_Strict):
+    """Who may approve an action of one risk level, how many, and for how long."""
+
+    roles: list[str]
+    required_approvals: int = Field(default=1, ge=1, le=10)
+    timeout_seconds: float = Field(default=3600.0, gt=0)
+
+
+def _default_rules() -> dict[RiskLevel, ApprovalRule]:
+    return {
+        RiskLevel.LOW: ApprovalRule(roles=["operator", "sre", "admin"], timeout_seconds=3600),
+        RiskLevel.MEDIUM: ApprovalRule(roles=["sre", "admin"], timeout_seconds=4 * 3600),
+        RiskLevel.HIGH: ApprovalRule(roles=["sre", "admin"], timeout_seconds=4 * 3600),
+        RiskLevel.CRITICAL: ApprovalRule(roles=["sre", "admin"], required_approvals=2, timeout_seconds=3600),
+    }
+
+
+class ExpiryAction(StrEnum):
+    ESCALATE = "escalate"
+    REJECT = "reject"
+
+
+class ApprovalSettings(_Strict):
+    """Approvers, the rules per risk level, and the limits of safe autonomy."""
+
+    approvers: list[Approver] = Field(default_factory=list)
+    rules: dict[RiskLevel, ApprovalRule] = Field(default_factory=_default_rules)
+    auto_execute_max_risk: RiskLevel | None = None
+    deny_at_or_above: RiskLevel | None = None
+    on_expiry: ExpiryAction = ExpiryAction.ESCALATE
+    escalation_target: str = "on-call"
+    escalation_extension_seconds: float | None = Field(default=None, gt=0)
+    max_auto_executions: int | None = Field(default=None, ge=0)
+    auto_execution_window_seconds: float = Field(default=3600.0, gt=0)
+    circuit_breaker_failures: int = Field(default=3, ge=1)
+
+    def rule_for(self, risk: RiskLevel) -> ApprovalRule:
+        rule = self.rules.get(risk)
+        return rule if rule is not None else _default_rules()[risk]
+
+    def approver(self, name: str) -> Approver | None:
+        return next((a for a in self.approvers if a.name == name), None)
+
+
+class AgentConfig(_Strict):
+    id: str
+    name: str
+    type: str
+    enabled: bool = True
+    automation_level: AutomationLevel = AutomationLevel.SEMI_AUTO
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    approval_required: bool = False
+    integrations: list[Integration] = Field(default_factory=list)
+    settings: dict[str, Any] = Field(default_factory=dict)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    version: int = Field(default=0, ge=0)
+
+    @field_validator("id")
+    @classmethod
+    def _id_is_usable_in_workflow_ids(cls, value: str) -> str:
+        if not AGENT_ID_PATTERN.match(value):
+            raise ValueError(
+                "agent id must start with a letter or digit and contain only "
+                "letters, digits and _ . : - (at most 128 characters)"
+            )
+        return value
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type_as_plain_name(cls, value: Any) -> Any:
+        if isinstance(value, AgentType):
+            return value.value
+        return value
+
+
+class Plan(_Strict):
+    """A dry run: what an action would change, shown to the approver."""
+
+    summary: str
+    details: str = ""
+    changes: list[str] = Field(default_factory=list)
+
+
+class HealthReport(_Strict):
+    healthy: bool
+    checks: dict[str, bool] = Field(default_factory=dict)
+    message: str = ""

@@ -1,0 +1,95 @@
+"""AgentFactory: the registry of agent classes by type name, and where they come from.
+
+Agent classes register under a type name with ``@register_agent("name")``.
+A worker finds them in three places, so a user's own package runs without
+editing the framework: the built-in agents, modules named on its command line
+or in ``AIOPS_AGENT_MODULES``, and the ``aiops.agents`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import TypeVar
+
+from agents.base_agent import BaseAgent
+from agents.errors import UnknownAgentTypeError
+from agents.models import AgentConfig
+
+ENTRY_POINT_GROUP = "aiops.agents"
+MODULES_ENV_VAR = "AIOPS_AGENT_MODULES"
+BUILTIN_MODULES = ("agents.example_agent",)
+
+log = logging.getLogger("aiops.registry")
+
+A = TypeVar("A", bound=type[BaseAgent])
+
+
+class AgentFactory:
+    """Maps agent type names to classes and builds agents from their config."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[BaseAgent]] = {}
+
+    def register(self, type_name: str, cls: type[BaseAgent]) -> None:
+        if not issubclass(cls, BaseAgent):
+            raise TypeError(f"{cls!r} is not a BaseAgent subclass")
+        existing = self._classes.get(type_name)
+        if existing is not None and existing is not cls:
+            if (existing.__module__, existing.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise ValueError(
+                    f"agent type {type_name!r} is already registered by "
+                    f"{existing.__module__}.{existing.__qualname__}"
+                )
+        self._classes[type_name] = cls
+
+    def agent_class(self, type_name: str) -> type[BaseAgent]:
+        try:
+            return self._classes[type_name]
+        except KeyError:
+            known = ", ".join(sorted(self._classes)) or "none"
+            raise UnknownAgentTypeError(
+                f"no agent type {type_name!r} is registered (known: {known}); "
+                f"load its module with --agent-module or {MODULES_ENV_VAR}, "
+                f"or install a package exposing it in the {ENTRY_POINT_GROUP!r} entry-point group"
+            ) from None
+
+    def create(self, config: AgentConfig) -> BaseAgent:
+        return self.agent_class(config.type)(config)
+
+    def types(self) -> list[str]:
+        return sorted(self._classes)
+
+
+default_factory = AgentFactory()
+
+
+def register_agent(type_name: str) -> Callable[[A], A]:
+    """Class decorator: make ``cls`` the agent for ``type_name``."""
+
+    def decorate(cls: A) -> A:
+        default_factory.register(str(type_name), cls)
+        return cls
+
+    return decorate
+
+
+def load_agent_modules(extra_modules: Iterable[str] = ()) -> list[str]:
+    """Import built-in, named and entry-point agent modules; return the types known.
+
+    A module that fails to import is an error at worker start, not a stuck
+    workflow later.
+    """
+    names = list(BUILTIN_MODULES) + list(extra_modules)
+    names += [m.strip() for m in os.environ.get(MODULES_ENV_VAR, "").split(",") if m.strip()]
+    for name in names:
+        importlib.import_module(name)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        loaded = ep.load()
+        if isinstance(loaded, type) and issubclass(loaded, BaseAgent):
+            default_factory.register(ep.name, loaded)
+        log.info("loaded agent entry point %s = %s", ep.name, ep.value)
+    return default_factory.types()

@@ -1,0 +1,1 @@
+"""Operator-side code: connecting to Temporal and the client facade."""

@@ -1,0 +1,212 @@
+"""AiopsClient: the one typed facade over Temporal for operators, ingress, the demo and tests.
+
+Nobody else spells workflow ids, signal names or search-attribute queries.
+Errors say what to do next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError, RPCStatusCode
+
+from agents.models import AgentConfig, SystemEvent
+from aiops.connection import connect
+from workflows.action_state import ActionRecord, ApprovalRequest, DecisionRequest
+from workflows.agent_state import AgentStatus, AgentWorkflowInput, StopRequest
+from workflows.agent_workflow import AgentWorkflow
+from workflows.ids import DEFAULT_TASK_QUEUE, action_workflow_id, agent_workflow_id
+
+
+class AiopsError(Exception):
+    """A failed operator request; the message says what to do."""
+
+
+class AgentNotRunningError(AiopsError):
+    pass
+
+
+class ActionNotFoundError(AiopsError):
+    pass
+
+
+class AiopsClient:
+    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @classmethod
+    async def connect(cls, task_queue: str = DEFAULT_TASK_QUEUE, **kwargs: Any) -> AiopsClient:
+        return cls(await connect(**kwargs), task_queue)
+
+    # ----- agents --------------------------------------------------------------
+
+    async def start_agent(self, config: AgentConfig) -> WorkflowHandle[Any, Any]:
+        """Start the agent, or reach it if it already runs: two starters never make two."""
+        return await self.client.start_workflow(
+            AgentWorkflow.run,
+            AgentWorkflowInput(config=config),
+            id=agent_workflow_id(config.id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            static_summary=f"agent {config.id} ({config.type})",
+        )
+
+    def agent_handle(self, agent_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(agent_workflow_id(agent_id))
+
+    async def send_event(
+        self, agent_id: str, event: SystemEvent | dict[str, Any], config: AgentConfig | None = None
+    ) -> None:
+        """Deliver one event; with ``config``, start the agent first if it is not running."""
+        await self._deliver(agent_id, "submit_event", _jsonable(event), config)
+
+    async def send_events(
+        self,
+        agent_id: str,
+        events: Iterable[SystemEvent | dict[str, Any]],
+        config: AgentConfig | None = None,
+        batch_size: int = 500,
+    ) -> int:
+        """Deliver events in batch signals (a storm becomes a few signals); returns how many."""
+        batch: list[Any] = []
+        sent = 0
+        for event in events:
+            batch.append(_jsonable(event))
+            if len(batch) >= batch_size:
+                await self._deliver(agent_id, "submit_events", batch, config)
+                sent += len(batch)
+                batch = []
+        if batch:
+            await self._deliver(agent_id, "submit_events", batch, config)
+            sent += len(batch)
+        return sent
+
+    async def _deliver(self, agent_id: str, signal: str, payload: Any, config: AgentConfig | None) -> None:
+        if config is not None:
+            if config.id != agent_id:
+                raise AiopsError(f"config is for agent {config.id!r}, not {agent_id!r}")
+            await self.client.start_workflow(
+                AgentWorkflow.run,
+                AgentWorkflowInput(config=config),
+                id=agent_workflow_id(agent_id),
+                task_queue=self.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                start_signal=signal,
+                start_signal_args=[payload],
+            )
+            return
+        await self._signal(self.agent_handle(agent_id), signal, payload, agent_id=agent_id)
+
+    async def pause(self, agent_id: str) -> None:
+        await self._signal(self.agent_handle(agent_id), "pause", agent_id=agent_id)
+
+    async def resume(self, agent_id: str) -> None:
+        await self._signal(self.agent_handle(agent_id), "resume", agent_id=agent_id)
+
+    async def stop(self, agent_id: str, reason: str = "", drain: bool = True) -> None:
+        await self._signal(
+            self.agent_handle(agent_id),
+            "stop",
+            StopRequest(reason=reason, drain=drain).model_dump(),
+            agent_id=agent_id,
+        )
+
+    async def reset_circuit_breaker(self, agent_id: str, by: str) -> None:
+        await self._signal(self.agent_handle(agent_id), "reset_circuit_breaker", {"by": by}, agent_id=agent_id)
+
+    async def status(self, agent_id: str) -> AgentStatus:
+        try:
+            return await self.agent_handle(agent_id).query(AgentWorkflow.status)
+        except RPCError as err:
+            raise self._no_agent(agent_id, err) from err
+
+    async def list_agents(self, state: str | None = None) -> list[str]:
+        query = "WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'"
+        if state:
+            query += f" AND AiopsAgentState = '{state}'"
+        return [w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)]
+
+    # ----- actions -------------------------------------------------------------
+
+    def action_handle(self, action_id: str) -> WorkflowHandle[Any, Any]:
+        return self.client.get_workflow_handle(action_id)
+
+    @staticmethod
+    def action_id(agent_id: str, event_id: str) -> str:
+        return action_workflow_id(agent_id, event_id)
+
+    async def action(self, action_id: str) -> ActionRecord:
+        try:
+            return await self.action_handle(action_id).query("status", result_type=ActionRecord)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ActionNotFoundError(
+                    f"no action {action_id!r}; list the waiting ones with `aiops approvals list`"
+                ) from err
+            raise
+
+    async def pending_approvals(self, agent_id: str | None = None) -> list[str]:
+        query = "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'"
+        if agent_id:
+            query += f" AND AiopsAgentId = '{agent_id}'"
+        return [w.id async for w in self.client.list_workflows(query)]
+
+    async def approve(self, action_id: str, approver: str, comment: str = "", plan_digest: str | None = None) -> ActionRecord:
+        return await self._decide(action_id, True, approver, comment, plan_digest)
+
+    async def reject(self, action_id: str, approver: str, comment: str = "") -> ActionRecord:
+        return await self._decide(action_id, False, approver, comment, None)
+
+    async def _decide(
+        self, action_id: str, approve: bool, approver: str, comment: str, plan_digest: str | None
+    ) -> ActionRecord:
+        """Decide through the ``decide`` update, so a refusal comes back at once with its reason."""
+        from temporalio.client import WorkflowUpdateFailedError
+
+        request = DecisionRequest(approve=approve, approver=approver, comment=comment, plan_digest=plan_digest)
+        try:
+            return await self.action_handle(action_id).execute_update(
+                "decide", request, result_type=ActionRecord
+            )
+        except WorkflowUpdateFailedError as err:
+            raise AiopsError(f"refused: {err.cause}") from err
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ActionNotFoundError(f"no action {action_id!r} is waiting for a decision") from err
+            raise
+
+    async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
+        """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""
+        await self.action_handle(action_id).signal("approve" if approve else "reject", request.model_dump())
+
+    # ----- plumbing ------------------------------------------------------------
+
+    async def _signal(
+        self, handle: WorkflowHandle[Any, Any], name: str, arg: Any = None, *, agent_id: str
+    ) -> None:
+        try:
+            if arg is None:
+                await handle.signal(name)
+            else:
+                await handle.signal(name, arg)
+        except RPCError as err:
+            raise self._no_agent(agent_id, err) from err
+
+    @staticmethod
+    def _no_agent(agent_id: str, err: RPCError) -> Exception:
+        if err.status == RPCStatusCode.NOT_FOUND:
+            return AgentNotRunningError(
+                f"no agent named {agent_id!r} is running; start it with its config "
+                f"(AiopsClient.start_agent, or send the event with a config to start it)"
+            )
+        return err
+
+
+def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
+    return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+

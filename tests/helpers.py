@@ -1,0 +1,54 @@
+"""Small helpers the tests share: configs, events and polling the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from agents import AgentConfig, SystemEvent
+from agents.models import Approver, ApprovalSettings
+
+T = TypeVar("T")
+
+
+def agent_config(agent_type: str = "example", **overrides: Any) -> AgentConfig:
+    agent_id = overrides.pop("id", f"{agent_type}-{uuid.uuid4().hex[:8]}")
+    return AgentConfig(id=agent_id, name=f"{agent_type} agent", type=agent_type, **overrides)
+
+
+def team() -> ApprovalSettings:
+    return ApprovalSettings(
+        approvers=[
+            Approver(name="alice", roles=["sre"]),
+            Approver(name="bob", roles=["sre", "admin"]),
+            Approver(name="carol", roles=["admin"]),
+            Approver(name="oscar", roles=["operator"]),
+        ]
+    )
+
+
+def event(event_type: str = "infrastructure_drift", **data: Any) -> SystemEvent:
+    severity = data.pop("severity", "low")
+    event_id = data.pop("id", None) or f"evt-{uuid.uuid4().hex[:12]}"
+    return SystemEvent(id=event_id, type=event_type, source=data.pop("source", "vpc-main"),
+                       severity=severity, data=data)
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0, interval: float = 0.1
+) -> T:
+    """Poll ``probe`` until ``check`` holds; fail with the last value seen."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    last: T | None = None
+    while True:
+        try:
+            last = await probe()
+            if check(last):
+                return last
+        except Exception as err:  # the workflow may not be queryable yet
+            last = err  # type: ignore[assignment]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not reached in {timeout}s; last value: {last!r}")
+        await asyncio.sleep(interval)

@@ -1,0 +1,116 @@
+"""Agents with controllable behaviour, registered for the tests only.
+
+Their side effects go to ``LEDGER`` (in-process workers) or, when
+``AIOPS_TEST_LEDGER_DIR`` is set, to one file per action (worker subprocesses),
+so a test can count exactly how often each hook really ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from agents import (
+    ActionResult,
+    ActionType,
+    AgentAction,
+    BaseAgent,
+    EventType,
+    NonRetryableActionError,
+    Plan,
+    RiskLevel,
+    SystemEvent,
+    register_agent,
+)
+
+LEDGER: dict[str, list[str]] = defaultdict(list)
+
+
+def record(kind: str, key: str) -> None:
+    LEDGER[kind].append(key)
+    folder = os.environ.get("AIOPS_TEST_LEDGER_DIR")
+    if folder:
+        with (Path(folder) / f"{kind}.log").open("a") as f:
+            f.write(key + "\n")
+
+
+def _action(agent: BaseAgent, event: SystemEvent) -> AgentAction:
+    return AgentAction(
+        id=f"ignored-{event.id}",
+        agent_id=agent.agent_id,
+        type=ActionType.RUN_COMMAND,
+        description=f"{event.data.get('do', 'handle')} for {event.source}",
+        target_resources=[event.source],
+        risk_level=RiskLevel(event.data.get("risk", "low")),
+        requested_by=event.data.get("requested_by"),
+    )
+
+
+@register_agent("recorder")
+class RecorderAgent(BaseAgent):
+    """Records every decided event; proposes an action only when the event asks for one."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        record("decided", event.id)
+        if event.data.get("boom"):
+            raise RuntimeError(f"cannot decide {event.id}")
+        return _action(self, event) if event.data.get("act") else None
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        record("executed", action.id)
+        return ActionResult(success=True, message=f"did {action.description}")
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.INFRASTRUCTURE_DRIFT, EventType.ALERT]
+
+
+@register_agent("scripted")
+class ScriptedAgent(BaseAgent):
+    """Behaviour chosen per event: ``data.fail_times``, ``fatal``, ``verify``, ``sleep``."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        action = _action(self, event)
+        action.parameters = {k: v for k, v in event.data.items() if k not in ("risk", "requested_by")}
+        return action
+
+    async def _plan_specific(self, action: AgentAction) -> Plan:
+        return Plan(summary=f"would run {action.description}", changes=[f"~ {action.target_resources[0]}"])
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        p = action.parameters
+        record("attempt", action.id)
+        if p.get("fatal"):
+            raise NonRetryableActionError("the target does not exist")
+        if sum(1 for a in LEDGER["attempt"] if a == action.id) <= int(p.get("fail_times", 0)):
+            raise RuntimeError("transient failure")
+        if p.get("sleep"):
+            await asyncio.sleep(float(p["sleep"]))
+        record("executed", action.id)
+        return ActionResult(success=True, message=f"ran {action.description}", data={"plan": p.get("approved_plan")})
+
+    async def _verify_specific(self, action: AgentAction, result: ActionResult) -> bool:
+        return action.parameters.get("verify", True) is True
+
+    async def _rollback_specific(self, action: AgentAction) -> ActionResult:
+        record("rolled_back", action.id)
+        return ActionResult(success=True, message="restored previous state")
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT, EventType.INFRASTRUCTURE_DRIFT]
+
+
+@register_agent("init_fails")
+class InitFailsAgent(BaseAgent):
+    def _validate_config_specific(self, config) -> list[str]:  # type: ignore[no-untyped-def]
+        return ["settings.endpoint is required"] if "endpoint" not in config.settings else []
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        return None
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        return ActionResult(success=True)
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT]

@@ -1,0 +1,87 @@
+"""The agent entity workflow: start, process, pause/resume, stop, and failed initialization."""
+
+from __future__ import annotations
+
+import pytest
+from temporalio.client import WorkflowFailureError
+
+from aiops.client import AgentNotRunningError, AiopsClient
+from tests.helpers import agent_config, event, eventually
+from workflows.action_state import ActionStatus
+from workflows.agent_state import AgentState
+
+
+async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker) -> None:
+    config = agent_config("example")
+    await aiops.start_agent(config)
+    drift = event(severity="low", resources=["aws_vpc.main", "aws_subnet.a"])
+    await aiops.send_event(config.id, drift)
+
+    action_id = aiops.action_id(config.id, drift.id)
+    record = await eventually(lambda: aiops.action(action_id), lambda r: r.status.is_final)
+    assert record.status == ActionStatus.SUCCEEDED
+    assert record.result is not None and record.result.success
+    assert "aws_vpc.main" in record.result.message
+    assert record.plan is not None and "2 resource(s)" in record.plan.summary
+
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    assert status.state == AgentState.RUNNING
+    assert status.counters.events_received == 1
+    assert status.counters.events_processed == 1
+    assert status.counters.actions_proposed == 1
+    assert status.pending_actions == []
+    assert status.success_rate == 1.0
+
+
+async def test_pause_holds_events_and_resume_processes_them(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.pause(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    for _ in range(3):
+        await aiops.send_event(config.id, event())
+    paused = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 3)
+    assert paused.counters.events_processed == 0
+    assert paused.queue_length == 3
+
+    await aiops.resume(config.id)
+    resumed = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    assert resumed.state == AgentState.RUNNING
+    assert resumed.queue_length == 0
+
+
+async def test_stop_drains_the_queue_then_stops(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    handle = await aiops.start_agent(config)
+    await aiops.pause(config.id)
+    await aiops.send_events(config.id, [event() for _ in range(5)])
+    await aiops.stop(config.id, reason="maintenance")
+    summary = await handle.result()
+    assert summary.state == AgentState.STOPPED
+    assert summary.unprocessed_events == []
+    status = await aiops.status(config.id)
+    assert status.state == AgentState.STOPPED
+    assert status.counters.events_processed == 5
+
+    with pytest.raises(AgentNotRunningError, match="no agent named"):
+        await aiops.pause("no-such-agent")
+
+
+async def test_unknown_type_fails_at_start_with_a_clear_error(aiops: AiopsClient, worker) -> None:
+    config = agent_config("no_such_type")
+    handle = await aiops.start_agent(config)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert "no agent type 'no_such_type' is registered" in str(failure.value.cause)
+    status = await aiops.status(config.id)
+    assert status.state == AgentState.FAILED
+    assert "no_such_type" in (status.failure or "")
+
+
+async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClient, worker) -> None:
+    config = agent_config("init_fails")
+    handle = await aiops.start_agent(config)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await handle.result()
+    assert "settings.endpoint is required" in str(failure.value.cause)

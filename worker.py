@@ -1,0 +1,123 @@
+"""The worker: serves every workflow and activity of the framework on one task queue.
+
+Run as many as you like on the same queue; each builds agent instances on
+demand, so no worker depends on having seen another's work. SIGTERM or SIGINT
+stops polling and lets running activities finish (up to the grace period).
+
+    python worker.py [--task-queue aiops-agents] [--agent-module my_pkg.agents ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Sequence
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.agent_activities import AgentActivities
+from agents.registry import MODULES_ENV_VAR, load_agent_modules
+from aiops.connection import connect
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_workflow import AgentWorkflow
+from workflows.ids import DEFAULT_TASK_QUEUE
+from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
+from workflows.search_attributes import REGISTER_COMMAND
+
+log = logging.getLogger("aiops.worker")
+
+WORKFLOWS = [AgentWorkflow, ActionWorkflow]
+
+
+def build_worker(
+    client: Client,
+    task_queue: str = DEFAULT_TASK_QUEUE,
+    activities: AgentActivities | None = None,
+    identity: str | None = None,
+    graceful_shutdown: timedelta = timedelta(seconds=30),
+) -> Worker:
+    activities = activities or AgentActivities()
+    return Worker(
+        client,
+        task_queue=task_queue,
+        workflows=WORKFLOWS,
+        activities=activities.all(),
+        identity=identity,
+        graceful_shutdown_timeout=graceful_shutdown,
+    )
+
+
+async def missing_search_attributes(client: Client) -> list[str]:
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    response = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=client.namespace)
+    )
+    known = set(response.custom_attributes)
+    return [key.name for key in SEARCH_ATTRIBUTES if key.name not in known]
+
+
+async def run(args: argparse.Namespace) -> int:
+    types = load_agent_modules(args.agent_module)
+    log.info("agent types available: %s", ", ".join(types))
+    identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
+    client = await connect(identity=identity)
+    missing = await missing_search_attributes(client)
+    if missing:
+        log.error(
+            "the namespace lacks the search attributes %s; register them with:\n  %s",
+            ", ".join(missing),
+            REGISTER_COMMAND,
+        )
+        return 2
+    worker = build_worker(client, args.task_queue, identity=identity)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info(
+            "worker %s polling task queue %r on %s (namespace %s)",
+            identity,
+            args.task_queue,
+            client.service_client.config.target_host,
+            client.namespace,
+        )
+        print(f"worker ready: task queue {args.task_queue}", flush=True)
+        await stop.wait()
+        log.info("shutting down: finishing running activities")
+    return 0
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run an AIOps agent worker.")
+    parser.add_argument(
+        "--task-queue",
+        default=os.environ.get("AIOPS_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+        help="task queue to poll (env AIOPS_TASK_QUEUE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--agent-module",
+        action="append",
+        default=[],
+        help=f"import this module to register its agents (repeatable; also env {MODULES_ENV_VAR})",
+    )
+    parser.add_argument("--identity", default=None, help="worker identity shown in Temporal")
+    parser.add_argument("--log-level", default=os.environ.get("AIOPS_LOG_LEVEL", "INFO"))
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    raise SystemExit(asyncio.run(run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Deterministic workflow code: the agent entity workflow and the action workflow."""

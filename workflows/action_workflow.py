@@ -1,0 +1,346 @@
+"""ActionWorkflow: one proposed action, from the policy's decision to its verified end.
+
+The agent workflow decides the policy and starts this workflow with it.
+Here the action is planned (dry run), waits for the approvals the decision
+demands (signals and the ``decide`` update share one check), escalates once
+on expiry and otherwise expires as rejected, then executes with the agent's
+retry policy, verifies, and compensates with rollback when verification fails.
+Every change is visible in ``status``, the Web UI details and the search
+attributes that make up the approval inbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
+    from activities.contracts import (
+        EXECUTE_ACTION,
+        NON_RETRYABLE_AGENT_ERRORS,
+        NOTIFY_ESCALATION,
+        PLAN_ACTION,
+        ROLLBACK_ACTION,
+        VERIFY_ACTION,
+        ActionCall,
+        EscalationNotice,
+        VerifyCall,
+    )
+    from agents.models import ActionResult, ExpiryAction, Plan
+    from agents.policy import Outcome
+    from workflows import search_attributes as sa
+    from workflows.action_details import approve_command, details_markdown
+    from workflows.action_state import (
+        ActionInput,
+        ActionOutcome,
+        ActionRecord,
+        ActionStatus,
+        ApprovalRecord,
+        ApprovalRequest,
+        DecisionRequest,
+        RefusedApproval,
+        StatusChange,
+    )
+    from workflows.agent_state import describe_validation_error
+    from workflows.approval_gate import approvals_count, refusal_reason
+
+HOOK_RETRY = RetryPolicy(
+    maximum_attempts=5,
+    initial_interval=timedelta(seconds=1),
+    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
+)
+
+
+@workflow.defn
+class ActionWorkflow:
+    @workflow.init
+    def __init__(self, input: ActionInput) -> None:
+        self._input = input
+        self._r = ActionRecord(
+            action=input.action,
+            event=input.event,
+            config_version=input.config.version,
+            decision=input.decision,
+        )
+        self._rejected = False
+        self._held = False
+
+    @workflow.run
+    async def run(self, input: ActionInput) -> ActionRecord:
+        r = self._r
+        self._r.approve_command = approve_command(workflow.info().workflow_id)
+        self._set_status(ActionStatus.PROPOSED, input.decision.reason)
+        if input.decision.outcome == Outcome.DENY:
+            return await self._finish(ActionStatus.DENIED, input.decision.reason)
+
+        self._set_status(ActionStatus.PLANNING)
+        try:
+            r.plan = await self._hook(
+                PLAN_ACTION, ActionCall(config=input.config, action=r.action), Plan | None
+            )
+        except ActivityError as err:
+            r.error = f"plan failed: {_cause(err)}"
+        r.plan_digest = plan_digest(r.plan)
+
+        if input.decision.outcome == Outcome.REQUIRE_APPROVAL:
+            final = await self._await_approval()
+            if final is not None:
+                return await self._finish(final, r.error or "")
+            self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)")
+
+        await workflow.wait_condition(lambda: not self._held)
+        return await self._execute_and_verify()
+
+    # ----- approval ------------------------------------------------------------
+
+    async def _await_approval(self) -> ActionStatus | None:
+        """Wait for the quorum; return the final status if it ends without one."""
+        r, decision, approval = self._r, self._input.decision, self._input.config.approval
+        self._set_status(ActionStatus.PENDING_APPROVAL, decision.reason)
+        await self._report_and_wait(ActionStatus.PENDING_APPROVAL)
+        timeout = decision.timeout_seconds or approval.rule_for(r.action.risk_level).timeout_seconds
+        if await self._wait_for_decision(timeout):
+            return ActionStatus.REJECTED if self._rejected else None
+        if approval.on_expiry == ExpiryAction.ESCALATE:
+            r.escalated = True
+            extension = approval.escalation_extension_seconds or timeout
+            await workflow.execute_activity(
+                NOTIFY_ESCALATION,
+                EscalationNotice(
+                    action_id=r.action.id,
+                    agent_id=r.action.agent_id,
+                    target=approval.escalation_target,
+                    message=(
+                        f"{r.action.risk_level.value} risk action waits for approval "
+                        f"({approvals_count(r)}/{decision.required_approvals}): "
+                        f"{r.action.description}. Approve with: {r.approve_command}"
+                    ),
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=10),
+            )
+            self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
+            if await self._wait_for_decision(extension):
+                return ActionStatus.REJECTED if self._rejected else None
+        r.error = "approval expired without a decision; nothing above low risk is ever approved by a timeout"
+        return ActionStatus.EXPIRED
+
+    async def _wait_for_decision(self, seconds: float) -> bool:
+        self._r.approval_deadline = workflow.now() + timedelta(seconds=seconds)
+        self._refresh_details()
+        try:
+            await workflow.wait_condition(self._decided, timeout=timedelta(seconds=seconds))
+            return True
+        except TimeoutError:
+            return False
+
+    def _decided(self) -> bool:
+        return self._rejected or approvals_count(self._r) >= self._input.decision.required_approvals
+
+    @workflow.signal
+    def approve(self, payload: Any) -> None:
+        self._take_signal(payload, approve=True)
+
+    @workflow.signal
+    def reject(self, payload: Any) -> None:
+        self._take_signal(payload, approve=False)
+
+    @workflow.update
+    def decide(self, request: DecisionRequest) -> ActionRecord:
+        self._apply(request, approve=request.approve, channel="update")
+        return self._r
+
+    @decide.validator
+    def _validate_decide(self, request: DecisionRequest) -> None:
+        reason = refusal_reason(self._r, self._input.config, request, request.approve)
+        if reason is not None:
+            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+
+    def _take_signal(self, payload: Any, approve: bool) -> None:
+        try:
+            request = ApprovalRequest.model_validate(payload)
+        except ValidationError as err:
+            self._refuse(str(payload)[:80], approve, "", "signal", describe_validation_error(err))
+            return
+        reason = refusal_reason(self._r, self._input.config, request, approve)
+        if reason is not None:
+            self._refuse(request.approver, approve, request.comment, "signal", reason)
+            return
+        self._apply(request, approve=approve, channel="signal")
+
+    def _apply(self, request: ApprovalRequest, approve: bool, channel: str) -> None:
+        self._r.approvals.append(
+            ApprovalRecord(
+                approver=request.approver,
+                approved=approve,
+                comment=request.comment,
+                at=workflow.now(),
+                channel=channel,
+                plan_digest=self._r.plan_digest,
+            )
+        )
+        if not approve:
+            self._rejected = True
+            self._r.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
+        self._refresh_details()
+
+    def _refuse(self, approver: str, approve: bool, comment: str, channel: str, reason: str) -> None:
+        self._r.refused.append(
+            RefusedApproval(
+                approver=approver,
+                approved=approve,
+                comment=comment,
+                at=workflow.now(),
+                channel=channel,
+                reason=reason,
+            )
+        )
+        workflow.logger.warning("refused %s from %s: %s", channel, approver, reason)
+        self._refresh_details()
+
+    # ----- hold while the agent is paused -------------------------------------
+
+    @workflow.signal
+    def hold(self) -> None:
+        self._held = True
+
+    @workflow.signal
+    def release(self) -> None:
+        self._held = False
+
+    @workflow.query
+    def status(self) -> ActionRecord:
+        return self._r
+
+    # ----- execution -----------------------------------------------------------
+
+    async def _execute_and_verify(self) -> ActionRecord:
+        r, config = self._r, self._input.config
+        retry = config.retry
+        self._set_status(ActionStatus.EXECUTING)
+        try:
+            r.result = await workflow.execute_activity(
+                EXECUTE_ACTION,
+                ActionCall(config=config, action=r.action, plan=r.plan),
+                result_type=ActionResult,
+                start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
+                heartbeat_timeout=timedelta(seconds=retry.heartbeat_timeout_seconds)
+                if retry.heartbeat_timeout_seconds
+                else None,
+                retry_policy=RetryPolicy(
+                    maximum_attempts=retry.maximum_attempts,
+                    initial_interval=timedelta(seconds=retry.initial_interval_seconds),
+                    backoff_coefficient=retry.backoff_coefficient,
+                    maximum_interval=timedelta(seconds=retry.maximum_interval_seconds),
+                    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
+                ),
+            )
+        except ActivityError as err:
+            return await self._finish(ActionStatus.FAILED, f"execution failed: {_cause(err)}")
+        if not r.result.success:
+            return await self._finish(
+                ActionStatus.FAILED, r.result.error or r.result.message or "the agent reported failure"
+            )
+        self._set_status(ActionStatus.SUCCEEDED, r.result.message)
+        try:
+            r.verified = await self._hook(
+                VERIFY_ACTION, VerifyCall(config=config, action=r.action, result=r.result), bool | None
+            )
+        except ActivityError as err:
+            r.error = f"verification could not run: {_cause(err)}"
+            r.verified = False
+        if r.verified is None:  # the agent has no verify hook
+            return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
+        self._set_status(ActionStatus.VERIFYING)
+        if r.verified:
+            return await self._finish(ActionStatus.VERIFIED, r.result.message)
+        try:
+            r.rollback_result = await self._hook(
+                ROLLBACK_ACTION, ActionCall(config=config, action=r.action, plan=r.plan), ActionResult | None
+            )
+        except ActivityError as err:
+            return await self._finish(
+                ActionStatus.FAILED, f"verification failed and rollback failed: {_cause(err)}"
+            )
+        if r.rollback_result is None:
+            return await self._finish(ActionStatus.FAILED, "verification failed; the agent has no rollback")
+        if not r.rollback_result.success:
+            return await self._finish(
+                ActionStatus.FAILED, f"verification failed; rollback failed: {r.rollback_result.message}"
+            )
+        return await self._finish(
+            ActionStatus.ROLLED_BACK, f"verification failed; rolled back: {r.rollback_result.message}"
+        )
+
+    async def _hook(self, name: str, arg: Any, result_type: Any) -> Any:
+        return await workflow.execute_activity(
+            name,
+            arg,
+            result_type=result_type,
+            start_to_close_timeout=timedelta(seconds=self._input.config.retry.start_to_close_timeout_seconds),
+            retry_policy=HOOK_RETRY,
+        )
+
+    async def _finish(self, status: ActionStatus, note: str) -> ActionRecord:
+        if status in (ActionStatus.FAILED, ActionStatus.DENIED) and not self._r.error:
+            self._r.error = note
+        self._set_status(status, note)
+        await self._report_and_wait(status)
+        return self._r
+
+    # ----- publishing ----------------------------------------------------------
+
+    def _set_status(self, status: ActionStatus, note: str = "") -> None:
+        r = self._r
+        r.status = status
+        r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
+        workflow.upsert_search_attributes(
+            [
+                sa.AGENT_ID.value_set(r.action.agent_id),
+                sa.AGENT_TYPE.value_set(self._input.config.type),
+                sa.ACTION_STATUS.value_set(status.search_value),
+                sa.RISK_LEVEL.value_set(r.action.risk_level.value),
+            ]
+        )
+        self._refresh_details()
+
+    def _refresh_details(self) -> None:
+        workflow.set_current_details(details_markdown(self._r, self._input.decision))
+
+    async def _report_and_wait(self, status: ActionStatus) -> None:
+        r = self._r
+        outcome = ActionOutcome(
+            action_id=r.action.id,
+            event_id=r.action.event_id or "",
+            status=status,
+            success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if status.is_final else None,
+            message=r.error or (r.result.message if r.result else ""),
+        )
+        try:
+            await workflow.get_external_workflow_handle(self._input.agent_workflow_id).signal(
+                "action_finished", outcome
+            )
+        except Exception as err:  # the agent may have stopped; the action's record stands
+            workflow.logger.info(
+                "could not report %s to %s: %s", status.value, self._input.agent_workflow_id, err
+            )
+
+
+def plan_digest(plan: Plan | None) -> str:
+    """A stable digest of the plan an approver saw (sha256 of its canonical JSON)."""
+    body = plan.model_dump_json() if plan is not None else "null"
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _cause(err: BaseException) -> str:
+    cause: BaseException | None = err
+    while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    return str(cause)

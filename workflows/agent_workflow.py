@@ -1,0 +1,371 @@
+"""AgentWorkflow: one long-running entity per agent, fed events by signal.
+
+Signal handlers only validate and queue; the main loop drains the queue in
+batches (one decision activity per batch, so a storm does not become a
+history explosion) and starts one ``ActionWorkflow`` per proposed action.
+Before the server's history limits it continues as new, carrying the whole
+state, queue and dedup window included, once every handler has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        DECIDE_EVENTS,
+        INITIALIZE_AGENT,
+        NON_RETRYABLE_AGENT_ERRORS,
+        STOP_AGENT,
+        AgentInitialized,
+        DecideEventsInput,
+        DecideEventsResult,
+        EventDecision,
+    )
+    from agents.models import AgentAction, SystemEvent
+    from agents.policy import Outcome, decide
+    from workflows import search_attributes as sa
+    from workflows.action_details import static_details, static_summary
+    from workflows.action_state import ActionInput, ActionOutcome, ActionStatus
+    from workflows.action_workflow import ActionWorkflow
+    from workflows.agent_state import (
+        Admission,
+        AgentRunState,
+        AgentRunSummary,
+        AgentState,
+        AgentStatus,
+        AgentWorkflowInput,
+        EventRejected,
+        PendingAction,
+        RecentProblem,
+        StopRequest,
+        admit,
+        parse_event,
+        policy_context,
+        record_outcome,
+        record_problem,
+        status_of,
+    )
+    from workflows.ids import action_workflow_id
+
+# Stay well under the server's 10,000 signals per run whatever the config says.
+SIGNALS_PER_RUN_CEILING = 8000
+INIT_RETRY = RetryPolicy(
+    maximum_attempts=5,
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
+)
+DECIDE_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=1),
+    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
+)
+MAX_DECIDE_BACKOFF_SECONDS = 60
+
+
+@workflow.defn
+class AgentWorkflow:
+    @workflow.init
+    def __init__(self, input: AgentWorkflowInput) -> None:
+        self._s: AgentRunState = input.carried or AgentRunState(config=input.config)
+        if input.carried is not None:
+            self._s.run_number += 1
+        self._seen: set[str] = set(self._s.seen_event_ids)
+        self._signals_this_run = 0
+        self._decide_failures = 0
+
+    # ----- main loop -----------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: AgentWorkflowInput) -> AgentRunSummary:
+        s = self._s
+        if s.state == AgentState.INITIALIZING:
+            await self._initialize()
+        self._publish_state()
+        while True:
+            await workflow.wait_condition(
+                lambda: self._has_work() or s.stop_request is not None or self._run_is_full()
+            )
+            if self._has_work():
+                await self._process_batch()
+            elif s.stop_request is not None:
+                break
+            if self._run_is_full() and s.stop_request is None:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(AgentWorkflowInput(config=s.config, carried=s))
+        return await self._stop()
+
+    async def _initialize(self) -> None:
+        s = self._s
+        s.started_at = workflow.now()
+        try:
+            info: AgentInitialized = await workflow.execute_activity(
+                INITIALIZE_AGENT,
+                s.config,
+                result_type=AgentInitialized,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=INIT_RETRY,
+            )
+        except ActivityError as err:
+            s.state = AgentState.FAILED
+            s.failure = _cause_message(err)
+            self._publish_state()
+            workflow.logger.error("agent %s failed to initialize: %s", s.config.id, s.failure)
+            raise ApplicationError(
+                f"agent {s.config.id} failed to initialize: {s.failure}",
+                type="AgentInitializationFailed",
+                non_retryable=True,
+            ) from err
+        s.subscribed_event_types = info.subscribed_event_types
+        s.state = AgentState.RUNNING
+
+    def _has_work(self) -> bool:
+        s = self._s
+        draining = s.stop_request is not None and s.stop_request.drain
+        return bool(s.queue) and (s.state == AgentState.RUNNING or draining)
+
+    def _run_is_full(self) -> bool:
+        limit = min(self._s.config.runtime.max_events_per_run, SIGNALS_PER_RUN_CEILING)
+        return workflow.info().is_continue_as_new_suggested() or self._signals_this_run >= limit
+
+    async def _process_batch(self) -> None:
+        s = self._s
+        batch = s.queue[: s.config.runtime.batch_size]
+        request = DecideEventsInput(config=s.config, events=batch)
+        try:
+            if s.config.runtime.local_decisions:
+                result = await workflow.execute_local_activity(
+                    DECIDE_EVENTS,
+                    request,
+                    result_type=DecideEventsResult,
+                    start_to_close_timeout=timedelta(seconds=s.config.runtime.decision_timeout_seconds),
+                    retry_policy=DECIDE_RETRY,
+                )
+            else:
+                result = await workflow.execute_activity(
+                    DECIDE_EVENTS,
+                    request,
+                    result_type=DecideEventsResult,
+                    start_to_close_timeout=timedelta(seconds=s.config.runtime.decision_timeout_seconds),
+                    retry_policy=DECIDE_RETRY,
+                )
+        except ActivityError as err:
+            # Keep the events queued: a broken decision step must not lose them.
+            self._decide_failures += 1
+            self._note_error(f"deciding {len(batch)} event(s) failed: {_cause_message(err)}")
+            backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
+            await workflow.sleep(timedelta(seconds=backoff))
+            return
+        self._decide_failures = 0
+        del s.queue[: len(batch)]
+        by_id = {e.id: e for e in batch}
+        starts = []
+        for decision in result.decisions:
+            s.counters.events_processed += 1
+            if decision.error is not None:
+                s.counters.decision_errors += 1
+                self._note_error(decision.error, decision.event_id)
+            elif decision.action is not None and decision.event_id in by_id:
+                starts.append(self._start_action(by_id[decision.event_id], decision))
+        if starts:
+            await asyncio.gather(*starts)
+
+    async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
+        s = self._s
+        assert decision.action is not None
+        action_id = action_workflow_id(s.config.id, event.id)
+        action: AgentAction = decision.action.model_copy(
+            update={
+                "id": action_id,
+                "agent_id": s.config.id,
+                "event_id": event.id,
+                "correlation_id": decision.action.correlation_id or event.correlation_id or event.id,
+                "requested_by": decision.action.requested_by or f"agent:{s.config.id}",
+            }
+        )
+        verdict = decide(s.config, action, policy_context(s, workflow.now()))
+        s.counters.actions_proposed += 1
+        s.pending_actions[action_id] = PendingAction(
+            action_id=action_id,
+            event_id=event.id,
+            status=ActionStatus.PROPOSED.value,
+            risk_level=action.risk_level,
+            description=action.description,
+            proposed_at=workflow.now(),
+        )
+        try:
+            await workflow.start_child_workflow(
+                ActionWorkflow.run,
+                ActionInput(
+                    action=action,
+                    event=event,
+                    config=s.config,
+                    agent_workflow_id=workflow.info().workflow_id,
+                    decision=verdict,
+                ),
+                id=action_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=static_summary(action),
+                static_details=static_details(action, event, verdict, action_id),
+            )
+        except WorkflowAlreadyStartedError:
+            s.pending_actions.pop(action_id, None)
+            s.counters.actions_proposed -= 1
+            s.counters.actions_duplicate += 1
+            workflow.logger.info("action %s already exists, not starting it again", action_id)
+            return
+        if verdict.outcome == Outcome.AUTO_EXECUTE:
+            s.auto_executions.append(workflow.now())
+
+    async def _stop(self) -> AgentRunSummary:
+        s = self._s
+        s.state = AgentState.STOPPING
+        self._publish_state()
+        try:
+            await workflow.execute_activity(
+                STOP_AGENT,
+                s.config,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RetryPolicy(maximum_attempts=3),
+            )
+        except ActivityError as err:
+            self._note_error(f"stop hook failed: {_cause_message(err)}")
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        s.state = AgentState.STOPPED
+        self._publish_state()
+        return AgentRunSummary(
+            agent_id=s.config.id,
+            state=s.state,
+            counters=s.counters,
+            unprocessed_events=list(s.queue),
+        )
+
+    # ----- messages ------------------------------------------------------------
+
+    @workflow.signal
+    def submit_event(self, payload: Any) -> None:
+        """One event as JSON; a malformed payload is rejected and counted, never fatal."""
+        self._signals_this_run += 1
+        self._take(payload)
+
+    @workflow.signal
+    def submit_events(self, payload: Any) -> None:
+        """A batch of events in one signal (a list, or ``{"events": [...]}``)."""
+        self._signals_this_run += 1
+        items = payload.get("events") if isinstance(payload, dict) else payload
+        if not isinstance(items, list):
+            self._reject('submit_events needs a JSON list of events or {"events": [...]}')
+            return
+        for item in items:
+            self._take(item)
+
+    @workflow.signal
+    async def pause(self) -> None:
+        """Stop taking events off the queue and hold approved actions not yet started."""
+        self._signals_this_run += 1
+        if self._s.state == AgentState.RUNNING:
+            self._s.state = AgentState.PAUSED
+            self._publish_state()
+            await self._tell_actions("hold")
+
+    @workflow.signal
+    async def resume(self) -> None:
+        self._signals_this_run += 1
+        if self._s.state == AgentState.PAUSED:
+            self._s.state = AgentState.RUNNING
+            self._publish_state()
+            await self._tell_actions("release")
+
+    @workflow.signal
+    def reset_circuit_breaker(self, payload: Any = None) -> None:
+        """A person closes the circuit breaker; automatic execution may resume."""
+        self._signals_this_run += 1
+        who = payload.get("by", "unknown") if isinstance(payload, dict) else str(payload or "unknown")
+        workflow.logger.info("circuit breaker of %s reset by %s", self._s.config.id, who)
+        self._s.circuit_open = False
+        self._s.consecutive_failures = 0
+
+    @workflow.signal
+    def stop(self, payload: Any = None) -> None:
+        self._signals_this_run += 1
+        try:
+            request = StopRequest.model_validate(payload or {})
+        except Exception:
+            request = StopRequest(reason=str(payload))
+        if self._s.stop_request is None:
+            self._s.stop_request = request
+
+    @workflow.signal
+    def action_finished(self, outcome: ActionOutcome) -> None:
+        """An action workflow reports a status change or its end."""
+        self._signals_this_run += 1
+        record_outcome(self._s, outcome)
+
+    @workflow.query
+    def status(self) -> AgentStatus:
+        return status_of(self._s)
+
+    @workflow.query
+    def pending_actions(self) -> list[PendingAction]:
+        return list(self._s.pending_actions.values())
+
+    # ----- helpers -------------------------------------------------------------
+
+    def _take(self, payload: Any) -> None:
+        try:
+            event = parse_event(payload, workflow.now())
+        except EventRejected as err:
+            self._reject(str(err))
+            return
+        outcome = admit(self._s, self._seen, event, workflow.now())
+        if outcome == Admission.DUPLICATE:
+            workflow.logger.debug("duplicate event %s ignored", event.id)
+
+    async def _tell_actions(self, signal: str) -> None:
+        async def tell(action_id: str) -> None:
+            try:
+                await workflow.get_external_workflow_handle(action_id).signal(signal)
+            except Exception as err:  # a finished action needs no hold
+                workflow.logger.debug("could not %s %s: %s", signal, action_id, err)
+
+        await asyncio.gather(*(tell(a) for a in list(self._s.pending_actions)))
+
+    def _reject(self, reason: str) -> None:
+        self._s.counters.events_rejected += 1
+        record_problem(self._s.recent_rejections, RecentProblem(at=workflow.now(), message=reason))
+        workflow.logger.warning("rejected event payload: %s", reason)
+
+    def _note_error(self, message: str, event_id: str | None = None) -> None:
+        record_problem(
+            self._s.recent_errors, RecentProblem(at=workflow.now(), message=message, event_id=event_id)
+        )
+        workflow.logger.warning("agent %s: %s", self._s.config.id, message)
+
+    def _publish_state(self) -> None:
+        s = self._s
+        workflow.upsert_search_attributes(
+            [
+                sa.AGENT_ID.value_set(s.config.id),
+                sa.AGENT_TYPE.value_set(s.config.type),
+                sa.AGENT_STATE.value_set(s.state.value),
+            ]
+        )
+        workflow.set_current_details(
+            f"**{s.config.name}** ({s.config.type}) is *{s.state.value}*; config version {s.config.version}"
+        )
+
+
+def _cause_message(err: BaseException) -> str:
+    cause = err.__cause__
+    while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
+        cause = cause.__cause__
+    return str(cause or err)
