@@ -117,7 +117,9 @@ class AiopsClient:
         )
 
     async def reset_circuit_breaker(self, agent_id: str, by: str) -> None:
-        await self._signal(self.agent_handle(agent_id), "reset_circuit_breaker", {"by": by}, agent_id=agent_id)
+        await self._signal(
+            self.agent_handle(agent_id), "reset_circuit_breaker", {"by": by}, agent_id=agent_id
+        )
 
     async def status(self, agent_id: str) -> AgentStatus:
         try:
@@ -156,7 +158,9 @@ class AiopsClient:
             query += f" AND AiopsAgentId = '{agent_id}'"
         return [w.id async for w in self.client.list_workflows(query)]
 
-    async def approve(self, action_id: str, approver: str, comment: str = "", plan_digest: str | None = None) -> ActionRecord:
+    async def approve(
+        self, action_id: str, approver: str, comment: str = "", plan_digest: str | None = None
+    ) -> ActionRecord:
         return await self._decide(action_id, True, approver, comment, plan_digest)
 
     async def reject(self, action_id: str, approver: str, comment: str = "") -> ActionRecord:
@@ -168,7 +172,9 @@ class AiopsClient:
         """Decide through the ``decide`` update, so a refusal comes back at once with its reason."""
         from temporalio.client import WorkflowUpdateFailedError
 
-        request = DecisionRequest(approve=approve, approver=approver, comment=comment, plan_digest=plan_digest)
+        request = DecisionRequest(
+            approve=approve, approver=approver, comment=comment, plan_digest=plan_digest
+        )
         try:
             return await self.action_handle(action_id).execute_update(
                 "decide", request, result_type=ActionRecord
@@ -209,4 +215,3 @@ class AiopsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
-

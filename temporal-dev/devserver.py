@@ -28,7 +28,13 @@ DB_FILE = DATA / "temporal.db"
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("AIOPS_TEMPORAL_UI_PORT", str(PORT + 1000)))
-SEARCH_ATTRIBUTES = ["AiopsAgentId", "AiopsAgentType", "AiopsAgentState", "AiopsActionStatus", "AiopsRiskLevel"]
+SEARCH_ATTRIBUTES = [
+    "AiopsAgentId",
+    "AiopsAgentType",
+    "AiopsAgentState",
+    "AiopsActionStatus",
+    "AiopsRiskLevel",
+]
 START_TIMEOUT_SECONDS = 60
 
 

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from agents import AgentConfig, SystemEvent
-from agents.models import Approver, ApprovalSettings
+from agents.models import ApprovalSettings, Approver
 
 T = TypeVar("T")
 
@@ -32,15 +32,19 @@ def team() -> ApprovalSettings:
 def event(event_type: str = "infrastructure_drift", **data: Any) -> SystemEvent:
     severity = data.pop("severity", "low")
     event_id = data.pop("id", None) or f"evt-{uuid.uuid4().hex[:12]}"
-    return SystemEvent(id=event_id, type=event_type, source=data.pop("source", "vpc-main"),
-                       severity=severity, data=data)
+    return SystemEvent(
+        id=event_id, type=event_type, source=data.pop("source", "vpc-main"), severity=severity, data=data
+    )
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], check: Callable[[T], bool], timeout: float = 30.0, interval: float = 0.1
+    probe: Callable[[], Awaitable[T]],
+    check: Callable[[T], bool],
+    within: float = 30.0,
+    interval: float = 0.1,
 ) -> T:
     """Poll ``probe`` until ``check`` holds; fail with the last value seen."""
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     last: T | None = None
     while True:
         try:
@@ -50,5 +54,5 @@ async def eventually(
         except Exception as err:  # the workflow may not be queryable yet
             last = err  # type: ignore[assignment]
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"condition not reached in {timeout}s; last value: {last!r}")
+            raise AssertionError(f"condition not reached in {within}s; last value: {last!r}")
         await asyncio.sleep(interval)

@@ -33,7 +33,6 @@ class AgentState(StrEnum):
 class Admission(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
-    FILTERED = "filtered"
     REJECTED = "rejected"
 
 
@@ -175,18 +174,28 @@ def remember(state: AgentRunState, seen: set[str], event_id: str) -> None:
 
 
 def admit(state: AgentRunState, seen: set[str], event: SystemEvent, now: datetime) -> Admission:
-    """Queue a valid event unless it is a duplicate or of an unsubscribed type."""
+    """Queue a valid event unless its id was seen within the dedup window."""
     state.counters.events_received += 1
     state.last_event_at = now
     if event.id in seen:
         state.counters.events_deduplicated += 1
         return Admission.DUPLICATE
     remember(state, seen, event.id)
-    if state.subscribed_event_types and event.type not in state.subscribed_event_types:
-        state.counters.events_filtered += 1
-        return Admission.FILTERED
     state.queue.append(event)
     return Admission.ACCEPTED
+
+
+def take_batch(state: AgentRunState) -> tuple[list[SystemEvent], list[SystemEvent]]:
+    """The next batch off the queue, split into subscribed events and filtered ones.
+
+    Filtering happens here, not at admission, because events may arrive before
+    initialization has told the workflow which types the agent subscribes to.
+    """
+    batch = state.queue[: state.config.runtime.batch_size]
+    wanted = set(state.subscribed_event_types)
+    subscribed = [e for e in batch if e.type in wanted]
+    filtered = [e for e in batch if e.type not in wanted]
+    return subscribed, filtered
 
 
 def record_problem(problems: list[RecentProblem], problem: RecentProblem) -> None:

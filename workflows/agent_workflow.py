@@ -51,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         record_outcome,
         record_problem,
         status_of,
+        take_batch,
     )
     from workflows.ids import action_workflow_id
 
@@ -79,6 +80,7 @@ class AgentWorkflow:
             self._s.run_number += 1
         self._seen: set[str] = set(self._s.seen_event_ids)
         self._signals_this_run = 0
+        self._events_this_run = 0
         self._decide_failures = 0
 
     # ----- main loop -----------------------------------------------------------
@@ -132,39 +134,30 @@ class AgentWorkflow:
         return bool(s.queue) and (s.state == AgentState.RUNNING or draining)
 
     def _run_is_full(self) -> bool:
-        limit = min(self._s.config.runtime.max_events_per_run, SIGNALS_PER_RUN_CEILING)
-        return workflow.info().is_continue_as_new_suggested() or self._signals_this_run >= limit
+        """Time to continue as new: the server suggests it, or this run took its share."""
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            or self._events_this_run >= self._s.config.runtime.max_events_per_run
+            or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
+        )
 
     async def _process_batch(self) -> None:
         s = self._s
-        batch = s.queue[: s.config.runtime.batch_size]
-        request = DecideEventsInput(config=s.config, events=batch)
-        try:
-            if s.config.runtime.local_decisions:
-                result = await workflow.execute_local_activity(
-                    DECIDE_EVENTS,
-                    request,
-                    result_type=DecideEventsResult,
-                    start_to_close_timeout=timedelta(seconds=s.config.runtime.decision_timeout_seconds),
-                    retry_policy=DECIDE_RETRY,
-                )
-            else:
-                result = await workflow.execute_activity(
-                    DECIDE_EVENTS,
-                    request,
-                    result_type=DecideEventsResult,
-                    start_to_close_timeout=timedelta(seconds=s.config.runtime.decision_timeout_seconds),
-                    retry_policy=DECIDE_RETRY,
-                )
-        except ActivityError as err:
-            # Keep the events queued: a broken decision step must not lose them.
-            self._decide_failures += 1
-            self._note_error(f"deciding {len(batch)} event(s) failed: {_cause_message(err)}")
-            backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
-            await workflow.sleep(timedelta(seconds=backoff))
-            return
+        batch, filtered = take_batch(s)
+        result = DecideEventsResult()
+        if batch:
+            try:
+                result = await self._decide(batch)
+            except ActivityError as err:
+                # Keep the events queued: a broken decision step must not lose them.
+                self._decide_failures += 1
+                self._note_error(f"deciding {len(batch)} event(s) failed: {_cause_message(err)}")
+                backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
+                await workflow.sleep(timedelta(seconds=backoff))
+                return
         self._decide_failures = 0
-        del s.queue[: len(batch)]
+        del s.queue[: len(batch) + len(filtered)]
+        s.counters.events_filtered += len(filtered)
         by_id = {e.id: e for e in batch}
         starts = []
         for decision in result.decisions:
@@ -176,6 +169,27 @@ class AgentWorkflow:
                 starts.append(self._start_action(by_id[decision.event_id], decision))
         if starts:
             await asyncio.gather(*starts)
+
+    async def _decide(self, batch: list[SystemEvent]) -> DecideEventsResult:
+        """One activity call decides the whole batch (local by default: fast, few history events)."""
+        runtime = self._s.config.runtime
+        request = DecideEventsInput(config=self._s.config, events=batch)
+        timeout = timedelta(seconds=runtime.decision_timeout_seconds)
+        if runtime.local_decisions:
+            return await workflow.execute_local_activity(
+                DECIDE_EVENTS,
+                request,
+                result_type=DecideEventsResult,
+                start_to_close_timeout=timeout,
+                retry_policy=DECIDE_RETRY,
+            )
+        return await workflow.execute_activity(
+            DECIDE_EVENTS,
+            request,
+            result_type=DecideEventsResult,
+            start_to_close_timeout=timeout,
+            retry_policy=DECIDE_RETRY,
+        )
 
     async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
         s = self._s
@@ -321,6 +335,7 @@ class AgentWorkflow:
     # ----- helpers -------------------------------------------------------------
 
     def _take(self, payload: Any) -> None:
+        self._events_this_run += 1
         try:
             event = parse_event(payload, workflow.now())
         except EventRejected as err:

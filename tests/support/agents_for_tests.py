@@ -88,7 +88,9 @@ class ScriptedAgent(BaseAgent):
         if p.get("sleep"):
             await asyncio.sleep(float(p["sleep"]))
         record("executed", action.id)
-        return ActionResult(success=True, message=f"ran {action.description}", data={"plan": p.get("approved_plan")})
+        return ActionResult(
+            success=True, message=f"ran {action.description}", data={"plan": p.get("approved_plan")}
+        )
 
     async def _verify_specific(self, action: AgentAction, result: ActionResult) -> bool:
         return action.parameters.get("verify", True) is True

@@ -1,0 +1,123 @@
+"""How events get in: dedup, subscription filtering, batches, and malformed payloads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from temporalio.client import WorkflowExecutionStatus
+
+from aiops.client import AiopsClient
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event, eventually
+from tests.support.agents_for_tests import LEDGER
+from workflows.agent_state import AgentState
+from workflows.ids import agent_workflow_id
+
+
+def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TEMPORAL_BIN, *args, "--address", address], capture_output=True, text=True, timeout=60
+    )
+
+
+async def test_duplicate_event_ids_are_processed_once(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    first = event(id="evt-dup-1")
+    for _ in range(3):
+        await aiops.send_event(config.id, first)
+    await aiops.send_events(config.id, [first, event(id="evt-dup-2"), event(id="evt-dup-2")])
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 6)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+    assert status.counters.events_deduplicated == 4
+    assert sorted(LEDGER["decided"]) == ["evt-dup-1", "evt-dup-2"]
+
+
+async def test_dedup_window_is_bounded(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder", runtime={"dedup_window": 3})
+    await aiops.start_agent(config)
+    ids = [f"w-{i}" for i in range(5)]
+    await aiops.send_events(config.id, [event(id=i) for i in ids])
+    await aiops.send_event(config.id, event(id="w-0"))  # forgotten: outside the window of 3
+    await aiops.send_event(config.id, event(id="w-4"))  # remembered
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 7)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 6)
+    assert status.counters.events_deduplicated == 1
+
+
+async def test_unsubscribed_event_types_are_filtered(aiops: AiopsClient, worker) -> None:
+    config = agent_config("example")  # subscribes to infrastructure_drift only
+    await aiops.start_agent(config)
+    await aiops.send_events(config.id, [event("alert"), event("health_check"), event("infrastructure_drift")])
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    assert status.counters.events_filtered == 2
+    assert status.counters.events_received == 3
+
+
+async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_going(
+    aiops: AiopsClient, worker, address: str
+) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    wf = agent_workflow_id(config.id)
+    bad_inputs = [
+        '{"nonsense": 1}',
+        '"just a string"',
+        '{"id": "e-bad-type", "type": "earthquake", "source": "x"}',
+        '{"id": "e-bad-sev", "type": "alert", "source": "x", "severity": "apocalyptic"}',
+        '{"type": "alert", "source": "x"}',
+    ]
+    for payload in bad_inputs:
+        result = temporal_cli(
+            address, "workflow", "signal", "--workflow-id", wf, "--name", "submit_event", "--input", payload
+        )
+        assert result.returncode == 0, result.stderr
+    good = {"id": "e-good", "type": "alert", "source": "api-gateway", "severity": "high"}
+    result = temporal_cli(
+        address,
+        "workflow",
+        "signal",
+        "--workflow-id",
+        wf,
+        "--name",
+        "submit_event",
+        "--input",
+        json.dumps(good),
+    )
+    assert result.returncode == 0, result.stderr
+
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    assert status.state == AgentState.RUNNING
+    assert status.counters.events_rejected == len(bad_inputs)
+    reasons = [r.message for r in status.recent_rejections]
+    assert any("id: field required" in r for r in reasons)
+    assert any("type: Input should be" in r for r in reasons)
+    assert any("severity: Input should be" in r for r in reasons)
+    assert any("must be a JSON object" in r for r in reasons)
+    assert LEDGER["decided"] == ["e-good"]
+    described = await aiops.client.get_workflow_handle(wf).describe()
+    assert described.status == WorkflowExecutionStatus.RUNNING
+
+
+async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    good = [event(), event()]
+    await aiops.send_events(config.id, [good[0], {"nonsense": True}, good[1], {"id": "x", "type": "alert"}])
+    await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal("submit_events", 42)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+    assert status.counters.events_rejected == 3
+    assert sorted(LEDGER["decided"]) == sorted(e.id for e in good)
+
+
+async def test_a_failing_decision_is_an_error_for_that_event_only(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    await aiops.send_events(config.id, [event(), event(boom=True), event(act=True)])
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    assert status.counters.events_processed == 3
+    assert status.counters.decision_errors == 1
+    assert "cannot decide" in status.recent_errors[-1].message
+    assert status.error_rate == 1 / 3

@@ -1,0 +1,39 @@
+"""Reaching an agent: signal-with-start starts it once, however many starters race."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiops.client import AiopsClient
+from tests.helpers import agent_config, event, eventually
+from workflows.ids import agent_workflow_id
+
+
+async def test_event_for_an_agent_that_is_not_running_starts_it(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.send_event(config.id, event(), config=config)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    assert status.agent_id == config.id
+
+
+async def test_racing_starters_make_one_agent(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    events = [event() for _ in range(10)]
+    await asyncio.gather(
+        *(aiops.send_event(config.id, e, config=config) for e in events),
+        *(aiops.start_agent(config) for _ in range(5)),
+    )
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 10)
+    assert status.run_number == 1
+    runs = [w async for w in aiops.client.list_workflows(f"WorkflowId = '{agent_workflow_id(config.id)}'")]
+    assert len(runs) == 1
+
+
+async def test_a_stopped_agent_is_started_again_by_the_next_event(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    handle = await aiops.start_agent(config)
+    await aiops.stop(config.id)
+    await handle.result()
+    await aiops.send_event(config.id, event(), config=config)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    assert status.state.value == "running"
