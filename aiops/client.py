@@ -6,11 +6,13 @@ Errors say what to do next.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from agents.models import AgentConfig, SystemEvent
@@ -152,6 +154,22 @@ class AiopsClient:
                 ) from err
             raise
 
+    async def wait_for_action(self, action_id: str, appear_within: float = 10.0) -> ActionRecord:
+        """Block until the action workflow has ended; return its final record.
+
+        The action may not exist yet when its event was only just sent, so a
+        missing action is awaited for ``appear_within`` seconds before it is an error.
+        """
+        handle = self.client.get_workflow_handle(action_id, result_type=ActionRecord)
+        deadline = asyncio.get_running_loop().time() + appear_within
+        while True:
+            try:
+                return await handle.result()
+            except RPCError as err:
+                if err.status != RPCStatusCode.NOT_FOUND or asyncio.get_running_loop().time() > deadline:
+                    raise ActionNotFoundError(f"no action {action_id!r}") from err
+                await asyncio.sleep(0.1)
+
     async def pending_approvals(self, agent_id: str | None = None) -> list[str]:
         query = "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'"
         if agent_id:
@@ -180,11 +198,16 @@ class AiopsClient:
                 "decide", request, result_type=ActionRecord
             )
         except WorkflowUpdateFailedError as err:
-            raise AiopsError(f"refused: {err.cause}") from err
+            cause = err.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise AiopsError(f"refused: {reason}") from err
         except RPCError as err:
-            if err.status == RPCStatusCode.NOT_FOUND:
-                raise ActionNotFoundError(f"no action {action_id!r} is waiting for a decision") from err
-            raise
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            record = await self.action(action_id)  # raises ActionNotFoundError if it never existed
+            raise AiopsError(
+                f"refused: action {action_id} is no longer pending approval (it is {record.status.value})"
+            ) from err
 
     async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
         """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""

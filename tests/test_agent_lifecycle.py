@@ -18,7 +18,7 @@ async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker
     await aiops.send_event(config.id, drift)
 
     action_id = aiops.action_id(config.id, drift.id)
-    record = await eventually(lambda: aiops.action(action_id), lambda r: r.status.is_final)
+    record = await aiops.wait_for_action(action_id)
     assert record.status == ActionStatus.SUCCEEDED
     assert record.result is not None and record.result.success
     assert "aws_vpc.main" in record.result.message

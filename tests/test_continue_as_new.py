@@ -10,7 +10,9 @@ from tests.support.agents_for_tests import LEDGER
 from workflows.ids import agent_workflow_id
 
 
-async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(aiops: AiopsClient, worker) -> None:
+async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
+    aiops: AiopsClient, worker
+) -> None:
     config = agent_config("recorder", runtime={"max_events_per_run": 40, "batch_size": 7})
     await aiops.start_agent(config)
     events = [event(act=(i % 10 == 0)) for i in range(300)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agents.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
 from agents.policy import PolicyDecision
@@ -63,6 +63,8 @@ class ActionInput(BaseModel):
 
 class ApprovalRequest(BaseModel):
     """An approve / reject decision as a person sends it (signal body or update argument)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     approver: str = Field(min_length=1)
     comment: str = ""

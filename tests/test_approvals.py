@@ -1,0 +1,169 @@
+"""Human approval through every channel: CLI signal, update, refusals, quorum, rejection, pause."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+
+import pytest
+
+from aiops.client import AiopsClient, AiopsError
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event, eventually, team
+from tests.support.agents_for_tests import LEDGER
+from workflows.action_state import ActionRecord, ActionStatus, ApprovalRequest
+
+
+async def pending_action(aiops: AiopsClient, agent_type: str = "scripted", risk: str = "high", **kw):
+    config = agent_config(agent_type, approval=team(), **kw)
+    await aiops.start_agent(config)
+    e = event("alert", risk=risk, requested_by=kw.pop("requested_by", None) or "dave")
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    record = await eventually(
+        lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+    return config, action_id, record
+
+
+async def final(aiops: AiopsClient, action_id: str) -> ActionRecord:
+    return await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+
+
+async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worker, address: str) -> None:
+    config, action_id, record = await pending_action(aiops)
+    assert record.decision is not None and "semi_auto runs up to low" in record.decision.reason
+    assert action_id in await aiops.pending_approvals(config.id)
+    assert "temporal workflow signal --workflow-id " + action_id in record.approve_command
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [TEMPORAL_BIN, "workflow", "signal", "--address", address, "--workflow-id", action_id,
+         "--name", "approve", "--input", json.dumps({"approver": "alice", "comment": "ok"})],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    done = await final(aiops, action_id)
+    assert done.status == ActionStatus.VERIFIED
+    assert [(a.approver, a.channel, a.comment) for a in done.approvals] == [("alice", "signal", "ok")]
+    assert [h.status for h in done.history][:4] == [
+        ActionStatus.PROPOSED, ActionStatus.PLANNING, ActionStatus.PENDING_APPROVAL, ActionStatus.APPROVED,
+    ]  # fmt: skip
+    assert LEDGER["executed"] == [action_id]
+    assert action_id not in await aiops.pending_approvals(config.id)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    assert status.pending_actions == []
+
+
+async def test_approve_by_update_returns_the_record(aiops: AiopsClient, worker) -> None:
+    _, action_id, _ = await pending_action(aiops)
+    record = await aiops.approve(action_id, "bob", "lgtm")
+    assert record.approvals[0].channel == "update"
+    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+
+
+@pytest.mark.parametrize(
+    ("approver", "risk", "message"),
+    [
+        ("mallory", "high", "unknown approver 'mallory'"),
+        ("oscar", "high", "needs one of the roles ['admin', 'sre']"),
+        ("dave", "high", "unknown approver"),
+    ],
+)
+async def test_update_refuses_at_once_with_the_reason(aiops: AiopsClient, worker, approver, risk, message):
+    _, action_id, _ = await pending_action(aiops, risk=risk)
+    with pytest.raises(AiopsError, match=re.escape(message)):
+        await aiops.approve(action_id, approver)
+    record = await aiops.action(action_id)
+    assert record.status == ActionStatus.PENDING_APPROVAL
+    assert record.approvals == []
+
+
+async def test_the_requester_may_not_approve_their_own_action(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval=team())
+    await aiops.start_agent(config)
+    e = event("alert", risk="high", requested_by="alice")
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    with pytest.raises(AiopsError, match="alice requested this action and may not approve it"):
+        await aiops.approve(action_id, "alice")
+    await aiops.approve(action_id, "bob")
+    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+
+
+async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker) -> None:
+    _, action_id, _ = await pending_action(aiops, risk="critical")
+    await aiops.approve(action_id, "alice")
+    with pytest.raises(AiopsError, match="alice has already approved this action"):
+        await aiops.approve(action_id, "alice")
+    await aiops.signal_approval(action_id, ApprovalRequest(approver="alice", comment="again"))
+    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)
+    assert record.status == ActionStatus.PENDING_APPROVAL
+    assert LEDGER["executed"] == []
+    await aiops.approve(action_id, "carol")
+    done = await final(aiops, action_id)
+    assert done.status == ActionStatus.VERIFIED
+    assert sorted(a.approver for a in done.approvals) == ["alice", "carol"]
+
+
+async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClient, worker) -> None:
+    _, action_id, _ = await pending_action(aiops)
+    await aiops.action_handle(action_id).signal("approve", {"approver": "mallory"})
+    await aiops.action_handle(action_id).signal("approve", {"aprover": "alice"})
+    await aiops.action_handle(action_id).signal("approve", {"approver": "oscar", "comment": "pls"})
+    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 3)
+    assert record.status == ActionStatus.PENDING_APPROVAL
+    reasons = [r.reason for r in record.refused]
+    assert "unknown approver 'mallory'" in reasons[0]
+    assert "aprover: Extra inputs are not permitted" in reasons[1]
+    assert "oscar may not approve high risk actions" in reasons[2]
+
+
+async def test_reject_ends_the_action_and_later_decisions_are_refused(aiops: AiopsClient, worker) -> None:
+    config, action_id, _ = await pending_action(aiops)
+    await aiops.reject(action_id, "bob", "not during the freeze")
+    done = await final(aiops, action_id)
+    assert done.status == ActionStatus.REJECTED
+    assert "not during the freeze" in (done.error or "")
+    assert LEDGER["executed"] == []
+    with pytest.raises(AiopsError, match="no longer pending approval"):
+        await aiops.approve(action_id, "alice")
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_rejected == 1)
+    assert status.pending_actions == []
+
+
+async def test_the_approval_binds_to_the_plan_digest_and_execution_gets_the_plan(aiops: AiopsClient, worker):
+    _, action_id, record = await pending_action(aiops)
+    assert record.plan is not None and record.plan_digest
+    with pytest.raises(AiopsError, match="the plan changed since it was reviewed"):
+        await aiops.approve(action_id, "alice", plan_digest="0" * 64)
+    await aiops.approve(action_id, "alice", plan_digest=record.plan_digest)
+    done = await final(aiops, action_id)
+    assert done.approvals[0].plan_digest == record.plan_digest
+    assert done.result is not None and done.result.data["plan"] == record.plan.model_dump()
+
+
+async def test_pausing_the_agent_holds_approved_actions(aiops: AiopsClient, worker) -> None:
+    config, action_id, _ = await pending_action(aiops)
+    await aiops.pause(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state.value == "paused")
+    await aiops.approve(action_id, "alice")
+    held = await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.APPROVED)
+    assert held.status == ActionStatus.APPROVED
+    assert LEDGER["executed"] == []
+    await aiops.resume(config.id)
+    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+
+
+async def test_denied_actions_never_wait_or_run(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval={**team().model_dump(), "deny_at_or_above": "high"})
+    await aiops.start_agent(config)
+    e = event("alert", risk="critical")
+    await aiops.send_event(config.id, e)
+    done = await final(aiops, aiops.action_id(config.id, e.id))
+    assert done.status == ActionStatus.DENIED
+    assert "denies actions of risk high or above" in (done.error or "")
+    assert LEDGER["attempt"] == []
