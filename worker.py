@@ -24,10 +24,10 @@ from temporalio.worker import Worker
 from activities.agent_activities import AgentActivities
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
+from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.ids import DEFAULT_TASK_QUEUE
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 from workflows.search_attributes import REGISTER_COMMAND
 
 log = logging.getLogger("aiops.worker")
@@ -53,21 +53,15 @@ def build_worker(
     )
 
 
-async def missing_search_attributes(client: Client) -> list[str]:
-    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-
-    response = await client.operator_service.list_search_attributes(
-        ListSearchAttributesRequest(namespace=client.namespace)
-    )
-    known = set(response.custom_attributes)
-    return [key.name for key in SEARCH_ATTRIBUTES if key.name not in known]
-
-
 async def run(args: argparse.Namespace) -> int:
     types = load_agent_modules(args.agent_module)
     log.info("agent types available: %s", ", ".join(types))
     identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
     client = await connect(identity=identity)
+    if args.register_search_attributes:
+        added = await ensure_search_attributes(client)
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
     missing = await missing_search_attributes(client)
     if missing:
         log.error(
@@ -109,6 +103,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"import this module to register its agents (repeatable; also env {MODULES_ENV_VAR})",
     )
     parser.add_argument("--identity", default=None, help="worker identity shown in Temporal")
+    parser.add_argument(
+        "--register-search-attributes",
+        action="store_true",
+        help="register the framework's search attributes on the namespace if missing",
+    )
     parser.add_argument("--log-level", default=os.environ.get("AIOPS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)
 

@@ -129,7 +129,7 @@ class ActionWorkflow:
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
             if await self._wait_for_decision(extension):
                 return ActionStatus.REJECTED if self._rejected else None
-        r.error = "approval expired without a decision; nothing above low risk is ever approved by a timeout"
+        r.error = "approval expired without a decision; a timeout never approves an action"
         return ActionStatus.EXPIRED
 
     async def _wait_for_decision(self, seconds: float) -> bool:

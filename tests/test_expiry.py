@@ -1,0 +1,118 @@
+"""Approval expiry on the time-skipping test server: escalate once, then expire as rejected.
+
+Hours of approval timeout pass in moments; nothing above low risk is ever
+approved by a timeout.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.agent_activities import AgentActivities
+from agents.models import ApprovalRule, RiskLevel
+from aiops.client import AiopsClient
+from aiops.namespace_setup import ensure_search_attributes
+from tests.helpers import agent_config, event, eventually, team
+from tests.support.agents_for_tests import LEDGER
+from worker import build_worker
+from workflows.action_state import ActionStatus
+
+TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def skipping(skipping_env: WorkflowEnvironment) -> AsyncIterator[AiopsClient]:
+    LEDGER.clear()
+    task_queue = f"tq-{uuid.uuid4()}"
+    async with build_worker(skipping_env.client, task_queue, AgentActivities()):
+        yield AiopsClient(skipping_env.client, task_queue)
+
+
+async def pending(client: AiopsClient, action_id: str):
+    return await eventually(
+        lambda: client.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+
+
+async def test_unanswered_approval_escalates_once_then_expires(
+    skipping: AiopsClient, skipping_env: WorkflowEnvironment, caplog
+) -> None:
+    approval = team()
+    approval.rules[RiskLevel.HIGH] = ApprovalRule(roles=["sre"], timeout_seconds=4 * 3600)
+    config = agent_config("scripted", approval=approval)
+    await skipping.start_agent(config)
+    e = event("alert", risk="high")
+    await skipping.send_event(config.id, e)
+    action_id = skipping.action_id(config.id, e.id)
+    await pending(skipping, action_id)
+    await skipping_env.sleep(4 * 3600 - 60)
+    assert (await skipping.action(action_id)).escalated is False
+    await skipping_env.sleep(4 * 3600 + 120)
+    record = await skipping.wait_for_action(action_id)
+    assert record.status == ActionStatus.EXPIRED
+    assert record.escalated is True
+    assert record.approvals == []
+    assert "a timeout never approves an action" in (record.error or "")
+    assert LEDGER["attempt"] == []
+    waited = record.history[-1].at - next(
+        h.at for h in record.history if h.status == ActionStatus.PENDING_APPROVAL
+    )
+    assert waited.total_seconds() >= 8 * 3600, "timeout plus one extension of the same length"
+    assert any("ESCALATION to on-call" in r.getMessage() for r in caplog.records)
+
+
+async def test_expiry_without_escalation_rejects_at_the_first_deadline(
+    skipping: AiopsClient, skipping_env: WorkflowEnvironment
+) -> None:
+    approval = team().model_copy(update={"on_expiry": "reject"})
+    config = agent_config("scripted", approval=approval)
+    await skipping.start_agent(config)
+    e = event("alert", risk="critical")
+    await skipping.send_event(config.id, e)
+    action_id = skipping.action_id(config.id, e.id)
+    await pending(skipping, action_id)
+    await skipping_env.sleep(3600 + 60)  # the default critical timeout is one hour
+    record = await skipping.wait_for_action(action_id)
+    assert record.status == ActionStatus.EXPIRED
+    assert record.escalated is False
+
+
+async def test_an_approval_after_escalation_still_counts(
+    skipping: AiopsClient, skipping_env: WorkflowEnvironment
+) -> None:
+    approval = team()
+    approval.rules[RiskLevel.MEDIUM] = ApprovalRule(roles=["sre"], timeout_seconds=3600)
+    config = agent_config("scripted", approval=approval)
+    await skipping.start_agent(config)
+    e = event("alert", risk="medium")
+    await skipping.send_event(config.id, e)
+    action_id = skipping.action_id(config.id, e.id)
+    record = await eventually(
+        lambda: skipping.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+    assert record.escalated is False
+    await skipping_env.sleep(3600 + 60)  # past the first deadline, inside the extension
+    record = await eventually(lambda: skipping.action(action_id), lambda r: r.escalated)
+    assert record.status == ActionStatus.PENDING_APPROVAL
+    await skipping.approve(action_id, "alice", "saw the escalation")
+    done = await skipping.wait_for_action(action_id)
+    assert done.status == ActionStatus.VERIFIED
