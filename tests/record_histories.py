@@ -1,0 +1,120 @@
+"""Record the workflow histories the replay test checks: ``python -m tests.record_histories``.
+
+Run it after a deliberate, versioned change to workflow code (with
+``workflow.patched`` guarding the old path), so the new histories join the old
+ones; never regenerate old files to make a failing replay pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.client import WorkflowFailureError
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import tests.support.agents_for_tests  # noqa: F401
+from activities.agent_activities import AgentActivities
+from agents.registry import load_agent_modules
+from aiops.client import AiopsClient
+from tests.helpers import agent_config, event, eventually, team
+from worker import build_worker
+from workflows.action_state import ActionStatus
+from workflows.ids import agent_workflow_id
+from workflows.search_attributes import ALL
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def save(aiops: AiopsClient, name: str, workflow_id: str, run_id: str | None = None) -> None:
+    history = await aiops.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    print(f"recorded {name} ({len(history.events)} events)")
+
+
+async def record(aiops: AiopsClient) -> None:
+    # An agent's whole life: events with and without actions, filtering, duplicates, junk, pause, stop.
+    config = agent_config("recorder", id="replay-agent")
+    handle = await aiops.start_agent(config)
+    drift = event(act=True, id="r-1")
+    await aiops.send_events(config.id, [drift, event("health_check", id="r-2"), drift, {"nonsense": 1}])
+    await aiops.wait_for_action(aiops.action_id(config.id, drift.id))
+    await aiops.pause(config.id)
+    await aiops.send_event(config.id, event(id="r-3", boom=True))
+    await aiops.resume(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+    await aiops.stop(config.id, reason="recorded")
+    await handle.result()
+    await save(aiops, "agent_lifecycle", agent_workflow_id(config.id))
+
+    # A run that ends in continue-as-new.
+    config = agent_config("recorder", id="replay-can", runtime={"max_events_per_run": 3})
+    first = await aiops.start_agent(config)
+    for i in range(6):
+        await aiops.send_event(config.id, event(id=f"c-{i}"))
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 6)
+    await save(aiops, "agent_continue_as_new", agent_workflow_id(config.id), first.first_execution_run_id)
+
+    # Actions: automatic, approved by signal after a refusal, approved by update, rejected, rolled back.
+    config = agent_config("scripted", id="replay-actions", approval=team())
+    await aiops.start_agent(config)
+    auto, signalled, updated, rejected, rolled = (
+        event("alert", id="a-auto", risk="low"),
+        event("alert", id="a-signal", risk="high"),
+        event("alert", id="a-update", risk="critical"),
+        event("alert", id="a-reject", risk="medium"),
+        event("alert", id="a-rollback", risk="low", verify=False),
+    )
+    await aiops.send_events(config.id, [auto, signalled, updated, rejected, rolled])
+    ids = {e.id: aiops.action_id(config.id, e.id) for e in (auto, signalled, updated, rejected, rolled)}
+    for key in ("a-signal", "a-update", "a-reject"):
+        await eventually(
+            lambda k=key: aiops.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+        )
+    await aiops.action_handle(ids["a-signal"]).signal("approve", {"approver": "mallory"})
+    await aiops.action_handle(ids["a-signal"]).signal("approve", {"approver": "alice", "comment": "ok"})
+    await aiops.approve(ids["a-update"], "alice")
+    await aiops.approve(ids["a-update"], "carol")
+    await aiops.reject(ids["a-reject"], "bob", "no")
+    for name, key in [
+        ("action_auto", "a-auto"),
+        ("action_signal_approval", "a-signal"),
+        ("action_update_quorum", "a-update"),
+        ("action_rejected", "a-reject"),
+        ("action_rolled_back", "a-rollback"),
+    ]:
+        await aiops.wait_for_action(ids[key])
+        await save(aiops, name, ids[key])
+
+    # An agent whose initialization fails for good.
+    config = agent_config("no_such_type", id="replay-failed")
+    failed = await aiops.start_agent(config)
+    try:
+        await failed.result()
+    except WorkflowFailureError:
+        pass
+    await save(aiops, "agent_failed_init", agent_workflow_id(config.id))
+
+
+async def main() -> int:
+    load_agent_modules()
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        data_converter=pydantic_data_converter,
+        search_attributes=ALL,
+    )
+    try:
+        task_queue = f"record-{uuid.uuid4()}"
+        async with build_worker(env.client, task_queue, AgentActivities()):
+            await record(AiopsClient(env.client, task_queue))
+    finally:
+        await env.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

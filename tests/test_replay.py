@@ -1,0 +1,66 @@
+"""Replay recorded histories against today's workflow code: a non-deterministic change fails here.
+
+The histories in ``tests/histories`` were recorded by ``python -m tests.record_histories``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+from workflows.action_state import ActionInput, ActionRecord
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_workflow import AgentWorkflow
+
+HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
+
+
+def load(path: Path) -> WorkflowHistory:
+    data = json.loads(path.read_text())
+    workflow_id = next(
+        e["workflowExecutionStartedEventAttributes"].get("workflowId", path.stem)
+        for e in data["events"]
+        if "workflowExecutionStartedEventAttributes" in e
+    )
+    return WorkflowHistory.from_json(workflow_id, data)
+
+
+def test_histories_are_present() -> None:
+    names = {p.stem for p in HISTORIES}
+    assert {
+        "agent_lifecycle",
+        "agent_continue_as_new",
+        "action_signal_approval",
+        "action_rolled_back",
+    } <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_recorded_history_replays(path: Path) -> None:
+    replayer = Replayer(workflows=[AgentWorkflow, ActionWorkflow], data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(load(path))
+
+
+@workflow.defn(name="ActionWorkflow")
+class ActionWorkflowThatSkipsPlanning:
+    """A careless change: the plan step removed without ``workflow.patched``."""
+
+    @workflow.run
+    async def run(self, input: ActionInput) -> ActionRecord:
+        await workflow.execute_activity("execute_action", input, start_to_close_timeout=timedelta(seconds=5))
+        raise AssertionError("unreachable in replay")
+
+
+async def test_the_replay_test_catches_a_non_deterministic_change() -> None:
+    replayer = Replayer(workflows=[ActionWorkflowThatSkipsPlanning], data_converter=pydantic_data_converter)
+    history = load(next(p for p in HISTORIES if p.stem == "action_auto"))
+    with pytest.raises(NondeterminismError):
+        await replayer.replay_workflow(history)
