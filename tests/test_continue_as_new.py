@@ -13,7 +13,7 @@ from workflows.ids import agent_workflow_id
 async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
     aiops: AiopsClient, worker
 ) -> None:
-    config = agent_config("recorder", runtime={"max_events_per_run": 40, "batch_size": 7})
+    config = agent_config("recorder", runtime={"max_events_per_run": 25, "batch_size": 7})
     await aiops.start_agent(config)
     events = [event(act=(i % 10 == 0)) for i in range(300)]
     duplicates = events[::15]  # redelivered while the burst is still arriving

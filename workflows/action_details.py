@@ -58,6 +58,8 @@ def details_markdown(record: ActionRecord, decision: PolicyDecision) -> str:
             f"**decide before**: {record.approval_deadline.isoformat()}"
             + (" (escalated)" if record.escalated else "")
         )
+    if record.held:
+        lines.append("**held**: the agent is paused; execution waits until it resumes")
     if record.plan is not None:
         lines += ["", f"**plan** (digest `{(record.plan_digest or '')[:12]}`): {record.plan.summary}"]
         lines += [f"    {change}" for change in record.plan.changes[:20]]

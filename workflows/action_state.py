@@ -113,6 +113,7 @@ class ActionRecord(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     refused: list[RefusedApproval] = Field(default_factory=list)
     escalated: bool = False
+    held: bool = False
     approval_deadline: datetime | None = None
     result: ActionResult | None = None
     verified: bool | None = None

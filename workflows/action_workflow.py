@@ -70,7 +70,6 @@ class ActionWorkflow:
             decision=input.decision,
         )
         self._rejected = False
-        self._held = False
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -95,7 +94,7 @@ class ActionWorkflow:
                 return await self._finish(final, r.error or "")
             self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)")
 
-        await workflow.wait_condition(lambda: not self._held)
+        await workflow.wait_condition(lambda: not self._r.held)
         return await self._execute_and_verify()
 
     # ----- approval ------------------------------------------------------------
@@ -209,11 +208,14 @@ class ActionWorkflow:
 
     @workflow.signal
     def hold(self) -> None:
-        self._held = True
+        """The agent is paused: do not start executing until released."""
+        self._r.held = True
+        self._refresh_details()
 
     @workflow.signal
     def release(self) -> None:
-        self._held = False
+        self._r.held = False
+        self._refresh_details()
 
     @workflow.query
     def status(self) -> ActionRecord:
@@ -299,6 +301,8 @@ class ActionWorkflow:
 
     def _set_status(self, status: ActionStatus, note: str = "") -> None:
         r = self._r
+        if r.history and r.status == status:
+            return  # already there (e.g. succeeded, and the agent has no verify hook)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
         workflow.upsert_search_attributes(

@@ -20,7 +20,12 @@ def refusal_reason(
         return f"action {record.action.id} is no longer pending approval (it is {record.status.value})"
     approver = config.approval.approver(request.approver)
     if approver is None:
-        known = ", ".join(a.name for a in config.approval.approvers) or "none configured"
+        if not config.approval.approvers:
+            return (
+                f"unknown approver {request.approver!r}: this agent has no approvers; "
+                "add them under approval.approvers in its config"
+            )
+        known = ", ".join(a.name for a in config.approval.approvers)
         return f"unknown approver {request.approver!r} (known approvers: {known})"
     decision: PolicyDecision | None = record.decision
     allowed = set(decision.allowed_roles if decision else [])

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The whole test suite: set up, lint, then pytest against real servers it starts itself.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k approvals).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Stop the local dev stack and any demo worker; the data in temporal-dev/.data stays.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pidfile=temporal-dev/.data/worker.pid
+if [ -f "$pidfile" ]; then
+  kill "$(cat "$pidfile")" 2>/dev/null && echo "demo worker stopped" || true
+  rm -f "$pidfile"
+fi
+PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
+exec "$PY" temporal-dev/devserver.py stop
