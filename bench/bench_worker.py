@@ -1,4 +1,4 @@
-"""A worker process for the benchmarks: the framework's workflows plus the no-op sink.
+"""A worker process for the benchmarks: the framework's workflows plus the raw-ceiling workflows.
 
 The load generator runs in another process, as clients and workers do in production.
 """
@@ -18,17 +18,18 @@ from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.connection import connect
 from bench.noop_workflow import NoOpSink
+from bench.probe_workflow import SignalToActivityProbe, probe_started
 from worker import WORKFLOWS
 
 
 async def main(task_queue: str) -> None:
-    load_agent_modules(["bench.observer_agent"])
+    load_agent_modules(["bench.observer_agent", "bench.latency_agent"])
     client = await connect()
     async with Worker(
         client,
         task_queue=task_queue,
-        workflows=[*WORKFLOWS, NoOpSink],
-        activities=AgentActivities().all(),
+        workflows=[*WORKFLOWS, NoOpSink, SignalToActivityProbe],
+        activities=[*AgentActivities().all(), probe_started],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
     ):
         print("bench worker ready", flush=True)

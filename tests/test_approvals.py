@@ -170,3 +170,16 @@ async def test_denied_actions_never_wait_or_run(aiops: AiopsClient, worker) -> N
     assert done.status == ActionStatus.DENIED
     assert "denies actions of risk high or above" in (done.error or "")
     assert LEDGER["attempt"] == []
+
+
+async def test_the_web_ui_gets_a_summary_details_and_current_details(aiops: AiopsClient, worker) -> None:
+    _, action_id, record = await pending_action(aiops)
+    description = await aiops.action_handle(action_id).describe()
+    summary = await description.static_summary()
+    details = await description.static_details()
+    assert summary is not None and summary == "[high] run_command on vpc-main: handle for vpc-main"
+    assert details is not None and "**policy**: require_approval" in details
+    assert f"temporal workflow signal --workflow-id {action_id} --name approve" in details
+    metadata = await aiops.action_handle(action_id).query("__temporal_workflow_metadata")
+    current = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
+    assert "pending_approval" in current and record.plan is not None and record.plan.summary in current

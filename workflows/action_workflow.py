@@ -92,7 +92,9 @@ class ActionWorkflow:
             final = await self._await_approval()
             if final is not None:
                 return await self._finish(final, r.error or "")
-            self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)")
+            # Approved and not held goes straight on to executing in this same workflow task,
+            # so only the executing status is published to the search attributes.
+            self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)", publish=self._r.held)
 
         await workflow.wait_condition(lambda: not self._r.held)
         return await self._execute_and_verify()
@@ -299,12 +301,14 @@ class ActionWorkflow:
 
     # ----- publishing ----------------------------------------------------------
 
-    def _set_status(self, status: ActionStatus, note: str = "") -> None:
+    def _set_status(self, status: ActionStatus, note: str = "", publish: bool = True) -> None:
         r = self._r
         if r.history and r.status == status:
             return  # already there (e.g. succeeded, and the agent has no verify hook)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
+        if not publish:
+            return
         workflow.upsert_search_attributes(
             [
                 sa.AGENT_ID.value_set(r.action.agent_id),

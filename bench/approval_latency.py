@@ -1,0 +1,124 @@
+"""Latency from an approval signal to the start of the execute activity, beside the raw latency.
+
+    python bench/approval_latency.py [--samples 50] [--in-memory]
+
+For each sample an action waits in approval; the clock starts when the client sends
+the ``approve`` signal and stops when the agent's execute hook begins (its result
+carries ``time.time()``). Raw: a bare workflow that starts one activity on a signal,
+measured the same way on the same server in the same run, samples interleaved.
+Target: p50 ratio <= 1.2. The worker runs in its own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.models import ApprovalSettings, Approver
+from aiops.client import AiopsClient
+from bench.probe_workflow import SignalToActivityProbe
+from tests.helpers import agent_config
+from workflows.action_state import ActionStatus
+from workflows.search_attributes import ALL
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
+    event_id = f"e-{uuid.uuid4().hex}"
+    await aiops.send_event(agent_id, {"id": event_id, "type": "alert", "source": "web-1"}, config=config)
+    action_id = aiops.action_id(agent_id, event_id)
+    while True:
+        try:
+            if (await aiops.action(action_id)).status == ActionStatus.PENDING_APPROVAL:
+                break
+        except Exception:
+            pass
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
+    sent = time.time()
+    await aiops.action_handle(action_id).signal("approve", {"approver": "alice", "comment": "bench"})
+    record = await aiops.wait_for_action(action_id)
+    assert record.result is not None
+    return record.result.data["started_at"] - sent
+
+
+async def raw_sample(client: Client, task_queue: str) -> float:
+    handle = await client.start_workflow(
+        SignalToActivityProbe.run, id=f"probe-{uuid.uuid4()}", task_queue=task_queue
+    )
+    await asyncio.sleep(0.2)
+    sent = time.time()
+    await handle.signal(SignalToActivityProbe.approve, {"approver": "alice"})
+    return await handle.result() - sent
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--samples", type=int, default=50)
+    parser.add_argument("--in-memory", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        env = await WorkflowEnvironment.start_local(
+            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+            dev_server_database_filename=None if args.in_memory else str(Path(tmp) / "bench.db"),
+            data_converter=pydantic_data_converter,
+            search_attributes=ALL,
+        )
+        task_queue = f"bench-{uuid.uuid4()}"
+        worker = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "bench_worker.py"), task_queue],
+            env={**os.environ, "TEMPORAL_ADDRESS": env.client.service_client.config.target_host},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert worker.stdout is not None
+            worker.stdout.readline()
+            aiops = AiopsClient(env.client, task_queue)
+            config = agent_config(
+                "bench_approval", approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])])
+            )
+            await approval_sample(aiops, config.id, config)  # warm-up
+            await raw_sample(env.client, task_queue)
+            approval, raw = [], []
+            print(f"{args.samples} samples each, interleaved ...", flush=True)
+            for _ in range(args.samples):
+                approval.append(await approval_sample(aiops, config.id, config))
+                raw.append(await raw_sample(env.client, task_queue))
+            for name, values in (("approval", approval), ("raw", raw)):
+                print(
+                    f"{name:<9} p50 {statistics.median(values) * 1000:6.1f} ms   "
+                    f"p99 {percentile(values, 0.99) * 1000:6.1f} ms"
+                )
+            ratio = statistics.median(approval) / statistics.median(raw)
+            verdict = "meets" if ratio <= 1.2 else "MISSES"
+            p99_ratio = percentile(approval, 0.99) / percentile(raw, 0.99)
+            print(f"ratio     p50 {ratio:.2f} ({verdict} 1.2)   p99 {p99_ratio:.2f}")
+        finally:
+            worker.terminate()
+            worker.wait()
+            await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

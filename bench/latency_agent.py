@@ -1,0 +1,31 @@
+"""The approval benchmark's agent: every action needs approval; execution reports when it began."""
+
+from __future__ import annotations
+
+import time
+
+from agents import (
+    ActionResult,
+    ActionType,
+    AgentAction,
+    BaseAgent,
+    EventType,
+    RiskLevel,
+    SystemEvent,
+    register_agent,
+)
+
+
+@register_agent("bench_approval")
+class ApprovalLatencyAgent(BaseAgent):
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        return AgentAction(
+            id="-", agent_id=self.agent_id, type=ActionType.RESTART_SERVICE,
+            description=f"restart {event.source}", target_resources=[event.source], risk_level=RiskLevel.HIGH,
+        )  # fmt: skip
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        return ActionResult(success=True, data={"started_at": time.time()})
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT]

@@ -1,0 +1,87 @@
+"""The worker process: environment configuration, graceful shutdown, and refusing a bare namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from aiops.client import AiopsClient
+from aiops.connection import connect_settings
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event, eventually
+from tests.support.processes import ROOT, worker_process
+from workflows.action_state import ActionStatus
+
+
+def test_settings_come_from_the_same_environment_as_the_temporal_cli(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("TEMPORAL_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert connect_settings()["target_host"] == "localhost:7233"
+
+    monkeypatch.setenv("TEMPORAL_ADDRESS", "temporal.example:7233")
+    monkeypatch.setenv("TEMPORAL_NAMESPACE", "prod")
+    monkeypatch.setenv("TEMPORAL_API_KEY", "secret-key")
+    settings = connect_settings()
+    assert (settings["target_host"], settings["namespace"], settings["api_key"]) == (
+        "temporal.example:7233", "prod", "secret-key",
+    )  # fmt: skip
+    assert settings["tls"] is True, "an API key implies TLS, as for the temporal CLI"
+
+    profile = tmp_path / "temporal.toml"
+    profile.write_text('[profile.cloud]\naddress = "ns.acct.tmprl.cloud:7233"\nnamespace = "ns.acct"\n')
+    for name in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(profile))
+    monkeypatch.setenv("TEMPORAL_PROFILE", "cloud")
+    settings = connect_settings()
+    assert (settings["target_host"], settings["namespace"]) == ("ns.acct.tmprl.cloud:7233", "ns.acct")
+    assert connect_settings(address="127.0.0.1:1")["target_host"] == "127.0.0.1:1"
+
+
+async def test_sigterm_lets_the_running_action_finish(
+    aiops: AiopsClient, address: str, task_queue: str
+) -> None:
+    config = agent_config("scripted")
+    e = event("alert", risk="low", sleep=2)
+    action_id = aiops.action_id(config.id, e.id)
+    with worker_process(address, task_queue, "graceful") as process:
+        await aiops.send_event(config.id, e, config=config)
+        await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
+        await asyncio.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(process.wait, 60)
+    assert code == 0
+    history = [h async for h in aiops.action_handle(action_id).fetch_history_events()]
+    completed = [h for h in history if h.HasField("activity_task_completed_event_attributes")]
+    failed = [h for h in history if h.HasField("activity_task_failed_event_attributes")]
+    assert len(completed) >= 2 and not failed, "plan and execute both completed on the stopping worker"
+
+
+async def test_worker_refuses_a_namespace_without_the_search_attributes(address: str) -> None:
+    created = await asyncio.to_thread(
+        subprocess.run,
+        [TEMPORAL_BIN, "operator", "namespace", "create", "--namespace", "bare", "--address", address],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert created.returncode == 0 or "already" in created.stderr.lower(), created.stderr
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "worker.py"],
+        cwd=ROOT,
+        env={**os.environ, "TEMPORAL_ADDRESS": address, "TEMPORAL_NAMESPACE": "bare",
+             "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "lacks the search attributes" in result.stderr
+    assert "temporal operator search-attribute create --name AiopsAgentId --type Keyword" in result.stderr
