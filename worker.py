@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -42,7 +43,7 @@ def build_worker(
     identity: str | None = None,
     graceful_shutdown: timedelta = timedelta(seconds=30),
 ) -> Worker:
-    activities = activities or AgentActivities()
+    activities = activities or AgentActivities(client=client)
     return Worker(
         client,
         task_queue=task_queue,
@@ -115,7 +116,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    raise SystemExit(asyncio.run(run(args)))
+    code = asyncio.run(run(args))
+    # The worker has shut down cleanly. Leave without interpreter finalization, during which the
+    # SDK's native threads can abort the process (SIGABRT) and turn a clean stop into a crash.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_instances import AgentInstances
 from activities.contracts import (
@@ -40,7 +43,8 @@ from agents.errors import (
     NonRetryableActionError,
     UnknownAgentTypeError,
 )
-from agents.models import ActionResult, AgentConfig, Plan
+from agents.models import ActionResult, AgentConfig, EventType, Plan, Severity, SystemEvent
+from workflows.ids import agent_workflow_id
 
 log = logging.getLogger("aiops.activities")
 
@@ -78,8 +82,9 @@ async def _with_heartbeats(awaitable: Awaitable[T]) -> T:
 
 
 class AgentActivities:
-    def __init__(self, instances: AgentInstances | None = None) -> None:
+    def __init__(self, instances: AgentInstances | None = None, client: Client | None = None) -> None:
         self.instances = instances or AgentInstances()
+        self.client = client
 
     @activity.defn(name=INITIALIZE_AGENT)
     async def initialize_agent(self, config: AgentConfig) -> AgentInitialized:
@@ -143,13 +148,39 @@ class AgentActivities:
 
     @activity.defn(name=NOTIFY_ESCALATION)
     async def notify_escalation(self, notice: EscalationNotice) -> None:
-        """Tell the escalation target; the log line is the channel until notifiers exist."""
+        """Tell the escalation target: always a warning log line, and for ``agent:<id>``
+        an ``alert`` event delivered to that agent (its id derives from the action, so a
+        retried notification is deduplicated, not repeated)."""
         log.warning(
             "ESCALATION to %s: %s",
             notice.target,
             notice.message,
             extra={"action_id": notice.action_id, "agent_id": notice.agent_id},
         )
+        if not notice.target.startswith("agent:"):
+            return
+        if self.client is None:
+            raise ApplicationError("no Temporal client to deliver the escalation", non_retryable=True)
+        alert = SystemEvent(
+            id=f"escalation-{notice.action_id}",
+            type=EventType.ALERT,
+            source=f"action/{notice.action_id}",
+            severity=Severity.HIGH,
+            timestamp=datetime.now(UTC),
+            data={"action_id": notice.action_id, "agent_id": notice.agent_id, "message": notice.message},
+            correlation_id=notice.action_id,
+        )
+        target = notice.target.removeprefix("agent:")
+        try:
+            await self.client.get_workflow_handle(agent_workflow_id(target)).signal(
+                "submit_event", alert.model_dump(mode="json")
+            )
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                raise ApplicationError(
+                    f"escalation target agent {target!r} is not running", non_retryable=True
+                ) from err
+            raise
 
     def all(self) -> list[object]:
         return [

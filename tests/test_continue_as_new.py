@@ -57,8 +57,9 @@ async def test_dedup_window_survives_continue_as_new(aiops: AiopsClient, worker)
     first = [event() for _ in range(12)]
     for e in first:
         await aiops.send_event(config.id, e)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 12)
-    assert status.run_number >= 2
+    status = await eventually(
+        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 12 and s.run_number >= 2
+    )
     await aiops.send_events(config.id, first[:4])  # all seen in the first run
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 16)
     assert status.counters.events_deduplicated == 4

@@ -43,7 +43,7 @@ async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
 async def skipping(skipping_env: WorkflowEnvironment) -> AsyncIterator[AiopsClient]:
     LEDGER.clear()
     task_queue = f"tq-{uuid.uuid4()}"
-    async with build_worker(skipping_env.client, task_queue, AgentActivities()):
+    async with build_worker(skipping_env.client, task_queue, AgentActivities(client=skipping_env.client)):
         yield AiopsClient(skipping_env.client, task_queue)
 
 
@@ -116,3 +116,25 @@ async def test_an_approval_after_escalation_still_counts(
     await skipping.approve(action_id, "alice", "saw the escalation")
     done = await skipping.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
+
+
+async def test_escalation_to_an_agent_delivers_an_alert_event(
+    skipping: AiopsClient, skipping_env: WorkflowEnvironment
+) -> None:
+    alerting = agent_config("recorder")
+    await skipping.start_agent(alerting)
+    approval = team().model_copy(update={"escalation_target": f"agent:{alerting.id}"})
+    config = agent_config("scripted", approval=approval)
+    await skipping.start_agent(config)
+    e = event("alert", risk="high")
+    await skipping.send_event(config.id, e)
+    action_id = skipping.action_id(config.id, e.id)
+    await pending(skipping, action_id)
+    await skipping_env.sleep(4 * 3600 + 60)
+    status = await eventually(
+        lambda: skipping.status(alerting.id), lambda s: s.counters.events_processed == 1
+    )
+    assert status.counters.events_received == 1
+    assert LEDGER["decided"] == [f"escalation-{action_id}"]
+    record = await skipping.action(action_id)
+    assert record.escalated and record.status == ActionStatus.PENDING_APPROVAL

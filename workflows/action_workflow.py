@@ -112,21 +112,25 @@ class ActionWorkflow:
         if approval.on_expiry == ExpiryAction.ESCALATE:
             r.escalated = True
             extension = approval.escalation_extension_seconds or timeout
-            await workflow.execute_activity(
-                NOTIFY_ESCALATION,
-                EscalationNotice(
-                    action_id=r.action.id,
-                    agent_id=r.action.agent_id,
-                    target=approval.escalation_target,
-                    message=(
-                        f"{r.action.risk_level.value} risk action waits for approval "
-                        f"({approvals_count(r)}/{decision.required_approvals}): "
-                        f"{r.action.description}. Approve with: {r.approve_command}"
+            try:
+                await workflow.execute_activity(
+                    NOTIFY_ESCALATION,
+                    EscalationNotice(
+                        action_id=r.action.id,
+                        agent_id=r.action.agent_id,
+                        target=approval.escalation_target,
+                        message=(
+                            f"{r.action.risk_level.value} risk action waits for approval "
+                            f"({approvals_count(r)}/{decision.required_approvals}): "
+                            f"{r.action.description}. Approve with: {r.approve_command}"
+                        ),
                     ),
-                ),
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=10),
-            )
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=RetryPolicy(maximum_attempts=5),
+                )
+            except ActivityError as err:  # a failed notification must not end the wait
+                r.error = f"escalation to {approval.escalation_target} failed: {_cause(err)}"
+                workflow.logger.warning("%s", r.error)
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
             if await self._wait_for_decision(extension):
                 return ActionStatus.REJECTED if self._rejected else None
