@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from temporalio import activity
+
 from agents import (
     ActionResult,
     ActionType,
@@ -25,7 +27,8 @@ class ApprovalLatencyAgent(BaseAgent):
         )  # fmt: skip
 
     async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
-        return ActionResult(success=True, data={"started_at": time.time()})
+        scheduled = activity.info().current_attempt_scheduled_time.timestamp()
+        return ActionResult(success=True, data={"started_at": time.time(), "scheduled_at": scheduled})
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.ALERT]

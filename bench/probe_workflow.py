@@ -9,9 +9,9 @@ from temporalio import activity, workflow
 
 
 @activity.defn
-async def probe_started() -> float:
-    """Report when the activity body began (wall clock; client and worker share the machine)."""
-    return time.time()
+async def probe_started() -> list[float]:
+    """Report when the activity body began and when it was scheduled (wall clock; one machine)."""
+    return [time.time(), activity.info().current_attempt_scheduled_time.timestamp()]
 
 
 @workflow.defn
@@ -20,7 +20,7 @@ class SignalToActivityProbe:
         self.go = False
 
     @workflow.run
-    async def run(self) -> float:
+    async def run(self) -> list[float]:
         await workflow.wait_condition(lambda: self.go)
         return await workflow.execute_activity(probe_started, start_to_close_timeout=timedelta(seconds=30))
 
