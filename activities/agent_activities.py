@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
@@ -162,7 +163,7 @@ class AgentActivities:
         if self.client is None:
             raise ApplicationError("no Temporal client to deliver the escalation", non_retryable=True)
         alert = SystemEvent(
-            id=f"escalation-{notice.action_id}",
+            id=f"escalation-{hashlib.sha256(notice.action_id.encode()).hexdigest()[:32]}",
             type=EventType.ALERT,
             source=f"action/{notice.action_id}",
             severity=Severity.HIGH,

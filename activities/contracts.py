@@ -40,6 +40,7 @@ class EventDecision(BaseModel):
     event_id: str
     action: AgentAction | None = None
     error: str | None = None
+    retryable: bool = True
 
 
 class DecideEventsResult(BaseModel):

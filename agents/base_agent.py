@@ -12,7 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from enum import StrEnum
 
-from agents.errors import AgentLifecycleError, InvalidAgentConfigError
+from agents.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
 from agents.models import (
     ActionResult,
     AgentAction,
@@ -98,7 +98,8 @@ class BaseAgent(ABC):
         self.logger.info("executing action %s (%s)", action.id, action.type)
         result = await self._guarded("execute_action", self._execute_action_specific(action))
         if not isinstance(result, ActionResult):
-            raise TypeError(
+            # Non-retryable: the hook has already run its side effect once.
+            raise NonRetryableActionError(
                 f"{type(self).__name__}._execute_action_specific must return ActionResult, "
                 f"got {type(result).__name__}"
             )

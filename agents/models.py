@@ -77,7 +77,7 @@ class AgentType(StrEnum):
     CUSTOM = "custom"
 
 
-AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _Strict(BaseModel):
@@ -87,7 +87,7 @@ class _Strict(BaseModel):
 class SystemEvent(_Strict):
     """Something that happened in an operated system, delivered to an agent."""
 
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=200)
+    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=128)
     type: EventType
     source: str = Field(min_length=1)
     severity: Severity = Severity.MEDIUM
@@ -145,8 +145,9 @@ class RuntimeSettings(_Strict):
     """How the agent workflow paces itself; the defaults suit production."""
 
     batch_size: int = Field(default=100, ge=1, le=1000)
-    dedup_window: int = Field(default=2048, ge=1, le=20000)
-    max_events_per_run: int = Field(default=2000, ge=1)
+    dedup_window: int = Field(default=2048, ge=1, le=8000)
+    max_events_per_run: int = Field(default=2000, ge=1, le=5000)
+    max_queue: int = Field(default=1000, ge=1, le=5000)
     decision_timeout_seconds: float = Field(default=30.0, gt=0)
     local_decisions: bool = True
 
@@ -159,7 +160,7 @@ class Approver(_Strict):
 class ApprovalRule(_Strict):
     """Who may approve an action of one risk level, how many, and for how long."""
 
-    roles: list[str]
+    roles: list[str] = Field(min_length=1)
     required_approvals: int = Field(default=1, ge=1, le=10)
     timeout_seconds: float = Field(default=3600.0, gt=0)
 
@@ -221,7 +222,7 @@ class AgentConfig(_Strict):
         if not AGENT_ID_PATTERN.match(value):
             raise ValueError(
                 "agent id must start with a letter or digit and contain only "
-                "letters, digits and _ . : - (at most 128 characters)"
+                "letters, digits and _ . - (at most 64 characters)"
             )
         return value
 

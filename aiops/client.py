@@ -15,10 +15,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents.models import AgentConfig, SystemEvent
+from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
 from aiops.connection import connect
 from workflows.action_state import ActionRecord, ApprovalRequest, DecisionRequest
-from workflows.agent_state import AgentStatus, AgentWorkflowInput, StopRequest
+from workflows.agent_state import AgentState, AgentStatus, AgentWorkflowInput, StopRequest
 from workflows.agent_workflow import AgentWorkflow
 from workflows.ids import DEFAULT_TASK_QUEUE, action_workflow_id, agent_workflow_id
 
@@ -129,10 +129,10 @@ class AiopsClient:
         except RPCError as err:
             raise self._no_agent(agent_id, err) from err
 
-    async def list_agents(self, state: str | None = None) -> list[str]:
+    async def list_agents(self, state: AgentState | None = None) -> list[str]:
         query = "WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'"
         if state:
-            query += f" AND AiopsAgentState = '{state}'"
+            query += f" AND AiopsAgentState = '{AgentState(state).value}'"
         return [w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)]
 
     # ----- actions -------------------------------------------------------------
@@ -166,13 +166,17 @@ class AiopsClient:
             try:
                 return await handle.result()
             except RPCError as err:
-                if err.status != RPCStatusCode.NOT_FOUND or asyncio.get_running_loop().time() > deadline:
+                if err.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                if asyncio.get_running_loop().time() > deadline:
                     raise ActionNotFoundError(f"no action {action_id!r}") from err
                 await asyncio.sleep(0.1)
 
     async def pending_approvals(self, agent_id: str | None = None) -> list[str]:
         query = "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'"
         if agent_id:
+            if not AGENT_ID_PATTERN.match(agent_id):
+                raise AiopsError(f"{agent_id!r} is not a valid agent id")
             query += f" AND AiopsAgentId = '{agent_id}'"
         return [w.id async for w in self.client.list_workflows(query)]
 
@@ -199,8 +203,9 @@ class AiopsClient:
             )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-            raise AiopsError(f"refused: {reason}") from err
+            if isinstance(cause, ApplicationError) and cause.type == "ApprovalRefused":
+                raise AiopsError(f"refused: {cause.message}") from err
+            raise AiopsError(f"the decision could not be applied: {cause}") from err
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

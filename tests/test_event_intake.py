@@ -112,12 +112,19 @@ async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsC
     assert sorted(LEDGER["decided"]) == sorted(e.id for e in good)
 
 
-async def test_a_failing_decision_is_an_error_for_that_event_only(aiops: AiopsClient, worker) -> None:
+async def test_a_failing_decision_is_retried_then_an_error_for_that_event_only(
+    aiops: AiopsClient, worker
+) -> None:
     config = agent_config("recorder")
     await aiops.start_agent(config)
-    await aiops.send_events(config.id, [event(), event(boom=True), event(act=True)])
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
-    assert status.counters.events_processed == 3
+    boom = event(boom=True)
+    await aiops.send_events(config.id, [event(), boom, event(act=True)])
+    status = await eventually(
+        lambda: aiops.status(config.id),
+        lambda s: s.counters.events_processed == 3 and s.counters.actions_succeeded == 1,
+    )
     assert status.counters.decision_errors == 1
-    assert "cannot decide" in status.recent_errors[-1].message
+    assert LEDGER["decided"].count(boom.id) == 3, "a transient decision error is retried, then given up"
+    messages = [e.message for e in status.recent_errors if e.event_id == boom.id]
+    assert "will retry" in messages[0] and messages[-1] == f"RuntimeError: cannot decide {boom.id}"
     assert status.error_rate == 1 / 3

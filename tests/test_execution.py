@@ -141,3 +141,12 @@ async def test_automatic_executions_are_limited_per_window(aiops: AiopsClient, w
         lambda r: r.status == ActionStatus.PENDING_APPROVAL,
     )
     assert record.decision is not None and "automatic execution limit reached" in record.decision.reason
+
+
+async def test_an_action_whose_dry_run_fails_is_never_executed(aiops: AiopsClient, worker) -> None:
+    record = await run_one(aiops, agent_config("scripted"), plan_fails=True)
+    assert record.status == ActionStatus.FAILED
+    assert (
+        record.error is not None and "plan failed" in record.error and "cannot reach the API" in record.error
+    )
+    assert LEDGER["attempt"] == []

@@ -6,6 +6,7 @@ approved by a timeout.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -135,6 +136,6 @@ async def test_escalation_to_an_agent_delivers_an_alert_event(
         lambda: skipping.status(alerting.id), lambda s: s.counters.events_processed == 1
     )
     assert status.counters.events_received == 1
-    assert LEDGER["decided"] == [f"escalation-{action_id}"]
+    assert LEDGER["decided"] == [f"escalation-{hashlib.sha256(action_id.encode()).hexdigest()[:32]}"]
     record = await skipping.action(action_id)
     assert record.escalated and record.status == ActionStatus.PENDING_APPROVAL

@@ -59,6 +59,8 @@ class ActionInput(BaseModel):
     config: AgentConfig
     agent_workflow_id: str
     decision: PolicyDecision
+    held: bool = False
+    hold_epoch: int = 0
 
 
 class ApprovalRequest(BaseModel):
@@ -69,7 +71,6 @@ class ApprovalRequest(BaseModel):
     approver: str = Field(min_length=1)
     comment: str = ""
     plan_digest: str | None = None
-    token: str | None = None
 
 
 class DecisionRequest(ApprovalRequest):
@@ -113,7 +114,9 @@ class ActionRecord(BaseModel):
     approvals: list[ApprovalRecord] = Field(default_factory=list)
     refused: list[RefusedApproval] = Field(default_factory=list)
     escalated: bool = False
+    escalation_error: str | None = None
     held: bool = False
+    hold_epoch: int = 0
     approval_deadline: datetime | None = None
     result: ActionResult | None = None
     verified: bool | None = None

@@ -68,8 +68,11 @@ class ActionWorkflow:
             event=input.event,
             config_version=input.config.version,
             decision=input.decision,
+            held=input.held,
+            hold_epoch=input.hold_epoch,
         )
         self._rejected = False
+        self._aborted: str | None = None
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -84,19 +87,21 @@ class ActionWorkflow:
             r.plan = await self._hook(
                 PLAN_ACTION, ActionCall(config=input.config, action=r.action), Plan | None
             )
-        except ActivityError as err:
-            r.error = f"plan failed: {_cause(err)}"
+        except ActivityError as err:  # no dry run, no execution: never act blind
+            return await self._finish(ActionStatus.FAILED, f"plan failed: {_cause(err)}")
         r.plan_digest = plan_digest(r.plan)
 
         if input.decision.outcome == Outcome.REQUIRE_APPROVAL:
             final = await self._await_approval()
             if final is not None:
-                return await self._finish(final, r.error or "")
+                return await self._finish(final, self._aborted or r.error or "")
             # Approved and not held goes straight on to executing in this same workflow task,
             # so only the executing status is published to the search attributes.
             self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)", publish=self._r.held)
 
-        await workflow.wait_condition(lambda: not self._r.held)
+        await workflow.wait_condition(lambda: not self._r.held or self._aborted is not None)
+        if self._aborted is not None:
+            return await self._finish(ActionStatus.REJECTED, self._aborted)
         return await self._execute_and_verify()
 
     # ----- approval ------------------------------------------------------------
@@ -108,7 +113,7 @@ class ActionWorkflow:
         await self._report_and_wait(ActionStatus.PENDING_APPROVAL)
         timeout = decision.timeout_seconds or approval.rule_for(r.action.risk_level).timeout_seconds
         if await self._wait_for_decision(timeout):
-            return ActionStatus.REJECTED if self._rejected else None
+            return ActionStatus.REJECTED if self._rejected or self._aborted else None
         if approval.on_expiry == ExpiryAction.ESCALATE:
             r.escalated = True
             extension = approval.escalation_extension_seconds or timeout
@@ -129,11 +134,11 @@ class ActionWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
             except ActivityError as err:  # a failed notification must not end the wait
-                r.error = f"escalation to {approval.escalation_target} failed: {_cause(err)}"
-                workflow.logger.warning("%s", r.error)
+                r.escalation_error = f"escalation to {approval.escalation_target} failed: {_cause(err)}"
+                workflow.logger.warning("%s", r.escalation_error)
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
             if await self._wait_for_decision(extension):
-                return ActionStatus.REJECTED if self._rejected else None
+                return ActionStatus.REJECTED if self._rejected or self._aborted else None
         r.error = "approval expired without a decision; a timeout never approves an action"
         return ActionStatus.EXPIRED
 
@@ -147,14 +152,21 @@ class ActionWorkflow:
             return False
 
     def _decided(self) -> bool:
-        return self._rejected or approvals_count(self._r) >= self._input.decision.required_approvals
+        return (
+            self._rejected
+            or self._aborted is not None
+            or approvals_count(self._r) >= self._input.decision.required_approvals
+        )
+
+    # Every signal takes an optional payload: a signal sent with no input (or the wrong
+    # one) from the Web UI must be refused and recorded, never fail the workflow task.
 
     @workflow.signal
-    def approve(self, payload: Any) -> None:
+    def approve(self, payload: Any = None) -> None:
         self._take_signal(payload, approve=True)
 
     @workflow.signal
-    def reject(self, payload: Any) -> None:
+    def reject(self, payload: Any = None) -> None:
         self._take_signal(payload, approve=False)
 
     @workflow.update
@@ -170,9 +182,10 @@ class ActionWorkflow:
 
     def _take_signal(self, payload: Any, approve: bool) -> None:
         try:
-            request = ApprovalRequest.model_validate(payload)
+            request = ApprovalRequest.model_validate(payload if payload is not None else {})
         except ValidationError as err:
-            self._refuse(str(payload)[:80], approve, "", "signal", describe_validation_error(err))
+            reason = describe_validation_error(err)
+            self._refuse(str(payload)[:80], approve, "", "signal", f'{reason} (send {{"approver": ...}})')
             return
         reason = refusal_reason(self._r, self._input.config, request, approve)
         if reason is not None:
@@ -213,15 +226,30 @@ class ActionWorkflow:
     # ----- hold while the agent is paused -------------------------------------
 
     @workflow.signal
-    def hold(self) -> None:
+    def hold(self, payload: Any = None) -> None:
         """The agent is paused: do not start executing until released."""
-        self._r.held = True
+        self._set_held(True, payload)
+
+    @workflow.signal
+    def release(self, payload: Any = None) -> None:
+        self._set_held(False, payload)
+
+    def _set_held(self, held: bool, payload: Any) -> None:
+        # Holds and releases carry the agent's pause epoch, since external signals may
+        # arrive out of order: only a newer epoch changes anything.
+        epoch = payload.get("epoch") if isinstance(payload, dict) else None
+        if isinstance(epoch, int):
+            if epoch <= self._r.hold_epoch:
+                return
+            self._r.hold_epoch = epoch
+        self._r.held = held
         self._refresh_details()
 
     @workflow.signal
-    def release(self) -> None:
-        self._r.held = False
-        self._refresh_details()
+    def abort(self, payload: Any = None) -> None:
+        """The agent stopped without draining: end this action unless it is already executing."""
+        reason = payload.get("reason") if isinstance(payload, dict) else None
+        self._aborted = f"aborted: {reason or 'the agent stopped'}"
 
     @workflow.query
     def status(self) -> ActionRecord:
@@ -297,7 +325,7 @@ class ActionWorkflow:
         )
 
     async def _finish(self, status: ActionStatus, note: str) -> ActionRecord:
-        if status in (ActionStatus.FAILED, ActionStatus.DENIED) and not self._r.error:
+        if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
             self._r.error = note
         self._set_status(status, note)
         await self._report_and_wait(status)
@@ -307,7 +335,7 @@ class ActionWorkflow:
 
     def _set_status(self, status: ActionStatus, note: str = "", publish: bool = True) -> None:
         r = self._r
-        if r.history and r.status == status:
+        if r.history and r.status == status and note in ("", r.history[-1].note):
             return  # already there (e.g. succeeded, and the agent has no verify hook)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))

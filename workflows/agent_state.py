@@ -83,6 +83,9 @@ class AgentRunState(BaseModel):
     last_event_at: datetime | None = None
     started_at: datetime | None = None
     stop_request: StopRequest | None = None
+    pause_requested: bool = False
+    hold_epoch: int = 0
+    decide_attempts: dict[str, int] = Field(default_factory=dict)
     consecutive_failures: int = 0
     circuit_open: bool = False
     auto_executions: list[datetime] = Field(default_factory=list)
@@ -174,7 +177,16 @@ def remember(state: AgentRunState, seen: set[str], event_id: str) -> None:
 
 
 def admit(state: AgentRunState, seen: set[str], event: SystemEvent, now: datetime) -> Admission:
-    """Queue a valid event unless its id was seen within the dedup window."""
+    """Queue a valid event unless its id was seen within the dedup window.
+
+    Raises ``EventRejected`` when the queue is full: its size is bounded so the
+    state continue-as-new carries stays within the server's payload limit.
+    """
+    if len(state.queue) >= state.config.runtime.max_queue:
+        raise EventRejected(
+            f"event {event.id}: the queue is full ({len(state.queue)} events waiting; "
+            f"the agent is {state.state.value}); resend it later"
+        )
     state.counters.events_received += 1
     state.last_event_at = now
     if event.id in seen:
@@ -185,13 +197,13 @@ def admit(state: AgentRunState, seen: set[str], event: SystemEvent, now: datetim
     return Admission.ACCEPTED
 
 
-def take_batch(state: AgentRunState) -> tuple[list[SystemEvent], list[SystemEvent]]:
+def take_batch(state: AgentRunState, limit: int) -> tuple[list[SystemEvent], list[SystemEvent]]:
     """The next batch off the queue, split into subscribed events and filtered ones.
 
     Filtering happens here, not at admission, because events may arrive before
     initialization has told the workflow which types the agent subscribes to.
     """
-    batch = state.queue[: state.config.runtime.batch_size]
+    batch = state.queue[: max(1, min(limit, state.config.runtime.batch_size))]
     wanted = set(state.subscribed_event_types)
     subscribed = [e for e in batch if e.type in wanted]
     filtered = [e for e in batch if e.type not in wanted]

@@ -57,8 +57,9 @@ with workflow.unsafe.imports_passed_through():
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
+# Long enough to ride out a short outage of whatever the agent initializes against.
 INIT_RETRY = RetryPolicy(
-    maximum_attempts=5,
+    maximum_attempts=20,
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
@@ -69,6 +70,13 @@ DECIDE_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
 )
 MAX_DECIDE_BACKOFF_SECONDS = 60
+# An event whose decision fails this often (transiently, or by sinking its batch) is
+# recorded as a decision error and dropped: one poison event must not stall the agent.
+MAX_DECIDE_ATTEMPTS = 3
+# Continue as new before the server's limit of 2,000 pending child workflows per run.
+CHILDREN_PER_RUN_CEILING = 1000
+# External signals sent at once when telling actions to hold or release (limit: 2,000).
+SIGNALS_PER_STEP = 500
 
 
 @workflow.defn
@@ -81,7 +89,9 @@ class AgentWorkflow:
         self._seen: set[str] = set(self._s.seen_event_ids)
         self._signals_this_run = 0
         self._events_this_run = 0
+        self._children_this_run = 0
         self._decide_failures = 0
+        self._batch_limit = self._s.config.runtime.batch_size
 
     # ----- main loop -----------------------------------------------------------
 
@@ -99,7 +109,7 @@ class AgentWorkflow:
                 await self._process_batch()
             elif s.stop_request is not None:
                 break
-            if self._run_is_full() and s.stop_request is None:
+            if self._run_is_full():  # also while draining for a stop: the request is carried
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(AgentWorkflowInput(config=s.config, carried=s))
         return await self._stop()
@@ -121,12 +131,14 @@ class AgentWorkflow:
             self._publish_state()
             workflow.logger.error("agent %s failed to initialize: %s", s.config.id, s.failure)
             raise ApplicationError(
-                f"agent {s.config.id} failed to initialize: {s.failure}",
+                f"agent {s.config.id} failed to initialize: {s.failure}; "
+                f"{len(s.queue)} queued event(s) are in this failure's details",
+                [e.model_dump(mode="json") for e in s.queue],
                 type="AgentInitializationFailed",
                 non_retryable=True,
             ) from err
         s.subscribed_event_types = info.subscribed_event_types
-        s.state = AgentState.RUNNING
+        s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
 
     def _has_work(self) -> bool:
         s = self._s
@@ -139,36 +151,74 @@ class AgentWorkflow:
             workflow.info().is_continue_as_new_suggested()
             or self._events_this_run >= self._s.config.runtime.max_events_per_run
             or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
+            or self._children_this_run >= CHILDREN_PER_RUN_CEILING
         )
 
     async def _process_batch(self) -> None:
         s = self._s
-        batch, filtered = take_batch(s)
+        batch, filtered = take_batch(s, self._batch_limit)
         result = DecideEventsResult()
         if batch:
             try:
                 result = await self._decide(batch)
             except ActivityError as err:
-                # Keep the events queued: a broken decision step must not lose them.
-                self._decide_failures += 1
-                self._note_error(f"deciding {len(batch)} event(s) failed: {_cause_message(err)}")
-                backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
-                await workflow.sleep(timedelta(seconds=backoff))
+                await self._batch_failed(batch, _cause_message(err))
                 return
         self._decide_failures = 0
+        self._batch_limit = s.config.runtime.batch_size
         del s.queue[: len(batch) + len(filtered)]
         s.counters.events_filtered += len(filtered)
         by_id = {e.id: e for e in batch}
-        starts = []
+        starts, retry = [], []
         for decision in result.decisions:
-            s.counters.events_processed += 1
+            event = by_id.get(decision.event_id)
+            if event is None:
+                continue
             if decision.error is not None:
+                attempts = s.decide_attempts.get(event.id, 0) + 1
+                if decision.retryable and attempts < MAX_DECIDE_ATTEMPTS:
+                    s.decide_attempts[event.id] = attempts
+                    retry.append(event)
+                    self._note_error(f"{decision.error} (attempt {attempts}; will retry)", event.id)
+                    continue
+                s.decide_attempts.pop(event.id, None)
+                s.counters.events_processed += 1
                 s.counters.decision_errors += 1
-                self._note_error(decision.error, decision.event_id)
-            elif decision.action is not None and decision.event_id in by_id:
-                starts.append(self._start_action(by_id[decision.event_id], decision))
+                self._note_error(decision.error, event.id)
+                continue
+            s.decide_attempts.pop(event.id, None)
+            s.counters.events_processed += 1
+            if decision.action is not None:
+                starts.append(self._start_action(event, decision))
         if starts:
             await asyncio.gather(*starts)
+        if retry:
+            s.queue.extend(retry)
+            await workflow.sleep(timedelta(seconds=2 ** max(s.decide_attempts[e.id] for e in retry)))
+
+    async def _batch_failed(self, batch: list[SystemEvent], reason: str) -> None:
+        """The decision step itself failed: shrink the batch until the culprit stands alone.
+
+        Events stay queued; a lone event that keeps failing is recorded as a decision
+        error and dropped, so one poison event cannot stall the agent for ever.
+        """
+        s = self._s
+        self._decide_failures += 1
+        self._note_error(f"deciding {len(batch)} event(s) failed: {reason}")
+        if len(batch) == 1:
+            event = batch[0]
+            attempts = s.decide_attempts.get(event.id, 0) + 1
+            s.decide_attempts[event.id] = attempts
+            if attempts >= MAX_DECIDE_ATTEMPTS:
+                s.queue.remove(event)
+                s.decide_attempts.pop(event.id, None)
+                s.counters.events_processed += 1
+                s.counters.decision_errors += 1
+                self._note_error(f"gave up on event after {attempts} failed decisions: {reason}", event.id)
+                return
+        self._batch_limit = max(1, len(batch) // 2)
+        backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
+        await workflow.sleep(timedelta(seconds=backoff))
 
     async def _decide(self, batch: list[SystemEvent]) -> DecideEventsResult:
         """One activity call decides the whole batch (local by default: fast, few history events)."""
@@ -195,6 +245,9 @@ class AgentWorkflow:
         s = self._s
         assert decision.action is not None
         action_id = action_workflow_id(s.config.id, event.id)
+        if action_id in s.pending_actions:  # the same event twice in one batch, or redelivered
+            s.counters.actions_duplicate += 1
+            return
         action: AgentAction = decision.action.model_copy(
             update={
                 "id": action_id,
@@ -204,7 +257,11 @@ class AgentWorkflow:
                 "requested_by": decision.action.requested_by or f"agent:{s.config.id}",
             }
         )
-        verdict = decide(s.config, action, policy_context(s, workflow.now()))
+        now = workflow.now()
+        verdict = decide(s.config, action, policy_context(s, now))
+        auto = verdict.outcome == Outcome.AUTO_EXECUTE
+        if auto:  # counted before the await, so the next action in this batch sees it
+            s.auto_executions.append(now)
         s.counters.actions_proposed += 1
         s.pending_actions[action_id] = PendingAction(
             action_id=action_id,
@@ -212,8 +269,9 @@ class AgentWorkflow:
             status=ActionStatus.PROPOSED.value,
             risk_level=action.risk_level,
             description=action.description,
-            proposed_at=workflow.now(),
+            proposed_at=now,
         )
+        self._children_this_run += 1
         try:
             await workflow.start_child_workflow(
                 ActionWorkflow.run,
@@ -223,6 +281,8 @@ class AgentWorkflow:
                     config=s.config,
                     agent_workflow_id=workflow.info().workflow_id,
                     decision=verdict,
+                    held=s.state == AgentState.PAUSED,
+                    hold_epoch=s.hold_epoch,
                 ),
                 id=action_id,
                 task_queue=workflow.info().task_queue,
@@ -232,18 +292,27 @@ class AgentWorkflow:
                 static_details=static_details(action, event, verdict, action_id),
             )
         except WorkflowAlreadyStartedError:
-            s.pending_actions.pop(action_id, None)
+            # Started before, by an earlier run or before a dedup window forgot the event.
+            del s.pending_actions[action_id]
+            if auto:
+                s.auto_executions.remove(now)
             s.counters.actions_proposed -= 1
             s.counters.actions_duplicate += 1
             workflow.logger.info("action %s already exists, not starting it again", action_id)
-            return
-        if verdict.outcome == Outcome.AUTO_EXECUTE:
-            s.auto_executions.append(workflow.now())
 
     async def _stop(self) -> AgentRunSummary:
         s = self._s
+        was_paused = s.state == AgentState.PAUSED
         s.state = AgentState.STOPPING
         self._publish_state()
+        assert s.stop_request is not None
+        if not s.stop_request.drain:
+            # Not draining: actions that have not started executing end as rejected.
+            await self._tell_actions("abort", {"reason": s.stop_request.reason or "the agent stopped"})
+        elif was_paused:
+            # Draining: approved actions held by the pause may go ahead, nobody could release them later.
+            s.hold_epoch += 1
+            await self._tell_actions("release", {"epoch": s.hold_epoch})
         try:
             await workflow.execute_activity(
                 STOP_AGENT,
@@ -265,14 +334,17 @@ class AgentWorkflow:
 
     # ----- messages ------------------------------------------------------------
 
+    # Every signal takes an optional payload: a signal sent with no input, or the wrong
+    # one, is rejected and counted, never a failed workflow task.
+
     @workflow.signal
-    def submit_event(self, payload: Any) -> None:
+    def submit_event(self, payload: Any = None) -> None:
         """One event as JSON; a malformed payload is rejected and counted, never fatal."""
         self._signals_this_run += 1
         self._take(payload)
 
     @workflow.signal
-    def submit_events(self, payload: Any) -> None:
+    def submit_events(self, payload: Any = None) -> None:
         """A batch of events in one signal (a list, or ``{"events": [...]}``)."""
         self._signals_this_run += 1
         items = payload.get("events") if isinstance(payload, dict) else payload
@@ -283,21 +355,29 @@ class AgentWorkflow:
             self._take(item)
 
     @workflow.signal
-    async def pause(self) -> None:
+    async def pause(self, payload: Any = None) -> None:
         """Stop taking events off the queue and hold approved actions not yet started."""
         self._signals_this_run += 1
-        if self._s.state == AgentState.RUNNING:
-            self._s.state = AgentState.PAUSED
+        s = self._s
+        if s.state == AgentState.INITIALIZING:
+            s.pause_requested = True
+        elif s.state == AgentState.RUNNING:
+            s.state = AgentState.PAUSED
+            s.hold_epoch += 1
             self._publish_state()
-            await self._tell_actions("hold")
+            await self._tell_actions("hold", {"epoch": s.hold_epoch})
 
     @workflow.signal
-    async def resume(self) -> None:
+    async def resume(self, payload: Any = None) -> None:
         self._signals_this_run += 1
-        if self._s.state == AgentState.PAUSED:
-            self._s.state = AgentState.RUNNING
+        s = self._s
+        if s.state == AgentState.INITIALIZING:
+            s.pause_requested = False
+        elif s.state == AgentState.PAUSED:
+            s.state = AgentState.RUNNING
+            s.hold_epoch += 1
             self._publish_state()
-            await self._tell_actions("release")
+            await self._tell_actions("release", {"epoch": s.hold_epoch})
 
     @workflow.signal
     def reset_circuit_breaker(self, payload: Any = None) -> None:
@@ -319,9 +399,14 @@ class AgentWorkflow:
             self._s.stop_request = request
 
     @workflow.signal
-    def action_finished(self, outcome: ActionOutcome) -> None:
+    def action_finished(self, payload: Any = None) -> None:
         """An action workflow reports a status change or its end."""
         self._signals_this_run += 1
+        try:
+            outcome = ActionOutcome.model_validate(payload)
+        except Exception:
+            workflow.logger.warning("ignored a malformed action_finished signal: %r", payload)
+            return
         record_outcome(self._s, outcome)
 
     @workflow.query
@@ -338,21 +423,23 @@ class AgentWorkflow:
         self._events_this_run += 1
         try:
             event = parse_event(payload, workflow.now())
+            outcome = admit(self._s, self._seen, event, workflow.now())
         except EventRejected as err:
             self._reject(str(err))
             return
-        outcome = admit(self._s, self._seen, event, workflow.now())
         if outcome == Admission.DUPLICATE:
             workflow.logger.debug("duplicate event %s ignored", event.id)
 
-    async def _tell_actions(self, signal: str) -> None:
+    async def _tell_actions(self, signal: str, payload: dict[str, Any]) -> None:
         async def tell(action_id: str) -> None:
             try:
-                await workflow.get_external_workflow_handle(action_id).signal(signal)
-            except Exception as err:  # a finished action needs no hold
+                await workflow.get_external_workflow_handle(action_id).signal(signal, payload)
+            except Exception as err:  # a finished action needs nothing
                 workflow.logger.debug("could not %s %s: %s", signal, action_id, err)
 
-        await asyncio.gather(*(tell(a) for a in list(self._s.pending_actions)))
+        action_ids = list(self._s.pending_actions)
+        for start in range(0, len(action_ids), SIGNALS_PER_STEP):
+            await asyncio.gather(*(tell(a) for a in action_ids[start : start + SIGNALS_PER_STEP]))
 
     def _reject(self, reason: str) -> None:
         self._s.counters.events_rejected += 1

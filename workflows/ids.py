@@ -22,9 +22,13 @@ def agent_workflow_id(agent_id: str) -> str:
 
 
 def action_workflow_id(agent_id: str, event_id: str) -> str:
-    """``action-<agent>-<event>``; an event id with odd characters gets a stable digest."""
+    """``action-<agent>:<event>``: agent ids never contain ``:``, so no two pairs collide.
+
+    An event id with characters unsafe in a workflow id, or a very long one, is
+    kept readable and made unique with a digest of the original.
+    """
     safe = _SAFE.sub("_", event_id)
-    if safe != event_id or len(safe) > 120:
+    if safe != event_id or len(safe) > 100:
         digest = hashlib.sha256(event_id.encode()).hexdigest()[:16]
-        safe = f"{safe[:80]}-{digest}"
-    return f"{ACTION_WORKFLOW_PREFIX}{agent_id}-{safe}"
+        safe = f"{safe[:60]}-{digest}"
+    return f"{ACTION_WORKFLOW_PREFIX}{agent_id}:{safe}"

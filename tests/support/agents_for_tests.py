@@ -76,6 +76,8 @@ class ScriptedAgent(BaseAgent):
         return action
 
     async def _plan_specific(self, action: AgentAction) -> Plan:
+        if action.parameters.get("plan_fails"):
+            raise NonRetryableActionError("cannot reach the API to build the plan")
         return Plan(summary=f"would run {action.description}", changes=[f"~ {action.target_resources[0]}"])
 
     async def _execute_action_specific(self, action: AgentAction) -> ActionResult:

@@ -1,0 +1,159 @@
+"""Bad or unlucky input never wedges an agent or an action, and safety limits hold under bursts."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+from temporalio.client import WorkflowFailureError
+
+from aiops.client import AiopsClient
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event, eventually, team
+from tests.support.agents_for_tests import LEDGER
+from workflows.action_state import ActionStatus
+from workflows.agent_state import AgentState
+from workflows.ids import action_workflow_id, agent_workflow_id
+
+
+async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(
+        subprocess.run,
+        [TEMPORAL_BIN, *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_action_ids_of_different_agents_never_collide() -> None:
+    assert action_workflow_id("k8s", "prod-123") != action_workflow_id("k8s-prod", "123")
+    assert action_workflow_id("a", "x" * 500) != action_workflow_id("a", "x" * 499 + "y")
+
+
+async def test_signals_without_input_or_with_extra_input_are_harmless(
+    aiops: AiopsClient, worker, address: str
+) -> None:
+    config = agent_config("scripted", approval=team())
+    await aiops.start_agent(config)
+    wf = agent_workflow_id(config.id)
+    e = event("alert", risk="high")
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+
+    for name in ("submit_event", "submit_events"):
+        assert (await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", name)).returncode == 0
+    assert (
+        await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", "pause", "--input", "{}")
+    ).returncode == 0
+    assert (
+        await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", "resume", "--input", "{}")
+    ).returncode == 0
+    assert (
+        await cli(address, "workflow", "signal", "--workflow-id", action_id, "--name", "approve")
+    ).returncode == 0
+
+    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)
+    assert "approver: Field required" in record.refused[0].reason
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_rejected == 2)
+    assert status.state == AgentState.RUNNING
+    await aiops.approve(action_id, "alice")
+    assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+
+
+async def test_the_automatic_execution_limit_holds_within_one_batch(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval={**team().model_dump(), "max_auto_executions": 1})
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    events = [event("alert", risk="low") for _ in range(4)]
+    await aiops.send_events(config.id, events)
+    records = [
+        await eventually(
+            lambda e=e: aiops.action(aiops.action_id(config.id, e.id)),
+            lambda r: r.status in (ActionStatus.PENDING_APPROVAL, ActionStatus.VERIFIED),
+        )
+        for e in events
+    ]
+    assert sorted(r.decision.outcome.value for r in records if r.decision) == [
+        "auto_execute", "require_approval", "require_approval", "require_approval",
+    ]  # fmt: skip
+
+
+async def test_a_redelivered_event_keeps_its_live_action_tracked(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval=team(), runtime={"dedup_window": 1})
+    await aiops.start_agent(config)
+    first = event("alert", risk="high")
+    await aiops.send_event(config.id, first)
+    action_id = aiops.action_id(config.id, first.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    await aiops.send_event(config.id, event("alert", risk="high"))  # pushes `first` out of the window
+    await aiops.send_event(config.id, first)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_duplicate == 1)
+    assert action_id in [p.action_id for p in status.pending_actions]
+    await aiops.reject(action_id, "bob", "no")
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_rejected == 1)
+
+
+async def test_pause_sent_during_initialization_is_kept(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    await aiops.pause(config.id)
+    await aiops.send_event(config.id, event())
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 1)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state != AgentState.INITIALIZING)
+    assert status.state == AgentState.PAUSED
+    assert status.counters.events_processed == 0
+
+
+async def test_a_full_queue_rejects_with_a_reason_instead_of_growing(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder", runtime={"max_queue": 3})
+    await aiops.start_agent(config)
+    await aiops.pause(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.send_events(config.id, [event() for _ in range(5)])
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_rejected == 2)
+    assert status.queue_length == 3
+    assert "the queue is full" in status.recent_rejections[-1].message
+    await aiops.resume(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+
+
+async def test_stop_without_draining_aborts_waiting_actions(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval=team())
+    handle = await aiops.start_agent(config)
+    e = event("alert", risk="high")
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    await aiops.stop(config.id, reason="decommissioned", drain=False)
+    await handle.result()
+    record = await aiops.wait_for_action(action_id)
+    assert record.status == ActionStatus.REJECTED
+    assert record.error == "aborted: decommissioned"
+    assert LEDGER["attempt"] == []
+
+
+async def test_stopping_a_paused_agent_releases_its_approved_actions(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval=team())
+    handle = await aiops.start_agent(config)
+    e = event("alert", risk="high")
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    await aiops.pause(config.id)
+    await eventually(lambda: aiops.action(action_id), lambda r: r.held)
+    await aiops.approve(action_id, "alice")
+    await aiops.stop(config.id)
+    await handle.result()
+    assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+
+
+async def test_failed_initialization_hands_back_the_queued_events(aiops: AiopsClient, worker) -> None:
+    config = agent_config("no_such_type")
+    e = event()
+    await aiops.send_event(config.id, e, config=config)
+    with pytest.raises(WorkflowFailureError) as failure:
+        await aiops.agent_handle(config.id).result()
+    assert [d["id"] for d in failure.value.cause.details[0]] == [e.id]
