@@ -341,14 +341,8 @@ class ActionWorkflow:
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
         if not publish:
             return
-        workflow.upsert_search_attributes(
-            [
-                sa.AGENT_ID.value_set(r.action.agent_id),
-                sa.AGENT_TYPE.value_set(self._input.config.type),
-                sa.ACTION_STATUS.value_set(status.search_value),
-                sa.RISK_LEVEL.value_set(r.action.risk_level.value),
-            ]
-        )
+        # The agent, its type and the risk were set when the agent started this workflow.
+        workflow.upsert_search_attributes([sa.ACTION_STATUS.value_set(status.search_value)])
         self._refresh_details()
 
     def _refresh_details(self) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, WorkflowIDReusePolicy
+from temporalio.common import RetryPolicy, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -288,6 +288,14 @@ class AgentWorkflow:
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=workflow.ParentClosePolicy.ABANDON,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                search_attributes=TypedSearchAttributes(
+                    [
+                        sa.AGENT_ID.value_set(s.config.id),
+                        sa.AGENT_TYPE.value_set(s.config.type),
+                        sa.RISK_LEVEL.value_set(action.risk_level.value),
+                        sa.ACTION_STATUS.value_set(ActionStatus.PROPOSED.search_value),
+                    ]
+                ),
                 static_summary=static_summary(action),
                 static_details=static_details(action, event, verdict, action_id),
             )
