@@ -147,7 +147,7 @@ class RuntimeSettings(_Strict):
     batch_size: int = Field(default=100, ge=1, le=1000)
     dedup_window: int = Field(default=2048, ge=1, le=8000)
     max_events_per_run: int = Field(default=2000, ge=1, le=5000)
-    max_queue: int = Field(default=1000, ge=1, le=5000)
+    max_queue: int = Field(default=5000, ge=1, le=20000)
     decision_timeout_seconds: float = Field(default=30.0, gt=0)
     local_decisions: bool = True
 

@@ -8,4 +8,5 @@ if [ -f "$pidfile" ]; then
   rm -f "$pidfile"
 fi
 PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
-exec "$PY" temporal-dev/devserver.py stop
+"$PY" temporal-dev/postgres.py stop
+"$PY" temporal-dev/devserver.py stop

@@ -13,7 +13,7 @@ from workflows.ids import agent_workflow_id
 async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
     aiops: AiopsClient, worker
 ) -> None:
-    config = agent_config("recorder", runtime={"max_events_per_run": 25, "batch_size": 7})
+    config = agent_config("recorder", runtime={"max_events_per_run": 15, "batch_size": 7})
     await aiops.start_agent(config)
     events = [event(act=(i % 10 == 0)) for i in range(300)]
     duplicates = events[::15]  # redelivered while the burst is still arriving
@@ -47,8 +47,11 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
         aiops.action_id(config.id, e.id) for e in events if e.data.get("act")
     )
 
-    runs = [w async for w in aiops.client.list_workflows(f"WorkflowId = '{agent_workflow_id(config.id)}'")]
-    assert len(runs) == status.run_number
+    async def runs() -> int:
+        query = f"WorkflowId = '{agent_workflow_id(config.id)}'"
+        return len([w async for w in aiops.client.list_workflows(query)])
+
+    await eventually(runs, lambda n: n == status.run_number)  # visibility catches up with the chain
 
 
 async def test_dedup_window_survives_continue_as_new(aiops: AiopsClient, worker) -> None:

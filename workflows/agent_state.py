@@ -176,15 +176,32 @@ def remember(state: AgentRunState, seen: set[str], event_id: str) -> None:
         del state.seen_event_ids[:excess]
 
 
-def admit(state: AgentRunState, seen: set[str], event: SystemEvent, now: datetime) -> Admission:
+# The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
+MAX_QUEUE_BYTES = 1_000_000
+MAX_EVENT_BYTES = 32_000
+
+
+def event_size(event: SystemEvent) -> int:
+    return len(event.model_dump_json())
+
+
+def admit(
+    state: AgentRunState, seen: set[str], event: SystemEvent, now: datetime, size: int, queue_bytes: int
+) -> Admission:
     """Queue a valid event unless its id was seen within the dedup window.
 
-    Raises ``EventRejected`` when the queue is full: its size is bounded so the
-    state continue-as-new carries stays within the server's payload limit.
+    Raises ``EventRejected`` when the event is too large or the queue is full: the
+    queue is bounded in events and bytes so the state continue-as-new carries stays
+    within the server's payload limit.
     """
-    if len(state.queue) >= state.config.runtime.max_queue:
+    if size > MAX_EVENT_BYTES:
         raise EventRejected(
-            f"event {event.id}: the queue is full ({len(state.queue)} events waiting; "
+            f"event {event.id} is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit; "
+            "keep large payloads elsewhere and send a reference in data"
+        )
+    if len(state.queue) >= state.config.runtime.max_queue or queue_bytes + size > MAX_QUEUE_BYTES:
+        raise EventRejected(
+            f"event {event.id}: the queue is full ({len(state.queue)} events, {queue_bytes} bytes waiting; "
             f"the agent is {state.state.value}); resend it later"
         )
     state.counters.events_received += 1

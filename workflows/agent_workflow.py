@@ -46,6 +46,7 @@ with workflow.unsafe.imports_passed_through():
         RecentProblem,
         StopRequest,
         admit,
+        event_size,
         parse_event,
         policy_context,
         record_outcome,
@@ -92,6 +93,8 @@ class AgentWorkflow:
         self._children_this_run = 0
         self._decide_failures = 0
         self._batch_limit = self._s.config.runtime.batch_size
+        self._sizes: dict[str, int] = {e.id: event_size(e) for e in self._s.queue}
+        self._queue_bytes = sum(self._sizes.values())
 
     # ----- main loop -----------------------------------------------------------
 
@@ -167,6 +170,7 @@ class AgentWorkflow:
         self._decide_failures = 0
         self._batch_limit = s.config.runtime.batch_size
         del s.queue[: len(batch) + len(filtered)]
+        self._forget_sizes([*batch, *filtered])
         s.counters.events_filtered += len(filtered)
         by_id = {e.id: e for e in batch}
         starts, retry = [], []
@@ -194,6 +198,9 @@ class AgentWorkflow:
             await asyncio.gather(*starts)
         if retry:
             s.queue.extend(retry)
+            for e in retry:
+                self._sizes[e.id] = event_size(e)
+                self._queue_bytes += self._sizes[e.id]
             await workflow.sleep(timedelta(seconds=2 ** max(s.decide_attempts[e.id] for e in retry)))
 
     async def _batch_failed(self, batch: list[SystemEvent], reason: str) -> None:
@@ -211,6 +218,7 @@ class AgentWorkflow:
             s.decide_attempts[event.id] = attempts
             if attempts >= MAX_DECIDE_ATTEMPTS:
                 s.queue.remove(event)
+                self._forget_sizes([event])
                 s.decide_attempts.pop(event.id, None)
                 s.counters.events_processed += 1
                 s.counters.decision_errors += 1
@@ -431,12 +439,20 @@ class AgentWorkflow:
         self._events_this_run += 1
         try:
             event = parse_event(payload, workflow.now())
-            outcome = admit(self._s, self._seen, event, workflow.now())
+            size = event_size(event)
+            outcome = admit(self._s, self._seen, event, workflow.now(), size, self._queue_bytes)
         except EventRejected as err:
             self._reject(str(err))
             return
+        if outcome == Admission.ACCEPTED:
+            self._sizes[event.id] = size
+            self._queue_bytes += size
         if outcome == Admission.DUPLICATE:
             workflow.logger.debug("duplicate event %s ignored", event.id)
+
+    def _forget_sizes(self, events: list[SystemEvent]) -> None:
+        for e in events:
+            self._queue_bytes -= self._sizes.pop(e.id, 0)
 
     async def _tell_actions(self, signal: str, payload: dict[str, Any]) -> None:
         async def tell(action_id: str) -> None:
