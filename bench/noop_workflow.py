@@ -1,8 +1,16 @@
-"""The raw ceiling: a workflow that only counts signals, sandboxed like the framework's own."""
+"""The raw ceiling: a workflow that only counts signals, sandboxed like the framework's own.
+
+Each handled signal bumps the same decision counter the benchmark agents use
+(outside the sandbox, and not on replay), so agents and no-op workflows are
+observed the same way, with no query or visibility lag in either measurement.
+"""
 
 from __future__ import annotations
 
 from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from bench.observer_agent import count_decision
 
 
 @workflow.defn
@@ -20,3 +28,6 @@ class NoOpSink:
     @workflow.signal
     def ping(self, payload: dict) -> None:
         self.count += 1
+        if not workflow.unsafe.is_replaying():
+            with workflow.unsafe.sandbox_unrestricted():
+                count_decision()
