@@ -13,27 +13,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
 from bench.probe_workflow import SignalToActivityProbe
+from bench.stack import bench_stack
 from tests.helpers import agent_config
 from workflows.action_state import ActionStatus
-from workflows.search_attributes import ALL
 
 DISPATCH: dict[str, list[float]] = {"approval": [], "raw": []}
 
@@ -84,58 +79,39 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs; the median p50 ratio is the verdict")
     parser.add_argument("--in-memory", action="store_true")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            dev_server_database_filename=None if args.in_memory else str(Path(tmp) / "bench.db"),
-            data_converter=pydantic_data_converter,
-            search_attributes=ALL,
+    async with bench_stack(args.in_memory) as stack:
+        env, task_queue = stack.env, stack.task_queue
+        aiops = AiopsClient(env.client, task_queue)
+        config = agent_config(
+            "bench_approval", approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])])
         )
-        task_queue = f"bench-{uuid.uuid4()}"
-        worker = subprocess.Popen(
-            [sys.executable, str(Path(__file__).parent / "bench_worker.py"), task_queue],
-            env={**os.environ, "TEMPORAL_ADDRESS": env.client.service_client.config.target_host},
-            stdout=subprocess.PIPE,
-            text=True,
+        await approval_sample(aiops, config.id, config)  # warm-up
+        await raw_sample(env.client, task_queue)
+        ratios = []
+        for run in range(1, args.runs + 1):
+            approval, raw = [], []
+            DISPATCH["approval"].clear()
+            DISPATCH["raw"].clear()
+            print(f"run {run}: {args.samples} samples each, interleaved ...", flush=True)
+            for _ in range(args.samples):
+                approval.append(await approval_sample(aiops, config.id, config))
+                raw.append(await raw_sample(env.client, task_queue))
+            for name, values in (("approval", approval), ("raw", raw)):
+                print(
+                    f"  {name:<9} p50 {statistics.median(values) * 1000:6.1f} ms   "
+                    f"p99 {percentile(values, 0.99) * 1000:6.1f} ms   "
+                    f"(activity scheduled → body p50 {statistics.median(DISPATCH[name]) * 1000:.1f} ms)"
+                )
+            ratio = statistics.median(approval) / statistics.median(raw)
+            p99_ratio = percentile(approval, 0.99) / percentile(raw, 0.99)
+            print(f"  ratio     p50 {ratio:.2f}   p99 {p99_ratio:.2f}")
+            ratios.append(ratio)
+        median = statistics.median(ratios)
+        verdict = "meets" if median <= 1.2 else "MISSES"
+        print(
+            f"p50 ratio over {args.runs} runs: median {median:.2f} ({verdict} 1.2), "
+            f"range {min(ratios):.2f}-{max(ratios):.2f}"
         )
-        try:
-            assert worker.stdout is not None
-            worker.stdout.readline()
-            aiops = AiopsClient(env.client, task_queue)
-            config = agent_config(
-                "bench_approval", approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])])
-            )
-            await approval_sample(aiops, config.id, config)  # warm-up
-            await raw_sample(env.client, task_queue)
-            ratios = []
-            for run in range(1, args.runs + 1):
-                approval, raw = [], []
-                DISPATCH["approval"].clear()
-                DISPATCH["raw"].clear()
-                print(f"run {run}: {args.samples} samples each, interleaved ...", flush=True)
-                for _ in range(args.samples):
-                    approval.append(await approval_sample(aiops, config.id, config))
-                    raw.append(await raw_sample(env.client, task_queue))
-                for name, values in (("approval", approval), ("raw", raw)):
-                    print(
-                        f"  {name:<9} p50 {statistics.median(values) * 1000:6.1f} ms   "
-                        f"p99 {percentile(values, 0.99) * 1000:6.1f} ms   "
-                        f"(activity scheduled → body p50 {statistics.median(DISPATCH[name]) * 1000:.1f} ms)"
-                    )
-                ratio = statistics.median(approval) / statistics.median(raw)
-                p99_ratio = percentile(approval, 0.99) / percentile(raw, 0.99)
-                print(f"  ratio     p50 {ratio:.2f}   p99 {p99_ratio:.2f}")
-                ratios.append(ratio)
-            median = statistics.median(ratios)
-            verdict = "meets" if median <= 1.2 else "MISSES"
-            print(
-                f"p50 ratio over {args.runs} runs: median {median:.2f} ({verdict} 1.2), "
-                f"range {min(ratios):.2f}-{max(ratios):.2f}"
-            )
-        finally:
-            worker.terminate()
-            worker.wait()
-            await env.shutdown()
 
 
 if __name__ == "__main__":

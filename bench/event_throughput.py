@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,17 +34,15 @@ from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.client import AiopsClient
 from bench.noop_workflow import NoOpSink
 from bench.observer_agent import read_count
+from bench.stack import bench_stack
 from tests.helpers import agent_config
 from workflows.agent_state import AgentState
-from workflows.search_attributes import ALL
 
 VERBOSE = "--verbose" in sys.argv
 RUNTIME: dict = {}
@@ -208,7 +205,7 @@ async def main() -> None:
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--in-memory", action="store_true")
-    parser.add_argument("--verbose", action="store_true", help="print runs and failed workflow tasks")
+    parser.add_argument("--verbose", action="store_true", help="print the workflow tasks each burst took")
     parser.add_argument("--repeat", type=int, default=3, help="burst runs; the median ratio is reported")
     parser.add_argument("--scenario", choices=["burst", "fleet", "both"], default="both")
     parser.add_argument(
@@ -217,55 +214,35 @@ async def main() -> None:
     args = parser.parse_args()
     if args.batch_size:
         RUNTIME["batch_size"] = args.batch_size
-    with tempfile.TemporaryDirectory() as tmp:
-        env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-            dev_server_database_filename=None if args.in_memory else str(Path(tmp) / "bench.db"),
-            data_converter=pydantic_data_converter,
-            search_attributes=ALL,
-        )
-        try:
-            task_queue = f"bench-{uuid.uuid4()}"
-            global COUNTER_FILE
-            COUNTER_FILE = str(Path(tmp) / "decided")
-            address = env.client.service_client.config.target_host
-            worker = subprocess.Popen(
-                [sys.executable, str(Path(__file__).parent / "bench_worker.py"), task_queue],
-                env={**os.environ, "TEMPORAL_ADDRESS": address, "BENCH_COUNTER_FILE": COUNTER_FILE},
-                stdout=subprocess.PIPE,
-                text=True,
+    global COUNTER_FILE
+    handle, COUNTER_FILE = tempfile.mkstemp(prefix="aiops-bench-decided-")
+    os.close(handle)
+    async with bench_stack(args.in_memory, {"BENCH_COUNTER_FILE": COUNTER_FILE}) as stack:
+        env, task_queue = stack.env, stack.task_queue
+        aiops = AiopsClient(env.client, task_queue)
+        db = "in-memory" if args.in_memory else "database file"
+        print(f"dev server ({db}); {args.in_flight} signals in flight")
+        print("warm-up: 200 events to an agent and 200 signals to a no-op workflow ...", flush=True)
+        await burst(aiops, env.client, task_queue, 200, args.in_flight)
+        if args.scenario in ("burst", "both"):
+            print(f"burst: 1 agent, {args.events} events, {args.repeat} runs ...", flush=True)
+            runs = [
+                await burst(aiops, env.client, task_queue, args.events, args.in_flight)
+                for _ in range(args.repeat)
+            ]
+            for agent_rate, raw_rate in runs:
+                report("  run", agent_rate, raw_rate)
+            agent_rate, raw_rate = median_pair(runs)
+            report("burst", agent_rate, raw_rate)
+            rate = await batched(aiops, args.events)
+            print(
+                f"batched  agent {rate:8.1f} events/s   (the same burst in submit_events "
+                f"signals of 100; {rate / raw_rate:.1f}x the raw single-signal ceiling)"
             )
-            assert worker.stdout is not None
-            worker.stdout.readline()  # "bench worker ready"
-            try:
-                aiops = AiopsClient(env.client, task_queue)
-                db = "in-memory" if args.in_memory else "database file"
-                print(f"dev server ({db}); {args.in_flight} signals in flight")
-                print("warm-up: 200 events to an agent and 200 signals to a no-op workflow ...", flush=True)
-                await burst(aiops, env.client, task_queue, 200, args.in_flight)
-                if args.scenario in ("burst", "both"):
-                    print(f"burst: 1 agent, {args.events} events, {args.repeat} runs ...", flush=True)
-                    runs = [
-                        await burst(aiops, env.client, task_queue, args.events, args.in_flight)
-                        for _ in range(args.repeat)
-                    ]
-                    for agent_rate, raw_rate in runs:
-                        report("  run", agent_rate, raw_rate)
-                    agent_rate, raw_rate = median_pair(runs)
-                    report("burst", agent_rate, raw_rate)
-                    rate = await batched(aiops, args.events)
-                    print(
-                        f"batched  agent {rate:8.1f} events/s   (the same burst in submit_events "
-                        f"signals of 100; {rate / raw_rate:.1f}x the raw single-signal ceiling)"
-                    )
-                if args.scenario in ("fleet", "both"):
-                    print(f"fleet: {args.agents} agents x 2 events ...", flush=True)
-                    report("fleet", *await fleet(aiops, env.client, task_queue, args.agents, args.in_flight))
-            finally:
-                worker.terminate()
-                worker.wait()
-        finally:
-            await env.shutdown()
+        if args.scenario in ("fleet", "both"):
+            print(f"fleet: {args.agents} agents x 2 events ...", flush=True)
+            report("fleet", *await fleet(aiops, env.client, task_queue, args.agents, args.in_flight))
+    os.unlink(COUNTER_FILE)
 
 
 if __name__ == "__main__":

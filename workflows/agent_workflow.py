@@ -373,27 +373,24 @@ class AgentWorkflow:
     @workflow.signal
     async def pause(self, payload: Any = None) -> None:
         """Stop taking events off the queue and hold approved actions not yet started."""
-        self._signals_this_run += 1
-        s = self._s
-        if s.state == AgentState.INITIALIZING:
-            s.pause_requested = True
-        elif s.state == AgentState.RUNNING:
-            s.state = AgentState.PAUSED
-            s.hold_epoch += 1
-            self._publish_state()
-            await self._tell_actions("hold", {"epoch": s.hold_epoch})
+        await self._set_paused(True)
 
     @workflow.signal
     async def resume(self, payload: Any = None) -> None:
+        await self._set_paused(False)
+
+    async def _set_paused(self, paused: bool) -> None:
         self._signals_this_run += 1
         s = self._s
         if s.state == AgentState.INITIALIZING:
-            s.pause_requested = False
-        elif s.state == AgentState.PAUSED:
-            s.state = AgentState.RUNNING
-            s.hold_epoch += 1
-            self._publish_state()
-            await self._tell_actions("release", {"epoch": s.hold_epoch})
+            s.pause_requested = paused  # applied once initialization ends
+            return
+        if s.state != (AgentState.RUNNING if paused else AgentState.PAUSED):
+            return
+        s.state = AgentState.PAUSED if paused else AgentState.RUNNING
+        s.hold_epoch += 1
+        self._publish_state()
+        await self._tell_actions("hold" if paused else "release", {"epoch": s.hold_epoch})
 
     @workflow.signal
     def reset_circuit_breaker(self, payload: Any = None) -> None:
