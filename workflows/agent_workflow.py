@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, WorkflowAlreadyStartedError
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
@@ -28,12 +28,10 @@ with workflow.unsafe.imports_passed_through():
         DecideEventsResult,
         EventDecision,
     )
-    from agents.models import AgentAction, SystemEvent
-    from agents.policy import Outcome, decide
+    from agents.models import SystemEvent
     from workflows import search_attributes as sa
-    from workflows.action_details import static_details, static_summary
-    from workflows.action_state import ActionInput, ActionOutcome, ActionStatus
-    from workflows.action_workflow import ActionWorkflow
+    from workflows.action_launch import launch_action
+    from workflows.action_state import ActionOutcome
     from workflows.agent_state import (
         Admission,
         AgentRunState,
@@ -48,13 +46,11 @@ with workflow.unsafe.imports_passed_through():
         admit,
         event_size,
         parse_event,
-        policy_context,
         record_outcome,
         record_problem,
         status_of,
         take_batch,
     )
-    from workflows.ids import action_workflow_id
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -250,71 +246,9 @@ class AgentWorkflow:
         )
 
     async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
-        s = self._s
         assert decision.action is not None
-        action_id = action_workflow_id(s.config.id, event.id)
-        if action_id in s.pending_actions:  # the same event twice in one batch, or redelivered
-            s.counters.actions_duplicate += 1
-            return
-        action: AgentAction = decision.action.model_copy(
-            update={
-                "id": action_id,
-                "agent_id": s.config.id,
-                "event_id": event.id,
-                "correlation_id": decision.action.correlation_id or event.correlation_id or event.id,
-                "requested_by": decision.action.requested_by or f"agent:{s.config.id}",
-            }
-        )
-        now = workflow.now()
-        verdict = decide(s.config, action, policy_context(s, now))
-        auto = verdict.outcome == Outcome.AUTO_EXECUTE
-        if auto:  # counted before the await, so the next action in this batch sees it
-            s.auto_executions.append(now)
-        s.counters.actions_proposed += 1
-        s.pending_actions[action_id] = PendingAction(
-            action_id=action_id,
-            event_id=event.id,
-            status=ActionStatus.PROPOSED.value,
-            risk_level=action.risk_level,
-            description=action.description,
-            proposed_at=now,
-        )
-        self._children_this_run += 1
-        try:
-            await workflow.start_child_workflow(
-                ActionWorkflow.run,
-                ActionInput(
-                    action=action,
-                    event=event,
-                    config=s.config,
-                    agent_workflow_id=workflow.info().workflow_id,
-                    decision=verdict,
-                    held=s.state == AgentState.PAUSED,
-                    hold_epoch=s.hold_epoch,
-                ),
-                id=action_id,
-                task_queue=workflow.info().task_queue,
-                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-                search_attributes=TypedSearchAttributes(
-                    [
-                        sa.AGENT_ID.value_set(s.config.id),
-                        sa.AGENT_TYPE.value_set(s.config.type),
-                        sa.RISK_LEVEL.value_set(action.risk_level.value),
-                        sa.ACTION_STATUS.value_set(ActionStatus.PROPOSED.search_value),
-                    ]
-                ),
-                static_summary=static_summary(action),
-                static_details=static_details(action, event, verdict, action_id),
-            )
-        except WorkflowAlreadyStartedError:
-            # Started before, by an earlier run or before a dedup window forgot the event.
-            del s.pending_actions[action_id]
-            if auto:
-                s.auto_executions.remove(now)
-            s.counters.actions_proposed -= 1
-            s.counters.actions_duplicate += 1
-            workflow.logger.info("action %s already exists, not starting it again", action_id)
+        if await launch_action(self._s, event, decision.action):
+            self._children_this_run += 1
 
     async def _stop(self) -> AgentRunSummary:
         s = self._s

@@ -1,0 +1,89 @@
+"""Turning an agent's proposal into its own ActionWorkflow: identity, policy, bookkeeping.
+
+The action id derives from the agent and the event, and the child is started
+with REJECT_DUPLICATE, so a redelivered event can never create a second action;
+ABANDON lets actions outlive their agent's run (continue-as-new, stop).
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+with workflow.unsafe.imports_passed_through():
+    from agents.models import AgentAction, SystemEvent
+    from agents.policy import Outcome, decide
+    from workflows import search_attributes as sa
+    from workflows.action_details import static_details, static_summary
+    from workflows.action_state import ActionInput, ActionStatus
+    from workflows.action_workflow import ActionWorkflow
+    from workflows.agent_state import AgentRunState, AgentState, PendingAction, policy_context
+    from workflows.ids import action_workflow_id
+
+
+async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:
+    """Decide the policy for ``proposed`` and start its workflow; False if it was a duplicate."""
+    action_id = action_workflow_id(s.config.id, event.id)
+    if action_id in s.pending_actions:  # the same event twice in one batch, or redelivered
+        s.counters.actions_duplicate += 1
+        return False
+    action: AgentAction = proposed.model_copy(
+        update={
+            "id": action_id,
+            "agent_id": s.config.id,
+            "event_id": event.id,
+            "correlation_id": proposed.correlation_id or event.correlation_id or event.id,
+            "requested_by": proposed.requested_by or f"agent:{s.config.id}",
+        }
+    )
+    now = workflow.now()
+    verdict = decide(s.config, action, policy_context(s, now))
+    auto = verdict.outcome == Outcome.AUTO_EXECUTE
+    if auto:  # counted before the await, so the next action in this batch sees it
+        s.auto_executions.append(now)
+    s.counters.actions_proposed += 1
+    s.pending_actions[action_id] = PendingAction(
+        action_id=action_id,
+        event_id=event.id,
+        status=ActionStatus.PROPOSED.value,
+        risk_level=action.risk_level,
+        description=action.description,
+        proposed_at=now,
+    )
+    try:
+        await workflow.start_child_workflow(
+            ActionWorkflow.run,
+            ActionInput(
+                action=action,
+                event=event,
+                config=s.config,
+                agent_workflow_id=workflow.info().workflow_id,
+                decision=verdict,
+                held=s.state == AgentState.PAUSED,
+                hold_epoch=s.hold_epoch,
+            ),
+            id=action_id,
+            task_queue=workflow.info().task_queue,
+            parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    sa.AGENT_ID.value_set(s.config.id),
+                    sa.AGENT_TYPE.value_set(s.config.type),
+                    sa.RISK_LEVEL.value_set(action.risk_level.value),
+                    sa.ACTION_STATUS.value_set(ActionStatus.PROPOSED.search_value),
+                ]
+            ),
+            static_summary=static_summary(action),
+            static_details=static_details(action, event, verdict, action_id),
+        )
+    except WorkflowAlreadyStartedError:
+        # Started before, by an earlier run or before a dedup window forgot the event.
+        del s.pending_actions[action_id]
+        if auto:
+            s.auto_executions.remove(now)
+        s.counters.actions_proposed -= 1
+        s.counters.actions_duplicate += 1
+        workflow.logger.info("action %s already exists, not starting it again", action_id)
+    return True  # a start was attempted: it counts towards the run's child limit
