@@ -67,3 +67,14 @@ async def test_dedup_window_survives_continue_as_new(aiops: AiopsClient, worker)
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 16)
     assert status.counters.events_deduplicated == 4
     assert status.counters.events_processed == 12
+
+
+async def test_runs_continue_as_new_before_too_many_child_workflows(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder", runtime={"max_actions_per_run": 3, "batch_size": 2})
+    await aiops.start_agent(config)
+    events = [event(act=True) for _ in range(8)]
+    await aiops.send_events(config.id, events)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 8)
+    assert status.run_number >= 3
+    assert status.counters.actions_proposed == 8
+    assert sorted(LEDGER["executed"]) == sorted(aiops.action_id(config.id, e.id) for e in events)

@@ -70,8 +70,6 @@ MAX_DECIDE_BACKOFF_SECONDS = 60
 # An event whose decision fails this often (transiently, or by sinking its batch) is
 # recorded as a decision error and dropped: one poison event must not stall the agent.
 MAX_DECIDE_ATTEMPTS = 3
-# Continue as new before the server's limit of 2,000 pending child workflows per run.
-CHILDREN_PER_RUN_CEILING = 1000
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
 
@@ -150,7 +148,7 @@ class AgentWorkflow:
             workflow.info().is_continue_as_new_suggested()
             or self._events_this_run >= self._s.config.runtime.max_events_per_run
             or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
-            or self._children_this_run >= CHILDREN_PER_RUN_CEILING
+            or self._children_this_run >= self._s.config.runtime.max_actions_per_run
         )
 
     async def _process_batch(self) -> None:
