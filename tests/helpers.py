@@ -7,8 +7,12 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from temporalio.client import WorkflowHandle
+
 from agents import AgentConfig, SystemEvent
 from agents.models import ApprovalSettings, Approver
+from aiops.client import AiopsClient
+from workflows.action_state import ActionRecord, ActionStatus
 
 T = TypeVar("T")
 
@@ -35,6 +39,24 @@ def event(event_type: str = "infrastructure_drift", **data: Any) -> SystemEvent:
     return SystemEvent(
         id=event_id, type=event_type, source=data.pop("source", "vpc-main"), severity=severity, data=data
     )
+
+
+async def wait_pending(aiops: AiopsClient, action_id: str) -> ActionRecord:
+    """Wait until the action is waiting for approval; return its record."""
+    return await eventually(
+        lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+
+
+async def start_pending_action(
+    aiops: AiopsClient, config: AgentConfig, risk: str = "high", **data: Any
+) -> tuple[WorkflowHandle[Any, Any], str, ActionRecord]:
+    """Start ``config``'s agent, send one alert of ``risk``, and wait for its action to await approval."""
+    handle = await aiops.start_agent(config)
+    e = event("alert", risk=risk, **data)
+    await aiops.send_event(config.id, e)
+    action_id = aiops.action_id(config.id, e.id)
+    return handle, action_id, await wait_pending(aiops, action_id)
 
 
 async def eventually(

@@ -11,20 +11,14 @@ import pytest
 
 from aiops.client import AiopsClient, AiopsError
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, event, eventually, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_state import ActionRecord, ActionStatus, ApprovalRequest
 
 
-async def pending_action(aiops: AiopsClient, agent_type: str = "scripted", risk: str = "high", **kw):
-    config = agent_config(agent_type, approval=team(), **kw)
-    await aiops.start_agent(config)
-    e = event("alert", risk=risk, requested_by=kw.pop("requested_by", None) or "dave")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    record = await eventually(
-        lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
-    )
+async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: str = "dave"):
+    config = agent_config("scripted", approval=team())
+    _, action_id, record = await start_pending_action(aiops, config, risk, requested_by=requested_by)
     return config, action_id, record
 
 
@@ -82,12 +76,7 @@ async def test_update_refuses_at_once_with_the_reason(aiops: AiopsClient, worker
 
 
 async def test_the_requester_may_not_approve_their_own_action(aiops: AiopsClient, worker) -> None:
-    config = agent_config("scripted", approval=team())
-    await aiops.start_agent(config)
-    e = event("alert", risk="high", requested_by="alice")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    _, action_id, _ = await pending_action(aiops, requested_by="alice")
     with pytest.raises(AiopsError, match="alice requested this action and may not approve it"):
         await aiops.approve(action_id, "alice")
     await aiops.approve(action_id, "bob")

@@ -16,25 +16,35 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
     config = agent_config("recorder", runtime={"max_events_per_run": 15, "batch_size": 7})
     await aiops.start_agent(config)
     events = [event(act=(i % 10 == 0)) for i in range(300)]
-    duplicates = events[::15]  # redelivered while the burst is still arriving
+    waves = [events[i : i + 100] for i in range(0, 300, 100)]
+    redelivered = [e for wave in waves for e in wave[::15]]  # sent twice, inside the same storm
 
     async def single(chunk):  # many concurrent single signals
         for e in chunk:
             await aiops.send_event(config.id, e)
 
-    await asyncio.gather(
-        *(single(events[i : i + 30]) for i in range(0, 150, 30)),
-        aiops.send_events(config.id, events[150:], batch_size=25),
-        single(duplicates),
-    )
+    # Each wave is a storm of concurrent single signals, batch signals and redeliveries.
+    # While a storm lasts the server refuses to close the run (the next run would miss the
+    # buffered signals), so after each wave the test waits for the boundary it causes.
+    run = (await eventually(lambda: aiops.status(config.id), lambda s: s.run_number >= 1)).run_number
+    for wave in waves:
+        await asyncio.gather(
+            *(single(wave[i : i + 10]) for i in range(0, 50, 10)),
+            aiops.send_events(config.id, wave[50:], batch_size=25),
+            single(wave[::15]),
+        )
+        status = await eventually(
+            lambda: aiops.status(config.id), lambda s, r=run: s.run_number > r, within=60
+        )
+        run = status.run_number
     expected_actions = sum(1 for e in events if e.data.get("act"))
     status = await eventually(
         lambda: aiops.status(config.id),
         lambda s: s.counters.events_processed == 300 and s.counters.actions_succeeded == expected_actions,
         within=120,
     )
-    assert status.counters.events_received == 300 + len(duplicates)
-    assert status.counters.events_deduplicated == len(duplicates)
+    assert status.counters.events_received == 300 + len(redelivered)
+    assert status.counters.events_deduplicated == len(redelivered)
     assert status.counters.actions_proposed == expected_actions
     assert status.counters.actions_duplicate == 0
     assert status.queue_length == 0

@@ -20,7 +20,7 @@ from activities.agent_activities import AgentActivities
 from agents.models import ApprovalRule, RiskLevel
 from aiops.client import AiopsClient
 from aiops.namespace_setup import ensure_search_attributes
-from tests.helpers import agent_config, event, eventually, team
+from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from worker import build_worker
 from workflows.action_state import ActionStatus
@@ -48,23 +48,13 @@ async def skipping(skipping_env: WorkflowEnvironment) -> AsyncIterator[AiopsClie
         yield AiopsClient(skipping_env.client, task_queue)
 
 
-async def pending(client: AiopsClient, action_id: str):
-    return await eventually(
-        lambda: client.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
-    )
-
-
 async def test_unanswered_approval_escalates_once_then_expires(
     skipping: AiopsClient, skipping_env: WorkflowEnvironment, caplog
 ) -> None:
     approval = team()
     approval.rules[RiskLevel.HIGH] = ApprovalRule(roles=["sre"], timeout_seconds=4 * 3600)
     config = agent_config("scripted", approval=approval)
-    await skipping.start_agent(config)
-    e = event("alert", risk="high")
-    await skipping.send_event(config.id, e)
-    action_id = skipping.action_id(config.id, e.id)
-    await pending(skipping, action_id)
+    _, action_id, _ = await start_pending_action(skipping, config, "high")
     await skipping_env.sleep(4 * 3600 - 60)
     assert (await skipping.action(action_id)).escalated is False
     await skipping_env.sleep(4 * 3600 + 120)
@@ -86,11 +76,7 @@ async def test_expiry_without_escalation_rejects_at_the_first_deadline(
 ) -> None:
     approval = team().model_copy(update={"on_expiry": "reject"})
     config = agent_config("scripted", approval=approval)
-    await skipping.start_agent(config)
-    e = event("alert", risk="critical")
-    await skipping.send_event(config.id, e)
-    action_id = skipping.action_id(config.id, e.id)
-    await pending(skipping, action_id)
+    _, action_id, _ = await start_pending_action(skipping, config, "critical")
     await skipping_env.sleep(3600 + 60)  # the default critical timeout is one hour
     record = await skipping.wait_for_action(action_id)
     assert record.status == ActionStatus.EXPIRED
@@ -103,13 +89,7 @@ async def test_an_approval_after_escalation_still_counts(
     approval = team()
     approval.rules[RiskLevel.MEDIUM] = ApprovalRule(roles=["sre"], timeout_seconds=3600)
     config = agent_config("scripted", approval=approval)
-    await skipping.start_agent(config)
-    e = event("alert", risk="medium")
-    await skipping.send_event(config.id, e)
-    action_id = skipping.action_id(config.id, e.id)
-    record = await eventually(
-        lambda: skipping.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
-    )
+    _, action_id, record = await start_pending_action(skipping, config, "medium")
     assert record.escalated is False
     await skipping_env.sleep(3600 + 60)  # past the first deadline, inside the extension
     record = await eventually(lambda: skipping.action(action_id), lambda r: r.escalated)
@@ -126,11 +106,7 @@ async def test_escalation_to_an_agent_delivers_an_alert_event(
     await skipping.start_agent(alerting)
     approval = team().model_copy(update={"escalation_target": f"agent:{alerting.id}"})
     config = agent_config("scripted", approval=approval)
-    await skipping.start_agent(config)
-    e = event("alert", risk="high")
-    await skipping.send_event(config.id, e)
-    action_id = skipping.action_id(config.id, e.id)
-    await pending(skipping, action_id)
+    _, action_id, _ = await start_pending_action(skipping, config, "high")
     await skipping_env.sleep(4 * 3600 + 60)
     status = await eventually(
         lambda: skipping.status(alerting.id), lambda s: s.counters.events_processed == 1

@@ -10,7 +10,7 @@ from temporalio.client import WorkflowFailureError
 
 from aiops.client import AiopsClient
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, event, eventually, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_state import ActionStatus
 from workflows.agent_state import AgentState
@@ -36,12 +36,8 @@ async def test_signals_without_input_or_with_extra_input_are_harmless(
     aiops: AiopsClient, worker, address: str
 ) -> None:
     config = agent_config("scripted", approval=team())
-    await aiops.start_agent(config)
     wf = agent_workflow_id(config.id)
-    e = event("alert", risk="high")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    _, action_id, _ = await start_pending_action(aiops, config)
 
     for name in ("submit_event", "submit_events"):
         assert (await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", name)).returncode == 0
@@ -83,11 +79,11 @@ async def test_the_automatic_execution_limit_holds_within_one_batch(aiops: Aiops
 
 async def test_a_redelivered_event_keeps_its_live_action_tracked(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team(), runtime={"dedup_window": 1})
-    await aiops.start_agent(config)
     first = event("alert", risk="high")
+    await aiops.start_agent(config)
     await aiops.send_event(config.id, first)
     action_id = aiops.action_id(config.id, first.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    await wait_pending(aiops, action_id)
     await aiops.send_event(config.id, event("alert", risk="high"))  # pushes `first` out of the window
     await aiops.send_event(config.id, first)
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_duplicate == 1)
@@ -122,11 +118,7 @@ async def test_a_full_queue_rejects_with_a_reason_instead_of_growing(aiops: Aiop
 
 async def test_stop_without_draining_aborts_waiting_actions(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
-    handle = await aiops.start_agent(config)
-    e = event("alert", risk="high")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    handle, action_id, _ = await start_pending_action(aiops, config)
     await aiops.stop(config.id, reason="decommissioned", drain=False)
     await handle.result()
     record = await aiops.wait_for_action(action_id)
@@ -137,11 +129,7 @@ async def test_stop_without_draining_aborts_waiting_actions(aiops: AiopsClient, 
 
 async def test_stopping_a_paused_agent_releases_its_approved_actions(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
-    handle = await aiops.start_agent(config)
-    e = event("alert", risk="high")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+    handle, action_id, _ = await start_pending_action(aiops, config)
     await aiops.pause(config.id)
     await eventually(lambda: aiops.action(action_id), lambda r: r.held)
     await aiops.approve(action_id, "alice")
