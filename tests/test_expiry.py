@@ -28,8 +28,11 @@ from workflows.action_state import ActionStatus
 TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 
 
-@pytest_asyncio.fixture(scope="module")
+@pytest_asyncio.fixture
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
+    # One server per test: an agent left running by an earlier test keeps tasks that a
+    # stopped worker may have polled, and those lock time skipping in real time until
+    # they time out, which once stalled a later test's sleep past its RPC deadline.
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
     )
