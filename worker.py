@@ -19,10 +19,17 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
+import asyncpg
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_activities import AgentActivities
+from activities.audit_activities import AuditActivities
+from activities.audit_log import AuditLog
+from activities.config_activities import ConfigActivities
+from activities.config_listener import ConfigListener
+from activities.config_store import ConfigStore
+from activities.database import DATABASE_URL_ENV, database_url, open_pool
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
 from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
@@ -42,13 +49,20 @@ def build_worker(
     activities: AgentActivities | None = None,
     identity: str | None = None,
     graceful_shutdown: timedelta = timedelta(seconds=30),
+    pool: asyncpg.Pool | None = None,
 ) -> Worker:
-    activities = activities or AgentActivities(client=client)
+    """A worker for every workflow and activity; ``pool`` backs the config store and audit log.
+
+    Without a pool, audit steps are only logged and configs cannot be stored.
+    """
+    activities = activities or AgentActivities(client=client, identity=identity or "")
+    config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
+    audit = AuditActivities(AuditLog(pool) if pool else None)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=activities.all(),
+        activities=[*activities.all(), *config.all(), *audit.all()],
         identity=identity,
         graceful_shutdown_timeout=graceful_shutdown,
     )
@@ -71,7 +85,21 @@ async def run(args: argparse.Namespace) -> int:
             REGISTER_COMMAND,
         )
         return 2
-    worker = build_worker(client, args.task_queue, identity=identity)
+    url = database_url()
+    if url is None and not args.no_database:
+        log.error(
+            "set %s to a PostgreSQL URL (the config store and audit log live there; "
+            "bash temporal-dev/start.sh prints a local one), or pass --no-database to run without them",
+            DATABASE_URL_ENV,
+        )
+        return 2
+    pool = await open_pool(url) if url else None
+    if pool is None:
+        log.warning("running WITHOUT a database: no audit log, no stored configs (--no-database)")
+    worker = build_worker(client, args.task_queue, identity=identity, pool=pool)
+    listener = ConfigListener(url, client) if url else None
+    if listener is not None:
+        listener.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -87,6 +115,10 @@ async def run(args: argparse.Namespace) -> int:
         print(f"worker ready: task queue {args.task_queue}", flush=True)
         await stop.wait()
         log.info("shutting down: finishing running activities")
+        if listener is not None:
+            await listener.stop()
+    if pool is not None:
+        await pool.close()
     return 0
 
 
@@ -108,6 +140,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--register-search-attributes",
         action="store_true",
         help="register the framework's search attributes on the namespace if missing",
+    )
+    parser.add_argument(
+        "--no-database",
+        action="store_true",
+        help=f"run without PostgreSQL ({DATABASE_URL_ENV} unset): no audit log, no config store",
     )
     parser.add_argument("--log-level", default=os.environ.get("AIOPS_LOG_LEVEL", "INFO"))
     return parser.parse_args(argv)

@@ -12,9 +12,11 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import os
+import socket
 from collections.abc import Awaitable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import Client
@@ -25,6 +27,7 @@ from activities.agent_instances import AgentInstances
 from activities.contracts import (
     DECIDE_EVENTS,
     EXECUTE_ACTION,
+    EXECUTE_ACTION_LOGGED,
     INITIALIZE_AGENT,
     NOTIFY_ESCALATION,
     PLAN_ACTION,
@@ -33,12 +36,16 @@ from activities.contracts import (
     VERIFY_ACTION,
     ActionCall,
     AgentInitialized,
+    AttemptLog,
     DecideEventsInput,
     DecideEventsResult,
     EscalationNotice,
     EventDecision,
+    ExecutionAttempt,
+    ExecutionOutcome,
     VerifyCall,
 )
+from activities.secrets import SecretUnavailableError
 from agents.errors import (
     InvalidAgentConfigError,
     NonRetryableActionError,
@@ -51,7 +58,12 @@ log = logging.getLogger("aiops.activities")
 
 T = TypeVar("T")
 
-_NON_RETRYABLE = (UnknownAgentTypeError, InvalidAgentConfigError, NonRetryableActionError)
+_NON_RETRYABLE = (
+    UnknownAgentTypeError,
+    InvalidAgentConfigError,
+    NonRetryableActionError,
+    SecretUnavailableError,
+)
 
 
 async def _run_hook(awaitable: Awaitable[T]) -> T:
@@ -61,8 +73,8 @@ async def _run_hook(awaitable: Awaitable[T]) -> T:
         raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
 
 
-async def _with_heartbeats(awaitable: Awaitable[T]) -> T:
-    """Heartbeat while a long hook runs, so a dead worker is noticed quickly."""
+async def _with_heartbeats(awaitable: Awaitable[T], *details: Any) -> T:
+    """Heartbeat (with ``details``) while a long hook runs, so a dead worker is noticed quickly."""
     timeout = activity.info().heartbeat_timeout
     if not timeout:
         return await awaitable
@@ -70,7 +82,7 @@ async def _with_heartbeats(awaitable: Awaitable[T]) -> T:
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
+            activity.heartbeat(*details)
             await asyncio.sleep(interval)
 
     beater = asyncio.create_task(beat())
@@ -83,9 +95,12 @@ async def _with_heartbeats(awaitable: Awaitable[T]) -> T:
 
 
 class AgentActivities:
-    def __init__(self, instances: AgentInstances | None = None, client: Client | None = None) -> None:
+    def __init__(
+        self, instances: AgentInstances | None = None, client: Client | None = None, identity: str = ""
+    ) -> None:
         self.instances = instances or AgentInstances()
         self.client = client
+        self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
 
     @activity.defn(name=INITIALIZE_AGENT)
     async def initialize_agent(self, config: AgentConfig) -> AgentInitialized:
@@ -120,6 +135,40 @@ class AgentActivities:
     @activity.defn(name=EXECUTE_ACTION)
     async def execute_action(self, call: ActionCall) -> ActionResult:
         """Run the action; its id is the idempotency key the agent must use."""
+        return await self._execute(call)
+
+    @activity.defn(name=EXECUTE_ACTION_LOGGED)
+    async def execute_action_logged(self, call: ActionCall) -> ExecutionOutcome:
+        """Run the action and keep a log of every attempt for the audit trail.
+
+        Each attempt appends itself to the log the previous attempt left in its
+        heartbeat details; the log comes back with the result, or in the details
+        of the final failure, so the workflow can record each attempt.
+        """
+        info = activity.info()
+        log_so_far = AttemptLog()
+        if info.heartbeat_details:
+            with contextlib.suppress(Exception):
+                log_so_far = AttemptLog.model_validate(info.heartbeat_details[0])
+        log_so_far.attempts.append(
+            ExecutionAttempt(attempt=info.attempt, started_at=datetime.now(UTC), worker=self.identity)
+        )
+        details = log_so_far.model_dump(mode="json")
+        activity.heartbeat(details)
+        try:
+            result = await self._execute(call, details)
+        except Exception as err:
+            log_so_far.attempts[-1].error = f"{type(err).__name__}: {err}"
+            details = log_so_far.model_dump(mode="json")
+            activity.heartbeat(details)
+            if isinstance(err, ApplicationError):
+                raise ApplicationError(
+                    err.message, details, type=err.type, non_retryable=err.non_retryable
+                ) from err
+            raise ApplicationError(str(err), details, type=type(err).__name__) from err
+        return ExecutionOutcome(result=result, attempts=log_so_far.attempts)
+
+    async def _execute(self, call: ActionCall, *heartbeat_details: Any) -> ActionResult:
         agent = await _run_hook(self.instances.get(call.config))
         action = call.action
         if call.plan is not None:
@@ -132,7 +181,7 @@ class AgentActivities:
             activity.info().attempt,
             extra={"action_id": action.id, "agent_id": action.agent_id},
         )
-        return await _with_heartbeats(_run_hook(agent.execute_action(action)))
+        return await _with_heartbeats(_run_hook(agent.execute_action(action)), *heartbeat_details)
 
     @activity.defn(name=VERIFY_ACTION)
     async def verify_action(self, call: VerifyCall) -> bool | None:
@@ -190,6 +239,7 @@ class AgentActivities:
             self.stop_agent,
             self.plan_action,
             self.execute_action,
+            self.execute_action_logged,
             self.verify_action,
             self.rollback_action,
             self.notify_escalation,

@@ -4,12 +4,16 @@ Activities for one agent may land on any worker, so every worker builds an
 agent lazily from the config the workflow passes: create, initialize, start;
 and when the config version changes, ``reload_config``. Workers never assume
 they saw an agent's earlier activities.
+
+The agent gets its config with secret references resolved; the cache compares
+the unresolved config the workflow sent, so a secret never leaves the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from activities.secrets import resolve_secrets
 from agents.base_agent import BaseAgent
 from agents.models import AgentConfig
 from agents.registry import AgentFactory, default_factory
@@ -19,6 +23,7 @@ class AgentInstances:
     def __init__(self, factory: AgentFactory = default_factory) -> None:
         self.factory = factory
         self._agents: dict[str, BaseAgent] = {}
+        self._configs: dict[str, AgentConfig] = {}  # as the workflow sent them: references, no secrets
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def get(self, config: AgentConfig) -> BaseAgent:
@@ -26,18 +31,37 @@ class AgentInstances:
         async with lock:
             agent = self._agents.get(config.id)
             if agent is None:
-                agent = self.factory.create(config)
+                agent = self.factory.create(resolve_secrets(config))
                 await agent.initialize()
                 await agent.start()
                 self._agents[config.id] = agent
-            elif agent.config != config:
-                await agent.reload_config(config)
+            elif self._configs.get(config.id) != config:
+                await agent.reload_config(resolve_secrets(config))
+            self._configs[config.id] = config
+            return agent
+
+    async def reload(self, old: AgentConfig, new: AgentConfig) -> BaseAgent:
+        """Switch the agent from ``old`` to ``new``, calling its reload hook even on a
+        worker that had not built it yet (built from ``old`` first)."""
+        lock = self._locks.setdefault(new.id, asyncio.Lock())
+        async with lock:
+            agent = self._agents.get(new.id)
+            if agent is None:
+                agent = self.factory.create(resolve_secrets(old))
+                await agent.initialize()
+                await agent.start()
+                self._agents[new.id] = agent
+                self._configs[new.id] = old
+            if self._configs.get(new.id) != new:
+                await agent.reload_config(resolve_secrets(new))
+                self._configs[new.id] = new
             return agent
 
     async def stop(self, config: AgentConfig) -> bool:
         lock = self._locks.setdefault(config.id, asyncio.Lock())
         async with lock:
             agent = self._agents.pop(config.id, None)
+            self._configs.pop(config.id, None)
             if agent is None:
                 return False
             await agent.stop()
@@ -48,4 +72,4 @@ class AgentInstances:
 
     async def stop_all(self) -> None:
         for agent in list(self._agents.values()):
-            await self.stop(agent.config)
+            await self.stop(self._configs.get(agent.agent_id, agent.config))

@@ -6,6 +6,10 @@ file pulls no I/O library into the sandbox.
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
 from pydantic import BaseModel, Field
 
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, SystemEvent
@@ -15,6 +19,8 @@ DECIDE_EVENTS = "decide_events"
 STOP_AGENT = "stop_agent"
 PLAN_ACTION = "plan_action"
 EXECUTE_ACTION = "execute_action"
+# Like execute_action, and returns (or fails with) the log of every attempt for the audit.
+EXECUTE_ACTION_LOGGED = "execute_action_logged"
 VERIFY_ACTION = "verify_action"
 ROLLBACK_ACTION = "rollback_action"
 NOTIFY_ESCALATION = "notify_escalation"
@@ -23,6 +29,7 @@ NON_RETRYABLE_AGENT_ERRORS = [
     "UnknownAgentTypeError",
     "InvalidAgentConfigError",
     "NonRetryableActionError",
+    "SecretUnavailableError",
 ]
 
 
@@ -55,6 +62,24 @@ class ActionCall(BaseModel):
     plan: Plan | None = None
 
 
+class ExecutionAttempt(BaseModel):
+    attempt: int
+    started_at: datetime
+    worker: str = ""
+    error: str | None = None
+
+
+class AttemptLog(BaseModel):
+    """Carried from attempt to attempt in heartbeat details, returned at the end."""
+
+    attempts: list[ExecutionAttempt] = Field(default_factory=list)
+
+
+class ExecutionOutcome(BaseModel):
+    result: ActionResult
+    attempts: list[ExecutionAttempt] = Field(default_factory=list)
+
+
 class VerifyCall(BaseModel):
     config: AgentConfig
     action: AgentAction
@@ -66,3 +91,72 @@ class EscalationNotice(BaseModel):
     agent_id: str
     target: str
     message: str
+
+
+# ----- audit log and configuration store -------------------------------------
+
+RECORD_AUDIT = "record_audit"
+REGISTER_CONFIG = "register_config"
+STORE_CONFIG = "store_config"
+LOAD_CONFIG = "load_config"
+VALIDATE_CONFIG = "validate_config"
+RELOAD_AGENT = "reload_agent"
+
+
+class AuditStep(StrEnum):
+    EVENT_RECEIVED = "event_received"
+    DECISION = "decision"
+    APPROVAL = "approval"
+    APPROVAL_REFUSED = "approval_refused"
+    ESCALATION = "escalation"
+    EXECUTION_ATTEMPT = "execution_attempt"
+    EXECUTION_RESULT = "execution_result"
+    VERIFICATION = "verification"
+    ROLLBACK = "rollback"
+    ACTION_FINISHED = "action_finished"
+    CONFIG_CHANGED = "config_changed"
+    CONFIG_REFUSED = "config_refused"
+    AGENT_LIFECYCLE = "agent_lifecycle"
+
+
+class AuditRecord(BaseModel):
+    """One step worth an audit row. ``key`` is unique per step: a retried write lands once."""
+
+    agent_id: str
+    action_id: str | None = None
+    step: AuditStep
+    key: str
+    actor: str = ""
+    occurred_at: datetime
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class AuditBatch(BaseModel):
+    records: list[AuditRecord]
+
+
+class ConfigProposal(BaseModel):
+    """A config someone wants to apply, and who and why (stored with the version)."""
+
+    config: AgentConfig
+    author: str
+    comment: str = ""
+
+
+class StoredConfig(BaseModel):
+    agent_id: str
+    version: int
+    config: AgentConfig
+    author: str
+    comment: str
+    created_at: datetime
+
+
+class LoadConfigCall(BaseModel):
+    agent_id: str
+    version: int
+
+
+class ReloadCall(BaseModel):
+    old: AgentConfig
+    new: AgentConfig

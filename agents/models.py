@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from agents.secret_refs import literal_secret_problems
 
 
 class EventType(StrEnum):
@@ -81,7 +83,8 @@ AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    # Errors never echo the input: a refused config may hold a literal secret.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, hide_input_in_errors=True)
 
 
 class SystemEvent(_Strict):
@@ -125,9 +128,18 @@ class ActionResult(_Strict):
 
 
 class Integration(_Strict):
+    """A system the agent talks to; secret settings are references (``env:NAME``, ``file:/path``)."""
+
     name: str
     type: str
     config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _secrets_are_references(self) -> Integration:
+        problems = literal_secret_problems(self.config, f"integration {self.name!r} config")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class RetrySettings(_Strict):
@@ -233,6 +245,14 @@ class AgentConfig(_Strict):
     def _type_as_plain_name(cls, value: Any) -> Any:
         if isinstance(value, AgentType):
             return value.value
+        return value
+
+    @field_validator("settings")
+    @classmethod
+    def _secret_settings_are_references(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problems = literal_secret_problems(value, "settings")
+        if problems:
+            raise ValueError("; ".join(problems))
         return value
 
 

@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
+import asyncpg
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.audit_log import AuditLog, AuditRow, ChainReport
+from activities.config_store import ConfigStore
+from activities.contracts import StoredConfig
+from activities.database import DATABASE_URL_ENV, database_url, open_pool
+from agents.config_diff import ConfigChange, diff_configs
 from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
 from aiops.connection import connect
 from workflows.action_state import ActionRecord, ApprovalRequest, DecisionRequest
 from workflows.agent_state import AgentState, AgentStatus, AgentWorkflowInput, StopRequest
 from workflows.agent_workflow import AgentWorkflow
+from workflows.config_change import ConfigApplied
 from workflows.ids import DEFAULT_TASK_QUEUE, action_workflow_id, agent_workflow_id
 
 
@@ -35,22 +43,38 @@ class ActionNotFoundError(AiopsError):
     pass
 
 
+class ConfigRefusedError(AiopsError):
+    pass
+
+
 class AiopsClient:
-    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+    """``pool`` (PostgreSQL) is needed only to read config history and the audit trail."""
+
+    def __init__(
+        self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE, pool: asyncpg.Pool | None = None
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
+        self.pool = pool
 
     @classmethod
     async def connect(cls, task_queue: str = DEFAULT_TASK_QUEUE, **kwargs: Any) -> AiopsClient:
-        return cls(await connect(**kwargs), task_queue)
+        """Connect with the worker's environment settings (and ``DATABASE_URL`` when set)."""
+        url = database_url()
+        pool = await open_pool(url, attempts=3, max_size=2) if url else None
+        return cls(await connect(**kwargs), task_queue, pool)
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
 
     # ----- agents --------------------------------------------------------------
 
-    async def start_agent(self, config: AgentConfig) -> WorkflowHandle[Any, Any]:
+    async def start_agent(self, config: AgentConfig, started_by: str = "") -> WorkflowHandle[Any, Any]:
         """Start the agent, or reach it if it already runs: two starters never make two."""
         return await self.client.start_workflow(
             AgentWorkflow.run,
-            AgentWorkflowInput(config=config),
+            AgentWorkflowInput(config=config, started_by=started_by),
             id=agent_workflow_id(config.id),
             task_queue=self.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
@@ -192,8 +216,6 @@ class AiopsClient:
         self, action_id: str, approve: bool, approver: str, comment: str, plan_digest: str | None
     ) -> ActionRecord:
         """Decide through the ``decide`` update, so a refusal comes back at once with its reason."""
-        from temporalio.client import WorkflowUpdateFailedError
-
         request = DecisionRequest(
             approve=approve, approver=approver, comment=comment, plan_digest=plan_digest
         )
@@ -217,6 +239,77 @@ class AiopsClient:
     async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
         """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""
         await self.action_handle(action_id).signal("approve" if approve else "reject", request.model_dump())
+
+    # ----- configuration -------------------------------------------------------
+
+    async def apply_config(self, config: AgentConfig, author: str, comment: str = "") -> ConfigApplied:
+        """Validate on a worker, store as the next version, and hot-reload the running agent."""
+        return await self._reconfigure(
+            config.id, {"config": config.model_dump(mode="json"), "author": author, "comment": comment}
+        )
+
+    async def rollback_config(
+        self, agent_id: str, version: int, author: str, comment: str = ""
+    ) -> ConfigApplied:
+        """Store a copy of ``version`` as the next version and apply it."""
+        return await self._reconfigure(
+            agent_id, {"rollback_to": version, "author": author, "comment": comment}
+        )
+
+    async def _reconfigure(self, agent_id: str, request: dict[str, Any]) -> ConfigApplied:
+        try:
+            return await self.agent_handle(agent_id).execute_update(
+                "reconfigure", request, result_type=ConfigApplied
+            )
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+            raise ConfigRefusedError(message) from err
+        except RPCError as err:
+            raise self._no_agent(agent_id, err) from err
+
+    async def config_history(self, agent_id: str, limit: int = 100) -> list[StoredConfig]:
+        """Stored versions, newest first."""
+        return await ConfigStore(self._pool()).history(agent_id, limit)
+
+    async def config_version(self, agent_id: str, version: int) -> StoredConfig:
+        stored = await ConfigStore(self._pool()).get(agent_id, version)
+        if stored is None:
+            raise AiopsError(
+                f"agent {agent_id!r} has no config version {version}; see `aiops config history {agent_id}`"
+            )
+        return stored
+
+    async def config_diff(self, agent_id: str, old: int, new: int) -> list[ConfigChange]:
+        before = await self.config_version(agent_id, old)
+        after = await self.config_version(agent_id, new)
+        return diff_configs(before.config, after.config)
+
+    # ----- audit ---------------------------------------------------------------
+
+    async def audit_trail(
+        self,
+        agent_id: str | None = None,
+        action_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+        newest_first: bool = False,
+    ) -> list[AuditRow]:
+        return await AuditLog(self._pool()).rows(agent_id, action_id, since, until, limit, newest_first)
+
+    async def verify_audit(self, agent_id: str | None = None) -> list[ChainReport]:
+        """Check the hash chain of one agent, or of every agent in the log."""
+        log = AuditLog(self._pool())
+        agents = [agent_id] if agent_id else await log.agents()
+        return [await log.verify(a) for a in agents]
+
+    def _pool(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise AiopsError(
+                f"set {DATABASE_URL_ENV} to the PostgreSQL the workers use to read config history and audit"
+            )
+        return self.pool
 
     # ----- plumbing ------------------------------------------------------------
 

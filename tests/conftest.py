@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
@@ -21,6 +22,7 @@ from temporalio.worker import Worker
 
 import tests.support.agents_for_tests  # noqa: F401  (registers the test agents)
 from activities.agent_activities import AgentActivities
+from activities.database import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
 from tests.support.agents_for_tests import LEDGER
@@ -61,6 +63,16 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
+@pytest_asyncio.fixture(scope="session")
+async def pool(postgres: PostgresServer) -> AsyncIterator[asyncpg.Pool]:
+    """The session's database pool, migrated: the config store and audit log of every test worker."""
+    database = await open_pool(postgres.url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
 @pytest.fixture
 def client(env: WorkflowEnvironment) -> Client:
     return env.client
@@ -77,13 +89,13 @@ def task_queue() -> str:
 
 
 @pytest_asyncio.fixture
-async def worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
+async def worker(client: Client, task_queue: str, pool: asyncpg.Pool) -> AsyncIterator[Worker]:
     LEDGER.clear()
-    w = build_worker(client, task_queue, AgentActivities())
+    w = build_worker(client, task_queue, AgentActivities(client=client), pool=pool)
     async with w:
         yield w
 
 
 @pytest.fixture
-def aiops(client: Client, task_queue: str) -> AiopsClient:
-    return AiopsClient(client, task_queue)
+def aiops(client: Client, task_queue: str, pool: asyncpg.Pool) -> AiopsClient:
+    return AiopsClient(client, task_queue, pool)

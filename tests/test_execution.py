@@ -11,6 +11,7 @@ from pathlib import Path
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.agents_for_tests import LEDGER
+from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
 from workflows.action_state import ActionRecord, ActionStatus
 
@@ -74,7 +75,7 @@ async def test_a_redelivered_event_never_creates_a_second_action(aiops: AiopsCli
 
 
 async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
-    aiops: AiopsClient, address: str, task_queue: str, tmp_path: Path
+    aiops: AiopsClient, address: str, task_queue: str, tmp_path: Path, postgres: PostgresServer
 ) -> None:
     ledger = {"AIOPS_TEST_LEDGER_DIR": str(tmp_path)}
     config = agent_config(
@@ -83,7 +84,7 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
     )
     e = event("alert", risk="low", sleep=3)
     action_id = aiops.action_id(config.id, e.id)
-    with worker_process(address, task_queue, "doomed", **ledger) as doomed:
+    with worker_process(address, task_queue, "doomed", postgres.url, **ledger) as doomed:
         await aiops.send_event(config.id, e, config=config)
         await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
 
@@ -93,7 +94,7 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
         await eventually(attempt_started, lambda started: started, within=20)
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
-    with worker_process(address, task_queue, "survivor", **ledger):
+    with worker_process(address, task_queue, "survivor", postgres.url, **ledger):
         record = await asyncio.wait_for(aiops.wait_for_action(action_id), 90)
     assert record.status == ActionStatus.VERIFIED
     assert (tmp_path / "executed.log").read_text().split() == [action_id]

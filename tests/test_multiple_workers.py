@@ -8,13 +8,17 @@ from temporalio.api.enums.v1 import EventType as HistoryEventType
 
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, event, eventually
+from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
 
 
 async def test_two_worker_processes_share_agents_and_actions(
-    aiops: AiopsClient, address: str, task_queue: str
+    aiops: AiopsClient, address: str, task_queue: str, postgres: PostgresServer
 ):
-    with worker_process(address, task_queue, "worker-a"), worker_process(address, task_queue, "worker-b"):
+    with (
+        worker_process(address, task_queue, "worker-a", postgres.url),
+        worker_process(address, task_queue, "worker-b", postgres.url),
+    ):
         configs = [agent_config("recorder") for _ in range(6)]
         events = {c.id: [event(act=True) for _ in range(5)] for c in configs}
         await asyncio.gather(*(aiops.send_events(c.id, events[c.id], config=c) for c in configs))

@@ -92,7 +92,9 @@ class SeedTerraformAgent(MyCustomAgent):
         return {"planned": resources}
 
 
-# ---- the seed's "Agent Configuration", verbatim --------------------------------------
+# ---- the seed's "Agent Configuration", verbatim but for the secret ------------------
+# The seed writes the token as a literal ("..."); secrets are references now (issue 4),
+# so the verbatim example is refused (tested below) and this one says "env:TF_TOKEN".
 
 
 def seed_config(**changes) -> AgentConfig:
@@ -108,21 +110,55 @@ def seed_config(**changes) -> AgentConfig:
             Integration(
                 name="terraform",
                 type="terraform_cloud",
-                config={"token": "...", "organization": "..."}
+                config={"token": "env:TF_TOKEN", "organization": "..."}
             )
         ]
     )
     return config.model_copy(update=changes)
 
 
+def seed_config_verbatim() -> AgentConfig:
+    return AgentConfig(
+        id="my_agent",
+        name="My Custom Agent",
+        type=AgentType.TERRAFORM,
+        enabled=True,
+        automation_level=AutomationLevel.SEMI_AUTO,
+        thresholds={"cpu_threshold": 80.0},
+        approval_required=True,
+        integrations=[
+            Integration(
+                name="terraform",
+                type="terraform_cloud",
+                config={"token": "...", "organization": "..."}
+            )
+        ]
+    )
+
+
 # ---- the tests -----------------------------------------------------------------------
+
+import os
+
+import pytest
+from pydantic import ValidationError
 
 from aiops.client import AiopsClient
 from tests.helpers import event, eventually
 from workflows.action_state import ActionStatus
 
+os.environ.setdefault("TF_TOKEN", "a-test-token")  # what the worker resolves "env:TF_TOKEN" to
 register_agent("seed_snippet")(MyCustomAgent)
 register_agent("seed_terraform")(SeedTerraformAgent)
+
+
+def test_the_seeds_literal_token_is_refused_with_the_reference_to_write() -> None:
+    with pytest.raises(ValidationError) as refused:
+        seed_config_verbatim()
+    message = str(refused.value)
+    assert "config.token: a secret must be a reference" in message
+    assert '"env:TOKEN"' in message
+    assert "input_value" not in message  # a refused secret is never echoed back
 
 
 def test_seed_config_keeps_the_seed_field_names() -> None:

@@ -15,6 +15,7 @@ from aiops.client import AiopsClient
 from aiops.connection import connect_settings
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
+from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT, worker_process
 from workflows.action_state import ActionStatus
 
@@ -49,12 +50,12 @@ def test_settings_come_from_the_same_environment_as_the_temporal_cli(
 
 
 async def test_sigterm_lets_the_running_action_finish(
-    aiops: AiopsClient, address: str, task_queue: str
+    aiops: AiopsClient, address: str, task_queue: str, postgres: PostgresServer
 ) -> None:
     config = agent_config("scripted")
     e = event("alert", risk="low", sleep=2)
     action_id = aiops.action_id(config.id, e.id)
-    with worker_process(address, task_queue, "graceful") as process:
+    with worker_process(address, task_queue, "graceful", postgres.url) as process:
         await aiops.send_event(config.id, e, config=config)
         await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
         await asyncio.sleep(0.3)
@@ -85,3 +86,14 @@ async def test_worker_refuses_a_namespace_without_the_search_attributes(address:
     assert result.returncode == 2
     assert "lacks the search attributes" in result.stderr
     assert "temporal operator search-attribute create --name AiopsAgentId --type Keyword" in result.stderr
+
+
+async def test_worker_without_a_database_refuses_to_start_unless_told(address: str) -> None:
+    environment = {**os.environ, "TEMPORAL_ADDRESS": address, "PYTHONPATH": str(ROOT)}
+    environment.pop("DATABASE_URL", None)
+    result = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "worker.py"], cwd=ROOT, env=environment,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "set DATABASE_URL" in result.stderr and "--no-database" in result.stderr

@@ -24,13 +24,19 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.contracts import (
         EXECUTE_ACTION,
+        EXECUTE_ACTION_LOGGED,
         NON_RETRYABLE_AGENT_ERRORS,
         NOTIFY_ESCALATION,
         PLAN_ACTION,
         ROLLBACK_ACTION,
         VERIFY_ACTION,
         ActionCall,
+        AttemptLog,
+        AuditRecord,
+        AuditStep,
         EscalationNotice,
+        ExecutionAttempt,
+        ExecutionOutcome,
         VerifyCall,
     )
     from agents.models import ActionResult, ExpiryAction, Plan
@@ -50,6 +56,10 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.agent_state import describe_validation_error
     from workflows.approval_gate import approvals_count, refusal_reason
+    from workflows.audit_outbox import AuditOutbox
+
+# Running actions started before this patch executed with the plain execute activity.
+ATTEMPT_LOG_PATCH = "execution-attempt-log-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -73,12 +83,28 @@ class ActionWorkflow:
         )
         self._rejected = False
         self._aborted: str | None = None
+        self._audit = AuditOutbox()
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
         r = self._r
         self._r.approve_command = approve_command(workflow.info().workflow_id)
         self._set_status(ActionStatus.PROPOSED, input.decision.reason)
+        d = input.decision
+        self._record(
+            AuditStep.DECISION,
+            "decision",
+            outcome=d.outcome.value,
+            reason=d.reason,
+            required_approvals=d.required_approvals,
+            allowed_roles=d.allowed_roles,
+            risk_level=r.action.risk_level.value,
+            description=r.action.description,
+            event_id=input.event.id,
+            event_type=input.event.type.value,
+            correlation_id=input.event.correlation_id,
+            config_version=input.config.version,
+        )
         if input.decision.outcome == Outcome.DENY:
             return await self._finish(ActionStatus.DENIED, input.decision.reason)
 
@@ -136,6 +162,13 @@ class ActionWorkflow:
             except ActivityError as err:  # a failed notification must not end the wait
                 r.escalation_error = f"escalation to {approval.escalation_target} failed: {_cause(err)}"
                 workflow.logger.warning("%s", r.escalation_error)
+            self._record(
+                AuditStep.ESCALATION,
+                "escalation",
+                target=approval.escalation_target,
+                error=r.escalation_error,
+                extension_seconds=extension,
+            )
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
             if await self._wait_for_decision(extension):
                 return ActionStatus.REJECTED if self._rejected or self._aborted else None
@@ -204,6 +237,15 @@ class ActionWorkflow:
                 plan_digest=self._r.plan_digest,
             )
         )
+        self._record(
+            AuditStep.APPROVAL,
+            f"approval:{len(self._r.approvals)}",
+            actor=request.approver,
+            approved=approve,
+            comment=request.comment,
+            channel=channel,
+            plan_digest=self._r.plan_digest,
+        )
         if not approve:
             self._rejected = True
             self._r.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
@@ -219,6 +261,15 @@ class ActionWorkflow:
                 channel=channel,
                 reason=reason,
             )
+        )
+        self._record(
+            AuditStep.APPROVAL_REFUSED,
+            f"refused:{len(self._r.refused)}",
+            actor=approver,
+            approved=approve,
+            comment=comment,
+            channel=channel,
+            reason=reason,
         )
         workflow.logger.warning("refused %s from %s: %s", channel, approver, reason)
         self._refresh_details()
@@ -261,11 +312,12 @@ class ActionWorkflow:
         r, config = self._r, self._input.config
         retry = config.retry
         self._set_status(ActionStatus.EXECUTING)
+        logged = workflow.patched(ATTEMPT_LOG_PATCH)
         try:
-            r.result = await workflow.execute_activity(
-                EXECUTE_ACTION,
+            outcome = await workflow.execute_activity(
+                EXECUTE_ACTION_LOGGED if logged else EXECUTE_ACTION,
                 ActionCall(config=config, action=r.action, plan=r.plan),
-                result_type=ActionResult,
+                result_type=ExecutionOutcome if logged else ActionResult,
                 start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=retry.heartbeat_timeout_seconds)
                 if retry.heartbeat_timeout_seconds
@@ -279,7 +331,13 @@ class ActionWorkflow:
                 ),
             )
         except ActivityError as err:
+            self._record_attempts(_attempts_of(err), f"execution failed: {_cause(err)}")
             return await self._finish(ActionStatus.FAILED, f"execution failed: {_cause(err)}")
+        if isinstance(outcome, ExecutionOutcome):
+            r.result = outcome.result
+            self._record_attempts(outcome.attempts, None)
+        else:
+            r.result = outcome
         if not r.result.success:
             return await self._finish(
                 ActionStatus.FAILED, r.result.error or r.result.message or "the agent reported failure"
@@ -292,6 +350,7 @@ class ActionWorkflow:
         except ActivityError as err:
             r.error = f"verification could not run: {_cause(err)}"
             r.verified = False
+        self._record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
         if r.verified is None:  # the agent has no verify hook
             return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
         self._set_status(ActionStatus.VERIFYING)
@@ -302,9 +361,16 @@ class ActionWorkflow:
                 ROLLBACK_ACTION, ActionCall(config=config, action=r.action, plan=r.plan), ActionResult | None
             )
         except ActivityError as err:
+            self._record(AuditStep.ROLLBACK, "rollback", success=False, error=_cause(err))
             return await self._finish(
                 ActionStatus.FAILED, f"verification failed and rollback failed: {_cause(err)}"
             )
+        self._record(
+            AuditStep.ROLLBACK,
+            "rollback",
+            success=r.rollback_result.success if r.rollback_result else None,
+            message=r.rollback_result.message if r.rollback_result else "the agent has no rollback",
+        )
         if r.rollback_result is None:
             return await self._finish(ActionStatus.FAILED, "verification failed; the agent has no rollback")
         if not r.rollback_result.success:
@@ -328,8 +394,48 @@ class ActionWorkflow:
         if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
             self._r.error = note
         self._set_status(status, note)
+        self._record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
         await self._report_and_wait(status)
+        await self._audit.drained()  # the run ends only once its audit rows have landed
         return self._r
+
+    # ----- audit ---------------------------------------------------------------
+
+    def _record(self, step: AuditStep, name: str, actor: str = "", **detail: Any) -> None:
+        r = self._r
+        self._audit.add(
+            AuditRecord(
+                agent_id=r.action.agent_id,
+                action_id=r.action.id,
+                step=step,
+                # The run id keeps keys unique if an action id is ever reused after retention.
+                key=f"{r.action.id}/{workflow.info().run_id}:{name}",
+                actor=actor,
+                occurred_at=workflow.now(),
+                detail=detail,
+            )
+        )
+
+    def _record_attempts(self, attempts: list[ExecutionAttempt], final_error: str | None) -> None:
+        for a in attempts:
+            self._record(
+                AuditStep.EXECUTION_ATTEMPT,
+                f"attempt:{a.attempt}",
+                actor=a.worker,
+                attempt=a.attempt,
+                started_at=a.started_at.isoformat(),
+                error=a.error,
+            )
+        result = self._r.result
+        self._record(
+            AuditStep.EXECUTION_RESULT,
+            "result",
+            attempts=len(attempts),
+            success=result.success if result and final_error is None else False,
+            message=result.message if result and final_error is None else "",
+            error=final_error or (result.error if result else None),
+            data=result.data if result and final_error is None else {},
+        )
 
     # ----- publishing ----------------------------------------------------------
 
@@ -371,6 +477,21 @@ def plan_digest(plan: Plan | None) -> str:
     """A stable digest of the plan an approver saw (sha256 of its canonical JSON)."""
     body = plan.model_dump_json() if plan is not None else "null"
     return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _attempts_of(err: ActivityError) -> list[ExecutionAttempt]:
+    """The attempt log a failed execution left: in its error's details, or (after a
+    timeout) in its last heartbeat."""
+    cause = err.__cause__
+    details: Any = ()
+    if isinstance(cause, ApplicationError):
+        details = cause.details
+    elif cause is not None and hasattr(cause, "last_heartbeat_details"):
+        details = cause.last_heartbeat_details
+    try:
+        return AttemptLog.model_validate(details[0]).attempts if details else []
+    except (ValidationError, TypeError, IndexError):
+        return []
 
 
 def _cause(err: BaseException) -> str:

@@ -98,6 +98,7 @@ class AgentWorkflowInput(BaseModel):
 
     config: AgentConfig
     carried: AgentRunState | None = None
+    started_by: str = ""
 
 
 class AgentStatus(BaseModel):

@@ -21,14 +21,25 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         DECIDE_EVENTS,
         INITIALIZE_AGENT,
+        LOAD_CONFIG,
         NON_RETRYABLE_AGENT_ERRORS,
+        REGISTER_CONFIG,
+        RELOAD_AGENT,
         STOP_AGENT,
+        STORE_CONFIG,
+        VALIDATE_CONFIG,
         AgentInitialized,
+        AuditRecord,
+        AuditStep,
+        ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
         EventDecision,
+        LoadConfigCall,
+        ReloadCall,
+        StoredConfig,
     )
-    from agents.models import SystemEvent
+    from agents.models import AgentConfig, SystemEvent
     from workflows import search_attributes as sa
     from workflows.action_launch import launch_action
     from workflows.action_state import ActionOutcome
@@ -51,6 +62,8 @@ with workflow.unsafe.imports_passed_through():
         status_of,
         take_batch,
     )
+    from workflows.audit_outbox import AuditOutbox
+    from workflows.config_change import ConfigApplied, parse_request, refusal
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -72,6 +85,17 @@ MAX_DECIDE_BACKOFF_SECONDS = 60
 MAX_DECIDE_ATTEMPTS = 3
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
+# Malformed payloads audited row by row per run; beyond this they are counted only, so a
+# flood of garbage cannot keep the audit outbox from draining before continue-as-new.
+AUDITED_REJECTIONS_PER_RUN = 100
+# Agents started before the config store existed ran on the version they were given.
+CONFIG_STORE_PATCH = "config-store-v1"
+CONFIG_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=0,  # a database outage delays a config change; it never loses it
+    non_retryable_error_types=["NoConfigStore", "UnknownConfigVersion", "InvalidAgentConfigError"],
+)
 
 
 @workflow.defn
@@ -79,6 +103,7 @@ class AgentWorkflow:
     @workflow.init
     def __init__(self, input: AgentWorkflowInput) -> None:
         self._s: AgentRunState = input.carried or AgentRunState(config=input.config)
+        self._started_by = input.started_by
         if input.carried is not None:
             self._s.run_number += 1
         self._seen: set[str] = set(self._s.seen_event_ids)
@@ -89,6 +114,10 @@ class AgentWorkflow:
         self._batch_limit = self._s.config.runtime.batch_size
         self._sizes: dict[str, int] = {e.id: event_size(e) for e in self._s.queue}
         self._queue_bytes = sum(self._sizes.values())
+        self._audit = AuditOutbox()
+        self._audited_rejections = 0
+        self._deciding = False  # a batch is being decided and its actions started
+        self._reconfiguring = False
 
     # ----- main loop -----------------------------------------------------------
 
@@ -107,13 +136,29 @@ class AgentWorkflow:
             elif s.stop_request is not None:
                 break
             if self._run_is_full():  # also while draining for a stop: the request is carried
-                await workflow.wait_condition(workflow.all_handlers_finished)
+                await workflow.wait_condition(
+                    lambda: workflow.all_handlers_finished() and self._audit.is_drained()
+                )
                 workflow.continue_as_new(AgentWorkflowInput(config=s.config, carried=s))
         return await self._stop()
 
     async def _initialize(self) -> None:
         s = self._s
         s.started_at = workflow.now()
+        if workflow.patched(CONFIG_STORE_PATCH):
+            # Every running config is a stored version: registering the one this agent
+            # starts with gives it a version number (the same one if nothing changed).
+            stored: StoredConfig | None = await workflow.execute_activity(
+                REGISTER_CONFIG,
+                ConfigProposal(
+                    config=s.config, author=self._started_by or "agent start", comment="config at start"
+                ),
+                result_type=StoredConfig | None,  # type: ignore[arg-type]
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=CONFIG_RETRY,
+            )
+            if stored is not None:
+                s.config = stored.config
         try:
             info: AgentInitialized = await workflow.execute_activity(
                 INITIALIZE_AGENT,
@@ -136,6 +181,7 @@ class AgentWorkflow:
             ) from err
         s.subscribed_event_types = info.subscribed_event_types
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
+        self._record_lifecycle("started", actor=self._started_by, config_version=s.config.version)
 
     def _has_work(self) -> bool:
         s = self._s
@@ -152,6 +198,13 @@ class AgentWorkflow:
         )
 
     async def _process_batch(self) -> None:
+        self._deciding = True
+        try:
+            await self._decide_batch()
+        finally:
+            self._deciding = False
+
+    async def _decide_batch(self) -> None:
         s = self._s
         batch, filtered = take_batch(s, self._batch_limit)
         result = DecideEventsResult()
@@ -172,6 +225,7 @@ class AgentWorkflow:
             event = by_id.get(decision.event_id)
             if event is None:
                 continue
+            self._record_event(event, decision)
             if decision.error is not None:
                 attempts = s.decide_attempts.get(event.id, 0) + 1
                 if decision.retryable and attempts < MAX_DECIDE_ATTEMPTS:
@@ -217,6 +271,7 @@ class AgentWorkflow:
                 s.counters.events_processed += 1
                 s.counters.decision_errors += 1
                 self._note_error(f"gave up on event after {attempts} failed decisions: {reason}", event.id)
+                self._record_event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
                 return
         self._batch_limit = max(1, len(batch) // 2)
         backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
@@ -273,6 +328,8 @@ class AgentWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         s.state = AgentState.STOPPED
         self._publish_state()
+        self._record_lifecycle("stopped", reason=s.stop_request.reason, drain=s.stop_request.drain)
+        await self._audit.drained()
         return AgentRunSummary(
             agent_id=s.config.id,
             state=s.state,
@@ -322,6 +379,7 @@ class AgentWorkflow:
         s.state = AgentState.PAUSED if paused else AgentState.RUNNING
         s.hold_epoch += 1
         self._publish_state()
+        self._record_lifecycle("paused" if paused else "resumed")
         await self._tell_actions("hold" if paused else "release", {"epoch": s.hold_epoch})
 
     @workflow.signal
@@ -353,6 +411,105 @@ class AgentWorkflow:
             workflow.logger.warning("ignored a malformed action_finished signal: %r", payload)
             return
         record_outcome(self._s, outcome)
+
+    # ----- configuration ---------------------------------------------------------
+
+    @workflow.update
+    async def reconfigure(self, payload: Any = None) -> ConfigApplied:
+        """Apply a new config (or a stored version) between two events.
+
+        Validate on a worker (pydantic, the agent type's hook, secret references) →
+        store as version N+1 → wait until no batch is in flight → the agent's reload
+        hook → switch. Any refusal leaves the stored versions and the agent as they were.
+        """
+        request = parse_request(payload)
+        await workflow.wait_condition(lambda: not self._reconfiguring)
+        self._reconfiguring = True
+        try:
+            return await self._reconfigure(request)
+        finally:
+            self._reconfiguring = False
+
+    @reconfigure.validator
+    def _validate_reconfigure(self, payload: Any = None) -> None:
+        try:
+            request = parse_request(payload)
+        except ValueError as err:
+            raise ApplicationError(str(err), type="ConfigRefused", non_retryable=True) from None
+        reason = refusal(self._s, request)
+        if reason is not None:
+            raise ApplicationError(reason, type="ConfigRefused", non_retryable=True)
+
+    async def _reconfigure(self, request: Any) -> ConfigApplied:
+        s = self._s
+        old = s.config
+        if request.version is not None and request.version <= old.version:
+            # Already running it (or newer), e.g. every worker relaying the same notification.
+            return ConfigApplied(
+                agent_id=old.id, version=old.version, previous_version=old.version, changed=False
+            )
+        candidate, author, comment = request.config, request.author, request.comment
+        stored_version = request.version or request.rollback_to
+        if stored_version is not None:
+            loaded: StoredConfig = await workflow.execute_activity(
+                LOAD_CONFIG,
+                LoadConfigCall(agent_id=old.id, version=stored_version),
+                result_type=StoredConfig,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=CONFIG_RETRY,
+            )
+            candidate = loaded.config
+            if request.version is not None:
+                author, comment = loaded.author, loaded.comment
+            else:
+                comment = comment or f"rollback to version {stored_version}"
+        problems: list[str] = await workflow.execute_activity(
+            VALIDATE_CONFIG,
+            candidate,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=CONFIG_RETRY,
+        )
+        if problems:
+            self._record_config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
+            raise ApplicationError(
+                "config refused: " + "; ".join(problems), problems, type="ConfigRefused", non_retryable=True
+            )
+        new: AgentConfig = candidate
+        if request.version is None:  # a new config or a rollback: store it as version N+1
+            stored: StoredConfig = await workflow.execute_activity(
+                STORE_CONFIG,
+                ConfigProposal(config=candidate, author=author or "unknown", comment=comment),
+                result_type=StoredConfig,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=CONFIG_RETRY,
+            )
+            new = stored.config
+        await workflow.wait_condition(lambda: not self._deciding)  # between two events
+        try:
+            await workflow.execute_activity(
+                RELOAD_AGENT,
+                ReloadCall(old=s.config, new=new),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=INIT_RETRY,
+            )
+        except ActivityError as err:
+            reason = _cause_message(err)
+            self._record_config(AuditStep.CONFIG_REFUSED, author, new.version, problems=[reason])
+            raise ApplicationError(
+                f"version {new.version} is stored but the agent refused to reload it, so it keeps "
+                f"running version {old.version}: {reason}",
+                type="ConfigRefused",
+                non_retryable=True,
+            ) from None
+        s.config = new
+        self._batch_limit = new.runtime.batch_size
+        self._publish_state()
+        self._record_config(
+            AuditStep.CONFIG_CHANGED, author, new.version, previous_version=old.version, comment=comment
+        )
+        workflow.logger.info("agent %s now runs config version %d", new.id, new.version)
+        return ConfigApplied(agent_id=new.id, version=new.version, previous_version=old.version, changed=True)
 
     @workflow.query
     def status(self) -> AgentStatus:
@@ -394,8 +551,53 @@ class AgentWorkflow:
         for start in range(0, len(action_ids), SIGNALS_PER_STEP):
             await asyncio.gather(*(tell(a) for a in action_ids[start : start + SIGNALS_PER_STEP]))
 
+    # ----- audit -----------------------------------------------------------------
+
+    def _record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:
+        self._audit.add(
+            AuditRecord(
+                agent_id=self._s.config.id,
+                step=step,
+                key=f"{self._s.config.id}/{workflow.info().run_id}:{key}",
+                actor=actor,
+                occurred_at=workflow.now(),
+                detail=detail,
+            )
+        )
+
+    def _record_event(self, event: SystemEvent, decision: EventDecision) -> None:
+        self._record(
+            AuditStep.EVENT_RECEIVED,
+            f"event:{event.id}",
+            event_id=event.id,
+            type=event.type.value,
+            source=event.source,
+            severity=event.severity.value,
+            correlation_id=event.correlation_id,
+            timestamp=event.timestamp.isoformat(),
+            proposed_action=decision.action.id if decision.action else None,
+            decision_error=decision.error,
+            config_version=self._s.config.version,
+        )
+
+    def _record_lifecycle(self, what: str, actor: str = "", **detail: Any) -> None:
+        n = self._s.counters.events_received + self._signals_this_run
+        self._record(AuditStep.AGENT_LIFECYCLE, f"{what}:{n}", actor=actor, state=what, **detail)
+
+    def _record_config(self, step: AuditStep, author: str, version: int | None, **detail: Any) -> None:
+        n = workflow.info().get_current_history_length()
+        self._record(step, f"{step.value}:{version}:{n}", actor=author, version=version, **detail)
+
     def _reject(self, reason: str) -> None:
         self._s.counters.events_rejected += 1
+        if self._audited_rejections < AUDITED_REJECTIONS_PER_RUN:
+            self._audited_rejections += 1
+            self._record(
+                AuditStep.EVENT_RECEIVED,
+                f"rejected:{self._signals_this_run}:{self._audited_rejections}",
+                rejected=True,
+                reason=reason,
+            )
         record_problem(self._s.recent_rejections, RecentProblem(at=workflow.now(), message=reason))
         workflow.logger.warning("rejected event payload: %s", reason)
 

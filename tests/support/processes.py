@@ -15,12 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @contextmanager
 def worker_process(
-    address: str, task_queue: str, identity: str, **env: str
+    address: str, task_queue: str, identity: str, database_url: str, **env: str
 ) -> Iterator[subprocess.Popen[str]]:
     """Start ``worker.py`` with the test agents loaded; wait until it polls; kill it at the end."""
     environment = {
         **os.environ,
         "TEMPORAL_ADDRESS": address,
+        "DATABASE_URL": database_url,
         "PYTHONPATH": str(ROOT),
         "AIOPS_AGENT_MODULES": "tests.support.agents_for_tests",
         **env,

@@ -1,0 +1,94 @@
+"""Activities of the configuration manager: validate, store, load and reload.
+
+Validation runs here, on a worker, because the agent type's own hook and the
+secret references can only be checked where the agent code and the secrets
+are. A worker started without a database still validates and reloads, but
+refuses to store (non-retryable, with the fix in the message).
+"""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.agent_instances import AgentInstances
+from activities.config_store import ConfigStore
+from activities.contracts import (
+    LOAD_CONFIG,
+    REGISTER_CONFIG,
+    RELOAD_AGENT,
+    STORE_CONFIG,
+    VALIDATE_CONFIG,
+    ConfigProposal,
+    LoadConfigCall,
+    ReloadCall,
+    StoredConfig,
+)
+from activities.secrets import secret_problems
+from agents.errors import AgentError, InvalidAgentConfigError, UnknownAgentTypeError
+from agents.models import AgentConfig
+
+NO_STORE = (
+    "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "
+    "(bash temporal-dev/start.sh prints a local one)"
+)
+
+
+class ConfigActivities:
+    def __init__(self, store: ConfigStore | None, instances: AgentInstances) -> None:
+        self.store = store
+        self.instances = instances
+
+    @activity.defn(name=VALIDATE_CONFIG)
+    async def validate_config(self, config: AgentConfig) -> list[str]:
+        """Every problem the agent type and this worker see in ``config`` (empty: usable)."""
+        try:
+            agent = self.instances.factory.create(config)
+        except UnknownAgentTypeError as err:
+            return [str(err)]
+        except AgentError as err:
+            return [f"the agent refused the config: {err}"]
+        return [*agent.validate_config(config), *secret_problems(config)]
+
+    @activity.defn(name=REGISTER_CONFIG)
+    async def register_config(self, proposal: ConfigProposal) -> StoredConfig | None:
+        """The stored version of the config an agent starts with (None without a store)."""
+        if self.store is None:
+            return None
+        return await self.store.register(proposal.config, proposal.author, proposal.comment)
+
+    @activity.defn(name=STORE_CONFIG)
+    async def store_config(self, proposal: ConfigProposal) -> StoredConfig:
+        if self.store is None:
+            raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
+        return await self.store.append(proposal.config, proposal.author, proposal.comment)
+
+    @activity.defn(name=LOAD_CONFIG)
+    async def load_config(self, call: LoadConfigCall) -> StoredConfig:
+        if self.store is None:
+            raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
+        stored = await self.store.get(call.agent_id, call.version)
+        if stored is None:
+            raise ApplicationError(
+                f"agent {call.agent_id} has no config version {call.version}",
+                type="UnknownConfigVersion",
+                non_retryable=True,
+            )
+        return stored
+
+    @activity.defn(name=RELOAD_AGENT)
+    async def reload_agent(self, call: ReloadCall) -> None:
+        """Call the agent's ``_reload_config_specific(old, new)`` on this worker."""
+        try:
+            await self.instances.reload(call.old, call.new)
+        except InvalidAgentConfigError as err:
+            raise ApplicationError(str(err), type="InvalidAgentConfigError", non_retryable=True) from err
+
+    def all(self) -> list[object]:
+        return [
+            self.validate_config,
+            self.register_config,
+            self.store_config,
+            self.load_config,
+            self.reload_agent,
+        ]

@@ -1,0 +1,74 @@
+"""Resolving secret references (``env:NAME``, ``file:/path``), inside activities only.
+
+The resolved config lives in the worker's memory, handed to the agent
+instance; it never goes back into a workflow, so no secret reaches Temporal
+history or the database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agents.models import AgentConfig
+from agents.secret_refs import is_reference, is_secret_name
+
+
+class SecretUnavailableError(Exception):
+    """A reference points at nothing on this worker (unset variable, unreadable file)."""
+
+
+def resolve_reference(reference: str, where: str) -> str:
+    kind, _, name = reference.partition(":")
+    if kind == "env":
+        value = os.environ.get(name)
+        if value is None:
+            raise SecretUnavailableError(f"{where}: environment variable {name} is not set on this worker")
+        return value
+    try:
+        return Path(name).read_text().strip()
+    except OSError as err:
+        raise SecretUnavailableError(f"{where}: cannot read secret file {name}: {err.strerror}") from None
+
+
+def _resolve(settings: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    resolved: dict[str, Any] = {}
+    for key, value in settings.items():
+        path = f"{where}.{key}"
+        if isinstance(value, dict):
+            resolved[key] = _resolve(value, path, problems)
+        elif is_secret_name(str(key)) and is_reference(value):
+            try:
+                resolved[key] = resolve_reference(value, path)
+            except SecretUnavailableError as err:
+                problems.append(str(err))
+                resolved[key] = None
+        else:
+            resolved[key] = value
+    return resolved
+
+
+def secret_problems(config: AgentConfig) -> list[str]:
+    """Every reference in ``config`` this worker cannot resolve."""
+    problems: list[str] = []
+    resolve_secrets(config, problems)
+    return problems
+
+
+def resolve_secrets(config: AgentConfig, problems: list[str] | None = None) -> AgentConfig:
+    """A copy of ``config`` with secret references replaced by their values.
+
+    With ``problems`` given, unresolvable references are collected there (and left
+    empty); without it, the first one raises ``SecretUnavailableError``.
+    """
+    found: list[str] = [] if problems is None else problems
+    integrations = [
+        i.model_copy(update={"config": _resolve(i.config, f"integration {i.name!r} config", found)})
+        for i in config.integrations
+    ]
+    settings = _resolve(config.settings, "settings", found)
+    if problems is None and found:
+        raise SecretUnavailableError("; ".join(found))
+    # model_copy skips validation on purpose: the resolved values are literals now.
+    return config.model_copy(update={"integrations": integrations, "settings": settings})

@@ -1,0 +1,42 @@
+"""What changed between two configs, setting by setting (``aiops config diff``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from agents.models import AgentConfig
+
+_MISSING = "<absent>"
+
+
+class ConfigChange(BaseModel):
+    path: str
+    old: Any = None
+    new: Any = None
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(item, f"{prefix}.{key}" if prefix else str(key), out)
+    elif isinstance(value, list) and value and any(isinstance(v, dict) for v in value):
+        for index, item in enumerate(value):
+            _flatten(item, f"{prefix}[{index}]", out)
+    else:
+        out[prefix] = value
+
+
+def diff_configs(old: AgentConfig, new: AgentConfig) -> list[ConfigChange]:
+    """Changed, added and removed settings in path order; the version number is not a setting."""
+    before: dict[str, Any] = {}
+    after: dict[str, Any] = {}
+    _flatten(old.model_dump(mode="json", exclude={"version"}), "", before)
+    _flatten(new.model_dump(mode="json", exclude={"version"}), "", after)
+    changes = []
+    for path in sorted(before.keys() | after.keys()):
+        a, b = before.get(path, _MISSING), after.get(path, _MISSING)
+        if a != b:
+            changes.append(ConfigChange(path=path, old=a, new=b))
+    return changes
