@@ -25,7 +25,7 @@ class AuditActivities:
     async def record_audit(self, batch: AuditBatch) -> int:
         if self.audit is None:
             for r in batch.records:
-                log.info("audit (no database) %s %s %s", r.agent_id, r.step.value, r.key)
+                log.debug("audit (no database) %s %s %s", r.agent_id, r.step.value, r.key)
             return 0
         info = activity.info()
         if info.attempt > 1:

@@ -45,20 +45,25 @@ def show(record: ActionRecord) -> None:
         print(f"  result   {record.result.message or record.result.error}")
 
 
-def trail(record: ActionRecord) -> None:
-    lines = []
-    for change in record.history:
-        note = f"  ({change.note[:90]})" if change.note else ""
-        lines.append((change.at, f"{change.status.value:<17}{note}"))
-    for approval in record.approvals:
-        verb = "approved" if approval.approved else "rejected"
-        lines.append(
-            (approval.at, f"{verb} by {approval.approver} via {approval.channel}: {approval.comment}")
-        )
-    for refused in record.refused:
-        lines.append((refused.at, f"refused {refused.approver}: {refused.reason}"))
-    for at, text in sorted(lines, key=lambda line: line[0]):
-        print(f"  {at:%H:%M:%S.%f}"[:-3] + f"  {text}")
+def summary(detail: dict[str, object]) -> str:
+    keys = ("outcome", "reason", "comment", "attempt", "success", "verified", "status", "state", "version")
+    return ", ".join(f"{k}={detail[k]}" for k in keys if detail.get(k) not in (None, ""))[:110]
+
+
+async def audit_trail(aiops: AiopsClient, agent_id: str, action_id: str) -> None:
+    """The rows the audit log holds for the action, from PostgreSQL, and the chain's verdict."""
+    rows = []
+    for _ in range(100):  # the last rows land just after the action's final status
+        rows = await aiops.audit_trail(action_id=action_id)
+        if rows and rows[-1].step == "action_finished":
+            break
+        await asyncio.sleep(0.1)
+    for row in rows:
+        actor = f" by {row.actor}" if row.actor and not row.actor.startswith("aiops-worker") else ""
+        print(f"  #{row.seq:<5} {row.occurred_at:%H:%M:%S}  {row.step:<18}{actor}  {summary(row.detail)}")
+    [report] = await aiops.verify_audit(agent_id)
+    verdict = "intact" if report.ok else f"BROKEN at row {report.broken_at_seq}: {report.problem}"
+    print(f"  hash chain of {agent_id}: {report.rows_checked} rows, {verdict}")
 
 
 def drift(severity: str, resources: list[str]) -> SystemEvent:
@@ -138,8 +143,8 @@ async def main(leave_pending: bool) -> int:
         print(f"  unexpected end: {record.status.value} {record.error}")
         return 1
 
-    say("What happened to the approved action, step by step")
-    trail(record)
+    say("The audit trail of the approved action (PostgreSQL, hash-chained per agent)")
+    await audit_trail(aiops, config.id, action_id)
 
     status = await aiops.status(config.id)
     c = status.counters

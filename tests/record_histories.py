@@ -1,8 +1,9 @@
-"""Record the workflow histories the replay test checks: ``python -m tests.record_histories``.
+"""Record the workflow histories the replay test checks: ``python -m tests.record_histories PREFIX``.
 
 Run it after a deliberate, versioned change to workflow code (with
-``workflow.patched`` guarding the old path), so the new histories join the old
-ones; never regenerate old files to make a failing replay pass.
+``workflow.patched`` guarding the old path) with a new PREFIX (``v3_``...), so
+the new histories join the old ones; never regenerate old files to make a
+failing replay pass. Files without a prefix predate the audit log (v1).
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 
 import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
+from activities.database import open_pool
 from agents.registry import load_agent_modules
-from aiops.client import AiopsClient
+from aiops.client import AiopsClient, AiopsError
 from tests.helpers import agent_config, event, eventually, team
+from tests.support.postgres_server import PostgresServer
 from worker import build_worker
 from workflows.action_state import ActionStatus
 from workflows.ids import agent_workflow_id
@@ -29,9 +32,15 @@ from workflows.search_attributes import ALL
 HISTORIES = Path(__file__).parent / "histories"
 
 
+PREFIX = ""
+
+
 async def save(aiops: AiopsClient, name: str, workflow_id: str, run_id: str | None = None) -> None:
     history = await aiops.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    (HISTORIES / f"{name}.json").write_text(history.to_json())
+    path = HISTORIES / f"{PREFIX}{name}.json"
+    if path.exists():
+        raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    path.write_text(history.to_json())
     print(f"recorded {name} ({len(history.events)} events)")
 
 
@@ -46,6 +55,12 @@ async def record(aiops: AiopsClient) -> None:
     await aiops.send_event(config.id, event(id="r-3", boom=True))
     await aiops.resume(config.id)
     await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+    await aiops.apply_config(config.model_copy(update={"name": "renamed"}), author="recorder", comment="v2")
+    try:
+        await aiops.apply_config(config.model_copy(update={"type": "scripted"}), author="recorder")
+    except AiopsError:
+        pass
+    await aiops.rollback_config(config.id, 1, author="recorder")
     await aiops.stop(config.id, reason="recorded")
     await handle.result()
     await save(aiops, "agent_lifecycle", agent_workflow_id(config.id))
@@ -100,8 +115,15 @@ async def record(aiops: AiopsClient) -> None:
 
 
 async def main() -> int:
+    global PREFIX
+    PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
+    if not PREFIX:
+        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. v3_)")
     load_agent_modules()
     HISTORIES.mkdir(exist_ok=True)
+    database = PostgresServer()
+    database.start()
+    pool = await open_pool(database.url)
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         data_converter=pydantic_data_converter,
@@ -109,10 +131,12 @@ async def main() -> int:
     )
     try:
         task_queue = f"record-{uuid.uuid4()}"
-        async with build_worker(env.client, task_queue, AgentActivities()):
-            await record(AiopsClient(env.client, task_queue))
+        async with build_worker(env.client, task_queue, AgentActivities(client=env.client), pool=pool):
+            await record(AiopsClient(env.client, task_queue, pool))
     finally:
         await env.shutdown()
+        await pool.close()
+        database.stop()
     return 0
 
 

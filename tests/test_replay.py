@@ -41,6 +41,10 @@ def test_histories_are_present() -> None:
         "action_signal_approval",
         "action_rolled_back",
     } <= names
+    # Histories of today's code paths, so a change to them must be patched too.
+    audited = [p for p in HISTORIES if p.stem.startswith("v2_") and "record_audit" in p.read_text()]
+    assert len(audited) >= 6
+    assert "reconfigure" in (HISTORIES[0].parent / "v2_agent_lifecycle.json").read_text()
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -350,9 +350,9 @@ class ActionWorkflow:
         except ActivityError as err:
             r.error = f"verification could not run: {_cause(err)}"
             r.verified = False
-        self._record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
         if r.verified is None:  # the agent has no verify hook
             return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
+        self._record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
         self._set_status(ActionStatus.VERIFYING)
         if r.verified:
             return await self._finish(ActionStatus.VERIFIED, r.result.message)

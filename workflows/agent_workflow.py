@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.audit_outbox import AuditOutbox
     from workflows.config_change import ConfigApplied, parse_request, refusal
+    from workflows.ids import action_workflow_id
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -575,7 +576,7 @@ class AgentWorkflow:
             severity=event.severity.value,
             correlation_id=event.correlation_id,
             timestamp=event.timestamp.isoformat(),
-            proposed_action=decision.action.id if decision.action else None,
+            proposed_action=action_workflow_id(self._s.config.id, event.id) if decision.action else None,
             decision_error=decision.error,
             config_version=self._s.config.version,
         )

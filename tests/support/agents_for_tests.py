@@ -8,6 +8,7 @@ so a test can count exactly how often each hook really ran.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -118,3 +119,38 @@ class InitFailsAgent(BaseAgent):
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.ALERT]
+
+
+@register_agent("tunable")
+class TunableAgent(BaseAgent):
+    """Config-driven: ``settings.mode`` "act" proposes actions; validates and records reloads.
+
+    Its execute hook records a digest of the integration token it was given, so a
+    test can tell the secret reference was resolved without the secret itself
+    ever leaving the worker.
+    """
+
+    def _validate_config_specific(self, config) -> list[str]:  # type: ignore[no-untyped-def]
+        problems = []
+        limit = config.settings.get("limit", 10)
+        if not isinstance(limit, int) or limit < 1:
+            problems.append("settings.limit must be a positive integer")
+        if config.settings.get("mode", "observe") not in ("observe", "act"):
+            problems.append("settings.mode must be 'observe' or 'act'")
+        return problems
+
+    async def _reload_config_specific(self, old, new) -> None:  # type: ignore[no-untyped-def]
+        record("reloaded", f"{old.version}->{new.version}:{new.settings.get('mode', 'observe')}")
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        mode = self.config.settings.get("mode", "observe")
+        record("decided", f"{event.id}@v{self.config.version}:{mode}")
+        return _action(self, event) if mode == "act" else None
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        token = next((i.config["token"] for i in self.config.integrations if "token" in i.config), None)
+        record("token_seen", hashlib.sha256(token.encode()).hexdigest() if token else "none")
+        return ActionResult(success=True, message=f"acted with limit {self.config.settings.get('limit')}")
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT, EventType.INFRASTRUCTURE_DRIFT]
