@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
 import asyncpg
@@ -32,7 +32,11 @@ from activities.config_store import ConfigStore
 from activities.database import DATABASE_URL_ENV, database_url, open_pool
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
+from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
+from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
+from aiops.metrics import create_telemetry
 from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
+from aiops.tracing import shutdown_tracing
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.ids import DEFAULT_TASK_QUEUE
@@ -72,7 +76,8 @@ async def run(args: argparse.Namespace) -> int:
     types = load_agent_modules(args.agent_module)
     log.info("agent types available: %s", ", ".join(types))
     identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
-    client = await connect(identity=identity)
+    telemetry = create_telemetry()
+    client = await connect(identity=identity, runtime=telemetry.runtime, service_name="aiops-worker")
     if args.register_search_attributes:
         added = await ensure_search_attributes(client)
         if added:
@@ -100,6 +105,15 @@ async def run(args: argparse.Namespace) -> int:
     listener = ConfigListener(url, client) if url else None
     if listener is not None:
         listener.start()
+    checks = {"temporal": temporal_check(client), "polling": polling_check(lambda: worker.is_running)}
+    if pool is not None:
+        checks["postgres"] = postgres_check(pool)
+    http = HealthServer(checks, telemetry.registry)
+    if args.http_port >= 0:
+        port = await http.start(args.http_host, args.http_port)
+        log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", args.http_host, port)
+        print(f"http: {args.http_host}:{port}", flush=True)
+    drainer = asyncio.create_task(_drain_metrics(telemetry.bridge.drain))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -117,9 +131,19 @@ async def run(args: argparse.Namespace) -> int:
         log.info("shutting down: finishing running activities")
         if listener is not None:
             await listener.stop()
+    drainer.cancel()
+    await http.stop()
     if pool is not None:
         await pool.close()
+    shutdown_tracing()
     return 0
+
+
+async def _drain_metrics(drain: Callable[[], None], every: float = 10.0) -> None:
+    """Empty the SDK's metric buffer regularly even when nobody scrapes, so nothing is dropped."""
+    while True:
+        await asyncio.sleep(every)
+        drain()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -146,13 +170,30 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"run without PostgreSQL ({DATABASE_URL_ENV} unset): no audit log, no config store",
     )
-    parser.add_argument("--log-level", default=os.environ.get("AIOPS_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--http-host",
+        default=os.environ.get("AIOPS_HTTP_HOST", "0.0.0.0"),
+        help="health/metrics bind address",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("AIOPS_HTTP_PORT", "9464")),
+        help="port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
+    )
+    parser.add_argument("--log-level", default=os.environ.get(LEVEL_ENV, "INFO"), help=f"env {LEVEL_ENV}")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default=os.environ.get(FORMAT_ENV, "json"),
+        help=f"JSON lines with correlation ids, or plain text (env {FORMAT_ENV})",
+    )
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(args.log_level, args.log_format)
     code = asyncio.run(run(args))
     # The worker has shut down cleanly. Leave without interpreter finalization, during which the
     # SDK's native threads can abort the process (SIGABRT) and turn a clean stop into a crash.

@@ -16,6 +16,9 @@ from typing import Any
 from temporalio.client import Client, Interceptor
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
+
+from aiops.tracing import tracing_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
 
@@ -37,10 +40,17 @@ def connect_settings(address: str | None = None, namespace: str | None = None) -
 async def connect(
     address: str | None = None,
     namespace: str | None = None,
-    interceptors: Sequence[Interceptor] = (),
+    interceptors: Sequence[Interceptor] | None = None,
     identity: str | None = None,
+    runtime: Runtime | None = None,
+    service_name: str = "aiops-client",
 ) -> Client:
+    """A client; with no ``interceptors`` given, tracing per the ``OTEL_*`` environment."""
     settings = connect_settings(address, namespace)
     if identity:
         settings["identity"] = identity
-    return await Client.connect(**settings, data_converter=pydantic_data_converter, interceptors=interceptors)
+    if interceptors is None:
+        interceptors = tracing_interceptors(service_name)
+    return await Client.connect(
+        **settings, data_converter=pydantic_data_converter, interceptors=interceptors, runtime=runtime
+    )

@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from agents.models import ActionResult, ExpiryAction, Plan
     from agents.policy import Outcome
+    from workflows import metrics
     from workflows import search_attributes as sa
     from workflows.action_details import approve_command, details_markdown
     from workflows.action_state import (
@@ -443,8 +444,16 @@ class ActionWorkflow:
         r = self._r
         if r.history and r.status == status and note in ("", r.history[-1].note):
             return  # already there (e.g. succeeded, and the agent has no verify hook)
+        if r.status == ActionStatus.PENDING_APPROVAL and status != ActionStatus.PENDING_APPROVAL:
+            pending_since = next(h.at for h in r.history if h.status == ActionStatus.PENDING_APPROVAL)
+            waited = workflow.now() - pending_since
+            metrics.observe_approval_wait(self._input.config.type, r.action.risk_level.value, waited)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
+        metrics.count_action_status(self._input.config.type, status.value)
+        if status.is_final:
+            took = workflow.now() - r.history[0].at
+            metrics.observe_action_duration(self._input.config.type, status.value, took)
         if not publish:
             return
         # The agent, its type and the risk were set when the agent started this workflow.

@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         StoredConfig,
     )
     from agents.models import AgentConfig, SystemEvent
+    from workflows import metrics
     from workflows import search_attributes as sa
     from workflows.action_launch import launch_action
     from workflows.action_state import ActionOutcome
@@ -220,8 +221,10 @@ class AgentWorkflow:
         del s.queue[: len(batch) + len(filtered)]
         self._forget_sizes([*batch, *filtered])
         s.counters.events_filtered += len(filtered)
+        self._count("filtered", len(filtered))
         by_id = {e.id: e for e in batch}
         starts, retry = [], []
+        processed_before = s.counters.events_processed
         for decision in result.decisions:
             event = by_id.get(decision.event_id)
             if event is None:
@@ -243,6 +246,7 @@ class AgentWorkflow:
             s.counters.events_processed += 1
             if decision.action is not None:
                 starts.append(self._start_action(event, decision))
+        self._count("processed", s.counters.events_processed - processed_before)
         if starts:
             await asyncio.gather(*starts)
         if retry:
@@ -271,6 +275,7 @@ class AgentWorkflow:
                 s.decide_attempts.pop(event.id, None)
                 s.counters.events_processed += 1
                 s.counters.decision_errors += 1
+                self._count("processed")
                 self._note_error(f"gave up on event after {attempts} failed decisions: {reason}", event.id)
                 self._record_event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
                 return
@@ -531,10 +536,12 @@ class AgentWorkflow:
         except EventRejected as err:
             self._reject(str(err))
             return
+        self._count("received")
         if outcome == Admission.ACCEPTED:
             self._sizes[event.id] = size
             self._queue_bytes += size
         if outcome == Admission.DUPLICATE:
+            self._count("deduplicated")
             workflow.logger.debug("duplicate event %s ignored", event.id)
 
     def _forget_sizes(self, events: list[SystemEvent]) -> None:
@@ -589,8 +596,12 @@ class AgentWorkflow:
         n = workflow.info().get_current_history_length()
         self._record(step, f"{step.value}:{version}:{n}", actor=author, version=version, **detail)
 
+    def _count(self, outcome: str, n: int = 1) -> None:
+        metrics.count_events(self._s.config.type, self._s.config.id, outcome, n)
+
     def _reject(self, reason: str) -> None:
         self._s.counters.events_rejected += 1
+        self._count("rejected")
         if self._audited_rejections < AUDITED_REJECTIONS_PER_RUN:
             self._audited_rejections += 1
             self._record(

@@ -22,6 +22,7 @@ def worker_process(
         **os.environ,
         "TEMPORAL_ADDRESS": address,
         "DATABASE_URL": database_url,
+        "AIOPS_HTTP_PORT": "0",  # several workers per test host: let each pick a free port
         "PYTHONPATH": str(ROOT),
         "AIOPS_AGENT_MODULES": "tests.support.agents_for_tests",
         **env,
