@@ -18,6 +18,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from pathlib import Path
 
 import asyncpg
 from temporalio.client import Client
@@ -30,8 +31,11 @@ from activities.config_activities import ConfigActivities
 from activities.config_listener import ConfigListener
 from activities.config_store import ConfigStore
 from activities.database import DATABASE_URL_ENV, database_url, open_pool
+from activities.health_activities import HealthActivities
+from agents.health import HealthThresholds
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
+from aiops.health_schedule import ensure_health_schedule
 from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
 from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
 from aiops.metrics import create_telemetry
@@ -39,12 +43,13 @@ from aiops.namespace_setup import ensure_search_attributes, missing_search_attri
 from aiops.tracing import shutdown_tracing
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
+from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 from workflows.ids import DEFAULT_TASK_QUEUE
 from workflows.search_attributes import REGISTER_COMMAND
 
 log = logging.getLogger("aiops.worker")
 
-WORKFLOWS = [AgentWorkflow, ActionWorkflow]
+WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow]
 
 
 def build_worker(
@@ -62,11 +67,12 @@ def build_worker(
     activities = activities or AgentActivities(client=client, identity=identity or "")
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
     audit = AuditActivities(AuditLog(pool) if pool else None)
+    health = HealthActivities(client, activities.instances, pool)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=WORKFLOWS,
-        activities=[*activities.all(), *config.all(), *audit.all()],
+        activities=[*activities.all(), *config.all(), *audit.all(), *health.all()],
         identity=identity,
         graceful_shutdown_timeout=graceful_shutdown,
     )
@@ -114,6 +120,14 @@ async def run(args: argparse.Namespace) -> int:
         log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", args.http_host, port)
         print(f"http: {args.http_host}:{port}", flush=True)
     drainer = asyncio.create_task(_drain_metrics(telemetry.bridge.drain))
+    if args.health_every > 0:
+        monitor = MonitorInput(
+            task_queue=args.task_queue,
+            thresholds=_thresholds(args.health_thresholds),
+            alert_agent_id=args.health_alert_agent or None,
+        )
+        sid = await ensure_health_schedule(client, timedelta(seconds=args.health_every), monitor)
+        log.info("health monitor schedule %s: every %ss", sid, args.health_every)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +151,14 @@ async def run(args: argparse.Namespace) -> int:
         await pool.close()
     shutdown_tracing()
     return 0
+
+
+def _thresholds(source: str | None) -> HealthThresholds:
+    """Thresholds from a JSON file or inline JSON; the defaults when not given."""
+    if not source:
+        return HealthThresholds()
+    text = Path(source).read_text() if not source.lstrip().startswith("{") else source
+    return HealthThresholds.model_validate_json(text)
 
 
 async def _drain_metrics(drain: Callable[[], None], every: float = 10.0) -> None:
@@ -180,6 +202,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=int,
         default=int(os.environ.get("AIOPS_HTTP_PORT", "9464")),
         help="port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
+    )
+    parser.add_argument(
+        "--health-every",
+        type=float,
+        default=float(os.environ.get("AIOPS_HEALTH_EVERY", "60")),
+        help="seconds between health checks of this queue's agents (a Temporal Schedule; 0: leave it alone)",
+    )
+    parser.add_argument(
+        "--health-alert-agent",
+        default=os.environ.get("AIOPS_HEALTH_ALERT_AGENT"),
+        help="agent id that receives an agent_health event on each health transition",
+    )
+    parser.add_argument(
+        "--health-thresholds",
+        default=os.environ.get("AIOPS_HEALTH_THRESHOLDS"),
+        help="health thresholds as JSON or a JSON file (see agents/health.py HealthThresholds)",
     )
     parser.add_argument("--log-level", default=os.environ.get(LEVEL_ENV, "INFO"), help=f"env {LEVEL_ENV}")
     parser.add_argument(

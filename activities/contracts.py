@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from agents.health import AgentHealth, AgentObservation, HealthTransition, WorkerResources
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, SystemEvent
 
 INITIALIZE_AGENT = "initialize_agent"
@@ -160,3 +161,43 @@ class LoadConfigCall(BaseModel):
 class ReloadCall(BaseModel):
     old: AgentConfig
     new: AgentConfig
+
+
+# ----- health monitor --------------------------------------------------------
+
+LIST_AGENTS = "list_agents"
+OBSERVE_AGENTS = "observe_agents"
+SUMMARIZE_APPROVALS = "summarize_approvals"
+RECORD_HEALTH = "record_health"
+RAISE_HEALTH_ALERT = "raise_health_alert"
+
+
+class ObserveAgentsCall(BaseModel):
+    agent_ids: list[str]
+    status_timeout_seconds: float = 10.0
+
+
+class Observations(BaseModel):
+    agents: list[AgentObservation]
+    worker: WorkerResources
+
+
+class PendingApprovals(BaseModel):
+    """The approval inbox per agent type: how many wait, and the oldest wait in seconds."""
+
+    count_by_type: dict[str, int] = Field(default_factory=dict)
+    oldest_seconds_by_type: dict[str, float] = Field(default_factory=dict)
+
+
+class HealthSnapshot(BaseModel):
+    monitor_run: str
+    taken_at: datetime
+    agents: list[AgentHealth]
+    observations: list[AgentObservation] = Field(default_factory=list)
+    approvals: PendingApprovals = Field(default_factory=PendingApprovals)
+
+
+class HealthAlert(BaseModel):
+    transition: HealthTransition
+    alert_agent_id: str | None = None
+    monitor_run: str

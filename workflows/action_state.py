@@ -134,3 +134,4 @@ class ActionOutcome(BaseModel):
     status: ActionStatus
     success: bool | None = None
     message: str = ""
+    duration_seconds: float | None = None  # proposal to final status, on the final report

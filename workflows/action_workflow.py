@@ -395,6 +395,9 @@ class ActionWorkflow:
         if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
             self._r.error = note
         self._set_status(status, note)
+        metrics.count_action_status(self._input.config.type, status.value)
+        took = workflow.now() - self._r.history[0].at
+        metrics.observe_action_duration(self._input.config.type, status.value, took)
         self._record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
         await self._report_and_wait(status)
         await self._audit.drained()  # the run ends only once its audit rows have landed
@@ -450,10 +453,8 @@ class ActionWorkflow:
             metrics.observe_approval_wait(self._input.config.type, r.action.risk_level.value, waited)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
-        metrics.count_action_status(self._input.config.type, status.value)
-        if status.is_final:
-            took = workflow.now() - r.history[0].at
-            metrics.observe_action_duration(self._input.config.type, status.value, took)
+        if not status.is_final:  # final statuses are counted once, by _finish (succeeded may precede verify)
+            metrics.count_action_status(self._input.config.type, status.value)
         if not publish:
             return
         # The agent, its type and the risk were set when the agent started this workflow.
@@ -471,6 +472,7 @@ class ActionWorkflow:
             status=status,
             success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if status.is_final else None,
             message=r.error or (r.result.message if r.result else ""),
+            duration_seconds=(workflow.now() - r.history[0].at).total_seconds() if status.is_final else None,
         )
         try:
             await workflow.get_external_workflow_handle(self._input.agent_workflow_id).signal(

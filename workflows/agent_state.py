@@ -91,6 +91,7 @@ class AgentRunState(BaseModel):
     auto_executions: list[datetime] = Field(default_factory=list)
     failure: str | None = None
     run_number: int = 1
+    recent_action_seconds: list[float] = Field(default_factory=list)
 
 
 class AgentWorkflowInput(BaseModel):
@@ -121,6 +122,7 @@ class AgentStatus(BaseModel):
     run_number: int
     circuit_open: bool
     consecutive_failures: int
+    recent_action_seconds: list[float] = Field(default_factory=list)
 
 
 class AgentRunSummary(BaseModel):
@@ -258,6 +260,7 @@ def status_of(state: AgentRunState) -> AgentStatus:
         run_number=state.run_number,
         circuit_open=state.circuit_open,
         consecutive_failures=state.consecutive_failures,
+        recent_action_seconds=state.recent_action_seconds,
     )
 
 
@@ -271,6 +274,8 @@ def record_outcome(state: AgentRunState, outcome: ActionOutcome) -> bool:
     if state.pending_actions.pop(outcome.action_id, None) is None:
         return False  # not ours, or already counted
     counters = state.counters
+    if outcome.duration_seconds is not None:
+        state.recent_action_seconds = [*state.recent_action_seconds, outcome.duration_seconds][-RECENT_LIMIT:]
     if outcome.status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED):
         counters.actions_succeeded += 1
         state.consecutive_failures = 0

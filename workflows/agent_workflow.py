@@ -222,6 +222,8 @@ class AgentWorkflow:
         self._forget_sizes([*batch, *filtered])
         s.counters.events_filtered += len(filtered)
         self._count("filtered", len(filtered))
+        for event in filtered:
+            self._record_event(event, EventDecision(event_id=event.id), filtered=True)
         by_id = {e.id: e for e in batch}
         starts, retry = [], []
         processed_before = s.counters.events_processed
@@ -573,10 +575,12 @@ class AgentWorkflow:
             )
         )
 
-    def _record_event(self, event: SystemEvent, decision: EventDecision) -> None:
+    def _record_event(self, event: SystemEvent, decision: EventDecision, filtered: bool = False) -> None:
+        extra = {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
         self._record(
             AuditStep.EVENT_RECEIVED,
             f"event:{event.id}",
+            **extra,
             event_id=event.id,
             type=event.type.value,
             source=event.source,

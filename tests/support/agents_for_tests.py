@@ -64,7 +64,7 @@ class RecorderAgent(BaseAgent):
         return ActionResult(success=True, message=f"did {action.description}")
 
     def _get_subscribed_event_types(self) -> list[EventType]:
-        return [EventType.INFRASTRUCTURE_DRIFT, EventType.ALERT]
+        return [EventType.INFRASTRUCTURE_DRIFT, EventType.ALERT, EventType.AGENT_HEALTH]
 
 
 @register_agent("scripted")
@@ -154,3 +154,20 @@ class TunableAgent(BaseAgent):
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.ALERT, EventType.INFRASTRUCTURE_DRIFT]
+
+
+@register_agent("ailing")
+class AilingAgent(BaseAgent):
+    """Works, but its health check says its upstream is down (``settings.upstream_ok`` flips it)."""
+
+    async def _health_check_specific(self) -> dict[str, bool]:
+        return {"upstream": bool(self.config.settings.get("upstream_ok", False)), "queue": True}
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        return None
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        return ActionResult(success=True)
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT]

@@ -23,6 +23,7 @@ def worker_process(
         "TEMPORAL_ADDRESS": address,
         "DATABASE_URL": database_url,
         "AIOPS_HTTP_PORT": "0",  # several workers per test host: let each pick a free port
+        "AIOPS_HEALTH_EVERY": "0",  # no health-monitor schedules left behind by test workers
         "PYTHONPATH": str(ROOT),
         "AIOPS_AGENT_MODULES": "tests.support.agents_for_tests",
         **env,

@@ -1,0 +1,259 @@
+"""Activities of the health monitor: observe agents, record verdicts, raise alerts.
+
+Observing an agent means asking its workflow for ``status`` (an answer within
+the timeout is its heartbeat) and running its ``health_check`` hook on this
+worker. Verdicts go to ``health_snapshots`` and to the ``aiops_agent_health``
+gauge; a transition becomes a log line, a counter and an ``agent_health``
+event for the alerting agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import resource
+import shutil
+import socket
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import MetricMeter
+from temporalio.runtime import Runtime
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.agent_instances import AgentInstances
+from activities.contracts import (
+    LIST_AGENTS,
+    OBSERVE_AGENTS,
+    RAISE_HEALTH_ALERT,
+    RECORD_HEALTH,
+    SUMMARIZE_APPROVALS,
+    HealthAlert,
+    HealthSnapshot,
+    Observations,
+    ObserveAgentsCall,
+    PendingApprovals,
+)
+from agents.health import AgentObservation, HealthStatus, WorkerResources
+from agents.models import EventType, Severity, SystemEvent
+from workflows.agent_state import AgentStatus
+from workflows.ids import agent_workflow_id
+
+log = logging.getLogger("aiops.health")
+
+CONCURRENT_OBSERVATIONS = 20
+
+
+def worker_resources(path: str = ".") -> WorkerResources:
+    memory_kb = 0.0
+    try:
+        with open("/proc/self/status") as status:
+            memory_kb = next(float(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        memory_kb = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    disk = shutil.disk_usage(path)
+    return WorkerResources(
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        memory_mb=memory_kb / 1024,
+        disk_free_ratio=disk.free / disk.total if disk.total else 1.0,
+    )
+
+
+class HealthActivities:
+    def __init__(
+        self,
+        client: Client,
+        instances: AgentInstances,
+        pool: asyncpg.Pool | None = None,
+        meter: MetricMeter | None = None,
+    ) -> None:
+        self.client = client
+        self.instances = instances
+        self.pool = pool
+        runtime = client.service_client.config.runtime or Runtime.default()
+        self.meter = meter or runtime.metric_meter
+
+    @activity.defn(name=LIST_AGENTS)
+    async def list_agents(self, task_queue: str) -> list[str]:
+        """Running agents on ``task_queue``, from the visibility store."""
+        query = "WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'"
+        query += f" AND TaskQueue = '{task_queue}'"
+        return sorted([w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)])
+
+    @activity.defn(name=OBSERVE_AGENTS)
+    async def observe_agents(self, call: ObserveAgentsCall) -> Observations:
+        gate = asyncio.Semaphore(CONCURRENT_OBSERVATIONS)
+
+        async def observe(agent_id: str) -> AgentObservation:
+            async with gate:
+                return await self._observe(agent_id, call.status_timeout_seconds)
+
+        agents = await asyncio.gather(*(observe(a) for a in call.agent_ids))
+        return Observations(agents=list(agents), worker=worker_resources())
+
+    async def _observe(self, agent_id: str, limit: float) -> AgentObservation:
+        handle = self.client.get_workflow_handle(agent_workflow_id(agent_id))
+        try:
+            status: AgentStatus = await handle.query(
+                "status", result_type=AgentStatus, rpc_timeout=timedelta(seconds=limit)
+            )
+        except RPCError as err:
+            problem = "not running" if err.status == RPCStatusCode.NOT_FOUND else err.message
+            return AgentObservation(agent_id=agent_id, reachable=False, problem=problem[:200])
+        c = status.counters
+        last = status.last_event_at or status.started_at
+        observation = AgentObservation(
+            agent_id=agent_id,
+            agent_type=status.type,
+            state=status.state.value,
+            error_rate=status.error_rate,
+            success_rate=status.success_rate,
+            finished_actions=c.actions_succeeded + c.actions_failed,
+            queue_length=status.queue_length,
+            circuit_open=status.circuit_open,
+            recent_action_seconds=status.recent_action_seconds,
+            heartbeat_age_seconds=(datetime.now(UTC) - last).total_seconds() if last else None,
+        )
+        if status.state.value in ("running", "paused"):
+            try:
+                agent = await asyncio.wait_for(self.instances.get(status.config), limit)
+                report = await asyncio.wait_for(agent.health_check(), limit)
+                observation.checks = report.checks
+            except Exception as err:  # the check itself failing is a finding, not an activity failure
+                observation.check_error = f"{type(err).__name__}: {err}"[:300]
+        return observation
+
+    @activity.defn(name=SUMMARIZE_APPROVALS)
+    async def summarize_approvals(self, task_queue: str) -> PendingApprovals:
+        query = (
+            "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running' "
+            f"AND TaskQueue = '{task_queue}'"
+        )
+        now = datetime.now(UTC)
+        summary = PendingApprovals()
+        async for w in self.client.list_workflows(query):
+            agent_type = _keyword(w.search_attributes.get("AiopsAgentType")) or "unknown"
+            summary.count_by_type[agent_type] = summary.count_by_type.get(agent_type, 0) + 1
+            waited = (now - w.start_time).total_seconds()
+            oldest = summary.oldest_seconds_by_type.get(agent_type, 0.0)
+            summary.oldest_seconds_by_type[agent_type] = max(oldest, waited)
+        return summary
+
+    @activity.defn(name=RECORD_HEALTH)
+    async def record_health(self, snapshot: HealthSnapshot) -> dict[str, HealthStatus]:
+        """Store the verdicts and export them; return each agent's previous recorded status."""
+        health_gauge = self.meter.create_gauge("aiops_agent_health", "0 healthy, 1 degraded, 2 unhealthy")
+        for h in snapshot.agents:
+            health_gauge.set(h.status.level, {"agent_id": h.agent_id, "agent_type": h.agent_type})
+        pending = self.meter.create_gauge("aiops_pending_approvals", "actions waiting for approval")
+        oldest = self.meter.create_gauge_float(
+            "aiops_oldest_pending_approval_seconds", "age of the oldest action waiting for approval", "s"
+        )
+        types = {h.agent_type for h in snapshot.agents} | set(snapshot.approvals.count_by_type)
+        approvals = snapshot.approvals
+        for agent_type in types:
+            labels = {"agent_type": agent_type}
+            pending.set(approvals.count_by_type.get(agent_type, 0), labels)
+            oldest.set(approvals.oldest_seconds_by_type.get(agent_type, 0.0), labels)
+        if self.pool is None:
+            return {}
+        ids = [h.agent_id for h in snapshot.agents]
+        observed = {o.agent_id: o for o in snapshot.observations}
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT DISTINCT ON (agent_id) agent_id, status FROM health_snapshots"
+                " WHERE agent_id = ANY($1::text[]) AND monitor_run <> $2 ORDER BY agent_id, seq DESC",
+                ids,
+                snapshot.monitor_run,
+            )
+            await conn.executemany(
+                "INSERT INTO health_snapshots (monitor_run, taken_at, agent_id, agent_type, status, reasons,"
+                " observation) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)"
+                " ON CONFLICT (monitor_run, agent_id) DO NOTHING",
+                [
+                    (
+                        snapshot.monitor_run,
+                        snapshot.taken_at,
+                        h.agent_id,
+                        h.agent_type,
+                        h.status.value,
+                        _json(h.reasons),
+                        observed[h.agent_id].model_dump_json() if h.agent_id in observed else "{}",
+                    )
+                    for h in snapshot.agents
+                ],
+            )
+        return {r["agent_id"]: HealthStatus(r["status"]) for r in rows}
+
+    @activity.defn(name=RAISE_HEALTH_ALERT)
+    async def raise_health_alert(self, alert: HealthAlert) -> bool:
+        """Log, count and deliver one transition; True when an alerting agent received it."""
+        t = alert.transition
+        was = t.previous.value if t.previous else "unknown"
+        log.warning(
+            "HEALTH %s: agent %s went from %s to %s: %s",
+            t.current.value.upper(),
+            t.agent_id,
+            was,
+            t.current.value,
+            "; ".join(t.reasons) or "all checks pass",
+            extra={"agent_id": t.agent_id},
+        )
+        self.meter.create_counter("aiops_health_alerts_total", "health transitions alerted").add(
+            1, {"agent_type": t.agent_type, "status": t.current.value}
+        )
+        if not alert.alert_agent_id:
+            return False
+        event = SystemEvent(
+            id=f"health-{alert.monitor_run}-{t.agent_id}"[:128],
+            type=EventType.AGENT_HEALTH,
+            source=f"health-monitor/{t.agent_id}",
+            severity={
+                HealthStatus.UNHEALTHY: Severity.HIGH,
+                HealthStatus.DEGRADED: Severity.MEDIUM,
+                HealthStatus.HEALTHY: Severity.INFO,
+            }[t.current],
+            timestamp=datetime.now(UTC),
+            data={
+                "agent_id": t.agent_id,
+                "agent_type": t.agent_type,
+                "previous": was,
+                "status": t.current.value,
+                "reasons": t.reasons,
+            },
+            correlation_id=alert.monitor_run,
+        )
+        try:
+            await self.client.get_workflow_handle(agent_workflow_id(alert.alert_agent_id)).signal(
+                "submit_event", event.model_dump(mode="json")
+            )
+        except RPCError as err:
+            if err.status != RPCStatusCode.NOT_FOUND:
+                raise
+            log.error("the alerting agent %s is not running; the alert was only logged", alert.alert_agent_id)
+            return False
+        return True
+
+    def all(self) -> list[object]:
+        return [
+            self.list_agents,
+            self.observe_agents,
+            self.summarize_approvals,
+            self.record_health,
+            self.raise_health_alert,
+        ]
+
+
+def _keyword(value: object) -> str | None:
+    if isinstance(value, list):
+        return str(value[0]) if value else None
+    return str(value) if value is not None else None
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,172 @@
+"""The health monitor: pure classification rules, and a real run that finds a failing agent.
+
+The end-to-end test runs ``HealthMonitorWorkflow`` on the real dev server: a
+deliberately failing agent is marked unhealthy, the snapshot lands in
+PostgreSQL, the gauge says 2, and the alerting agent receives the event; a
+second run raises no new alert, and the agent's recovery raises one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import asyncpg
+import pytest
+from prometheus_client import generate_latest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from activities.agent_activities import AgentActivities
+from agents.health import (
+    AgentObservation,
+    HealthStatus,
+    HealthThresholds,
+    WorkerResources,
+    classify,
+    transitions,
+)
+from aiops.client import AiopsClient
+from aiops.health_schedule import ensure_health_schedule, schedule_id
+from aiops.metrics import create_telemetry, series
+from tests.helpers import agent_config, eventually
+from tests.support.agents_for_tests import LEDGER
+from worker import build_worker
+from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
+
+WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)
+T = HealthThresholds()
+
+
+def observe(**fields: object) -> AgentObservation:
+    return AgentObservation.model_validate({"agent_id": "a", "agent_type": "t", "state": "running", **fields})
+
+
+@pytest.mark.parametrize(
+    ("observation", "worker", "status", "reason"),
+    [
+        (observe(), WORKER, HealthStatus.HEALTHY, None),
+        (observe(reachable=False, problem="timeout"), WORKER, HealthStatus.UNHEALTHY, "no heartbeat"),
+        (observe(state="failed"), WORKER, HealthStatus.UNHEALTHY, "failed"),
+        (
+            observe(checks={"db": False, "api": True}),
+            WORKER,
+            HealthStatus.UNHEALTHY,
+            "failing health check(s): db",
+        ),
+        (observe(check_error="boom"), WORKER, HealthStatus.UNHEALTHY, "could not run"),
+        (observe(circuit_open=True), WORKER, HealthStatus.UNHEALTHY, "circuit breaker"),
+        (observe(error_rate=0.6), WORKER, HealthStatus.UNHEALTHY, "error rate 60%"),
+        (observe(error_rate=0.2), WORKER, HealthStatus.DEGRADED, "error rate 20%"),
+        (observe(success_rate=0.5, finished_actions=10), WORKER, HealthStatus.DEGRADED, "success rate 50%"),
+        (observe(success_rate=0.0, finished_actions=2), WORKER, HealthStatus.HEALTHY, None),
+        (observe(recent_action_seconds=[900, 700]), WORKER, HealthStatus.DEGRADED, "800s on average"),
+        (observe(queue_length=5000), WORKER, HealthStatus.DEGRADED, "5000 events queued"),
+        (observe(), WORKER.model_copy(update={"memory_mb": 9000}), HealthStatus.DEGRADED, "MB"),
+        (observe(), WORKER.model_copy(update={"disk_free_ratio": 0.01}), HealthStatus.DEGRADED, "disk free"),
+    ],
+)
+def test_classification(observation, worker, status, reason) -> None:
+    health = classify(observation, worker, T)
+    assert health.status == status
+    if reason is None:
+        assert health.reasons == []
+    else:
+        assert any(reason in r for r in health.reasons), health.reasons
+
+
+def test_heartbeat_age_counts_only_when_configured() -> None:
+    quiet = observe(heartbeat_age_seconds=7200)
+    assert classify(quiet, WORKER, T).status == HealthStatus.HEALTHY
+    strict = T.model_copy(update={"max_heartbeat_age_seconds": 3600})
+    assert classify(quiet, WORKER, strict).status == HealthStatus.DEGRADED
+
+
+def test_transitions_alert_on_change_and_on_a_first_bad_sighting() -> None:
+    now = [
+        classify(observe(agent_id="same"), WORKER, T),
+        classify(observe(agent_id="worse", state="failed"), WORKER, T),
+        classify(observe(agent_id="new-bad", circuit_open=True), WORKER, T),
+        classify(observe(agent_id="new-good"), WORKER, T),
+        classify(observe(agent_id="better"), WORKER, T),
+    ]
+    before = {"same": HealthStatus.HEALTHY, "worse": HealthStatus.HEALTHY, "better": HealthStatus.DEGRADED}
+    changes = {t.agent_id: (t.previous, t.current) for t in transitions(before, now)}
+    assert changes == {
+        "worse": (HealthStatus.HEALTHY, HealthStatus.UNHEALTHY),
+        "new-bad": (None, HealthStatus.UNHEALTHY),
+        "better": (HealthStatus.DEGRADED, HealthStatus.HEALTHY),
+    }
+
+
+async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_alerting_agent(
+    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    LEDGER.clear()
+    telemetry = create_telemetry()
+    client = await Client.connect(
+        env.client.service_client.config.target_host,
+        data_converter=pydantic_data_converter,
+        runtime=telemetry.runtime,
+    )
+    aiops = AiopsClient(client, task_queue, pool)
+    ailing, fine, pager = agent_config("ailing"), agent_config("recorder"), agent_config("recorder")
+    monitor = MonitorInput(task_queue=task_queue, alert_agent_id=pager.id)
+
+    async def check() -> MonitorReport:
+        return await client.execute_workflow(
+            HealthMonitorWorkflow.run, monitor, id=f"health-{uuid.uuid4()}", task_queue=task_queue
+        )
+
+    async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
+        for config in (ailing, fine, pager):
+            await aiops.start_agent(config)
+        await eventually(lambda: aiops.list_agents(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
+        await eventually(
+            lambda: client.execute_workflow(
+                HealthMonitorWorkflow.run, monitor, id=f"health-{uuid.uuid4()}", task_queue=task_queue
+            ),
+            lambda r: {h.agent_id for h in r.agents} == {ailing.id, fine.id},
+        )
+        verdicts = {h.agent_id: h for h in (await check()).agents}
+        assert verdicts[fine.id].status == HealthStatus.HEALTHY
+        assert verdicts[ailing.id].status == HealthStatus.UNHEALTHY
+        assert verdicts[ailing.id].reasons == ["failing health check(s): upstream"]
+
+        status = await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received >= 1)
+        assert status.counters.events_received == 1, "one transition, one alert: later checks stay quiet"
+        [alert_id] = LEDGER["decided"]
+        assert alert_id.startswith("health-") and alert_id.endswith(ailing.id)
+
+        rows = await pool.fetch(
+            "SELECT status, reasons::text AS reasons FROM health_snapshots WHERE agent_id = $1 ORDER BY seq",
+            ailing.id,
+        )
+        assert len(rows) >= 2 and {r["status"] for r in rows} == {"unhealthy"}
+        assert "upstream" in rows[0]["reasons"]
+
+        text = generate_latest(telemetry.registry).decode()
+        health = {labels["agent_id"]: v for labels, v in series(text, "aiops_agent_health")}
+        assert health[ailing.id] == 2 and health[fine.id] == 0
+        alerts = [
+            v for labels, v in series(text, "aiops_health_alerts_total") if labels["status"] == "unhealthy"
+        ]
+        assert alerts == [1]
+
+        # The agent recovers: one more transition, one more alert.
+        await aiops.apply_config(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
+        verdicts = {h.agent_id: h for h in (await check()).agents}
+        assert verdicts[ailing.id].status == HealthStatus.HEALTHY
+        await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 2)
+
+
+async def test_the_schedule_is_created_once_and_updated_in_place(client: Client, task_queue: str) -> None:
+    monitor = MonitorInput(task_queue=task_queue)
+    sid = await ensure_health_schedule(client, timedelta(minutes=5), monitor)
+    assert sid == schedule_id(task_queue)
+    again = await ensure_health_schedule(client, timedelta(minutes=1), monitor)
+    assert again == sid
+    described = await client.get_schedule_handle(sid).describe()
+    assert [i.every for i in described.schedule.spec.intervals] == [timedelta(minutes=1)]
+    await client.get_schedule_handle(sid).delete()

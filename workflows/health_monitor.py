@@ -1,0 +1,108 @@
+"""HealthMonitorWorkflow: one health check of every agent on a task queue.
+
+A Temporal Schedule starts it every interval (``aiops/health_schedule.py``).
+It lists the running agents through visibility, observes them in pages
+(status query as heartbeat, health-check hook, worker resources), classifies
+each with the pure rules of ``agents/health.py``, records the snapshot (and
+the gauges), and alerts on every transition since the last snapshot.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, Field
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        LIST_AGENTS,
+        OBSERVE_AGENTS,
+        RAISE_HEALTH_ALERT,
+        RECORD_HEALTH,
+        SUMMARIZE_APPROVALS,
+        HealthAlert,
+        HealthSnapshot,
+        Observations,
+        ObserveAgentsCall,
+        PendingApprovals,
+    )
+    from agents.health import AgentHealth, HealthStatus, HealthThresholds, classify, transitions
+
+PAGE = 100
+RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
+
+
+class MonitorInput(BaseModel):
+    task_queue: str
+    thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
+    alert_agent_id: str | None = None
+
+
+class MonitorReport(BaseModel):
+    monitor_run: str
+    agents: list[AgentHealth]
+    alerts: int
+    approvals: PendingApprovals
+
+
+@workflow.defn
+class HealthMonitorWorkflow:
+    @workflow.run
+    async def run(self, input: MonitorInput) -> MonitorReport:
+        run_id = workflow.info().run_id
+        ids: list[str] = await workflow.execute_activity(
+            LIST_AGENTS,
+            input.task_queue,
+            result_type=list[str],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
+        if input.alert_agent_id in ids:
+            ids.remove(input.alert_agent_id)  # the alerting agent's own trouble shows in its status
+        timeout = input.thresholds.status_timeout_seconds
+        healths: list[AgentHealth] = []
+        observations = []
+        for start in range(0, len(ids), PAGE):
+            seen: Observations = await workflow.execute_activity(
+                OBSERVE_AGENTS,
+                ObserveAgentsCall(agent_ids=ids[start : start + PAGE], status_timeout_seconds=timeout),
+                result_type=Observations,
+                start_to_close_timeout=timedelta(seconds=60 + 3 * timeout),
+                retry_policy=RETRY,
+            )
+            observations.extend(seen.agents)
+            healths.extend(classify(o, seen.worker, input.thresholds) for o in seen.agents)
+        approvals: PendingApprovals = await workflow.execute_activity(
+            SUMMARIZE_APPROVALS,
+            input.task_queue,
+            result_type=PendingApprovals,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
+        snapshot = HealthSnapshot(
+            monitor_run=run_id,
+            taken_at=workflow.now(),
+            agents=healths,
+            observations=observations,
+            approvals=approvals,
+        )
+        previous: dict[str, HealthStatus] = await workflow.execute_activity(
+            RECORD_HEALTH,
+            snapshot,
+            result_type=dict[str, HealthStatus],
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
+        changes = transitions(previous, healths)
+        for change in changes:
+            await workflow.execute_activity(
+                RAISE_HEALTH_ALERT,
+                HealthAlert(transition=change, alert_agent_id=input.alert_agent_id, monitor_run=run_id),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+        counts = {s.value: sum(h.status == s for h in healths) for s in HealthStatus}
+        workflow.logger.info("health of %d agent(s): %s; %d alert(s)", len(healths), counts, len(changes))
+        return MonitorReport(monitor_run=run_id, agents=healths, alerts=len(changes), approvals=approvals)
