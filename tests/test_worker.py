@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -15,8 +16,9 @@ from aiops.client import AiopsClient
 from aiops.connection import connect_settings
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
-from tests.support.postgres_server import PostgresServer
+from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.processes import ROOT, worker_process
+from tests.test_observability import fetch, value
 from workflows.action_state import ActionStatus
 
 
@@ -97,3 +99,23 @@ async def test_worker_without_a_database_refuses_to_start_unless_told(address: s
     )  # fmt: skip
     assert result.returncode == 2
     assert "set DATABASE_URL" in result.stderr and "--no-database" in result.stderr
+
+
+async def test_the_worker_process_serves_health_readiness_and_metrics(
+    aiops: AiopsClient, address: str, task_queue: str, postgres: PostgresServer
+) -> None:
+    port = free_port()
+    config = agent_config("scripted")
+    e = event("alert", risk="low")
+    with worker_process(address, task_queue, "observable", postgres.url, AIOPS_HTTP_PORT=str(port)):
+        base = f"http://127.0.0.1:{port}"
+        await aiops.send_event(config.id, e, config=config)
+        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        assert await fetch(f"{base}/healthz") == (200, "ok\n")
+        status, body = await fetch(f"{base}/readyz")
+        assert status == 200
+        assert json.loads(body)["checks"] == {"temporal": "ok", "polling": "ok", "postgres": "ok"}
+        status, text = await fetch(f"{base}/metrics")
+        assert status == 200
+        assert value(text, "aiops_actions_total", agent_type="scripted", status="verified") == 1
+        assert "temporal_request_total" in text or "temporal_workflow_completed_total" in text
