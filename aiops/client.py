@@ -333,6 +333,71 @@ class AiopsClient:
             )
         return err
 
+    # ----- operator conveniences (CLI) -----
+
+    async def agent_is_running(self, agent_id: str) -> bool:
+        """Whether the agent's workflow is running now (a stopped or failed agent is not)."""
+        from temporalio.client import WorkflowExecutionStatus
+
+        try:
+            description = await self.agent_handle(agent_id).describe()
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return description.status == WorkflowExecutionStatus.RUNNING
+
+    async def agent_statuses(self, state: AgentState | None = None) -> list[AgentStatus]:
+        """The status of every agent running on this client's task queue (optionally in one state)."""
+        query = f"WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'{self._on_queue()}"
+        if state:
+            query += f" AND AiopsAgentState = '{AgentState(state).value}'"
+        ids = [w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)]
+        found = await asyncio.gather(*(self.status(agent_id) for agent_id in ids), return_exceptions=True)
+        statuses = []
+        for result in found:
+            if isinstance(result, AgentNotRunningError):
+                continue  # it ended between the listing and the query
+            if isinstance(result, BaseException):
+                raise result
+            statuses.append(result)
+        return sorted(statuses, key=lambda s: s.agent_id)
+
+    def _on_queue(self) -> str:
+        """A visibility filter for this client's task queue: agents elsewhere have other workers."""
+        return "" if "'" in self.task_queue else f" AND TaskQueue = '{self.task_queue}'"
+
+    async def latest_config(self, agent_id: str) -> StoredConfig:
+        """The agent's newest stored config version."""
+        history = await self.config_history(agent_id, limit=1)
+        if not history:
+            raise AiopsError(
+                f"agent {agent_id!r} has no stored config; start it with its config file "
+                "(`aiops agents start --config FILE.json`)"
+            )
+        return history[0]
+
+    async def approval_inbox(self, agent_id: str | None = None) -> list[tuple[str, ActionRecord]]:
+        """``(action id, record)`` of every action on this task queue waiting for approval, oldest first."""
+        from workflows.action_state import ActionStatus
+
+        query = f"AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'{self._on_queue()}"
+        if agent_id:
+            if not AGENT_ID_PATTERN.match(agent_id):
+                raise AiopsError(f"{agent_id!r} is not a valid agent id")
+            query += f" AND AiopsAgentId = '{agent_id}'"
+        ids = [w.id async for w in self.client.list_workflows(query)]
+        found = await asyncio.gather(*(self.action(action_id) for action_id in ids), return_exceptions=True)
+        inbox = []
+        for action_id, result in zip(ids, found, strict=True):
+            if isinstance(result, ActionNotFoundError):
+                continue
+            if isinstance(result, BaseException):
+                raise result
+            if result.status == ActionStatus.PENDING_APPROVAL:  # the listing lags a decision
+                inbox.append((action_id, result))
+        return sorted(inbox, key=lambda item: (item[1].event.timestamp, item[0]))
+
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event

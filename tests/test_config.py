@@ -168,3 +168,11 @@ async def test_a_version_stored_by_another_process_reaches_the_running_agent(
     again = await listener.deliver(config.id, 2)
     assert again is not None and again.changed is False
     assert LEDGER["reloaded"] == ["1->2:act"]
+
+
+async def test_applying_the_running_config_again_stores_nothing(aiops: AiopsClient, worker) -> None:
+    config = tunable()
+    await started(aiops, config)
+    again = await aiops.apply_config(config, author="alice")
+    assert (again.version, again.changed) == (1, False)
+    assert [h.version for h in await aiops.config_history(config.id)] == [1]

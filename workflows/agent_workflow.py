@@ -483,6 +483,8 @@ class AgentWorkflow:
             raise ApplicationError(
                 "config refused: " + "; ".join(problems), problems, type="ConfigRefused", non_retryable=True
             )
+        if request.version is None and _same_settings(candidate, old):
+            return _unchanged(old)
         new: AgentConfig = candidate
         if request.version is None:  # a new config or a rollback: store it as version N+1
             stored: StoredConfig = await workflow.execute_activity(
@@ -635,6 +637,16 @@ class AgentWorkflow:
         workflow.set_current_details(
             f"**{s.config.name}** ({s.config.type}) is *{s.state.value}*; config version {s.config.version}"
         )
+
+
+def _unchanged(config: AgentConfig) -> ConfigApplied:
+    return ConfigApplied(
+        agent_id=config.id, version=config.version, previous_version=config.version, changed=False
+    )
+
+
+def _same_settings(a: AgentConfig, b: AgentConfig) -> bool:
+    return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})
 
 
 def _cause_message(err: BaseException) -> str:

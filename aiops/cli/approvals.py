@@ -1,0 +1,227 @@
+"""``aiops approvals``: the inbox of actions waiting for a person, and deciding them."""
+
+from __future__ import annotations
+
+import shlex
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+
+from aiops.cli.common import action_workflow_id, current_user, run
+from aiops.cli.output import BadInput, age, compact, console, emit, pairs, table, when
+from workflows.action_state import ActionRecord, ActionStatus
+
+app = typer.Typer(help="The approval inbox: list, inspect, approve and reject actions.", no_args_is_help=True)
+
+ActionArg = Annotated[
+    str,
+    typer.Argument(metavar="ACTION", help="the action id, action-<agent>:<event> (or <agent>:<event>)"),
+]
+AsOption = Annotated[
+    str | None,
+    typer.Option("--as", metavar="NAME", help="who decides (default: $AIOPS_USER, else your user name)"),
+]
+CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, for the audit log")]
+
+
+def entry(action_id: str, record: ActionRecord) -> dict[str, Any]:
+    """The JSON shape of an action: its id and its whole record."""
+    return {"action_id": action_id, **record.model_dump(mode="json")}
+
+
+def waiting_since(record: ActionRecord) -> datetime:
+    entered = [h.at for h in record.history if h.status == ActionStatus.PENDING_APPROVAL]
+    return entered[-1] if entered else record.event.timestamp
+
+
+def approvals_so_far(record: ActionRecord) -> str:
+    approved = {a.approver for a in record.approvals if a.approved}
+    needed = record.decision.required_approvals if record.decision else 0
+    return f"{len(approved)}/{needed}" if needed else str(len(approved))
+
+
+@app.command("list")
+def list_approvals(
+    ctx: typer.Context,
+    agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's actions")] = None,
+) -> None:
+    """Actions waiting for approval: id, agent, risk, age, approvals so far, what they would do."""
+    inbox = run(ctx, lambda aiops: aiops.approval_inbox(agent))
+
+    def render() -> None:
+        if not inbox:
+            typer.echo("no actions are waiting for approval" + (f" from agent {agent}" if agent else ""))
+            return
+        now = datetime.now(UTC)
+        rows = [
+            (
+                action_id,
+                r.action.agent_id,
+                r.action.risk_level,
+                age(waiting_since(r), now),
+                approvals_so_far(r),
+                r.action.description,
+            )
+            for action_id, r in inbox
+        ]
+        console().print(table(["ACTION", "AGENT", "RISK", "AGE", "APPROVALS", "DESCRIPTION"], rows))
+
+    emit(ctx, [entry(action_id, r) for action_id, r in inbox], render)
+
+
+def approve_command(action_id: str, record: ActionRecord, who: str) -> str:
+    words = ["aiops", "approvals", "approve", action_id, "--as", who]
+    if record.plan_digest:
+        words += ["--plan-digest", record.plan_digest]
+    return shlex.join(words) + " --comment '<why>'"
+
+
+@app.command("show")
+def show(ctx: typer.Context, action: ActionArg) -> None:
+    """Everything an approver needs: plan, triggering event, risk, policy, approvals, the approve command."""
+    action_id = action_workflow_id(action)
+    record = run(ctx, lambda aiops: aiops.action(action_id))
+    try:
+        who = current_user(None)
+    except BadInput:
+        who = "<your name>"
+
+    def render() -> None:
+        a, e, d = record.action, record.event, record.decision
+        parts: list[Any] = [
+            pairs(
+                [
+                    ("action", action_id),
+                    ("status", record.status.value + (" (held: the agent is paused)" if record.held else "")),
+                    ("does", f"{a.type.value} on {', '.join(a.target_resources) or '-'}: {a.description}"),
+                    ("risk", a.risk_level),
+                    ("estimated impact", a.estimated_impact or "-"),
+                    ("requested by", a.requested_by),
+                    ("config version", record.config_version),
+                ]
+            ),
+            pairs(
+                [
+                    ("outcome", d.outcome.value if d else "-"),
+                    ("reason", d.reason if d else "-"),
+                    (
+                        "needs",
+                        f"{d.required_approvals} approval(s) from roles {', '.join(d.allowed_roles)}"
+                        if d and d.required_approvals
+                        else "-",
+                    ),
+                    ("approvals so far", approvals_so_far(record)),
+                    (
+                        "decide before",
+                        when(record.approval_deadline) + (" (escalated)" if record.escalated else "")
+                        if record.approval_deadline
+                        else "-",
+                    ),
+                ],
+                title="policy",
+            ),
+            pairs(
+                [
+                    ("event", f"{e.id} ({e.type.value}, {e.severity.value}) from {e.source}"),
+                    ("at", when(e.timestamp)),
+                    ("correlation id", e.correlation_id),
+                    ("data", compact(e.data, 400)),
+                ],
+                title="triggering event",
+            ),
+        ]
+        if record.plan is not None:
+            plan_lines = [f"plan (digest {record.plan_digest}): {record.plan.summary}"]
+            plan_lines += [f"  {change}" for change in record.plan.changes]
+            if record.plan.details:
+                plan_lines += ["", record.plan.details]
+            parts.append(Text("\n".join(plan_lines)))
+        else:
+            parts.append(Text("plan: none (the agent has no dry run for this action)"))
+        if record.approvals:
+            rows = [
+                (x.approver, "approved" if x.approved else "rejected", when(x.at), x.channel, x.comment)
+                for x in record.approvals
+            ]
+            parts.append(table(["WHO", "DECISION", "AT", "CHANNEL", "COMMENT"], rows, "decisions"))
+        if record.refused:
+            rows = [
+                (x.approver, "approve" if x.approved else "reject", when(x.at), x.channel, x.reason)
+                for x in record.refused
+            ]
+            parts.append(
+                table(["WHO", "TRIED", "AT", "CHANNEL", "REFUSED BECAUSE"], rows, "refused decisions")
+            )
+        if record.result is not None:
+            parts.append(
+                pairs(
+                    [("result", record.result.message or record.result.error), ("verified", record.verified)]
+                )
+            )
+        if record.error:
+            parts.append(pairs([("error", record.error)]))
+        if record.status == ActionStatus.PENDING_APPROVAL:
+            parts.append(
+                Text(
+                    "approve with:\n  "
+                    + approve_command(action_id, record, who)
+                    + "\nreject with:\n  "
+                    + shlex.join(["aiops", "approvals", "reject", action_id, "--as", who])
+                    + " --comment '<why>'"
+                )
+            )
+        out = console()
+        for part in parts:
+            out.print(part)
+            out.print()
+
+    emit(ctx, entry(action_id, record), render)
+
+
+def _decide(
+    ctx: typer.Context, action: str, approve: bool, who: str | None, comment: str, digest: str | None
+) -> None:
+    action_id = action_workflow_id(action)
+    name = current_user(who)
+    if approve:
+        record = run(ctx, lambda aiops: aiops.approve(action_id, name, comment, plan_digest=digest))
+    else:
+        record = run(ctx, lambda aiops: aiops.reject(action_id, name, comment))
+
+    def render() -> None:
+        if not approve:
+            typer.echo(f"rejected {action_id} as {name}: the action will not run")
+            return
+        approved = len({a.approver for a in record.approvals if a.approved})
+        needed = record.decision.required_approvals if record.decision else 1
+        outcome = (
+            "the action goes ahead"
+            if approved >= needed
+            else f"waiting for {needed - approved} more approver(s)"
+        )
+        typer.echo(f"approved {action_id} as {name} ({approved}/{needed} approvals): {outcome}")
+
+    emit(ctx, entry(action_id, record), render)
+
+
+@app.command("approve")
+def approve(
+    ctx: typer.Context,
+    action: ActionArg,
+    who: AsOption = None,
+    comment: CommentOption = "",
+    plan_digest: Annotated[
+        str | None,
+        typer.Option("--plan-digest", help="approve only if the plan is still this one (from `show`)"),
+    ] = None,
+) -> None:
+    """Approve an action; a refusal (unknown approver, missing role, ...) exits 1 with the reason."""
+    _decide(ctx, action, True, who, comment, plan_digest)
+
+
+@app.command("reject")
+def reject(ctx: typer.Context, action: ActionArg, who: AsOption = None, comment: CommentOption = "") -> None:
+    """Reject an action; a refusal exits 1 with the reason."""
+    _decide(ctx, action, False, who, comment, None)

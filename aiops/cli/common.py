@@ -1,0 +1,179 @@
+"""What every command shares: one connection per invocation, and reading operator input.
+
+Input is checked before anything connects, so a typo costs no round trip and
+always exits 2; what the servers answer is mapped to exit 1 in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+import traceback
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import typer
+from pydantic import ValidationError
+from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities.database import DATABASE_URL_ENV
+from agents.models import AgentConfig, SystemEvent
+from aiops.cli.output import BadInput, CliError, Failed, describe_validation, settings
+from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
+from aiops.connection import connect_settings
+from workflows.ids import ACTION_WORKFLOW_PREFIX
+
+T = TypeVar("T")
+
+USER_ENV = "AIOPS_USER"
+DEBUG_ENV = "AIOPS_DEBUG"
+
+
+def run(ctx: typer.Context, work: Callable[[AiopsClient], Awaitable[T]], agent_id: str | None = None) -> T:
+    """Connect, run ``work``, close; every failure becomes a ``CliError`` with its exit code."""
+    task_queue = settings(ctx).task_queue
+
+    async def session() -> T:
+        aiops = await _connect(task_queue)
+        try:
+            return await work(aiops)
+        finally:
+            await aiops.close()
+
+    try:
+        return asyncio.run(session())
+    except CliError:
+        raise
+    except AgentNotRunningError as err:
+        if agent_id is None:
+            raise Failed(str(err)) from None
+        raise Failed(
+            f"no agent named {agent_id!r} is running; start it with `aiops agents start --config FILE.json` "
+            f"(or `aiops agents start {agent_id}` to restart its last stored config)"
+        ) from None
+    except AiopsError as err:
+        raise Failed(str(err)) from None
+    except ValidationError as err:
+        raise BadInput(describe_validation(err)) from None
+    except RPCError as err:
+        raise Failed(_rpc_problem(err, task_queue)) from None
+    except (WorkflowQueryFailedError, WorkflowQueryRejectedError) as err:
+        raise Failed(f"the query failed: {err}") from None
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        raise Failed(f"PostgreSQL ({DATABASE_URL_ENV}) failed: {err}") from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except Exception as err:
+        if os.environ.get(DEBUG_ENV):
+            traceback.print_exc()
+        raise Failed(
+            f"unexpected {type(err).__name__}: {err} (set {DEBUG_ENV}=1 to see the traceback)"
+        ) from None
+
+
+def _rpc_problem(err: RPCError, task_queue: str) -> str:
+    if err.status == RPCStatusCode.UNAVAILABLE:
+        return f"cannot reach Temporal at {_temporal_address()}: {err.message}"
+    if err.status in (RPCStatusCode.CANCELLED, RPCStatusCode.DEADLINE_EXCEEDED):
+        return (
+            f"Temporal did not answer in time ({err.message}): is a worker polling task queue "
+            f"{task_queue!r}? start one with `aiops worker`"
+        )
+    name = err.status.name if err.status is not None else "error"
+    return f"Temporal refused the request ({name}): {err.message}"
+
+
+async def _connect(task_queue: str) -> AiopsClient:
+    try:
+        return await AiopsClient.connect(task_queue=task_queue)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+        raise Failed(f"cannot reach PostgreSQL at {DATABASE_URL_ENV}: {err}") from None
+    except RuntimeError as err:
+        if "connect" in str(err).lower():
+            raise Failed(f"cannot reach Temporal at {_temporal_address()}: {err}") from None
+        raise
+
+
+def _temporal_address() -> str:
+    try:
+        return str(connect_settings().get("target_host"))
+    except Exception:  # a broken profile file is reported by the connection itself
+        return os.environ.get("TEMPORAL_ADDRESS", "?")
+
+
+# ----- who is asking ------------------------------------------------------------
+
+
+def current_user(given: str | None = None) -> str:
+    """``--as``, else ``AIOPS_USER``, else the operating system's user name."""
+    if given is not None:
+        if not given.strip():
+            raise BadInput("--as needs a name")
+        return given
+    from_env = os.environ.get(USER_ENV, "").strip()
+    if from_env:
+        return from_env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise BadInput(f"cannot tell who you are: pass --as NAME or set {USER_ENV}") from None
+
+
+def action_workflow_id(given: str) -> str:
+    """Accept ``action-<agent>:<event>`` or the short ``<agent>:<event>``."""
+    given = given.strip()
+    if not given.startswith(ACTION_WORKFLOW_PREFIX) and ":" in given:
+        return ACTION_WORKFLOW_PREFIX + given
+    return given
+
+
+# ----- reading files --------------------------------------------------------------
+
+
+def read_text(path: Path) -> str:
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise BadInput(f"{path}: cannot read it: {err}") from None
+
+
+def parse_json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise BadInput(
+            f"{what} is not valid JSON: {err.msg} (line {err.lineno} column {err.colno})"
+        ) from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    """An ``AgentConfig`` from a JSON file; every problem named, exit 2."""
+    document = parse_json(read_text(path), str(path))
+    if not isinstance(document, dict):
+        raise BadInput(f"{path}: a config must be a JSON object, got {type(document).__name__}")
+    try:
+        return AgentConfig.model_validate(document)
+    except ValidationError as err:
+        raise BadInput(f"{path}: invalid config: {describe_validation(err)}") from None
+
+
+def event_from(payload: Any, where: str) -> SystemEvent:
+    """An event from a JSON value; events from files need their ``id`` (it is how a resend is spotted)."""
+    if not isinstance(payload, dict):
+        raise BadInput(f"{where}: an event must be a JSON object, got {type(payload).__name__}")
+    if "id" not in payload:
+        raise BadInput(f"{where}: id: field required (every event needs an id so a resend is deduplicated)")
+    try:
+        return SystemEvent.model_validate(payload)
+    except ValidationError as err:
+        raise BadInput(f"{where}: invalid event: {describe_validation(err)}") from None

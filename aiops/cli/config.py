@@ -1,0 +1,118 @@
+"""``aiops config``: apply, compare, list and roll back an agent's stored config versions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aiops.cli.common import current_user, load_config, run
+from aiops.cli.output import Failed, compact, console, emit, table
+from workflows.config_change import ConfigApplied
+
+app = typer.Typer(
+    help="Change a running agent's config (hot reload), compare versions, roll back.", no_args_is_help=True
+)
+
+AgentArg = Annotated[str, typer.Argument(metavar="AGENT", help="the agent's id")]
+AuthorOption = Annotated[
+    str | None,
+    typer.Option(
+        "--author", metavar="NAME", help="who changes it (default: $AIOPS_USER, else your user name)"
+    ),
+]
+CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, stored with the version")]
+
+
+def _render_applied(applied: ConfigApplied) -> None:
+    if applied.changed:
+        typer.echo(
+            f"agent {applied.agent_id} now runs config version {applied.version} "
+            f"(was {applied.previous_version})"
+        )
+    else:
+        typer.echo(f"agent {applied.agent_id}: nothing changed, still config version {applied.version}")
+
+
+@app.command("apply")
+def apply(
+    ctx: typer.Context,
+    config_file: Annotated[
+        Path,
+        typer.Argument(
+            metavar="FILE.json", help="the whole new AgentConfig as JSON", dir_okay=False, allow_dash=True
+        ),
+    ],
+    author: AuthorOption = None,
+    comment: CommentOption = "",
+) -> None:
+    """Validate a config on a worker, store it as the next version and hot-reload the running agent.
+
+    A refused config (a problem in a setting, another type, a secret that does
+    not resolve) exits 1 with every reason and changes nothing.
+    """
+    config = load_config(config_file)
+    who = current_user(author)
+    applied = run(
+        ctx, lambda aiops: aiops.apply_config(config, author=who, comment=comment), agent_id=config.id
+    )
+    emit(ctx, applied, lambda: _render_applied(applied))
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    agent: AgentArg,
+    old: Annotated[int, typer.Argument(metavar="FROM", help="the older version", min=1)],
+    new: Annotated[int, typer.Argument(metavar="TO", help="the newer version", min=1)],
+) -> None:
+    """What changed between two stored versions, setting by setting."""
+    changes = run(ctx, lambda aiops: aiops.config_diff(agent, old, new))
+
+    def render() -> None:
+        if not changes:
+            typer.echo(f"agent {agent}: versions {old} and {new} have the same settings")
+            return
+        rows = [(c.path, compact(c.old), compact(c.new)) for c in changes]
+        console().print(table(["SETTING", f"v{old}", f"v{new}"], rows))
+
+    emit(ctx, changes, render)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    agent: AgentArg,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="at most this many versions")] = 50,
+) -> None:
+    """The agent's stored config versions, newest first: version, when, author, comment."""
+    versions = run(ctx, lambda aiops: aiops.config_history(agent, limit))
+    if not versions:
+        raise Failed(f"agent {agent!r} has no stored config versions")
+
+    def render() -> None:
+        rows = [(v.version, v.created_at, v.author or "-", v.comment or "-") for v in versions]
+        console().print(table(["VERSION", "STORED", "AUTHOR", "COMMENT"], rows))
+
+    emit(ctx, versions, render)
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    agent: AgentArg,
+    version: Annotated[int, typer.Argument(metavar="VERSION", help="the version to go back to", min=1)],
+    author: AuthorOption = None,
+    comment: Annotated[
+        str, typer.Option("--comment", "-m", help="why (default: 'rollback to version N')")
+    ] = "",
+) -> None:
+    """Store a copy of an old version as the next version and hot-reload the agent with it."""
+    who = current_user(author)
+    applied = run(
+        ctx,
+        lambda aiops: aiops.rollback_config(agent, version, author=who, comment=comment),
+        agent_id=agent,
+    )
+    emit(ctx, applied, lambda: _render_applied(applied))
