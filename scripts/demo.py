@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -66,44 +67,67 @@ async def audit_trail(aiops: AiopsClient, agent_id: str, action_id: str) -> None
     print(f"  hash chain of {agent_id}: {report.rows_checked} rows, {verdict}")
 
 
-def drift(severity: str, resources: list[str]) -> SystemEvent:
+def drift(severity: str, resources: list[str], workspace: str = "prod-network") -> SystemEvent:
     return SystemEvent(
         id=f"drift-{uuid.uuid4().hex[:10]}",
         type="infrastructure_drift",
-        source="terraform-cloud/workspace/prod-network",
+        source=f"terraform-cloud/workspace/{workspace}",
         severity=severity,
-        data={"workspace": "prod-network", "resources": resources},
+        data={"workspace": workspace, "resources": resources},
+    )
+
+
+def aiops_cli(*args: str) -> None:
+    """Run the ``aiops`` CLI as an operator would, showing the command and its output."""
+    print(f"\n  $ aiops {shlex.join(args)}", flush=True)
+    subprocess.run([sys.executable, "-m", "aiops.cli", *args], check=True, env=os.environ)
+
+
+def agent(agent_id: str, name: str, automation: str) -> AgentConfig:
+    return AgentConfig(
+        id=agent_id,
+        name=name,
+        type="example",
+        automation_level=automation,
+        approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])]),
     )
 
 
 async def main(leave_pending: bool) -> int:
     aiops = await AiopsClient.connect()
-    config = AgentConfig(
-        id="demo-terraform",
-        name="Terraform drift remediation",
-        type="example",
-        automation_level="semi_auto",
-        approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])]),
-    )
-    say(f"Starting agent {config.id!r} (type example, automation semi_auto: low risk runs on its own)")
-    await aiops.start_agent(config)
-    for _ in range(100):
-        status = await aiops.status(config.id)
-        if status.state.value != "initializing":
-            break
-        await asyncio.sleep(0.1)
-    print(f"  state {status.state.value}, config version {status.config_version}")
+    prod = agent("demo-terraform", "Terraform drift remediation (prod)", "semi_auto")
+    staging = agent("demo-staging", "Terraform drift remediation (staging)", "full_auto")
+    say("Starting two agents: prod (semi_auto: low risk runs alone) and staging (full_auto: up to medium)")
+    for config in (prod, staging):
+        await aiops.start_agent(config, started_by="demo")
+    for config in (prod, staging):
+        for _ in range(100):
+            status = await aiops.status(config.id)
+            if status.state.value != "initializing":
+                break
+            await asyncio.sleep(0.1)
+        print(f"  {config.id:<16} {status.state.value}, config version {status.config_version}")
 
-    say("A low-severity drift arrives: two security-group rules changed by hand")
+    say("Events arrive: drift in prod and staging, and an alert the drift agents do not subscribe to")
     low = drift("low", ["aws_security_group_rule.ssh", "aws_security_group_rule.https"])
-    await aiops.send_event(config.id, low)
-    record = await aiops.wait_for_action(aiops.action_id(config.id, low.id))
-    show(record)
+    medium = drift("medium", ["aws_instance.web"], workspace="staging-web")
+    alert = SystemEvent(
+        id=f"alert-{uuid.uuid4().hex[:10]}", type="alert", source="prometheus/HighErrorRate", severity="high"
+    )
+    await aiops.send_events(prod.id, [low, alert])
+    await aiops.send_event(staging.id, medium)
+    for config, e in ((prod, low), (staging, medium)):
+        record = await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        say(f"{config.id}: a {e.severity.value} drift ran on its own")
+        show(record)
+    status = await aiops.status(prod.id)
+    print(f"\n  the alert was filtered by {prod.id}: events_filtered = {status.counters.events_filtered}")
 
-    say("A high-severity drift arrives: the production VPC's route table was edited")
+    say("A high-severity drift arrives in prod: the production VPC's route table was edited")
     high = drift("high", ["aws_route_table.prod", "aws_vpc.prod"])
-    await aiops.send_event(config.id, high)
-    action_id = aiops.action_id(config.id, high.id)
+    await aiops.send_event(prod.id, high)
+    action_id = aiops.action_id(prod.id, high.id)
+    record = None
     for _ in range(100):
         record = await aiops.action(action_id) if action_id in await aiops.pending_approvals() else None
         if record is not None:
@@ -112,19 +136,17 @@ async def main(leave_pending: bool) -> int:
     assert record is not None, "the high-risk action did not reach the approval inbox"
     show(record)
 
-    say("The approval inbox (AiopsActionStatus = 'PendingApproval')")
-    for pending in await aiops.pending_approvals():
-        p = await aiops.action(pending)
-        print(f"  {pending}   [{p.action.risk_level.value}] {p.action.description}")
-    approve = [TEMPORAL, "workflow", "signal", "--workflow-id", action_id, "--name", "approve",
-               "--input", json.dumps({"approver": "alice", "comment": "reviewed the plan"})]  # fmt: skip
+    say("The approval inbox, and the evidence an approver sees")
+    aiops_cli("approvals", "list")
+    aiops_cli("approvals", "show", action_id)
+    address = os.environ.get("TEMPORAL_ADDRESS", f"127.0.0.1:{PORT}")
+    body = json.dumps({"approver": "alice", "comment": "ok"})
     print("\n  Open it in the Web UI:")
     print(f"    {UI}/namespaces/default/workflows/{action_id}")
     inbox = "AiopsActionStatus%3D%22PendingApproval%22"
     print(f"    (the inbox: {UI}/namespaces/default/workflows?query={inbox})")
-    address = os.environ.get("TEMPORAL_ADDRESS", f"127.0.0.1:{PORT}")
-    body = json.dumps({"approver": "alice", "comment": "ok"})
-    print("  Approve it from a terminal:")
+    print("  Approve it from a terminal, with either CLI:")
+    print(f'    .venv/bin/aiops approvals approve {action_id} --as alice --comment "reviewed the plan"')
     print(f"    TEMPORAL_ADDRESS={address} .venv/bin/temporal workflow signal --workflow-id {action_id} \\")
     print(f"      --name approve --input '{body}'")
 
@@ -134,9 +156,8 @@ async def main(leave_pending: bool) -> int:
         print("  Stop everything with: bash temporal-dev/stop.sh")
         return 0
 
-    say("alice approves it with the temporal CLI")
-    print("  $ " + " ".join(approve[:-1]) + f" '{approve[-1]}'")
-    await asyncio.to_thread(subprocess.run, approve, check=True, capture_output=True, env=os.environ)
+    say("alice approves it with the aiops CLI")
+    aiops_cli("approvals", "approve", action_id, "--as", "alice", "--comment", "reviewed the plan")
     record = await aiops.wait_for_action(action_id)
     show(record)
     if record.status not in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED):
@@ -144,15 +165,19 @@ async def main(leave_pending: bool) -> int:
         return 1
 
     say("The audit trail of the approved action (PostgreSQL, hash-chained per agent)")
-    await audit_trail(aiops, config.id, action_id)
+    await audit_trail(aiops, prod.id, action_id)
+    aiops_cli("audit", "verify", prod.id)
 
-    status = await aiops.status(config.id)
-    c = status.counters
-    say(
-        f"Agent {config.id}: {c.events_processed} events decided, {c.actions_proposed} actions proposed, "
-        f"{c.actions_succeeded} succeeded; success rate {status.success_rate}"
-    )
-    print(f"\n  Web UI: {UI}   (the dev server keeps running; stop it: bash temporal-dev/stop.sh)")
+    for config in (prod, staging):
+        status = await aiops.status(config.id)
+        c = status.counters
+        print(
+            f"\n  {config.id}: {c.events_received} events received, {c.events_processed} decided, "
+            f"{c.events_filtered} filtered, {c.actions_proposed} actions proposed, "
+            f"{c.actions_succeeded} succeeded"
+        )
+    print(f"\n  Web UI: {UI}   (the dev stack keeps running; stop it: bash temporal-dev/stop.sh)")
+    await aiops.close()
     return 0
 
 

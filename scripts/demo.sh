@@ -9,7 +9,8 @@ bash temporal-dev/start.sh
 export TEMPORAL_ADDRESS="127.0.0.1:${AIOPS_TEMPORAL_PORT:-7233}"
 DATABASE_URL="$(.venv/bin/python temporal-dev/postgres.py url)"
 export DATABASE_URL
-data=temporal-dev/.data
+data="${AIOPS_DEV_DATA:-temporal-dev/.data}"
+mkdir -p "$data"
 if [ -f "$data/worker.pid" ] && kill -0 "$(cat "$data/worker.pid")" 2>/dev/null; then
   echo "A demo worker is already running (pid $(cat "$data/worker.pid"))."
 else

@@ -2,7 +2,7 @@
 # Stop the local dev stack and any demo worker; the data in temporal-dev/.data stays.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pidfile=temporal-dev/.data/worker.pid
+pidfile="${AIOPS_DEV_DATA:-temporal-dev/.data}/worker.pid"
 if [ -f "$pidfile" ]; then
   kill "$(cat "$pidfile")" 2>/dev/null && echo "demo worker stopped" || true
   rm -f "$pidfile"

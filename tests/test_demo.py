@@ -1,0 +1,68 @@
+"""The README's run command, end to end: ``bash scripts/demo.sh`` on its own dev stack.
+
+The stack (Temporal dev server, PostgreSQL, a worker) gets free ports and a
+fresh data folder, so the demo runs beside the test session's servers; it is
+stopped with ``temporal-dev/stop.sh`` afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres_server import free_port
+from tests.support.processes import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
+    data = Path(tempfile.mkdtemp(prefix="aiops-demo-"))
+    os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach its folder
+    temporal_port = free_port()
+    env = {
+        **os.environ,
+        "AIOPS_DEV_DATA": str(data),
+        "AIOPS_TEMPORAL_PORT": str(temporal_port),
+        "AIOPS_TEMPORAL_UI_PORT": str(free_port()),
+        "AIOPS_PG_PORT": str(free_port()),
+        "AIOPS_HTTP_PORT": str(free_port()),
+    }
+    env.pop("TEMPORAL_ADDRESS", None)
+    env.pop("DATABASE_URL", None)
+    try:
+        run = await asyncio.to_thread(
+            subprocess.run, ["bash", "scripts/demo.sh"], cwd=ROOT, env=env,
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        out = run.stdout
+        assert run.returncode == 0, f"{out[-3000:]}\n{run.stderr[-3000:]}"
+        for expected in [
+            "demo-terraform: a low drift ran on its own",
+            "demo-staging: a medium drift ran on its own",
+            "the alert was filtered by demo-terraform",
+            "$ aiops approvals list",
+            "require_approval",
+            "/namespaces/default/workflows/action-demo-terraform:",
+            "temporal workflow signal --workflow-id action-demo-terraform:",
+            "$ aiops approvals approve action-demo-terraform:",
+            "approved action-demo-terraform:",
+            "execution_result",
+            "hash chain of demo-terraform:",
+            "intact",
+        ]:
+            assert expected in out, f"missing {expected!r} in:\n{out[-4000:]}"
+    finally:
+        await asyncio.to_thread(
+            subprocess.run,
+            ["bash", "temporal-dev/stop.sh"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
