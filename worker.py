@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from temporalio.client import Client
@@ -59,6 +60,9 @@ def build_worker(
     identity: str | None = None,
     graceful_shutdown: timedelta = timedelta(seconds=30),
     pool: asyncpg.Pool | None = None,
+    extra_workflows: Sequence[type] = (),
+    extra_activities: Sequence[Callable[..., Any]] = (),
+    max_cached_workflows: int = 1000,
 ) -> Worker:
     """A worker for every workflow and activity; ``pool`` backs the config store and audit log.
 
@@ -71,8 +75,9 @@ def build_worker(
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=WORKFLOWS,
-        activities=[*activities.all(), *config.all(), *audit.all(), *health.all()],
+        workflows=[*WORKFLOWS, *extra_workflows],
+        activities=[*activities.all(), *config.all(), *audit.all(), *health.all(), *extra_activities],
+        max_cached_workflows=max_cached_workflows,
         identity=identity,
         graceful_shutdown_timeout=graceful_shutdown,
     )

@@ -12,27 +12,30 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from temporalio.worker import Worker
-
 from activities.agent_activities import AgentActivities
+from activities.database import database_url, open_pool
 from agents.registry import load_agent_modules
 from aiops.connection import connect
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
-from worker import WORKFLOWS
+from worker import build_worker
 
 
 async def main(task_queue: str) -> None:
     load_agent_modules(["bench.observer_agent", "bench.latency_agent"])
     client = await connect()
-    async with Worker(
+    url = database_url()  # with DATABASE_URL the audit log and config store are in the measurement
+    pool = await open_pool(url) if url else None
+    async with build_worker(
         client,
-        task_queue=task_queue,
-        workflows=[*WORKFLOWS, NoOpSink, SignalToActivityProbe],
-        activities=[*AgentActivities().all(), probe_started],
+        task_queue,
+        AgentActivities(client=client),
+        pool=pool,
+        extra_workflows=[NoOpSink, SignalToActivityProbe],
+        extra_activities=[probe_started],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
     ):
-        print("bench worker ready", flush=True)
+        print(f"bench worker ready ({'with' if pool else 'without'} PostgreSQL)", flush=True)
         await asyncio.Event().wait()
 
 
