@@ -7,8 +7,9 @@ Errors say what to do next.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.audit_log import AuditLog, AuditRow, ChainReport
 from activities.config_store import ConfigStore
-from activities.contracts import StoredConfig
+from activities.contracts import AuditRecord, AuditStep, StoredConfig
 from activities.database import DATABASE_URL_ENV, database_url, open_pool
 from agents.config_diff import ConfigChange, diff_configs
 from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
@@ -226,6 +227,7 @@ class AiopsClient:
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == "ApprovalRefused":
+                await self._audit_refusal(action_id, request, cause.message)
                 raise AiopsError(f"refused: {cause.message}") from err
             raise AiopsError(f"the decision could not be applied: {cause}") from err
         except RPCError as err:
@@ -235,6 +237,29 @@ class AiopsClient:
             raise AiopsError(
                 f"refused: action {action_id} is no longer pending approval (it is {record.status.value})"
             ) from err
+
+    async def _audit_refusal(self, action_id: str, request: DecisionRequest, reason: str) -> None:
+        """An update refused by its validator never reaches the workflow's history, so the
+        client that saw the refusal writes it to the audit log (when it has the database)."""
+        if self.pool is None:
+            return
+        agent_id = action_id.removeprefix("action-").partition(":")[0]
+        now = datetime.now(UTC)
+        record = AuditRecord(
+            agent_id=agent_id,
+            action_id=action_id,
+            step=AuditStep.APPROVAL_REFUSED,
+            key=f"{action_id}/update-refused:{uuid.uuid4()}",
+            actor=request.approver,
+            occurred_at=now,
+            detail={
+                "approved": request.approve,
+                "comment": request.comment,
+                "channel": "update",
+                "reason": reason,
+            },
+        )
+        await AuditLog(self.pool).append([record])
 
     async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
         """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""

@@ -11,7 +11,7 @@ import pytest
 
 from activities.audit_log import AuditLog
 from activities.contracts import AuditRecord, AuditStep
-from aiops.client import AiopsClient
+from aiops.client import AiopsClient, AiopsError
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from workflows.action_state import ActionStatus, ApprovalRequest
 
@@ -179,3 +179,17 @@ async def test_queries_by_agent_action_and_time_range(pool: asyncpg.Pool) -> Non
     newest = await log.rows(agent_id=agent, limit=2, newest_first=True)
     assert [r.detail["i"] for r in newest] == [9, 8]
     assert newest[0].detail["note"] == 'ünïcode and "quotes"'
+
+
+async def test_an_approval_refused_by_the_update_validator_is_audited_by_the_client(
+    aiops: AiopsClient, worker
+) -> None:
+    config = agent_config("scripted", approval=team())
+    _, action_id, _ = await start_pending_action(aiops, config, "high")
+    with pytest.raises(AiopsError, match="refused"):
+        await aiops.approve(action_id, "oscar", "operators may try")
+    rows = await aiops.audit_trail(action_id=action_id)
+    [row] = [r for r in rows if r.step == "approval_refused"]
+    assert row.actor == "oscar" and row.detail["channel"] == "update"
+    assert "role" in row.detail["reason"] and row.detail["comment"] == "operators may try"
+    assert (await aiops.verify_audit(config.id))[0].ok
