@@ -68,3 +68,22 @@ async def test_the_replay_test_catches_a_non_deterministic_change() -> None:
     history = load(next(p for p in HISTORIES if p.stem == "action_auto"))
     with pytest.raises(NondeterminismError):
         await replayer.replay_workflow(history)
+
+
+async def test_replaying_records_no_framework_metrics() -> None:
+    """Workflow metrics go through ``workflow.metric_meter()``: a replay must not count a step again."""
+    # Imported here: this module defines a workflow, and the sandbox re-imports it without I/O libraries.
+    from prometheus_client import generate_latest
+
+    from aiops.metrics import create_telemetry
+
+    telemetry = create_telemetry()
+    replayer = Replayer(
+        workflows=[AgentWorkflow, ActionWorkflow],
+        data_converter=pydantic_data_converter,
+        runtime=telemetry.runtime,
+    )
+    for name in ("v2_agent_lifecycle", "v2_action_signal_approval", "v2_action_rolled_back"):
+        await replayer.replay_workflow(load(next(p for p in HISTORIES if p.stem == name)))
+    text = generate_latest(telemetry.registry).decode()
+    assert not [line for line in text.splitlines() if line.startswith("aiops_")], text[:2000]
