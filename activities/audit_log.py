@@ -81,6 +81,18 @@ def _lock_key(agent_id: str) -> str:
     return f"aiops-audit:{agent_id}"
 
 
+def _storable(value: Any) -> Any:
+    """PostgreSQL text and jsonb cannot hold NUL: a NUL in an event (hostile or broken) must
+    not make an audit batch fail for ever and block the agent's outbox, so it is replaced."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
+
+
 class AuditLog:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -89,7 +101,13 @@ class AuditLog:
         """Write the records not yet written; return how many were new."""
         written = 0
         by_agent: dict[str, list[AuditRecord]] = {}
-        for record in records:
+        for raw in records:
+            record = raw.model_copy(
+                update={
+                    field: _storable(getattr(raw, field))
+                    for field in ("agent_id", "action_id", "key", "actor", "detail")
+                }
+            )
             by_agent.setdefault(record.agent_id, []).append(record)
         async with self.pool.acquire() as conn:
             for agent_id, group in by_agent.items():

@@ -8,6 +8,10 @@ refuses to store (non-retryable, with the fix in the message).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -55,13 +59,15 @@ class ConfigActivities:
         """The stored version of the config an agent starts with (None without a store)."""
         if self.store is None:
             return None
-        return await self.store.register(proposal.config, proposal.author, proposal.comment)
+        with _refused_by_the_database():
+            return await self.store.register(proposal.config, proposal.author, proposal.comment)
 
     @activity.defn(name=STORE_CONFIG)
     async def store_config(self, proposal: ConfigProposal) -> StoredConfig:
         if self.store is None:
             raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
-        return await self.store.append(proposal.config, proposal.author, proposal.comment)
+        with _refused_by_the_database():
+            return await self.store.append(proposal.config, proposal.author, proposal.comment)
 
     @activity.defn(name=LOAD_CONFIG)
     async def load_config(self, call: LoadConfigCall) -> StoredConfig:
@@ -92,3 +98,15 @@ class ConfigActivities:
             self.load_config,
             self.reload_agent,
         ]
+
+
+@contextlib.contextmanager
+def _refused_by_the_database() -> Iterator[None]:
+    """A config PostgreSQL cannot store (a NUL character, say) will never store: fail at once
+    instead of retrying for ever; an unreachable database stays retryable."""
+    try:
+        yield
+    except asyncpg.DataError as err:
+        raise ApplicationError(
+            f"config refused: PostgreSQL cannot store it: {err}", type="ConfigRefused", non_retryable=True
+        ) from err

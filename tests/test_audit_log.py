@@ -193,3 +193,14 @@ async def test_an_approval_refused_by_the_update_validator_is_audited_by_the_cli
     assert row.actor == "oscar" and row.detail["channel"] == "update"
     assert "role" in row.detail["reason"] and row.detail["comment"] == "operators may try"
     assert (await aiops.verify_audit(config.id))[0].ok
+
+
+async def test_a_nul_character_cannot_wedge_the_audit_log(pool: asyncpg.Pool) -> None:
+    log = AuditLog(pool)
+    agent = f"nul-{uuid.uuid4().hex[:8]}"
+    [record] = records(agent, 1)
+    hostile = record.model_copy(update={"actor": "mal\x00lory", "detail": {"source": "a\x00b", "k\x00": 1}})
+    assert await log.append([hostile]) == 1
+    [row] = await log.rows(agent_id=agent)
+    assert row.actor == "mal\ufffdlory" and row.detail == {"source": "a\ufffdb", "k\ufffd": 1}
+    assert (await log.verify(agent)).ok

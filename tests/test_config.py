@@ -176,3 +176,18 @@ async def test_applying_the_running_config_again_stores_nothing(aiops: AiopsClie
     again = await aiops.apply_config(config, author="alice")
     assert (again.version, again.changed) == (1, False)
     assert [h.version for h in await aiops.config_history(config.id)] == [1]
+
+
+async def test_a_config_postgresql_cannot_store_is_refused_not_retried_for_ever(
+    aiops: AiopsClient, worker
+) -> None:
+    config = tunable()
+    await started(aiops, config)
+    with pytest.raises(ConfigRefusedError, match="PostgreSQL cannot store it"):
+        await asyncio.wait_for(
+            aiops.apply_config(config.model_copy(update={"name": "nul\x00"}), author="x"), 30
+        )
+    broken = tunable().model_copy(update={"name": "nul\x00"})
+    await aiops.start_agent(broken)
+    status = await eventually(lambda: aiops.status(broken.id), lambda s: s.state == "failed")
+    assert "PostgreSQL cannot store it" in (status.failure or "")

@@ -96,7 +96,12 @@ CONFIG_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,  # a database outage delays a config change; it never loses it
-    non_retryable_error_types=["NoConfigStore", "UnknownConfigVersion", "InvalidAgentConfigError"],
+    non_retryable_error_types=[
+        "NoConfigStore",
+        "UnknownConfigVersion",
+        "InvalidAgentConfigError",
+        "ConfigRefused",
+    ],
 )
 
 
@@ -147,21 +152,21 @@ class AgentWorkflow:
     async def _initialize(self) -> None:
         s = self._s
         s.started_at = workflow.now()
-        if workflow.patched(CONFIG_STORE_PATCH):
-            # Every running config is a stored version: registering the one this agent
-            # starts with gives it a version number (the same one if nothing changed).
-            stored: StoredConfig | None = await workflow.execute_activity(
-                REGISTER_CONFIG,
-                ConfigProposal(
-                    config=s.config, author=self._started_by or "agent start", comment="config at start"
-                ),
-                result_type=StoredConfig | None,  # type: ignore[arg-type]
-                start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=CONFIG_RETRY,
-            )
-            if stored is not None:
-                s.config = stored.config
         try:
+            if workflow.patched(CONFIG_STORE_PATCH):
+                # Every running config is a stored version: registering the one this agent
+                # starts with gives it a version number (the same one if nothing changed).
+                stored: StoredConfig | None = await workflow.execute_activity(
+                    REGISTER_CONFIG,
+                    ConfigProposal(
+                        config=s.config, author=self._started_by or "agent start", comment="config at start"
+                    ),
+                    result_type=StoredConfig | None,  # type: ignore[arg-type]
+                    start_to_close_timeout=timedelta(seconds=30),
+                    retry_policy=CONFIG_RETRY,
+                )
+                if stored is not None:
+                    s.config = stored.config
             info: AgentInitialized = await workflow.execute_activity(
                 INITIALIZE_AGENT,
                 s.config,
@@ -435,6 +440,10 @@ class AgentWorkflow:
         self._reconfiguring = True
         try:
             return await self._reconfigure(request)
+        except ActivityError as err:  # loading, validating or storing gave up: say why
+            raise ApplicationError(
+                f"config not applied: {_cause_message(err)}", type="ConfigRefused", non_retryable=True
+            ) from None
         finally:
             self._reconfiguring = False
 
