@@ -34,7 +34,7 @@ class ConfigListener:
         self.reconnect_seconds = reconnect_seconds
         self.listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._deliveries: set[asyncio.Task[None]] = set()
+        self._deliveries: set[asyncio.Task[ConfigApplied | None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="config-listener")

@@ -41,6 +41,9 @@ class HealthThresholds(BaseModel):
     max_worker_memory_mb: float = Field(default=4096.0, gt=0)
     min_disk_free_ratio: float = Field(default=0.05, ge=0, le=1)
     status_timeout_seconds: float = Field(default=10.0, gt=0)
+    max_initializing_seconds: float = Field(
+        default=300.0, gt=0, description="an agent still initializing is judged only after this long"
+    )
 
 
 class WorkerResources(BaseModel):
@@ -83,9 +86,15 @@ class HealthTransition(BaseModel):
     reasons: list[str]
 
 
-def classify(o: AgentObservation, worker: WorkerResources, t: HealthThresholds) -> AgentHealth:
+def classify(o: AgentObservation, worker: WorkerResources, t: HealthThresholds) -> AgentHealth | None:
+    """The verdict, or None for an agent too new to judge (still initializing, briefly)."""
     bad: list[str] = []
     poor: list[str] = []
+    if o.reachable and o.state == "initializing":
+        age = o.heartbeat_age_seconds or 0.0
+        if age <= t.max_initializing_seconds:
+            return None
+        poor.append(f"still initializing after {age:.0f}s (its initialize hook keeps failing?)")
     if not o.reachable:
         bad.append(f"no heartbeat: the agent did not answer its status query ({o.problem or 'no answer'})")
     if o.state == "failed":

@@ -30,7 +30,7 @@ from agents.health import (
 from aiops.client import AiopsClient
 from aiops.health_schedule import ensure_health_schedule, schedule_id
 from aiops.metrics import create_telemetry, series
-from tests.helpers import agent_config, eventually
+from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from worker import build_worker
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
@@ -69,18 +69,25 @@ def observe(**fields: object) -> AgentObservation:
 )
 def test_classification(observation, worker, status, reason) -> None:
     health = classify(observation, worker, T)
-    assert health.status == status
+    assert health is not None and health.status == status
     if reason is None:
         assert health.reasons == []
     else:
         assert any(reason in r for r in health.reasons), health.reasons
 
 
+def test_an_agent_still_initializing_is_judged_only_after_a_while() -> None:
+    assert classify(observe(state="initializing", heartbeat_age_seconds=5), WORKER, T) is None
+    stuck = classify(observe(state="initializing", heartbeat_age_seconds=900), WORKER, T)
+    assert stuck is not None and stuck.status == HealthStatus.DEGRADED
+    assert "still initializing after 900s" in stuck.reasons[0]
+
+
 def test_heartbeat_age_counts_only_when_configured() -> None:
     quiet = observe(heartbeat_age_seconds=7200)
-    assert classify(quiet, WORKER, T).status == HealthStatus.HEALTHY
+    assert getattr(classify(quiet, WORKER, T), "status", None) == HealthStatus.HEALTHY
     strict = T.model_copy(update={"max_heartbeat_age_seconds": 3600})
-    assert classify(quiet, WORKER, strict).status == HealthStatus.DEGRADED
+    assert getattr(classify(quiet, WORKER, strict), "status", None) == HealthStatus.DEGRADED
 
 
 def test_transitions_alert_on_change_and_on_a_first_bad_sighting() -> None:
@@ -92,7 +99,7 @@ def test_transitions_alert_on_change_and_on_a_first_bad_sighting() -> None:
         classify(observe(agent_id="better"), WORKER, T),
     ]
     before = {"same": HealthStatus.HEALTHY, "worse": HealthStatus.HEALTHY, "better": HealthStatus.DEGRADED}
-    changes = {t.agent_id: (t.previous, t.current) for t in transitions(before, now)}
+    changes = {t.agent_id: (t.previous, t.current) for t in transitions(before, [h for h in now if h])}
     assert changes == {
         "worse": (HealthStatus.HEALTHY, HealthStatus.UNHEALTHY),
         "new-bad": (None, HealthStatus.UNHEALTHY),
@@ -129,7 +136,10 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
             ),
             lambda r: {h.agent_id for h in r.agents} == {ailing.id, fine.id},
         )
-        verdicts = {h.agent_id: h for h in (await check()).agents}
+        _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
+        report = await eventually(check, lambda r: r.approvals.count_by_type.get("scripted") == 1)
+        assert report.approvals.oldest_seconds_by_type["scripted"] >= 0
+        verdicts = {h.agent_id: h for h in report.agents}
         assert verdicts[fine.id].status == HealthStatus.HEALTHY
         assert verdicts[ailing.id].status == HealthStatus.UNHEALTHY
         assert verdicts[ailing.id].reasons == ["failing health check(s): upstream"]
@@ -149,6 +159,8 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         text = generate_latest(telemetry.registry).decode()
         health = {labels["agent_id"]: v for labels, v in series(text, "aiops_agent_health")}
         assert health[ailing.id] == 2 and health[fine.id] == 0
+        waiting = {labels["agent_type"]: v for labels, v in series(text, "aiops_pending_approvals")}
+        assert waiting["scripted"] == 1
         alerts = [
             v for labels, v in series(text, "aiops_health_alerts_total") if labels["status"] == "unhealthy"
         ]
@@ -158,6 +170,7 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         await aiops.apply_config(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
         verdicts = {h.agent_id: h for h in (await check()).agents}
         assert verdicts[ailing.id].status == HealthStatus.HEALTHY
+        await aiops.reject(pending, "bob", "not now")
         await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 2)
 
 

@@ -8,7 +8,7 @@ ABANDON lets actions outlive their agent's run (continue-as-new, stop).
 from __future__ import annotations
 
 from temporalio import workflow
-from temporalio.common import TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -69,10 +69,10 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             search_attributes=TypedSearchAttributes(
                 [
-                    sa.AGENT_ID.value_set(s.config.id),
-                    sa.AGENT_TYPE.value_set(s.config.type),
-                    sa.RISK_LEVEL.value_set(action.risk_level.value),
-                    sa.ACTION_STATUS.value_set(ActionStatus.PROPOSED.search_value),
+                    SearchAttributePair(sa.AGENT_ID, s.config.id),
+                    SearchAttributePair(sa.AGENT_TYPE, s.config.type),
+                    SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
+                    SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.search_value),
                 ]
             ),
             static_summary=static_summary(action),

@@ -73,7 +73,8 @@ class HealthMonitorWorkflow:
                 retry_policy=RETRY,
             )
             observations.extend(seen.agents)
-            healths.extend(classify(o, seen.worker, input.thresholds) for o in seen.agents)
+            verdicts = [classify(o, seen.worker, input.thresholds) for o in seen.agents]
+            healths.extend(v for v in verdicts if v is not None)
         approvals: PendingApprovals = await workflow.execute_activity(
             SUMMARIZE_APPROVALS,
             input.task_queue,
