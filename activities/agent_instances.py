@@ -35,10 +35,19 @@ class AgentInstances:
                 await agent.initialize()
                 await agent.start()
                 self._agents[config.id] = agent
-            elif self._configs.get(config.id) != config:
+                self._configs[config.id] = config
+            elif self._is_newer(config):
                 await agent.reload_config(resolve_secrets(config))
-            self._configs[config.id] = config
+                self._configs[config.id] = config
             return agent
+
+    def _is_newer(self, config: AgentConfig) -> bool:
+        """Reload only forward: an action decided under an older version must not drag the
+        agent back (its next decision would drag it forward again)."""
+        cached = self._configs.get(config.id)
+        if cached is None or cached == config:
+            return False
+        return config.version > cached.version or config.version == cached.version == 0
 
     async def reload(self, old: AgentConfig, new: AgentConfig) -> BaseAgent:
         """Switch the agent from ``old`` to ``new``, calling its reload hook even on a

@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import Iterator
 
 import asyncpg
+from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -31,6 +32,7 @@ from activities.contracts import (
 from activities.secrets import secret_problems
 from agents.errors import AgentError, InvalidAgentConfigError, UnknownAgentTypeError
 from agents.models import AgentConfig
+from workflows.agent_state import describe_validation_error
 
 NO_STORE = (
     "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "
@@ -52,7 +54,11 @@ class ConfigActivities:
             return [str(err)]
         except AgentError as err:
             return [f"the agent refused the config: {err}"]
-        return [*agent.validate_config(config), *secret_problems(config)]
+        try:
+            own = agent.validate_config(config)
+        except Exception as err:  # a validation hook that crashes has refused the config
+            own = [f"the agent's validation failed on this config: {type(err).__name__}: {err}"]
+        return [*own, *secret_problems(config)]
 
     @activity.defn(name=REGISTER_CONFIG)
     async def register_config(self, proposal: ConfigProposal) -> StoredConfig | None:
@@ -67,13 +73,16 @@ class ConfigActivities:
         if self.store is None:
             raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
         with _refused_by_the_database():
-            return await self.store.append(proposal.config, proposal.author, proposal.comment)
+            return await self.store.append(
+                proposal.config, proposal.author, proposal.comment, request_id=proposal.request_id
+            )
 
     @activity.defn(name=LOAD_CONFIG)
     async def load_config(self, call: LoadConfigCall) -> StoredConfig:
         if self.store is None:
             raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
-        stored = await self.store.get(call.agent_id, call.version)
+        with _refused_by_the_database():
+            stored = await self.store.get(call.agent_id, call.version)
         if stored is None:
             raise ApplicationError(
                 f"agent {call.agent_id} has no config version {call.version}",
@@ -109,4 +118,11 @@ def _refused_by_the_database() -> Iterator[None]:
     except asyncpg.DataError as err:
         raise ApplicationError(
             f"config refused: PostgreSQL cannot store it: {err}", type="ConfigRefused", non_retryable=True
+        ) from err
+    except ValueError as err:  # a stored row (written by hand, say) that is not a valid config
+        why = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
+        raise ApplicationError(
+            f"config refused: the stored config is not valid: {why}",
+            type="ConfigRefused",
+            non_retryable=True,
         ) from err

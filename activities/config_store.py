@@ -20,10 +20,15 @@ NOTIFY_CHANNEL = "aiops_config"
 
 
 def _stored(row: asyncpg.Record) -> StoredConfig:
+    config = AgentConfig.model_validate_json(row["config"])
+    if config.id != row["agent_id"]:
+        raise ValueError(
+            f"version {row['version']} of agent {row['agent_id']} holds a config for {config.id}"
+        )
     return StoredConfig(
         agent_id=row["agent_id"],
         version=row["version"],
-        config=AgentConfig.model_validate_json(row["config"]),
+        config=config,
         author=row["author"],
         comment=row["comment"],
         created_at=row["created_at"],
@@ -39,25 +44,41 @@ class ConfigStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def append(self, config: AgentConfig, author: str, comment: str = "") -> StoredConfig:
-        """Store ``config`` as the agent's next version and return it (with its number)."""
+    async def append(
+        self, config: AgentConfig, author: str, comment: str = "", request_id: str = ""
+    ) -> StoredConfig:
+        """Store ``config`` as the agent's next version and return it (with its number).
+
+        With ``request_id``, storing the same request again (a retried activity whose first
+        attempt committed) returns the version it stored instead of adding another.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"aiops-config:{config.id}"
             )
+            if request_id:
+                done = await conn.fetchrow(
+                    "SELECT agent_id, version, config::text AS config, author, comment, created_at"
+                    " FROM agent_config_versions WHERE request_id = $1",
+                    request_id,
+                )
+                if done is not None:
+                    return _stored(done)
             latest = await conn.fetchval(
                 "SELECT coalesce(max(version), 0) FROM agent_config_versions WHERE agent_id = $1", config.id
             )
             versioned = config.model_copy(update={"version": latest + 1})
             row = await conn.fetchrow(
-                "INSERT INTO agent_config_versions (agent_id, version, config, author, comment)"
-                " VALUES ($1, $2, $3::jsonb, $4, $5)"
+                "INSERT INTO agent_config_versions"
+                " (agent_id, version, config, author, comment, request_id)"
+                " VALUES ($1, $2, $3::jsonb, $4, $5, nullif($6, ''))"
                 " RETURNING agent_id, version, config::text AS config, author, comment, created_at",
                 config.id,
                 versioned.version,
                 versioned.model_dump_json(),
                 author,
                 comment,
+                request_id,
             )
         return _stored(row)
 

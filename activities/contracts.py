@@ -10,10 +10,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agents.health import AgentHealth, AgentObservation, HealthTransition, WorkerResources
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, SystemEvent
+
+
+class _Contract(BaseModel):
+    # Many of these carry an agent config: a decoding error must never echo it (secrets).
+    model_config = ConfigDict(hide_input_in_errors=True)
+
 
 INITIALIZE_AGENT = "initialize_agent"
 DECIDE_EVENTS = "decide_events"
@@ -34,28 +40,28 @@ NON_RETRYABLE_AGENT_ERRORS = [
 ]
 
 
-class AgentInitialized(BaseModel):
+class AgentInitialized(_Contract):
     agent_class: str
     subscribed_event_types: list[EventType]
 
 
-class DecideEventsInput(BaseModel):
+class DecideEventsInput(_Contract):
     config: AgentConfig
     events: list[SystemEvent]
 
 
-class EventDecision(BaseModel):
+class EventDecision(_Contract):
     event_id: str
     action: AgentAction | None = None
     error: str | None = None
     retryable: bool = True
 
 
-class DecideEventsResult(BaseModel):
+class DecideEventsResult(_Contract):
     decisions: list[EventDecision] = Field(default_factory=list)
 
 
-class ActionCall(BaseModel):
+class ActionCall(_Contract):
     """An action, the config it was decided under, and (for execute) the approved plan."""
 
     config: AgentConfig
@@ -63,31 +69,31 @@ class ActionCall(BaseModel):
     plan: Plan | None = None
 
 
-class ExecutionAttempt(BaseModel):
+class ExecutionAttempt(_Contract):
     attempt: int
     started_at: datetime
     worker: str = ""
     error: str | None = None
 
 
-class AttemptLog(BaseModel):
+class AttemptLog(_Contract):
     """Carried from attempt to attempt in heartbeat details, returned at the end."""
 
     attempts: list[ExecutionAttempt] = Field(default_factory=list)
 
 
-class ExecutionOutcome(BaseModel):
+class ExecutionOutcome(_Contract):
     result: ActionResult
     attempts: list[ExecutionAttempt] = Field(default_factory=list)
 
 
-class VerifyCall(BaseModel):
+class VerifyCall(_Contract):
     config: AgentConfig
     action: AgentAction
     result: ActionResult
 
 
-class EscalationNotice(BaseModel):
+class EscalationNotice(_Contract):
     action_id: str
     agent_id: str
     target: str
@@ -120,7 +126,7 @@ class AuditStep(StrEnum):
     AGENT_LIFECYCLE = "agent_lifecycle"
 
 
-class AuditRecord(BaseModel):
+class AuditRecord(_Contract):
     """One step worth an audit row. ``key`` is unique per step: a retried write lands once."""
 
     agent_id: str
@@ -132,19 +138,20 @@ class AuditRecord(BaseModel):
     detail: dict[str, Any] = Field(default_factory=dict)
 
 
-class AuditBatch(BaseModel):
+class AuditBatch(_Contract):
     records: list[AuditRecord]
 
 
-class ConfigProposal(BaseModel):
+class ConfigProposal(_Contract):
     """A config someone wants to apply, and who and why (stored with the version)."""
 
     config: AgentConfig
     author: str
     comment: str = ""
+    request_id: str = ""  # the same request stored twice (a retried activity) is one version
 
 
-class StoredConfig(BaseModel):
+class StoredConfig(_Contract):
     agent_id: str
     version: int
     config: AgentConfig
@@ -153,12 +160,12 @@ class StoredConfig(BaseModel):
     created_at: datetime
 
 
-class LoadConfigCall(BaseModel):
+class LoadConfigCall(_Contract):
     agent_id: str
     version: int
 
 
-class ReloadCall(BaseModel):
+class ReloadCall(_Contract):
     old: AgentConfig
     new: AgentConfig
 
@@ -172,24 +179,24 @@ RECORD_HEALTH = "record_health"
 RAISE_HEALTH_ALERT = "raise_health_alert"
 
 
-class ObserveAgentsCall(BaseModel):
+class ObserveAgentsCall(_Contract):
     agent_ids: list[str]
     status_timeout_seconds: float = 10.0
 
 
-class Observations(BaseModel):
+class Observations(_Contract):
     agents: list[AgentObservation]
     worker: WorkerResources
 
 
-class PendingApprovals(BaseModel):
+class PendingApprovals(_Contract):
     """The approval inbox per agent type: how many wait, and the oldest wait in seconds."""
 
     count_by_type: dict[str, int] = Field(default_factory=dict)
     oldest_seconds_by_type: dict[str, float] = Field(default_factory=dict)
 
 
-class HealthSnapshot(BaseModel):
+class HealthSnapshot(_Contract):
     monitor_run: str
     taken_at: datetime
     agents: list[AgentHealth]
@@ -197,7 +204,7 @@ class HealthSnapshot(BaseModel):
     approvals: PendingApprovals = Field(default_factory=PendingApprovals)
 
 
-class HealthAlert(BaseModel):
+class HealthAlert(_Contract):
     transition: HealthTransition
     alert_agent_id: str | None = None
     monitor_run: str

@@ -38,6 +38,11 @@ def _resolve(settings: dict[str, Any], where: str, problems: list[str]) -> dict[
         path = f"{where}.{key}"
         if isinstance(value, dict):
             resolved[key] = _resolve(value, path, problems)
+        elif isinstance(value, list):
+            resolved[key] = [
+                _resolve(item, f"{path}[{i}]", problems) if isinstance(item, dict) else item
+                for i, item in enumerate(value)
+            ]
         elif is_secret_name(str(key)) and is_reference(value):
             try:
                 resolved[key] = resolve_reference(value, path)

@@ -8,6 +8,7 @@ dropped value.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import UTC, datetime
@@ -82,9 +83,27 @@ class AgentType(StrEnum):
 AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def _non_finite(value: Any, where: str) -> list[str]:
+    """Infinity and NaN anywhere in free-form settings: JSON cannot carry them through history."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return [f"{where}: {value} is not a finite number"]
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _non_finite(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _non_finite(v, f"{where}[{i}]")]
+    return []
+
+
+# Durations are bounded (a year) so that building a timedelta in workflow code can never overflow.
+MAX_SECONDS = 366 * 24 * 3600.0
+
+
 class _Strict(BaseModel):
-    # Errors never echo the input: a refused config may hold a literal secret.
-    model_config = ConfigDict(extra="forbid", use_enum_values=False, hide_input_in_errors=True)
+    # Errors never echo the input: a refused config may hold a literal secret. Infinity and NaN
+    # are refused: JSON cannot carry them, so they would not survive the trip through history.
+    model_config = ConfigDict(
+        extra="forbid", use_enum_values=False, hide_input_in_errors=True, allow_inf_nan=False
+    )
 
 
 class SystemEvent(_Strict):
@@ -136,7 +155,8 @@ class Integration(_Strict):
 
     @model_validator(mode="after")
     def _secrets_are_references(self) -> Integration:
-        problems = literal_secret_problems(self.config, f"integration {self.name!r} config")
+        where = f"integration {self.name!r} config"
+        problems = [*literal_secret_problems(self.config, where), *_non_finite(self.config, where)]
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -146,11 +166,11 @@ class RetrySettings(_Strict):
     """The durable retry policy of an action's execute step."""
 
     maximum_attempts: int = Field(default=5, ge=1, le=1000)
-    initial_interval_seconds: float = Field(default=1.0, gt=0)
-    backoff_coefficient: float = Field(default=2.0, ge=1.0)
-    maximum_interval_seconds: float = Field(default=60.0, gt=0)
-    start_to_close_timeout_seconds: float = Field(default=300.0, gt=0)
-    heartbeat_timeout_seconds: float | None = Field(default=None, gt=0)
+    initial_interval_seconds: float = Field(default=1.0, gt=0, le=MAX_SECONDS)
+    backoff_coefficient: float = Field(default=2.0, ge=1.0, le=100.0)
+    maximum_interval_seconds: float = Field(default=60.0, gt=0, le=MAX_SECONDS)
+    start_to_close_timeout_seconds: float = Field(default=300.0, gt=0, le=MAX_SECONDS)
+    heartbeat_timeout_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
 
 
 class RuntimeSettings(_Strict):
@@ -162,7 +182,7 @@ class RuntimeSettings(_Strict):
     max_queue: int = Field(default=5000, ge=1, le=20000)
     # Child workflows started per run; the server allows 2,000 pending children per run.
     max_actions_per_run: int = Field(default=1000, ge=1, le=1500)
-    decision_timeout_seconds: float = Field(default=30.0, gt=0)
+    decision_timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     local_decisions: bool = True
 
 
@@ -176,7 +196,7 @@ class ApprovalRule(_Strict):
 
     roles: list[str] = Field(min_length=1)
     required_approvals: int = Field(default=1, ge=1, le=10)
-    timeout_seconds: float = Field(default=3600.0, gt=0)
+    timeout_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
 
 
 def _default_rules() -> dict[RiskLevel, ApprovalRule]:
@@ -202,9 +222,9 @@ class ApprovalSettings(_Strict):
     deny_at_or_above: RiskLevel | None = None
     on_expiry: ExpiryAction = ExpiryAction.ESCALATE
     escalation_target: str = "on-call"
-    escalation_extension_seconds: float | None = Field(default=None, gt=0)
+    escalation_extension_seconds: float | None = Field(default=None, gt=0, le=MAX_SECONDS)
     max_auto_executions: int | None = Field(default=None, ge=0)
-    auto_execution_window_seconds: float = Field(default=3600.0, gt=0)
+    auto_execution_window_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
     circuit_breaker_failures: int = Field(default=3, ge=1)
 
     def rule_for(self, risk: RiskLevel) -> ApprovalRule:
@@ -250,7 +270,7 @@ class AgentConfig(_Strict):
     @field_validator("settings")
     @classmethod
     def _secret_settings_are_references(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = literal_secret_problems(value, "settings")
+        problems = [*literal_secret_problems(value, "settings"), *_non_finite(value, "settings")]
         if problems:
             raise ValueError("; ".join(problems))
         return value

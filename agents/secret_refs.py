@@ -20,7 +20,7 @@ REFERENCE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
 
 
 def is_secret_name(name: str) -> bool:
-    return bool(SECRET_NAME.search(name))
+    return bool(SECRET_NAME.search(name.replace("-", "_")))
 
 
 def is_reference(value: Any) -> bool:
@@ -34,6 +34,10 @@ def literal_secret_problems(settings: dict[str, Any], where: str) -> list[str]:
         path = f"{where}.{key}"
         if isinstance(value, dict):
             problems.extend(literal_secret_problems(value, path))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                if isinstance(item, dict):
+                    problems.extend(literal_secret_problems(item, f"{path}[{index}]"))
         elif is_secret_name(str(key)) and value is not None and not is_reference(value):
             env_name = re.sub(r"[^A-Za-z0-9]+", "_", path.rsplit(".", 1)[-1]).upper()
             problems.append(

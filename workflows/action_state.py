@@ -54,6 +54,8 @@ FINAL_STATUSES = frozenset(
 
 
 class ActionInput(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     action: AgentAction
     event: SystemEvent
     config: AgentConfig
@@ -104,6 +106,8 @@ class StatusChange(BaseModel):
 
 
 class ActionRecord(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     action: AgentAction
     event: SystemEvent
     config_version: int

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.models import AgentConfig, EventType, RiskLevel, SystemEvent
 from agents.policy import PolicyContext
@@ -71,6 +71,8 @@ class StopRequest(BaseModel):
 
 
 class AgentRunState(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     config: AgentConfig
     state: AgentState = AgentState.INITIALIZING
     subscribed_event_types: list[EventType] = Field(default_factory=list)
@@ -95,6 +97,8 @@ class AgentRunState(BaseModel):
 
 
 class AgentWorkflowInput(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     """What starts an agent: its config, or the state a previous run carried."""
 
     config: AgentConfig
@@ -103,6 +107,8 @@ class AgentWorkflowInput(BaseModel):
 
 
 class AgentStatus(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     agent_id: str
     name: str
     type: str
@@ -126,6 +132,8 @@ class AgentStatus(BaseModel):
 
 
 class AgentRunSummary(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
     """What a finished agent run returns."""
 
     agent_id: str

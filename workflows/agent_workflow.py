@@ -18,6 +18,8 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic import ValidationError
+
     from activities.contracts import (
         DECIDE_EVENTS,
         INITIALIZE_AGENT,
@@ -56,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         RecentProblem,
         StopRequest,
         admit,
+        describe_validation_error,
         event_size,
         parse_event,
         record_outcome,
@@ -90,6 +93,8 @@ SIGNALS_PER_STEP = 500
 # Malformed payloads audited row by row per run; beyond this they are counted only, so a
 # flood of garbage cannot keep the audit outbox from draining before continue-as-new.
 AUDITED_REJECTIONS_PER_RUN = 100
+# How long a config change waits for the database before it gives up (the caller is waiting).
+CONFIG_CHANGE_PATIENCE = timedelta(minutes=10)
 # Agents started before the config store existed ran on the version they were given.
 CONFIG_STORE_PATCH = "config-store-v1"
 CONFIG_RETRY = RetryPolicy(
@@ -108,7 +113,17 @@ CONFIG_RETRY = RetryPolicy(
 @workflow.defn
 class AgentWorkflow:
     @workflow.init
-    def __init__(self, input: AgentWorkflowInput) -> None:
+    def __init__(self, payload: Any) -> None:
+        # The input is decoded here, not by the SDK: a start with an invalid config (say from
+        # the `temporal` CLI) then fails this workflow with the problems named, instead of
+        # failing every workflow task for ever (and echoing the input in worker logs).
+        self._bad_input: str | None = None
+        try:
+            input = AgentWorkflowInput.model_validate(payload)
+        except ValidationError as err:
+            self._bad_input = describe_validation_error(err)
+            placeholder = AgentConfig(id="invalid-input", name="invalid input", type="none")
+            input = AgentWorkflowInput(config=placeholder)
         self._s: AgentRunState = input.carried or AgentRunState(config=input.config)
         self._started_by = input.started_by
         if input.carried is not None:
@@ -125,11 +140,16 @@ class AgentWorkflow:
         self._audited_rejections = 0
         self._deciding = False  # a batch is being decided and its actions started
         self._reconfiguring = False
+        self._switching = False  # a config change waits for the batch in flight; no new batch starts
 
     # ----- main loop -----------------------------------------------------------
 
     @workflow.run
-    async def run(self, input: AgentWorkflowInput) -> AgentRunSummary:
+    async def run(self, payload: Any) -> AgentRunSummary:
+        if self._bad_input is not None:
+            raise ApplicationError(
+                f"invalid agent start input: {self._bad_input}", type="InvalidAgentInput", non_retryable=True
+            )
         s = self._s
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
@@ -193,7 +213,7 @@ class AgentWorkflow:
     def _has_work(self) -> bool:
         s = self._s
         draining = s.stop_request is not None and s.stop_request.drain
-        return bool(s.queue) and (s.state == AgentState.RUNNING or draining)
+        return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and not self._switching
 
     def _run_is_full(self) -> bool:
         """Time to continue as new: the server suggests it, or this run took its share."""
@@ -401,6 +421,7 @@ class AgentWorkflow:
         self._signals_this_run += 1
         who = payload.get("by", "unknown") if isinstance(payload, dict) else str(payload or "unknown")
         workflow.logger.info("circuit breaker of %s reset by %s", self._s.config.id, who)
+        self._record_lifecycle("circuit_breaker_reset", actor=str(who), was_open=self._s.circuit_open)
         self._s.circuit_open = False
         self._s.consecutive_failures = 0
 
@@ -436,7 +457,12 @@ class AgentWorkflow:
         hook → switch. Any refusal leaves the stored versions and the agent as they were.
         """
         request = parse_request(payload)
-        await workflow.wait_condition(lambda: not self._reconfiguring)
+        await workflow.wait_condition(
+            lambda: not self._reconfiguring and self._s.state != AgentState.INITIALIZING
+        )
+        reason = refusal(self._s, request)  # again: the agent may have failed or stopped meanwhile
+        if reason is not None:
+            raise ApplicationError(reason, type="ConfigRefused", non_retryable=True)
         self._reconfiguring = True
         try:
             return await self._reconfigure(request)
@@ -473,9 +499,17 @@ class AgentWorkflow:
                 LoadConfigCall(agent_id=old.id, version=stored_version),
                 result_type=StoredConfig,
                 start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
                 retry_policy=CONFIG_RETRY,
             )
             candidate = loaded.config
+            if candidate.id != old.id or candidate.type != old.type:
+                raise ApplicationError(
+                    f"config refused: stored version {stored_version} is for {candidate.type} agent "
+                    f"{candidate.id!r}, and this is {old.type} agent {old.id!r}",
+                    type="ConfigRefused",
+                    non_retryable=True,
+                )
             if request.version is not None:
                 author, comment = loaded.author, loaded.comment
             else:
@@ -485,6 +519,7 @@ class AgentWorkflow:
             candidate,
             result_type=list[str],
             start_to_close_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
             retry_policy=CONFIG_RETRY,
         )
         if problems:
@@ -498,13 +533,27 @@ class AgentWorkflow:
         if request.version is None:  # a new config or a rollback: store it as version N+1
             stored: StoredConfig = await workflow.execute_activity(
                 STORE_CONFIG,
-                ConfigProposal(config=candidate, author=author or "unknown", comment=comment),
+                ConfigProposal(
+                    config=candidate,
+                    author=author or "unknown",
+                    comment=comment,
+                    request_id=self._update_id(),
+                ),
                 result_type=StoredConfig,
                 start_to_close_timeout=timedelta(seconds=30),
+                schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
                 retry_policy=CONFIG_RETRY,
             )
             new = stored.config
-        await workflow.wait_condition(lambda: not self._deciding)  # between two events
+        self._switching = True
+        try:
+            await workflow.wait_condition(lambda: not self._deciding)  # between two events
+            return await self._switch(old, new, author, comment)
+        finally:
+            self._switching = False
+
+    async def _switch(self, old: AgentConfig, new: AgentConfig, author: str, comment: str) -> ConfigApplied:
+        s = self._s
         try:
             await workflow.execute_activity(
                 RELOAD_AGENT,
@@ -586,11 +635,18 @@ class AgentWorkflow:
             )
         )
 
+    @staticmethod
+    def _update_id() -> str:
+        """This update's id: a retried store finds the version it already stored."""
+        info = workflow.current_update_info()
+        return f"{workflow.info().workflow_id}/{info.id}" if info else ""
+
     def _record_event(self, event: SystemEvent, decision: EventDecision, filtered: bool = False) -> None:
         extra = {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
         self._record(
             AuditStep.EVENT_RECEIVED,
-            f"event:{event.id}",
+            # One row per decision attempt: a retried decision must not hide the final outcome.
+            f"event:{event.id}:{self._s.decide_attempts.get(event.id, 0)}:{int(decision.error is None)}",
             **extra,
             event_id=event.id,
             type=event.type.value,

@@ -20,7 +20,7 @@ class ReconfigureRequest(BaseModel):
     """Exactly one of: ``config`` (apply it as version N+1), ``rollback_to`` (store a copy of
     version K as N+1 and apply it), ``version`` (take this already stored version)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
     config: AgentConfig | None = None
     rollback_to: int | None = Field(default=None, ge=1)

@@ -6,6 +6,7 @@ CREATE TABLE agent_config_versions (
     author     text        NOT NULL,
     comment    text        NOT NULL DEFAULT '',
     created_at timestamptz NOT NULL DEFAULT now(),
+    request_id text        UNIQUE,  -- the apply request that stored it: a retried store is one version
     PRIMARY KEY (agent_id, version)
 );
 
