@@ -87,7 +87,8 @@ async def run(args: argparse.Namespace) -> int:
     types = load_agent_modules(args.agent_module)
     log.info("agent types available: %s", ", ".join(types))
     identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
-    telemetry = create_telemetry()
+    # Health gauges outlive a few monitor intervals, then expire (another worker may run the next).
+    telemetry = create_telemetry(gauge_ttl=max(300.0, 3 * args.health_every))
     client = await connect(identity=identity, runtime=telemetry.runtime, service_name="aiops-worker")
     if args.register_search_attributes:
         added = await ensure_search_attributes(client)

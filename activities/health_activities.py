@@ -110,6 +110,7 @@ class HealthActivities:
             agent_type=status.type,
             state=status.state.value,
             error_rate=status.error_rate,
+            decisions=c.events_processed,
             success_rate=status.success_rate,
             finished_actions=c.actions_succeeded + c.actions_failed,
             queue_length=status.queue_length,

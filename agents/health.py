@@ -33,6 +33,7 @@ class HealthThresholds(BaseModel):
     unhealthy_error_rate: float = Field(default=0.5, ge=0, le=1)
     min_success_rate: float = Field(default=0.8, ge=0, le=1)
     min_finished_actions: int = Field(default=5, ge=1, description="rates below this many are not judged")
+    min_decisions: int = Field(default=10, ge=1, description="error rates below this many are not judged")
     max_action_seconds: float = Field(default=600.0, gt=0, description="mean of the recent actions")
     max_queue_length: int = Field(default=1000, ge=1)
     max_heartbeat_age_seconds: float | None = Field(
@@ -61,6 +62,7 @@ class AgentObservation(BaseModel):
     problem: str | None = None
     state: str | None = None
     error_rate: float = 0.0
+    decisions: int = 0
     success_rate: float | None = None
     finished_actions: int = 0
     queue_length: int = 0
@@ -106,9 +108,10 @@ def classify(o: AgentObservation, worker: WorkerResources, t: HealthThresholds) 
         bad.append("failing health check(s): " + ", ".join(failing))
     if o.circuit_open:
         bad.append("the circuit breaker is open: automatic execution stopped after repeated failures")
-    if o.error_rate >= t.unhealthy_error_rate and o.error_rate > 0:
+    judged = o.decisions >= t.min_decisions
+    if judged and o.error_rate >= t.unhealthy_error_rate and o.error_rate > 0:
         bad.append(f"decision error rate {o.error_rate:.0%} (unhealthy at {t.unhealthy_error_rate:.0%})")
-    elif o.error_rate >= t.degraded_error_rate and o.error_rate > 0:
+    elif judged and o.error_rate >= t.degraded_error_rate and o.error_rate > 0:
         poor.append(f"decision error rate {o.error_rate:.0%} (degraded at {t.degraded_error_rate:.0%})")
     if (
         o.success_rate is not None

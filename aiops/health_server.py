@@ -84,8 +84,11 @@ class HealthServer:
             while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
                 pass
             parts = request.decode("latin-1").split()
+            method = parts[0] if parts else ""
             path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            if len(parts) < 2 or parts[0] not in ("GET", "HEAD"):
+            if len(parts) < 2:
+                status, body, ctype = 400, b"bad request\n", "text/plain"
+            elif method not in ("GET", "HEAD"):
                 status, body, ctype = 405, b"only GET\n", "text/plain"
             elif path == "/healthz":
                 status, body, ctype = 200, b"ok\n", "text/plain"
@@ -98,14 +101,22 @@ class HealthServer:
                 status, body, ctype = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
             else:
                 status, body, ctype = 404, b"not found: try /healthz, /readyz or /metrics\n", "text/plain"
-            reason = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}
+            reason = {
+                200: "OK",
+                400: "Bad Request",
+                404: "Not Found",
+                405: "Method Not Allowed",
+                503: "Service Unavailable",
+            }
             head = (
                 f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {ctype}\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
             )
-            writer.write(head.encode() + (body if parts[0] != "HEAD" else b""))
+            writer.write(head.encode() + (body if method != "HEAD" else b""))
             await writer.drain()
-        except (TimeoutError, ConnectionError) as err:
+        except (TimeoutError, ConnectionError, ValueError) as err:  # slow, gone, or a line too long
             log.debug("health request dropped: %s", err)
+        except Exception:  # whatever a client sends, the endpoint stays up
+            log.exception("health request failed")
         finally:
             writer.close()

@@ -124,8 +124,9 @@ class MetricsBridge(Collector):
                     for labels, value in family.values.items():
                         metric.samples.append(Sample(f"{name}_total", dict(labels), value))
                 elif family.kind == "gauge":
+                    expires = name.startswith("aiops_")  # the SDK updates its gauges only on change
                     for labels, value in list(family.values.items()):
-                        if now - family.updated.get(labels, now) > self.gauge_ttl:
+                        if expires and now - family.updated.get(labels, now) > self.gauge_ttl:
                             del family.values[labels]
                             continue
                         metric.samples.append(Sample(name, dict(labels), value))

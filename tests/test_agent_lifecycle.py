@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import pytest
 from temporalio.client import WorkflowFailureError
 
@@ -85,3 +88,23 @@ async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClie
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "settings.endpoint is required" in str(failure.value.cause)
+
+
+async def test_an_invalid_start_input_fails_the_agent_with_the_problems_named(
+    client, worker, task_queue: str
+) -> None:
+    """What `temporal workflow start --input '{...}'` with a bad config does: a clear failure,
+    not a workflow task retried for ever (and the literal secret is not echoed)."""
+    handle = await client.start_workflow(
+        "AgentWorkflow",
+        {"config": {"id": "raw-cli", "name": "x", "type": "example", "colour": "blue",
+                    "integrations": [{"name": "v", "type": "vault", "config": {"token": "SUPERSECRET"}}]}},
+        id=f"agent-raw-cli-{uuid.uuid4().hex[:6]}",
+        task_queue=task_queue,
+    )  # fmt: skip
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), 30)
+    message = str(failed.value.cause)
+    assert "invalid agent start input" in message
+    assert "config.colour" in message and "config.integrations.0" in message
+    assert "SUPERSECRET" not in message

@@ -12,7 +12,7 @@ import pytest
 from activities.audit_log import AuditLog
 from activities.contracts import AuditRecord, AuditStep
 from aiops.client import AiopsClient, AiopsError
-from tests.helpers import agent_config, eventually, start_pending_action, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from workflows.action_state import ActionStatus, ApprovalRequest
 
 
@@ -204,3 +204,16 @@ async def test_a_nul_character_cannot_wedge_the_audit_log(pool: asyncpg.Pool) ->
     [row] = await log.rows(agent_id=agent)
     assert row.actor == "mal\ufffdlory" and row.detail == {"source": "a\ufffdb", "k\ufffd": 1}
     assert (await log.verify(agent)).ok
+
+
+async def test_huge_event_fields_are_cut_so_every_row_lands(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    events = [event(source="s" * 9000) for _ in range(60)]
+    await aiops.send_events(config.id, events, config=config)
+    rows = await eventually(
+        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda rs: sum(r.step == "event_received" for r in rs) == 60,
+    )
+    source = next(r for r in rows if r.step == "event_received").detail["source"]
+    assert source.endswith("... (9000 chars)") and len(source) < 2100
+    assert (await aiops.verify_audit(config.id))[0].ok

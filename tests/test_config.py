@@ -191,3 +191,38 @@ async def test_a_config_postgresql_cannot_store_is_refused_not_retried_for_ever(
     await aiops.start_agent(broken)
     status = await eventually(lambda: aiops.status(broken.id), lambda s: s.state == "failed")
     assert "PostgreSQL cannot store it" in (status.failure or "")
+
+
+async def test_a_crashing_validation_hook_refuses_the_config_instead_of_retrying(
+    aiops: AiopsClient, worker
+) -> None:
+    config = tunable()
+    await started(aiops, config)
+    with pytest.raises(ConfigRefusedError, match="validation failed on this config: KeyError"):
+        await asyncio.wait_for(aiops.apply_config(changed(config, explode=True), author="alice"), 30)
+    await aiops.send_event(config.id, event("alert"))
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+
+
+async def test_rollback_to_a_version_of_another_agent_type_is_refused(aiops: AiopsClient, worker) -> None:
+    config = tunable()
+    await started(aiops, config)
+    await aiops.stop(config.id)
+    await eventually(lambda: aiops.list_agents(), lambda ids: config.id not in ids)
+    reborn = config.model_copy(update={"type": "recorder", "settings": {}})
+    await aiops.start_agent(reborn)
+    await eventually(
+        lambda: aiops.status(reborn.id), lambda s: s.state == "running" and s.config_version == 2
+    )
+    with pytest.raises(ConfigRefusedError, match="stored version 1 is for tunable agent"):
+        await aiops.rollback_config(config.id, 1, author="alice")
+    assert (await aiops.status(config.id)).config.type == "recorder"
+
+
+def test_durations_and_numbers_that_cannot_cross_history_are_refused() -> None:
+    with pytest.raises(ValueError, match="less than or equal to"):
+        tunable().model_validate({**tunable().model_dump(), "runtime": {"decision_timeout_seconds": 1e15}})
+    with pytest.raises(ValueError, match="finite"):
+        tunable().model_validate({**tunable().model_dump(), "thresholds": {"cpu": float("inf")}})
+    with pytest.raises(ValueError, match="not a finite number"):
+        tunable().model_validate({**tunable().model_dump(), "settings": {"x": [1.0, float("nan")]}})

@@ -268,3 +268,18 @@ async def test_one_trace_links_the_client_signal_the_workflows_and_their_activit
     assert refused["workflow_id"] == pending and refused["run_id"]
     assert refused["agent_id"] == config.id and refused["action_id"] == pending
     assert refused["event_id"] == pending.split(":", 1)[1]
+
+
+async def test_garbage_requests_get_an_answer_and_the_endpoint_stays_up(observed: Observed) -> None:
+    async def raw(data: bytes) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", observed.http.port)
+        writer.write(data)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 15)
+        writer.close()
+        return answer
+
+    assert (await raw(b"\r\n\r\n")).startswith(b"HTTP/1.1 400")
+    assert (await raw(b"POST /healthz HTTP/1.1\r\n\r\n")).startswith(b"HTTP/1.1 405")
+    assert (await raw(b"GET /" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n")) == b""  # dropped, not crashed
+    assert await fetch(f"{observed.base}/healthz") == (200, "ok\n")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -28,6 +29,21 @@ AUDIT_RETRY = RetryPolicy(
     maximum_attempts=0,  # unlimited: an outage delays audit rows, it never loses them
 )
 MAX_RECORDS_PER_CALL = 500
+# Well under the server's 2 MB payload limit, whatever the records hold.
+MAX_BYTES_PER_CALL = 512 * 1024
+# A single text in a row (an event source, a comment, an error) is cut to this many characters.
+MAX_TEXT = 2000
+
+
+def bounded(value: Any) -> Any:
+    """``value`` with every string cut to ``MAX_TEXT`` characters, so no row can be huge."""
+    if isinstance(value, str):
+        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"... ({len(value)} chars)"
+    if isinstance(value, dict):
+        return {k: bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(v) for v in value]
+    return value
 
 
 class AuditOutbox:
@@ -41,6 +57,9 @@ class AuditOutbox:
     def add(self, record: AuditRecord) -> None:
         if not self._enabled:
             return
+        record = record.model_copy(
+            update={"detail": bounded(record.detail), "actor": bounded(record.actor), "key": record.key[:500]}
+        )
         self._queue.append(record)
         if not self._in_flight:
             self._in_flight = True
@@ -48,7 +67,13 @@ class AuditOutbox:
 
     async def _flush(self) -> None:
         while self._queue:
-            batch, self._queue = self._queue[:MAX_RECORDS_PER_CALL], self._queue[MAX_RECORDS_PER_CALL:]
+            size, count = 0, 0
+            for record in self._queue[:MAX_RECORDS_PER_CALL]:
+                size += len(record.model_dump_json())
+                if count and size > MAX_BYTES_PER_CALL:
+                    break
+                count += 1
+            batch, self._queue = self._queue[:count], self._queue[count:]
             await workflow.execute_activity(
                 RECORD_AUDIT,
                 AuditBatch(records=batch),

@@ -132,6 +132,8 @@ class TunableAgent(BaseAgent):
 
     def _validate_config_specific(self, config) -> list[str]:  # type: ignore[no-untyped-def]
         problems = []
+        if config.settings.get("explode"):
+            raise KeyError("a validation hook with a bug")
         limit = config.settings.get("limit", 10)
         if not isinstance(limit, int) or limit < 1:
             problems.append("settings.limit must be a positive integer")
