@@ -179,6 +179,11 @@ RECORD_HEALTH = "record_health"
 RAISE_HEALTH_ALERT = "raise_health_alert"
 
 
+class ListAgentsCall(_Contract):
+    task_queue: str
+    failed_within_seconds: float = 3600.0
+
+
 class ObserveAgentsCall(_Contract):
     agent_ids: list[str]
     status_timeout_seconds: float = 10.0

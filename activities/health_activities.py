@@ -33,6 +33,7 @@ from activities.contracts import (
     SUMMARIZE_APPROVALS,
     HealthAlert,
     HealthSnapshot,
+    ListAgentsCall,
     Observations,
     ObserveAgentsCall,
     PendingApprovals,
@@ -77,11 +78,15 @@ class HealthActivities:
         self.meter = meter or runtime.metric_meter
 
     @activity.defn(name=LIST_AGENTS)
-    async def list_agents(self, task_queue: str) -> list[str]:
-        """Running agents on ``task_queue``, from the visibility store."""
-        query = "WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'"
-        query += f" AND TaskQueue = '{task_queue}'"
-        return sorted([w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)])
+    async def list_agents(self, call: ListAgentsCall) -> list[str]:
+        """Agents on the task queue from the visibility store: the running ones, and those whose
+        workflow failed recently (so a failure is judged and alerted, not just gone)."""
+        since = (datetime.now(UTC) - timedelta(seconds=call.failed_within_seconds)).isoformat()
+        query = (
+            f"WorkflowType = 'AgentWorkflow' AND TaskQueue = '{call.task_queue}' AND "
+            f"(ExecutionStatus = 'Running' OR (ExecutionStatus = 'Failed' AND CloseTime > '{since}'))"
+        )
+        return sorted({w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)})
 
     @activity.defn(name=OBSERVE_AGENTS)
     async def observe_agents(self, call: ObserveAgentsCall) -> Observations:

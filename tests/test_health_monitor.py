@@ -120,6 +120,7 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
     )
     aiops = AiopsClient(client, task_queue, pool)
     ailing, fine, pager = agent_config("ailing"), agent_config("recorder"), agent_config("recorder")
+    broken = agent_config("init_fails")  # its workflow fails at start: judged and alerted, not gone
     monitor = MonitorInput(task_queue=task_queue, alert_agent_id=pager.id)
 
     async def check() -> MonitorReport:
@@ -128,15 +129,10 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         )
 
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
-        for config in (ailing, fine, pager):
+        for config in (ailing, fine, pager, broken):
             await aiops.start_agent(config)
         await eventually(lambda: aiops.list_agents(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
-        await eventually(
-            lambda: client.execute_workflow(
-                HealthMonitorWorkflow.run, monitor, id=f"health-{uuid.uuid4()}", task_queue=task_queue
-            ),
-            lambda r: {h.agent_id for h in r.agents} == {ailing.id, fine.id},
-        )
+        await eventually(check, lambda r: {h.agent_id for h in r.agents} == {ailing.id, fine.id, broken.id})
         _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
         report = await eventually(check, lambda r: r.approvals.count_by_type.get("scripted") == 1)
         assert report.approvals.oldest_seconds_by_type["scripted"] >= 0
@@ -145,10 +141,16 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         assert verdicts[ailing.id].status == HealthStatus.UNHEALTHY
         assert verdicts[ailing.id].reasons == ["failing health check(s): upstream"]
 
-        status = await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received >= 1)
-        assert status.counters.events_received == 1, "one transition, one alert: later checks stay quiet"
-        [alert_id] = LEDGER["decided"]
-        assert alert_id.startswith("health-") and alert_id.endswith(ailing.id)
+        assert verdicts[broken.id].status == HealthStatus.UNHEALTHY
+        assert "the agent failed" in verdicts[broken.id].reasons
+
+        status = await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received >= 2)
+        assert status.counters.events_received == 2, (
+            "one transition each, one alert each: later checks are quiet"
+        )
+        alerted = sorted(LEDGER["decided"])
+        assert len(alerted) == 2 and all(a.startswith("health-") for a in alerted)
+        assert {a.rsplit("-", 2)[-2] + "-" + a.rsplit("-", 1)[-1] for a in alerted} == {ailing.id, broken.id}
 
         rows = await pool.fetch(
             "SELECT status, reasons::text AS reasons FROM health_snapshots WHERE agent_id = $1 ORDER BY seq",
@@ -165,14 +167,14 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         alerts = [
             v for labels, v in series(text, "aiops_health_alerts_total") if labels["status"] == "unhealthy"
         ]
-        assert alerts == [1]
+        assert sorted(alerts) == [1, 1], "one alert per agent type (ailing, init_fails)"
 
         # The agent recovers: one more transition, one more alert.
         await aiops.apply_config(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
         verdicts = {h.agent_id: h for h in (await check()).agents}
         assert verdicts[ailing.id].status == HealthStatus.HEALTHY
         await aiops.reject(pending, "bob", "not now")
-        await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 2)
+        await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 3)
 
 
 async def test_the_schedule_is_created_once_and_updated_in_place(client: Client, task_queue: str) -> None:

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         SUMMARIZE_APPROVALS,
         HealthAlert,
         HealthSnapshot,
+        ListAgentsCall,
         Observations,
         ObserveAgentsCall,
         PendingApprovals,
@@ -38,6 +39,7 @@ class MonitorInput(BaseModel):
     task_queue: str
     thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
     alert_agent_id: str | None = None
+    failed_within_seconds: float = 3600.0  # agents whose workflow failed this recently are judged too
 
 
 class MonitorReport(BaseModel):
@@ -54,7 +56,7 @@ class HealthMonitorWorkflow:
         run_id = workflow.info().run_id
         ids: list[str] = await workflow.execute_activity(
             LIST_AGENTS,
-            input.task_queue,
+            ListAgentsCall(task_queue=input.task_queue, failed_within_seconds=input.failed_within_seconds),
             result_type=list[str],
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RETRY,
