@@ -14,6 +14,7 @@ import json
 import asyncpg
 
 from activities.contracts import StoredConfig
+from agents.config_diff import same_settings
 from agents.models import AgentConfig
 
 NOTIFY_CHANNEL = "aiops_config"
@@ -33,11 +34,6 @@ def _stored(row: asyncpg.Record) -> StoredConfig:
         comment=row["comment"],
         created_at=row["created_at"],
     )
-
-
-def same_settings(a: AgentConfig, b: AgentConfig) -> bool:
-    """Equal apart from the version number."""
-    return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})
 
 
 class ConfigStore:

@@ -40,3 +40,8 @@ def diff_configs(old: AgentConfig, new: AgentConfig) -> list[ConfigChange]:
         if a != b:
             changes.append(ConfigChange(path=path, old=a, new=b))
     return changes
+
+
+def same_settings(a: AgentConfig, b: AgentConfig) -> bool:
+    """Equal apart from the version number."""
+    return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})

@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_state import describe_validation_error
     from workflows.approval_gate import approvals_count, refusal_reason
     from workflows.audit_outbox import AuditOutbox
+    from workflows.failures import cause_message
 
 # Running actions started before this patch executed with the plain execute activity.
 ATTEMPT_LOG_PATCH = "execution-attempt-log-v1"
@@ -115,7 +116,7 @@ class ActionWorkflow:
                 PLAN_ACTION, ActionCall(config=input.config, action=r.action), Plan | None
             )
         except ActivityError as err:  # no dry run, no execution: never act blind
-            return await self._finish(ActionStatus.FAILED, f"plan failed: {_cause(err)}")
+            return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
         r.plan_digest = plan_digest(r.plan)
 
         if input.decision.outcome == Outcome.REQUIRE_APPROVAL:
@@ -161,7 +162,9 @@ class ActionWorkflow:
                     retry_policy=RetryPolicy(maximum_attempts=5),
                 )
             except ActivityError as err:  # a failed notification must not end the wait
-                r.escalation_error = f"escalation to {approval.escalation_target} failed: {_cause(err)}"
+                r.escalation_error = (
+                    f"escalation to {approval.escalation_target} failed: {cause_message(err)}"
+                )
                 workflow.logger.warning("%s", r.escalation_error)
             self._record(
                 AuditStep.ESCALATION,
@@ -332,8 +335,8 @@ class ActionWorkflow:
                 ),
             )
         except ActivityError as err:
-            self._record_attempts(_attempts_of(err), f"execution failed: {_cause(err)}")
-            return await self._finish(ActionStatus.FAILED, f"execution failed: {_cause(err)}")
+            self._record_attempts(_attempts_of(err), f"execution failed: {cause_message(err)}")
+            return await self._finish(ActionStatus.FAILED, f"execution failed: {cause_message(err)}")
         if isinstance(outcome, ExecutionOutcome):
             r.result = outcome.result
             self._record_attempts(outcome.attempts, None)
@@ -349,7 +352,7 @@ class ActionWorkflow:
                 VERIFY_ACTION, VerifyCall(config=config, action=r.action, result=r.result), bool | None
             )
         except ActivityError as err:
-            r.error = f"verification could not run: {_cause(err)}"
+            r.error = f"verification could not run: {cause_message(err)}"
             r.verified = False
         if r.verified is None:  # the agent has no verify hook
             return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
@@ -362,9 +365,9 @@ class ActionWorkflow:
                 ROLLBACK_ACTION, ActionCall(config=config, action=r.action, plan=r.plan), ActionResult | None
             )
         except ActivityError as err:
-            self._record(AuditStep.ROLLBACK, "rollback", success=False, error=_cause(err))
+            self._record(AuditStep.ROLLBACK, "rollback", success=False, error=cause_message(err))
             return await self._finish(
-                ActionStatus.FAILED, f"verification failed and rollback failed: {_cause(err)}"
+                ActionStatus.FAILED, f"verification failed and rollback failed: {cause_message(err)}"
             )
         self._record(
             AuditStep.ROLLBACK,
@@ -503,10 +506,3 @@ def _attempts_of(err: ActivityError) -> list[ExecutionAttempt]:
         return AttemptLog.model_validate(details[0]).attempts if details else []
     except (ValidationError, TypeError, IndexError):
         return []
-
-
-def _cause(err: BaseException) -> str:
-    cause: BaseException | None = err
-    while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    return str(cause)

@@ -23,22 +23,14 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         DECIDE_EVENTS,
         INITIALIZE_AGENT,
-        LOAD_CONFIG,
         NON_RETRYABLE_AGENT_ERRORS,
         REGISTER_CONFIG,
-        RELOAD_AGENT,
         STOP_AGENT,
-        STORE_CONFIG,
-        VALIDATE_CONFIG,
         AgentInitialized,
-        AuditRecord,
-        AuditStep,
         ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
         EventDecision,
-        LoadConfigCall,
-        ReloadCall,
         StoredConfig,
     )
     from agents.models import AgentConfig, SystemEvent
@@ -46,6 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.action_launch import launch_action
     from workflows.action_state import ActionOutcome
+    from workflows.agent_audit import AgentAudit
+    from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import (
         Admission,
         AgentRunState,
@@ -66,19 +60,13 @@ with workflow.unsafe.imports_passed_through():
         status_of,
         take_batch,
     )
-    from workflows.audit_outbox import AuditOutbox
-    from workflows.config_change import ConfigApplied, parse_request, refusal
-    from workflows.ids import action_workflow_id
+    from workflows.config_change import ConfigApplied
+    from workflows.failures import cause_message
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
 # Long enough to ride out a short outage of whatever the agent initializes against.
-INIT_RETRY = RetryPolicy(
-    maximum_attempts=20,
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
-)
+INIT_RETRY = RELOAD_RETRY  # initializing and reloading ride out the same short outages
 DECIDE_RETRY = RetryPolicy(
     maximum_attempts=3,
     initial_interval=timedelta(seconds=1),
@@ -90,24 +78,8 @@ MAX_DECIDE_BACKOFF_SECONDS = 60
 MAX_DECIDE_ATTEMPTS = 3
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
-# Malformed payloads audited row by row per run; beyond this they are counted only, so a
-# flood of garbage cannot keep the audit outbox from draining before continue-as-new.
-AUDITED_REJECTIONS_PER_RUN = 100
-# How long a config change waits for the database before it gives up (the caller is waiting).
-CONFIG_CHANGE_PATIENCE = timedelta(minutes=10)
 # Agents started before the config store existed ran on the version they were given.
 CONFIG_STORE_PATCH = "config-store-v1"
-CONFIG_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1),
-    maximum_interval=timedelta(seconds=30),
-    maximum_attempts=0,  # a database outage delays a config change; it never loses it
-    non_retryable_error_types=[
-        "NoConfigStore",
-        "UnknownConfigVersion",
-        "InvalidAgentConfigError",
-        "ConfigRefused",
-    ],
-)
 
 
 @workflow.defn
@@ -136,11 +108,11 @@ class AgentWorkflow:
         self._batch_limit = self._s.config.runtime.batch_size
         self._sizes: dict[str, int] = {e.id: event_size(e) for e in self._s.queue}
         self._queue_bytes = sum(self._sizes.values())
-        self._audit = AuditOutbox()
-        self._audited_rejections = 0
         self._deciding = False  # a batch is being decided and its actions started
-        self._reconfiguring = False
-        self._switching = False  # a config change waits for the batch in flight; no new batch starts
+        self._audit = AgentAudit(lambda: self._s)
+        self._config = ConfigChanger(
+            lambda: self._s, self._audit, lambda: self._deciding, self._config_switched
+        )
 
     # ----- main loop -----------------------------------------------------------
 
@@ -196,7 +168,7 @@ class AgentWorkflow:
             )
         except ActivityError as err:
             s.state = AgentState.FAILED
-            s.failure = _cause_message(err)
+            s.failure = cause_message(err)
             self._publish_state()
             workflow.logger.error("agent %s failed to initialize: %s", s.config.id, s.failure)
             raise ApplicationError(
@@ -213,7 +185,7 @@ class AgentWorkflow:
     def _has_work(self) -> bool:
         s = self._s
         draining = s.stop_request is not None and s.stop_request.drain
-        return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and not self._switching
+        return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and not self._config.switching
 
     def _run_is_full(self) -> bool:
         """Time to continue as new: the server suggests it, or this run took its share."""
@@ -239,7 +211,7 @@ class AgentWorkflow:
             try:
                 result = await self._decide(batch)
             except ActivityError as err:
-                await self._batch_failed(batch, _cause_message(err))
+                await self._batch_failed(batch, cause_message(err))
                 return
         self._decide_failures = 0
         self._batch_limit = s.config.runtime.batch_size
@@ -248,7 +220,7 @@ class AgentWorkflow:
         s.counters.events_filtered += len(filtered)
         self._count("filtered", len(filtered))
         for event in filtered:
-            self._record_event(event, EventDecision(event_id=event.id), filtered=True)
+            self._audit.event(event, EventDecision(event_id=event.id), filtered=True)
         by_id = {e.id: e for e in batch}
         starts, retry = [], []
         processed_before = s.counters.events_processed
@@ -256,7 +228,7 @@ class AgentWorkflow:
             event = by_id.get(decision.event_id)
             if event is None:
                 continue
-            self._record_event(event, decision)
+            self._audit.event(event, decision)
             if decision.error is not None:
                 attempts = s.decide_attempts.get(event.id, 0) + 1
                 if decision.retryable and attempts < MAX_DECIDE_ATTEMPTS:
@@ -304,7 +276,7 @@ class AgentWorkflow:
                 s.counters.decision_errors += 1
                 self._count("processed")
                 self._note_error(f"gave up on event after {attempts} failed decisions: {reason}", event.id)
-                self._record_event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
+                self._audit.event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
                 return
         self._batch_limit = max(1, len(batch) // 2)
         backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
@@ -357,7 +329,7 @@ class AgentWorkflow:
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
         except ActivityError as err:
-            self._note_error(f"stop hook failed: {_cause_message(err)}")
+            self._note_error(f"stop hook failed: {cause_message(err)}")
         await workflow.wait_condition(workflow.all_handlers_finished)
         s.state = AgentState.STOPPED
         self._publish_state()
@@ -450,134 +422,16 @@ class AgentWorkflow:
 
     @workflow.update
     async def reconfigure(self, payload: Any = None) -> ConfigApplied:
-        """Apply a new config (or a stored version) between two events.
-
-        Validate on a worker (pydantic, the agent type's hook, secret references) →
-        store as version N+1 → wait until no batch is in flight → the agent's reload
-        hook → switch. Any refusal leaves the stored versions and the agent as they were.
-        """
-        request = parse_request(payload)
-        await workflow.wait_condition(
-            lambda: not self._reconfiguring and self._s.state != AgentState.INITIALIZING
-        )
-        reason = refusal(self._s, request)  # again: the agent may have failed or stopped meanwhile
-        if reason is not None:
-            raise ApplicationError(reason, type="ConfigRefused", non_retryable=True)
-        self._reconfiguring = True
-        try:
-            return await self._reconfigure(request)
-        except ActivityError as err:  # loading, validating or storing gave up: say why
-            raise ApplicationError(
-                f"config not applied: {_cause_message(err)}", type="ConfigRefused", non_retryable=True
-            ) from None
-        finally:
-            self._reconfiguring = False
+        """Apply a new config, a rollback, or a stored version, between two events."""
+        return await self._config.apply(payload)
 
     @reconfigure.validator
     def _validate_reconfigure(self, payload: Any = None) -> None:
-        try:
-            request = parse_request(payload)
-        except ValueError as err:
-            raise ApplicationError(str(err), type="ConfigRefused", non_retryable=True) from None
-        reason = refusal(self._s, request)
-        if reason is not None:
-            raise ApplicationError(reason, type="ConfigRefused", non_retryable=True)
+        self._config.validate(payload)
 
-    async def _reconfigure(self, request: Any) -> ConfigApplied:
-        s = self._s
-        old = s.config
-        if request.version is not None and request.version <= old.version:
-            # Already running it (or newer), e.g. every worker relaying the same notification.
-            return ConfigApplied(
-                agent_id=old.id, version=old.version, previous_version=old.version, changed=False
-            )
-        candidate, author, comment = request.config, request.author, request.comment
-        stored_version = request.version or request.rollback_to
-        if stored_version is not None:
-            loaded: StoredConfig = await workflow.execute_activity(
-                LOAD_CONFIG,
-                LoadConfigCall(agent_id=old.id, version=stored_version),
-                result_type=StoredConfig,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
-                retry_policy=CONFIG_RETRY,
-            )
-            candidate = loaded.config
-            if candidate.id != old.id or candidate.type != old.type:
-                raise ApplicationError(
-                    f"config refused: stored version {stored_version} is for {candidate.type} agent "
-                    f"{candidate.id!r}, and this is {old.type} agent {old.id!r}",
-                    type="ConfigRefused",
-                    non_retryable=True,
-                )
-            if request.version is not None:
-                author, comment = loaded.author, loaded.comment
-            else:
-                comment = comment or f"rollback to version {stored_version}"
-        problems: list[str] = await workflow.execute_activity(
-            VALIDATE_CONFIG,
-            candidate,
-            result_type=list[str],
-            start_to_close_timeout=timedelta(seconds=30),
-            schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
-            retry_policy=CONFIG_RETRY,
-        )
-        if problems:
-            self._record_config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
-            raise ApplicationError(
-                "config refused: " + "; ".join(problems), problems, type="ConfigRefused", non_retryable=True
-            )
-        if request.version is None and _same_settings(candidate, old):
-            return _unchanged(old)
-        new: AgentConfig = candidate
-        if request.version is None:  # a new config or a rollback: store it as version N+1
-            stored: StoredConfig = await workflow.execute_activity(
-                STORE_CONFIG,
-                ConfigProposal(
-                    config=candidate,
-                    author=author or "unknown",
-                    comment=comment,
-                    request_id=self._update_id(),
-                ),
-                result_type=StoredConfig,
-                start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
-                retry_policy=CONFIG_RETRY,
-            )
-            new = stored.config
-        self._switching = True
-        try:
-            await workflow.wait_condition(lambda: not self._deciding)  # between two events
-            return await self._switch(old, new, author, comment)
-        finally:
-            self._switching = False
-
-    async def _switch(self, old: AgentConfig, new: AgentConfig, author: str, comment: str) -> ConfigApplied:
-        s = self._s
-        try:
-            await workflow.execute_activity(
-                RELOAD_AGENT,
-                ReloadCall(old=s.config, new=new),
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=INIT_RETRY,
-            )
-        except ActivityError as err:
-            reason = _cause_message(err)
-            self._record_config(AuditStep.CONFIG_REFUSED, author, new.version, problems=[reason])
-            raise ApplicationError(
-                f"version {new.version} is stored but the agent refused to reload it, so it keeps "
-                f"running version {old.version}: {reason}",
-                type="ConfigRefused",
-                non_retryable=True,
-            ) from None
-        s.config = new
+    def _config_switched(self, new: AgentConfig) -> None:
         self._batch_limit = new.runtime.batch_size
         self._publish_state()
-        self._record_config(
-            AuditStep.CONFIG_CHANGED, author, new.version, previous_version=old.version, comment=comment
-        )
-        workflow.logger.info("agent %s now runs config version %d", new.id, new.version)
-        return ConfigApplied(agent_id=new.id, version=new.version, previous_version=old.version, changed=True)
 
     @workflow.query
     def status(self) -> AgentStatus:
@@ -621,51 +475,9 @@ class AgentWorkflow:
         for start in range(0, len(action_ids), SIGNALS_PER_STEP):
             await asyncio.gather(*(tell(a) for a in action_ids[start : start + SIGNALS_PER_STEP]))
 
-    # ----- audit -----------------------------------------------------------------
-
-    def _record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:
-        self._audit.add(
-            AuditRecord(
-                agent_id=self._s.config.id,
-                step=step,
-                key=f"{self._s.config.id}/{workflow.info().run_id}:{key}",
-                actor=actor,
-                occurred_at=workflow.now(),
-                detail=detail,
-            )
-        )
-
-    @staticmethod
-    def _update_id() -> str:
-        """This update's id: a retried store finds the version it already stored."""
-        info = workflow.current_update_info()
-        return f"{workflow.info().workflow_id}/{info.id}" if info else ""
-
-    def _record_event(self, event: SystemEvent, decision: EventDecision, filtered: bool = False) -> None:
-        extra = {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
-        self._record(
-            AuditStep.EVENT_RECEIVED,
-            # One row per decision attempt: a retried decision must not hide the final outcome.
-            f"event:{event.id}:{self._s.decide_attempts.get(event.id, 0)}:{int(decision.error is None)}",
-            **extra,
-            event_id=event.id,
-            type=event.type.value,
-            source=event.source,
-            severity=event.severity.value,
-            correlation_id=event.correlation_id,
-            timestamp=event.timestamp.isoformat(),
-            proposed_action=action_workflow_id(self._s.config.id, event.id) if decision.action else None,
-            decision_error=decision.error,
-            config_version=self._s.config.version,
-        )
-
     def _record_lifecycle(self, what: str, actor: str = "", **detail: Any) -> None:
-        n = self._s.counters.events_received + self._signals_this_run
-        self._record(AuditStep.AGENT_LIFECYCLE, f"{what}:{n}", actor=actor, state=what, **detail)
-
-    def _record_config(self, step: AuditStep, author: str, version: int | None, **detail: Any) -> None:
-        n = workflow.info().get_current_history_length()
-        self._record(step, f"{step.value}:{version}:{n}", actor=author, version=version, **detail)
+        sequence = self._s.counters.events_received + self._signals_this_run
+        self._audit.lifecycle(what, sequence, actor=actor, **detail)
 
     def _count(self, outcome: str, n: int = 1) -> None:
         metrics.count_events(self._s.config.type, self._s.config.id, outcome, n)
@@ -673,14 +485,7 @@ class AgentWorkflow:
     def _reject(self, reason: str) -> None:
         self._s.counters.events_rejected += 1
         self._count("rejected")
-        if self._audited_rejections < AUDITED_REJECTIONS_PER_RUN:
-            self._audited_rejections += 1
-            self._record(
-                AuditStep.EVENT_RECEIVED,
-                f"rejected:{self._signals_this_run}:{self._audited_rejections}",
-                rejected=True,
-                reason=reason,
-            )
+        self._audit.rejection(reason, self._signals_this_run)
         record_problem(self._s.recent_rejections, RecentProblem(at=workflow.now(), message=reason))
         workflow.logger.warning("rejected event payload: %s", reason)
 
@@ -702,20 +507,3 @@ class AgentWorkflow:
         workflow.set_current_details(
             f"**{s.config.name}** ({s.config.type}) is *{s.state.value}*; config version {s.config.version}"
         )
-
-
-def _unchanged(config: AgentConfig) -> ConfigApplied:
-    return ConfigApplied(
-        agent_id=config.id, version=config.version, previous_version=config.version, changed=False
-    )
-
-
-def _same_settings(a: AgentConfig, b: AgentConfig) -> bool:
-    return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})
-
-
-def _cause_message(err: BaseException) -> str:
-    cause = err.__cause__
-    while cause is not None and cause.__cause__ is not None and not isinstance(cause, ApplicationError):
-        cause = cause.__cause__
-    return str(cause or err)
