@@ -31,11 +31,8 @@ with workflow.unsafe.imports_passed_through():
         ROLLBACK_ACTION,
         VERIFY_ACTION,
         ActionCall,
-        AttemptLog,
-        AuditRecord,
         AuditStep,
         EscalationNotice,
-        ExecutionAttempt,
         ExecutionOutcome,
         VerifyCall,
     )
@@ -43,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from agents.policy import Outcome
     from workflows import metrics
     from workflows import search_attributes as sa
+    from workflows.action_audit import ActionAudit, attempts_of
     from workflows.action_details import approve_command, details_markdown
     from workflows.action_state import (
         ActionInput,
@@ -57,7 +55,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.agent_state import describe_validation_error
     from workflows.approval_gate import approvals_count, refusal_reason
-    from workflows.audit_outbox import AuditOutbox
     from workflows.failures import cause_message
 
 # Running actions started before this patch executed with the plain execute activity.
@@ -85,28 +82,14 @@ class ActionWorkflow:
         )
         self._rejected = False
         self._aborted: str | None = None
-        self._audit = AuditOutbox()
+        self._audit = ActionAudit(lambda: self._r)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
         r = self._r
         self._r.approve_command = approve_command(workflow.info().workflow_id)
         self._set_status(ActionStatus.PROPOSED, input.decision.reason)
-        d = input.decision
-        self._record(
-            AuditStep.DECISION,
-            "decision",
-            outcome=d.outcome.value,
-            reason=d.reason,
-            required_approvals=d.required_approvals,
-            allowed_roles=d.allowed_roles,
-            risk_level=r.action.risk_level.value,
-            description=r.action.description,
-            event_id=input.event.id,
-            event_type=input.event.type.value,
-            correlation_id=input.event.correlation_id,
-            config_version=input.config.version,
-        )
+        self._audit.decision(input)
         if input.decision.outcome == Outcome.DENY:
             return await self._finish(ActionStatus.DENIED, input.decision.reason)
 
@@ -166,7 +149,7 @@ class ActionWorkflow:
                     f"escalation to {approval.escalation_target} failed: {cause_message(err)}"
                 )
                 workflow.logger.warning("%s", r.escalation_error)
-            self._record(
+            self._audit.record(
                 AuditStep.ESCALATION,
                 "escalation",
                 target=approval.escalation_target,
@@ -241,7 +224,7 @@ class ActionWorkflow:
                 plan_digest=self._r.plan_digest,
             )
         )
-        self._record(
+        self._audit.record(
             AuditStep.APPROVAL,
             f"approval:{len(self._r.approvals)}",
             actor=request.approver,
@@ -266,7 +249,7 @@ class ActionWorkflow:
                 reason=reason,
             )
         )
-        self._record(
+        self._audit.record(
             AuditStep.APPROVAL_REFUSED,
             f"refused:{len(self._r.refused)}",
             actor=approver,
@@ -335,11 +318,11 @@ class ActionWorkflow:
                 ),
             )
         except ActivityError as err:
-            self._record_attempts(_attempts_of(err), f"execution failed: {cause_message(err)}")
+            self._audit.execution(attempts_of(err), f"execution failed: {cause_message(err)}")
             return await self._finish(ActionStatus.FAILED, f"execution failed: {cause_message(err)}")
         if isinstance(outcome, ExecutionOutcome):
             r.result = outcome.result
-            self._record_attempts(outcome.attempts, None)
+            self._audit.execution(outcome.attempts, None)
         else:
             r.result = outcome
         if not r.result.success:
@@ -356,7 +339,7 @@ class ActionWorkflow:
             r.verified = False
         if r.verified is None:  # the agent has no verify hook
             return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
-        self._record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
+        self._audit.record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
         self._set_status(ActionStatus.VERIFYING)
         if r.verified:
             return await self._finish(ActionStatus.VERIFIED, r.result.message)
@@ -365,11 +348,11 @@ class ActionWorkflow:
                 ROLLBACK_ACTION, ActionCall(config=config, action=r.action, plan=r.plan), ActionResult | None
             )
         except ActivityError as err:
-            self._record(AuditStep.ROLLBACK, "rollback", success=False, error=cause_message(err))
+            self._audit.record(AuditStep.ROLLBACK, "rollback", success=False, error=cause_message(err))
             return await self._finish(
                 ActionStatus.FAILED, f"verification failed and rollback failed: {cause_message(err)}"
             )
-        self._record(
+        self._audit.record(
             AuditStep.ROLLBACK,
             "rollback",
             success=r.rollback_result.success if r.rollback_result else None,
@@ -401,48 +384,10 @@ class ActionWorkflow:
         metrics.count_action_status(self._input.config.type, status.value)
         took = workflow.now() - self._r.history[0].at
         metrics.observe_action_duration(self._input.config.type, status.value, took)
-        self._record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
+        self._audit.record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
         await self._report_and_wait(status)
         await self._audit.drained()  # the run ends only once its audit rows have landed
         return self._r
-
-    # ----- audit ---------------------------------------------------------------
-
-    def _record(self, step: AuditStep, name: str, actor: str = "", **detail: Any) -> None:
-        r = self._r
-        self._audit.add(
-            AuditRecord(
-                agent_id=r.action.agent_id,
-                action_id=r.action.id,
-                step=step,
-                # The run id keeps keys unique if an action id is ever reused after retention.
-                key=f"{r.action.id}/{workflow.info().run_id}:{name}",
-                actor=actor,
-                occurred_at=workflow.now(),
-                detail=detail,
-            )
-        )
-
-    def _record_attempts(self, attempts: list[ExecutionAttempt], final_error: str | None) -> None:
-        for a in attempts:
-            self._record(
-                AuditStep.EXECUTION_ATTEMPT,
-                f"attempt:{a.attempt}",
-                actor=a.worker,
-                attempt=a.attempt,
-                started_at=a.started_at.isoformat(),
-                error=a.error,
-            )
-        result = self._r.result
-        self._record(
-            AuditStep.EXECUTION_RESULT,
-            "result",
-            attempts=len(attempts),
-            success=result.success if result and final_error is None else False,
-            message=result.message if result and final_error is None else "",
-            error=final_error or (result.error if result else None),
-            data=result.data if result and final_error is None else {},
-        )
 
     # ----- publishing ----------------------------------------------------------
 
@@ -491,18 +436,3 @@ def plan_digest(plan: Plan | None) -> str:
     """A stable digest of the plan an approver saw (sha256 of its canonical JSON)."""
     body = plan.model_dump_json() if plan is not None else "null"
     return hashlib.sha256(body.encode()).hexdigest()
-
-
-def _attempts_of(err: ActivityError) -> list[ExecutionAttempt]:
-    """The attempt log a failed execution left: in its error's details, or (after a
-    timeout) in its last heartbeat."""
-    cause = err.__cause__
-    details: Any = ()
-    if isinstance(cause, ApplicationError):
-        details = cause.details
-    elif cause is not None and hasattr(cause, "last_heartbeat_details"):
-        details = cause.last_heartbeat_details
-    try:
-        return AttemptLog.model_validate(details[0]).attempts if details else []
-    except (ValidationError, TypeError, IndexError):
-        return []
