@@ -127,9 +127,14 @@ async def run(args: argparse.Namespace) -> int:
         print(f"http: {args.http_host}:{port}", flush=True)
     drainer = asyncio.create_task(_drain_metrics(telemetry.bridge.drain))
     if args.health_every > 0:
+        try:
+            thresholds = _thresholds(args.health_thresholds)
+        except (OSError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+            log.error("--health-thresholds: %s", err)
+            return 2
         monitor = MonitorInput(
             task_queue=args.task_queue,
-            thresholds=_thresholds(args.health_thresholds),
+            thresholds=thresholds,
             alert_agent_id=args.health_alert_agent or None,
         )
         sid = await ensure_health_schedule(client, timedelta(seconds=args.health_every), monitor)
