@@ -14,7 +14,7 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -23,17 +23,8 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.agent_instances import AgentInstances
 from activities.contracts import (
-    DECIDE_EVENTS,
-    EXECUTE_ACTION,
-    EXECUTE_ACTION_LOGGED,
-    INITIALIZE_AGENT,
-    NOTIFY_ESCALATION,
-    PLAN_ACTION,
-    ROLLBACK_ACTION,
-    STOP_AGENT,
-    VERIFY_ACTION,
+    NON_RETRYABLE_AGENT_ERROR_CLASSES,
     ActionCall,
     AgentInitialized,
     AttemptLog,
@@ -45,31 +36,19 @@ from activities.contracts import (
     ExecutionOutcome,
     VerifyCall,
 )
-from activities.secrets import SecretUnavailableError
-from agents.errors import (
-    InvalidAgentConfigError,
-    NonRetryableActionError,
-    UnknownAgentTypeError,
-)
 from agents.models import ActionResult, AgentConfig, EventType, Plan, Severity, SystemEvent
-from workflows.ids import agent_workflow_id
+from aiops.runtime.agent_instances import AgentInstances
+from workflows import agent_contract
 
 log = logging.getLogger("aiops.activities")
 
 T = TypeVar("T")
 
-_NON_RETRYABLE = (
-    UnknownAgentTypeError,
-    InvalidAgentConfigError,
-    NonRetryableActionError,
-    SecretUnavailableError,
-)
-
 
 async def _run_hook(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
-    except _NON_RETRYABLE as err:
+    except NON_RETRYABLE_AGENT_ERROR_CLASSES as err:
         raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
 
 
@@ -102,7 +81,7 @@ class AgentActivities:
         self.client = client
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
 
-    @activity.defn(name=INITIALIZE_AGENT)
+    @activity.defn
     async def initialize_agent(self, config: AgentConfig) -> AgentInitialized:
         agent = await _run_hook(self.instances.get(config))
         return AgentInitialized(
@@ -110,7 +89,7 @@ class AgentActivities:
             subscribed_event_types=agent.get_subscribed_event_types(),
         )
 
-    @activity.defn(name=DECIDE_EVENTS)
+    @activity.defn
     async def decide_events(self, request: DecideEventsInput) -> DecideEventsResult:
         """Run ``process_event`` for a batch; one event's failure never sinks the others."""
         agent = await _run_hook(self.instances.get(request.config))
@@ -123,21 +102,21 @@ class AgentActivities:
                 decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
         return DecideEventsResult(decisions=decisions)
 
-    @activity.defn(name=STOP_AGENT)
+    @activity.defn
     async def stop_agent(self, config: AgentConfig) -> bool:
         return await self.instances.stop(config)
 
-    @activity.defn(name=PLAN_ACTION)
+    @activity.defn
     async def plan_action(self, call: ActionCall) -> Plan | None:
         agent = await _run_hook(self.instances.get(call.config))
         return await _run_hook(agent.plan(call.action))
 
-    @activity.defn(name=EXECUTE_ACTION)
+    @activity.defn
     async def execute_action(self, call: ActionCall) -> ActionResult:
         """Run the action; its id is the idempotency key the agent must use."""
         return await self._execute(call)
 
-    @activity.defn(name=EXECUTE_ACTION_LOGGED)
+    @activity.defn
     async def execute_action_logged(self, call: ActionCall) -> ExecutionOutcome:
         """Run the action and keep a log of every attempt for the audit trail.
 
@@ -183,7 +162,7 @@ class AgentActivities:
         )
         return await _with_heartbeats(_run_hook(agent.execute_action(action)), *heartbeat_details)
 
-    @activity.defn(name=VERIFY_ACTION)
+    @activity.defn
     async def verify_action(self, call: VerifyCall) -> bool | None:
         """The verify hook's verdict, or None when the agent has no verify hook."""
         agent = await _run_hook(self.instances.get(call.config))
@@ -191,12 +170,12 @@ class AgentActivities:
             return None
         return await _run_hook(agent.verify(call.action, call.result))
 
-    @activity.defn(name=ROLLBACK_ACTION)
+    @activity.defn
     async def rollback_action(self, call: ActionCall) -> ActionResult | None:
         agent = await _run_hook(self.instances.get(call.config))
         return await _with_heartbeats(_run_hook(agent.rollback(call.action)))
 
-    @activity.defn(name=NOTIFY_ESCALATION)
+    @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> None:
         """Tell the escalation target: always a warning log line, and for ``agent:<id>``
         an ``alert`` event delivered to that agent (its id derives from the action, so a
@@ -222,8 +201,8 @@ class AgentActivities:
         )
         target = notice.target.removeprefix("agent:")
         try:
-            await self.client.get_workflow_handle(agent_workflow_id(target)).signal(
-                "submit_event", alert.model_dump(mode="json")
+            await self.client.get_workflow_handle(agent_contract.agent_workflow_id(target)).signal(
+                agent_contract.SUBMIT_EVENT, alert.model_dump(mode="json")
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -232,7 +211,7 @@ class AgentActivities:
                 ) from err
             raise
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [
             self.initialize_agent,
             self.decide_events,

@@ -8,11 +8,13 @@ never loses them. A worker started without a database logs the steps instead
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 
-from activities.audit_log import AuditLog
-from activities.contracts import RECORD_AUDIT, AuditBatch
+from activities.contracts import AuditBatch
+from activities.database.audit_log import AuditLog
 
 log = logging.getLogger("aiops.audit")
 
@@ -21,7 +23,7 @@ class AuditActivities:
     def __init__(self, audit: AuditLog | None) -> None:
         self.audit = audit
 
-    @activity.defn(name=RECORD_AUDIT)
+    @activity.defn
     async def record_audit(self, batch: AuditBatch) -> int:
         if self.audit is None:
             for r in batch.records:
@@ -32,5 +34,5 @@ class AuditActivities:
             log.info("writing %d audit record(s), attempt %d", len(batch.records), info.attempt)
         return await self.audit.append(batch.records)
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [self.record_audit]

@@ -9,30 +9,33 @@ refuses to store (non-retryable, with the fix in the message).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import asyncpg
 from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.agent_instances import AgentInstances
-from activities.config_store import ConfigStore
 from activities.contracts import (
-    LOAD_CONFIG,
-    REGISTER_CONFIG,
-    RELOAD_AGENT,
-    STORE_CONFIG,
-    VALIDATE_CONFIG,
+    CONFIG_NOT_STORABLE,
+    NO_CONFIG_STORE,
+    UNKNOWN_CONFIG_VERSION,
     ConfigProposal,
     LoadConfigCall,
     ReloadCall,
     StoredConfig,
 )
+from activities.database.config_store import ConfigStore
 from activities.secrets import secret_problems
-from agents.errors import AgentError, InvalidAgentConfigError, UnknownAgentTypeError
+from agents.errors import (
+    AgentError,
+    InvalidAgentConfigError,
+    UnknownAgentTypeError,
+    describe_validation_error,
+)
 from agents.models import AgentConfig
-from workflows.agent_state import describe_validation_error
+from aiops.runtime.agent_instances import AgentInstances
 
 NO_STORE = (
     "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "
@@ -45,7 +48,7 @@ class ConfigActivities:
         self.store = store
         self.instances = instances
 
-    @activity.defn(name=VALIDATE_CONFIG)
+    @activity.defn
     async def validate_config(self, config: AgentConfig) -> list[str]:
         """Every problem the agent type and this worker see in ``config`` (empty: usable)."""
         try:
@@ -60,7 +63,7 @@ class ConfigActivities:
             own = [f"the agent's validation failed on this config: {type(err).__name__}: {err}"]
         return [*own, *secret_problems(config)]
 
-    @activity.defn(name=REGISTER_CONFIG)
+    @activity.defn
     async def register_config(self, proposal: ConfigProposal) -> StoredConfig | None:
         """The stored version of the config an agent starts with (None without a store)."""
         if self.store is None:
@@ -68,38 +71,40 @@ class ConfigActivities:
         with _refused_by_the_database():
             return await self.store.register(proposal.config, proposal.author, proposal.comment)
 
-    @activity.defn(name=STORE_CONFIG)
+    @activity.defn
     async def store_config(self, proposal: ConfigProposal) -> StoredConfig:
         if self.store is None:
-            raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
+            raise ApplicationError(NO_STORE, type=NO_CONFIG_STORE, non_retryable=True)
         with _refused_by_the_database():
             return await self.store.append(
                 proposal.config, proposal.author, proposal.comment, request_id=proposal.request_id
             )
 
-    @activity.defn(name=LOAD_CONFIG)
+    @activity.defn
     async def load_config(self, call: LoadConfigCall) -> StoredConfig:
         if self.store is None:
-            raise ApplicationError(NO_STORE, type="NoConfigStore", non_retryable=True)
+            raise ApplicationError(NO_STORE, type=NO_CONFIG_STORE, non_retryable=True)
         with _refused_by_the_database():
             stored = await self.store.get(call.agent_id, call.version)
         if stored is None:
             raise ApplicationError(
                 f"agent {call.agent_id} has no config version {call.version}",
-                type="UnknownConfigVersion",
+                type=UNKNOWN_CONFIG_VERSION,
                 non_retryable=True,
             )
         return stored
 
-    @activity.defn(name=RELOAD_AGENT)
+    @activity.defn
     async def reload_agent(self, call: ReloadCall) -> None:
         """Call the agent's ``_reload_config_specific(old, new)`` on this worker."""
         try:
             await self.instances.reload(call.old, call.new)
         except InvalidAgentConfigError as err:
-            raise ApplicationError(str(err), type="InvalidAgentConfigError", non_retryable=True) from err
+            raise ApplicationError(
+                str(err), type=InvalidAgentConfigError.__name__, non_retryable=True
+            ) from err
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [
             self.validate_config,
             self.register_config,
@@ -117,12 +122,12 @@ def _refused_by_the_database() -> Iterator[None]:
         yield
     except asyncpg.DataError as err:
         raise ApplicationError(
-            f"config refused: PostgreSQL cannot store it: {err}", type="ConfigRefused", non_retryable=True
+            f"config refused: PostgreSQL cannot store it: {err}", type=CONFIG_NOT_STORABLE, non_retryable=True
         ) from err
     except ValueError as err:  # a stored row (written by hand, say) that is not a valid config
         why = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
         raise ApplicationError(
             f"config refused: the stored config is not valid: {why}",
-            type="ConfigRefused",
+            type=CONFIG_NOT_STORABLE,
             non_retryable=True,
         ) from err

@@ -1,7 +1,8 @@
-"""The inputs and outputs of every activity, shared by workflows and workers.
+"""The inputs, outputs and error types of every activity, shared by workflows and workers.
 
-Workflows import only this module (never the implementations), so a workflow
-file pulls no I/O library into the sandbox.
+Workflows call activities by method reference (``AgentActivities.decide_events``),
+so an activity's name is its method's name and is written nowhere else; the
+models they exchange live here, with the names of the errors they fail with.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agents.errors import (
+    InvalidAgentConfigError,
+    NonRetryableActionError,
+    SecretUnavailableError,
+    UnknownAgentTypeError,
+)
 from agents.health import AgentHealth, AgentObservation, HealthTransition, WorkerResources
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, SystemEvent
 
@@ -21,23 +28,19 @@ class _Contract(BaseModel):
     model_config = ConfigDict(hide_input_in_errors=True)
 
 
-INITIALIZE_AGENT = "initialize_agent"
-DECIDE_EVENTS = "decide_events"
-STOP_AGENT = "stop_agent"
-PLAN_ACTION = "plan_action"
-EXECUTE_ACTION = "execute_action"
-# Like execute_action, and returns (or fails with) the log of every attempt for the audit.
-EXECUTE_ACTION_LOGGED = "execute_action_logged"
-VERIFY_ACTION = "verify_action"
-ROLLBACK_ACTION = "rollback_action"
-NOTIFY_ESCALATION = "notify_escalation"
+# ----- error types ---------------------------------------------------------------
 
-NON_RETRYABLE_AGENT_ERRORS = [
-    "UnknownAgentTypeError",
-    "InvalidAgentConfigError",
-    "NonRetryableActionError",
-    "SecretUnavailableError",
-]
+# Agent errors retrying cannot fix leave an activity as ApplicationErrors named after their class.
+NON_RETRYABLE_AGENT_ERROR_CLASSES: tuple[type[Exception], ...] = (
+    UnknownAgentTypeError,
+    InvalidAgentConfigError,
+    NonRetryableActionError,
+    SecretUnavailableError,
+)
+NON_RETRYABLE_AGENT_ERRORS = [cls.__name__ for cls in NON_RETRYABLE_AGENT_ERROR_CLASSES]
+NO_CONFIG_STORE = "NoConfigStore"  # the worker runs without a database (--no-database)
+UNKNOWN_CONFIG_VERSION = "UnknownConfigVersion"  # no such stored version, or not this agent's
+CONFIG_NOT_STORABLE = "ConfigRefused"  # PostgreSQL refuses the value (say a NUL character)
 
 
 class AgentInitialized(_Contract):
@@ -102,13 +105,6 @@ class EscalationNotice(_Contract):
 
 # ----- audit log and configuration store -------------------------------------
 
-RECORD_AUDIT = "record_audit"
-REGISTER_CONFIG = "register_config"
-STORE_CONFIG = "store_config"
-LOAD_CONFIG = "load_config"
-VALIDATE_CONFIG = "validate_config"
-RELOAD_AGENT = "reload_agent"
-
 
 class AuditStep(StrEnum):
     EVENT_RECEIVED = "event_received"
@@ -171,12 +167,6 @@ class ReloadCall(_Contract):
 
 
 # ----- health monitor --------------------------------------------------------
-
-LIST_AGENTS = "list_agents"
-OBSERVE_AGENTS = "observe_agents"
-SUMMARIZE_APPROVALS = "summarize_approvals"
-RECORD_HEALTH = "record_health"
-RAISE_HEALTH_ALERT = "raise_health_alert"
 
 
 class ListAgentsCall(_Contract):

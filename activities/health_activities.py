@@ -15,7 +15,9 @@ import os
 import resource
 import shutil
 import socket
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 from temporalio import activity
@@ -24,13 +26,7 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.agent_instances import AgentInstances
 from activities.contracts import (
-    LIST_AGENTS,
-    OBSERVE_AGENTS,
-    RAISE_HEALTH_ALERT,
-    RECORD_HEALTH,
-    SUMMARIZE_APPROVALS,
     HealthAlert,
     HealthSnapshot,
     ListAgentsCall,
@@ -38,10 +34,13 @@ from activities.contracts import (
     ObserveAgentsCall,
     PendingApprovals,
 )
+from activities.database.health_snapshots import HealthSnapshots
 from agents.health import AgentObservation, HealthStatus, WorkerResources
 from agents.models import EventType, Severity, SystemEvent
-from workflows.agent_state import AgentStatus
-from workflows.ids import agent_workflow_id
+from aiops.runtime.agent_instances import AgentInstances
+from workflows import action_contract, agent_contract
+from workflows import search_attributes as sa
+from workflows.agent_contract import AgentStatus
 
 log = logging.getLogger("aiops.health")
 
@@ -73,22 +72,20 @@ class HealthActivities:
     ) -> None:
         self.client = client
         self.instances = instances
-        self.pool = pool
+        self.snapshots = HealthSnapshots(pool) if pool is not None else None
         runtime = client.service_client.config.runtime or Runtime.default()
         self.meter = meter or runtime.metric_meter
 
-    @activity.defn(name=LIST_AGENTS)
+    @activity.defn
     async def list_agents(self, call: ListAgentsCall) -> list[str]:
         """Agents on the task queue from the visibility store: the running ones, and those whose
         workflow failed recently (so a failure is judged and alerted, not just gone)."""
-        since = (datetime.now(UTC) - timedelta(seconds=call.failed_within_seconds)).isoformat()
-        query = (
-            f"WorkflowType = 'AgentWorkflow' AND TaskQueue = '{call.task_queue}' AND "
-            f"(ExecutionStatus = 'Running' OR (ExecutionStatus = 'Failed' AND CloseTime > '{since}'))"
-        )
-        return sorted({w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)})
+        since = datetime.now(UTC) - timedelta(seconds=call.failed_within_seconds)
+        query = agent_contract.agents_query(call.task_queue, failed_since=since)
+        found = {agent_contract.agent_id_of(w.id) async for w in self.client.list_workflows(query)}
+        return sorted(a for a in found if a is not None)
 
-    @activity.defn(name=OBSERVE_AGENTS)
+    @activity.defn
     async def observe_agents(self, call: ObserveAgentsCall) -> Observations:
         gate = asyncio.Semaphore(CONCURRENT_OBSERVATIONS)
 
@@ -100,10 +97,10 @@ class HealthActivities:
         return Observations(agents=list(agents), worker=worker_resources())
 
     async def _observe(self, agent_id: str, limit: float) -> AgentObservation:
-        handle = self.client.get_workflow_handle(agent_workflow_id(agent_id))
+        handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
         try:
             status: AgentStatus = await handle.query(
-                "status", result_type=AgentStatus, rpc_timeout=timedelta(seconds=limit)
+                agent_contract.STATUS, result_type=AgentStatus, rpc_timeout=timedelta(seconds=limit)
             )
         except RPCError as err:
             problem = "not running" if err.status == RPCStatusCode.NOT_FOUND else err.message
@@ -132,23 +129,20 @@ class HealthActivities:
                 observation.check_error = f"{type(err).__name__}: {err}"[:300]
         return observation
 
-    @activity.defn(name=SUMMARIZE_APPROVALS)
+    @activity.defn
     async def summarize_approvals(self, task_queue: str) -> PendingApprovals:
-        query = (
-            "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running' "
-            f"AND TaskQueue = '{task_queue}'"
-        )
+        query = action_contract.pending_approvals_query(task_queue)
         now = datetime.now(UTC)
         summary = PendingApprovals()
         async for w in self.client.list_workflows(query):
-            agent_type = _keyword(w.search_attributes.get("AiopsAgentType")) or "unknown"
+            agent_type = w.typed_search_attributes.get(sa.AGENT_TYPE) or "unknown"
             summary.count_by_type[agent_type] = summary.count_by_type.get(agent_type, 0) + 1
             waited = (now - w.start_time).total_seconds()
             oldest = summary.oldest_seconds_by_type.get(agent_type, 0.0)
             summary.oldest_seconds_by_type[agent_type] = max(oldest, waited)
         return summary
 
-    @activity.defn(name=RECORD_HEALTH)
+    @activity.defn
     async def record_health(self, snapshot: HealthSnapshot) -> dict[str, HealthStatus]:
         """Store the verdicts and export them; return each agent's previous recorded status."""
         health_gauge = self.meter.create_gauge("aiops_agent_health", "0 healthy, 1 degraded, 2 unhealthy")
@@ -164,37 +158,13 @@ class HealthActivities:
             labels = {"agent_type": agent_type}
             pending.set(approvals.count_by_type.get(agent_type, 0), labels)
             oldest.set(approvals.oldest_seconds_by_type.get(agent_type, 0.0), labels)
-        if self.pool is None:
+        if self.snapshots is None:
             return {}
-        ids = [h.agent_id for h in snapshot.agents]
-        observed = {o.agent_id: o for o in snapshot.observations}
-        async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT DISTINCT ON (agent_id) agent_id, status FROM health_snapshots"
-                " WHERE agent_id = ANY($1::text[]) AND monitor_run <> $2 ORDER BY agent_id, seq DESC",
-                ids,
-                snapshot.monitor_run,
-            )
-            await conn.executemany(
-                "INSERT INTO health_snapshots (monitor_run, taken_at, agent_id, agent_type, status, reasons,"
-                " observation) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb)"
-                " ON CONFLICT (monitor_run, agent_id) DO NOTHING",
-                [
-                    (
-                        snapshot.monitor_run,
-                        snapshot.taken_at,
-                        h.agent_id,
-                        h.agent_type,
-                        h.status.value,
-                        _json(h.reasons),
-                        observed[h.agent_id].model_dump_json() if h.agent_id in observed else "{}",
-                    )
-                    for h in snapshot.agents
-                ],
-            )
-        return {r["agent_id"]: HealthStatus(r["status"]) for r in rows}
+        return await self.snapshots.record(
+            snapshot.monitor_run, snapshot.taken_at, snapshot.agents, snapshot.observations
+        )
 
-    @activity.defn(name=RAISE_HEALTH_ALERT)
+    @activity.defn
     async def raise_health_alert(self, alert: HealthAlert) -> bool:
         """Log, count and deliver one transition; True when an alerting agent received it."""
         t = alert.transition
@@ -233,9 +203,8 @@ class HealthActivities:
             correlation_id=alert.monitor_run,
         )
         try:
-            await self.client.get_workflow_handle(agent_workflow_id(alert.alert_agent_id)).signal(
-                "submit_event", event.model_dump(mode="json")
-            )
+            handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(alert.alert_agent_id))
+            await handle.signal(agent_contract.SUBMIT_EVENT, event.model_dump(mode="json"))
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
@@ -243,7 +212,7 @@ class HealthActivities:
             return False
         return True
 
-    def all(self) -> list[object]:
+    def all(self) -> list[Callable[..., Any]]:
         return [
             self.list_agents,
             self.observe_agents,
@@ -251,15 +220,3 @@ class HealthActivities:
             self.record_health,
             self.raise_health_alert,
         ]
-
-
-def _keyword(value: object) -> str | None:
-    if isinstance(value, list):
-        return str(value[0]) if value else None
-    return str(value) if value is not None else None
-
-
-def _json(value: object) -> str:
-    import json
-
-    return json.dumps(value)

@@ -11,12 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from agents.errors import SecretUnavailableError
 from agents.models import AgentConfig
 from agents.secret_refs import is_reference, is_secret_name
-
-
-class SecretUnavailableError(Exception):
-    """A reference points at nothing on this worker (unset variable, unreadable file)."""
 
 
 def resolve_reference(reference: str, where: str) -> str:

@@ -3,6 +3,23 @@
 Agent authors override the ``_*_specific`` hooks; the framework only ever calls
 the public methods, which add the lifecycle checks, logging, timing and error
 bookkeeping the seed promises. None of this runs in workflow code.
+
+What every hook can rely on, and must allow for:
+
+- **Where.** In a worker process, inside an activity, on an instance the worker
+  builds from the agent's config (``AgentInstances``) and keeps per agent id. Any
+  worker on the task queue may run any hook, so an instance must not assume it
+  saw earlier calls: keep durable state in the system you operate, not in memory.
+- **How often.** At least once. Temporal retries an activity after a failure, a
+  timeout or a worker crash, so every hook may run again with the same input.
+  A hook with a side effect must be idempotent: ``action.id`` is stable for one
+  action across every retry, worker and replay; use it as the idempotency key.
+- **Errors.** ``NonRetryableActionError``, ``InvalidAgentConfigError`` and
+  ``UnknownAgentTypeError`` stop the retries at once; any other exception is
+  retried by the calling workflow's retry policy (``AgentConfig.retry`` for
+  execute), then recorded as the step's failure.
+- **Secrets.** ``self.config`` holds resolved secret references; never return
+  them in a result, a plan or an exception message (those reach history).
 """
 
 from __future__ import annotations
@@ -10,7 +27,9 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable
 from enum import StrEnum
+from typing import TypeVar
 
 from agents.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
 from agents.models import (
@@ -22,6 +41,8 @@ from agents.models import (
     Plan,
     SystemEvent,
 )
+
+T = TypeVar("T")
 
 
 class AgentLifecycle(StrEnum):
@@ -136,41 +157,89 @@ class BaseAgent(ABC):
     # ----- hooks an agent author fills ---------------------------------------
 
     async def _initialize_agent_specific(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Connect to what the agent operates. Runs when a worker first builds this instance:
+        at agent start (the ``initialize_agent`` activity, retried for a few minutes, then the
+        agent fails with the error) and again on any other worker that later needs the agent.
+        Raise to refuse; it may run more than once per worker process lifetime."""
 
     async def _start_agent_specific(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Start background work after ``_initialize_agent_specific``, on the same occasions and
+        as often; keep it cheap and idempotent. Errors are handled as for initialize."""
 
     async def _stop_agent_specific(self) -> None:  # noqa: B027 - optional hook
-        pass
+        """Release resources. Runs once per worker holding an instance when the agent stops
+        (the ``stop_agent`` activity, up to 3 attempts).
+        Errors are logged and noted in the agent's recent errors; the agent stops anyway."""
 
     @abstractmethod
-    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None: ...
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        """Decide what to do about one event: an ``AgentAction`` to propose, or None.
+
+        Runs in the ``decide_events`` activity (a local activity by default) for each
+        subscribed event, at least once: a retried batch, or a replay after a worker
+        crash, calls it again for the same event, so it must have no side effect. The
+        framework replaces ``action.id`` with one derived from agent and event, sets
+        ``agent_id``/``event_id``, and hands the action to the approval policy. An
+        exception is recorded as a decision error for this event (retried up to 3
+        times if transient); other events of the batch are unaffected."""
 
     @abstractmethod
-    async def _execute_action_specific(self, action: AgentAction) -> ActionResult: ...
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        """Carry out an approved action and return what happened.
+
+        Runs in the ``execute_action_logged`` activity only after the policy and every
+        required approval allow it, with the configured retry policy and heartbeats:
+        AT LEAST ONCE, possibly on several workers (a crashed worker's attempt is retried
+        elsewhere). Make the side effect idempotent with ``action.id`` as its key (check
+        whether that key's change already happened before doing it). Return
+        ``ActionResult(success=False, ...)`` for a failure retrying cannot fix, or raise
+        ``NonRetryableActionError``; any other exception is retried."""
 
     async def _reload_config_specific(  # noqa: B027 - optional hook
         self, old_config: AgentConfig, new_config: AgentConfig
     ) -> None:
-        pass
+        """Take a new config version without a restart. Runs in the ``reload_agent`` activity
+        between two batches, after validation and storage, at least once (retried for a few
+        minutes). Raise ``InvalidAgentConfigError`` to refuse: the agent keeps the old version
+        and the caller is told why. Other workers pick the new config up lazily."""
 
     @abstractmethod
-    def _get_subscribed_event_types(self) -> list[EventType]: ...
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        """The event types this agent decides; others are counted as filtered and audited.
+        Asked once at agent start (``initialize_agent``); must not do I/O."""
 
     async def _plan_specific(self, action: AgentAction) -> Plan | None:
+        """A dry run: what executing ``action`` would change. Runs in the ``plan_action``
+        activity before any approval wait, at least once, and must not change anything.
+        The plan is the evidence an approver reads and its digest pins what they approved.
+        None means "no dry run" (the default). An exception that survives the retries
+        fails the action before execution: the framework never acts blind."""
         return None
 
     async def _verify_specific(self, action: AgentAction, result: ActionResult) -> bool:
+        """Check the system after a successful execution. Runs in the ``verify_action``
+        activity, at least once, read-only. False (or an exception after the retries)
+        triggers ``_rollback_specific``. The default trusts the execution's result."""
         return True
 
     async def _rollback_specific(self, action: AgentAction) -> ActionResult | None:
+        """Undo ``action`` after a failed verification (compensation). Runs in the
+        ``rollback_action`` activity, at least once: idempotent by ``action.id`` like
+        execute. None (the default) means the agent cannot roll back; the action then
+        ends as failed."""
         return None
 
     async def _health_check_specific(self) -> dict[str, bool]:
+        """Named checks of the agent's dependencies (``{"api reachable": True}``). Runs on a
+        worker every health-monitor pass (a minute by default) under a short timeout; any
+        False makes the agent degraded, an exception is reported as a failing check."""
         return {}
 
     def _validate_config_specific(self, config: AgentConfig) -> list[str]:
+        """Problems this agent type sees in ``config`` (empty when usable). Runs in the
+        ``validate_config`` activity before a config version is stored, and when an instance
+        is built; must be pure (no I/O). A non-empty answer refuses the config with these
+        messages; an exception refuses it too."""
         return []
 
     # ----- plumbing ----------------------------------------------------------
@@ -183,7 +252,7 @@ class BaseAgent(ABC):
         if self.lifecycle != AgentLifecycle.RUNNING:
             raise AgentLifecycleError(f"agent {self.agent_id} cannot {what} while {self.lifecycle.value}")
 
-    async def _guarded(self, hook: str, awaitable):  # type: ignore[no-untyped-def]
+    async def _guarded(self, hook: str, awaitable: Awaitable[T]) -> T:
         self.last_activity_at = time.time()
         try:
             return await awaitable

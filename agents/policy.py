@@ -92,10 +92,10 @@ def decide(config: AgentConfig, action: AgentAction, context: PolicyContext | No
         return needs_approval(
             "the circuit breaker is open after repeated failed actions; a person must reset it"
         )
-    limit = config.approval.max_auto_executions
-    if limit is not None and context.auto_executions_in_window >= limit:
+    most = config.approval.max_auto_executions
+    if most is not None and context.auto_executions_in_window >= most:
         return needs_approval(
-            f"automatic execution limit reached ({limit} per "
+            f"automatic execution limit reached ({most} per "
             f"{config.approval.auto_execution_window_seconds:g}s)"
         )
     return PolicyDecision(

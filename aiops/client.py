@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,33 +18,60 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.audit_log import AuditLog, AuditRow, ChainReport
-from activities.config_store import ConfigStore
 from activities.contracts import AuditRecord, AuditStep, StoredConfig
-from activities.database import DATABASE_URL_ENV, database_url, open_pool
+from activities.database.audit_log import AuditLog, AuditRow, ChainReport
+from activities.database.config_store import ConfigStore
+from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
 from agents.config_diff import ConfigChange, diff_configs
+from agents.errors import AiopsError
 from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
 from aiops.connection import connect
-from workflows.action_state import ActionRecord, ApprovalRequest, DecisionRequest
-from workflows.agent_state import AgentState, AgentStatus, AgentWorkflowInput, StopRequest
+from workflows import action_contract, agent_contract
+from workflows.action_contract import (
+    APPROVAL_REFUSED,
+    ActionRecord,
+    ActionStatus,
+    ApprovalRequest,
+    DecisionRequest,
+    action_workflow_id,
+)
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_contract import (
+    DEFAULT_TASK_QUEUE,
+    AgentCommand,
+    AgentState,
+    AgentStatus,
+    AgentWorkflowInput,
+    ConfigApplied,
+    ReconfigureRequest,
+    StopRequest,
+    agent_workflow_id,
+)
 from workflows.agent_workflow import AgentWorkflow
-from workflows.config_change import ConfigApplied
-from workflows.ids import DEFAULT_TASK_QUEUE, action_workflow_id, agent_workflow_id
+
+__all__ = [
+    "ActionNotFoundError",
+    "AgentNotRunningError",
+    "AiopsClient",
+    "AiopsError",
+    "ClientError",
+    "ConfigRefusedError",
+]
 
 
-class AiopsError(Exception):
-    """A failed operator request; the message says what to do."""
+class ClientError(AiopsError):
+    """A refused or failed operator request; the message says what to do."""
 
 
-class AgentNotRunningError(AiopsError):
+class AgentNotRunningError(ClientError):
     pass
 
 
-class ActionNotFoundError(AiopsError):
+class ActionNotFoundError(ClientError):
     pass
 
 
-class ConfigRefusedError(AiopsError):
+class ConfigRefusedError(ClientError):
     pass
 
 
@@ -90,7 +117,7 @@ class AiopsClient:
         self, agent_id: str, event: SystemEvent | dict[str, Any], config: AgentConfig | None = None
     ) -> None:
         """Deliver one event; with ``config``, start the agent first if it is not running."""
-        await self._deliver(agent_id, "submit_event", _jsonable(event), config)
+        await self._deliver(agent_id, False, _jsonable(event), config)
 
     async def send_events(
         self,
@@ -105,48 +132,42 @@ class AiopsClient:
         for event in events:
             batch.append(_jsonable(event))
             if len(batch) >= batch_size:
-                await self._deliver(agent_id, "submit_events", batch, config)
+                await self._deliver(agent_id, True, batch, config)
                 sent += len(batch)
                 batch = []
         if batch:
-            await self._deliver(agent_id, "submit_events", batch, config)
+            await self._deliver(agent_id, True, batch, config)
             sent += len(batch)
         return sent
 
-    async def _deliver(self, agent_id: str, signal: str, payload: Any, config: AgentConfig | None) -> None:
+    async def _deliver(self, agent_id: str, batch: bool, payload: Any, config: AgentConfig | None) -> None:
+        signal = AgentWorkflow.submit_events if batch else AgentWorkflow.submit_event
         if config is not None:
             if config.id != agent_id:
-                raise AiopsError(f"config is for agent {config.id!r}, not {agent_id!r}")
+                raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             await self.client.start_workflow(
                 AgentWorkflow.run,
                 AgentWorkflowInput(config=config),
                 id=agent_workflow_id(agent_id),
                 task_queue=self.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                start_signal=signal,
+                start_signal=agent_contract.SUBMIT_EVENTS if batch else agent_contract.SUBMIT_EVENT,
                 start_signal_args=[payload],
             )
             return
-        await self._signal(self.agent_handle(agent_id), signal, payload, agent_id=agent_id)
+        await self._signal(agent_id, signal, payload)
 
-    async def pause(self, agent_id: str) -> None:
-        await self._signal(self.agent_handle(agent_id), "pause", agent_id=agent_id)
+    async def pause(self, agent_id: str, actor: str = "") -> None:
+        await self._signal(agent_id, AgentWorkflow.pause, AgentCommand(actor=actor))
 
-    async def resume(self, agent_id: str) -> None:
-        await self._signal(self.agent_handle(agent_id), "resume", agent_id=agent_id)
+    async def resume(self, agent_id: str, actor: str = "") -> None:
+        await self._signal(agent_id, AgentWorkflow.resume, AgentCommand(actor=actor))
 
-    async def stop(self, agent_id: str, reason: str = "", drain: bool = True) -> None:
-        await self._signal(
-            self.agent_handle(agent_id),
-            "stop",
-            StopRequest(reason=reason, drain=drain).model_dump(),
-            agent_id=agent_id,
-        )
+    async def stop(self, agent_id: str, reason: str = "", drain: bool = True, actor: str = "") -> None:
+        await self._signal(agent_id, AgentWorkflow.stop, StopRequest(reason=reason, drain=drain, actor=actor))
 
     async def reset_circuit_breaker(self, agent_id: str, by: str) -> None:
-        await self._signal(
-            self.agent_handle(agent_id), "reset_circuit_breaker", {"by": by}, agent_id=agent_id
-        )
+        await self._signal(agent_id, AgentWorkflow.reset_circuit_breaker, AgentCommand(actor=by))
 
     async def status(self, agent_id: str) -> AgentStatus:
         try:
@@ -155,10 +176,12 @@ class AiopsClient:
             raise self._no_agent(agent_id, err) from err
 
     async def list_agents(self, state: AgentState | None = None) -> list[str]:
-        query = "WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'"
-        if state:
-            query += f" AND AiopsAgentState = '{AgentState(state).value}'"
-        return [w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)]
+        """Ids of the running agents (on any task queue), optionally in one state."""
+        return await self._agent_ids(agent_contract.agents_query(state=state))
+
+    async def _agent_ids(self, query: str) -> list[str]:
+        found = [agent_contract.agent_id_of(w.id) async for w in self.client.list_workflows(query)]
+        return [a for a in found if a is not None]
 
     # ----- actions -------------------------------------------------------------
 
@@ -171,7 +194,7 @@ class AiopsClient:
 
     async def action(self, action_id: str) -> ActionRecord:
         try:
-            return await self.action_handle(action_id).query("status", result_type=ActionRecord)
+            return await self.action_handle(action_id).query(ActionWorkflow.status)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 raise ActionNotFoundError(
@@ -198,11 +221,8 @@ class AiopsClient:
                 await asyncio.sleep(0.1)
 
     async def pending_approvals(self, agent_id: str | None = None) -> list[str]:
-        query = "AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'"
-        if agent_id:
-            if not AGENT_ID_PATTERN.match(agent_id):
-                raise AiopsError(f"{agent_id!r} is not a valid agent id")
-            query += f" AND AiopsAgentId = '{agent_id}'"
+        """Ids of the actions waiting for approval (on any task queue), optionally of one agent."""
+        query = action_contract.pending_approvals_query(agent_id=_checked_agent_id(agent_id))
         return [w.id async for w in self.client.list_workflows(query)]
 
     async def approve(
@@ -221,20 +241,18 @@ class AiopsClient:
             approve=approve, approver=approver, comment=comment, plan_digest=plan_digest
         )
         try:
-            return await self.action_handle(action_id).execute_update(
-                "decide", request, result_type=ActionRecord
-            )
+            return await self.action_handle(action_id).execute_update(ActionWorkflow.decide, request)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == "ApprovalRefused":
+            if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
                 await self._audit_refusal(action_id, request, cause.message)
-                raise AiopsError(f"refused: {cause.message}") from err
-            raise AiopsError(f"the decision could not be applied: {cause}") from err
+                raise ClientError(f"refused: {cause.message}") from err
+            raise ClientError(f"the decision could not be applied: {cause}") from err
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             record = await self.action(action_id)  # raises ActionNotFoundError if it never existed
-            raise AiopsError(
+            raise ClientError(
                 f"refused: action {action_id} is no longer pending approval (it is {record.status.value})"
             ) from err
 
@@ -243,7 +261,7 @@ class AiopsClient:
         client that saw the refusal writes it to the audit log (when it has the database)."""
         if self.pool is None:
             return
-        agent_id = action_id.removeprefix("action-").partition(":")[0]
+        agent_id = action_contract.agent_id_of(action_id) or ""
         now = datetime.now(UTC)
         record = AuditRecord(
             agent_id=agent_id,
@@ -263,14 +281,15 @@ class AiopsClient:
 
     async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
         """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""
-        await self.action_handle(action_id).signal("approve" if approve else "reject", request.model_dump())
+        signal = ActionWorkflow.approve if approve else ActionWorkflow.reject
+        await self.action_handle(action_id).signal(signal, request.model_dump(exclude_none=True))
 
     # ----- configuration -------------------------------------------------------
 
     async def apply_config(self, config: AgentConfig, author: str, comment: str = "") -> ConfigApplied:
         """Validate on a worker, store as the next version, and hot-reload the running agent."""
         return await self._reconfigure(
-            config.id, {"config": config.model_dump(mode="json"), "author": author, "comment": comment}
+            config.id, ReconfigureRequest(config=config, author=author, comment=comment, actor=author)
         )
 
     async def rollback_config(
@@ -278,13 +297,13 @@ class AiopsClient:
     ) -> ConfigApplied:
         """Store a copy of ``version`` as the next version and apply it."""
         return await self._reconfigure(
-            agent_id, {"rollback_to": version, "author": author, "comment": comment}
+            agent_id, ReconfigureRequest(rollback_to=version, author=author, comment=comment, actor=author)
         )
 
-    async def _reconfigure(self, agent_id: str, request: dict[str, Any]) -> ConfigApplied:
+    async def _reconfigure(self, agent_id: str, request: ReconfigureRequest) -> ConfigApplied:
         try:
             return await self.agent_handle(agent_id).execute_update(
-                "reconfigure", request, result_type=ConfigApplied
+                AgentWorkflow.reconfigure, request.model_dump(mode="json", exclude_none=True)
             )
         except WorkflowUpdateFailedError as err:
             cause = err.cause
@@ -300,7 +319,7 @@ class AiopsClient:
     async def config_version(self, agent_id: str, version: int) -> StoredConfig:
         stored = await ConfigStore(self._pool()).get(agent_id, version)
         if stored is None:
-            raise AiopsError(
+            raise ClientError(
                 f"agent {agent_id!r} has no config version {version}; see `aiops config history {agent_id}`"
             )
         return stored
@@ -331,21 +350,16 @@ class AiopsClient:
 
     def _pool(self) -> asyncpg.Pool:
         if self.pool is None:
-            raise AiopsError(
+            raise ClientError(
                 f"set {DATABASE_URL_ENV} to the PostgreSQL the workers use to read config history and audit"
             )
         return self.pool
 
     # ----- plumbing ------------------------------------------------------------
 
-    async def _signal(
-        self, handle: WorkflowHandle[Any, Any], name: str, arg: Any = None, *, agent_id: str
-    ) -> None:
+    async def _signal(self, agent_id: str, signal: Callable[[AgentWorkflow, Any], Any], arg: Any) -> None:
         try:
-            if arg is None:
-                await handle.signal(name)
-            else:
-                await handle.signal(name, arg)
+            await self.agent_handle(agent_id).signal(signal, arg)
         except RPCError as err:
             raise self._no_agent(agent_id, err) from err
 
@@ -374,10 +388,7 @@ class AiopsClient:
 
     async def agent_statuses(self, state: AgentState | None = None) -> list[AgentStatus]:
         """The status of every agent running on this client's task queue (optionally in one state)."""
-        query = f"WorkflowType = 'AgentWorkflow' AND ExecutionStatus = 'Running'{self._on_queue()}"
-        if state:
-            query += f" AND AiopsAgentState = '{AgentState(state).value}'"
-        ids = [w.id.removeprefix("agent-") async for w in self.client.list_workflows(query)]
+        ids = await self._agent_ids(agent_contract.agents_query(self.task_queue, state))
         found = await asyncio.gather(*(self.status(agent_id) for agent_id in ids), return_exceptions=True)
         statuses = []
         for result in found:
@@ -388,15 +399,11 @@ class AiopsClient:
             statuses.append(result)
         return sorted(statuses, key=lambda s: s.agent_id)
 
-    def _on_queue(self) -> str:
-        """A visibility filter for this client's task queue: agents elsewhere have other workers."""
-        return "" if "'" in self.task_queue else f" AND TaskQueue = '{self.task_queue}'"
-
     async def latest_config(self, agent_id: str) -> StoredConfig:
         """The agent's newest stored config version."""
         history = await self.config_history(agent_id, limit=1)
         if not history:
-            raise AiopsError(
+            raise ClientError(
                 f"agent {agent_id!r} has no stored config; start it with its config file "
                 "(`aiops agents start --config FILE.json`)"
             )
@@ -404,13 +411,7 @@ class AiopsClient:
 
     async def approval_inbox(self, agent_id: str | None = None) -> list[tuple[str, ActionRecord]]:
         """``(action id, record)`` of every action on this task queue waiting for approval, oldest first."""
-        from workflows.action_state import ActionStatus
-
-        query = f"AiopsActionStatus = 'PendingApproval' AND ExecutionStatus = 'Running'{self._on_queue()}"
-        if agent_id:
-            if not AGENT_ID_PATTERN.match(agent_id):
-                raise AiopsError(f"{agent_id!r} is not a valid agent id")
-            query += f" AND AiopsAgentId = '{agent_id}'"
+        query = action_contract.pending_approvals_query(self.task_queue, _checked_agent_id(agent_id))
         ids = [w.id async for w in self.client.list_workflows(query)]
         found = await asyncio.gather(*(self.action(action_id) for action_id in ids), return_exceptions=True)
         inbox = []
@@ -426,3 +427,9 @@ class AiopsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+
+
+def _checked_agent_id(agent_id: str | None) -> str | None:
+    if agent_id and not AGENT_ID_PATTERN.match(agent_id):
+        raise ClientError(f"{agent_id!r} is not a valid agent id")
+    return agent_id or None

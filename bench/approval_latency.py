@@ -21,6 +21,8 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from workflows.action_workflow import ActionWorkflow
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.models import ApprovalSettings, Approver
@@ -28,7 +30,7 @@ from aiops.client import AiopsClient
 from bench.probe_workflow import SignalToActivityProbe
 from bench.stack import bench_stack
 from tests.helpers import agent_config
-from workflows.action_state import ActionStatus
+from workflows.action_contract import ActionStatus
 
 DISPATCH: dict[str, list[float]] = {"approval": [], "raw": []}
 
@@ -51,7 +53,9 @@ async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
     sent = time.time()
-    await aiops.action_handle(action_id).signal("approve", {"approver": "alice", "comment": "bench"})
+    await aiops.action_handle(action_id).signal(
+        ActionWorkflow.approve, {"approver": "alice", "comment": "bench"}
+    )
     record = await aiops.wait_for_action(action_id)
     assert record.result is not None
     data = record.result.data

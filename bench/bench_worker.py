@@ -13,12 +13,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from activities.agent_activities import AgentActivities
-from activities.database import database_url, open_pool
+from activities.database.pool import database_url, open_pool
 from agents.registry import load_agent_modules
 from aiops.connection import connect
+from aiops.runtime.worker_build import build_worker
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
-from worker import build_worker
 
 
 async def main(task_queue: str) -> None:

@@ -42,7 +42,7 @@ from bench.noop_workflow import NoOpSink
 from bench.observer_agent import read_count
 from bench.stack import bench_stack
 from tests.helpers import agent_config
-from workflows.agent_state import AgentState
+from workflows.agent_contract import AgentState
 
 VERBOSE = "--verbose" in sys.argv
 RUNTIME: dict = {}

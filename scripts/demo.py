@@ -17,12 +17,14 @@ import sys
 import uuid
 from pathlib import Path
 
+from workflows import action_contract
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import AgentConfig, SystemEvent
 from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
-from workflows.action_state import ActionRecord, ActionStatus
+from workflows.action_contract import ActionRecord, ActionStatus
 
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"
@@ -148,11 +150,11 @@ async def main(leave_pending: bool) -> int:
     print("  Approve it from a terminal, with either CLI:")
     print(f'    .venv/bin/aiops approvals approve {action_id} --as alice --comment "reviewed the plan"')
     print(f"    TEMPORAL_ADDRESS={address} .venv/bin/temporal workflow signal --workflow-id {action_id} \\")
-    print(f"      --name approve --input '{body}'")
+    print(f"      --name {action_contract.APPROVE} --input '{body}'")
 
     if leave_pending:
         say("Leaving the action pending and the stack running: approve it in the Web UI")
-        print(f'  (More actions → Send a Signal, name "approve", input {body}).')
+        print(f'  (More actions → Send a Signal, name "{action_contract.APPROVE}", input {body}).')
         print("  Stop everything with: bash temporal-dev/stop.sh")
         return 0
 

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from agents import AgentConfig, SystemEvent
 from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
-from workflows.action_state import ActionRecord, ActionStatus
+from workflows.action_contract import ActionRecord, ActionStatus
 
 T = TypeVar("T")
 

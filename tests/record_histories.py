@@ -19,14 +19,15 @@ from temporalio.testing import WorkflowEnvironment
 
 import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
-from activities.database import open_pool
+from activities.database.pool import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.postgres_server import PostgresServer
-from worker import build_worker
-from workflows.action_state import ActionStatus
-from workflows.ids import agent_workflow_id
+from workflows.action_contract import ActionStatus
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_contract import agent_workflow_id
 from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -89,8 +90,10 @@ async def record(aiops: AiopsClient) -> None:
         await eventually(
             lambda k=key: aiops.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
-    await aiops.action_handle(ids["a-signal"]).signal("approve", {"approver": "mallory"})
-    await aiops.action_handle(ids["a-signal"]).signal("approve", {"approver": "alice", "comment": "ok"})
+    await aiops.action_handle(ids["a-signal"]).signal(ActionWorkflow.approve, {"approver": "mallory"})
+    await aiops.action_handle(ids["a-signal"]).signal(
+        ActionWorkflow.approve, {"approver": "alice", "comment": "ok"}
+    )
     await aiops.approve(ids["a-update"], "alice")
     await aiops.approve(ids["a-update"], "carol")
     await aiops.reject(ids["a-reject"], "bob", "no")

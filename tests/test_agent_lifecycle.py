@@ -10,8 +10,8 @@ from temporalio.client import WorkflowFailureError
 
 from aiops.client import AgentNotRunningError, AiopsClient
 from tests.helpers import agent_config, event, eventually
-from workflows.action_state import ActionStatus
-from workflows.agent_state import AgentState
+from workflows.action_contract import ActionStatus
+from workflows.agent_contract import AgentState
 
 
 async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker) -> None:

@@ -13,7 +13,9 @@ from aiops.client import AiopsClient, AiopsError
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_state import ActionRecord, ActionStatus, ApprovalRequest
+from workflows import action_contract
+from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRequest
+from workflows.action_workflow import ActionWorkflow
 
 
 async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: str = "dave"):
@@ -35,7 +37,7 @@ async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worke
     result = await asyncio.to_thread(
         subprocess.run,
         [TEMPORAL_BIN, "workflow", "signal", "--address", address, "--workflow-id", action_id,
-         "--name", "approve", "--input", json.dumps({"approver": "alice", "comment": "ok"})],
+         "--name", action_contract.APPROVE, "--input", json.dumps({"approver": "alice", "comment": "ok"})],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -100,9 +102,11 @@ async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker)
 
 async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops)
-    await aiops.action_handle(action_id).signal("approve", {"approver": "mallory"})
-    await aiops.action_handle(action_id).signal("approve", {"aprover": "alice"})
-    await aiops.action_handle(action_id).signal("approve", {"approver": "oscar", "comment": "pls"})
+    await aiops.action_handle(action_id).signal(ActionWorkflow.approve, {"approver": "mallory"})
+    await aiops.action_handle(action_id).signal(ActionWorkflow.approve, {"aprover": "alice"})
+    await aiops.action_handle(action_id).signal(
+        ActionWorkflow.approve, {"approver": "oscar", "comment": "pls"}
+    )
     record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 3)
     assert record.status == ActionStatus.PENDING_APPROVAL
     reasons = [r.reason for r in record.refused]

@@ -17,13 +17,14 @@ import pytest
 import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
-from activities.config_listener import ConfigListener
 from agents.models import AgentConfig
 from aiops.client import AgentNotRunningError, AiopsClient, ConfigRefusedError
+from aiops.runtime.config_listener import ConfigListener
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
+from workflows.agent_workflow import AgentWorkflow
 
 
 def tunable(**settings: object) -> AgentConfig:
@@ -99,7 +100,7 @@ async def test_a_refused_config_names_every_problem_and_changes_nothing(aiops: A
     raw = config.model_dump(mode="json") | {"automation_level": "sometimes", "colour": "blue"}
     with pytest.raises(WorkflowUpdateFailedError) as invalid:
         await aiops.agent_handle(config.id).execute_update(
-            "reconfigure", {"config": raw, "author": "mallory"}
+            AgentWorkflow.reconfigure, {"config": raw, "author": "mallory"}
         )
     cause = str(invalid.value.cause)
     assert "config.automation_level" in cause and "config.colour" in cause
@@ -146,7 +147,7 @@ async def test_a_version_stored_by_another_process_reaches_the_running_agent(
     newer = changed(config, mode="act").model_dump_json()
     script = (
         "import asyncio, asyncpg, sys\n"
-        "from activities.config_store import ConfigStore\n"
+        "from activities.database.config_store import ConfigStore\n"
         "from agents.models import AgentConfig\n"
         "async def main():\n"
         "    pool = await asyncpg.create_pool(sys.argv[1])\n"

@@ -11,8 +11,9 @@ from aiops.client import AiopsClient
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_state import AgentState
-from workflows.ids import agent_workflow_id
+from workflows import agent_contract
+from workflows.agent_contract import AgentState, agent_workflow_id
+from workflows.agent_workflow import AgentWorkflow
 
 
 def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,7 +72,15 @@ async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_goi
     ]
     for payload in bad_inputs:
         result = temporal_cli(
-            address, "workflow", "signal", "--workflow-id", wf, "--name", "submit_event", "--input", payload
+            address,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            wf,
+            "--name",
+            agent_contract.SUBMIT_EVENT,
+            "--input",
+            payload,
         )
         assert result.returncode == 0, result.stderr
     good = {"id": "e-good", "type": "alert", "source": "api-gateway", "severity": "high"}
@@ -82,7 +91,7 @@ async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_goi
         "--workflow-id",
         wf,
         "--name",
-        "submit_event",
+        agent_contract.SUBMIT_EVENT,
         "--input",
         json.dumps(good),
     )
@@ -106,7 +115,9 @@ async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsC
     await aiops.start_agent(config)
     good = [event(), event()]
     await aiops.send_events(config.id, [good[0], {"nonsense": True}, good[1], {"id": "x", "type": "alert"}])
-    await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal("submit_events", 42)
+    await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal(
+        AgentWorkflow.submit_events, 42
+    )
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
     assert status.counters.events_rejected == 3
     assert sorted(LEDGER["decided"]) == sorted(e.id for e in good)

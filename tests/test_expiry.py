@@ -20,10 +20,10 @@ from activities.agent_activities import AgentActivities
 from agents.models import ApprovalRule, RiskLevel
 from aiops.client import AiopsClient
 from aiops.namespace_setup import ensure_search_attributes
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from worker import build_worker
-from workflows.action_state import ActionStatus
+from workflows.action_contract import ActionStatus
 
 TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 

@@ -30,9 +30,9 @@ from agents.health import (
 from aiops.client import AiopsClient
 from aiops.health_schedule import ensure_health_schedule, schedule_id
 from aiops.metrics import create_telemetry, series
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from worker import build_worker
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)

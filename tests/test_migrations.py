@@ -6,7 +6,7 @@ import asyncio
 
 import asyncpg
 
-from activities.migrations import SQL_DIR, migrate
+from activities.database.migrations import SQL_DIR, migrate
 from tests.support.postgres_server import PostgresServer
 
 

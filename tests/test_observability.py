@@ -35,15 +35,15 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
-from activities.database import open_pool
+from activities.database.pool import open_pool
 from aiops.client import AiopsClient
 from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
 from aiops.logs import JsonFormatter
 from aiops.metrics import create_telemetry, series
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
-from worker import build_worker
-from workflows.action_state import ActionStatus, ApprovalRequest
+from workflows.action_contract import ActionStatus, ApprovalRequest
 
 
 def get(url: str) -> tuple[int, str]:
@@ -262,7 +262,7 @@ async def test_one_trace_links_the_client_signal_the_workflows_and_their_activit
     )
     assert executing["workflow_id"] == action_id and executing["run_id"]
     assert executing["agent_id"] == config.id and executing["event_id"] == low.id
-    assert executing["activity_type"] == "execute_action_logged"
+    assert executing["activity_type"] == AgentActivities.execute_action_logged.__name__
     assert executing["trace_id"] == trace_id, "the log line carries the trace it belongs to"
     refused = next(line for line in lines if line["message"].startswith("refused signal from oscar"))
     assert refused["workflow_id"] == pending and refused["run_id"]

@@ -16,7 +16,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from workflows.action_state import ActionInput, ActionRecord
+# This module defines a workflow, so the sandbox imports it again: activity modules (and the
+# C extensions under them, like asyncpg's) must come through from outside, never be re-imported.
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_activities import AgentActivities
+    from activities.audit_activities import AuditActivities
+from workflows import action_contract, agent_contract
+from workflows.action_contract import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 
@@ -42,9 +48,13 @@ def test_histories_are_present() -> None:
         "action_rolled_back",
     } <= names
     # Histories of today's code paths, so a change to them must be patched too.
-    audited = [p for p in HISTORIES if p.stem.startswith("v2_") and "record_audit" in p.read_text()]
+    audited = [
+        p
+        for p in HISTORIES
+        if p.stem.startswith("v2_") and AuditActivities.record_audit.__name__ in p.read_text()
+    ]
     assert len(audited) >= 6
-    assert "reconfigure" in (HISTORIES[0].parent / "v2_agent_lifecycle.json").read_text()
+    assert agent_contract.RECONFIGURE in (HISTORIES[0].parent / "v2_agent_lifecycle.json").read_text()
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
@@ -53,13 +63,15 @@ async def test_recorded_history_replays(path: Path) -> None:
     await replayer.replay_workflow(load(path))
 
 
-@workflow.defn(name="ActionWorkflow")
+@workflow.defn(name=action_contract.WORKFLOW_TYPE)
 class ActionWorkflowThatSkipsPlanning:
     """A careless change: the plan step removed without ``workflow.patched``."""
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
-        await workflow.execute_activity("execute_action", input, start_to_close_timeout=timedelta(seconds=5))
+        await workflow.execute_activity_method(
+            AgentActivities.execute_action, input, start_to_close_timeout=timedelta(seconds=5)
+        )
         raise AssertionError("unreachable in replay")
 
 

@@ -12,9 +12,9 @@ from aiops.client import AiopsClient
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_state import ActionStatus
-from workflows.agent_state import AgentState
-from workflows.ids import action_workflow_id, agent_workflow_id
+from workflows import action_contract, agent_contract
+from workflows.action_contract import ActionStatus, action_workflow_id
+from workflows.agent_contract import AgentState, agent_workflow_id
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -39,16 +39,38 @@ async def test_signals_without_input_or_with_extra_input_are_harmless(
     wf = agent_workflow_id(config.id)
     _, action_id, _ = await start_pending_action(aiops, config)
 
-    for name in ("submit_event", "submit_events"):
+    for name in (agent_contract.SUBMIT_EVENT, agent_contract.SUBMIT_EVENTS):
         assert (await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", name)).returncode == 0
     assert (
-        await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", "pause", "--input", "{}")
+        await cli(
+            address,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            wf,
+            "--name",
+            agent_contract.PAUSE,
+            "--input",
+            "{}",
+        )
     ).returncode == 0
     assert (
-        await cli(address, "workflow", "signal", "--workflow-id", wf, "--name", "resume", "--input", "{}")
+        await cli(
+            address,
+            "workflow",
+            "signal",
+            "--workflow-id",
+            wf,
+            "--name",
+            agent_contract.RESUME,
+            "--input",
+            "{}",
+        )
     ).returncode == 0
     assert (
-        await cli(address, "workflow", "signal", "--workflow-id", action_id, "--name", "approve")
+        await cli(
+            address, "workflow", "signal", "--workflow-id", action_id, "--name", action_contract.APPROVE
+        )
     ).returncode == 0
 
     record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)

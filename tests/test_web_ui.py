@@ -36,6 +36,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
@@ -47,9 +48,9 @@ from tests.support.browser import (
     free_port,
     launch_chromium,
 )
-from worker import build_worker
+from workflows import action_contract
+from workflows.action_contract import ActionStatus
 from workflows.action_details import static_summary
-from workflows.action_state import ActionStatus
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
@@ -168,7 +169,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await page.get_by_role("menuitem", name="Send a Signal").filter(visible=True).click()
                     dialog = page.get_by_role("dialog", name="Send a Signal")
                     await expect(dialog).to_be_visible()
-                    await _choose_signal(dialog, "approve")
+                    await _choose_signal(dialog, action_contract.APPROVE)
                     data = dialog.get_by_role("textbox", name="Data")
                     await data.click()
                     await page.keyboard.press("Control+A")

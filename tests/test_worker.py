@@ -19,7 +19,7 @@ from tests.helpers import agent_config, event, eventually
 from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.processes import ROOT, worker_process
 from tests.test_observability import fetch, value
-from workflows.action_state import ActionStatus
+from workflows.action_contract import ActionStatus
 
 
 def test_settings_come_from_the_same_environment_as_the_temporal_cli(

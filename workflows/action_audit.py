@@ -15,7 +15,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import AttemptLog, AuditRecord, AuditStep, ExecutionAttempt
-    from workflows.action_state import ActionInput, ActionRecord
+    from workflows.action_contract import ActionInput, ActionRecord
     from workflows.audit_outbox import AuditOutbox
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agents.models import AgentAction, SystemEvent
 from agents.policy import PolicyDecision
-from workflows.action_state import ActionRecord
+from workflows.action_contract import ActionRecord
 
 
 def approve_command(workflow_id: str) -> str:

@@ -15,11 +15,11 @@ with workflow.unsafe.imports_passed_through():
     from agents.models import AgentAction, SystemEvent
     from agents.policy import Outcome, decide
     from workflows import search_attributes as sa
+    from workflows.action_contract import ActionInput, ActionStatus, action_workflow_id
     from workflows.action_details import static_details, static_summary
-    from workflows.action_state import ActionInput, ActionStatus
     from workflows.action_workflow import ActionWorkflow
-    from workflows.agent_state import AgentRunState, AgentState, PendingAction, policy_context
-    from workflows.ids import action_workflow_id
+    from workflows.agent_contract import AgentRunState, AgentState, PendingAction
+    from workflows.agent_state import policy_context
 
 
 async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:

@@ -11,9 +11,9 @@ attributes that make up the approval inbox.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -22,27 +22,32 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.agent_activities import AgentActivities
     from activities.contracts import (
-        EXECUTE_ACTION,
-        EXECUTE_ACTION_LOGGED,
         NON_RETRYABLE_AGENT_ERRORS,
-        NOTIFY_ESCALATION,
-        PLAN_ACTION,
-        ROLLBACK_ACTION,
-        VERIFY_ACTION,
         ActionCall,
         AuditStep,
         EscalationNotice,
         ExecutionOutcome,
         VerifyCall,
     )
-    from agents.models import ActionResult, ExpiryAction, Plan
+    from agents.errors import describe_validation_error
+    from agents.models import ActionResult, ExpiryAction
     from agents.policy import Outcome
-    from workflows import metrics
+    from workflows import agent_contract, metrics
     from workflows import search_attributes as sa
     from workflows.action_audit import ActionAudit, attempts_of
-    from workflows.action_details import approve_command, details_markdown
-    from workflows.action_state import (
+    from workflows.action_contract import (
+        ABORT,
+        APPROVAL_REFUSED,
+        APPROVE,
+        DECIDE,
+        HOLD,
+        REJECT,
+        RELEASE,
+        STATUS,
+        WORKFLOW_TYPE,
+        AbortRequest,
         ActionInput,
         ActionOutcome,
         ActionRecord,
@@ -50,10 +55,12 @@ with workflow.unsafe.imports_passed_through():
         ApprovalRecord,
         ApprovalRequest,
         DecisionRequest,
+        HoldRequest,
         RefusedApproval,
         StatusChange,
+        plan_digest,
     )
-    from workflows.agent_state import describe_validation_error
+    from workflows.action_details import approve_command, details_markdown
     from workflows.approval_gate import approvals_count, refusal_reason
     from workflows.failures import cause_message
 
@@ -67,12 +74,16 @@ HOOK_RETRY = RetryPolicy(
 )
 
 
-@workflow.defn
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+@workflow.defn(name=WORKFLOW_TYPE)
 class ActionWorkflow:
     @workflow.init
     def __init__(self, input: ActionInput) -> None:
         self._input = input
-        self._r = ActionRecord(
+        self._record = ActionRecord(
             action=input.action,
             event=input.event,
             config_version=input.config.version,
@@ -82,12 +93,12 @@ class ActionWorkflow:
         )
         self._rejected = False
         self._aborted: str | None = None
-        self._audit = ActionAudit(lambda: self._r)
+        self._audit = ActionAudit(lambda: self._record)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
-        r = self._r
-        self._r.approve_command = approve_command(workflow.info().workflow_id)
+        r = self._record
+        self._record.approve_command = approve_command(workflow.info().workflow_id)
         self._set_status(ActionStatus.PROPOSED, input.decision.reason)
         self._audit.decision(input)
         if input.decision.outcome == Outcome.DENY:
@@ -96,7 +107,7 @@ class ActionWorkflow:
         self._set_status(ActionStatus.PLANNING)
         try:
             r.plan = await self._hook(
-                PLAN_ACTION, ActionCall(config=input.config, action=r.action), Plan | None
+                AgentActivities.plan_action, ActionCall(config=input.config, action=r.action)
             )
         except ActivityError as err:  # no dry run, no execution: never act blind
             return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
@@ -108,9 +119,11 @@ class ActionWorkflow:
                 return await self._finish(final, self._aborted or r.error or "")
             # Approved and not held goes straight on to executing in this same workflow task,
             # so only the executing status is published to the search attributes.
-            self._set_status(ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)", publish=self._r.held)
+            self._set_status(
+                ActionStatus.APPROVED, f"{approvals_count(r)} approval(s)", publish=self._record.held
+            )
 
-        await workflow.wait_condition(lambda: not self._r.held or self._aborted is not None)
+        await workflow.wait_condition(lambda: not self._record.held or self._aborted is not None)
         if self._aborted is not None:
             return await self._finish(ActionStatus.REJECTED, self._aborted)
         return await self._execute_and_verify()
@@ -119,7 +132,7 @@ class ActionWorkflow:
 
     async def _await_approval(self) -> ActionStatus | None:
         """Wait for the quorum; return the final status if it ends without one."""
-        r, decision, approval = self._r, self._input.decision, self._input.config.approval
+        r, decision, approval = self._record, self._input.decision, self._input.config.approval
         self._set_status(ActionStatus.PENDING_APPROVAL, decision.reason)
         await self._report_and_wait(ActionStatus.PENDING_APPROVAL)
         timeout = decision.timeout_seconds or approval.rule_for(r.action.risk_level).timeout_seconds
@@ -129,8 +142,8 @@ class ActionWorkflow:
             r.escalated = True
             extension = approval.escalation_extension_seconds or timeout
             try:
-                await workflow.execute_activity(
-                    NOTIFY_ESCALATION,
+                await workflow.execute_activity_method(
+                    AgentActivities.notify_escalation,
                     EscalationNotice(
                         action_id=r.action.id,
                         agent_id=r.action.agent_id,
@@ -163,7 +176,7 @@ class ActionWorkflow:
         return ActionStatus.EXPIRED
 
     async def _wait_for_decision(self, seconds: float) -> bool:
-        self._r.approval_deadline = workflow.now() + timedelta(seconds=seconds)
+        self._record.approval_deadline = workflow.now() + timedelta(seconds=seconds)
         self._refresh_details()
         try:
             await workflow.wait_condition(self._decided, timeout=timedelta(seconds=seconds))
@@ -175,30 +188,33 @@ class ActionWorkflow:
         return (
             self._rejected
             or self._aborted is not None
-            or approvals_count(self._r) >= self._input.decision.required_approvals
+            or approvals_count(self._record) >= self._input.decision.required_approvals
         )
 
     # Every signal takes an optional payload: a signal sent with no input (or the wrong
     # one) from the Web UI must be refused and recorded, never fail the workflow task.
 
-    @workflow.signal
+    @workflow.signal(name=APPROVE)
     def approve(self, payload: Any = None) -> None:
+        """Approve (an ``ApprovalRequest`` as JSON); a refusal is recorded and audited."""
         self._take_signal(payload, approve=True)
 
-    @workflow.signal
+    @workflow.signal(name=REJECT)
     def reject(self, payload: Any = None) -> None:
+        """Reject (an ``ApprovalRequest`` as JSON); a refusal is recorded and audited."""
         self._take_signal(payload, approve=False)
 
-    @workflow.update
+    @workflow.update(name=DECIDE)
     def decide(self, request: DecisionRequest) -> ActionRecord:
+        """Approve or reject and learn the outcome at once: the validator refuses with the reason."""
         self._apply(request, approve=request.approve, channel="update")
-        return self._r
+        return self._record
 
     @decide.validator
     def _validate_decide(self, request: DecisionRequest) -> None:
-        reason = refusal_reason(self._r, self._input.config, request, request.approve)
+        reason = refusal_reason(self._record, self._input.config, request, request.approve)
         if reason is not None:
-            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+            raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
 
     def _take_signal(self, payload: Any, approve: bool) -> None:
         try:
@@ -207,39 +223,39 @@ class ActionWorkflow:
             reason = describe_validation_error(err)
             self._refuse(str(payload)[:80], approve, "", "signal", f'{reason} (send {{"approver": ...}})')
             return
-        reason = refusal_reason(self._r, self._input.config, request, approve)
-        if reason is not None:
-            self._refuse(request.approver, approve, request.comment, "signal", reason)
+        refusal = refusal_reason(self._record, self._input.config, request, approve)
+        if refusal is not None:
+            self._refuse(request.approver, approve, request.comment, "signal", refusal)
             return
         self._apply(request, approve=approve, channel="signal")
 
     def _apply(self, request: ApprovalRequest, approve: bool, channel: str) -> None:
-        self._r.approvals.append(
+        self._record.approvals.append(
             ApprovalRecord(
                 approver=request.approver,
                 approved=approve,
                 comment=request.comment,
                 at=workflow.now(),
                 channel=channel,
-                plan_digest=self._r.plan_digest,
+                plan_digest=self._record.plan_digest,
             )
         )
         self._audit.record(
             AuditStep.APPROVAL,
-            f"approval:{len(self._r.approvals)}",
+            f"approval:{len(self._record.approvals)}",
             actor=request.approver,
             approved=approve,
             comment=request.comment,
             channel=channel,
-            plan_digest=self._r.plan_digest,
+            plan_digest=self._record.plan_digest,
         )
         if not approve:
             self._rejected = True
-            self._r.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
+            self._record.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
         self._refresh_details()
 
     def _refuse(self, approver: str, approve: bool, comment: str, channel: str, reason: str) -> None:
-        self._r.refused.append(
+        self._record.refused.append(
             RefusedApproval(
                 approver=approver,
                 approved=approve,
@@ -251,7 +267,7 @@ class ActionWorkflow:
         )
         self._audit.record(
             AuditStep.APPROVAL_REFUSED,
-            f"refused:{len(self._r.refused)}",
+            f"refused:{len(self._record.refused)}",
             actor=approver,
             approved=approve,
             comment=comment,
@@ -263,48 +279,48 @@ class ActionWorkflow:
 
     # ----- hold while the agent is paused -------------------------------------
 
-    @workflow.signal
-    def hold(self, payload: Any = None) -> None:
-        """The agent is paused: do not start executing until released."""
-        self._set_held(True, payload)
+    @workflow.signal(name=HOLD)
+    def hold(self, request: HoldRequest | None = None) -> None:
+        """The agent is paused: do not start executing until released (sent by the agent)."""
+        self._set_held(True, request or HoldRequest())
 
-    @workflow.signal
-    def release(self, payload: Any = None) -> None:
-        self._set_held(False, payload)
+    @workflow.signal(name=RELEASE)
+    def release(self, request: HoldRequest | None = None) -> None:
+        """The agent resumed: executing may start (sent by the agent)."""
+        self._set_held(False, request or HoldRequest())
 
-    def _set_held(self, held: bool, payload: Any) -> None:
+    def _set_held(self, held: bool, request: HoldRequest) -> None:
         # Holds and releases carry the agent's pause epoch, since external signals may
         # arrive out of order: only a newer epoch changes anything.
-        epoch = payload.get("epoch") if isinstance(payload, dict) else None
-        if isinstance(epoch, int):
-            if epoch <= self._r.hold_epoch:
+        epoch = request.epoch
+        if epoch is not None:
+            if epoch <= self._record.hold_epoch:
                 return
-            self._r.hold_epoch = epoch
-        self._r.held = held
+            self._record.hold_epoch = epoch
+        self._record.held = held
         self._refresh_details()
 
-    @workflow.signal
-    def abort(self, payload: Any = None) -> None:
+    @workflow.signal(name=ABORT)
+    def abort(self, request: AbortRequest | None = None) -> None:
         """The agent stopped without draining: end this action unless it is already executing."""
-        reason = payload.get("reason") if isinstance(payload, dict) else None
+        reason = request.reason if request else ""
         self._aborted = f"aborted: {reason or 'the agent stopped'}"
 
-    @workflow.query
+    @workflow.query(name=STATUS)
     def status(self) -> ActionRecord:
-        return self._r
+        return self._record
 
     # ----- execution -----------------------------------------------------------
 
     async def _execute_and_verify(self) -> ActionRecord:
-        r, config = self._r, self._input.config
+        r, config = self._record, self._input.config
         retry = config.retry
         self._set_status(ActionStatus.EXECUTING)
         logged = workflow.patched(ATTEMPT_LOG_PATCH)
         try:
-            outcome = await workflow.execute_activity(
-                EXECUTE_ACTION_LOGGED if logged else EXECUTE_ACTION,
+            outcome: ExecutionOutcome | ActionResult = await workflow.execute_activity_method(
+                AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
-                result_type=ExecutionOutcome if logged else ActionResult,
                 start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
                 heartbeat_timeout=timedelta(seconds=retry.heartbeat_timeout_seconds)
                 if retry.heartbeat_timeout_seconds
@@ -332,7 +348,7 @@ class ActionWorkflow:
         self._set_status(ActionStatus.SUCCEEDED, r.result.message)
         try:
             r.verified = await self._hook(
-                VERIFY_ACTION, VerifyCall(config=config, action=r.action, result=r.result), bool | None
+                AgentActivities.verify_action, VerifyCall(config=config, action=r.action, result=r.result)
             )
         except ActivityError as err:
             r.error = f"verification could not run: {cause_message(err)}"
@@ -345,7 +361,7 @@ class ActionWorkflow:
             return await self._finish(ActionStatus.VERIFIED, r.result.message)
         try:
             r.rollback_result = await self._hook(
-                ROLLBACK_ACTION, ActionCall(config=config, action=r.action, plan=r.plan), ActionResult | None
+                AgentActivities.rollback_action, ActionCall(config=config, action=r.action, plan=r.plan)
             )
         except ActivityError as err:
             self._audit.record(AuditStep.ROLLBACK, "rollback", success=False, error=cause_message(err))
@@ -368,31 +384,30 @@ class ActionWorkflow:
             ActionStatus.ROLLED_BACK, f"verification failed; rolled back: {r.rollback_result.message}"
         )
 
-    async def _hook(self, name: str, arg: Any, result_type: Any) -> Any:
-        return await workflow.execute_activity(
-            name,
+    async def _hook(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+        return await workflow.execute_activity_method(
+            method,
             arg,
-            result_type=result_type,
             start_to_close_timeout=timedelta(seconds=self._input.config.retry.start_to_close_timeout_seconds),
             retry_policy=HOOK_RETRY,
         )
 
     async def _finish(self, status: ActionStatus, note: str) -> ActionRecord:
         if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
-            self._r.error = note
+            self._record.error = note
         self._set_status(status, note)
         metrics.count_action_status(self._input.config.type, status.value)
-        took = workflow.now() - self._r.history[0].at
+        took = workflow.now() - self._record.history[0].at
         metrics.observe_action_duration(self._input.config.type, status.value, took)
         self._audit.record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
         await self._report_and_wait(status)
         await self._audit.drained()  # the run ends only once its audit rows have landed
-        return self._r
+        return self._record
 
     # ----- publishing ----------------------------------------------------------
 
     def _set_status(self, status: ActionStatus, note: str = "", publish: bool = True) -> None:
-        r = self._r
+        r = self._record
         if r.history and r.status == status and note in ("", r.history[-1].note):
             return  # already there (e.g. succeeded, and the agent has no verify hook)
         if r.status == ActionStatus.PENDING_APPROVAL and status != ActionStatus.PENDING_APPROVAL:
@@ -410,10 +425,10 @@ class ActionWorkflow:
         self._refresh_details()
 
     def _refresh_details(self) -> None:
-        workflow.set_current_details(details_markdown(self._r, self._input.decision))
+        workflow.set_current_details(details_markdown(self._record, self._input.decision))
 
     async def _report_and_wait(self, status: ActionStatus) -> None:
-        r = self._r
+        r = self._record
         outcome = ActionOutcome(
             action_id=r.action.id,
             event_id=r.action.event_id or "",
@@ -424,15 +439,9 @@ class ActionWorkflow:
         )
         try:
             await workflow.get_external_workflow_handle(self._input.agent_workflow_id).signal(
-                "action_finished", outcome
+                agent_contract.ACTION_FINISHED, outcome
             )
         except Exception as err:  # the agent may have stopped; the action's record stands
             workflow.logger.info(
                 "could not report %s to %s: %s", status.value, self._input.agent_workflow_id, err
             )
-
-
-def plan_digest(plan: Plan | None) -> str:
-    """A stable digest of the plan an approver saw (sha256 of its canonical JSON)."""
-    body = plan.model_dump_json() if plan is not None else "null"
-    return hashlib.sha256(body.encode()).hexdigest()

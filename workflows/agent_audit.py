@@ -16,9 +16,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import AuditRecord, AuditStep, EventDecision
     from agents.models import SystemEvent
-    from workflows.agent_state import AgentRunState
+    from workflows.action_contract import action_workflow_id
+    from workflows.agent_contract import AgentRunState
     from workflows.audit_outbox import AuditOutbox
-    from workflows.ids import action_workflow_id
 
 AUDITED_REJECTIONS_PER_RUN = 100
 

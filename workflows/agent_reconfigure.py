@@ -9,33 +9,43 @@ validator's rules live in ``config_change.py``; this is the procedure.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.config_activities import ConfigActivities
     from activities.contracts import (
-        LOAD_CONFIG,
+        CONFIG_NOT_STORABLE,
+        NO_CONFIG_STORE,
         NON_RETRYABLE_AGENT_ERRORS,
-        RELOAD_AGENT,
-        STORE_CONFIG,
-        VALIDATE_CONFIG,
+        UNKNOWN_CONFIG_VERSION,
         AuditStep,
         ConfigProposal,
         LoadConfigCall,
         ReloadCall,
-        StoredConfig,
     )
     from agents.config_diff import same_settings
+    from agents.errors import InvalidAgentConfigError
     from agents.models import AgentConfig
     from workflows.agent_audit import AgentAudit
-    from workflows.agent_state import AgentRunState, AgentState
-    from workflows.config_change import ConfigApplied, ReconfigureRequest, parse_request, refusal
+    from workflows.agent_contract import (
+        CONFIG_REFUSED,
+        AgentRunState,
+        AgentState,
+        ConfigApplied,
+        ReconfigureRequest,
+    )
+    from workflows.config_change import parse_request, refusal
     from workflows.failures import cause_message
+
+A = TypeVar("A")
+R = TypeVar("R")
 
 # How long a config change waits for the database before it gives up (the caller is waiting).
 CONFIG_CHANGE_PATIENCE = timedelta(minutes=10)
@@ -44,10 +54,11 @@ CONFIG_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=30),
     maximum_attempts=0,  # a database outage delays a config change; it never loses it
     non_retryable_error_types=[
-        "NoConfigStore",
-        "UnknownConfigVersion",
-        "InvalidAgentConfigError",
-        "ConfigRefused",
+        NO_CONFIG_STORE,
+        UNKNOWN_CONFIG_VERSION,
+        InvalidAgentConfigError.__name__,
+        CONFIG_NOT_STORABLE,
+        CONFIG_REFUSED,
     ],
 )
 RELOAD_RETRY = RetryPolicy(
@@ -59,7 +70,7 @@ RELOAD_RETRY = RetryPolicy(
 
 
 def refused(message: str) -> ApplicationError:
-    return ApplicationError(message, type="ConfigRefused", non_retryable=True)
+    return ApplicationError(message, type=CONFIG_REFUSED, non_retryable=True)
 
 
 def unchanged(config: AgentConfig) -> ConfigApplied:
@@ -69,19 +80,22 @@ def unchanged(config: AgentConfig) -> ConfigApplied:
 
 
 class ConfigChanger:
+    """Two locks: ``_changes`` lets one config change run at a time (validating and storing may
+    wait out a database outage while events are still decided), and ``step_lock``, shared with
+    the agent's batch step, makes the switch itself happen between two batches."""
+
     def __init__(
         self,
         state: Callable[[], AgentRunState],
         audit: AgentAudit,
-        deciding: Callable[[], bool],
+        step_lock: asyncio.Lock,
         switched: Callable[[AgentConfig], None],
     ) -> None:
         self._state = state
         self._audit = audit
-        self._deciding = deciding
+        self._step_lock = step_lock
         self._switched = switched
-        self._busy = False
-        self.switching = False  # the agent takes no new batch while this is set
+        self._changes = asyncio.Lock()
 
     def validate(self, payload: Any) -> None:
         """The update validator: refuse at once what the agent cannot take."""
@@ -95,19 +109,15 @@ class ConfigChanger:
 
     async def apply(self, payload: Any) -> ConfigApplied:
         request = parse_request(payload)
-        await workflow.wait_condition(
-            lambda: not self._busy and self._state().state != AgentState.INITIALIZING
-        )
-        reason = refusal(self._state(), request)  # again: the agent may have failed or stopped meanwhile
-        if reason is not None:
-            raise refused(reason)
-        self._busy = True
-        try:
-            return await self._apply(request)
-        except ActivityError as err:  # loading, validating or storing gave up: say why
-            raise refused(f"config not applied: {cause_message(err)}") from None
-        finally:
-            self._busy = False
+        await workflow.wait_condition(lambda: self._state().state != AgentState.INITIALIZING)
+        async with self._changes:
+            reason = refusal(self._state(), request)  # again: the agent may have failed or stopped
+            if reason is not None:
+                raise refused(reason)
+            try:
+                return await self._apply(request)
+            except ActivityError as err:  # loading, validating or storing gave up: say why
+                raise refused(f"config not applied: {cause_message(err)}") from None
 
     async def _apply(self, request: ReconfigureRequest) -> ConfigApplied:
         old = self._state().config
@@ -117,8 +127,8 @@ class ConfigChanger:
         candidate, author, comment = request.config, request.author, request.comment
         stored_version = request.version or request.rollback_to
         if stored_version is not None:
-            loaded: StoredConfig = await self._activity(
-                LOAD_CONFIG, LoadConfigCall(agent_id=old.id, version=stored_version), StoredConfig
+            loaded = await self._activity(
+                ConfigActivities.load_config, LoadConfigCall(agent_id=old.id, version=stored_version)
             )
             candidate = loaded.config
             if candidate.id != old.id or candidate.type != old.type:
@@ -131,11 +141,11 @@ class ConfigChanger:
             else:
                 comment = comment or f"rollback to version {stored_version}"
         assert candidate is not None  # the request model demands one of the three
-        problems: list[str] = await self._activity(VALIDATE_CONFIG, candidate, list[str])
+        problems = await self._activity(ConfigActivities.validate_config, candidate)
         if problems:
             self._audit.config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
             raise ApplicationError(
-                "config refused: " + "; ".join(problems), problems, type="ConfigRefused", non_retryable=True
+                "config refused: " + "; ".join(problems), problems, type=CONFIG_REFUSED, non_retryable=True
             )
         if request.version is None and same_settings(candidate, old):
             return unchanged(old)
@@ -144,19 +154,15 @@ class ConfigChanger:
             proposal = ConfigProposal(
                 config=candidate, author=author or "unknown", comment=comment, request_id=_update_id()
             )
-            stored: StoredConfig = await self._activity(STORE_CONFIG, proposal, StoredConfig)
+            stored = await self._activity(ConfigActivities.store_config, proposal)
             new = stored.config
-        self.switching = True
-        try:
-            await workflow.wait_condition(lambda: not self._deciding())  # between two events
+        async with self._step_lock:  # between two batches
             return await self._switch(old, new, author, comment)
-        finally:
-            self.switching = False
 
     async def _switch(self, old: AgentConfig, new: AgentConfig, author: str, comment: str) -> ConfigApplied:
         try:
-            await workflow.execute_activity(
-                RELOAD_AGENT,
+            await workflow.execute_activity_method(
+                ConfigActivities.reload_agent,
                 ReloadCall(old=self._state().config, new=new),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RELOAD_RETRY,
@@ -177,11 +183,10 @@ class ConfigChanger:
         return ConfigApplied(agent_id=new.id, version=new.version, previous_version=old.version, changed=True)
 
     @staticmethod
-    async def _activity(name: str, arg: Any, result_type: Any) -> Any:
-        return await workflow.execute_activity(
-            name,
+    async def _activity(method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+        return await workflow.execute_activity_method(
+            method,
             arg,
-            result_type=result_type,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
             retry_policy=CONFIG_RETRY,

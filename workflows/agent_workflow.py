@@ -1,10 +1,15 @@
 """AgentWorkflow: one long-running entity per agent, fed events by signal.
 
-Signal handlers only validate and queue; the main loop drains the queue in
-batches (one decision activity per batch, so a storm does not become a
-history explosion) and starts one ``ActionWorkflow`` per proposed action.
-Before the server's history limits it continues as new, carrying the whole
-state, queue and dedup window included, once every handler has finished.
+Signal handlers only validate and queue (``EventIntake``); the main loop
+drains the queue in batches (one decision activity per batch, so a storm does
+not become a history explosion) and starts one ``ActionWorkflow`` per
+proposed action. Before the server's history limits it continues as new,
+carrying the whole state, queue and dedup window included, once every handler
+has finished. Callers use the contract in ``agent_contract.py``.
+
+Concurrency: the batch step and a config switch both hold ``_step_lock``, so a
+config changes only between two batches (as in the SDK's
+``safe_message_handlers`` sample, a lock, not flags).
 """
 
 from __future__ import annotations
@@ -20,47 +25,50 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
+    from activities.agent_activities import AgentActivities
+    from activities.config_activities import ConfigActivities
     from activities.contracts import (
-        DECIDE_EVENTS,
-        INITIALIZE_AGENT,
         NON_RETRYABLE_AGENT_ERRORS,
-        REGISTER_CONFIG,
-        STOP_AGENT,
-        AgentInitialized,
         ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
         EventDecision,
-        StoredConfig,
     )
+    from agents.errors import describe_validation_error
     from agents.models import AgentConfig, SystemEvent
     from workflows import metrics
     from workflows import search_attributes as sa
+    from workflows.action_contract import AbortRequest, ActionOutcome, HoldRequest
     from workflows.action_launch import launch_action
-    from workflows.action_state import ActionOutcome
+    from workflows.action_workflow import ActionWorkflow
     from workflows.agent_audit import AgentAudit
-    from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
-    from workflows.agent_state import (
-        Admission,
+    from workflows.agent_contract import (
+        ACTION_FINISHED,
+        AGENT_INITIALIZATION_FAILED,
+        INVALID_AGENT_INPUT,
+        PAUSE,
+        PENDING_ACTIONS,
+        RESET_CIRCUIT_BREAKER,
+        RESUME,
+        STATUS,
+        STOP,
+        SUBMIT_EVENT,
+        SUBMIT_EVENTS,
+        WORKFLOW_TYPE,
+        AgentCommand,
         AgentRunState,
         AgentRunSummary,
         AgentState,
         AgentStatus,
         AgentWorkflowInput,
-        EventRejected,
+        ConfigApplied,
         PendingAction,
         RecentProblem,
         StopRequest,
-        admit,
-        describe_validation_error,
-        event_size,
-        parse_event,
-        record_outcome,
-        record_problem,
-        status_of,
-        take_batch,
     )
-    from workflows.config_change import ConfigApplied
+    from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
+    from workflows.agent_state import record_outcome, record_problem, status_of
+    from workflows.event_intake import Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
@@ -72,17 +80,13 @@ DECIDE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
 )
-MAX_DECIDE_BACKOFF_SECONDS = 60
-# An event whose decision fails this often (transiently, or by sinking its batch) is
-# recorded as a decision error and dropped: one poison event must not stall the agent.
-MAX_DECIDE_ATTEMPTS = 3
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
 # Agents started before the config store existed ran on the version they were given.
 CONFIG_STORE_PATCH = "config-store-v1"
 
 
-@workflow.defn
+@workflow.defn(name=WORKFLOW_TYPE)
 class AgentWorkflow:
     @workflow.init
     def __init__(self, payload: Any) -> None:
@@ -96,23 +100,17 @@ class AgentWorkflow:
             self._bad_input = describe_validation_error(err)
             placeholder = AgentConfig(id="invalid-input", name="invalid input", type="none")
             input = AgentWorkflowInput(config=placeholder)
-        self._s: AgentRunState = input.carried or AgentRunState(config=input.config)
+        self._state: AgentRunState = input.carried or AgentRunState(config=input.config)
         self._started_by = input.started_by
         if input.carried is not None:
-            self._s.run_number += 1
-        self._seen: set[str] = set(self._s.seen_event_ids)
+            self._state.run_number += 1
+        self._intake = EventIntake(self._state)
         self._signals_this_run = 0
         self._events_this_run = 0
         self._children_this_run = 0
-        self._decide_failures = 0
-        self._batch_limit = self._s.config.runtime.batch_size
-        self._sizes: dict[str, int] = {e.id: event_size(e) for e in self._s.queue}
-        self._queue_bytes = sum(self._sizes.values())
-        self._deciding = False  # a batch is being decided and its actions started
-        self._audit = AgentAudit(lambda: self._s)
-        self._config = ConfigChanger(
-            lambda: self._s, self._audit, lambda: self._deciding, self._config_switched
-        )
+        self._step_lock = asyncio.Lock()  # held by a batch step and by a config switch
+        self._audit = AgentAudit(lambda: self._state)
+        self._config = ConfigChanger(lambda: self._state, self._audit, self._step_lock, self._config_switched)
 
     # ----- main loop -----------------------------------------------------------
 
@@ -120,9 +118,9 @@ class AgentWorkflow:
     async def run(self, payload: Any) -> AgentRunSummary:
         if self._bad_input is not None:
             raise ApplicationError(
-                f"invalid agent start input: {self._bad_input}", type="InvalidAgentInput", non_retryable=True
+                f"invalid agent start input: {self._bad_input}", type=INVALID_AGENT_INPUT, non_retryable=True
             )
-        s = self._s
+        s = self._state
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
         self._publish_state()
@@ -131,7 +129,8 @@ class AgentWorkflow:
                 lambda: self._has_work() or s.stop_request is not None or self._run_is_full()
             )
             if self._has_work():
-                await self._process_batch()
+                async with self._step_lock:
+                    await self._decide_batch()
             elif s.stop_request is not None:
                 break
             if self._run_is_full():  # also while draining for a stop: the request is carried
@@ -142,27 +141,25 @@ class AgentWorkflow:
         return await self._stop()
 
     async def _initialize(self) -> None:
-        s = self._s
+        s = self._state
         s.started_at = workflow.now()
         try:
             if workflow.patched(CONFIG_STORE_PATCH):
                 # Every running config is a stored version: registering the one this agent
                 # starts with gives it a version number (the same one if nothing changed).
-                stored: StoredConfig | None = await workflow.execute_activity(
-                    REGISTER_CONFIG,
+                stored = await workflow.execute_activity_method(
+                    ConfigActivities.register_config,
                     ConfigProposal(
                         config=s.config, author=self._started_by or "agent start", comment="config at start"
                     ),
-                    result_type=StoredConfig | None,  # type: ignore[arg-type]
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=CONFIG_RETRY,
                 )
                 if stored is not None:
                     s.config = stored.config
-            info: AgentInitialized = await workflow.execute_activity(
-                INITIALIZE_AGENT,
+            info = await workflow.execute_activity_method(
+                AgentActivities.initialize_agent,
                 s.config,
-                result_type=AgentInitialized,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=INIT_RETRY,
             )
@@ -175,7 +172,7 @@ class AgentWorkflow:
                 f"agent {s.config.id} failed to initialize: {s.failure}; "
                 f"{len(s.queue)} queued event(s) are in this failure's details",
                 [e.model_dump(mode="json") for e in s.queue],
-                type="AgentInitializationFailed",
+                type=AGENT_INITIALIZATION_FAILED,
                 non_retryable=True,
             ) from err
         s.subscribed_event_types = info.subscribed_event_types
@@ -183,29 +180,21 @@ class AgentWorkflow:
         self._record_lifecycle("started", actor=self._started_by, config_version=s.config.version)
 
     def _has_work(self) -> bool:
-        s = self._s
+        s = self._state
         draining = s.stop_request is not None and s.stop_request.drain
-        return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and not self._config.switching
+        return bool(s.queue) and (s.state == AgentState.RUNNING or draining)
 
     def _run_is_full(self) -> bool:
         """Time to continue as new: the server suggests it, or this run took its share."""
         return (
             workflow.info().is_continue_as_new_suggested()
-            or self._events_this_run >= self._s.config.runtime.max_events_per_run
+            or self._events_this_run >= self._state.config.runtime.max_events_per_run
             or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
-            or self._children_this_run >= self._s.config.runtime.max_actions_per_run
+            or self._children_this_run >= self._state.config.runtime.max_actions_per_run
         )
 
-    async def _process_batch(self) -> None:
-        self._deciding = True
-        try:
-            await self._decide_batch()
-        finally:
-            self._deciding = False
-
     async def _decide_batch(self) -> None:
-        s = self._s
-        batch, filtered = take_batch(s, self._batch_limit)
+        batch, filtered = self._intake.next_batch()
         result = DecideEventsResult()
         if batch:
             try:
@@ -213,117 +202,72 @@ class AgentWorkflow:
             except ActivityError as err:
                 await self._batch_failed(batch, cause_message(err))
                 return
-        self._decide_failures = 0
-        self._batch_limit = s.config.runtime.batch_size
-        del s.queue[: len(batch) + len(filtered)]
-        self._forget_sizes([*batch, *filtered])
-        s.counters.events_filtered += len(filtered)
-        self._count("filtered", len(filtered))
-        for event in filtered:
+        settled = self._intake.settle(batch, filtered, result.decisions)
+        self._count("filtered", len(settled.filtered))
+        for event in settled.filtered:
             self._audit.event(event, EventDecision(event_id=event.id), filtered=True)
-        by_id = {e.id: e for e in batch}
-        starts, retry = [], []
-        processed_before = s.counters.events_processed
-        for decision in result.decisions:
-            event = by_id.get(decision.event_id)
-            if event is None:
-                continue
+        for event, decision in settled.audited:
             self._audit.event(event, decision)
-            if decision.error is not None:
-                attempts = s.decide_attempts.get(event.id, 0) + 1
-                if decision.retryable and attempts < MAX_DECIDE_ATTEMPTS:
-                    s.decide_attempts[event.id] = attempts
-                    retry.append(event)
-                    self._note_error(f"{decision.error} (attempt {attempts}; will retry)", event.id)
-                    continue
-                s.decide_attempts.pop(event.id, None)
-                s.counters.events_processed += 1
-                s.counters.decision_errors += 1
-                self._note_error(decision.error, event.id)
-                continue
-            s.decide_attempts.pop(event.id, None)
-            s.counters.events_processed += 1
-            if decision.action is not None:
-                starts.append(self._start_action(event, decision))
-        self._count("processed", s.counters.events_processed - processed_before)
-        if starts:
-            await asyncio.gather(*starts)
-        if retry:
-            s.queue.extend(retry)
-            for e in retry:
-                self._sizes[e.id] = event_size(e)
-                self._queue_bytes += self._sizes[e.id]
-            await workflow.sleep(timedelta(seconds=2 ** max(s.decide_attempts[e.id] for e in retry)))
+        for message, event_id in settled.notes:
+            self._note_error(message, event_id)
+        self._count("processed", settled.processed)
+        if settled.proposals:
+            await asyncio.gather(*(self._start_action(e, d) for e, d in settled.proposals))
+        if settled.retry_after_seconds is not None:
+            await workflow.sleep(timedelta(seconds=settled.retry_after_seconds))
 
     async def _batch_failed(self, batch: list[SystemEvent], reason: str) -> None:
-        """The decision step itself failed: shrink the batch until the culprit stands alone.
-
-        Events stay queued; a lone event that keeps failing is recorded as a decision
-        error and dropped, so one poison event cannot stall the agent for ever.
-        """
-        s = self._s
-        self._decide_failures += 1
-        self._note_error(f"deciding {len(batch)} event(s) failed: {reason}")
-        if len(batch) == 1:
-            event = batch[0]
-            attempts = s.decide_attempts.get(event.id, 0) + 1
-            s.decide_attempts[event.id] = attempts
-            if attempts >= MAX_DECIDE_ATTEMPTS:
-                s.queue.remove(event)
-                self._forget_sizes([event])
-                s.decide_attempts.pop(event.id, None)
-                s.counters.events_processed += 1
-                s.counters.decision_errors += 1
-                self._count("processed")
-                self._note_error(f"gave up on event after {attempts} failed decisions: {reason}", event.id)
-                self._audit.event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
-                return
-        self._batch_limit = max(1, len(batch) // 2)
-        backoff = min(2**self._decide_failures, MAX_DECIDE_BACKOFF_SECONDS)
-        await workflow.sleep(timedelta(seconds=backoff))
+        failure = self._intake.batch_failed(batch, reason)
+        self._note_error(failure.note)
+        if failure.gave_up is not None:
+            event = failure.gave_up
+            self._count("processed")
+            self._note_error(failure.gave_up_note, event.id)
+            self._audit.event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
+            return
+        await workflow.sleep(timedelta(seconds=failure.retry_after_seconds))
 
     async def _decide(self, batch: list[SystemEvent]) -> DecideEventsResult:
         """One activity call decides the whole batch (local by default: fast, few history events)."""
-        runtime = self._s.config.runtime
-        request = DecideEventsInput(config=self._s.config, events=batch)
+        runtime = self._state.config.runtime
+        request = DecideEventsInput(config=self._state.config, events=batch)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions:
-            return await workflow.execute_local_activity(
-                DECIDE_EVENTS,
+            return await workflow.execute_local_activity_method(
+                AgentActivities.decide_events,
                 request,
-                result_type=DecideEventsResult,
                 start_to_close_timeout=timeout,
                 retry_policy=DECIDE_RETRY,
             )
-        return await workflow.execute_activity(
-            DECIDE_EVENTS,
+        return await workflow.execute_activity_method(
+            AgentActivities.decide_events,
             request,
-            result_type=DecideEventsResult,
             start_to_close_timeout=timeout,
             retry_policy=DECIDE_RETRY,
         )
 
     async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
         assert decision.action is not None
-        if await launch_action(self._s, event, decision.action):
+        if await launch_action(self._state, event, decision.action):
             self._children_this_run += 1
 
     async def _stop(self) -> AgentRunSummary:
-        s = self._s
+        s = self._state
         was_paused = s.state == AgentState.PAUSED
         s.state = AgentState.STOPPING
         self._publish_state()
         assert s.stop_request is not None
         if not s.stop_request.drain:
             # Not draining: actions that have not started executing end as rejected.
-            await self._tell_actions("abort", {"reason": s.stop_request.reason or "the agent stopped"})
+            abort = AbortRequest(reason=s.stop_request.reason or "the agent stopped")
+            await self._tell_actions(ActionWorkflow.abort, abort)
         elif was_paused:
             # Draining: approved actions held by the pause may go ahead, nobody could release them later.
             s.hold_epoch += 1
-            await self._tell_actions("release", {"epoch": s.hold_epoch})
+            await self._tell_actions(ActionWorkflow.release, HoldRequest(epoch=s.hold_epoch))
         try:
-            await workflow.execute_activity(
-                STOP_AGENT,
+            await workflow.execute_activity_method(
+                AgentActivities.stop_agent,
                 s.config,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=3),
@@ -344,38 +288,41 @@ class AgentWorkflow:
 
     # ----- messages ------------------------------------------------------------
 
-    # Every signal takes an optional payload: a signal sent with no input, or the wrong
-    # one, is rejected and counted, never a failed workflow task.
+    # Events are decoded by hand (``Any``): a malformed one is rejected, counted and audited,
+    # never a failed workflow task. Typed messages that fail to decode are dropped by the SDK
+    # with a warning in the worker log; every one of them is optional, so a bare signal works.
 
-    @workflow.signal
+    @workflow.signal(name=SUBMIT_EVENT)
     def submit_event(self, payload: Any = None) -> None:
         """One event as JSON; a malformed payload is rejected and counted, never fatal."""
         self._signals_this_run += 1
         self._take(payload)
 
-    @workflow.signal
+    @workflow.signal(name=SUBMIT_EVENTS)
     def submit_events(self, payload: Any = None) -> None:
         """A batch of events in one signal (a list, or ``{"events": [...]}``)."""
         self._signals_this_run += 1
-        items = payload.get("events") if isinstance(payload, dict) else payload
-        if not isinstance(items, list):
-            self._reject('submit_events needs a JSON list of events or {"events": [...]}')
+        try:
+            items = events_of(payload)
+        except EventRejected as err:
+            self._reject(str(err))
             return
         for item in items:
             self._take(item)
 
-    @workflow.signal
-    async def pause(self, payload: Any = None) -> None:
+    @workflow.signal(name=PAUSE)
+    async def pause(self, command: AgentCommand | None = None) -> None:
         """Stop taking events off the queue and hold approved actions not yet started."""
-        await self._set_paused(True)
+        await self._set_paused(True, command or AgentCommand())
 
-    @workflow.signal
-    async def resume(self, payload: Any = None) -> None:
-        await self._set_paused(False)
+    @workflow.signal(name=RESUME)
+    async def resume(self, command: AgentCommand | None = None) -> None:
+        """Take events again and release held actions."""
+        await self._set_paused(False, command or AgentCommand())
 
-    async def _set_paused(self, paused: bool) -> None:
+    async def _set_paused(self, paused: bool, command: AgentCommand) -> None:
         self._signals_this_run += 1
-        s = self._s
+        s = self._state
         if s.state == AgentState.INITIALIZING:
             s.pause_requested = paused  # applied once initialization ends
             return
@@ -384,45 +331,44 @@ class AgentWorkflow:
         s.state = AgentState.PAUSED if paused else AgentState.RUNNING
         s.hold_epoch += 1
         self._publish_state()
-        self._record_lifecycle("paused" if paused else "resumed")
-        await self._tell_actions("hold" if paused else "release", {"epoch": s.hold_epoch})
+        self._record_lifecycle("paused" if paused else "resumed", actor=command.actor)
+        signal = ActionWorkflow.hold if paused else ActionWorkflow.release
+        await self._tell_actions(signal, HoldRequest(epoch=s.hold_epoch))
 
-    @workflow.signal
-    def reset_circuit_breaker(self, payload: Any = None) -> None:
+    @workflow.signal(name=RESET_CIRCUIT_BREAKER)
+    def reset_circuit_breaker(self, command: AgentCommand | None = None) -> None:
         """A person closes the circuit breaker; automatic execution may resume."""
         self._signals_this_run += 1
-        who = payload.get("by", "unknown") if isinstance(payload, dict) else str(payload or "unknown")
-        workflow.logger.info("circuit breaker of %s reset by %s", self._s.config.id, who)
-        self._record_lifecycle("circuit_breaker_reset", actor=str(who), was_open=self._s.circuit_open)
-        self._s.circuit_open = False
-        self._s.consecutive_failures = 0
+        who = (command.actor if command else "") or "unknown"
+        workflow.logger.info("circuit breaker of %s reset by %s", self._state.config.id, who)
+        self._record_lifecycle("circuit_breaker_reset", actor=who, was_open=self._state.circuit_open)
+        self._state.circuit_open = False
+        self._state.consecutive_failures = 0
 
-    @workflow.signal
-    def stop(self, payload: Any = None) -> None:
+    @workflow.signal(name=STOP)
+    def stop(self, request: StopRequest | None = None) -> None:
+        """Stop the agent: drain the queue first (default), or abort actions not yet executing."""
         self._signals_this_run += 1
-        try:
-            request = StopRequest.model_validate(payload or {})
-        except Exception:
-            request = StopRequest(reason=str(payload))
-        if self._s.stop_request is None:
-            self._s.stop_request = request
+        if self._state.stop_request is None:
+            self._state.stop_request = request or StopRequest()
 
-    @workflow.signal
+    @workflow.signal(name=ACTION_FINISHED)
     def action_finished(self, payload: Any = None) -> None:
-        """An action workflow reports a status change or its end."""
+        """An action workflow reports a status change or its end (sent by action workflows only)."""
         self._signals_this_run += 1
         try:
             outcome = ActionOutcome.model_validate(payload)
-        except Exception:
-            workflow.logger.warning("ignored a malformed action_finished signal: %r", payload)
+        except ValidationError:
+            workflow.logger.warning("ignored a malformed %s signal", ACTION_FINISHED)
             return
-        record_outcome(self._s, outcome)
+        record_outcome(self._state, outcome)
 
     # ----- configuration ---------------------------------------------------------
 
-    @workflow.update
+    @workflow.update  # named RECONFIGURE by its method name (a name= here loses the result type)
     async def reconfigure(self, payload: Any = None) -> ConfigApplied:
-        """Apply a new config, a rollback, or a stored version, between two events."""
+        """Apply a new config, a rollback, or a stored version (a ``ReconfigureRequest``), between
+        two batches. Decoded by hand so that a refusal names every problem."""
         return await self._config.apply(payload)
 
     @reconfigure.validator
@@ -430,73 +376,64 @@ class AgentWorkflow:
         self._config.validate(payload)
 
     def _config_switched(self, new: AgentConfig) -> None:
-        self._batch_limit = new.runtime.batch_size
+        self._intake.config_switched()
         self._publish_state()
 
-    @workflow.query
+    @workflow.query(name=STATUS)
     def status(self) -> AgentStatus:
-        return status_of(self._s)
+        return status_of(self._state)
 
-    @workflow.query
+    @workflow.query(name=PENDING_ACTIONS)
     def pending_actions(self) -> list[PendingAction]:
-        return list(self._s.pending_actions.values())
+        return list(self._state.pending_actions.values())
 
     # ----- helpers -------------------------------------------------------------
 
     def _take(self, payload: Any) -> None:
         self._events_this_run += 1
         try:
-            event = parse_event(payload, workflow.now())
-            size = event_size(event)
-            outcome = admit(self._s, self._seen, event, workflow.now(), size, self._queue_bytes)
+            outcome = self._intake.take(payload, workflow.now())
         except EventRejected as err:
             self._reject(str(err))
             return
         self._count("received")
-        if outcome == Admission.ACCEPTED:
-            self._sizes[event.id] = size
-            self._queue_bytes += size
         if outcome == Admission.DUPLICATE:
             self._count("deduplicated")
-            workflow.logger.debug("duplicate event %s ignored", event.id)
+            workflow.logger.debug("duplicate event ignored")
 
-    def _forget_sizes(self, events: list[SystemEvent]) -> None:
-        for e in events:
-            self._queue_bytes -= self._sizes.pop(e.id, 0)
-
-    async def _tell_actions(self, signal: str, payload: dict[str, Any]) -> None:
+    async def _tell_actions(self, signal: Any, request: HoldRequest | AbortRequest) -> None:
         async def tell(action_id: str) -> None:
             try:
-                await workflow.get_external_workflow_handle(action_id).signal(signal, payload)
+                await workflow.get_external_workflow_handle(action_id).signal(signal, request)
             except Exception as err:  # a finished action needs nothing
-                workflow.logger.debug("could not %s %s: %s", signal, action_id, err)
+                workflow.logger.debug("could not signal %s: %s", action_id, err)
 
-        action_ids = list(self._s.pending_actions)
+        action_ids = list(self._state.pending_actions)
         for start in range(0, len(action_ids), SIGNALS_PER_STEP):
             await asyncio.gather(*(tell(a) for a in action_ids[start : start + SIGNALS_PER_STEP]))
 
     def _record_lifecycle(self, what: str, actor: str = "", **detail: Any) -> None:
-        sequence = self._s.counters.events_received + self._signals_this_run
+        sequence = self._state.counters.events_received + self._signals_this_run
         self._audit.lifecycle(what, sequence, actor=actor, **detail)
 
     def _count(self, outcome: str, n: int = 1) -> None:
-        metrics.count_events(self._s.config.type, self._s.config.id, outcome, n)
+        metrics.count_events(self._state.config.type, self._state.config.id, outcome, n)
 
     def _reject(self, reason: str) -> None:
-        self._s.counters.events_rejected += 1
+        self._state.counters.events_rejected += 1
         self._count("rejected")
         self._audit.rejection(reason, self._signals_this_run)
-        record_problem(self._s.recent_rejections, RecentProblem(at=workflow.now(), message=reason))
+        record_problem(self._state.recent_rejections, RecentProblem(at=workflow.now(), message=reason))
         workflow.logger.warning("rejected event payload: %s", reason)
 
     def _note_error(self, message: str, event_id: str | None = None) -> None:
         record_problem(
-            self._s.recent_errors, RecentProblem(at=workflow.now(), message=message, event_id=event_id)
+            self._state.recent_errors, RecentProblem(at=workflow.now(), message=message, event_id=event_id)
         )
-        workflow.logger.warning("agent %s: %s", self._s.config.id, message)
+        workflow.logger.warning("agent %s: %s", self._state.config.id, message)
 
     def _publish_state(self) -> None:
-        s = self._s
+        s = self._state
         workflow.upsert_search_attributes(
             [
                 sa.AGENT_ID.value_set(s.config.id),

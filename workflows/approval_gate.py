@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agents.models import AgentConfig
 from agents.policy import PolicyDecision
-from workflows.action_state import ActionRecord, ActionStatus, ApprovalRequest
+from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRequest
 
 
 def refusal_reason(

@@ -18,7 +18,8 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import RECORD_AUDIT, AuditBatch, AuditRecord
+    from activities.audit_activities import AuditActivities
+    from activities.contracts import AuditBatch, AuditRecord
 
 # Steps recorded before this patch was deployed had no audit rows; replaying their
 # histories must not schedule activities they never had.
@@ -74,8 +75,8 @@ class AuditOutbox:
                     break
                 count += 1
             batch, self._queue = self._queue[:count], self._queue[count:]
-            await workflow.execute_activity(
-                RECORD_AUDIT,
+            await workflow.execute_activity_method(
+                AuditActivities.record_audit,
                 AuditBatch(records=batch),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=AUDIT_RETRY,

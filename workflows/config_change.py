@@ -1,4 +1,4 @@
-"""Changing a running agent's config: the request, the answer, and the validator's rules.
+"""Changing a running agent's config: the validator's rules (the request is in ``agent_contract``).
 
 A person (``aiops config apply``) sends a whole config; a worker that saw a
 new version stored by someone else sends only its number. Either way the
@@ -10,37 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import ValidationError
 
-from agents.models import AgentConfig
-from workflows.agent_state import AgentRunState, AgentState, describe_validation_error
-
-
-class ReconfigureRequest(BaseModel):
-    """Exactly one of: ``config`` (apply it as version N+1), ``rollback_to`` (store a copy of
-    version K as N+1 and apply it), ``version`` (take this already stored version)."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    config: AgentConfig | None = None
-    rollback_to: int | None = Field(default=None, ge=1)
-    version: int | None = Field(default=None, ge=1)
-    author: str = ""
-    comment: str = ""
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ReconfigureRequest:
-        given = [v for v in (self.config, self.rollback_to, self.version) if v is not None]
-        if len(given) != 1:
-            raise ValueError("send exactly one of: a whole config, rollback_to, or a stored version")
-        return self
-
-
-class ConfigApplied(BaseModel):
-    agent_id: str
-    version: int
-    previous_version: int
-    changed: bool
+from agents.errors import describe_validation_error
+from workflows.agent_contract import AgentRunState, AgentState, ReconfigureRequest
 
 
 def parse_request(payload: Any) -> ReconfigureRequest:

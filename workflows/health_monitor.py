@@ -17,11 +17,6 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
-        LIST_AGENTS,
-        OBSERVE_AGENTS,
-        RAISE_HEALTH_ALERT,
-        RECORD_HEALTH,
-        SUMMARIZE_APPROVALS,
         HealthAlert,
         HealthSnapshot,
         ListAgentsCall,
@@ -29,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         ObserveAgentsCall,
         PendingApprovals,
     )
+    from activities.health_activities import HealthActivities
     from agents.health import AgentHealth, HealthStatus, HealthThresholds, classify, transitions
 
 PAGE = 100
@@ -54,10 +50,9 @@ class HealthMonitorWorkflow:
     @workflow.run
     async def run(self, input: MonitorInput) -> MonitorReport:
         run_id = workflow.info().run_id
-        ids: list[str] = await workflow.execute_activity(
-            LIST_AGENTS,
+        ids: list[str] = await workflow.execute_activity_method(
+            HealthActivities.list_agents,
             ListAgentsCall(task_queue=input.task_queue, failed_within_seconds=input.failed_within_seconds),
-            result_type=list[str],
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RETRY,
         )
@@ -67,20 +62,18 @@ class HealthMonitorWorkflow:
         healths: list[AgentHealth] = []
         observations = []
         for start in range(0, len(ids), PAGE):
-            seen: Observations = await workflow.execute_activity(
-                OBSERVE_AGENTS,
+            seen: Observations = await workflow.execute_activity_method(
+                HealthActivities.observe_agents,
                 ObserveAgentsCall(agent_ids=ids[start : start + PAGE], status_timeout_seconds=timeout),
-                result_type=Observations,
                 start_to_close_timeout=timedelta(seconds=60 + 3 * timeout),
                 retry_policy=RETRY,
             )
             observations.extend(seen.agents)
             verdicts = [classify(o, seen.worker, input.thresholds) for o in seen.agents]
             healths.extend(v for v in verdicts if v is not None)
-        approvals: PendingApprovals = await workflow.execute_activity(
-            SUMMARIZE_APPROVALS,
+        approvals: PendingApprovals = await workflow.execute_activity_method(
+            HealthActivities.summarize_approvals,
             input.task_queue,
-            result_type=PendingApprovals,
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RETRY,
         )
@@ -91,17 +84,16 @@ class HealthMonitorWorkflow:
             observations=observations,
             approvals=approvals,
         )
-        previous: dict[str, HealthStatus] = await workflow.execute_activity(
-            RECORD_HEALTH,
+        previous: dict[str, HealthStatus] = await workflow.execute_activity_method(
+            HealthActivities.record_health,
             snapshot,
-            result_type=dict[str, HealthStatus],
             start_to_close_timeout=timedelta(seconds=60),
             retry_policy=RETRY,
         )
         changes = transitions(previous, healths)
         for change in changes:
-            await workflow.execute_activity(
-                RAISE_HEALTH_ALERT,
+            await workflow.execute_activity_method(
+                HealthActivities.raise_health_alert,
                 HealthAlert(transition=change, alert_agent_id=input.alert_agent_id, monitor_run=run_id),
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=RETRY,

@@ -19,3 +19,9 @@ ALL = (AGENT_ID, AGENT_TYPE, AGENT_STATE, ACTION_STATUS, RISK_LEVEL)
 REGISTER_COMMAND = "temporal operator search-attribute create " + " ".join(
     f"--name {key.name} --type Keyword" for key in ALL
 )
+
+
+def quoted(value: str) -> str:
+    """``value`` as a visibility-query string literal: quoted, with quotes and backslashes escaped."""
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace('"', '\\"')
+    return f"'{escaped}'"

@@ -18,7 +18,7 @@ import typer
 
 from aiops.cli import agents, approvals, audit, config, dev, events
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
-from workflows.ids import DEFAULT_TASK_QUEUE
+from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
 TASK_QUEUE_ENV = "AIOPS_TASK_QUEUE"
 

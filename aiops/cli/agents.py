@@ -11,8 +11,7 @@ from agents.models import AgentConfig
 from aiops.cli.common import current_user, load_config, run
 from aiops.cli.output import BadInput, Failed, console, emit, pairs, say, table, when
 from aiops.client import AiopsClient
-from workflows.agent_state import AgentState, AgentStatus
-from workflows.ids import agent_workflow_id
+from workflows.agent_contract import AgentState, AgentStatus, agent_workflow_id
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from aiops.cli.common import action_workflow_id, current_user, run
 from aiops.cli.output import BadInput, age, compact, console, emit, pairs, table, when
-from workflows.action_state import ActionRecord, ActionStatus
+from workflows.action_contract import ActionRecord, ActionStatus
 
 app = typer.Typer(help="The approval inbox: list, inspect, approve and reject actions.", no_args_is_help=True)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from activities.audit_log import ChainReport
+from activities.database.audit_log import ChainReport
 from aiops.cli.common import action_workflow_id, run
 from aiops.cli.output import BadInput, Failed, compact, console, emit, report_error, table, when
 

@@ -22,12 +22,12 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.database import DATABASE_URL_ENV
+from activities.database.pool import DATABASE_URL_ENV
 from agents.models import AgentConfig, SystemEvent
 from aiops.cli.output import BadInput, CliError, Failed, describe_validation, settings
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
-from workflows.ids import ACTION_WORKFLOW_PREFIX
+from workflows.action_contract import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
 
 T = TypeVar("T")
 

@@ -9,7 +9,7 @@ import typer
 
 from aiops.cli.common import current_user, load_config, run
 from aiops.cli.output import Failed, compact, console, emit, table
-from workflows.config_change import ConfigApplied
+from workflows.agent_contract import ConfigApplied
 
 app = typer.Typer(
     help="Change a running agent's config (hot reload), compare versions, roll back.", no_args_is_help=True

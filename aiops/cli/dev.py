@@ -37,7 +37,7 @@ def worker(
     It reads TEMPORAL_ADDRESS, DATABASE_URL and AIOPS_TASK_QUEUE like every command;
     the global --task-queue is passed on unless ARGS name one.
     """
-    import worker as worker_module  # the worker's imports are only paid for here
+    from aiops.runtime import worker_process  # the worker's imports are only paid for here
 
     argv = list(args or [])
     if settings(ctx).task_queue_given and not any(
@@ -45,7 +45,7 @@ def worker(
     ):
         argv = ["--task-queue", settings(ctx).task_queue, *argv]
     sys.argv[0] = "aiops worker"  # how argparse names the program in its messages
-    worker_module.main(argv)
+    worker_process.main(argv)
 
 
 def _script(name: str) -> Path:

@@ -149,8 +149,8 @@ def _from_flags(
     try:
         return SystemEvent(
             id=event_id or f"evt-{uuid.uuid4().hex[:16]}",
-            type=event_type,  # type: ignore[arg-type]
-            source=source,  # type: ignore[arg-type]
+            type=event_type,
+            source=source,
             severity=severity or Severity.MEDIUM,
             data=payload,
             correlation_id=correlation_id,

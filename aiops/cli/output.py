@@ -29,9 +29,10 @@ from typer.core import TyperGroup
 try:  # typer 0.2x carries its own copy of click
     from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover  (older typer on click)
-    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+    from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[no-redef,assignment,unused-ignore]
 
-from workflows.ids import DEFAULT_TASK_QUEUE
+from agents.errors import AiopsError
+from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -64,7 +65,7 @@ def settings(ctx: typer.Context) -> Settings:
 # ----- errors -------------------------------------------------------------------
 
 
-class CliError(Exception):
+class CliError(AiopsError):
     """A failure the CLI reports as one line and an exit code."""
 
     exit_code = EXIT_FAILED

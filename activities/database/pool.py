@@ -13,7 +13,7 @@ import os
 
 import asyncpg
 
-from activities.migrations import migrate
+from activities.database.migrations import migrate
 
 DATABASE_URL_ENV = "DATABASE_URL"
 

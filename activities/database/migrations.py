@@ -1,8 +1,8 @@
-"""Schema migrations: plain SQL files in ``activities/sql``, applied in name order, once.
+"""Schema migrations: plain SQL files in ``activities/database/sql``, applied in name order, once.
 
 Each applied file is recorded in ``schema_migrations``; a PostgreSQL advisory
 lock serializes runners, so several workers starting at once apply each file
-exactly once. Run it alone with ``python -m activities.migrations`` (uses
+exactly once. Run it alone with ``python -m activities.database.migrations`` (uses
 ``DATABASE_URL``).
 """
 

@@ -18,9 +18,9 @@ import asyncpg
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.config_store import NOTIFY_CHANNEL, notification
-from workflows.config_change import ConfigApplied
-from workflows.ids import agent_workflow_id
+from activities.database.config_store import NOTIFY_CHANNEL, notification
+from workflows.agent_contract import ConfigApplied, ReconfigureRequest, agent_workflow_id
+from workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger("aiops.config_listener")
 
@@ -99,7 +99,7 @@ class ConfigListener:
         handle = self.client.get_workflow_handle(agent_workflow_id(agent_id))
         try:
             applied = await handle.execute_update(
-                "reconfigure", {"version": version}, result_type=ConfigApplied
+                AgentWorkflow.reconfigure, ReconfigureRequest(version=version)
             )
         except WorkflowUpdateFailedError as err:
             log.warning("agent %s refused config version %d: %s", agent_id, version, err.cause)

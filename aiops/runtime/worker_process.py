@@ -1,0 +1,208 @@
+"""The worker process: serves every workflow and activity of the framework on one task queue.
+
+Run as many as you like on the same queue; each builds agent instances on
+demand, so no worker depends on having seen another's work. SIGTERM or SIGINT
+stops polling and lets running activities finish (up to the grace period).
+
+    python worker.py [--task-queue aiops-agents] [--agent-module my_pkg.agents ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
+from agents.health import HealthThresholds
+from agents.registry import MODULES_ENV_VAR, load_agent_modules
+from aiops.connection import connect
+from aiops.health_schedule import ensure_health_schedule
+from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
+from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
+from aiops.metrics import create_telemetry
+from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
+from aiops.runtime.config_listener import ConfigListener
+from aiops.runtime.worker_build import build_worker
+from aiops.tracing import shutdown_tracing
+from workflows.agent_contract import DEFAULT_TASK_QUEUE
+from workflows.health_monitor import MonitorInput
+from workflows.search_attributes import REGISTER_COMMAND
+
+log = logging.getLogger("aiops.worker")
+
+
+async def run(args: argparse.Namespace) -> int:
+    types = load_agent_modules(args.agent_module)
+    log.info("agent types available: %s", ", ".join(types))
+    identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
+    # Health gauges outlive a few monitor intervals, then expire (another worker may run the next).
+    telemetry = create_telemetry(gauge_ttl=max(300.0, 3 * args.health_every))
+    client = await connect(identity=identity, runtime=telemetry.runtime, service_name="aiops-worker")
+    if args.register_search_attributes:
+        added = await ensure_search_attributes(client)
+        if added:
+            log.info("registered search attributes %s", ", ".join(added))
+    missing = await missing_search_attributes(client)
+    if missing:
+        log.error(
+            "the namespace lacks the search attributes %s; register them with:\n  %s",
+            ", ".join(missing),
+            REGISTER_COMMAND,
+        )
+        return 2
+    url = database_url()
+    if url is None and not args.no_database:
+        log.error(
+            "set %s to a PostgreSQL URL (the config store and audit log live there; "
+            "bash temporal-dev/start.sh prints a local one), or pass --no-database to run without them",
+            DATABASE_URL_ENV,
+        )
+        return 2
+    pool = await open_pool(url) if url else None
+    if pool is None:
+        log.warning("running WITHOUT a database: no audit log, no stored configs (--no-database)")
+    worker = build_worker(client, args.task_queue, identity=identity, pool=pool)
+    listener = ConfigListener(url, client) if url else None
+    if listener is not None:
+        listener.start()
+    checks = {"temporal": temporal_check(client), "polling": polling_check(lambda: worker.is_running)}
+    if pool is not None:
+        checks["postgres"] = postgres_check(pool)
+    http = HealthServer(checks, telemetry.registry)
+    if args.http_port >= 0:
+        port = await http.start(args.http_host, args.http_port)
+        log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", args.http_host, port)
+        print(f"http: {args.http_host}:{port}", flush=True)
+    drainer = asyncio.create_task(_drain_metrics(telemetry.bridge.drain))
+    if args.health_every > 0:
+        try:
+            thresholds = _thresholds(args.health_thresholds)
+        except (OSError, ValueError) as err:  # pydantic's ValidationError is a ValueError
+            log.error("--health-thresholds: %s", err)
+            return 2
+        monitor = MonitorInput(
+            task_queue=args.task_queue,
+            thresholds=thresholds,
+            alert_agent_id=args.health_alert_agent or None,
+        )
+        sid = await ensure_health_schedule(client, timedelta(seconds=args.health_every), monitor)
+        log.info("health monitor schedule %s: every %ss", sid, args.health_every)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info(
+            "worker %s polling task queue %r on %s (namespace %s)",
+            identity,
+            args.task_queue,
+            client.service_client.config.target_host,
+            client.namespace,
+        )
+        print(f"worker ready: task queue {args.task_queue}", flush=True)
+        await stop.wait()
+        log.info("shutting down: finishing running activities")
+        if listener is not None:
+            await listener.stop()
+    drainer.cancel()
+    await http.stop()
+    if pool is not None:
+        await pool.close()
+    shutdown_tracing()
+    return 0
+
+
+def _thresholds(source: str | None) -> HealthThresholds:
+    """Thresholds from a JSON file or inline JSON; the defaults when not given."""
+    if not source:
+        return HealthThresholds()
+    text = Path(source).read_text() if not source.lstrip().startswith("{") else source
+    return HealthThresholds.model_validate_json(text)
+
+
+async def _drain_metrics(drain: Callable[[], None], every: float = 10.0) -> None:
+    """Empty the SDK's metric buffer regularly even when nobody scrapes, so nothing is dropped."""
+    while True:
+        await asyncio.sleep(every)
+        drain()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run an AIOps agent worker.")
+    parser.add_argument(
+        "--task-queue",
+        default=os.environ.get("AIOPS_TASK_QUEUE", DEFAULT_TASK_QUEUE),
+        help="task queue to poll (env AIOPS_TASK_QUEUE; default %(default)s)",
+    )
+    parser.add_argument(
+        "--agent-module",
+        action="append",
+        default=[],
+        help=f"import this module to register its agents (repeatable; also env {MODULES_ENV_VAR})",
+    )
+    parser.add_argument("--identity", default=None, help="worker identity shown in Temporal")
+    parser.add_argument(
+        "--register-search-attributes",
+        action="store_true",
+        help="register the framework's search attributes on the namespace if missing",
+    )
+    parser.add_argument(
+        "--no-database",
+        action="store_true",
+        help=f"run without PostgreSQL ({DATABASE_URL_ENV} unset): no audit log, no config store",
+    )
+    parser.add_argument(
+        "--http-host",
+        default=os.environ.get("AIOPS_HTTP_HOST", "0.0.0.0"),
+        help="health/metrics bind address",
+    )
+    parser.add_argument(
+        "--http-port",
+        type=int,
+        default=int(os.environ.get("AIOPS_HTTP_PORT", "9464")),
+        help="port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
+    )
+    parser.add_argument(
+        "--health-every",
+        type=float,
+        default=float(os.environ.get("AIOPS_HEALTH_EVERY", "60")),
+        help="seconds between health checks of this queue's agents (a Temporal Schedule; 0: leave it alone)",
+    )
+    parser.add_argument(
+        "--health-alert-agent",
+        default=os.environ.get("AIOPS_HEALTH_ALERT_AGENT"),
+        help="agent id that receives an agent_health event on each health transition",
+    )
+    parser.add_argument(
+        "--health-thresholds",
+        default=os.environ.get("AIOPS_HEALTH_THRESHOLDS"),
+        help="health thresholds as JSON or a JSON file (see agents/health.py HealthThresholds)",
+    )
+    parser.add_argument("--log-level", default=os.environ.get(LEVEL_ENV, "INFO"), help=f"env {LEVEL_ENV}")
+    parser.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        default=os.environ.get(FORMAT_ENV, "json"),
+        help=f"JSON lines with correlation ids, or plain text (env {FORMAT_ENV})",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level, args.log_format)
+    code = asyncio.run(run(args))
+    # The worker has shut down cleanly. Leave without interpreter finalization, during which the
+    # SDK's native threads can abort the process (SIGABRT) and turn a clean stop into a crash.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,239 @@
+"""The public contract of ``ActionWorkflow``: ids, input, messages, the record, queries, errors.
+
+Clients, the CLI, activities and tests import this module (or call the
+workflow's methods by reference); nothing outside ``workflows/`` imports the
+workflow's internals. ``ActionRecord`` is both the ``status`` query's answer
+and the workflow's result, so the approver, the CLI and the audit read one shape.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
+from agents.policy import PolicyDecision
+from workflows import search_attributes as sa
+from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
+
+WORKFLOW_TYPE = "ActionWorkflow"
+WORKFLOW_ID_PREFIX = "action-"
+
+# ----- message names (for callers that cannot call the method by reference) ----
+
+APPROVE = "approve"  # signal: ApprovalRequest (Web UI, `temporal workflow signal`)
+REJECT = "reject"  # signal: ApprovalRequest
+DECIDE = "decide"  # update: DecisionRequest -> ActionRecord; refusals come back at once
+HOLD = "hold"  # signal, from the agent while it is paused: HoldRequest
+RELEASE = "release"  # signal, from the agent when it resumes: HoldRequest
+ABORT = "abort"  # signal, from the agent when it stops without draining: AbortRequest
+STATUS = "status"  # query -> ActionRecord
+
+# ----- error types ---------------------------------------------------------------
+
+APPROVAL_REFUSED = "ApprovalRefused"  # the decide update's validator refused; the message says why
+
+# ----- ids -------------------------------------------------------------------------
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.:-]")
+
+
+def action_workflow_id(agent_id: str, event_id: str) -> str:
+    """``action-<agent>:<event>``: agent ids never contain ``:``, so no two pairs collide.
+
+    An event id with characters unsafe in a workflow id, or a very long one, is
+    kept readable and made unique with a digest of the original.
+    """
+    safe = _SAFE.sub("_", event_id)
+    if safe != event_id or len(safe) > 100:
+        digest = hashlib.sha256(event_id.encode()).hexdigest()[:16]
+        safe = f"{safe[:60]}-{digest}"
+    return f"{WORKFLOW_ID_PREFIX}{agent_id}:{safe}"
+
+
+def agent_id_of(action_id: str) -> str | None:
+    """The agent that proposed the action ``action_id``, or None if it is not an action id."""
+    if not action_id.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    agent_id, colon, event_part = action_id[len(WORKFLOW_ID_PREFIX) :].partition(":")
+    return agent_id if colon and agent_id and event_part else None
+
+
+# ----- status ------------------------------------------------------------------------
+
+
+class ActionStatus(StrEnum):
+    PROPOSED = "proposed"
+    PLANNING = "planning"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    DENIED = "denied"
+    EXECUTING = "executing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    VERIFYING = "verifying"
+    VERIFIED = "verified"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def search_value(self) -> str:
+        """The CamelCase form used in the ``AiopsActionStatus`` search attribute."""
+        return "".join(part.capitalize() for part in self.value.split("_"))
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        ActionStatus.REJECTED,
+        ActionStatus.EXPIRED,
+        ActionStatus.DENIED,
+        ActionStatus.SUCCEEDED,
+        ActionStatus.FAILED,
+        ActionStatus.VERIFIED,
+        ActionStatus.ROLLED_BACK,
+    }
+)
+
+# ----- start input -------------------------------------------------------------------
+
+
+class ActionInput(BaseModel):
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    action: AgentAction
+    event: SystemEvent
+    config: AgentConfig
+    agent_workflow_id: str
+    decision: PolicyDecision
+    held: bool = False
+    hold_epoch: int = 0
+
+
+# ----- messages ----------------------------------------------------------------------
+
+
+class ApprovalRequest(BaseModel):
+    """An approve / reject decision as a person sends it (signal body or update argument).
+
+    ``approver`` is the actor; ``credential`` is room for a signed token. Unknown
+    fields are refused, so a typo (``"aprover"``) is an error, not an anonymous approval.
+    """
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    approver: str = Field(min_length=1, max_length=MAX_NAME)
+    comment: str = Field(default="", max_length=MAX_TEXT)
+    plan_digest: str | None = Field(default=None, max_length=128)
+    credential: str | None = Field(default=None, max_length=8192)
+
+
+class DecisionRequest(ApprovalRequest):
+    """The ``decide`` update's argument: an approval request that says which way."""
+
+    approve: bool
+
+
+class HoldRequest(OperatorMessage):
+    """Hold or release: ``epoch`` is the agent's pause epoch; only a newer one changes anything."""
+
+    epoch: int | None = None
+
+
+class AbortRequest(OperatorMessage):
+    reason: str = Field(default="", max_length=MAX_TEXT)
+
+
+# ----- the record ----------------------------------------------------------------------
+
+
+class ApprovalRecord(BaseModel):
+    approver: str
+    approved: bool
+    comment: str
+    at: datetime
+    channel: str
+    plan_digest: str | None = None
+
+
+class RefusedApproval(BaseModel):
+    approver: str
+    approved: bool
+    comment: str
+    at: datetime
+    channel: str
+    reason: str
+
+
+class StatusChange(BaseModel):
+    status: ActionStatus
+    at: datetime
+    note: str = ""
+
+
+class ActionRecord(BaseModel):
+    """The ``status`` query's answer and the workflow's result."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    action: AgentAction
+    event: SystemEvent
+    config_version: int
+    status: ActionStatus = ActionStatus.PROPOSED
+    decision: PolicyDecision | None = None
+    plan: Plan | None = None
+    plan_digest: str | None = None
+    approvals: list[ApprovalRecord] = Field(default_factory=list)
+    refused: list[RefusedApproval] = Field(default_factory=list)
+    escalated: bool = False
+    escalation_error: str | None = None
+    held: bool = False
+    hold_epoch: int = 0
+    approval_deadline: datetime | None = None
+    result: ActionResult | None = None
+    verified: bool | None = None
+    rollback_result: ActionResult | None = None
+    error: str | None = None
+    history: list[StatusChange] = Field(default_factory=list)
+    approve_command: str = ""
+
+
+class ActionOutcome(BaseModel):
+    """What an action workflow tells its agent when its status changes or it ends."""
+
+    action_id: str
+    event_id: str
+    status: ActionStatus
+    success: bool | None = None
+    message: str = ""
+    duration_seconds: float | None = None  # proposal to final status, on the final report
+
+
+def plan_digest(plan: Plan | None) -> str:
+    """A stable digest of the plan an approver saw (sha256 of its canonical JSON)."""
+    body = plan.model_dump_json() if plan is not None else "null"
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+# ----- visibility --------------------------------------------------------------------------
+
+
+def pending_approvals_query(task_queue: str | None = None, agent_id: str | None = None) -> str:
+    """The approval inbox: running actions waiting for a decision (on a queue, of an agent)."""
+    query = (
+        f"{sa.ACTION_STATUS.name} = {sa.quoted(ActionStatus.PENDING_APPROVAL.search_value)}"
+        " AND ExecutionStatus = 'Running'"
+    )
+    if task_queue is not None:
+        query += f" AND TaskQueue = {sa.quoted(task_queue)}"
+    if agent_id is not None:
+        query += f" AND {sa.AGENT_ID.name} = {sa.quoted(agent_id)}"
+    return query

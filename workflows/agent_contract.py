@@ -1,0 +1,248 @@
+"""The public contract of ``AgentWorkflow``: everything a caller needs, nothing it must not touch.
+
+Clients, activities, the CLI, the health monitor and the tests import this
+module (or call the workflow's methods by reference); nothing outside
+``workflows/`` imports the workflow's state or intake modules. It holds:
+
+- the workflow id and its reverse (``agent_workflow_id`` / ``agent_id_of``);
+- the start input (``AgentWorkflowInput``, whose ``carried`` part is the state
+  continue-as-new hands to the next run);
+- every message's input and result model, and the names a raw caller (the
+  ``temporal`` CLI, the Web UI, another workflow) sends them by;
+- the visibility queries that find agents;
+- the error types the workflow fails or refuses with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+from agents.models import AgentConfig, EventType, RiskLevel, SystemEvent
+from workflows import search_attributes as sa
+from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
+
+WORKFLOW_TYPE = "AgentWorkflow"
+DEFAULT_TASK_QUEUE = "aiops-agents"
+WORKFLOW_ID_PREFIX = "agent-"
+
+# ----- message names (for callers that cannot call the method by reference) ----
+
+SUBMIT_EVENT = "submit_event"  # signal: one event as JSON (Web UI, `temporal workflow signal`)
+SUBMIT_EVENTS = "submit_events"  # signal: a list of events, or {"events": [...]}
+PAUSE = "pause"  # signal: AgentCommand
+RESUME = "resume"  # signal: AgentCommand
+STOP = "stop"  # signal: StopRequest
+RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"  # signal: AgentCommand
+ACTION_FINISHED = "action_finished"  # signal, from action workflows: ActionOutcome (a status change)
+RECONFIGURE = "reconfigure"  # update: ReconfigureRequest -> ConfigApplied
+STATUS = "status"  # query -> AgentStatus
+PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
+
+# ----- error types ---------------------------------------------------------------
+
+INVALID_AGENT_INPUT = "InvalidAgentInput"  # the start input is not a valid config (workflow fails)
+AGENT_INITIALIZATION_FAILED = "AgentInitializationFailed"  # initialize gave up (workflow fails)
+CONFIG_REFUSED = "ConfigRefused"  # a reconfigure update was refused; the message says why
+
+
+# ----- ids -------------------------------------------------------------------------
+
+
+def agent_workflow_id(agent_id: str) -> str:
+    """``agent-<id>``: derived from the agent id, so two starters always reach one workflow."""
+    return f"{WORKFLOW_ID_PREFIX}{agent_id}"
+
+
+def agent_id_of(workflow_id: str) -> str | None:
+    """The agent id behind an agent workflow id, or None if it is not one."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX) or len(workflow_id) == len(WORKFLOW_ID_PREFIX):
+        return None
+    return workflow_id[len(WORKFLOW_ID_PREFIX) :]
+
+
+# ----- state a caller can read -----------------------------------------------------------
+
+
+class AgentState(StrEnum):
+    INITIALIZING = "initializing"
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
+class AgentCounters(BaseModel):
+    events_received: int = 0
+    events_processed: int = 0
+    events_deduplicated: int = 0
+    events_rejected: int = 0
+    events_filtered: int = 0
+    decision_errors: int = 0
+    actions_proposed: int = 0
+    actions_duplicate: int = 0
+    actions_succeeded: int = 0
+    actions_failed: int = 0
+    actions_rejected: int = 0
+
+
+class RecentProblem(BaseModel):
+    at: datetime
+    message: str
+    event_id: str | None = None
+
+
+class PendingAction(BaseModel):
+    action_id: str
+    event_id: str
+    status: str
+    risk_level: RiskLevel
+    description: str
+    proposed_at: datetime
+
+
+# ----- messages ----------------------------------------------------------------------
+
+
+class AgentCommand(OperatorMessage):
+    """Pause, resume or reset the circuit breaker; ``by`` is accepted as an older name of ``actor``."""
+
+    actor: str = Field(default="", max_length=MAX_NAME, validation_alias=AliasChoices("actor", "by"))
+
+
+class StopRequest(AgentCommand):
+    reason: str = Field(default="", max_length=MAX_TEXT)
+    drain: bool = True
+
+
+class ReconfigureRequest(OperatorMessage):
+    """Exactly one of: ``config`` (apply it as version N+1), ``rollback_to`` (store a copy of
+    version K as N+1 and apply it), ``version`` (take this already stored version)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    config: AgentConfig | None = None
+    rollback_to: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1)
+    author: str = Field(default="", max_length=MAX_NAME)
+    comment: str = Field(default="", max_length=MAX_TEXT)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> ReconfigureRequest:
+        given = [v for v in (self.config, self.rollback_to, self.version) if v is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of: a whole config, rollback_to, or a stored version")
+        return self
+
+
+class ConfigApplied(BaseModel):
+    """The ``reconfigure`` update's answer."""
+
+    agent_id: str
+    version: int
+    previous_version: int
+    changed: bool
+
+
+# ----- start input, carried state, status and result ------------------------------------
+
+
+class AgentRunState(BaseModel):
+    """The whole state of an agent: what ``status`` reads and what continue-as-new carries."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    config: AgentConfig
+    state: AgentState = AgentState.INITIALIZING
+    subscribed_event_types: list[EventType] = Field(default_factory=list)
+    queue: list[SystemEvent] = Field(default_factory=list)
+    seen_event_ids: list[str] = Field(default_factory=list)
+    counters: AgentCounters = Field(default_factory=AgentCounters)
+    pending_actions: dict[str, PendingAction] = Field(default_factory=dict)
+    recent_errors: list[RecentProblem] = Field(default_factory=list)
+    recent_rejections: list[RecentProblem] = Field(default_factory=list)
+    last_event_at: datetime | None = None
+    started_at: datetime | None = None
+    stop_request: StopRequest | None = None
+    pause_requested: bool = False
+    hold_epoch: int = 0
+    decide_attempts: dict[str, int] = Field(default_factory=dict)
+    consecutive_failures: int = 0
+    circuit_open: bool = False
+    auto_executions: list[datetime] = Field(default_factory=list)
+    failure: str | None = None
+    run_number: int = 1
+    recent_action_seconds: list[float] = Field(default_factory=list)
+
+
+class AgentWorkflowInput(BaseModel):
+    """What starts an agent: its config, or the state a previous run carried."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    config: AgentConfig
+    carried: AgentRunState | None = None
+    started_by: str = ""
+
+
+class AgentStatus(BaseModel):
+    """The ``status`` query's answer."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    agent_id: str
+    name: str
+    type: str
+    state: AgentState
+    config_version: int
+    config: AgentConfig
+    counters: AgentCounters
+    queue_length: int
+    pending_actions: list[PendingAction]
+    error_rate: float
+    success_rate: float | None
+    last_event_at: datetime | None
+    started_at: datetime | None
+    recent_errors: list[RecentProblem]
+    recent_rejections: list[RecentProblem]
+    failure: str | None
+    run_number: int
+    circuit_open: bool
+    consecutive_failures: int
+    recent_action_seconds: list[float] = Field(default_factory=list)
+
+
+class AgentRunSummary(BaseModel):
+    """What a finished agent run returns."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
+
+    agent_id: str
+    state: AgentState
+    counters: AgentCounters
+    unprocessed_events: list[SystemEvent] = Field(default_factory=list)
+    failure: str | None = None
+
+
+# ----- visibility --------------------------------------------------------------------------
+
+
+def agents_query(
+    task_queue: str | None = None, state: AgentState | None = None, failed_since: datetime | None = None
+) -> str:
+    """Running agents (on ``task_queue``, in ``state``), and with ``failed_since`` also the agents
+    whose workflow failed after that instant, so a failure is judged instead of vanishing."""
+    query = f"WorkflowType = {sa.quoted(WORKFLOW_TYPE)}"
+    if task_queue is not None:
+        query += f" AND TaskQueue = {sa.quoted(task_queue)}"
+    if state is not None:
+        query += f" AND {sa.AGENT_STATE.name} = {sa.quoted(AgentState(state).value)}"
+    if failed_since is None:
+        return query + " AND ExecutionStatus = 'Running'"
+    return (
+        query + " AND (ExecutionStatus = 'Running' OR "
+        f"(ExecutionStatus = 'Failed' AND CloseTime > {sa.quoted(failed_since.isoformat())}))"
+    )
