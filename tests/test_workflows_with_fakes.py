@@ -1,0 +1,222 @@
+"""The two workflows alone, with every activity replaced by a fake registered under the real name.
+
+Fast tier: no PostgreSQL and no agent code, on the in-process time-skipping
+test server, so backoffs of seconds or minutes pass at once. What is tested is
+the workflows' own logic: batching and poison-event bisection, retries of
+execute, verify and rollback, approval through the typed update.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest_asyncio
+from temporalio import activity
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.agent_activities import AgentActivities
+from activities.audit_activities import AuditActivities
+from activities.config_activities import ConfigActivities
+from activities.contracts import (
+    ActionCall,
+    AgentInitialized,
+    AuditBatch,
+    ConfigProposal,
+    DecideEventsInput,
+    DecideEventsResult,
+    EscalationNotice,
+    EventDecision,
+    ExecutionOutcome,
+    StoredConfig,
+    VerifyCall,
+)
+from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
+from aiops.client import AiopsClient
+from aiops.namespace_setup import ensure_search_attributes
+from tests.helpers import event, wait_pending
+from workflows.action_contract import ActionStatus
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_workflow import AgentWorkflow
+
+TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
+
+
+def fake(method: Callable[..., Awaitable[Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register the decorated function as the activity ``method`` (whose name is its method's)."""
+    return activity.defn(name=method.__name__)
+
+
+class Fakes:
+    """Every activity the workflows call, with a log of calls and scripted failures."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.decided: list[str] = []
+        self.execute_failures = 0
+        self.verify_result = True
+
+        @fake(ConfigActivities.register_config)
+        async def register_config(proposal: ConfigProposal) -> StoredConfig | None:
+            return None
+
+        @fake(AgentActivities.initialize_agent)
+        async def initialize_agent(config: AgentConfig) -> AgentInitialized:
+            return AgentInitialized(agent_class="fake", subscribed_event_types=[EventType.ALERT])
+
+        @fake(AgentActivities.decide_events)
+        async def decide_events(request: DecideEventsInput) -> DecideEventsResult:
+            self.calls["decide"] += 1
+            if any(e.data.get("poison") for e in request.events):
+                raise ApplicationError("the decision hook crashed")
+            self.decided.extend(e.id for e in request.events)
+            return DecideEventsResult(
+                decisions=[
+                    EventDecision(
+                        event_id=e.id,
+                        action=AgentAction(
+                            id="x",
+                            agent_id=request.config.id,
+                            type="restart_service",
+                            description="restart",
+                            risk_level=e.data.get("risk", "low"),
+                        )
+                        if e.data.get("act")
+                        else None,
+                    )
+                    for e in request.events
+                ]
+            )
+
+        @fake(AgentActivities.stop_agent)
+        async def stop_agent(config: AgentConfig) -> bool:
+            return True
+
+        @fake(AgentActivities.plan_action)
+        async def plan_action(call: ActionCall) -> Plan | None:
+            return Plan(summary="restart one service", changes=["restart api"])
+
+        @fake(AgentActivities.execute_action_logged)
+        async def execute_action_logged(call: ActionCall) -> ExecutionOutcome:
+            self.calls["execute"] += 1
+            if self.calls["execute"] <= self.execute_failures:
+                raise ApplicationError("transient failure")
+            return ExecutionOutcome(result=ActionResult(success=True, message="restarted"))
+
+        @fake(AgentActivities.verify_action)
+        async def verify_action(call: VerifyCall) -> bool | None:
+            self.calls["verify"] += 1
+            return self.verify_result
+
+        @fake(AgentActivities.rollback_action)
+        async def rollback_action(call: ActionCall) -> ActionResult | None:
+            self.calls["rollback"] += 1
+            return ActionResult(success=True, message="put back")
+
+        @fake(AgentActivities.notify_escalation)
+        async def notify_escalation(notice: EscalationNotice) -> None:
+            self.calls["escalation"] += 1
+
+        @fake(AuditActivities.record_audit)
+        async def record_audit(batch: AuditBatch) -> int:
+            self.calls["audit_rows"] += len(batch.records)
+            return len(batch.records)
+
+        self.all = [
+            register_config, initialize_agent, decide_events, stop_agent, plan_action,
+            execute_action_logged, verify_action, rollback_action, notify_escalation, record_audit,
+        ]  # fmt: skip
+
+
+@pytest_asyncio.fixture
+async def skipping() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
+    )
+    await ensure_search_attributes(env.client)
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClient, Fakes]]:
+    task_queue = f"tq-{uuid.uuid4()}"
+    faked = Fakes()
+    async with Worker(
+        skipping.client,
+        task_queue=task_queue,
+        workflows=[AgentWorkflow, ActionWorkflow],
+        activities=faked.all,
+    ):
+        yield AiopsClient(skipping.client, task_queue), faked
+
+
+def config(**runtime: Any) -> AgentConfig:
+    return AgentConfig(
+        id=f"fake-{uuid.uuid4().hex[:6]}", name="fake", type="fake", runtime=runtime,
+        approval={"approvers": [{"name": "alice", "roles": ["sre"]}]},
+    )  # fmt: skip
+
+
+async def stop_and_wait(aiops: AiopsClient, agent_id: str) -> Any:
+    await aiops.stop(agent_id, reason="test over")
+    return await aiops.agent_handle(agent_id).result()
+
+
+async def test_a_poison_event_is_bisected_out_and_the_rest_are_decided(
+    fakes: tuple[AiopsClient, Fakes], skipping: WorkflowEnvironment
+) -> None:
+    aiops, faked = fakes
+    cfg = config(batch_size=8, local_decisions=False)
+    await aiops.start_agent(cfg)
+    events = [event("alert") for _ in range(7)]
+    poison = event("alert", poison=True)
+    await aiops.send_events(cfg.id, [*events[:3], poison, *events[3:]])
+    await skipping.sleep(600)  # the backoffs between failed batches (2 s, 4 s, ... 32 s) pass at once
+    status = await aiops.status(cfg.id)
+    assert sorted(faked.decided) == sorted(e.id for e in events)
+    assert status.counters.events_processed == 8
+    assert status.counters.decision_errors == 1
+    assert status.queue_length == 0
+    assert any("gave up on event after 3 failed decisions" in p.message for p in status.recent_errors)
+
+
+async def test_execution_retries_then_a_failed_verification_rolls_back(
+    fakes: tuple[AiopsClient, Fakes],
+) -> None:
+    aiops, faked = fakes
+    faked.execute_failures, faked.verify_result = 2, False
+    cfg = config()
+    await aiops.start_agent(cfg)
+    e = event("alert", act=True)
+    await aiops.send_event(cfg.id, e)
+    record = await aiops.wait_for_action(aiops.action_id(cfg.id, e.id))
+    assert record.status == ActionStatus.ROLLED_BACK
+    assert (faked.calls["execute"], faked.calls["verify"], faked.calls["rollback"]) == (3, 1, 1)
+    assert record.plan is not None and record.plan_digest
+    await stop_and_wait(aiops, cfg.id)
+    assert faked.calls["audit_rows"] > 0
+
+
+async def test_an_approval_through_the_typed_update_executes_once(fakes: tuple[AiopsClient, Fakes]) -> None:
+    aiops, faked = fakes
+    cfg = config()
+    await aiops.start_agent(cfg)
+    e = event("alert", act=True, risk="high")
+    await aiops.send_event(cfg.id, e)
+    action_id = aiops.action_id(cfg.id, e.id)
+    pending = await wait_pending(aiops, action_id)
+    approved = await aiops.approve(action_id, "alice", plan_digest=pending.plan_digest)
+    assert [a.approver for a in approved.approvals] == ["alice"]
+    record = await aiops.wait_for_action(action_id)
+    assert record.status == ActionStatus.VERIFIED and faked.calls["execute"] == 1
+    await stop_and_wait(aiops, cfg.id)

@@ -1,0 +1,103 @@
+"""Who may approve or reject: ``refusal_reason`` for every rule, as a table."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from agents.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
+from agents.policy import Outcome, PolicyDecision
+from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
+from workflows.approval_gate import approvals_count, refusal_reason
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+TEAM = ApprovalSettings(
+    approvers=[
+        Approver(name="alice", roles=["sre"]),
+        Approver(name="bob", roles=["sre", "admin"]),
+        Approver(name="oscar", roles=["operator"]),
+        Approver(name="rita", roles=["sre"]),
+    ]
+)
+CONFIG = AgentConfig(id="a1", name="a", type="example", approval=TEAM)
+
+
+def record(status: ActionStatus = ActionStatus.PENDING_APPROVAL, **extra: object) -> ActionRecord:
+    action = AgentAction(
+        id="action-a1:e1", agent_id="a1", type="restart_service", description="d", requested_by="user:rita"
+    )
+    event = SystemEvent(id="e1", type="alert", source="s", timestamp=NOW)
+    decision = PolicyDecision(
+        outcome=Outcome.REQUIRE_APPROVAL, reason="high risk", required_approvals=2, allowed_roles=["sre"]
+    )
+    return ActionRecord(
+        action=action,
+        event=event,
+        config_version=1,
+        status=status,
+        decision=decision,
+        plan_digest="abc123",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+APPROVED_BY_ALICE = [ApprovalRecord(approver="alice", approved=True, comment="", at=NOW, channel="update")]
+
+
+@pytest.mark.parametrize(
+    ("rec", "config", "request_", "approve", "reason"),
+    [
+        (record(), CONFIG, ApprovalRequest(approver="alice"), True, None),
+        (record(), CONFIG, ApprovalRequest(approver="bob"), False, None),
+        (
+            record(ActionStatus.EXECUTING),
+            CONFIG,
+            ApprovalRequest(approver="alice"),
+            True,
+            "no longer pending",
+        ),
+        (record(), CONFIG, ApprovalRequest(approver="mallory"), True, "unknown approver 'mallory' (known"),
+        (
+            record(),
+            CONFIG.model_copy(update={"approval": ApprovalSettings()}),
+            ApprovalRequest(approver="alice"),
+            True,
+            "this agent has no approvers",
+        ),
+        (record(), CONFIG, ApprovalRequest(approver="oscar"), True, "needs one of the roles ['sre']"),
+        (record(), CONFIG, ApprovalRequest(approver="oscar"), False, "may not reject"),
+        (record(), CONFIG, ApprovalRequest(approver="rita"), True, "requested this action"),
+        (record(), CONFIG, ApprovalRequest(approver="rita"), False, None),  # a requester may withdraw
+        (
+            record(approvals=APPROVED_BY_ALICE),
+            CONFIG,
+            ApprovalRequest(approver="alice"),
+            True,
+            "already approved",
+        ),
+        (
+            record(),
+            CONFIG,
+            ApprovalRequest(approver="alice", plan_digest="zzz"),
+            True,
+            "the plan changed since it was reviewed",
+        ),
+        (record(), CONFIG, ApprovalRequest(approver="alice", plan_digest="abc123"), True, None),
+    ],
+)
+def test_refusal_reason(
+    rec: ActionRecord, config: AgentConfig, request_: ApprovalRequest, approve: bool, reason: str | None
+) -> None:
+    got = refusal_reason(rec, config, request_, approve)
+    if reason is None:
+        assert got is None
+    else:
+        assert got is not None and reason in got
+
+
+def test_approvals_are_counted_per_distinct_approver() -> None:
+    twice = APPROVED_BY_ALICE * 2 + [
+        ApprovalRecord(approver="bob", approved=False, comment="", at=NOW, channel="signal")
+    ]
+    assert approvals_count(record(approvals=twice)) == 1

@@ -1,0 +1,108 @@
+"""The workflows' public contracts: ids and their reverse, visibility queries, message bounds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from workflows import action_contract, agent_contract
+from workflows.action_contract import ApprovalRequest, HoldRequest, pending_approvals_query
+from workflows.agent_contract import AgentCommand, AgentState, StopRequest, agents_query
+from workflows.search_attributes import quoted
+
+
+@pytest.mark.parametrize("agent_id", ["a", "db-1", "x.y_z", "A" * 64])
+def test_agent_ids_round_trip(agent_id: str) -> None:
+    assert agent_contract.agent_id_of(agent_contract.agent_workflow_id(agent_id)) == agent_id
+
+
+@pytest.mark.parametrize("workflow_id", ["action-a:e", "agent-", "other", ""])
+def test_other_workflow_ids_are_not_agents(workflow_id: str) -> None:
+    assert agent_contract.agent_id_of(workflow_id) is None
+
+
+@pytest.mark.parametrize(
+    ("agent_id", "event_id"),
+    [("a1", "e1"), ("db", "evt:with:colons"), ("db", "spaces and / slashes"), ("db", "x" * 300)],
+)
+def test_action_ids_name_their_agent(agent_id: str, event_id: str) -> None:
+    action_id = action_contract.action_workflow_id(agent_id, event_id)
+    assert action_contract.agent_id_of(action_id) == agent_id
+    assert len(action_id) < 200
+
+
+def test_unsafe_event_ids_stay_unique() -> None:
+    ids = {action_contract.action_workflow_id("a", e) for e in ["a/b", "a b", "a_b", "a?b"]}
+    assert len(ids) == 4
+
+
+@pytest.mark.parametrize("not_an_action", ["agent-a", "action-", "action-a", "action-:e"])
+def test_other_ids_are_not_actions(not_an_action: str) -> None:
+    assert action_contract.agent_id_of(not_an_action) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("plain", "'plain'"),
+        ("it's", "'it\\'s'"),
+        ('say "hi"', "'say \\\"hi\\\"'"),
+        ("back\\slash", "'back\\\\slash'"),
+    ],
+)
+def test_visibility_literals_are_escaped(value: str, literal: str) -> None:
+    assert quoted(value) == literal
+
+
+def test_visibility_queries_quote_every_value() -> None:
+    query = agents_query("q' OR '1'='1", AgentState.PAUSED)
+    assert "TaskQueue = 'q\\' OR \\'1\\'=\\'1'" in query
+    assert "AiopsAgentState = 'paused'" in query and "ExecutionStatus = 'Running'" in query
+    since = agents_query("q", failed_since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert "ExecutionStatus = 'Failed' AND CloseTime > '2026-01-01T00:00:00+00:00'" in since
+    inbox = pending_approvals_query("q", "db-1")
+    assert inbox.startswith("AiopsActionStatus = 'PendingApproval'") and "AiopsAgentId = 'db-1'" in inbox
+
+
+def test_every_person_message_carries_an_actor_and_room_for_a_credential() -> None:
+    for model in (AgentCommand, StopRequest, HoldRequest, action_contract.AbortRequest):
+        message = model(actor="alice", credential="token")
+        assert (message.actor, message.credential) == ("alice", "token")
+    approval = ApprovalRequest(approver="alice", credential="token")
+    assert approval.credential == "token"
+    assert AgentCommand.model_validate({"by": "ops"}).actor == "ops"  # the older field name
+
+
+@pytest.mark.parametrize(
+    ("model", "payload"),
+    [
+        (ApprovalRequest, {"approver": "x" * 1_900_000}),
+        (ApprovalRequest, {"approver": "alice", "comment": "x" * 1_900_000}),
+        (ApprovalRequest, {"approver": "alice", "credential": "x" * 1_900_000}),
+        (ApprovalRequest, {"approver": ""}),
+        (ApprovalRequest, {"aprover": "alice"}),
+        (StopRequest, {"reason": "x" * 1_900_000}),
+        (AgentCommand, {"actor": "x" * 10_000}),
+    ],
+)
+def test_person_messages_are_bounded(model: type, payload: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        model.model_validate(payload)
+
+
+def test_every_message_name_is_a_handler_of_its_workflow() -> None:
+    from temporalio import workflow
+
+    from workflows.action_workflow import ActionWorkflow
+    from workflows.agent_workflow import AgentWorkflow
+
+    for module, cls in ((agent_contract, AgentWorkflow), (action_contract, ActionWorkflow)):
+        defn = workflow._Definition.must_from_class(cls)
+        handlers = {*defn.signals, *defn.updates, *defn.queries}
+        names = {v for k, v in vars(module).items() if k.isupper() and isinstance(v, str) and k not in (
+            "WORKFLOW_TYPE", "DEFAULT_TASK_QUEUE", "WORKFLOW_ID_PREFIX",
+        ) and not v[:1].isupper()}  # fmt: skip
+        assert names <= handlers, names - handlers
+        assert defn.name == module.WORKFLOW_TYPE
