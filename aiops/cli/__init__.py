@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli import agents, approvals, audit, config, dev, events
+from aiops.cli import agents, approvals, audit, config, dev, events, gateway
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
@@ -69,6 +69,7 @@ app.command(
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )(dev.worker)
 app.add_typer(dev.app, name="dev")
+app.command("gateway")(gateway.gateway)
 
 
 def main() -> None:

@@ -1,0 +1,351 @@
+"""The gateway's cost: Alertmanager webhooks through ``aiops gateway`` beside the same events sent raw.
+
+    python bench/gateway_throughput.py [--alerts 1000] [--per-request 50] [--in-flight 8]
+                                       [--agents 100] [--latency-samples 100] [--in-memory]
+
+The dev server (a database file, like ``temporal-dev/``, unless ``--in-memory``), the
+worker (``bench/bench_worker.py``), the gateway (``python -m aiops.cli gateway``, bearer
+auth on) and this load generator are four processes, as in production.
+
+For one agent and for ``--agents`` agents:
+
+* **throughput**: ``--alerts`` alerts as Alertmanager webhook payloads (version 4) of
+  ``--per-request`` alerts, ``--in-flight`` requests at a time. *accepted*/s counts until the
+  last 200 (Temporal accepted every event); *delivered*/s until the agents' decision hook has
+  seen them all (the worker counts decisions in a file, so no query disturbs the storm); the
+  totals are then checked exactly against the agents' ``status`` counters. With many agents
+  every payload mixes alerts for all of them (routes match an ``agent`` label), so the
+  gateway splits each request into one ``submit_events`` batch per agent.
+  **raw**: the same events (converted by the same code) sent by ``AiopsClient.send_events``
+  in the same batches and concurrency: the ceiling the gateway stands on.
+* **latency**: alerts one at a time; from the HTTP request (raw: the ``send_events`` call) to the
+  agent's ``status`` counters showing the decision recorded; p50 and p99.
+
+ratio = gateway / raw (the target in issue 13: the gateway adds < 10%, so >= 0.9 for rates and
+<= 1.1 for latencies).
+
+Keep ``--alerts`` for one agent within its queue (``runtime.max_queue`` and 1 MB of events; an
+alert event is ~700 bytes, so ~1,400 alerts): past it the agent drops events that Temporal
+accepted, on both paths alike, and the run stops saying so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agents.models import SystemEvent
+from aiops.client import AiopsClient
+from aiops.gateway.alertmanager import WebhookPayload, alert_event
+from aiops.gateway.routing import Route
+from bench.observer_agent import read_count
+from bench.stack import bench_stack
+from tests.helpers import agent_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-token"
+COUNTER = [""]
+
+
+def payload(alerts: list[tuple[str, int]]) -> dict:
+    """A webhook body with one alert per ``(agent id, n)``; every alert new (its own fingerprint)."""
+    now = datetime.now(UTC).isoformat()
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="Bench"}',
+        "status": "firing",
+        "receiver": "aiops",
+        "groupLabels": {"alertname": "Bench"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager.bench",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": {"alertname": "Bench", "agent": agent, "instance": f"host-{n % 50}"},
+                "annotations": {"summary": f"bench alert {n}"},
+                "startsAt": now,
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.bench/graph",
+                "fingerprint": uuid.uuid4().hex[:16],
+            }
+            for agent, n in alerts
+        ],
+    }
+
+
+def requests_for(agents: list[str], total: int, per_request: int) -> list[dict]:
+    alerts = [(agents[n % len(agents)], n) for n in range(total)]
+    return [payload(alerts[k : k + per_request]) for k in range(0, total, per_request)]
+
+
+def raw_batches(body: dict) -> dict[str, list[SystemEvent]]:
+    """What the gateway sends for ``body``: the same conversion, grouped by agent."""
+    parsed = WebhookPayload.model_validate(body)
+    batches: dict[str, list[SystemEvent]] = {}
+    for alert in parsed.alerts:
+        agent = alert.labels["agent"]
+        route = Route(name=f"to-{agent}", agents=[agent])
+        batches.setdefault(agent, []).append(alert_event(parsed, alert, route, "am"))
+    return batches
+
+
+async def wait_decided(baseline: int, target: int, within: float = 600) -> None:
+    deadline = time.monotonic() + within
+    while read_count(COUNTER[0]) - baseline < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {read_count(COUNTER[0]) - baseline}/{target} decided")
+        await asyncio.sleep(0.005)
+
+
+async def bounded(jobs: list, in_flight: int) -> None:
+    semaphore = asyncio.Semaphore(in_flight)
+
+    async def run(job):
+        async with semaphore:
+            await job()
+
+    await asyncio.gather(*(run(job) for job in jobs))
+
+
+class GatewayProcess:
+    def __init__(self, address: str, task_queue: str, agents: list[str], folder: Path) -> None:
+        routes = [{"name": f"to-{a}", "match": {"agent": a}, "agents": [a]} for a in agents]
+        config = {
+            "version": 1,
+            "sources": {
+                "am": {
+                    "auth": {"type": "bearer", "token": "env:BENCH_GATEWAY_TOKEN"},
+                    "rate_limit": {"per_second": 1_000_000, "burst": 1_000_000},
+                }
+            },
+            "routes": routes,
+            "limits": {"max_body_bytes": 16 * 1024 * 1024, "max_events_per_request": 10_000},
+            "delivery": {"attempts": 10, "timeout_seconds": 60},
+        }
+        self.config_file = folder / f"gateway-{uuid.uuid4().hex[:6]}.json"
+        self.config_file.write_text(json.dumps(config))
+        with tempfile.NamedTemporaryFile(delete=False) as f:
+            self.log = Path(f.name)
+        sock_port = _free_port()
+        self.url = f"http://127.0.0.1:{sock_port}/v1/alertmanager/am"
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "aiops.cli",
+                "--task-queue",
+                task_queue,
+                "gateway",
+                "--routes",
+                str(self.config_file),
+                "--port",
+                str(sock_port),
+                "--log-level",
+                "WARNING",
+                "--reload-every",
+                "0",
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "TEMPORAL_ADDRESS": address,
+                "BENCH_GATEWAY_TOKEN": TOKEN,
+                "PYTHONPATH": str(ROOT),
+            },
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
+        )
+
+    async def ready(self, http: httpx.AsyncClient) -> None:
+        base = self.url.split("/v1/")[0]
+        for _ in range(600):
+            try:
+                if (await http.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"the gateway did not become ready:\n{self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        self.log.unlink(missing_ok=True)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def post(http: httpx.AsyncClient, url: str, body: dict, retried: list[int]) -> None:
+    """POST like Alertmanager: retry a 503 or a connection failure after a pause."""
+    while True:
+        try:
+            answer = await http.post(
+                url, json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120
+            )
+        except httpx.HTTPError:
+            answer = None
+        if answer is not None and answer.status_code == 200:
+            return
+        if answer is not None and answer.status_code != 503:
+            raise RuntimeError(f"the gateway refused a request: {answer.status_code} {answer.text}")
+        retried[0] += 1
+        await asyncio.sleep(0.5)
+
+
+async def throughput(
+    aiops: AiopsClient, http: httpx.AsyncClient, gateway: GatewayProcess, agents: list[str], args
+) -> dict[str, tuple[float, float]]:
+    """accepted/s and delivered/s, gateway and raw, on the same agents."""
+    rates: dict[str, tuple[float, float]] = {}
+    for path in ("raw", "gateway"):
+        bodies = requests_for(agents, args.alerts, args.per_request)
+        before = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+        baseline = read_count(COUNTER[0])
+        retried = [0]
+        started = time.monotonic()
+        if path == "gateway":
+            await bounded(
+                [lambda b=b, r=retried: post(http, gateway.url, b, r) for b in bodies], args.in_flight
+            )
+        else:
+            batches = [
+                raw_batches(b) for b in bodies
+            ]  # converted before the clock, as the gateway's parse is
+            started = time.monotonic()
+
+            async def send(batch: dict[str, list[SystemEvent]]) -> None:
+                await asyncio.gather(*(aiops.send_events(a, events) for a, events in batch.items()))
+
+            await bounded([lambda b=b: send(b) for b in batches], args.in_flight)
+        accepted = time.monotonic() - started
+        try:
+            await wait_decided(baseline, args.alerts, within=120)
+        except TimeoutError:
+            rejected = sum([(await aiops.status(a)).counters.events_rejected for a in agents])
+            raise SystemExit(
+                f"{path}: the agents rejected {rejected} events after Temporal accepted them (queue full: "
+                "the signal path cannot say no; issue 11); lower --alerts or --in-flight"
+            ) from None
+        delivered = time.monotonic() - started
+        after = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+        recorded = sum(after[a] - before[a] for a in agents)
+        assert recorded == args.alerts, f"{path}: {recorded} decisions recorded for {args.alerts} alerts"
+        rates[path] = (args.alerts / accepted, args.alerts / delivered)
+        note = f" ({retried[0]} requests answered 503 and retried)" if retried[0] else ""
+        print(f"    {path:<8} {args.alerts} alerts: every decision recorded once{note}", flush=True)
+    return rates
+
+
+async def latency(
+    aiops: AiopsClient, http: httpx.AsyncClient, gateway: GatewayProcess, agents: list[str], samples: int
+) -> dict[str, list[float]]:
+    """Seconds from the request to the decision in the agent's status counters, one alert at a time."""
+    seen = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+    results: dict[str, list[float]] = {"raw": [], "gateway": []}
+    for i in range(samples):
+        for path in ("raw", "gateway"):  # interleaved, so both see the same server state
+            agent = agents[i % len(agents)]
+            body = payload([(agent, i)])
+            batch = raw_batches(body)
+            started = time.monotonic()
+            if path == "gateway":
+                await post(http, gateway.url, body, [0])
+            else:
+                await aiops.send_events(agent, batch[agent])
+            while (await aiops.status(agent)).counters.events_processed <= seen[agent]:
+                pass
+            results[path].append(time.monotonic() - started)
+            seen[agent] += 1
+    return results
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+async def scenario(aiops: AiopsClient, stack, http: httpx.AsyncClient, count: int, args) -> None:
+    print(f"{count} agent{'s' if count > 1 else ''}: starting ...", flush=True)
+    configs = [agent_config("bench_observer") for _ in range(count)]
+    await bounded([lambda c=c: aiops.start_agent(c) for c in configs], 50)
+    agents = [c.id for c in configs]
+    for a in agents:
+        while (await aiops.status(a)).state != "running":
+            await asyncio.sleep(0.05)
+    address = stack.env.client.service_client.config.target_host
+    gateway = GatewayProcess(address, stack.task_queue, agents, stack.folder)
+    try:
+        await gateway.ready(http)
+        # warm both paths (connections, caches, the agents' first tasks)
+        baseline = read_count(COUNTER[0])
+        await post(http, gateway.url, payload([(a, -1) for a in agents]), [0])
+        warm = raw_batches(payload([(a, -2) for a in agents]))
+        await asyncio.gather(*(aiops.send_events(a, events) for a, events in warm.items()))
+        await wait_decided(baseline, 2 * count)
+        rates = await throughput(aiops, http, gateway, agents, args)
+        lat = await latency(aiops, http, gateway, agents, args.latency_samples)
+    finally:
+        gateway.stop()
+    (raw_acc, raw_del), (gw_acc, gw_del) = rates["raw"], rates["gateway"]
+    for name, gw, raw in (("accepted ", gw_acc, raw_acc), ("delivered", gw_del, raw_del)):
+        print(f"  {name}  gateway {gw:8.1f} alerts/s   raw {raw:8.1f} events/s   ratio {gw / raw:5.2f}")
+    for q, name in ((0.5, "p50"), (0.99, "p99")):
+        g, r = pct(lat["gateway"], q), pct(lat["raw"], q)
+        print(f"  latency {name} gateway {g:8.1f} ms        raw {r:8.1f} ms        ratio {g / r:5.2f}")
+    mean_gap = statistics.mean(lat["gateway"]) - statistics.mean(lat["raw"])
+    print(f"  the gateway adds {mean_gap * 1000:.1f} ms per alert on average (HTTP, auth, parse, route)")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--alerts", type=int, default=1000)
+    parser.add_argument("--per-request", type=int, default=50)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument("--latency-samples", type=int, default=100)
+    parser.add_argument("--in-memory", action="store_true")
+    args = parser.parse_args()
+    handle, COUNTER[0] = tempfile.mkstemp(prefix="aiops-bench-decided-")
+    os.close(handle)
+    try:
+        async with bench_stack(args.in_memory, {"BENCH_COUNTER_FILE": COUNTER[0]}) as stack:
+            aiops = AiopsClient(stack.env.client, stack.task_queue)
+            db = "in-memory" if args.in_memory else "database file"
+            print(
+                f"dev server ({db}); {args.alerts} alerts in webhooks of {args.per_request}, "
+                f"{args.in_flight} requests in flight; {args.latency_samples} latency samples"
+            )
+            async with httpx.AsyncClient(limits=httpx.Limits(max_connections=args.in_flight + 4)) as http:
+                for count in (1, args.agents):
+                    await scenario(aiops, stack, http, count, args)
+    finally:
+        os.unlink(COUNTER[0])
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
