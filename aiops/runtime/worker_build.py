@@ -9,7 +9,8 @@ from typing import Any
 
 import asyncpg
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.agent_activities import AgentActivities
 from activities.audit_activities import AuditActivities
@@ -35,6 +36,7 @@ def build_worker(
     extra_workflows: Sequence[type] = (),
     extra_activities: Sequence[Callable[..., Any]] = (),
     max_cached_workflows: int = 1000,
+    deployment: WorkerDeploymentConfig | None = None,
 ) -> Worker:
     """A worker for every workflow and activity; ``pool`` backs the config store and audit log.
 
@@ -52,4 +54,20 @@ def build_worker(
         max_cached_workflows=max_cached_workflows,
         identity=identity,
         graceful_shutdown_timeout=graceful_shutdown,
+        deployment_config=deployment,
+    )
+
+
+def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:
+    """Worker Versioning: this worker serves ``build_id`` of ``deployment_name``.
+
+    Every workflow here auto-upgrades: agents run for months and actions can wait hours for an
+    approval, so pinning them to the build that started them would keep old workers alive for
+    ever. Changes to running workflows are guarded with ``workflow.patched`` and proven by the
+    replay test over recorded histories before a build is made current.
+    """
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
     )

@@ -30,7 +30,7 @@ from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
 from aiops.metrics import create_telemetry
 from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
 from aiops.runtime.config_listener import ConfigListener
-from aiops.runtime.worker_build import build_worker
+from aiops.runtime.worker_build import build_worker, versioned_deployment
 from aiops.tracing import shutdown_tracing
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
 from workflows.health_monitor import MonitorInput
@@ -69,7 +69,16 @@ async def run(args: argparse.Namespace) -> int:
     pool = await open_pool(url) if url else None
     if pool is None:
         log.warning("running WITHOUT a database: no audit log, no stored configs (--no-database)")
-    worker = build_worker(client, args.task_queue, identity=identity, pool=pool)
+    deployment = None
+    if args.worker_versioning:
+        if not args.build_id:
+            log.error(
+                "--worker-versioning needs a build id: pass --build-id or set AIOPS_BUILD_ID (the image tag)"
+            )
+            return 2
+        deployment = versioned_deployment(args.deployment_name, args.build_id)
+        log.info("worker versioning: deployment %s, build %s", args.deployment_name, args.build_id)
+    worker = build_worker(client, args.task_queue, identity=identity, pool=pool, deployment=deployment)
     listener = ConfigListener(url, client) if url else None
     if listener is not None:
         listener.start()
@@ -149,6 +158,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help=f"import this module to register its agents (repeatable; also env {MODULES_ENV_VAR})",
     )
     parser.add_argument("--identity", default=None, help="worker identity shown in Temporal")
+    parser.add_argument(
+        "--worker-versioning",
+        action="store_true",
+        default=os.environ.get("AIOPS_WORKER_VERSIONING", "").lower() in ("1", "true", "yes"),
+        help="serve as one build of a Worker Deployment (env AIOPS_WORKER_VERSIONING=1); new workflow "
+        "tasks go only to the build made current with `temporal worker deployment set-current-version`",
+    )
+    parser.add_argument(
+        "--deployment-name",
+        default=os.environ.get("AIOPS_DEPLOYMENT_NAME", "aiops-agents"),
+        help="Worker Deployment name (env AIOPS_DEPLOYMENT_NAME; default %(default)s)",
+    )
+    parser.add_argument(
+        "--build-id",
+        default=os.environ.get("AIOPS_BUILD_ID", ""),
+        help="this worker's build id, e.g. the image tag (env AIOPS_BUILD_ID)",
+    )
     parser.add_argument(
         "--register-search-attributes",
         action="store_true",

@@ -1,0 +1,56 @@
+"""Worker Versioning: a worker that serves one build of a deployment runs agents once it is current."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import asyncpg
+from temporalio.client import Client
+
+from activities.agent_activities import AgentActivities
+from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker, versioned_deployment
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event
+from workflows.action_contract import ActionStatus
+
+
+async def set_current(address: str, deployment: str, build_id: str) -> None:
+    """Make the build current; retried until the server has seen the worker poll."""
+    for _ in range(100):
+        process = await asyncio.create_subprocess_exec(
+            TEMPORAL_BIN, "worker", "deployment", "set-current-version", "--address", address,
+            "--deployment-name", deployment, "--build-id", build_id, "--yes",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await process.communicate()
+        if process.returncode == 0:
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"could not make {deployment}/{build_id} current: {out.decode()}")
+
+
+async def test_a_versioned_worker_runs_agents_on_its_build(
+    client: Client, address: str, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    deployment = f"aiops-test-{uuid.uuid4().hex[:8]}"
+    worker = build_worker(
+        client, task_queue, AgentActivities(client=client), pool=pool,
+        deployment=versioned_deployment(deployment, "1.4.0"),
+    )  # fmt: skip
+    async with worker:
+        await set_current(address, deployment, "1.4.0")
+        aiops = AiopsClient(client, task_queue, pool)
+        config = agent_config("example")
+        await aiops.start_agent(config)
+        drift = event("infrastructure_drift", severity="low")
+        await aiops.send_event(config.id, drift)
+        record = await aiops.wait_for_action(aiops.action_id(config.id, drift.id), appear_within=30)
+        assert record.status == ActionStatus.SUCCEEDED
+        described = await aiops.agent_handle(config.id).describe()
+        versioning = described.raw_description.workflow_execution_info.versioning_info
+        assert versioning.deployment_version.deployment_name == deployment
+        assert versioning.deployment_version.build_id == "1.4.0"
+        assert versioning.behavior == 2  # AUTO_UPGRADE: agents follow the current build
+        await aiops.stop(config.id)
