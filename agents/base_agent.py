@@ -110,6 +110,15 @@ class BaseAgent(ABC):
         self.events_processed += 1
         return action
 
+    async def detect(self) -> list[SystemEvent]:
+        """Run the agent's detector once; what it finds is delivered to the agent as events."""
+        self._require_running("detect")
+        found = await self._guarded("detect", self._detect_specific())
+        return list(found)
+
+    def has_detector(self) -> bool:
+        return self.has_hook("_detect_specific")
+
     async def plan(self, action: AgentAction) -> Plan | None:
         self._require_running("plan")
         return await self._guarded("plan", self._plan_specific(action))
@@ -207,6 +216,19 @@ class BaseAgent(ABC):
     def _get_subscribed_event_types(self) -> list[EventType]:
         """The event types this agent decides; others are counted as filtered and audited.
         Asked once at agent start (``initialize_agent``); must not do I/O."""
+
+    async def _detect_specific(self) -> list[SystemEvent]:
+        """Look at the system and report what needs attention, as events for this agent.
+
+        Optional: an agent type that fills it gets a scheduled detector (every
+        ``runtime.detect_every_seconds``, one Temporal Schedule per agent) that runs it in the
+        ``detect`` activity on any worker and delivers the events to the agent, which decides
+        them like any other. It must be read-only and may run more than once per tick. Give each
+        event an id that is stable for one occurrence of one condition (for example derived
+        from the resource and a digest of what was found), so repeated detections of the same
+        condition are deduplicated by the agent instead of proposing the same fix again. An
+        exception is recorded as a failed detection; the next tick tries again."""
+        return []
 
     async def _plan_specific(self, action: AgentAction) -> Plan | None:
         """A dry run: what executing ``action`` would change. Runs in the ``plan_action``

@@ -184,6 +184,8 @@ class RuntimeSettings(_Strict):
     max_actions_per_run: int = Field(default=1000, ge=1, le=1500)
     decision_timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     local_decisions: bool = True
+    # How often the agent's detector runs (agent types with a ``_detect_specific`` hook); None: never.
+    detect_every_seconds: float | None = Field(default=None, ge=10, le=MAX_SECONDS)
 
 
 class Approver(_Strict):
