@@ -87,7 +87,14 @@ class AgentActivities:
         return AgentInitialized(
             agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
             subscribed_event_types=agent.get_subscribed_event_types(),
+            has_detector=agent.has_detector(),
         )
+
+    @activity.defn
+    async def detect(self, config: AgentConfig) -> list[SystemEvent]:
+        """Run the agent's detector once (read-only; at least once per schedule tick)."""
+        agent = await _run_hook(self.instances.get(config))
+        return await _run_hook(agent.detect())
 
     @activity.defn
     async def decide_events(self, request: DecideEventsInput) -> DecideEventsResult:
@@ -214,6 +221,7 @@ class AgentActivities:
     def all(self) -> list[Callable[..., Any]]:
         return [
             self.initialize_agent,
+            self.detect,
             self.decide_events,
             self.stop_agent,
             self.plan_action,

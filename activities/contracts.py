@@ -46,6 +46,29 @@ CONFIG_NOT_STORABLE = "ConfigRefused"  # PostgreSQL refuses the value (say a NUL
 class AgentInitialized(_Contract):
     agent_class: str
     subscribed_event_types: list[EventType]
+    has_detector: bool = False  # the type fills _detect_specific: the agent gets a detector schedule
+
+
+class DetectorSchedule(_Contract):
+    """Bring the agent's detector schedule in line with its config (``active=False``: remove it)."""
+
+    config: AgentConfig
+    agent_workflow_id: str
+    task_queue: str
+    active: bool = True
+
+
+class DetectorInput(_Contract):
+    """What the schedule starts ``DetectorWorkflow`` with: the agent's config (secret references
+    only) and where to deliver what it finds."""
+
+    config: AgentConfig
+    agent_workflow_id: str
+
+
+class DetectionReport(_Contract):
+    found: int
+    delivered_ids: list[str] = Field(default_factory=list)
 
 
 class DecideEventsInput(_Contract):

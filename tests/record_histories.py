@@ -20,6 +20,7 @@ from temporalio.testing import WorkflowEnvironment
 import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
+from activities.detector_activities import detector_schedule_id
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
 from aiops.runtime.worker_build import build_worker
@@ -106,6 +107,28 @@ async def record(aiops: AiopsClient) -> None:
     ]:
         await aiops.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
+
+    # An agent with a scheduled detector: a tick delivers a finding, a config change moves the
+    # schedule, stopping removes it (v3 onwards).
+    watching = agent_config(
+        "watching",
+        id="replay-watching",
+        settings={"finding": "drift"},
+        runtime={"detect_every_seconds": 3600},
+    )
+    await aiops.start_agent(watching)
+    schedule = aiops.client.get_schedule_handle(detector_schedule_id(watching.id))
+    await eventually(schedule.describe, lambda d: True)
+    await schedule.trigger()
+    await aiops.wait_for_action(aiops.action_id(watching.id, f"found-{watching.id}-drift"), appear_within=30)
+    described = await eventually(schedule.describe, lambda d: bool(d.info.recent_actions))
+    detector_run = described.info.recent_actions[0].action
+    runtime = watching.runtime.model_copy(update={"detect_every_seconds": 60})
+    await aiops.apply_config(watching.model_copy(update={"runtime": runtime}), author="recorder")
+    await aiops.stop(watching.id)
+    await aiops.agent_handle(watching.id).result()
+    await save(aiops, "agent_detector", agent_workflow_id(watching.id))
+    await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
 
     # An agent whose initialization fails for good.
     config = agent_config("no_such_type", id="replay-failed")

@@ -21,10 +21,12 @@ from temporalio.workflow import NondeterminismError
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from activities.audit_activities import AuditActivities
+    from activities.detector_activities import DetectorActivities
 from workflows import action_contract, agent_contract
 from workflows.action_contract import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
+from workflows.detector_workflow import DetectorWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -55,11 +57,17 @@ def test_histories_are_present() -> None:
     ]
     assert len(audited) >= 6
     assert agent_contract.RECONFIGURE in (HISTORIES[0].parent / "v2_agent_lifecycle.json").read_text()
+    # v3: the typed contracts and scheduled detectors (a detector run, and the schedule kept in line).
+    detector = (HISTORIES[0].parent / "v3_agent_detector.json").read_text()
+    assert DetectorActivities.sync_detector.__name__ in detector
+    assert agent_contract.DETECTOR_WORKFLOW_TYPE in (HISTORIES[0].parent / "v3_detector_run.json").read_text()
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
-    replayer = Replayer(workflows=[AgentWorkflow, ActionWorkflow], data_converter=pydantic_data_converter)
+    replayer = Replayer(
+        workflows=[AgentWorkflow, ActionWorkflow, DetectorWorkflow], data_converter=pydantic_data_converter
+    )
     await replayer.replay_workflow(load(path))
 
 

@@ -25,6 +25,7 @@ from workflows import search_attributes as sa
 from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
+DETECTOR_WORKFLOW_TYPE = "DetectorWorkflow"  # one run of an agent's scheduled detector
 DEFAULT_TASK_QUEUE = "aiops-agents"
 WORKFLOW_ID_PREFIX = "agent-"
 
@@ -176,6 +177,7 @@ class AgentRunState(BaseModel):
     failure: str | None = None
     run_number: int = 1
     recent_action_seconds: list[float] = Field(default_factory=list)
+    has_detector: bool = False  # the agent type fills _detect_specific
 
 
 class AgentWorkflowInput(BaseModel):

@@ -32,8 +32,10 @@ with workflow.unsafe.imports_passed_through():
         ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
+        DetectorSchedule,
         EventDecision,
     )
+    from activities.detector_activities import DetectorActivities
     from agents.errors import describe_validation_error
     from agents.models import AgentConfig, SystemEvent
     from workflows import metrics
@@ -84,6 +86,8 @@ DECIDE_RETRY = RetryPolicy(
 SIGNALS_PER_STEP = 500
 # Agents started before the config store existed ran on the version they were given.
 CONFIG_STORE_PATCH = "config-store-v1"
+# Agents started before scheduled detectors existed have no detector schedule to keep in line.
+DETECTOR_PATCH = "detector-schedule-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -109,6 +113,8 @@ class AgentWorkflow:
         self._events_this_run = 0
         self._children_this_run = 0
         self._step_lock = asyncio.Lock()  # held by a batch step and by a config switch
+        self._detectors = False  # set in the first activation: see run
+        self._detector_stale = False  # the config changed: bring the detector schedule in line
         self._audit = AgentAudit(lambda: self._state)
         self._config = ConfigChanger(lambda: self._state, self._audit, self._step_lock, self._config_switched)
 
@@ -121,13 +127,24 @@ class AgentWorkflow:
                 f"invalid agent start input: {self._bad_input}", type=INVALID_AGENT_INPUT, non_retryable=True
             )
         s = self._state
+        self._detectors = workflow.patched(DETECTOR_PATCH)  # asked first, in the first activation
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
+            if s.has_detector:
+                await self._sync_detector(active=True)
         self._publish_state()
         while True:
             await workflow.wait_condition(
-                lambda: self._has_work() or s.stop_request is not None or self._run_is_full()
+                lambda: (
+                    self._has_work()
+                    or s.stop_request is not None
+                    or self._run_is_full()
+                    or self._detector_stale
+                )
             )
+            if self._detector_stale:
+                self._detector_stale = False
+                await self._sync_detector(active=True)
             if self._has_work():
                 async with self._step_lock:
                     await self._decide_batch()
@@ -176,6 +193,7 @@ class AgentWorkflow:
                 non_retryable=True,
             ) from err
         s.subscribed_event_types = info.subscribed_event_types
+        s.has_detector = info.has_detector
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
         self._record_lifecycle("started", actor=self._started_by, config_version=s.config.version)
 
@@ -265,6 +283,8 @@ class AgentWorkflow:
             # Draining: approved actions held by the pause may go ahead, nobody could release them later.
             s.hold_epoch += 1
             await self._tell_actions(ActionWorkflow.release, HoldRequest(epoch=s.hold_epoch))
+        if s.has_detector:
+            await self._sync_detector(active=False)
         try:
             await workflow.execute_activity_method(
                 AgentActivities.stop_agent,
@@ -377,7 +397,27 @@ class AgentWorkflow:
 
     def _config_switched(self, new: AgentConfig) -> None:
         self._intake.config_switched()
+        self._detector_stale = self._state.has_detector
         self._publish_state()
+
+    async def _sync_detector(self, active: bool) -> None:
+        """Create, update or remove the agent's detector schedule; a failure is noted, not fatal."""
+        if not self._detectors:
+            return
+        try:
+            await workflow.execute_activity_method(
+                DetectorActivities.sync_detector,
+                DetectorSchedule(
+                    config=self._state.config,
+                    agent_workflow_id=workflow.info().workflow_id,
+                    task_queue=workflow.info().task_queue,
+                    active=active,
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
+            )
+        except ActivityError as err:
+            self._note_error(f"detector schedule not updated: {cause_message(err)}")
 
     @workflow.query(name=STATUS)
     def status(self) -> AgentStatus:

@@ -17,13 +17,15 @@ from activities.audit_activities import AuditActivities
 from activities.config_activities import ConfigActivities
 from activities.database.audit_log import AuditLog
 from activities.database.config_store import ConfigStore
+from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
 from workflows.agent_workflow import AgentWorkflow
+from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 
-WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow]
+WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
 
 
 def build_worker(
@@ -46,11 +48,19 @@ def build_worker(
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
     audit = AuditActivities(AuditLog(pool) if pool else None)
     health = HealthActivities(client, activities.instances, pool)
+    detectors = DetectorActivities(client)
     return Worker(
         client,
         task_queue=task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
-        activities=[*activities.all(), *config.all(), *audit.all(), *health.all(), *extra_activities],
+        activities=[
+            *activities.all(),
+            *config.all(),
+            *audit.all(),
+            *health.all(),
+            *detectors.all(),
+            *extra_activities,
+        ],
         max_cached_workflows=max_cached_workflows,
         identity=identity,
         graceful_shutdown_timeout=graceful_shutdown,

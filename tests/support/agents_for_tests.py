@@ -173,3 +173,34 @@ class AilingAgent(BaseAgent):
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.ALERT]
+
+
+@register_agent("watching")
+class WatchingAgent(BaseAgent):
+    """Has a detector: reports ``settings.finding`` (a condition name) while it is set."""
+
+    async def _detect_specific(self) -> list[SystemEvent]:
+        finding = self.config.settings.get("finding")
+        record("detected", str(finding))
+        if not finding:
+            return []
+        return [
+            SystemEvent(
+                id=f"found-{self.agent_id}-{finding}",  # one id per occurrence: repeats are duplicates
+                type=EventType.INFRASTRUCTURE_DRIFT,
+                source=f"detector/{self.agent_id}",
+                severity="low",
+                data={"finding": finding},
+            )
+        ]
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        record("decided", event.id)
+        return _action(self, event)
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        record("executed", action.id)
+        return ActionResult(success=True, message="fixed")
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.INFRASTRUCTURE_DRIFT]
