@@ -36,7 +36,7 @@ from activities.contracts import (
     ExecutionOutcome,
     VerifyCall,
 )
-from agents.models import ActionResult, AgentConfig, EventType, Plan, Severity, SystemEvent
+from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
 from aiops.runtime.agent_instances import AgentInstances
 from workflows import agent_contract
 
@@ -71,6 +71,11 @@ async def _with_heartbeats(awaitable: Awaitable[T], *details: Any) -> T:
         beater.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beater
+
+
+def keyed(action: AgentAction) -> AgentAction:
+    """``action`` with its idempotency key filled in: the action id, stable across every attempt."""
+    return action.model_copy(update={"idempotency_key": action.id})
 
 
 class AgentActivities:
@@ -116,7 +121,7 @@ class AgentActivities:
     @activity.defn
     async def plan_action(self, call: ActionCall) -> Plan | None:
         agent = await _run_hook(self.instances.get(call.config))
-        return await _run_hook(agent.plan(call.action))
+        return await _with_heartbeats(_run_hook(agent.plan(keyed(call.action))))
 
     @activity.defn
     async def execute_action(self, call: ActionCall) -> ActionResult:
@@ -156,7 +161,7 @@ class AgentActivities:
 
     async def _execute(self, call: ActionCall, *heartbeat_details: Any) -> ActionResult:
         agent = await _run_hook(self.instances.get(call.config))
-        action = call.action
+        action = keyed(call.action)
         if call.plan is not None:
             action = action.model_copy(
                 update={"parameters": {**action.parameters, "approved_plan": call.plan.model_dump()}}
@@ -180,7 +185,7 @@ class AgentActivities:
     @activity.defn
     async def rollback_action(self, call: ActionCall) -> ActionResult | None:
         agent = await _run_hook(self.instances.get(call.config))
-        return await _with_heartbeats(_run_hook(agent.rollback(call.action)))
+        return await _with_heartbeats(_run_hook(agent.rollback(keyed(call.action))))
 
     @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> None:

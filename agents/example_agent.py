@@ -39,6 +39,10 @@ def drifted_resources(event: SystemEvent) -> list[str]:
 
 @register_agent("example")
 class ExampleAgent(BaseAgent):
+    def __init__(self, config: AgentConfig) -> None:
+        super().__init__(config)
+        self._done: dict[str, ActionResult] = {}  # outcome per idempotency key
+
     async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
         if event.type != EventType.INFRASTRUCTURE_DRIFT:
             return None
@@ -64,8 +68,15 @@ class ExampleAgent(BaseAgent):
         )
 
     async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        # At least once: a retry (or another worker, after a crash) may call this again for the
+        # same action. Key the side effect by action.idempotency_key and answer a repeat with the
+        # first outcome. A real agent keeps the key where the change happens (a tag on the
+        # resource, a row in its own table); this example only remembers it in memory.
+        key = action.idempotency_key or action.id
+        if key in self._done:
+            return self._done[key]
         workspace = action.parameters.get("workspace", "default")
-        return ActionResult(
+        self._done[key] = ActionResult(
             success=True,
             message=(
                 f"Terraform plan generated for {len(action.target_resources)} resource(s) "
@@ -73,6 +84,7 @@ class ExampleAgent(BaseAgent):
             ),
             data={"workspace": workspace, "planned_changes": len(action.target_resources)},
         )
+        return self._done[key]
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.INFRASTRUCTURE_DRIFT]

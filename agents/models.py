@@ -96,6 +96,25 @@ def _non_finite(value: Any, where: str) -> list[str]:
 
 # Durations are bounded (a year) so that building a timedelta in workflow code can never overflow.
 MAX_SECONDS = 366 * 24 * 3600.0
+# A config travels in every agent and action workflow's input and state, and through continue-as-new
+# (whose input the server caps at 2 MiB): a config is at most 64 KiB, any one text in it 8 KiB.
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_CONFIG_TEXT = 8 * 1024
+
+
+def _oversized(value: Any, where: str) -> list[str]:
+    """Texts (and keys) in free-form settings longer than ``MAX_CONFIG_TEXT`` characters."""
+    if isinstance(value, str) and len(value) > MAX_CONFIG_TEXT:
+        return [f"{where}: {len(value)} characters, over the {MAX_CONFIG_TEXT}-character limit"]
+    if isinstance(value, dict):
+        return [
+            p
+            for k, v in value.items()
+            for p in [*_oversized(str(k), f"{where} key"), *_oversized(v, f"{where}.{str(k)[:40]}")]
+        ]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _oversized(v, f"{where}[{i}]")]
+    return []
 
 
 class _Strict(BaseModel):
@@ -137,6 +156,9 @@ class AgentAction(_Strict):
     event_id: str | None = None
     correlation_id: str | None = None
     requested_by: str | None = None
+    # Set by the framework when a hook runs: the key of this action's side effects. Hooks run at
+    # least once (retries, worker crashes); the key is the same on every attempt and worker.
+    idempotency_key: str | None = None
 
 
 class ActionResult(_Strict):
@@ -272,10 +294,35 @@ class AgentConfig(_Strict):
     @field_validator("settings")
     @classmethod
     def _secret_settings_are_references(cls, value: dict[str, Any]) -> dict[str, Any]:
-        problems = [*literal_secret_problems(value, "settings"), *_non_finite(value, "settings")]
+        problems = [
+            *literal_secret_problems(value, "settings"),
+            *_non_finite(value, "settings"),
+            *_oversized(value, "settings"),
+        ]
         if problems:
             raise ValueError("; ".join(problems))
         return value
+
+    @model_validator(mode="after")
+    def _bounded(self) -> AgentConfig:
+        problems = [
+            *_oversized(self.name, "name"),
+            *_oversized(self.type, "type"),
+            *(
+                p
+                for i in self.integrations
+                for p in _oversized(i.config, f"integration {i.name[:40]!r} config")
+            ),
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        size = len(self.model_dump_json())
+        if size > MAX_CONFIG_BYTES:
+            raise ValueError(
+                f"the config is {size} bytes as JSON, over the {MAX_CONFIG_BYTES}-byte limit; "
+                "keep large data elsewhere (a file or URL the agent reads) and reference it in settings"
+            )
+        return self
 
 
 class Plan(_Strict):

@@ -145,7 +145,7 @@ async def main(leave_pending: bool) -> int:
     body = json.dumps({"approver": "alice", "comment": "ok"})
     print("\n  Open it in the Web UI:")
     print(f"    {UI}/namespaces/default/workflows/{action_id}")
-    inbox = "AiopsActionStatus%3D%22PendingApproval%22"
+    inbox = "AiopsActionStatus%3D%22pending_approval%22"
     print(f"    (the inbox: {UI}/namespaces/default/workflows?query={inbox})")
     print("  Approve it from a terminal, with either CLI:")
     print(f'    .venv/bin/aiops approvals approve {action_id} --as alice --comment "reviewed the plan"')

@@ -8,6 +8,8 @@ import os
 import signal
 from pathlib import Path
 
+import pytest
+
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.agents_for_tests import LEDGER
@@ -74,14 +76,25 @@ async def test_a_redelivered_event_never_creates_a_second_action(aiops: AiopsCli
     assert LEDGER["executed"] == [aiops.action_id(config.id, first.id)]
 
 
+@pytest.mark.parametrize(
+    "heartbeat",
+    [
+        pytest.param({"heartbeat_timeout_seconds": 1.0}, id="configured-heartbeat"),
+        # No heartbeat configured: the framework's default (seconds) still moves the attempt to
+        # another worker long before the 300 s start-to-close timeout would.
+        pytest.param({"start_to_close_timeout_seconds": 300}, id="default-heartbeat"),
+    ],
+)
 async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
-    aiops: AiopsClient, address: str, task_queue: str, tmp_path: Path, postgres: PostgresServer
+    aiops: AiopsClient,
+    address: str,
+    task_queue: str,
+    tmp_path: Path,
+    postgres: PostgresServer,
+    heartbeat: dict[str, float],
 ) -> None:
     ledger = {"AIOPS_TEST_LEDGER_DIR": str(tmp_path)}
-    config = agent_config(
-        "scripted",
-        retry={**FAST_RETRY, "heartbeat_timeout_seconds": 1.0, "start_to_close_timeout_seconds": 60},
-    )
+    config = agent_config("scripted", retry={**FAST_RETRY, "start_to_close_timeout_seconds": 60, **heartbeat})
     e = event("alert", risk="low", sleep=3)
     action_id = aiops.action_id(config.id, e.id)
     with worker_process(address, task_queue, "doomed", postgres.url, **ledger) as doomed:
@@ -95,7 +108,7 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
     with worker_process(address, task_queue, "survivor", postgres.url, **ledger):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 90)
+        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED
     assert (tmp_path / "executed.log").read_text().split() == [action_id]
     assert len((tmp_path / "attempt.log").read_text().split()) == 2

@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 
 import pytest
-from temporalio.client import WorkflowFailureError
+from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 
 from aiops.client import AiopsClient
 from tests.conftest import TEMPORAL_BIN
@@ -14,7 +14,9 @@ from tests.helpers import agent_config, event, eventually, start_pending_action,
 from tests.support.agents_for_tests import LEDGER
 from workflows import action_contract, agent_contract
 from workflows.action_contract import ActionStatus, action_workflow_id
+from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import AgentState, agent_workflow_id
+from workflows.agent_workflow import AgentWorkflow
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -167,3 +169,40 @@ async def test_failed_initialization_hands_back_the_queued_events(aiops: AiopsCl
     with pytest.raises(WorkflowFailureError) as failure:
         await aiops.agent_handle(config.id).result()
     assert [d["id"] for d in failure.value.cause.details[0]] == [e.id]
+
+
+HUGE = "x" * 1_900_000  # under the server's 2 MB payload limit, far over anything a person types
+
+
+async def test_megabyte_approval_fields_are_refused_and_every_query_still_answers(
+    aiops: AiopsClient, worker
+) -> None:
+    config = agent_config("scripted", approval=team())
+    _, action_id, _ = await start_pending_action(aiops, config)
+    handle = aiops.action_handle(action_id)
+    for _ in range(25):  # more refusals than an action keeps: the oldest are dropped from state
+        await handle.signal(ActionWorkflow.approve, {"approver": HUGE})
+    await handle.signal(ActionWorkflow.approve, {"approver": "alice", "comment": HUGE})
+    await handle.signal(ActionWorkflow.reject, {"approver": "bob", "credential": HUGE})
+    record = await eventually(lambda: aiops.action(action_id), lambda r: r.refused_total == 27)
+    assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
+    assert len(record.refused) == action_contract.MAX_REFUSALS_KEPT
+    assert "at most 200 characters" in record.refused[0].reason
+    assert len(record.model_dump_json()) < 100_000
+    assert [a for a, _ in await aiops.approval_inbox(config.id)] == [action_id]
+    approved = await aiops.approve(action_id, "alice")  # and a proper approval still works
+    assert [a.approver for a in approved.approvals] == ["alice"]
+
+
+async def test_a_megabyte_config_is_refused_before_anything_is_stored(aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    raw = config.model_dump(mode="json") | {"settings": {"blob": HUGE}}
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await aiops.agent_handle(config.id).execute_update(AgentWorkflow.reconfigure, {"config": raw})
+    assert "settings.blob: 1900000 characters, over the 8192-character limit" in str(refused.value.cause)
+    assert [stored.version for stored in await aiops.config_history(config.id)] == [1]  # nothing stored
+    e = event()
+    await aiops.send_event(config.id, e)  # the agent is untouched and still decides
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)

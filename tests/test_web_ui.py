@@ -56,7 +56,7 @@ from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
-INBOX_QUERY = 'AiopsActionStatus="PendingApproval"'
+INBOX_QUERY = 'AiopsActionStatus="pending_approval"'
 APPROVAL = {"approver": "alice", "comment": "approved in the browser"}
 UI_TIMEOUT_MS = 30_000
 

@@ -37,6 +37,8 @@ STATUS = "status"  # query -> ActionRecord
 
 APPROVAL_REFUSED = "ApprovalRefused"  # the decide update's validator refused; the message says why
 
+MAX_REFUSALS_KEPT = 20  # refused decisions an action keeps in its state (all are audited)
+
 # ----- ids -------------------------------------------------------------------------
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -82,8 +84,9 @@ class ActionStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
 
     @property
-    def search_value(self) -> str:
-        """The CamelCase form used in the ``AiopsActionStatus`` search attribute."""
+    def legacy_search_value(self) -> str:
+        """The CamelCase form actions started before status-spelling-v1 put in ``AiopsActionStatus``;
+        today every surface (search attribute, status, CLI, audit) says ``pending_approval``."""
         return "".join(part.capitalize() for part in self.value.split("_"))
 
     @property
@@ -192,7 +195,8 @@ class ActionRecord(BaseModel):
     plan: Plan | None = None
     plan_digest: str | None = None
     approvals: list[ApprovalRecord] = Field(default_factory=list)
-    refused: list[RefusedApproval] = Field(default_factory=list)
+    refused: list[RefusedApproval] = Field(default_factory=list)  # the latest MAX_REFUSALS_KEPT
+    refused_total: int = 0  # every refused decision (each one is in the audit log)
     escalated: bool = False
     escalation_error: str | None = None
     held: bool = False
@@ -228,8 +232,9 @@ def plan_digest(plan: Plan | None) -> str:
 
 def pending_approvals_query(task_queue: str | None = None, agent_id: str | None = None) -> str:
     """The approval inbox: running actions waiting for a decision (on a queue, of an agent)."""
+    pending = ActionStatus.PENDING_APPROVAL
     query = (
-        f"{sa.ACTION_STATUS.name} = {sa.quoted(ActionStatus.PENDING_APPROVAL.search_value)}"
+        f"{sa.ACTION_STATUS.name} IN ({sa.quoted(pending.value)}, {sa.quoted(pending.legacy_search_value)})"
         " AND ExecutionStatus = 'Running'"
     )
     if task_queue is not None:

@@ -48,7 +48,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
         event_id=event.id,
         status=ActionStatus.PROPOSED.value,
         risk_level=action.risk_level,
-        description=action.description,
+        description=action.description[:200],
         proposed_at=now,
     )
     try:
@@ -72,7 +72,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
                     SearchAttributePair(sa.AGENT_ID, s.config.id),
                     SearchAttributePair(sa.AGENT_TYPE, s.config.type),
                     SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
-                    SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.search_value),
+                    SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
                 ]
             ),
             static_summary=static_summary(action),

@@ -43,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         APPROVE,
         DECIDE,
         HOLD,
+        MAX_REFUSALS_KEPT,
         REJECT,
         RELEASE,
         STATUS,
@@ -66,6 +67,11 @@ with workflow.unsafe.imports_passed_through():
 
 # Running actions started before this patch executed with the plain execute activity.
 ATTEMPT_LOG_PATCH = "execution-attempt-log-v1"
+# Actions started before this patch ran their hooks without a heartbeat timeout unless configured.
+DEFAULT_HEARTBEAT_PATCH = "default-heartbeat-v1"
+DEFAULT_HEARTBEAT_SECONDS = 10.0
+# Actions started before this patch spelled AiopsActionStatus in CamelCase ("PendingApproval").
+STATUS_SPELLING_PATCH = "status-spelling-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -94,6 +100,9 @@ class ActionWorkflow:
         self._rejected = False
         self._aborted: str | None = None
         self._audit = ActionAudit(lambda: self._record)
+        # Asked in the first activation, like every patch here (see AuditOutbox).
+        self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
+        self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -255,6 +264,7 @@ class ActionWorkflow:
         self._refresh_details()
 
     def _refuse(self, approver: str, approve: bool, comment: str, channel: str, reason: str) -> None:
+        self._record.refused_total += 1
         self._record.refused.append(
             RefusedApproval(
                 approver=approver,
@@ -265,9 +275,10 @@ class ActionWorkflow:
                 reason=reason,
             )
         )
+        del self._record.refused[:-MAX_REFUSALS_KEPT]
         self._audit.record(
             AuditStep.APPROVAL_REFUSED,
-            f"refused:{len(self._record.refused)}",
+            f"refused:{self._record.refused_total}",
             actor=approver,
             approved=approve,
             comment=comment,
@@ -322,9 +333,7 @@ class ActionWorkflow:
                 AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
                 start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
-                heartbeat_timeout=timedelta(seconds=retry.heartbeat_timeout_seconds)
-                if retry.heartbeat_timeout_seconds
-                else None,
+                heartbeat_timeout=self._heartbeat_timeout(),
                 retry_policy=RetryPolicy(
                     maximum_attempts=retry.maximum_attempts,
                     initial_interval=timedelta(seconds=retry.initial_interval_seconds),
@@ -389,8 +398,20 @@ class ActionWorkflow:
             method,
             arg,
             start_to_close_timeout=timedelta(seconds=self._input.config.retry.start_to_close_timeout_seconds),
+            heartbeat_timeout=self._heartbeat_timeout(),
             retry_policy=HOOK_RETRY,
         )
+
+    def _heartbeat_timeout(self) -> timedelta | None:
+        """The configured heartbeat timeout, else a default of seconds: the worker heartbeats while
+        a hook runs, so a crashed worker's attempt is retried elsewhere in seconds, not after the
+        whole start-to-close timeout. Actions started before the default existed keep none."""
+        configured = self._input.config.retry.heartbeat_timeout_seconds
+        if configured is not None:
+            return timedelta(seconds=configured)
+        if self._default_heartbeat:
+            return timedelta(seconds=DEFAULT_HEARTBEAT_SECONDS)
+        return None
 
     async def _finish(self, status: ActionStatus, note: str) -> ActionRecord:
         if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
@@ -421,7 +442,8 @@ class ActionWorkflow:
         if not publish:
             return
         # The agent, its type and the risk were set when the agent started this workflow.
-        workflow.upsert_search_attributes([sa.ACTION_STATUS.value_set(status.search_value)])
+        spelled = status.value if self._one_spelling else status.legacy_search_value
+        workflow.upsert_search_attributes([sa.ACTION_STATUS.value_set(spelled)])
         self._refresh_details()
 
     def _refresh_details(self) -> None:

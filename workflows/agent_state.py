@@ -17,7 +17,16 @@ from workflows.agent_contract import AgentRunState, AgentStatus, RecentProblem
 RECENT_LIMIT = 20
 
 
+# A problem's message may quote what an agent or a sender wrote: kept short in the carried state.
+MAX_PROBLEM_TEXT = 1000
+# Actions proposed and not yet final that an agent tracks; past this it decides no new batch until
+# some finish, so the state continue-as-new carries stays bounded (nothing is dropped: events wait).
+MAX_PENDING_ACTIONS = 1000
+
+
 def record_problem(problems: list[RecentProblem], problem: RecentProblem) -> None:
+    if len(problem.message) > MAX_PROBLEM_TEXT:
+        problem = problem.model_copy(update={"message": problem.message[:MAX_PROBLEM_TEXT] + "..."})
     problems.append(problem)
     del problems[:-RECENT_LIMIT]
 

@@ -69,7 +69,7 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
     )
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
-    from workflows.agent_state import record_outcome, record_problem, status_of
+    from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
     from workflows.event_intake import Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
 
@@ -200,7 +200,8 @@ class AgentWorkflow:
     def _has_work(self) -> bool:
         s = self._state
         draining = s.stop_request is not None and s.stop_request.drain
-        return bool(s.queue) and (s.state == AgentState.RUNNING or draining)
+        room = len(s.pending_actions) < MAX_PENDING_ACTIONS  # bounded state: wait for some to finish
+        return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and room
 
     def _run_is_full(self) -> bool:
         """Time to continue as new: the server suggests it, or this run took its share."""

@@ -63,7 +63,8 @@ def test_visibility_queries_quote_every_value() -> None:
     since = agents_query("q", failed_since=datetime(2026, 1, 1, tzinfo=UTC))
     assert "ExecutionStatus = 'Failed' AND CloseTime > '2026-01-01T00:00:00+00:00'" in since
     inbox = pending_approvals_query("q", "db-1")
-    assert inbox.startswith("AiopsActionStatus = 'PendingApproval'") and "AiopsAgentId = 'db-1'" in inbox
+    assert inbox.startswith("AiopsActionStatus IN ('pending_approval', 'PendingApproval')")
+    assert "AiopsAgentId = 'db-1'" in inbox
 
 
 def test_every_person_message_carries_an_actor_and_room_for_a_credential() -> None:
