@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.client import AiopsClient
@@ -168,8 +169,6 @@ def promtool() -> str:
 
 
 def _render(kustomize: list[str], directory: Path) -> list[dict[str, Any]]:
-    import yaml
-
     result = _run([*kustomize, str(directory)], timeout=60)
     assert result.returncode == 0, f"kustomize failed for {directory}:\n{_output(result)}"
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -266,15 +265,14 @@ def _check_worker(objects: list[dict[str, Any]], keda: bool) -> None:
     image = container["image"]
     assert env["AIOPS_BUILD_ID"]["value"] == image.rsplit(":", 1)[1], "the build id is the image tag"
     config_names = {ref["configMapRef"]["name"] for ref in container["envFrom"]}
-    config = _one(objects, "ConfigMap")
-    assert config["metadata"]["name"] in config_names
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"] in config_names]
     assert {"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "AIOPS_TASK_QUEUE"} <= config["data"].keys()
     assert "TEMPORAL_API_KEY" not in config["data"], "even an empty API key switches TLS on"
     # Secrets referenced by name exist in the render (generated, dev) or are documented (prod).
     secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
     if secrets:
         assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"] in secrets
-    pdb = _one(objects, "PodDisruptionBudget")
+    pdb = _one(objects, "PodDisruptionBudget", "aiops-worker")
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     hpas = [o for o in objects if o["kind"] == "HorizontalPodAutoscaler"]
     if keda:
@@ -283,8 +281,68 @@ def _check_worker(objects: list[dict[str, Any]], keda: bool) -> None:
     else:
         assert _one(objects, "HorizontalPodAutoscaler")["spec"]["scaleTargetRef"]["name"] == "aiops-worker"
     for obj in objects:
-        if obj["kind"] in CUSTOM_KINDS:
+        if obj["kind"] in CUSTOM_KINDS and obj["metadata"]["name"] != "aiops-gateway":
             _check_custom(obj, labels, set(ports))
+
+
+def _check_gateway(objects: list[dict[str, Any]]) -> None:
+    """The HTTP gateway: its Deployment (probes on its own port), Service, routes ConfigMap and PDB."""
+    from aiops.gateway.config import GatewayConfig
+
+    deployment = _one(objects, "Deployment", "aiops-gateway")
+    pod = deployment["spec"]["template"]
+    labels = pod["metadata"]["labels"]
+    assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    container = next(c for c in pod["spec"]["containers"] if c["name"] == "gateway")
+    worker = _one(objects, "Deployment", "aiops-worker")["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == worker["image"], "one image: the gateway is `aiops gateway` in it"
+    assert container["command"] == ["aiops", "gateway"]
+    args = container["args"]
+    assert args[args.index("--host") + 1] == "0.0.0.0", "in a pod the probes come from outside"
+    assert args[args.index("--port") + 1] == "9470"
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": 9470}
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert ports[container[probe]["httpGet"]["port"]] == 9470
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    # Temporal settings are the workers': the same ConfigMap, the same optional API key.
+    worker_config = {ref["configMapRef"]["name"] for ref in worker["envFrom"]}
+    assert {ref["configMapRef"]["name"] for ref in container["envFrom"]} == worker_config
+    env = {e["name"]: e for e in container.get("env", [])}
+    assert env["TEMPORAL_API_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    # The routes file comes from the ConfigMap, mounted as a directory so that edits reach the pod.
+    routes_path = Path(args[args.index("--routes") + 1])
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    (routes_mount,) = [m for m in mounts.values() if m["mountPath"] == routes_path.parent.as_posix()]
+    assert "subPath" not in routes_mount, "a subPath mount never sees ConfigMap updates (hot reload)"
+    routes_map = _one(objects, "ConfigMap", volumes[routes_mount["name"]]["configMap"]["name"])
+    config = GatewayConfig.model_validate(yaml.safe_load(routes_map["data"][routes_path.name]))
+    # Every file: secret the routes refer to lies in a mounted Secret volume.
+    secret_dirs = {m["mountPath"] for m in mounts.values() if "secret" in volumes[m["name"]]}
+    for source in config.sources.values():
+        for reference in (source.auth.token, source.auth.secret):
+            if reference and reference.startswith("file:"):
+                assert Path(reference.removeprefix("file:")).parent.as_posix() in secret_dirs, reference
+    secrets = {o["metadata"]["name"] for o in objects if o["kind"] == "Secret"}
+    if secrets:  # dev: generated; prod: created out of band and documented
+        for name in secret_dirs:
+            volume = next(volumes[m["name"]] for m in mounts.values() if m["mountPath"] == name)
+            assert volume["secret"]["secretName"] in secrets
+    service = _one(objects, "Service", "aiops-gateway")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(9470, "http")]
+    pdb = _one(objects, "PodDisruptionBudget", "aiops-gateway")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    monitors = [o for o in objects if o["kind"] == "PodMonitor" and o["metadata"]["name"] == "aiops-gateway"]
+    for monitor in monitors:
+        spec = monitor["spec"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items()
+        assert [(e["port"], e["path"]) for e in spec["podMetricsEndpoints"]] == [("http", "/metrics")]
+        assert labels[spec["jobLabel"]] == "aiops-gateway"
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 120)
@@ -303,6 +361,7 @@ def test_kubernetes_overlays_render_and_validate_offline(
     problems = _validate_all(validator, objects)
     assert not problems, "invalid Kubernetes objects:\n" + "\n".join(problems)
     _check_worker(objects, keda="keda" in components)
+    _check_gateway(objects)
     namespaces = {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}
     assert namespaces == {_one(objects, "Namespace")["metadata"]["name"]}, "one namespace per overlay"
     if "temporal-mtls" in components:
@@ -310,8 +369,15 @@ def test_kubernetes_overlays_render_and_validate_offline(
         env = {e["name"]: e.get("value") for e in container["env"]}
         mounts = {m["mountPath"] for m in container["volumeMounts"]}
         assert Path(env["TEMPORAL_TLS_CLIENT_CERT_PATH"]).parent.as_posix() in mounts
+        gateway = _one(objects, "Deployment", "aiops-gateway")["spec"]["template"]["spec"]["containers"][0]
+        assert {e["name"]: e.get("value") for e in gateway["env"]}["TEMPORAL_TLS_CLIENT_CERT_PATH"] == (
+            env["TEMPORAL_TLS_CLIENT_CERT_PATH"]
+        ), "the gateway connects to Temporal with the same certificate"
     if overlay == "prod":
-        assert any(o["kind"] == "PodMonitor" for o in objects)
+        assert {o["metadata"]["name"] for o in objects if o["kind"] == "PodMonitor"} == {
+            "aiops-worker",
+            "aiops-gateway",
+        }
         assert not any(o["kind"] == "Secret" for o in objects), "production secrets are never rendered"
 
 
@@ -323,7 +389,7 @@ def test_the_schema_validation_catches_a_broken_manifest(kustomize: list[str], v
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container["readinesProbe"] = container.pop("readinessProbe")
     assert any("readinesProbe" in p for p in _validate_all(validator, [deployment]))
-    budget = json.loads(json.dumps(_one(objects, "PodDisruptionBudget")))
+    budget = json.loads(json.dumps(_one(objects, "PodDisruptionBudget", "aiops-worker")))
     budget["spec"]["minAvailable"] = {"two": 2}
     assert any("minAvailable" in p for p in _validate_all(validator, [budget]))
 
@@ -332,8 +398,6 @@ def test_the_schema_validation_catches_a_broken_manifest(kustomize: list[str], v
 
 
 def _compose_config(podman_compose: str, **env: str) -> dict[str, Any]:
-    import yaml
-
     result = _run(
         [podman_compose, "-f", str(DEPLOY / "compose.yaml"), "config"],
         cwd=ROOT,
@@ -347,7 +411,7 @@ def _compose_config(podman_compose: str, **env: str) -> dict[str, Any]:
 def test_compose_file_is_valid_and_complete(podman_compose: str) -> None:
     config = _compose_config(podman_compose)
     services = config["services"]
-    assert {"temporal", "postgres", "worker", "prometheus", "grafana"} <= services.keys()
+    assert {"temporal", "postgres", "worker", "gateway", "prometheus", "grafana"} <= services.keys()
     worker = services["worker"]
     assert int(worker["deploy"]["replicas"]) == 2
     assert worker["build"]["dockerfile"] == "deploy/Containerfile"
@@ -373,6 +437,26 @@ def test_compose_file_is_valid_and_complete(podman_compose: str) -> None:
                 mounted.append(path)
     assert ROOT / "observability/prometheus/alerts.yml" in mounted
     assert ROOT / "observability/grafana/aiops-dashboard.json" in mounted
+    assert ROOT / "deploy/compose/gateway.yaml" in mounted
+    # The gateway: same image, `aiops gateway` on 0.0.0.0:9470 with the mounted example routes.
+    gateway = services["gateway"]
+    assert gateway["image"] == worker["image"] and gateway["entrypoint"] == ["aiops", "gateway"]
+    command = gateway["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    assert command[command.index("--port") + 1] == "9470"
+    routes = command[command.index("--routes") + 1]
+    (mount,) = [v for v in gateway["volumes"] if v.split(":")[1] == routes]
+    assert (DEPLOY / mount.split(":")[0]).resolve() == ROOT / "deploy/compose/gateway.yaml"
+    assert any(str(p).endswith(":9470") for p in gateway["ports"])
+    assert gateway["depends_on"]["temporal"]["condition"] == "service_healthy"
+    assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
+    from aiops.gateway.config import GatewayConfig
+
+    example = GatewayConfig.model_validate(yaml.safe_load((DEPLOY / "compose/gateway.yaml").read_text()))
+    for source in example.sources.values():  # every env: secret of the example is given to the service
+        for reference in (source.auth.token, source.auth.secret):
+            if reference and reference.startswith("env:"):
+                assert reference.removeprefix("env:") in gateway["environment"], reference
     # The dev server registers the framework's search attributes, or the worker refuses to start.
     from workflows.search_attributes import ALL
 
@@ -383,11 +467,12 @@ def test_compose_file_is_valid_and_complete(podman_compose: str) -> None:
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 120)
 def test_compose_prometheus_config_and_grafana_provisioning(promtool: str, tmp_path: Path) -> None:
-    import yaml
-
     prometheus = yaml.safe_load((DEPLOY / "compose/prometheus.yml").read_text())
     assert prometheus["rule_files"] == ["/etc/prometheus/alerts.yml"]
     assert prometheus["scrape_configs"][0]["job_name"] == "aiops-worker", "alerts.yml selects this job"
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    gateway_targets = [t for c in jobs["aiops-gateway"]["static_configs"] for t in c["targets"]]
+    assert gateway_targets == ["gateway:9470"] and jobs["aiops-gateway"]["metrics_path"] == "/metrics"
     # promtool with the rule file where the container mounts it (rewritten to this folder).
     shutil.copy(ROOT / "observability/prometheus/alerts.yml", tmp_path / "alerts.yml")
     prometheus["rule_files"] = [str(tmp_path / "alerts.yml")]
@@ -535,7 +620,10 @@ def test_the_image_runs_as_non_root_with_the_cli_beside_the_worker(
     assert config["StopSignal"] == "SIGTERM"
     assert f"AIOPS_BUILD_ID={BUILD_ID}" in config["Env"]
     run = ["run", "--rm", "--runtime", "runc", "--network", "host"]
-    script = "id -u; command -v pip gcc || true; aiops --help >/dev/null && temporal --version"
+    script = (
+        "id -u; command -v pip gcc || true; aiops --help >/dev/null && aiops gateway --help >/dev/null "
+        "&& temporal --version"
+    )
     shell = _podman(podman_env, *run, "--entrypoint", "sh", image, "-c", script)
     assert shell.returncode == 0, _output(shell)
     lines = shell.stdout.splitlines()
