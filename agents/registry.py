@@ -21,7 +21,7 @@ from agents.models import AgentConfig
 
 ENTRY_POINT_GROUP = "aiops.agents"
 MODULES_ENV_VAR = "AIOPS_AGENT_MODULES"
-BUILTIN_MODULES = ("agents.example_agent",)
+BUILTIN_MODULES = ("agents.example_agent", "agents.builtin")
 
 log = logging.getLogger("aiops.registry")
 

@@ -17,13 +17,12 @@ import sys
 import uuid
 from pathlib import Path
 
-from workflows import action_contract
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import AgentConfig, SystemEvent
 from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
+from workflows import action_contract
 from workflows.action_contract import ActionRecord, ActionStatus
 
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
@@ -31,8 +30,15 @@ UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"
 TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
 
 
+def _bold(text: str) -> str:
+    """Bold on a terminal; plain text when redirected to a file or pipe (or NO_COLOR is set)."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return f"\033[1m{text}\033[0m"
+    return text
+
+
 def say(text: str) -> None:
-    print(f"\n\033[1m▸ {text}\033[0m", flush=True)
+    print(f"\n{_bold(f'▸ {text}')}", flush=True)
 
 
 def show(record: ActionRecord) -> None:
@@ -170,6 +176,9 @@ async def main(leave_pending: bool) -> int:
     await audit_trail(aiops, prod.id, action_id)
     aiops_cli("audit", "verify", prod.id)
 
+    if not await disk_story(aiops):
+        return 1
+
     for config in (prod, staging):
         status = await aiops.status(config.id)
         c = status.counters
@@ -181,6 +190,86 @@ async def main(leave_pending: bool) -> int:
     print(f"\n  Web UI: {UI}   (the dev stack keeps running; stop it: bash temporal-dev/stop.sh)")
     await aiops.close()
     return 0
+
+
+DATA = Path(os.environ.get("AIOPS_DEV_DATA", "temporal-dev/.data")).resolve()
+
+
+def df(mount: Path) -> str:
+    usage = shutil.disk_usage(mount)
+    return (
+        f"{usage.used * 100 / usage.total:.0f}% used ({usage.used // 1024} KiB of {usage.total // 1024} KiB)"
+    )
+
+
+async def disk_story(aiops: AiopsClient) -> bool:
+    """A real fix on a real filesystem: a small tmpfs fills up with old logs; the disk agent's
+    detector finds it, the plan lists the exact files, alice approves, and verification proves
+    the space came back. Needs root (to mount); otherwise the chapter is skipped and says why."""
+    say("A real system: a small disk (tmpfs) fills up with rotated logs")
+    mount = DATA / "demo-disk"
+    mount.mkdir(parents=True, exist_ok=True)
+    mount_command = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)]
+    mounted = await asyncio.to_thread(subprocess.run, mount_command, capture_output=True)
+    if mounted.returncode != 0:
+        print(f"  skipped: mounting a tmpfs needs root ({mounted.stderr.decode().strip() or 'mount failed'})")
+        return True
+    try:
+        logs = mount / "app" / "log"
+        logs.mkdir(parents=True)
+        old = 1_700_000_000  # long ago
+        for n in range(1, 7):
+            rotated = logs / f"app.log.{n}"
+            rotated.write_bytes(os.urandom(1024 * 1024))
+            os.utime(rotated, (old, old))
+        (logs / "app.log").write_bytes(b"the live log is never touched\n")
+        print(f"  {mount}: {df(mount)}")
+        config = AgentConfig(
+            id="demo-disk",
+            name="Disk space on the demo volume",
+            type="disk",
+            automation_level="semi_auto",
+            runtime={"detect_every_seconds": 3600},
+            approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])]),
+            settings={
+                "mounts": [str(mount)],
+                "threshold_percent": 60,
+                "roots": [{"path": str(logs), "globs": ["app.log.[0-9]*"], "min_age_seconds": 3600}],
+                "mode": "delete",
+                "state_dir": str(DATA / "demo-disk-state"),
+            },
+        )
+        await aiops.start_agent(config, started_by="demo")
+        schedule = aiops.client.get_schedule_handle(f"aiops-detector-{config.id}")
+        for _ in range(100):  # the agent creates its detector schedule when it starts
+            try:
+                await schedule.describe()
+                break
+            except Exception:
+                await asyncio.sleep(0.1)
+        say("Its detector (a Temporal Schedule per agent) runs now instead of in an hour")
+        await schedule.trigger()
+        action_id = None
+        for _ in range(300):
+            waiting = await aiops.pending_approvals(config.id)
+            if waiting:
+                action_id = waiting[0]
+                break
+            await asyncio.sleep(0.1)
+        if action_id is None:
+            print("  the disk agent proposed nothing; see the worker log")
+            return False
+        say("Deleting files is medium risk: it waits for a person, with the exact files as evidence")
+        aiops_cli("approvals", "show", action_id)
+        say("alice approves; the agent deletes exactly the planned files and verifies the space is back")
+        aiops_cli("approvals", "approve", action_id, "--as", "alice", "--comment", "old rotated logs")
+        record = await aiops.wait_for_action(action_id)
+        show(record)
+        print(f"  {mount}: {df(mount)}; left: {sorted(p.name for p in logs.iterdir())}")
+        await aiops.stop(config.id, reason="demo over")
+        return record.status == ActionStatus.VERIFIED
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", str(mount)], capture_output=True)
 
 
 if __name__ == "__main__":

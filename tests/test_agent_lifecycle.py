@@ -8,7 +8,7 @@ import uuid
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from aiops.client import AgentNotRunningError, AiopsClient
+from aiops.client import AgentNotRunningError, AgentTypeNotServedError, AiopsClient
 from tests.helpers import agent_config, event, eventually
 from workflows.action_contract import ActionStatus
 from workflows.agent_contract import AgentState
@@ -71,15 +71,27 @@ async def test_stop_drains_the_queue_then_stops(aiops: AiopsClient, worker) -> N
         await aiops.pause("no-such-agent")
 
 
-async def test_unknown_type_fails_at_start_with_a_clear_error(aiops: AiopsClient, worker) -> None:
+async def test_a_type_no_worker_serves_is_refused_at_once(aiops: AiopsClient, worker) -> None:
     config = agent_config("no_such_type")
-    handle = await aiops.start_agent(config)
+    with pytest.raises(AgentTypeNotServedError, match="no worker serves agent type 'no_such_type'"):
+        await aiops.start_agent(config)
+    with pytest.raises(AgentTypeNotServedError):
+        await aiops.send_event(config.id, event(), config=config)
+    assert not await aiops.agent_is_running(config.id)
+
+
+async def test_an_agent_started_anyway_fails_saying_no_worker_serves_its_type(
+    aiops: AiopsClient, worker
+) -> None:
+    # As a raw `temporal workflow start` would: nothing polls the type's queue, so start fails.
+    config = agent_config("no_such_type", runtime={"worker_pickup_seconds": 1})
+    handle = await aiops.start_agent(config, require_worker=False)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
-    assert "no agent type 'no_such_type' is registered" in str(failure.value.cause)
+    assert "no worker serves agent type 'no_such_type'" in str(failure.value.cause)
     status = await aiops.status(config.id)
     assert status.state == AgentState.FAILED
-    assert "no_such_type" in (status.failure or "")
+    assert "--agent-module" in (status.failure or "")
 
 
 async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClient, worker) -> None:

@@ -42,6 +42,7 @@ async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
         )  # fmt: skip
         out = run.stdout
         assert run.returncode == 0, f"{out[-3000:]}\n{run.stderr[-3000:]}"
+        assert "\x1b[" not in out + run.stderr, "no ANSI codes in output that is not a terminal"
         for expected in [
             "demo-terraform: a low drift ran on its own",
             "demo-staging: a medium drift ran on its own",
@@ -55,6 +56,12 @@ async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
             "execution_result",
             "hash chain of demo-terraform:",
             "intact",
+            # The real system: a tmpfs filled with old logs, fixed after approval and verified.
+            "A real system: a small disk (tmpfs) fills up with rotated logs",
+            "Its detector (a Temporal Schedule per agent) runs now",
+            "$ aiops approvals approve action-demo-disk:",
+            "status verified",
+            "left: ['app.log']",
         ]:
             assert expected in out, f"missing {expected!r} in:\n{out[-4000:]}"
     finally:
