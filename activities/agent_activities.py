@@ -14,13 +14,13 @@ import hashlib
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import (
@@ -36,6 +36,7 @@ from activities.contracts import (
     ExecutionOutcome,
     VerifyCall,
 )
+from agents.errors import NonRetryableActionError
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
 from aiops.runtime.agent_instances import AgentInstances
 from workflows import agent_contract
@@ -49,7 +50,16 @@ async def _run_hook(awaitable: Awaitable[T]) -> T:
     try:
         return await awaitable
     except NON_RETRYABLE_AGENT_ERROR_CLASSES as err:
-        raise ApplicationError(str(err), type=type(err).__name__, non_retryable=True) from err
+        # An agent's NonRetryableActionError is an expected outcome (the agent logged it as one
+        # WARNING line): BENIGN keeps the SDK from logging it again with a traceback (DEBUG instead).
+        category = (
+            ApplicationErrorCategory.BENIGN
+            if isinstance(err, NonRetryableActionError)
+            else ApplicationErrorCategory.UNSPECIFIED
+        )
+        raise ApplicationError(
+            str(err), type=type(err).__name__, non_retryable=True, category=category
+        ) from err
 
 
 async def _with_heartbeats(awaitable: Awaitable[T], *details: Any) -> T:
@@ -79,12 +89,31 @@ def keyed(action: AgentAction) -> AgentAction:
 
 
 class AgentActivities:
+    """The activities that run agent code. Except ``notify_escalation``, they run on the agent
+    type's own task queue (``hooks_task_queue``), which only workers that have the type poll;
+    ``decide_events`` may also run as a local activity on whichever worker runs the agent's
+    workflow task, and then answers ``unserved`` when this worker lacks the type."""
+
+    HOOKS = ("initialize_agent", "detect", "decide_events", "stop_agent", "plan_action",
+             "execute_action", "execute_action_logged", "verify_action", "rollback_action")  # fmt: skip
+
     def __init__(
-        self, instances: AgentInstances | None = None, client: Client | None = None, identity: str = ""
+        self,
+        instances: AgentInstances | None = None,
+        client: Client | None = None,
+        identity: str = "",
+        agent_types: Iterable[str] | None = None,
     ) -> None:
         self.instances = instances or AgentInstances()
         self.client = client
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
+        # The types this worker serves: every registered one unless narrowed (a worker pool).
+        self.agent_types = frozenset(
+            agent_types if agent_types is not None else self.instances.factory.types()
+        )
+
+    def serves(self, agent_type: str) -> bool:
+        return agent_type in self.agent_types
 
     @activity.defn
     async def initialize_agent(self, config: AgentConfig) -> AgentInitialized:
@@ -104,6 +133,8 @@ class AgentActivities:
     @activity.defn
     async def decide_events(self, request: DecideEventsInput) -> DecideEventsResult:
         """Run ``process_event`` for a batch; one event's failure never sinks the others."""
+        if not self.serves(request.config.type):  # a local decision on a worker of another pool
+            return DecideEventsResult(unserved=True)
         agent = await _run_hook(self.instances.get(request.config))
         decisions = []
         for event in request.events:
@@ -154,7 +185,11 @@ class AgentActivities:
             activity.heartbeat(details)
             if isinstance(err, ApplicationError):
                 raise ApplicationError(
-                    err.message, details, type=err.type, non_retryable=err.non_retryable
+                    err.message,
+                    details,
+                    type=err.type,
+                    non_retryable=err.non_retryable,
+                    category=err.category,
                 ) from err
             raise ApplicationError(str(err), details, type=type(err).__name__) from err
         return ExecutionOutcome(result=result, attempts=log_so_far.attempts)
@@ -223,16 +258,10 @@ class AgentActivities:
                 ) from err
             raise
 
+    def hooks(self) -> list[Callable[..., Any]]:
+        """The activities that run agent code: served on each agent type's queue."""
+        return [getattr(self, name) for name in self.HOOKS]
+
     def all(self) -> list[Callable[..., Any]]:
-        return [
-            self.initialize_agent,
-            self.detect,
-            self.decide_events,
-            self.stop_agent,
-            self.plan_action,
-            self.execute_action,
-            self.execute_action_logged,
-            self.verify_action,
-            self.rollback_action,
-            self.notify_escalation,
-        ]
+        """Every activity: the hooks (as local decisions may need them) and the notifications."""
+        return [*self.hooks(), self.notify_escalation]

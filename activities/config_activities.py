@@ -105,13 +105,11 @@ class ConfigActivities:
             ) from err
 
     def all(self) -> list[Callable[..., Any]]:
-        return [
-            self.validate_config,
-            self.register_config,
-            self.store_config,
-            self.load_config,
-            self.reload_agent,
-        ]
+        return [self.register_config, self.store_config, self.load_config, *self.hooks()]
+
+    def hooks(self) -> list[Callable[..., Any]]:
+        """What runs agent code (validation hook, reload hook): served on each agent type's queue."""
+        return [self.validate_config, self.reload_agent]
 
 
 @contextlib.contextmanager

@@ -85,6 +85,8 @@ class EventDecision(_Contract):
 
 class DecideEventsResult(_Contract):
     decisions: list[EventDecision] = Field(default_factory=list)
+    # The local decision ran on a worker without the agent's type: decide on the type's queue.
+    unserved: bool = False
 
 
 class ActionCall(_Contract):
@@ -200,6 +202,19 @@ class ListAgentsCall(_Contract):
 class ObserveAgentsCall(_Contract):
     agent_ids: list[str]
     status_timeout_seconds: float = 10.0
+    run_checks: bool = True  # False: only the status; the checks run on the agent type's queue
+
+
+class CheckAgentsCall(_Contract):
+    """Run the health-check hooks of these agents (all of one type, on that type's queue)."""
+
+    agent_ids: list[str]
+    timeout_seconds: float = 10.0
+
+
+class CheckResult(_Contract):
+    checks: dict[str, bool] = Field(default_factory=dict)
+    error: str | None = None
 
 
 class Observations(_Contract):

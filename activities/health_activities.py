@@ -27,6 +27,8 @@ from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import (
+    CheckAgentsCall,
+    CheckResult,
     HealthAlert,
     HealthSnapshot,
     ListAgentsCall,
@@ -91,12 +93,12 @@ class HealthActivities:
 
         async def observe(agent_id: str) -> AgentObservation:
             async with gate:
-                return await self._observe(agent_id, call.status_timeout_seconds)
+                return await self._observe(agent_id, call.status_timeout_seconds, call.run_checks)
 
         agents = await asyncio.gather(*(observe(a) for a in call.agent_ids))
         return Observations(agents=list(agents), worker=worker_resources())
 
-    async def _observe(self, agent_id: str, limit: float) -> AgentObservation:
+    async def _observe(self, agent_id: str, limit: float, run_checks: bool = True) -> AgentObservation:
         handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
         try:
             status: AgentStatus = await handle.query(
@@ -120,14 +122,38 @@ class HealthActivities:
             recent_action_seconds=status.recent_action_seconds,
             heartbeat_age_seconds=(datetime.now(UTC) - last).total_seconds() if last else None,
         )
-        if status.state.value in ("running", "paused"):
-            try:
-                agent = await asyncio.wait_for(self.instances.get(status.config), limit)
-                report = await asyncio.wait_for(agent.health_check(), limit)
-                observation.checks = report.checks
-            except Exception as err:  # the check itself failing is a finding, not an activity failure
-                observation.check_error = f"{type(err).__name__}: {err}"[:300]
+        if run_checks and status.state.value in ("running", "paused"):
+            result = await self._check(status, limit)
+            observation.checks, observation.check_error = result.checks, result.error
         return observation
+
+    async def _check(self, status: AgentStatus, limit: float) -> CheckResult:
+        try:
+            agent = await asyncio.wait_for(self.instances.get(status.config), limit)
+            report = await asyncio.wait_for(agent.health_check(), limit)
+            return CheckResult(checks=report.checks)
+        except Exception as err:  # the check itself failing is a finding, not an activity failure
+            return CheckResult(error=f"{type(err).__name__}: {err}"[:300])
+
+    @activity.defn
+    async def check_agents(self, call: CheckAgentsCall) -> dict[str, CheckResult]:
+        """Run the health-check hooks of agents of one type (on that type's queue)."""
+        gate = asyncio.Semaphore(CONCURRENT_OBSERVATIONS)
+
+        async def check(agent_id: str) -> tuple[str, CheckResult]:
+            async with gate:
+                handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
+                try:
+                    status: AgentStatus = await handle.query(
+                        agent_contract.STATUS,
+                        result_type=AgentStatus,
+                        rpc_timeout=timedelta(seconds=call.timeout_seconds),
+                    )
+                except RPCError as err:
+                    return agent_id, CheckResult(error=f"status unavailable: {err.message}"[:300])
+                return agent_id, await self._check(status, call.timeout_seconds)
+
+        return dict(await asyncio.gather(*(check(a) for a in call.agent_ids)))
 
     @activity.defn
     async def summarize_approvals(self, task_queue: str) -> PendingApprovals:
@@ -220,3 +246,7 @@ class HealthActivities:
             self.record_health,
             self.raise_health_alert,
         ]
+
+    def hooks(self) -> list[Callable[..., Any]]:
+        """What runs agent code: served on each agent type's queue."""
+        return [self.check_agents]

@@ -260,8 +260,9 @@ class BaseAgent(ABC):
     def _validate_config_specific(self, config: AgentConfig) -> list[str]:
         """Problems this agent type sees in ``config`` (empty when usable). Runs in the
         ``validate_config`` activity before a config version is stored, and when an instance
-        is built; must be pure (no I/O). A non-empty answer refuses the config with these
-        messages; an exception refuses it too."""
+        is built. It must change nothing; it may read (say, check that a configured path exists
+        on this worker). A non-empty answer refuses the config with these messages; an exception
+        refuses it too."""
         return []
 
     # ----- plumbing ----------------------------------------------------------
@@ -278,6 +279,10 @@ class BaseAgent(ABC):
         self.last_activity_at = time.time()
         try:
             return await awaitable
+        except NonRetryableActionError as err:  # the agent's own verdict: expected, one line, no traceback
+            self._record_error(f"{hook}: {err}")
+            self.logger.warning("agent %s hook %s failed, not retryable: %s", self.agent_id, hook, err)
+            raise
         except Exception as err:
             self._record_error(f"{hook}: {err}")
             self.logger.exception("agent %s hook %s failed", self.agent_id, hook)

@@ -206,6 +206,12 @@ class RuntimeSettings(_Strict):
     max_actions_per_run: int = Field(default=1000, ge=1, le=1500)
     decision_timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     local_decisions: bool = True
+    # How long an agent's start waits for a worker that serves its type to pick up initialization.
+    worker_pickup_seconds: float = Field(default=60.0, ge=1, le=MAX_SECONDS)
+    # Incidents: events with one correlation (correlation_id, or these labels' values) arriving
+    # within this many seconds are decided once, together; None: every event is decided alone.
+    incident_window_seconds: float | None = Field(default=None, gt=0, le=86400)
+    incident_group_by: list[str] = Field(default_factory=list, max_length=10)
     # How often the agent's detector runs (agent types with a ``_detect_specific`` hook); None: never.
     detect_every_seconds: float | None = Field(default=None, ge=10, le=MAX_SECONDS)
 

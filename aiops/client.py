@@ -13,6 +13,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -46,12 +49,14 @@ from workflows.agent_contract import (
     ReconfigureRequest,
     StopRequest,
     agent_workflow_id,
+    hooks_task_queue,
 )
 from workflows.agent_workflow import AgentWorkflow
 
 __all__ = [
     "ActionNotFoundError",
     "AgentNotRunningError",
+    "AgentTypeNotServedError",
     "AiopsClient",
     "AiopsError",
     "ClientError",
@@ -75,6 +80,15 @@ class ConfigRefusedError(ClientError):
     pass
 
 
+class AgentTypeNotServedError(ClientError):
+    """No worker polls the task queue where this agent type's code runs."""
+
+
+# A worker that just started may take a moment to poll; a type nobody serves is refused after this.
+SERVED_CHECK_SECONDS = 5.0
+SERVED_CACHE_SECONDS = 60.0
+
+
 class AiopsClient:
     """``pool`` (PostgreSQL) is needed only to read config history and the audit trail."""
 
@@ -84,6 +98,7 @@ class AiopsClient:
         self.client = client
         self.task_queue = task_queue
         self.pool = pool
+        self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
 
     @classmethod
     async def connect(cls, task_queue: str = DEFAULT_TASK_QUEUE, **kwargs: Any) -> AiopsClient:
@@ -98,8 +113,16 @@ class AiopsClient:
 
     # ----- agents --------------------------------------------------------------
 
-    async def start_agent(self, config: AgentConfig, started_by: str = "") -> WorkflowHandle[Any, Any]:
-        """Start the agent, or reach it if it already runs: two starters never make two."""
+    async def start_agent(
+        self, config: AgentConfig, started_by: str = "", require_worker: bool = True
+    ) -> WorkflowHandle[Any, Any]:
+        """Start the agent, or reach it if it already runs: two starters never make two.
+
+        Refuses at once (``AgentTypeNotServedError``) when no worker serves the agent's type;
+        ``require_worker=False`` starts it anyway (it then fails after ``worker_pickup_seconds``).
+        """
+        if require_worker:
+            await self.require_worker_for(config.type)
         return await self.client.start_workflow(
             AgentWorkflow.run,
             AgentWorkflowInput(config=config, started_by=started_by),
@@ -114,10 +137,14 @@ class AiopsClient:
         return self.client.get_workflow_handle(agent_workflow_id(agent_id))
 
     async def send_event(
-        self, agent_id: str, event: SystemEvent | dict[str, Any], config: AgentConfig | None = None
+        self,
+        agent_id: str,
+        event: SystemEvent | dict[str, Any],
+        config: AgentConfig | None = None,
+        require_worker: bool = True,
     ) -> None:
         """Deliver one event; with ``config``, start the agent first if it is not running."""
-        await self._deliver(agent_id, False, _jsonable(event), config)
+        await self._deliver(agent_id, False, _jsonable(event), config, require_worker)
 
     async def send_events(
         self,
@@ -125,6 +152,7 @@ class AiopsClient:
         events: Iterable[SystemEvent | dict[str, Any]],
         config: AgentConfig | None = None,
         batch_size: int = 500,
+        require_worker: bool = True,
     ) -> int:
         """Deliver events in batch signals (a storm becomes a few signals); returns how many."""
         batch: list[Any] = []
@@ -132,19 +160,28 @@ class AiopsClient:
         for event in events:
             batch.append(_jsonable(event))
             if len(batch) >= batch_size:
-                await self._deliver(agent_id, True, batch, config)
+                await self._deliver(agent_id, True, batch, config, require_worker)
                 sent += len(batch)
                 batch = []
         if batch:
-            await self._deliver(agent_id, True, batch, config)
+            await self._deliver(agent_id, True, batch, config, require_worker)
             sent += len(batch)
         return sent
 
-    async def _deliver(self, agent_id: str, batch: bool, payload: Any, config: AgentConfig | None) -> None:
+    async def _deliver(
+        self,
+        agent_id: str,
+        batch: bool,
+        payload: Any,
+        config: AgentConfig | None,
+        require_worker: bool = True,
+    ) -> None:
         signal = AgentWorkflow.submit_events if batch else AgentWorkflow.submit_event
         if config is not None:
             if config.id != agent_id:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
+            if require_worker:
+                await self.require_worker_for(config.type)
             await self.client.start_workflow(
                 AgentWorkflow.run,
                 AgentWorkflowInput(config=config),
@@ -156,6 +193,38 @@ class AiopsClient:
             )
             return
         await self._signal(agent_id, signal, payload)
+
+    async def require_worker_for(self, agent_type: str) -> None:
+        """Raise ``AgentTypeNotServedError`` unless a worker polls this agent type's hooks queue."""
+        loop = asyncio.get_running_loop()
+        seen = self._served_at.get(agent_type)
+        if seen is not None and loop.time() - seen < SERVED_CACHE_SECONDS:
+            return
+        queue = hooks_task_queue(self.task_queue, agent_type)
+        deadline = loop.time() + SERVED_CHECK_SECONDS
+        while True:
+            try:
+                answer = await self.client.workflow_service.describe_task_queue(
+                    DescribeTaskQueueRequest(
+                        namespace=self.client.namespace,
+                        task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+                    )
+                )
+            except RPCError as err:
+                if err.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED):
+                    return  # this server (or this identity) cannot tell: the agent's start will say
+                raise
+            if answer.pollers:
+                self._served_at[agent_type] = loop.time()
+                return
+            if loop.time() > deadline:
+                raise AgentTypeNotServedError(
+                    f"no worker serves agent type {agent_type!r} on task queue {self.task_queue!r} "
+                    f"(nothing polls {queue!r}); start a worker that loads it: "
+                    "worker.py --agent-module MODULE (or AIOPS_AGENT_MODULES)"
+                )
+            await asyncio.sleep(0.2)
 
     async def pause(self, agent_id: str, actor: str = "") -> None:
         await self._signal(agent_id, AgentWorkflow.pause, AgentCommand(actor=actor))

@@ -3,24 +3,39 @@
 Ready means connected to Temporal, connected to PostgreSQL (when the worker
 has one) and polling its task queue; ``/readyz`` answers 503 with the failing
 check named otherwise, so an orchestrator stops routing to (or restarts) a
-worker that cannot do its job. A tiny asyncio server: nothing to install, and
-it shares the worker's event loop, so a wedged loop fails ``/healthz`` too.
+worker that cannot do its job.
+
+Served by Starlette on uvicorn, the web stack the project already ships for the
+HTTP gateway, rather than a hand-written HTTP parser: uvicorn (h11) does the
+protocol work (malformed requests get a 400, oversized heads are refused, keep-alive,
+HEAD), Starlette the routing (405 for other methods). It runs in the worker's own
+event loop (signals stay the worker's), so a wedged loop fails ``/healthz`` too.
+aiohttp would do the same job but would be a second web stack in the image.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 from temporalio.client import Client
+
+from aiops.serving import EmbeddedServer, bind
 
 log = logging.getLogger("aiops.health")
 
 CHECK_TIMEOUT_SECONDS = 3.0
+DEFAULT_HOST = "127.0.0.1"
 
 Check = Callable[[], Awaitable[None]]
 
@@ -53,17 +68,48 @@ class HealthServer:
         self.checks = checks
         self.registry = registry
         self.port = 0
-        self._server: asyncio.Server | None = None
+        self._server: EmbeddedServer | None = None
+        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, host: str = "0.0.0.0", port: int = 9464) -> int:
-        self._server = await asyncio.start_server(self._handle, host, port)
-        self.port = self._server.sockets[0].getsockname()[1]
+    def app(self) -> Starlette:
+        routes = [
+            Route("/healthz", self._healthz, methods=["GET"]),
+            Route("/readyz", self._readyz, methods=["GET"]),
+        ]
+        if self.registry is not None:
+            routes.append(Route("/metrics", self._metrics, methods=["GET"]))
+        return Starlette(routes=routes, exception_handlers={404: self._not_found})
+
+    async def start(
+        self, host: str = DEFAULT_HOST, port: int = 9464, sock: socket.socket | None = None
+    ) -> int:
+        """Serve on ``sock`` (see ``aiops.serving.bind``) or on host:port; return the port."""
+        sock = sock if sock is not None else bind(host, port)
+        config = uvicorn.Config(
+            self.app(),
+            lifespan="off",
+            access_log=False,
+            log_config=None,  # the process's logging applies
+            timeout_keep_alive=5,
+            timeout_graceful_shutdown=2,
+            server_header=False,
+            date_header=False,
+            h11_max_incomplete_event_size=16 * 1024,  # a request head larger than this is refused
+        )
+        self._server = EmbeddedServer(config, handle_signals=False)
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]))
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError("the health server stopped while starting")
+            await asyncio.sleep(0.01)
+        self.port = sock.getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._server is not None and self._task is not None:
+            self._server.should_exit = True
+            await self._task
 
     async def readiness(self) -> tuple[bool, dict[str, str]]:
         async def run(check: Check) -> str:
@@ -78,45 +124,17 @@ class HealthServer:
         report = dict(zip(names, results, strict=True))
         return all(r == "ok" for r in results), report
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            request = await asyncio.wait_for(reader.readline(), 10)
-            while (await asyncio.wait_for(reader.readline(), 10)) not in (b"\r\n", b"\n", b""):
-                pass
-            parts = request.decode("latin-1").split()
-            method = parts[0] if parts else ""
-            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
-            if len(parts) < 2:
-                status, body, ctype = 400, b"bad request\n", "text/plain"
-            elif method not in ("GET", "HEAD"):
-                status, body, ctype = 405, b"only GET\n", "text/plain"
-            elif path == "/healthz":
-                status, body, ctype = 200, b"ok\n", "text/plain"
-            elif path == "/readyz":
-                ready, report = await self.readiness()
-                status = 200 if ready else 503
-                body = (json.dumps({"ready": ready, "checks": report}) + "\n").encode()
-                ctype = "application/json"
-            elif path == "/metrics" and self.registry is not None:
-                status, body, ctype = 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
-            else:
-                status, body, ctype = 404, b"not found: try /healthz, /readyz or /metrics\n", "text/plain"
-            reason = {
-                200: "OK",
-                400: "Bad Request",
-                404: "Not Found",
-                405: "Method Not Allowed",
-                503: "Service Unavailable",
-            }
-            head = (
-                f"HTTP/1.1 {status} {reason[status]}\r\nContent-Type: {ctype}\r\n"
-                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-            )
-            writer.write(head.encode() + (body if method != "HEAD" else b""))
-            await writer.drain()
-        except (TimeoutError, ConnectionError, ValueError) as err:  # slow, gone, or a line too long
-            log.debug("health request dropped: %s", err)
-        except Exception:  # whatever a client sends, the endpoint stays up
-            log.exception("health request failed")
-        finally:
-            writer.close()
+    async def _healthz(self, request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    async def _readyz(self, request: Request) -> Response:
+        ready, report = await self.readiness()
+        return JSONResponse({"ready": ready, "checks": report}, status_code=200 if ready else 503)
+
+    async def _metrics(self, request: Request) -> Response:
+        assert self.registry is not None
+        return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def _not_found(self, request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        return PlainTextResponse("not found: try /healthz, /readyz or /metrics\n", status_code=status)

@@ -7,9 +7,18 @@ buffer into its own collector, which ``/metrics`` exposes in the Prometheus
 text format. Names follow Prometheus conventions: counters end in ``_total``,
 durations are in seconds (``_seconds``).
 
-Gauges set by one worker (the health monitor's) go stale when another worker
-runs the next check; a gauge not updated for ``gauge_ttl`` is dropped, so
-Prometheus never sees an old reading from a worker that stopped reporting it.
+Fleet gauges (``FLEET_GAUGES``: pending approvals, the oldest one's age, agent
+health) describe the whole task queue, not this worker: the health monitor's
+``record_health`` activity sets them on whichever worker runs it. So that they
+are exported once, a worker drops its fleet readings ``fleet_gauge_ttl`` after
+it wrote them (one and a half monitor intervals): when the next pass ran on
+another worker, this one stops exporting the older values soon after, and only
+the worker that ran the latest pass exports them. Around a hand-over two
+workers may briefly both export them (from two consecutive passes), so
+dashboards and alert rules aggregate them with ``max by (...)``, never ``sum``.
+Other ``aiops_*`` gauges expire after ``gauge_ttl`` without an update.
+
+The SDK runtime's ``service_name="temporal-core-sdk"`` label is not attached.
 """
 
 from __future__ import annotations
@@ -37,6 +46,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 # Approvals wait minutes to hours.
 WAIT_BUCKETS = (1, 5, 15, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800, 86400)
 LONG_METRICS = re.compile(r"approval_wait|action_duration")
+# Gauges that describe the fleet (set by the health monitor's pass on one worker): see the docstring.
+FLEET_GAUGES = frozenset(
+    {"aiops_pending_approvals", "aiops_oldest_pending_approval_seconds", "aiops_agent_health"}
+)
 
 _INVALID = re.compile(r"[^a-zA-Z0-9_:]")
 
@@ -80,9 +93,12 @@ class _Family:
 class MetricsBridge(Collector):
     """Drains a runtime's metric buffer into Prometheus families."""
 
-    def __init__(self, buffer: MetricBuffer, gauge_ttl: float = 300.0) -> None:
+    def __init__(
+        self, buffer: MetricBuffer, gauge_ttl: float = 300.0, fleet_gauge_ttl: float | None = None
+    ) -> None:
         self.buffer = buffer
         self.gauge_ttl = gauge_ttl
+        self.fleet_gauge_ttl = gauge_ttl if fleet_gauge_ttl is None else fleet_gauge_ttl
         self._families: dict[str, _Family] = {}
         self._lock = threading.Lock()
 
@@ -125,8 +141,9 @@ class MetricsBridge(Collector):
                         metric.samples.append(Sample(f"{name}_total", dict(labels), value))
                 elif family.kind == "gauge":
                     expires = name.startswith("aiops_")  # the SDK updates its gauges only on change
+                    ttl = self.fleet_gauge_ttl if name in FLEET_GAUGES else self.gauge_ttl
                     for labels, value in list(family.values.items()):
-                        if expires and now - family.updated.get(labels, now) > self.gauge_ttl:
+                        if expires and now - family.updated.get(labels, now) > ttl:
                             del family.values[labels]
                             continue
                         metric.samples.append(Sample(name, dict(labels), value))
@@ -156,10 +173,26 @@ class Telemetry:
     bridge: MetricsBridge
 
 
-def create_telemetry(gauge_ttl: float = 300.0, global_tags: Mapping[str, str] | None = None) -> Telemetry:
+def fleet_gauge_ttl(health_every: float) -> float:
+    """How long a worker exports the fleet gauges of a pass it ran: past the next pass, not much more."""
+    return 1.5 * (health_every if health_every > 0 else 60.0) + 10.0
+
+
+def create_telemetry(
+    gauge_ttl: float = 300.0,
+    global_tags: Mapping[str, str] | None = None,
+    fleet_gauge_ttl: float | None = None,
+) -> Telemetry:
+    """A runtime whose metrics this process exports (``fleet_gauge_ttl``: see the module docstring)."""
     buffer = MetricBuffer(100_000, duration_format=MetricBufferDurationFormat.SECONDS)
-    runtime = Runtime(telemetry=TelemetryConfig(metrics=buffer, global_tags=dict(global_tags or {})))
-    bridge = MetricsBridge(buffer, gauge_ttl)
+    runtime = Runtime(
+        telemetry=TelemetryConfig(
+            metrics=buffer,
+            global_tags=dict(global_tags or {}),
+            attach_service_name=False,  # not service_name="temporal-core-sdk" on every series
+        )
+    )
+    bridge = MetricsBridge(buffer, gauge_ttl, fleet_gauge_ttl)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(bridge)
     return Telemetry(runtime=runtime, registry=registry, bridge=bridge)

@@ -131,8 +131,8 @@ async def record(aiops: AiopsClient) -> None:
     await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
 
     # An agent whose initialization fails for good.
-    config = agent_config("no_such_type", id="replay-failed")
-    failed = await aiops.start_agent(config)
+    config = agent_config("no_such_type", id="replay-failed", runtime={"worker_pickup_seconds": 1})
+    failed = await aiops.start_agent(config, require_worker=False)
     try:
         await failed.result()
     except WorkflowFailureError:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from activities.contracts import AuditRecord, AuditStep
 from activities.database.audit_log import AuditLog
-from agents.models import AgentConfig
+from agents.models import AgentConfig, SystemEvent
 from aiops.cli import app
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
@@ -531,3 +531,83 @@ async def test_an_unreachable_server_exits_1(cli: Cli) -> None:
     failed(await cli("agents", "list", env=unreachable), 1, "cannot reach Temporal at 127.0.0.1:1")
     no_database = await cli("config", "history", "x", env={"DATABASE_URL": None})
     failed(no_database, 1, "set DATABASE_URL")
+
+
+async def test_operator_edges_output_anywhere_kill_switch_breaker_reset_and_failed_agents(
+    cli: Cli, aiops: AiopsClient, worker
+) -> None:
+    """-o after the command; pause/resume --all; reset-breaker; --state failed lists failed agents."""
+    first, second = agent_config("scripted"), agent_config("scripted")
+    broken = agent_config("init_fails")
+    for config in (first, second, broken):
+        await aiops.start_agent(config)
+    for config in (first, second):
+        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "running")
+
+    listed = parsed(await cli("agents", "list", "-o", "json"))
+    assert {first.id, second.id} <= {s["agent_id"] for s in listed}
+    assert isinstance(parsed(await cli("audit", "tail", "--output=json")), list)
+
+    paused = parsed(await cli("agents", "pause", "--all", "--as", "sre", "-o", "json"))
+    assert {first.id, second.id} <= set(paused["agent_ids"])
+    for config in (first, second):
+        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "paused")
+    ok(await cli("agents", "resume", "--all"))
+    for config in (first, second):
+        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "running")
+    failed(await cli("agents", "pause"), 2, "--all")
+
+    reset = parsed(await cli("agents", "reset-breaker", first.id, "--as", "sre", "-o", "json"))
+    assert reset == {"agent_id": first.id, "requested": "reset_circuit_breaker", "by": "sre"}
+
+    gone = await eventually(
+        lambda: cli("-o", "json", "agents", "list", "--state", "failed"),
+        lambda r: r.exit_code == 0 and broken.id in r.stdout,
+        within=30,
+    )
+    entry = next(f for f in json.loads(gone.stdout) if f["agent_id"] == broken.id)
+    assert entry["state"] == "failed" and entry["type"] == "init_fails"
+
+
+async def test_watch_and_follow_refresh_until_stopped(cli: Cli, aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", approval=team())
+    _, action_id, _ = await start_pending_action(aiops, config)
+    watched = ok(await cli("agents", "list", "--watch", "1", "--times", "2"))
+    assert watched.stdout.count(config.id) == 2 and watched.stdout.count("--- ") == 1
+    inbox = ok(await cli("-o", "json", "approvals", "list", "-w", "1", "--times", "2"))
+    documents, text, decoder = [], inbox.stdout.strip(), json.JSONDecoder()
+    while text:
+        document, end = decoder.raw_decode(text)
+        documents.append(document)
+        text = text[end:].strip()
+    assert len(documents) == 2 and all(d[0]["action_id"] == action_id for d in documents)
+
+    # --follow prints the last rows, then only rows that landed since.
+    async def follow() -> Result:
+        return await cli("audit", "tail", "--agent", config.id, "-n", "5", "--follow", "0.5", "--times", "8")
+
+    following = asyncio.create_task(follow())
+    await asyncio.sleep(1.0)
+    await aiops.approve(action_id, "alice")
+    await aiops.wait_for_action(action_id)
+    tailed = ok(await following)
+    assert "approval" in tailed.stdout and "action_finished" in tailed.stdout
+    seqs = [int(line.split()[0]) for line in tailed.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), "each row printed once, in order"
+
+
+async def test_status_shows_open_incidents(cli: Cli, aiops: AiopsClient, worker) -> None:
+    config = agent_config("recorder", runtime={"incident_window_seconds": 3600})
+    await aiops.start_agent(config)
+    alerts = [
+        SystemEvent(
+            id=f"am:fp{n}:firing:1", type="alert", source="db-1", correlation_id="grp-db", severity="high"
+        )
+        for n in range(3)
+    ]
+    await aiops.send_events(config.id, alerts)
+    await eventually(lambda: aiops.status(config.id), lambda s: len(s.incidents) == 1)
+    shown = ok(await cli("agents", "status", config.id)).stdout
+    assert "open incidents" in shown and "grp-db" in shown and "3/3" in shown and "grouping" in shown
+    status = parsed(await cli("-o", "json", "agents", "status", config.id))
+    assert status["incidents"][0]["key"] == "grp-db" and status["incidents"][0]["alerts"] == 3

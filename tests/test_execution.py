@@ -4,6 +4,7 @@ and the limits of safe autonomy."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from pathlib import Path
@@ -47,6 +48,25 @@ async def test_non_retryable_error_fails_at_the_first_attempt(aiops: AiopsClient
     assert record.status == ActionStatus.FAILED
     assert "the target does not exist" in (record.error or "")
     assert len(LEDGER["attempt"]) == 1
+
+
+async def test_an_expected_non_retryable_error_is_one_warning_line_without_traceback(
+    aiops: AiopsClient, worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An agent saying "retrying cannot fix this" is an expected outcome, not a crash: one WARNING
+    line naming the agent, hook and reason; no ERROR, no traceback (from the agent or the SDK)."""
+    caplog.set_level(logging.INFO)
+    record = await run_one(aiops, agent_config("scripted", retry=FAST_RETRY), fatal=True)
+    assert record.status == ActionStatus.FAILED
+    about = [r for r in caplog.records if "the target does not exist" in r.getMessage() or (
+        r.exc_info and "the target does not exist" in str(r.exc_info[1]))]  # fmt: skip
+    assert [r.levelno for r in about] == [logging.WARNING], [
+        (r.name, r.levelname, r.getMessage()) for r in about
+    ]
+    assert about[0].exc_info is None and record.action.agent_id in about[0].getMessage()
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.exc_info], (
+        "no traceback at ERROR"
+    )
 
 
 async def test_failed_verification_rolls_back(aiops: AiopsClient, worker) -> None:

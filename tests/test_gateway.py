@@ -536,3 +536,37 @@ async def test_routes_hot_reload_and_a_route_with_a_config_starts_its_agent(
         assert metric(page, "aiops_gateway_config_version") == 2
         assert metric(page, "aiops_gateway_config_reloads_total", result="refused") == 1
         assert gateway.holder.current.version == 2
+
+
+@pytest.mark.slow
+async def test_an_alertmanager_storm_is_one_action_per_incident(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    """Ten alerts in two Alertmanager groups reach an agent with an incident window: it decides twice,
+    each time with every alert of its group in view, and proposes two actions, not ten."""
+    config = agent_config("scripted", runtime={"incident_window_seconds": 3})
+    await aiops.start_agent(config)
+    routes = [{"name": "all", "matchers": ['alertname=~"DiskFull|HighLoad"'], "agents": [config.id]}]
+    config_file = write_config(tmp_path / "gw.json", gateway_config(1, routes))
+    async with serving(config_file, Connector.of(aiops)) as (server, _):
+        am = Alertmanager(f"{server.url}/v1/alertmanager/am", bearer_token=TOKEN).start()
+        try:
+            for n in range(6):
+                await am.fire(alertname="DiskFull", instance=f"db-{n}", severity="critical")
+            for n in range(4):
+                await am.fire(alertname="HighLoad", instance=f"web-{n}", severity="warning")
+            status = await eventually(
+                lambda: aiops.status(config.id),
+                lambda s: s.counters.actions_succeeded == 2 and sum(i.alerts for i in s.incidents) >= 10,
+                within=60,
+            )
+        finally:
+            am.stop()
+    assert status.counters.actions_proposed == 2
+    assert sorted(i.key for i in status.incidents) == [
+        '{}:{alertname="DiskFull"}',
+        '{}:{alertname="HighLoad"}',
+    ]
+    for incident in status.incidents:
+        record = await aiops.action(aiops.action_id(config.id, incident.action_event_id or ""))
+        assert record.event.type == EventType.ALERT and record.event.correlation_id == incident.key

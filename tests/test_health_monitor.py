@@ -8,6 +8,7 @@ second run raises no new alert, and the agent's recovery raises one.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 
@@ -186,3 +187,61 @@ async def test_the_schedule_is_created_once_and_updated_in_place(client: Client,
     described = await client.get_schedule_handle(sid).describe()
     assert [i.every for i in described.schedule.spec.intervals] == [timedelta(minutes=1)]
     await client.get_schedule_handle(sid).delete()
+
+
+async def test_fleet_gauges_are_exported_once_by_the_worker_that_ran_the_latest_pass(
+    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """Two workers on one queue, each with its own scrape target: the fleet gauges come from one.
+
+    Worker A runs a monitor pass, then worker B runs the next while A lives on (A stopped polling
+    the queue, its scrape target stays). Once the fleet TTL of A's reading passed, A no longer
+    exports the fleet gauges and B exports them: the sum over the fleet is one pending approval,
+    not two, and no ``aiops_*`` series carries the SDK's ``service_name="temporal-core-sdk"``.
+    """
+    fleet = ("aiops_pending_approvals", "aiops_oldest_pending_approval_seconds", "aiops_agent_health")
+    address = env.client.service_client.config.target_host
+    telemetry = {name: create_telemetry(fleet_gauge_ttl=2.0) for name in "AB"}
+    clients = {
+        name: await Client.connect(address, data_converter=pydantic_data_converter, runtime=t.runtime)
+        for name, t in telemetry.items()
+    }
+    aiops = AiopsClient(clients["A"], task_queue, pool)
+    monitor = MonitorInput(task_queue=task_queue)
+
+    async def check(client: Client) -> MonitorReport:
+        return await client.execute_workflow(
+            HealthMonitorWorkflow.run, monitor, id=f"health-{uuid.uuid4()}", task_queue=task_queue
+        )
+
+    def scrape(name: str) -> str:
+        return generate_latest(telemetry[name].registry).decode()
+
+    def fleet_series(text: str) -> list[tuple[str, dict[str, str], float]]:
+        return [(n, labels, v) for n in fleet for labels, v in series(text, n)]
+
+    fine = agent_config("recorder")
+    async with build_worker(clients["A"], task_queue, AgentActivities(client=clients["A"]), pool=pool):
+        await aiops.start_agent(fine)
+        _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
+        report = await eventually(
+            lambda: check(clients["A"]), lambda r: fine.id in {h.agent_id for h in r.agents}
+        )
+        assert report.approvals.count_by_type.get("scripted") == 1
+    assert fleet_series(scrape("A")), "worker A ran the pass: it exports the fleet gauges"
+    async with build_worker(clients["B"], task_queue, AgentActivities(client=clients["B"]), pool=pool):
+        await check(clients["B"])
+        await asyncio.sleep(2.5)  # past A's fleet TTL; B's pass was the latest
+        await check(clients["B"])
+        a, b = scrape("A"), scrape("B")
+        assert fleet_series(a) == [], "a worker that did not run the latest pass exports no fleet gauge"
+        pending_total = sum(v for text in (a, b) for labels, v in series(text, "aiops_pending_approvals")
+                            if labels["agent_type"] == "scripted")  # fmt: skip
+        assert pending_total == 1, "one pending action reads 1 across the fleet, not one per worker"
+        health = [v for labels, v in series(b, "aiops_agent_health") if labels["agent_id"] == fine.id]
+        assert health == [0]
+        for text in (a, b):
+            for line in text.splitlines():
+                if line.startswith("aiops_"):
+                    assert "service_name=" not in line, line
+        await aiops.reject(pending, "bob", "not now")

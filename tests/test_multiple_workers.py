@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 
+import asyncpg
 from temporalio.api.enums.v1 import EventType as HistoryEventType
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
 
+from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually
+from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
+from workflows.action_contract import ActionStatus
+from workflows.agent_contract import AgentState
 
 
 async def test_two_worker_processes_share_agents_and_actions(
@@ -37,3 +45,33 @@ async def test_two_worker_processes_share_agents_and_actions(
                     if h.event_type == HistoryEventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                         identities.add(h.activity_task_started_event_attributes.identity)
         assert identities == {"worker-a", "worker-b"}
+
+
+async def test_worker_pools_with_different_agent_types_share_one_task_queue(
+    client: Client, address: str, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """A worker without an agent's type never runs its code, and never fails its actions."""
+    LEDGER.clear()
+    other = await Client.connect(address, data_converter=pydantic_data_converter)  # as another process
+    plain = AgentActivities(client=client, agent_types=["example"])  # the README's worker
+    mine = AgentActivities(client=other, agent_types=["recorder", "example"])  # + my agents
+    aiops = AiopsClient(client, task_queue, pool)
+    async with (
+        build_worker(client, task_queue, plain, pool=pool, identity="plain"),
+        build_worker(other, task_queue, mine, pool=pool, identity="mine"),
+    ):
+        config = agent_config("recorder")
+        await aiops.start_agent(config)
+        events = [event(act=True) for _ in range(12)]
+        for e in events:  # one at a time: workflow tasks land on both workers
+            await aiops.send_event(config.id, e)
+        for e in events:
+            record = await aiops.wait_for_action(aiops.action_id(config.id, e.id), appear_within=30)
+            assert record.status == ActionStatus.SUCCEEDED, record.error
+        status = await aiops.status(config.id)
+        assert status.state == AgentState.RUNNING and status.counters.decision_errors == 0
+        assert status.counters.actions_succeeded == len(events) and status.recent_errors == []
+        assert plain.instances.cached(config.id) is None  # no recorder code ever ran on "plain"
+        assert mine.instances.cached(config.id) is not None
+        assert sorted(LEDGER["executed"]) == sorted(aiops.action_id(config.id, e.id) for e in events)
+        await aiops.stop(config.id)

@@ -320,3 +320,20 @@ def test_dashboard_panels_and_metrics() -> None:
     assert CONTRACT <= shown, f"not on the dashboard: {sorted(CONTRACT - shown)}"
     assert "up" in used
     assert any(name.startswith("temporal_") for name in used)
+
+
+def test_fleet_gauges_are_aggregated_with_max_across_workers() -> None:
+    """The health monitor's gauges come from one worker, two around a hand-over (aiops/metrics.py):
+    every alert and panel reads them through ``max by (...)`` over the workers, never raw or summed."""
+    exprs = list(_alert_rules().items()) + _dashboard_exprs(json.loads(DASHBOARD.read_text()))
+    checked = 0
+    for title, expr in exprs:
+        if title.startswith("$"):  # label_values() of a template variable: no aggregation there
+            continue
+        for gauge in GAUGES:
+            for match in re.finditer(rf"\b{gauge}\b", expr):
+                before = expr[: match.start()].rstrip()
+                aggregated = re.search(r"max(?: by \([^()]*\) )?\($", before)
+                assert aggregated, f"{title}: {gauge} outside max by: {expr}"
+                checked += 1
+    assert checked >= 6

@@ -163,9 +163,9 @@ async def test_stopping_a_paused_agent_releases_its_approved_actions(aiops: Aiop
 
 
 async def test_failed_initialization_hands_back_the_queued_events(aiops: AiopsClient, worker) -> None:
-    config = agent_config("no_such_type")
+    config = agent_config("no_such_type", runtime={"worker_pickup_seconds": 1})
     e = event()
-    await aiops.send_event(config.id, e, config=config)
+    await aiops.send_event(config.id, e, config=config, require_worker=False)
     with pytest.raises(WorkflowFailureError) as failure:
         await aiops.agent_handle(config.id).result()
     assert [d["id"] for d in failure.value.cause.details[0]] == [e.id]

@@ -119,3 +119,53 @@ async def test_the_worker_process_serves_health_readiness_and_metrics(
         assert status == 200
         assert value(text, "aiops_actions_total", agent_type="scripted", status="verified") == 1
         assert "temporal_request_total" in text or "temporal_workflow_completed_total" in text
+
+
+async def test_two_workers_on_one_host_a_busy_port_is_one_line_or_a_free_port(
+    address: str, task_queue: str, postgres: PostgresServer
+) -> None:
+    """The second worker on a host finds the health/metrics port taken: it says so in one line and
+    exits 2, or, when asked (--http-port-fallback), serves on a free port. Both listen on 127.0.0.1."""
+    port = free_port()
+    environment = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": address,
+        "DATABASE_URL": postgres.url,
+        "AIOPS_HEALTH_EVERY": "0",
+        "PYTHONPATH": str(ROOT),
+        "AIOPS_LOG_FORMAT": "json",
+    }
+    environment.pop("AIOPS_HTTP_HOST", None)
+    second = [sys.executable, "worker.py", "--task-queue", task_queue, "--http-port", str(port)]
+    with worker_process(address, task_queue, "first", postgres.url, AIOPS_HTTP_PORT=str(port)):
+        assert (await fetch(f"http://127.0.0.1:{port}/healthz"))[0] == 200
+        busy = await asyncio.to_thread(
+            subprocess.run, second, cwd=ROOT, env=environment, capture_output=True, text=True, timeout=60
+        )
+        assert busy.returncode == 2, busy.stderr
+        lines = [line for line in (busy.stdout + busy.stderr).splitlines() if line.strip()]
+        assert len(lines) == 1, "one line, no traceback:\n" + "\n".join(lines)
+        error = json.loads(lines[0])
+        assert error["level"] == "error" and f"127.0.0.1:{port}" in error["message"]
+        assert "in use" in error["message"] and "--http-port-fallback" in error["message"]
+
+        fallback = subprocess.Popen(  # noqa: ASYNC220  (read line by line below)
+            [*second, "--http-port-fallback"], cwd=ROOT, env=environment,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        try:
+            assert fallback.stdout is not None
+            logged = []
+            for line in await asyncio.to_thread(lambda: iter(fallback.stdout.readline, "")):
+                logged.append(json.loads(line))  # JSON lines only: no plain-text lines in between
+                if "worker ready" in logged[-1]["message"]:
+                    break
+            moved = next(entry for entry in logged if "is in use" in entry["message"])
+            assert moved["level"] == "warning"
+            serving = next(entry for entry in logged if entry["message"].startswith("health and metrics on"))
+            other = int(serving["message"].split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
+            assert other != port
+            assert (await fetch(f"http://127.0.0.1:{other}/readyz"))[0] == 200
+        finally:
+            fallback.terminate()
+            assert await asyncio.to_thread(fallback.wait, 60) == 0

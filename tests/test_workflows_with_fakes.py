@@ -44,6 +44,7 @@ from aiops.namespace_setup import ensure_search_attributes
 from tests.helpers import event, wait_pending
 from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
+from workflows.agent_contract import hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 
 TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
@@ -151,11 +152,15 @@ async def skipping() -> AsyncIterator[WorkflowEnvironment]:
 async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClient, Fakes]]:
     task_queue = f"tq-{uuid.uuid4()}"
     faked = Fakes()
-    async with Worker(
-        skipping.client,
-        task_queue=task_queue,
-        workflows=[AgentWorkflow, ActionWorkflow],
-        activities=faked.all,
+    hooks = hooks_task_queue(task_queue, "fake")  # where the agent type's code runs
+    async with (
+        Worker(
+            skipping.client,
+            task_queue=task_queue,
+            workflows=[AgentWorkflow, ActionWorkflow],
+            activities=faked.all,
+        ),
+        Worker(skipping.client, task_queue=hooks, activities=faked.all),
     ):
         yield AiopsClient(skipping.client, task_queue), faked
 

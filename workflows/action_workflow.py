@@ -72,6 +72,8 @@ DEFAULT_HEARTBEAT_PATCH = "default-heartbeat-v1"
 DEFAULT_HEARTBEAT_SECONDS = 10.0
 # Actions started before this patch spelled AiopsActionStatus in CamelCase ("PendingApproval").
 STATUS_SPELLING_PATCH = "status-spelling-v1"
+# Actions started before this patch ran agent code on the shared task queue.
+HOOKS_QUEUE_PATCH = "hooks-queue-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -103,6 +105,7 @@ class ActionWorkflow:
         # Asked in the first activation, like every patch here (see AuditOutbox).
         self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
         self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)
+        self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -332,6 +335,7 @@ class ActionWorkflow:
             outcome: ExecutionOutcome | ActionResult = await workflow.execute_activity_method(
                 AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
+                task_queue=self._hooks_queue(),
                 start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
                 heartbeat_timeout=self._heartbeat_timeout(),
                 retry_policy=RetryPolicy(
@@ -397,10 +401,17 @@ class ActionWorkflow:
         return await workflow.execute_activity_method(
             method,
             arg,
+            task_queue=self._hooks_queue(),
             start_to_close_timeout=timedelta(seconds=self._input.config.retry.start_to_close_timeout_seconds),
             heartbeat_timeout=self._heartbeat_timeout(),
             retry_policy=HOOK_RETRY,
         )
+
+    def _hooks_queue(self) -> str | None:
+        """Where this agent type's code runs (None: this workflow's queue, for older actions)."""
+        if not self._hooks_queues:
+            return None
+        return agent_contract.hooks_task_queue(workflow.info().task_queue, self._input.config.type)
 
     def _heartbeat_timeout(self) -> timedelta | None:
         """The configured heartbeat timeout, else a default of seconds: the worker heartbeats while

@@ -42,9 +42,15 @@ class AgentAudit:
             )
         )
 
-    def event(self, event: SystemEvent, decision: EventDecision, filtered: bool = False) -> None:
+    def event(
+        self, event: SystemEvent, decision: EventDecision, filtered: bool = False, incident: str | None = None
+    ) -> None:
         s = self._state()
-        extra = {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
+        extra: dict[str, Any] = (
+            {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
+        )
+        if incident is not None:
+            extra["incident"] = incident  # grouped: decided with its incident, not alone
         self.record(
             AuditStep.EVENT_RECEIVED,
             # One row per decision attempt: a retried decision must not hide the final outcome.

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from agents.models import AgentConfig, EventType, RiskLevel, SystemEvent
+from agents.models import AgentConfig, EventType, RiskLevel, Severity, SystemEvent
 from workflows import search_attributes as sa
 from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
@@ -47,6 +47,19 @@ PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
 INVALID_AGENT_INPUT = "InvalidAgentInput"  # the start input is not a valid config (workflow fails)
 AGENT_INITIALIZATION_FAILED = "AgentInitializationFailed"  # initialize gave up (workflow fails)
 CONFIG_REFUSED = "ConfigRefused"  # a reconfigure update was refused; the message says why
+
+
+# ----- routing ---------------------------------------------------------------------
+
+
+def hooks_task_queue(task_queue: str, agent_type: str) -> str:
+    """Where an agent type's hooks run: only workers that have the type poll this queue.
+
+    Workflows run on ``task_queue`` (any worker can run them); every activity that calls
+    agent code goes to ``<task queue>.<agent type>``, so a worker without the type never
+    receives one, and several worker pools with different agent modules share one queue.
+    """
+    return f"{task_queue}.{agent_type}"
 
 
 # ----- ids -------------------------------------------------------------------------
@@ -103,6 +116,53 @@ class PendingAction(BaseModel):
     risk_level: RiskLevel
     description: str
     proposed_at: datetime
+
+
+# ----- incidents (see incidents.py) ------------------------------------------------
+
+SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+
+class IncidentAlert(BaseModel):
+    event_id: str
+    fingerprint: str
+    source: str
+    severity: Severity
+    status: str = "firing"
+    summary: str = ""
+    at: datetime
+
+
+class Incident(BaseModel):
+    key: str
+    number: int  # the n-th incident of this key in this agent's life
+    opened_at: datetime
+    decide_at: datetime
+    decided_event_id: str | None = None
+    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)  # by fingerprint
+    alerts_total: int = 0
+
+    @property
+    def resolved(self) -> bool:
+        return bool(self.alerts) and all(a.status == "resolved" for a in self.alerts.values())
+
+    @property
+    def severity(self) -> Severity:
+        return max(
+            (a.severity for a in self.alerts.values()), key=SEVERITY_ORDER.index, default=Severity.INFO
+        )
+
+
+class IncidentSummary(BaseModel):
+    """What ``status`` shows of an open incident."""
+
+    key: str
+    opened_at: datetime
+    decided: bool
+    action_event_id: str | None
+    alerts: int
+    firing: int
+    severity: Severity
 
 
 # ----- messages ----------------------------------------------------------------------
@@ -178,6 +238,8 @@ class AgentRunState(BaseModel):
     run_number: int = 1
     recent_action_seconds: list[float] = Field(default_factory=list)
     has_detector: bool = False  # the agent type fills _detect_specific
+    incidents: dict[str, Incident] = Field(default_factory=dict)  # open incidents by correlation key
+    incidents_opened: int = 0
 
 
 class AgentWorkflowInput(BaseModel):
@@ -215,6 +277,7 @@ class AgentStatus(BaseModel):
     circuit_open: bool
     consecutive_failures: int
     recent_action_seconds: list[float] = Field(default_factory=list)
+    incidents: list[IncidentSummary] = Field(default_factory=list)
 
 
 class AgentRunSummary(BaseModel):

@@ -90,11 +90,13 @@ class ConfigChanger:
         audit: AgentAudit,
         step_lock: asyncio.Lock,
         switched: Callable[[AgentConfig], None],
+        hooks_queue: Callable[[], str | None],
     ) -> None:
         self._state = state
         self._audit = audit
         self._step_lock = step_lock
         self._switched = switched
+        self._hooks_queue = hooks_queue
         self._changes = asyncio.Lock()
 
     def validate(self, payload: Any) -> None:
@@ -141,7 +143,7 @@ class ConfigChanger:
             else:
                 comment = comment or f"rollback to version {stored_version}"
         assert candidate is not None  # the request model demands one of the three
-        problems = await self._activity(ConfigActivities.validate_config, candidate)
+        problems = await self._activity(ConfigActivities.validate_config, candidate, self._hooks_queue())
         if problems:
             self._audit.config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
             raise ApplicationError(
@@ -164,6 +166,7 @@ class ConfigChanger:
             await workflow.execute_activity_method(
                 ConfigActivities.reload_agent,
                 ReloadCall(old=self._state().config, new=new),
+                task_queue=self._hooks_queue(),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RELOAD_RETRY,
             )
@@ -183,10 +186,11 @@ class ConfigChanger:
         return ConfigApplied(agent_id=new.id, version=new.version, previous_version=old.version, changed=True)
 
     @staticmethod
-    async def _activity(method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+    async def _activity(method: Callable[[Any, A], Awaitable[R]], arg: A, task_queue: str | None = None) -> R:
         return await workflow.execute_activity_method(
             method,
             arg,
+            task_queue=task_queue,
             start_to_close_timeout=timedelta(seconds=30),
             schedule_to_close_timeout=CONFIG_CHANGE_PATIENCE,
             retry_policy=CONFIG_RETRY,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from agents.policy import PolicyContext
 from workflows.action_contract import ActionOutcome, ActionStatus
 from workflows.agent_contract import AgentRunState, AgentStatus, RecentProblem
+from workflows.incidents import summaries
 
 RECENT_LIMIT = 20
 
@@ -57,6 +58,7 @@ def status_of(state: AgentRunState) -> AgentStatus:
         circuit_open=state.circuit_open,
         consecutive_failures=state.consecutive_failures,
         recent_action_seconds=state.recent_action_seconds,
+        incidents=summaries(state.incidents),
     )
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
+from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -67,6 +68,7 @@ with workflow.unsafe.imports_passed_through():
         PendingAction,
         RecentProblem,
         StopRequest,
+        hooks_task_queue,
     )
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
@@ -88,6 +90,8 @@ SIGNALS_PER_STEP = 500
 CONFIG_STORE_PATCH = "config-store-v1"
 # Agents started before scheduled detectors existed have no detector schedule to keep in line.
 DETECTOR_PATCH = "detector-schedule-v1"
+# Agents started before hooks queues existed ran agent code on the shared task queue.
+HOOKS_QUEUE_PATCH = "hooks-queue-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -114,9 +118,16 @@ class AgentWorkflow:
         self._children_this_run = 0
         self._step_lock = asyncio.Lock()  # held by a batch step and by a config switch
         self._detectors = False  # set in the first activation: see run
+        self._hooks_queues = False  # likewise
         self._detector_stale = False  # the config changed: bring the detector schedule in line
         self._audit = AgentAudit(lambda: self._state)
-        self._config = ConfigChanger(lambda: self._state, self._audit, self._step_lock, self._config_switched)
+        self._config = ConfigChanger(
+            lambda: self._state,
+            self._audit,
+            self._step_lock,
+            self._config_switched,
+            lambda: self._hooks_queue(),
+        )
 
     # ----- main loop -----------------------------------------------------------
 
@@ -128,23 +139,18 @@ class AgentWorkflow:
             )
         s = self._state
         self._detectors = workflow.patched(DETECTOR_PATCH)  # asked first, in the first activation
+        self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
             if s.has_detector:
                 await self._sync_detector(active=True)
         self._publish_state()
         while True:
-            await workflow.wait_condition(
-                lambda: (
-                    self._has_work()
-                    or s.stop_request is not None
-                    or self._run_is_full()
-                    or self._detector_stale
-                )
-            )
+            await self._wait_for_work()
             if self._detector_stale:
                 self._detector_stale = False
                 await self._sync_detector(active=True)
+            self._release_incidents()
             if self._has_work():
                 async with self._step_lock:
                     await self._decide_batch()
@@ -174,15 +180,25 @@ class AgentWorkflow:
                 )
                 if stored is not None:
                     s.config = stored.config
+            pickup = timedelta(seconds=s.config.runtime.worker_pickup_seconds)
             info = await workflow.execute_activity_method(
                 AgentActivities.initialize_agent,
                 s.config,
+                task_queue=self._hooks_queue(),
+                # No worker serving the type picks it up: the agent fails, saying so.
+                schedule_to_start_timeout=pickup if self._hooks_queues else None,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=INIT_RETRY,
             )
         except ActivityError as err:
             s.state = AgentState.FAILED
             s.failure = cause_message(err)
+            if isinstance(err.cause, ActivityTimeout) and err.cause.type == TimeoutType.SCHEDULE_TO_START:
+                s.failure = (
+                    f"no worker serves agent type {s.config.type!r} (nothing polled task queue "
+                    f"{self._hooks_queue()} for {pickup.total_seconds():g}s); start a worker that loads "
+                    "it (worker.py --agent-module MODULE, or AIOPS_AGENT_MODULES)"
+                )
             self._publish_state()
             workflow.logger.error("agent %s failed to initialize: %s", s.config.id, s.failure)
             raise ApplicationError(
@@ -196,6 +212,34 @@ class AgentWorkflow:
         s.has_detector = info.has_detector
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
         self._record_lifecycle("started", actor=self._started_by, config_version=s.config.version)
+
+    async def _wait_for_work(self) -> None:
+        """Until there is something to do, or the next incident's window passes."""
+        s = self._state
+
+        def ready() -> bool:
+            return (
+                self._has_work() or s.stop_request is not None or self._run_is_full() or self._detector_stale
+            )
+
+        deadline = self._intake.incidents.next_deadline()
+        if deadline is None:
+            await workflow.wait_condition(ready)
+            return
+        wait = deadline - workflow.now()
+        if wait > timedelta(0):
+            try:
+                await workflow.wait_condition(ready, timeout=wait)
+            except TimeoutError:
+                pass
+
+    def _release_incidents(self) -> None:
+        """Hand the incidents whose window passed to the queue (all of them when draining to stop)."""
+        s = self._state
+        draining = s.stop_request is not None and s.stop_request.drain
+        for event in self._intake.release_incidents(workflow.now(), all_now=draining):
+            self._count("incidents")
+            workflow.logger.info("incident %s goes to a decision", event.correlation_id)
 
     def _has_work(self) -> bool:
         s = self._state
@@ -252,18 +296,28 @@ class AgentWorkflow:
         request = DecideEventsInput(config=self._state.config, events=batch)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions:
-            return await workflow.execute_local_activity_method(
+            decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
                 start_to_close_timeout=timeout,
                 retry_policy=DECIDE_RETRY,
             )
+            if not decided.unserved:
+                return decided
+            # This worker lacks the agent's type (another pool's agent): decide where the type is.
         return await workflow.execute_activity_method(
             AgentActivities.decide_events,
             request,
+            task_queue=self._hooks_queue(),
             start_to_close_timeout=timeout,
             retry_policy=DECIDE_RETRY,
         )
+
+    def _hooks_queue(self) -> str | None:
+        """The task queue of this agent type's hooks (None: this workflow's queue, as before)."""
+        if not self._hooks_queues:
+            return None
+        return hooks_task_queue(workflow.info().task_queue, self._state.config.type)
 
     async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
         assert decision.action is not None
@@ -290,6 +344,7 @@ class AgentWorkflow:
             await workflow.execute_activity_method(
                 AgentActivities.stop_agent,
                 s.config,
+                task_queue=self._hooks_queue(),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=3),
             )
@@ -433,11 +488,15 @@ class AgentWorkflow:
     def _take(self, payload: Any) -> None:
         self._events_this_run += 1
         try:
-            outcome = self._intake.take(payload, workflow.now())
+            taken = self._intake.take(payload, workflow.now())
         except EventRejected as err:
             self._reject(str(err))
             return
         self._count("received")
+        outcome = taken.admission
+        if outcome == Admission.GROUPED:
+            self._count("grouped")
+            self._audit.event(taken.event, EventDecision(event_id=taken.event.id), incident=taken.incident)
         if outcome == Admission.DUPLICATE:
             self._count("deduplicated")
             workflow.logger.debug("duplicate event ignored")

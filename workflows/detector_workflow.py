@@ -18,8 +18,9 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from activities.contracts import NON_RETRYABLE_AGENT_ERRORS, DetectionReport, DetectorInput
-    from workflows.agent_contract import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS
+    from workflows.agent_contract import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS, hooks_task_queue
 
+HOOKS_QUEUE_PATCH = "hooks-queue-v1"  # detector runs recorded before it ran detect on the shared queue
 # What one tick may deliver: well under a signal's payload limit, whatever the detector returns.
 MAX_EVENTS_PER_TICK = 500
 
@@ -28,9 +29,13 @@ MAX_EVENTS_PER_TICK = 500
 class DetectorWorkflow:
     @workflow.run
     async def run(self, input: DetectorInput) -> DetectionReport:
+        queue = None
+        if workflow.patched(HOOKS_QUEUE_PATCH):  # only where the agent's type is
+            queue = hooks_task_queue(workflow.info().task_queue, input.config.type)
         found = await workflow.execute_activity_method(
             AgentActivities.detect,
             input.config,
+            task_queue=queue,
             start_to_close_timeout=timedelta(seconds=input.config.runtime.decision_timeout_seconds),
             retry_policy=RetryPolicy(
                 maximum_attempts=3,

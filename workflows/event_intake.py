@@ -22,6 +22,7 @@ from activities.contracts import EventDecision
 from agents.errors import AiopsError, describe_validation_error
 from agents.models import SystemEvent
 from workflows.agent_contract import AgentRunState
+from workflows.incidents import IncidentBook, correlation_of
 
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
 MAX_QUEUE_BYTES = 1_000_000
@@ -35,6 +36,7 @@ MAX_DECIDE_BACKOFF_SECONDS = 60
 class Admission(StrEnum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"
+    GROUPED = "grouped"  # joined an open incident (see incidents.py) instead of the queue
 
 
 class EventRejected(AiopsError):
@@ -74,6 +76,15 @@ def events_of(payload: Any) -> list[Any]:
 
 
 @dataclass
+class Taken:
+    """What admission did with one payload: its event, and the incident it joined if grouped."""
+
+    admission: Admission
+    event: SystemEvent
+    incident: str | None = None
+
+
+@dataclass
 class Settlement:
     """What one decided batch came to, in the order the workflow must act on it."""
 
@@ -103,10 +114,11 @@ class EventIntake:
         self.queue_bytes = sum(self._sizes.values())
         self.batch_limit = state.config.runtime.batch_size
         self._failures = 0  # decision steps failed in a row
+        self.incidents = IncidentBook(state.incidents, state.incidents_opened)
 
     # ----- admission --------------------------------------------------------
 
-    def take(self, payload: Any, now: datetime) -> Admission:
+    def take(self, payload: Any, now: datetime) -> Taken:
         """Queue one event payload; raises ``EventRejected`` with the reason when it cannot."""
         event = parse_event(payload, now)
         size = event_size(event)
@@ -125,12 +137,29 @@ class EventIntake:
         s.last_event_at = now
         if event.id in self._seen:
             s.counters.events_deduplicated += 1
-            return Admission.DUPLICATE
+            return Taken(Admission.DUPLICATE, event)
         self._remember(event.id)
-        s.queue.append(event)
+        key = correlation_of(event, s.config.runtime)
+        window = s.config.runtime.incident_window_seconds
+        if key is not None and window is not None and self.incidents.add(key, event, now, window):
+            s.incidents_opened = self.incidents.opened
+            return Taken(Admission.GROUPED, event, key)
+        self._queue(event, size)
+        return Taken(Admission.ACCEPTED, event)
+
+    def _queue(self, event: SystemEvent, size: int) -> None:
+        self._s.queue.append(event)
         self._sizes[event.id] = size
         self.queue_bytes += size
-        return Admission.ACCEPTED
+
+    def release_incidents(self, now: datetime, all_now: bool = False) -> list[SystemEvent]:
+        """Queue the incidents whose window has passed (``all_now``: every undecided one, as when
+        the agent stops), one event each; close the resolved ones."""
+        due = self.incidents.due(now, all_now)
+        for event in due:  # bounded in size by the alerts an incident keeps
+            self._queue(event, event_size(event))
+        self.incidents.close_resolved()
+        return due
 
     def _remember(self, event_id: str) -> None:
         """Add ``event_id`` to the bounded dedup window (oldest forgotten first)."""

@@ -14,9 +14,11 @@ from datetime import timedelta
 from pydantic import BaseModel, Field
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
+        CheckAgentsCall,
         HealthAlert,
         HealthSnapshot,
         ListAgentsCall,
@@ -25,7 +27,16 @@ with workflow.unsafe.imports_passed_through():
         PendingApprovals,
     )
     from activities.health_activities import HealthActivities
-    from agents.health import AgentHealth, HealthStatus, HealthThresholds, classify, transitions
+    from agents.health import (
+        AgentHealth,
+        AgentObservation,
+        HealthStatus,
+        HealthThresholds,
+        classify,
+        transitions,
+    )
+    from workflows.agent_contract import hooks_task_queue
+    from workflows.failures import cause_message
 
 PAGE = 100
 RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
@@ -45,8 +56,37 @@ class MonitorReport(BaseModel):
     approvals: PendingApprovals
 
 
+HOOKS_QUEUE_PATCH = "hooks-queue-v1"  # passes recorded before it ran health checks in observe_agents
+
+
 @workflow.defn
 class HealthMonitorWorkflow:
+    async def _check(self, observed: list[AgentObservation], task_queue: str, limit: float) -> None:
+        """Run the health checks of the running agents, one activity per agent type on its queue."""
+        by_type: dict[str, list[AgentObservation]] = {}
+        for o in observed:
+            if o.reachable and o.agent_type and o.state in ("running", "paused"):
+                by_type.setdefault(o.agent_type, []).append(o)
+        for agent_type, group in sorted(by_type.items()):
+            try:
+                results = await workflow.execute_activity_method(
+                    HealthActivities.check_agents,
+                    CheckAgentsCall(agent_ids=[o.agent_id for o in group], timeout_seconds=limit),
+                    task_queue=hooks_task_queue(task_queue, agent_type),
+                    start_to_close_timeout=timedelta(seconds=30 + 3 * limit),
+                    # No worker serving the type answers within this: that is a finding too.
+                    schedule_to_close_timeout=timedelta(seconds=60 + 6 * limit),
+                    retry_policy=RETRY,
+                )
+            except ActivityError as err:
+                for o in group:
+                    o.check_error = f"health check did not run: {cause_message(err)}"[:300]
+                continue
+            for o in group:
+                result = results.get(o.agent_id)
+                if result is not None:
+                    o.checks, o.check_error = result.checks, result.error
+
     @workflow.run
     async def run(self, input: MonitorInput) -> MonitorReport:
         run_id = workflow.info().run_id
@@ -61,13 +101,21 @@ class HealthMonitorWorkflow:
         timeout = input.thresholds.status_timeout_seconds
         healths: list[AgentHealth] = []
         observations = []
+        # Health checks run agent code: on each agent type's own queue, where the type is.
+        by_type = workflow.patched(HOOKS_QUEUE_PATCH)
         for start in range(0, len(ids), PAGE):
             seen: Observations = await workflow.execute_activity_method(
                 HealthActivities.observe_agents,
-                ObserveAgentsCall(agent_ids=ids[start : start + PAGE], status_timeout_seconds=timeout),
+                ObserveAgentsCall(
+                    agent_ids=ids[start : start + PAGE],
+                    status_timeout_seconds=timeout,
+                    run_checks=not by_type,
+                ),
                 start_to_close_timeout=timedelta(seconds=60 + 3 * timeout),
                 retry_policy=RETRY,
             )
+            if by_type:
+                await self._check(seen.agents, input.task_queue, timeout)
             observations.extend(seen.agents)
             verdicts = [classify(o, seen.worker, input.thresholds) for o in seen.agents]
             healths.extend(v for v in verdicts if v is not None)

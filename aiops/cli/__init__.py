@@ -1,6 +1,6 @@
 """The ``aiops`` command line: agents, events, approvals, config, audit, a worker and the dev stack.
 
-    aiops [--output table|json] [--task-queue Q] COMMAND ...
+    aiops [--output table|json] [--task-queue Q] COMMAND ...   (-o/--output also after COMMAND)
 
 Every command connects like the worker does (``TEMPORAL_ADDRESS``,
 ``TEMPORAL_NAMESPACE``, TLS and API-key settings, ``DATABASE_URL``) and exits 0 on
@@ -18,6 +18,7 @@ import typer
 
 from aiops.cli import agents, approvals, audit, config, dev, events, gateway
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
+from aiops.tracing import shutdown_tracing
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
 TASK_QUEUE_ENV = "AIOPS_TASK_QUEUE"
@@ -85,6 +86,11 @@ def main() -> None:
         if isinstance(done.code, str):
             print(done.code, file=sys.stderr)
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+    # os._exit skips atexit: export the command's OpenTelemetry spans (when tracing is on) first.
+    try:
+        shutdown_tracing()
+    except Exception as err:  # a collector that is down must not change the exit status
+        print(f"warning: could not export traces: {err}", file=sys.stderr)
     # Leave without interpreter finalization, during which the SDK's native threads can abort
     # the process (SIGABRT) and turn a clean exit into a crash (as worker.py does).
     for stream in (sys.stdout, sys.stderr):

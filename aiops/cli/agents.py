@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from temporalio.client import WorkflowExecutionStatus
 
 from agents.models import AgentConfig
 from aiops.cli.common import current_user, load_config, run
-from aiops.cli.output import BadInput, Failed, console, emit, pairs, say, table, when
+from aiops.cli.output import (
+    BadInput,
+    Failed,
+    TimesOption,
+    WatchOption,
+    console,
+    emit,
+    pairs,
+    repeat,
+    say,
+    table,
+    when,
+)
 from aiops.client import AiopsClient
+from workflows import agent_contract
+from workflows import search_attributes as sa
 from workflows.agent_contract import AgentState, AgentStatus, agent_workflow_id
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
@@ -26,11 +43,37 @@ def pending_approvals(status: AgentStatus) -> int:
 def list_agents(
     ctx: typer.Context,
     state: Annotated[AgentState | None, typer.Option("--state", help="only agents in this state")] = None,
+    watch: WatchOption = None,
+    times: TimesOption = None,
 ) -> None:
-    """Running agents: id, type, state, config version, events processed, pending approvals."""
+    """Running agents: id, type, state, config version, events processed, pending approvals.
+
+    --watch SECONDS refreshes the list until Ctrl-C.
+
+    With --state failed: the agents whose workflow failed in the last 24 hours (they are no
+    longer running), with the failure.
+    """
+    if state == AgentState.FAILED:
+        failed = run(ctx, _failed_agents)
+
+        def render_failed() -> None:
+            if not failed:
+                say(ctx, "no agent failed in the last 24 hours")
+                return
+            rows = [(f["agent_id"], f["type"], "failed", f["failed_at"], f["failure"]) for f in failed]
+            console().print(table(["AGENT", "TYPE", "STATE", "FAILED", "FAILURE"], rows))
+
+        emit(ctx, failed, render_failed)
+        return
+    repeat(watch, times, lambda n: _list_running(ctx, state, watch is not None and n > 0))
+
+
+def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -> None:
     statuses = run(ctx, lambda aiops: aiops.agent_statuses(state))
 
     def render() -> None:
+        if refresh:
+            typer.echo(f"--- {when(datetime.now(UTC))}")
         if not statuses:
             say(ctx, "no agents are running")
             return
@@ -50,6 +93,41 @@ def list_agents(
         console().print(table(columns, rows))
 
     emit(ctx, statuses, render)
+
+
+FAILED_WITHIN = timedelta(hours=24)
+
+
+async def _failed_agents(aiops: AiopsClient) -> list[dict[str, Any]]:
+    """Agents on this task queue whose latest workflow failed recently (visibility, then status)."""
+    since = datetime.now(UTC) - FAILED_WITHIN
+    query = agent_contract.agents_query(aiops.task_queue, failed_since=since)
+    found: list[dict[str, Any]] = []
+    async for w in aiops.client.list_workflows(query):
+        agent_id = agent_contract.agent_id_of(w.id)
+        if agent_id is None or w.status != WorkflowExecutionStatus.FAILED:
+            continue
+        entry: dict[str, Any] = {
+            "agent_id": agent_id,
+            "type": w.typed_search_attributes.get(sa.AGENT_TYPE) or "-",
+            "state": "failed",
+            "failed_at": w.close_time.isoformat() if w.close_time else None,
+            "failure": "",
+        }
+        try:  # a closed workflow still answers its status query (from its history)
+            status = await aiops.status(agent_id)
+            if status.state == AgentState.FAILED:
+                entry["failure"] = status.failure or ""
+        except Exception:  # the listing stands without the detail
+            pass
+        found.append(entry)
+    return sorted(found, key=lambda f: f["agent_id"])
+
+
+async def _every_agent(aiops: AiopsClient) -> list[str]:
+    query = agent_contract.agents_query(aiops.task_queue)
+    ids = [agent_contract.agent_id_of(w.id) async for w in aiops.client.list_workflows(query)]
+    return sorted(a for a in ids if a is not None)
 
 
 @app.command("status")
@@ -81,7 +159,10 @@ def status(ctx: typer.Context, agent: AgentArg) -> None:
                     f"{c.actions_failed} failed, {c.actions_rejected} rejected or denied",
                 ),
                 ("error rate", f"{s.error_rate:.1%}"),
-                ("circuit breaker", "OPEN (needs reset_circuit_breaker)" if s.circuit_open else "closed"),
+                (
+                    "circuit breaker",
+                    f"OPEN (aiops agents reset-breaker {s.agent_id})" if s.circuit_open else "closed",
+                ),
             ]
         )
         parts: list[Any] = [overview]
@@ -92,6 +173,24 @@ def status(ctx: typer.Context, agent: AgentArg) -> None:
             ]
             parts.append(
                 table(["ACTION", "STATUS", "RISK", "DESCRIPTION", "PROPOSED"], pending, "pending actions")
+            )
+        if s.incidents:
+            open_incidents = [
+                (
+                    i.key,
+                    i.severity,
+                    f"{i.firing}/{i.alerts}",
+                    "decided" if i.decided else "grouping",
+                    when(i.opened_at),
+                )
+                for i in s.incidents
+            ]
+            parts.append(
+                table(
+                    ["INCIDENT", "SEVERITY", "FIRING/ALERTS", "STATE", "OPENED"],
+                    open_incidents,
+                    "open incidents",
+                )
             )
         problems = [("error", p) for p in s.recent_errors[-5:]] + [
             ("rejected", p) for p in s.recent_rejections[-5:]
@@ -206,17 +305,62 @@ def stop(
     )
 
 
+OptionalAgentArg = Annotated[
+    str | None, typer.Argument(metavar="[AGENT]", help="the agent's id (or --all)", show_default=False)
+]
+AllOption = Annotated[bool, typer.Option("--all", help="every running agent on the task queue")]
+AsOption = Annotated[
+    str | None,
+    typer.Option("--as", metavar="NAME", help="who asks, for the audit log (default: $AIOPS_USER or you)"),
+]
+
+
+def _one_or_all(ctx: typer.Context, verb: str, agent: str | None, every: bool, who: str | None) -> None:
+    if (agent is None) == (not every):
+        raise BadInput(f"give the AGENT to {verb}, or --all for every running agent")
+    actor = current_user(who)
+
+    async def work(aiops: AiopsClient) -> list[str]:
+        targets = await _every_agent(aiops) if every else [str(agent)]
+        signal = aiops.pause if verb == "pause" else aiops.resume
+        await asyncio.gather(*(signal(a, actor=actor) for a in targets))
+        return targets
+
+    targets = run(ctx, work, agent_id=agent)
+
+    def render() -> None:
+        if every:
+            typer.echo(f"asked {len(targets)} agent(s) to {verb}: {', '.join(targets) or 'none running'}")
+        else:
+            typer.echo(f"asked agent {agent} to {verb}")
+
+    emit(ctx, {"agent_ids": targets, "requested": verb, "by": actor}, render)
+
+
 @app.command("pause")
-def pause(ctx: typer.Context, agent: AgentArg) -> None:
-    """Pause an agent: events queue up, approved actions not yet started wait."""
-    run(ctx, lambda aiops: aiops.pause(agent), agent_id=agent)
-    emit(ctx, {"agent_id": agent, "requested": "pause"}, lambda: typer.echo(f"asked agent {agent} to pause"))
+def pause(
+    ctx: typer.Context, agent: OptionalAgentArg = None, every: AllOption = False, who: AsOption = None
+) -> None:
+    """Pause an agent, or every agent (--all: the kill switch): events queue up, approved actions
+    not yet started wait. Resume with `aiops agents resume AGENT|--all`."""
+    _one_or_all(ctx, "pause", agent, every, who)
 
 
 @app.command("resume")
-def resume(ctx: typer.Context, agent: AgentArg) -> None:
-    """Resume a paused agent."""
-    run(ctx, lambda aiops: aiops.resume(agent), agent_id=agent)
+def resume(
+    ctx: typer.Context, agent: OptionalAgentArg = None, every: AllOption = False, who: AsOption = None
+) -> None:
+    """Resume a paused agent, or every agent (--all)."""
+    _one_or_all(ctx, "resume", agent, every, who)
+
+
+@app.command("reset-breaker")
+def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None) -> None:
+    """Close an agent's open circuit breaker: automatic execution resumes under its policy."""
+    actor = current_user(who)
+    run(ctx, lambda aiops: aiops.reset_circuit_breaker(agent, by=actor), agent_id=agent)
     emit(
-        ctx, {"agent_id": agent, "requested": "resume"}, lambda: typer.echo(f"asked agent {agent} to resume")
+        ctx,
+        {"agent_id": agent, "requested": "reset_circuit_breaker", "by": actor},
+        lambda: typer.echo(f"asked agent {agent} to reset its circuit breaker"),
     )

@@ -10,7 +10,19 @@ import typer
 from rich.text import Text
 
 from aiops.cli.common import action_workflow_id, current_user, run
-from aiops.cli.output import BadInput, age, compact, console, emit, pairs, table, when
+from aiops.cli.output import (
+    BadInput,
+    TimesOption,
+    WatchOption,
+    age,
+    compact,
+    console,
+    emit,
+    pairs,
+    repeat,
+    table,
+    when,
+)
 from workflows.action_contract import ActionRecord, ActionStatus
 
 app = typer.Typer(help="The approval inbox: list, inspect, approve and reject actions.", no_args_is_help=True)
@@ -46,11 +58,22 @@ def approvals_so_far(record: ActionRecord) -> str:
 def list_approvals(
     ctx: typer.Context,
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's actions")] = None,
+    watch: WatchOption = None,
+    times: TimesOption = None,
 ) -> None:
-    """Actions waiting for approval: id, agent, risk, age, approvals so far, what they would do."""
+    """Actions waiting for approval: id, agent, risk, age, approvals so far, what they would do.
+
+    --watch SECONDS refreshes the inbox until Ctrl-C.
+    """
+    repeat(watch, times, lambda n: _list_inbox(ctx, agent, watch is not None and n > 0))
+
+
+def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool) -> None:
     inbox = run(ctx, lambda aiops: aiops.approval_inbox(agent))
 
     def render() -> None:
+        if refresh:
+            typer.echo(f"--- {when(datetime.now(UTC))}")
         if not inbox:
             typer.echo("no actions are waiting for approval" + (f" from agent {agent}" if agent else ""))
             return

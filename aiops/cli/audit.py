@@ -8,9 +8,20 @@ from typing import Annotated
 
 import typer
 
-from activities.database.audit_log import ChainReport
+from activities.database.audit_log import AuditRow, ChainReport
 from aiops.cli.common import action_workflow_id, run
-from aiops.cli.output import BadInput, Failed, compact, console, emit, report_error, table, when
+from aiops.cli.output import (
+    BadInput,
+    Failed,
+    TimesOption,
+    compact,
+    console,
+    emit,
+    repeat,
+    report_error,
+    table,
+    when,
+)
 
 app = typer.Typer(help="Read the audit log and verify its tamper-evident hash chains.", no_args_is_help=True)
 
@@ -44,21 +55,46 @@ def tail(
         str | None, typer.Option("--since", metavar="1h|ISO-TIME", help="only rows that happened since then")
     ] = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=10000, help="the last N rows")] = 50,
+    follow: Annotated[
+        float | None,
+        typer.Option(
+            "--follow",
+            "-f",
+            min=0.2,
+            metavar="SECONDS",
+            help="then keep printing new rows as they land, polling every SECONDS, until Ctrl-C",
+        ),
+    ] = None,
+    times: TimesOption = None,
 ) -> None:
     """The last N audit rows, oldest first: when, agent, action, step, actor, detail."""
     start = parse_since(since) if since else None
     action_id = action_workflow_id(action) if action else None
-    rows = run(
-        ctx,
-        lambda aiops: aiops.audit_trail(
-            agent_id=agent, action_id=action_id, since=start, limit=lines, newest_first=True
-        ),
-    )
-    rows.reverse()
+    last_seq = 0
 
+    def once(n: int) -> None:
+        nonlocal start, last_seq
+        rows = run(
+            ctx,
+            lambda aiops: aiops.audit_trail(
+                agent_id=agent, action_id=action_id, since=start, limit=lines, newest_first=True
+            ),
+        )
+        rows = [r for r in reversed(rows) if r.seq > last_seq]
+        if rows:
+            last_seq = max(r.seq for r in rows)
+            start = min(r.occurred_at for r in rows) if start is None else start
+        if n == 0 or rows:
+            _print_rows(ctx, rows, quiet_when_empty=n > 0)
+
+    repeat(follow, times, once)
+
+
+def _print_rows(ctx: typer.Context, rows: list[AuditRow], quiet_when_empty: bool) -> None:
     def render() -> None:
         if not rows:
-            typer.echo("no audit rows match")
+            if not quiet_when_empty:
+                typer.echo("no audit rows match")
             return
         body = [
             (

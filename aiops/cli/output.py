@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import BaseModel, ValidationError
@@ -140,6 +141,36 @@ def emit(ctx: typer.Context, data: Any, render: Callable[[], None]) -> None:
         render()
 
 
+WatchOption = Annotated[
+    float | None,
+    typer.Option(
+        "--watch",
+        "-w",
+        min=1.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS until Ctrl-C (JSON output: one document per refresh)",
+    ),
+]
+TimesOption = Annotated[
+    int | None, typer.Option("--times", min=1, help="with --watch/--follow: stop after N refreshes")
+]
+
+
+def repeat(every: float | None, times: int | None, once: Callable[[int], None]) -> None:
+    """Call ``once(n)`` a first time, then every ``every`` seconds until Ctrl-C or ``times`` calls."""
+    n = 0
+    while True:
+        once(n)
+        n += 1
+        if every is None or (times is not None and n >= times):
+            return
+        try:
+            sys.stdout.flush()
+            time.sleep(every)
+        except KeyboardInterrupt:
+            return
+
+
 def say(ctx: typer.Context, message: str) -> None:
     """A human confirmation: stdout in table mode, stderr in JSON mode (stdout stays pure JSON)."""
     typer.echo(message, err=settings(ctx).json)
@@ -213,6 +244,33 @@ def age(at: datetime | None, now: datetime | None = None) -> str:
 # ----- the root command: every error becomes one line and an exit code ----------------
 
 
+def hoist_output_option(args: list[str]) -> list[str]:
+    """Move ``-o/--output FORMAT`` given after the command (``aiops audit tail -o json``) to the
+    front, where the root command reads it; ``--`` and the worker's own arguments are left alone."""
+    if not args or args[0] == "worker":
+        return args
+    hoisted: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            rest += args[index:]
+            break
+        if arg in ("-o", "--output") and index + 1 < len(args):
+            hoisted += [arg, args[index + 1]]
+            index += 2
+            continue
+        if arg.startswith("--output=") or (
+            arg.startswith("-o") and len(arg) > 2 and not arg.startswith("--")
+        ):
+            hoisted.append(arg)
+        else:
+            rest.append(arg)
+        index += 1
+    return hoisted + rest
+
+
 class AiopsGroup(TyperGroup):
     """Runs the command tree in non-standalone mode so that usage errors, ``CliError``s and
     aborts are all reported the same way: ``error: ...`` on stderr and the documented code."""
@@ -225,6 +283,7 @@ class AiopsGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
+        args = hoist_output_option(list(sys.argv[1:] if args is None else args))
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:

@@ -34,7 +34,7 @@ log = logging.getLogger("aiops.gateway")
 CONNECT_TIMEOUT_SECONDS = 3.0
 READY_TIMEOUT_SECONDS = 3.0
 FIRST_BACKOFF_SECONDS = 0.2
-MAX_IN_FLIGHT = 64
+MAX_IN_FLIGHT = 512  # signals to Temporal at once, across requests (a storm to many agents fans out)
 
 
 class TemporalUnavailable(AiopsError):

@@ -5,37 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
 
 from aiops.gateway.app import Gateway
+from aiops.serving import EmbeddedServer as _Server
+from aiops.serving import bind
 
-
-class _Server(uvicorn.Server):
-    def __init__(self, config: uvicorn.Config, handle_signals: bool) -> None:
-        super().__init__(config)
-        self._handle_signals = handle_signals
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        if self._handle_signals:
-            with super().capture_signals():
-                yield
-        else:  # embedded: the host process owns its signals
-            yield
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket (port 0: a free one), reusable at once after a restart on the same port."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    sock.listen(1024)
-    sock.setblocking(False)
-    return sock
+__all__ = ["Running", "bind", "running", "serve", "uvicorn_config"]
 
 
 def uvicorn_config(gateway: Gateway, access_log: bool = False) -> uvicorn.Config:

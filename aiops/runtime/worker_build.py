@@ -3,6 +3,8 @@ the tests and the benchmarks alike."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
@@ -20,12 +22,53 @@ from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import DEFAULT_TASK_QUEUE
+from workflows.agent_contract import DEFAULT_TASK_QUEUE, hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
+
+
+class WorkerGroup:
+    """The Temporal workers one process runs: one on the shared task queue (every workflow and
+    activity) and one per agent type it serves, on that type's hooks queue (the activities that
+    run agent code). Used like a single ``Worker``: ``async with``, ``run()``, ``is_running``."""
+
+    def __init__(self, main: Worker, by_type: dict[str, Worker]) -> None:
+        self.main = main
+        self.by_type = by_type
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    @property
+    def workers(self) -> list[Worker]:
+        return [self.main, *self.by_type.values()]
+
+    @property
+    def is_running(self) -> bool:
+        return all(w.is_running for w in self.workers)
+
+    @property
+    def task_queue(self) -> str:
+        return self.main.task_queue
+
+    async def __aenter__(self) -> WorkerGroup:
+        async with contextlib.AsyncExitStack() as stack:
+            for worker in self.workers:
+                await stack.enter_async_context(worker)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.aclose()
+
+    async def run(self) -> None:
+        await asyncio.gather(*(w.run() for w in self.workers))
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(*(w.shutdown() for w in self.workers))
 
 
 def build_worker(
@@ -39,33 +82,54 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
     max_cached_workflows: int = 1000,
     deployment: WorkerDeploymentConfig | None = None,
-) -> Worker:
-    """A worker for every workflow and activity; ``pool`` backs the config store and audit log.
+) -> WorkerGroup:
+    """The workers for every workflow and activity; ``pool`` backs the config store and audit log.
 
-    Without a pool, audit steps are only logged and configs cannot be stored.
+    Agent types served are ``activities.agent_types`` (every registered type by default): one
+    activity worker per type polls ``hooks_task_queue(task_queue, type)``, so agent code only
+    ever runs where its type is. Without a pool, audit steps are only logged and configs cannot
+    be stored.
     """
     activities = activities or AgentActivities(client=client, identity=identity or "")
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
     audit = AuditActivities(AuditLog(pool) if pool else None)
     health = HealthActivities(client, activities.instances, pool)
     detectors = DetectorActivities(client)
-    return Worker(
+    common: dict[str, Any] = {
+        "identity": identity,
+        "graceful_shutdown_timeout": graceful_shutdown,
+        "deployment_config": deployment,
+    }
+    main = Worker(
         client,
         task_queue=task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
+        # Hooks are registered here too: decisions run as local activities on this queue, and
+        # workflows started before the hooks queues existed still schedule hooks here.
         activities=[
             *activities.all(),
             *config.all(),
             *audit.all(),
             *health.all(),
+            *health.hooks(),
             *detectors.all(),
             *extra_activities,
         ],
         max_cached_workflows=max_cached_workflows,
-        identity=identity,
-        graceful_shutdown_timeout=graceful_shutdown,
-        deployment_config=deployment,
+        **common,
     )
+    hooks = [*activities.hooks(), *config.hooks(), *health.hooks()]
+    by_type = {
+        agent_type: Worker(
+            client,
+            task_queue=hooks_task_queue(task_queue, agent_type),
+            activities=hooks,
+            max_concurrent_activity_task_polls=2,  # one queue per type: keep the idle pollers few
+            **common,
+        )
+        for agent_type in sorted(activities.agent_types)
+    }
+    return WorkerGroup(main, by_type)
 
 
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:

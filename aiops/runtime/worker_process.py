@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -25,12 +26,13 @@ from agents.health import HealthThresholds
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
 from aiops.health_schedule import ensure_health_schedule
-from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
+from aiops.health_server import DEFAULT_HOST, HealthServer, polling_check, postgres_check, temporal_check
 from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
-from aiops.metrics import create_telemetry
+from aiops.metrics import create_telemetry, fleet_gauge_ttl
 from aiops.namespace_setup import ensure_search_attributes, missing_search_attributes
 from aiops.runtime.config_listener import ConfigListener
 from aiops.runtime.worker_build import build_worker, versioned_deployment
+from aiops.serving import bind
 from aiops.tracing import shutdown_tracing
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
 from workflows.health_monitor import MonitorInput
@@ -40,11 +42,22 @@ log = logging.getLogger("aiops.worker")
 
 
 async def run(args: argparse.Namespace) -> int:
+    # The health/metrics port first: a busy one is one line and exit 2 before anything else starts.
+    sock = None
+    if args.http_port >= 0:
+        try:
+            sock = bind_http(args.http_host, args.http_port, args.http_port_fallback)
+        except OSError as err:
+            log.error("%s", http_bind_error(args.http_host, args.http_port, err))
+            return 2
     types = load_agent_modules(args.agent_module)
     log.info("agent types available: %s", ", ".join(types))
     identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
-    # Health gauges outlive a few monitor intervals, then expire (another worker may run the next).
-    telemetry = create_telemetry(gauge_ttl=max(300.0, 3 * args.health_every))
+    # Fleet gauges (health, pending approvals) are exported only until the next monitor pass, which
+    # may run on another worker: that worker exports them then (aiops/metrics.py).
+    telemetry = create_telemetry(
+        gauge_ttl=max(300.0, 3 * args.health_every), fleet_gauge_ttl=fleet_gauge_ttl(args.health_every)
+    )
     client = await connect(identity=identity, runtime=telemetry.runtime, service_name="aiops-worker")
     if args.register_search_attributes:
         added = await ensure_search_attributes(client)
@@ -86,10 +99,9 @@ async def run(args: argparse.Namespace) -> int:
     if pool is not None:
         checks["postgres"] = postgres_check(pool)
     http = HealthServer(checks, telemetry.registry)
-    if args.http_port >= 0:
-        port = await http.start(args.http_host, args.http_port)
+    if sock is not None:
+        port = await http.start(sock=sock)
         log.info("health and metrics on http://%s:%d (/healthz, /readyz, /metrics)", args.http_host, port)
-        print(f"http: {args.http_host}:{port}", flush=True)
     drainer = asyncio.create_task(_drain_metrics(telemetry.bridge.drain))
     if args.health_every > 0:
         try:
@@ -109,14 +121,14 @@ async def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with worker:
+        # One log line (JSON or text, like every other): scripts and tests wait for "worker ready".
         log.info(
-            "worker %s polling task queue %r on %s (namespace %s)",
+            "worker ready: %s polling task queue %r on %s (namespace %s)",
             identity,
             args.task_queue,
             client.service_client.config.target_host,
             client.namespace,
         )
-        print(f"worker ready: task queue {args.task_queue}", flush=True)
         await stop.wait()
         log.info("shutting down: finishing running activities")
         if listener is not None:
@@ -127,6 +139,34 @@ async def run(args: argparse.Namespace) -> int:
         await pool.close()
     shutdown_tracing()
     return 0
+
+
+def bind_http(host: str, port: int, fallback: bool = False) -> socket.socket:
+    """The health/metrics socket; with ``fallback``, a free port when ``port`` is taken."""
+    try:
+        return bind(host, port)
+    except OSError as err:
+        if not (fallback and err.errno == errno.EADDRINUSE and port != 0):
+            raise
+    sock = bind(host, 0)
+    log.warning(
+        "port %d on %s is in use (another worker on this host?): health and metrics on port %d instead",
+        port,
+        host,
+        sock.getsockname()[1],
+    )
+    return sock
+
+
+def http_bind_error(host: str, port: int, err: OSError) -> str:
+    """One line that says what to do about a port the worker cannot listen on."""
+    if err.errno == errno.EADDRINUSE:
+        return (
+            f"cannot serve health and metrics on {host}:{port}: the port is in use (another worker on "
+            "this host?); choose another with --http-port (env AIOPS_HTTP_PORT; 0 picks a free one), "
+            "pass --http-port-fallback to take a free one when it is busy, or --http-port -1 for none"
+        )
+    return f"cannot serve health and metrics on {host}:{port}: {err.strerror or err}"
 
 
 def _thresholds(source: str | None) -> HealthThresholds:
@@ -187,14 +227,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--http-host",
-        default=os.environ.get("AIOPS_HTTP_HOST", "0.0.0.0"),
-        help="health/metrics bind address",
+        default=os.environ.get("AIOPS_HTTP_HOST", DEFAULT_HOST),
+        help="address of /healthz, /readyz and /metrics (env AIOPS_HTTP_HOST; default %(default)s, this "
+        "host only: give 0.0.0.0 in a container or pod, where probes and Prometheus come from outside)",
     )
     parser.add_argument(
         "--http-port",
         type=int,
         default=int(os.environ.get("AIOPS_HTTP_PORT", "9464")),
         help="port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
+    )
+    parser.add_argument(
+        "--http-port-fallback",
+        action="store_true",
+        default=os.environ.get("AIOPS_HTTP_PORT_FALLBACK", "").lower() in ("1", "true", "yes"),
+        help="when --http-port is in use, take a free port and log it (env AIOPS_HTTP_PORT_FALLBACK=1); "
+        "without it a busy port stops the worker with exit status 2",
     )
     parser.add_argument(
         "--health-every",

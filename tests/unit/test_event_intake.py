@@ -75,9 +75,9 @@ def test_a_batch_payload_of_another_shape_is_rejected(payload: Any) -> None:
 def test_admission_counts_accepts_and_deduplicates() -> None:
     s = state()
     intake = EventIntake(s)
-    assert intake.take(ev("e1"), NOW) == Admission.ACCEPTED
-    assert intake.take(ev("e1"), NOW) == Admission.DUPLICATE
-    assert intake.take(ev("e2"), NOW) == Admission.ACCEPTED
+    assert intake.take(ev("e1"), NOW).admission == Admission.ACCEPTED
+    assert intake.take(ev("e1"), NOW).admission == Admission.DUPLICATE
+    assert intake.take(ev("e2"), NOW).admission == Admission.ACCEPTED
     assert [e.id for e in s.queue] == ["e1", "e2"]
     assert (s.counters.events_received, s.counters.events_deduplicated) == (3, 1)
     assert s.last_event_at == NOW
@@ -90,15 +90,15 @@ def test_the_dedup_window_forgets_the_oldest_ids_first() -> None:
     for event_id in ("e1", "e2", "e3"):
         intake.take(ev(event_id), NOW)
     assert s.seen_event_ids == ["e2", "e3"]
-    assert intake.take(ev("e1"), NOW) == Admission.ACCEPTED  # forgotten, so new again
-    assert intake.take(ev("e3"), NOW) == Admission.DUPLICATE
+    assert intake.take(ev("e1"), NOW).admission == Admission.ACCEPTED  # forgotten, so new again
+    assert intake.take(ev("e3"), NOW).admission == Admission.DUPLICATE
 
 
 def test_the_window_is_rebuilt_from_carried_state() -> None:
     s = state()
     EventIntake(s).take(ev("e1"), NOW)
     again = EventIntake(s)  # the next run, after continue-as-new
-    assert again.take(ev("e1"), NOW) == Admission.DUPLICATE
+    assert again.take(ev("e1"), NOW).admission == Admission.DUPLICATE
     assert again.queue_bytes > 0
 
 

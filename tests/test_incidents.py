@@ -1,0 +1,48 @@
+"""An alert storm becomes one decision per incident: 500 alerts in 20 groups yield 20 actions."""
+
+from __future__ import annotations
+
+from agents.models import SystemEvent
+from aiops.client import AiopsClient
+from tests.helpers import agent_config, eventually
+from tests.support.agents_for_tests import LEDGER
+
+
+def storm(groups: int, per_group: int, status: str = "firing") -> list[SystemEvent]:
+    return [
+        SystemEvent(
+            id=f"am:g{g}-a{a}:{status}:1",
+            type="alert",
+            source=f"host-{a}",
+            severity="high",
+            correlation_id=f'{{}}:{{alertname="Alert{g}"}}',  # an Alertmanager group key
+            data={"status": status, "fingerprint": f"g{g}-a{a}"},
+        )
+        for a in range(per_group)
+        for g in range(groups)
+    ]
+
+
+async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: AiopsClient, worker) -> None:
+    config = agent_config("scripted", runtime={"incident_window_seconds": 2})
+    await aiops.start_agent(config)
+    firing = storm(20, 25)
+    await aiops.send_events(config.id, firing, batch_size=100)
+    await aiops.send_events(config.id, firing[:50], batch_size=50)  # Alertmanager repeats: duplicates
+
+    status = await eventually(
+        lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 20, within=60
+    )
+    assert status.counters.events_received == 550 and status.counters.events_deduplicated == 50
+    assert status.counters.actions_proposed == 20, "one action per incident, not per alert"
+    assert len(LEDGER["executed"]) == 20 and all(":incident:" in a for a in LEDGER["executed"])
+    assert len(status.incidents) == 20 and all(i.decided and i.alerts == 25 for i in status.incidents)
+    record = await aiops.action(aiops.action_id(config.id, status.incidents[0].action_event_id or ""))
+    assert len(record.event.data["alerts"]) == 25, "the agent decided with every alert in view"
+
+    # Resolving every alert of a group closes its incident; the others stay open.
+    await aiops.send_events(
+        config.id, [e for e in storm(20, 25, "resolved") if '"Alert0"' in (e.correlation_id or "")]
+    )
+    status = await eventually(lambda: aiops.status(config.id), lambda s: len(s.incidents) == 19)
+    assert status.counters.actions_proposed == 20
