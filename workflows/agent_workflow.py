@@ -217,12 +217,17 @@ class AgentWorkflow:
         """Until there is something to do, or the next incident's window passes."""
         s = self._state
 
+        deadline = self._intake.incidents.next_deadline()
+
         def ready() -> bool:
             return (
-                self._has_work() or s.stop_request is not None or self._run_is_full() or self._detector_stale
+                self._has_work()
+                or s.stop_request is not None
+                or self._run_is_full()
+                or self._detector_stale
+                or self._intake.incidents.next_deadline() != deadline  # an incident opened: re-time
             )
 
-        deadline = self._intake.incidents.next_deadline()
         if deadline is None:
             await workflow.wait_condition(ready)
             return
