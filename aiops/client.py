@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WithStartWorkflowOperation,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
@@ -41,11 +47,15 @@ from workflows.action_contract import (
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import (
     DEFAULT_TASK_QUEUE,
+    MAX_EVENTS_PER_INTAKE,
     AgentCommand,
     AgentState,
     AgentStatus,
     AgentWorkflowInput,
     ConfigApplied,
+    EventAnswer,
+    EventOutcome,
+    IntakeRequest,
     ReconfigureRequest,
     StopRequest,
     agent_workflow_id,
@@ -61,6 +71,8 @@ __all__ = [
     "AiopsError",
     "ClientError",
     "ConfigRefusedError",
+    "EventsRejectedError",
+    "IntakeRefusedError",
 ]
 
 
@@ -82,6 +94,38 @@ class ConfigRefusedError(ClientError):
 
 class AgentTypeNotServedError(ClientError):
     """No worker polls the task queue where this agent type's code runs."""
+
+
+class IntakeRefusedError(ClientError):
+    """The agent could not take a batch (stopping, or still full after the patience ran out)."""
+
+
+class EventsRejectedError(ClientError):
+    """Some events were not taken; ``rejected`` says which and why, ``answers`` has them all."""
+
+    def __init__(self, rejected: list[EventAnswer], answers: list[EventAnswer]) -> None:
+        self.rejected = rejected
+        self.answers = answers
+        reasons = "; ".join(f"{a.event_id or '?'}: {a.reason}" for a in rejected[:5])
+        more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
+        super().__init__(f"{len(rejected)} of {len(answers)} event(s) rejected: {reasons}{more}")
+
+
+# How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.
+INTAKE_PATIENCE_SECONDS = 60.0
+# How long one intake call waits for the server's answer before it is tried again.
+INTAKE_RPC_TIMEOUT_SECONDS = 10.0
+RETRYABLE_RPC = frozenset(
+    {
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.ABORTED,
+        # "workflow not ready": a workflow task failed under the storm (new events arrived while it
+        # completed) or the run is closing for continue-as-new; the next attempt reaches it.
+        RPCStatusCode.FAILED_PRECONDITION,
+    }
+)
 
 
 # A worker that just started may take a moment to poll; a type nobody serves is refused after this.
@@ -142,57 +186,134 @@ class AiopsClient:
         event: SystemEvent | dict[str, Any],
         config: AgentConfig | None = None,
         require_worker: bool = True,
-    ) -> None:
-        """Deliver one event; with ``config``, start the agent first if it is not running."""
-        await self._deliver(agent_id, False, _jsonable(event), config, require_worker)
+    ) -> EventAnswer:
+        """Deliver one event and return its answer; raises ``EventsRejectedError`` if it was not
+        taken. With ``config``, the agent is started first if it is not running."""
+        [answer] = await self.send_events(agent_id, [event], config, require_worker=require_worker)
+        return answer
 
     async def send_events(
         self,
         agent_id: str,
         events: Iterable[SystemEvent | dict[str, Any]],
         config: AgentConfig | None = None,
-        batch_size: int = 500,
+        batch_size: int = MAX_EVENTS_PER_INTAKE,
         require_worker: bool = True,
-    ) -> int:
-        """Deliver events in batch signals (a storm becomes a few signals); returns how many."""
-        batch: list[Any] = []
-        sent = 0
-        for event in events:
-            batch.append(_jsonable(event))
-            if len(batch) >= batch_size:
-                await self._deliver(agent_id, True, batch, config, require_worker)
-                sent += len(batch)
-                batch = []
-        if batch:
-            await self._deliver(agent_id, True, batch, config, require_worker)
-            sent += len(batch)
-        return sent
+        patience_seconds: float = INTAKE_PATIENCE_SECONDS,
+        rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+    ) -> list[EventAnswer]:
+        """Deliver events and return one answer each (accepted, duplicate or grouped); raises
+        ``EventsRejectedError`` (with every answer) when any event was rejected, so no event is
+        reported taken that was not. See ``submit_events`` for the answers without raising."""
+        answers = await self.submit_events(
+            agent_id, events, config, batch_size, require_worker, patience_seconds, rpc_timeout_seconds
+        )
+        rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
+        if rejected:
+            raise EventsRejectedError(rejected, answers)
+        return answers
 
-    async def _deliver(
+    async def submit_events(
         self,
         agent_id: str,
-        batch: bool,
-        payload: Any,
-        config: AgentConfig | None,
+        events: Iterable[SystemEvent | dict[str, Any]],
+        config: AgentConfig | None = None,
+        batch_size: int = MAX_EVENTS_PER_INTAKE,
         require_worker: bool = True,
-    ) -> None:
-        signal = AgentWorkflow.submit_events if batch else AgentWorkflow.submit_event
+        patience_seconds: float = INTAKE_PATIENCE_SECONDS,
+        rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+    ) -> list[EventAnswer]:
+        """Deliver events through the agent's ``intake`` update: one answer per event, in order.
+
+        A batch the agent cannot take now (queue full, a continue-as-new under way) is sent again
+        with backoff for up to ``patience_seconds``, then ``IntakeRefusedError``; nothing is ever
+        reported taken that the agent did not take. With ``config``, the agent is started first
+        if it is not running (update-with-start: two starters never make two agents).
+        """
         if config is not None:
             if config.id != agent_id:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             if require_worker:
                 await self.require_worker_for(config.type)
-            await self.client.start_workflow(
-                AgentWorkflow.run,
-                AgentWorkflowInput(config=config),
-                id=agent_workflow_id(agent_id),
-                task_queue=self.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                start_signal=agent_contract.SUBMIT_EVENTS if batch else agent_contract.SUBMIT_EVENT,
-                start_signal_args=[payload],
-            )
-            return
-        await self._signal(agent_id, signal, payload)
+        size = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
+        answers: list[EventAnswer] = []
+        batch: list[Any] = []
+        for event in events:
+            batch.append(_jsonable(event))
+            if len(batch) >= size:
+                answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
+                batch = []
+        if batch:
+            answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
+        return answers
+
+    async def _intake(
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+    ) -> list[EventAnswer]:
+        """One batch, split when the agent has room for only part of it; answers in order."""
+        answers: list[EventAnswer] = []
+        rest = batch
+        while rest:
+            taken, room = await self._intake_once(agent_id, rest, config, patience, rpc_timeout)
+            if taken is not None:
+                answers += taken
+                rest = rest[len(taken) :]
+            else:  # room for part of the batch: send that part first
+                answers += await self._intake(agent_id, rest[:room], config, patience, rpc_timeout)
+                rest = rest[room:]
+        return answers
+
+    async def _intake_once(
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+    ) -> tuple[list[EventAnswer] | None, int]:
+        request = IntakeRequest(events=batch)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        delay = 0.05
+        while True:
+            try:
+                if config is None:
+                    answer = await self.agent_handle(agent_id).execute_update(
+                        AgentWorkflow.intake, request, rpc_timeout=timedelta(seconds=rpc_timeout)
+                    )
+                else:
+                    start = WithStartWorkflowOperation(
+                        AgentWorkflow.run,
+                        AgentWorkflowInput(config=config),
+                        id=agent_workflow_id(agent_id),
+                        task_queue=self.task_queue,
+                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    )
+                    answer = await self.client.execute_update_with_start_workflow(
+                        AgentWorkflow.intake,
+                        request,
+                        start_workflow_operation=start,
+                        rpc_timeout=timedelta(seconds=rpc_timeout),
+                    )
+                return answer.answers, len(batch)
+            except WorkflowUpdateFailedError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == agent_contract.INTAKE_REFUSED):
+                    raise ClientError(f"agent {agent_id} could not take the events: {cause}") from err
+                said = cause.details[0] if cause.details else None
+                retryable = isinstance(said, dict) and bool(said.get("retryable"))
+                room = int(said.get("room", 0)) if isinstance(said, dict) else 0
+                if retryable and 0 < room < len(batch):
+                    return None, room
+                if not retryable or loop.time() > deadline:
+                    raise IntakeRefusedError(f"agent {agent_id} refused the events: {cause.message}") from err
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                if loop.time() > deadline:  # the server did not answer in time: unreachable or busy
+                    raise
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND and config is None:
+                    raise self._no_agent(agent_id, err) from err
+                # The run closed under the update (continue-as-new) or the server was busy: again.
+                if loop.time() > deadline or err.status not in RETRYABLE_RPC:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     async def require_worker_for(self, agent_type: str) -> None:
         """Raise ``AgentTypeNotServedError`` unless a worker polls this agent type's hooks queue."""

@@ -29,6 +29,7 @@ from tests.support.postgres_server import PostgresServer
 from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import agent_workflow_id
+from workflows.agent_workflow import AgentWorkflow
 from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -51,7 +52,8 @@ async def record(aiops: AiopsClient) -> None:
     config = agent_config("recorder", id="replay-agent")
     handle = await aiops.start_agent(config)
     drift = event(act=True, id="r-1")
-    await aiops.send_events(config.id, [drift, event("health_check", id="r-2"), drift, {"nonsense": 1}])
+    await aiops.submit_events(config.id, [drift, event("health_check", id="r-2"), drift, {"nonsense": 1}])
+    await aiops.agent_handle(config.id).signal(AgentWorkflow.submit_events, [{"nonsense": 2}])  # signal path
     await aiops.wait_for_action(aiops.action_id(config.id, drift.id))
     await aiops.pause(config.id)
     await aiops.send_event(config.id, event(id="r-3", boom=True))
@@ -129,6 +131,27 @@ async def record(aiops: AiopsClient) -> None:
     await aiops.agent_handle(watching.id).result()
     await save(aiops, "agent_detector", agent_workflow_id(watching.id))
     await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
+
+    # Incidents (v4 onwards): three alerts of one group are decided once; resolving them closes it.
+    grouping = agent_config("scripted", id="replay-incidents", runtime={"incident_window_seconds": 1})
+    await aiops.start_agent(grouping)
+    alerts = [event("alert", id=f"am:i{n}:firing:1", fingerprint=f"i{n}") for n in range(3)]
+    alerts = [a.model_copy(update={"correlation_id": "group-1"}) for a in alerts]
+    await aiops.send_events(grouping.id, alerts)
+    await eventually(
+        lambda: aiops.status(grouping.id), lambda s: s.counters.actions_succeeded == 1, within=30
+    )
+    resolved = [
+        a.model_copy(
+            update={"id": a.id.replace("firing", "resolved"), "data": {**a.data, "status": "resolved"}}
+        )
+        for a in alerts
+    ]
+    await aiops.send_events(grouping.id, resolved)
+    await eventually(lambda: aiops.status(grouping.id), lambda s: not s.incidents)
+    await aiops.stop(grouping.id)
+    await aiops.agent_handle(grouping.id).result()
+    await save(aiops, "agent_incidents", agent_workflow_id(grouping.id))
 
     # An agent whose initialization fails for good.
     config = agent_config("no_such_type", id="replay-failed", runtime={"worker_pickup_seconds": 1})

@@ -377,7 +377,7 @@ async def test_a_full_disk_is_detected_planned_approved_cleaned_and_verified(
     config = config_for(disk, tmp_path, approval=team())
     await aiops.start_agent(config)
     events = await (await running_agent(config)).detect()  # what the scheduled detector will do
-    assert await aiops.send_events(config.id, events) == 1
+    assert len(await aiops.send_events(config.id, events)) == 1
     action_id = aiops.action_id(config.id, events[0].id)
 
     record = await wait_pending(aiops, action_id)  # deleting files: medium risk, a person decides

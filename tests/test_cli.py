@@ -235,7 +235,13 @@ async def test_events_from_flags_a_file_stdin_and_a_jsonl_batch(
             "--id", "flag-1", "--data", '{"latency_ms": 900}', "--correlation-id", "inc-7",
         )
     )  # fmt: skip
-    assert sent == {"agent_id": config.id, "sent": 1, "event_ids": ["flag-1"]}
+    assert sent == {
+        "agent_id": config.id,
+        "sent": 1,
+        "event_ids": ["flag-1"],
+        "outcomes": {"accepted": 1},
+        "rejected": [],
+    }
 
     one = event("alert", source="cache-1")
     event_file = tmp_path / "event.json"
@@ -252,8 +258,9 @@ async def test_events_from_flags_a_file_stdin_and_a_jsonl_batch(
         await cli("-o", "json", "events", "send", config.id, "--jsonl", str(lines), "--batch-size", "50")
     )
     assert result["sent"] == 120 and result["event_ids"] == [e.id for e in batch]
+    assert result["outcomes"] == {"accepted": 120}
     table = ok(await cli("events", "send", config.id, "--jsonl", str(lines)))
-    assert "sent 120 events" in table.stdout
+    assert "sent 120 events" in table.stdout and "120 duplicate" in table.stdout  # the agent says so
 
     status = await eventually(
         lambda: aiops.status(config.id),

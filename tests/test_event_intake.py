@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 
+import pytest
 from temporalio.client import WorkflowExecutionStatus
 
-from aiops.client import AiopsClient
+from aiops.client import AiopsClient, EventsRejectedError, IntakeRefusedError
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from workflows import agent_contract
-from workflows.agent_contract import AgentState, agent_workflow_id
+from workflows.agent_contract import AgentState, EventOutcome, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 
 
@@ -114,13 +116,47 @@ async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsC
     config = agent_config("recorder")
     await aiops.start_agent(config)
     good = [event(), event()]
-    await aiops.send_events(config.id, [good[0], {"nonsense": True}, good[1], {"id": "x", "type": "alert"}])
+    batch = [good[0], {"nonsense": True}, good[1], {"id": "x", "type": "alert"}, good[0]]
+    answers = await aiops.submit_events(config.id, batch)  # the intake update: an answer per event
+    assert [(a.event_id, a.outcome) for a in answers] == [
+        (good[0].id, EventOutcome.ACCEPTED),
+        (None, EventOutcome.REJECTED),
+        (good[1].id, EventOutcome.ACCEPTED),
+        ("x", EventOutcome.REJECTED),
+        (good[0].id, EventOutcome.DUPLICATE),
+    ]
+    assert "id: field required" in answers[1].reason and "source: Field required" in answers[3].reason
+    with pytest.raises(EventsRejectedError, match="1 of 2 event"):  # send_events never hides a refusal
+        await aiops.send_events(config.id, [event(), {"id": "y"}])
     await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal(
         AgentWorkflow.submit_events, 42
-    )
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
-    assert status.counters.events_rejected == 3
-    assert sorted(LEDGER["decided"]) == sorted(e.id for e in good)
+    )  # the signal path (Web UI, raw CLI): rejected and counted, the sender is not told
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    assert status.counters.events_rejected == 4
+    assert len(LEDGER["decided"]) == 3 and set(LEDGER["decided"]) >= {e.id for e in good}
+
+
+async def test_a_full_queue_refuses_the_batch_and_the_client_sends_it_again_until_taken(
+    aiops: AiopsClient, worker
+) -> None:
+    """Backpressure: a batch the queue cannot take is refused by the update's validator (nothing
+    enters history); the client sends it again with backoff, and nothing is lost or doubled."""
+    config = agent_config("recorder", runtime={"max_queue": 20, "batch_size": 5})
+    await aiops.start_agent(config)
+    await aiops.pause(config.id)  # nothing is decided: the queue fills
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.send_events(config.id, [event() for _ in range(20)])
+    with pytest.raises(IntakeRefusedError, match="queue is full"):
+        await aiops.submit_events(config.id, [event()], patience_seconds=0.5)
+    late = [event() for _ in range(10)]
+    sending = asyncio.create_task(aiops.send_events(config.id, late))
+    await asyncio.sleep(1.0)
+    assert not sending.done(), "the batch waits for room instead of being dropped"
+    await aiops.resume(config.id)
+    answers = await asyncio.wait_for(sending, 60)
+    assert [a.outcome for a in answers] == [EventOutcome.ACCEPTED] * 10
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 30)
+    assert status.counters.events_rejected == 0 and status.counters.events_received == 30
 
 
 async def test_a_failing_decision_is_retried_then_an_error_for_that_event_only(

@@ -90,8 +90,10 @@ async def test_a_redelivered_event_never_creates_a_second_action(aiops: AiopsCli
     await aiops.wait_for_action(aiops.action_id(config.id, first.id))
     await aiops.send_event(config.id, event())  # pushes the first id out of the dedup window
     await aiops.send_event(config.id, first)  # redelivered after the window forgot it
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
-    assert status.counters.actions_duplicate == 1
+    status = await eventually(
+        lambda: aiops.status(config.id),
+        lambda s: s.counters.events_processed == 3 and s.counters.actions_duplicate == 1,
+    )
     assert status.counters.actions_proposed == 1
     assert LEDGER["executed"] == [aiops.action_id(config.id, first.id)]
 

@@ -96,7 +96,7 @@ async def test_a_scrape_after_real_actions_carries_framework_and_sdk_metrics(obs
     config = agent_config("scripted", approval=team())
     await aiops.start_agent(config)
     low = event("alert", risk="low")
-    await aiops.send_events(config.id, [low, low, {"not": "an event"}])
+    await aiops.submit_events(config.id, [low, low, {"not": "an event"}])
     assert (await aiops.wait_for_action(aiops.action_id(config.id, low.id))).status == ActionStatus.VERIFIED
     _, pending, _ = await start_pending_action(aiops, config, "high")
     await aiops.approve(pending, "alice")
@@ -214,7 +214,7 @@ def json_logs() -> Iterator[io.StringIO]:
     root.removeHandler(handler)
 
 
-async def test_one_trace_links_the_client_signal_the_workflows_and_their_activities(
+async def test_one_trace_links_the_client_call_the_workflows_and_their_activities(
     env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool, receiver: Receiver, json_logs: io.StringIO
 ) -> None:
     provider = TracerProvider(resource=Resource.create({"service.name": "aiops-test"}))
@@ -229,7 +229,7 @@ async def test_one_trace_links_the_client_signal_the_workflows_and_their_activit
     low = event("alert", risk="low")
     action_id = aiops.action_id(config.id, low.id)
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
-        await aiops.send_event(config.id, low, config=config)  # signal-with-start
+        await aiops.send_event(config.id, low, config=config)  # update-with-start (the intake update)
         assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
         _, pending, _ = await start_pending_action(aiops, config, "high")
         await aiops.signal_approval(pending, ApprovalRequest(approver="oscar"))  # refused: logged
@@ -241,7 +241,7 @@ async def test_one_trace_links_the_client_signal_the_workflows_and_their_activit
     for trace_id, _, name in receiver.spans:
         names_by_trace.setdefault(trace_id, set()).add(name)
     [trace_id] = [
-        t for t, names in names_by_trace.items() if "SignalWithStartWorkflow:AgentWorkflow" in names
+        t for t, names in names_by_trace.items() if "StartUpdateWithStartWorkflow:AgentWorkflow" in names
     ]
     names = names_by_trace[trace_id]
     expected = {

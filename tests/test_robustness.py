@@ -132,7 +132,10 @@ async def test_a_full_queue_rejects_with_a_reason_instead_of_growing(aiops: Aiop
     await aiops.start_agent(config)
     await aiops.pause(config.id)
     await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
-    await aiops.send_events(config.id, [event() for _ in range(5)])
+    # The signal path (Web UI, raw CLI) cannot say no: the agent rejects what does not fit, counts
+    # it and says why; the client's intake update is refused and sent again instead (test_event_intake).
+    handle = aiops.agent_handle(config.id)
+    await handle.signal(AgentWorkflow.submit_events, [event().model_dump(mode="json") for _ in range(5)])
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_rejected == 2)
     assert status.queue_length == 3
     assert "the queue is full" in status.recent_rejections[-1].message

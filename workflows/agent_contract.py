@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +34,7 @@ WORKFLOW_ID_PREFIX = "agent-"
 
 SUBMIT_EVENT = "submit_event"  # signal: one event as JSON (Web UI, `temporal workflow signal`)
 SUBMIT_EVENTS = "submit_events"  # signal: a list of events, or {"events": [...]}
+INTAKE = "intake"  # update: IntakeRequest -> IntakeAnswer, one answer per event (the client's path)
 PAUSE = "pause"  # signal: AgentCommand
 RESUME = "resume"  # signal: AgentCommand
 STOP = "stop"  # signal: StopRequest
@@ -47,6 +49,10 @@ PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
 INVALID_AGENT_INPUT = "InvalidAgentInput"  # the start input is not a valid config (workflow fails)
 AGENT_INITIALIZATION_FAILED = "AgentInitializationFailed"  # initialize gave up (workflow fails)
 CONFIG_REFUSED = "ConfigRefused"  # a reconfigure update was refused; the message says why
+# The intake update's validator refused the whole batch (nothing entered history); details[0] is
+# {"retryable": bool}: the queue is full or the run is about to continue as new (retry), or not.
+INTAKE_REFUSED = "IntakeRefused"
+MAX_EVENTS_PER_INTAKE = 500
 
 
 # ----- routing ---------------------------------------------------------------------
@@ -172,6 +178,34 @@ class AgentCommand(OperatorMessage):
     """Pause, resume or reset the circuit breaker; ``by`` is accepted as an older name of ``actor``."""
 
     actor: str = Field(default="", max_length=MAX_NAME, validation_alias=AliasChoices("actor", "by"))
+
+
+class EventOutcome(StrEnum):
+    ACCEPTED = "accepted"  # queued for a decision
+    DUPLICATE = "duplicate"  # seen within the dedup window: not decided again
+    GROUPED = "grouped"  # joined an open incident, decided with it
+    REJECTED = "rejected"  # not taken: the reason says why
+
+
+class EventAnswer(BaseModel):
+    event_id: str | None  # None when the payload had no usable id
+    outcome: EventOutcome
+    reason: str = ""
+
+
+class IntakeRequest(BaseModel):
+    """Events for the ``intake`` update (at most ``MAX_EVENTS_PER_INTAKE``); each is checked alone."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    events: list[Any] = Field(max_length=MAX_EVENTS_PER_INTAKE)
+
+
+class IntakeAnswer(BaseModel):
+    """The ``intake`` update's answer: one ``EventAnswer`` per event, in order."""
+
+    answers: list[EventAnswer]
+    queue_length: int
 
 
 class StopRequest(AgentCommand):

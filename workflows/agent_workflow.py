@@ -48,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_contract import (
         ACTION_FINISHED,
         AGENT_INITIALIZATION_FAILED,
+        INTAKE_REFUSED,
         INVALID_AGENT_INPUT,
         PAUSE,
         PENDING_ACTIONS,
@@ -65,6 +66,10 @@ with workflow.unsafe.imports_passed_through():
         AgentStatus,
         AgentWorkflowInput,
         ConfigApplied,
+        EventAnswer,
+        EventOutcome,
+        IntakeAnswer,
+        IntakeRequest,
         PendingAction,
         RecentProblem,
         StopRequest,
@@ -72,7 +77,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
-    from workflows.event_intake import Admission, EventIntake, EventRejected, events_of
+    from workflows.event_intake import MAX_QUEUE_BYTES, Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
@@ -391,6 +396,43 @@ class AgentWorkflow:
         for item in items:
             self._take(item)
 
+    @workflow.update  # named INTAKE by its method name
+    def intake(self, request: IntakeRequest) -> IntakeAnswer:
+        """Events with an answer for each: accepted, duplicate, grouped, or rejected with the reason.
+
+        The client's path (the signals stay for the Web UI and the raw CLI): a sender learns
+        whether each event was taken. The validator refuses the whole batch, before anything
+        enters history, when the agent cannot take it now (see ``_validate_intake``).
+        """
+        self._signals_this_run += 1
+        answers = [self._take(item) for item in request.events]
+        return IntakeAnswer(answers=answers, queue_length=len(self._state.queue))
+
+    @intake.validator
+    def _validate_intake(self, request: IntakeRequest) -> None:
+        s = self._state
+        refusal, retryable = None, True
+        room = max(0, s.config.runtime.max_queue - len(s.queue))
+        if s.state in (AgentState.STOPPING, AgentState.STOPPED, AgentState.FAILED) or s.stop_request:
+            refusal, retryable = (
+                f"agent {s.config.id} is {s.state.value}, or stopping; it takes no events",
+                False,
+            )
+        elif self._run_is_full():
+            refusal = "the agent is about to continue as new; send again in a moment"
+        elif len(s.queue) + len(request.events) > s.config.runtime.max_queue:
+            refusal = (
+                f"the agent's queue is full ({len(s.queue)} of {s.config.runtime.max_queue} events waiting); "
+                "send again later"
+            )
+        elif self._intake.queue_bytes > MAX_QUEUE_BYTES * 0.9:
+            refusal = (
+                f"the agent's queue is full ({self._intake.queue_bytes} bytes waiting); send again later"
+            )
+        if refusal is not None:
+            details = {"retryable": retryable, "room": room}  # room: events that would fit now
+            raise ApplicationError(refusal, details, type=INTAKE_REFUSED, non_retryable=True)
+
     @workflow.signal(name=PAUSE)
     async def pause(self, command: AgentCommand | None = None) -> None:
         """Stop taking events off the queue and hold approved actions not yet started."""
@@ -490,13 +532,18 @@ class AgentWorkflow:
 
     # ----- helpers -------------------------------------------------------------
 
-    def _take(self, payload: Any) -> None:
+    def _take(self, payload: Any) -> EventAnswer:
         self._events_this_run += 1
         try:
             taken = self._intake.take(payload, workflow.now())
         except EventRejected as err:
             self._reject(str(err))
-            return
+            given = payload.get("id") if isinstance(payload, dict) else None
+            return EventAnswer(
+                event_id=given if isinstance(given, str) else None,
+                outcome=EventOutcome.REJECTED,
+                reason=str(err),
+            )
         self._count("received")
         outcome = taken.admission
         if outcome == Admission.GROUPED:
@@ -505,6 +552,7 @@ class AgentWorkflow:
         if outcome == Admission.DUPLICATE:
             self._count("deduplicated")
             workflow.logger.debug("duplicate event ignored")
+        return EventAnswer(event_id=taken.event.id, outcome=EventOutcome(outcome.value))
 
     async def _tell_actions(self, signal: Any, request: HoldRequest | AbortRequest) -> None:
         async def tell(action_id: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,8 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from agents.models import AgentConfig, EventType, Severity, SystemEvent
 from aiops.cli.common import event_from, load_config, parse_json, read_text, run
-from aiops.cli.output import BadInput, console, describe_validation, emit, settings
+from aiops.cli.output import BadInput, Failed, console, describe_validation, emit, settings
 from aiops.client import AiopsClient
+from workflows.agent_contract import EventAnswer, EventOutcome
 
 app = typer.Typer(help="Send events to agents.", no_args_is_help=True)
 
@@ -106,20 +108,29 @@ def send(
         events = [_from_flags(event_type, source, severity, event_id, data, correlation_id)]
 
     batch = jsonl is not None or len(events) > 1
-    if batch:
-        sent = run(
-            ctx, lambda aiops: _send_batch(ctx, aiops, agent, events, config, batch_size), agent_id=agent
-        )
-    else:
-        run(ctx, lambda aiops: aiops.send_event(agent, events[0], config=config), agent_id=agent)
-        sent = 1
-
+    answers = run(
+        ctx, lambda aiops: _send_batch(ctx, aiops, agent, events, config, batch_size), agent_id=agent
+    )
+    counts = Counter(a.outcome.value for a in answers)
+    rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
+    sent = len(answers) - len(rejected)
     ids = [e.id for e in events]
-    result: dict[str, Any] = {"agent_id": agent, "sent": sent, "event_ids": ids}
+    result: dict[str, Any] = {
+        "agent_id": agent,
+        "sent": sent,
+        "event_ids": ids,
+        "outcomes": dict(counts),
+        "rejected": [a.model_dump(mode="json") for a in rejected],
+    }
+    if rejected:
+        emit(ctx, result, lambda: None)
+        listed = "; ".join(f"{a.event_id}: {a.reason}" for a in rejected[:5])
+        raise Failed(f"the agent took {sent} of {len(answers)} event(s); rejected: {listed}")
 
     def render() -> None:
         if batch:
-            typer.echo(f"sent {sent} events to agent {agent}")
+            detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(counts.items()))
+            typer.echo(f"sent {sent} events to agent {agent} ({detail})")
         else:
             e = events[0]
             typer.echo(
@@ -198,20 +209,20 @@ async def _send_batch(
     events: list[SystemEvent],
     config: AgentConfig | None,
     batch_size: int,
-) -> int:
+) -> list[EventAnswer]:
     progress = Progress(
         TextColumn("sending to {task.fields[agent]}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console(stderr=True),
-        disable=settings(ctx).json,
+        disable=settings(ctx).json or len(events) == 1,
     )
-    sent = 0
+    answers: list[EventAnswer] = []
     with progress:
         task = progress.add_task("send", total=len(events), agent=agent)
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
-            sent += await aiops.send_events(agent, chunk, config=config, batch_size=batch_size)
+            answers += await aiops.submit_events(agent, chunk, config=config, batch_size=batch_size)
             progress.update(task, advance=len(chunk))
-    return sent
+    return answers

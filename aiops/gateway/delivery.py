@@ -144,7 +144,14 @@ class Deliverer:
                 for attempt in range(1, settings.attempts + 1):
                     try:
                         aiops = await self.connector.get()
-                        await aiops.send_events(agent_id, events, config=config)
+                        # One attempt within the delivery's own retries and deadline: no patience here.
+                        await aiops.send_events(
+                            agent_id,
+                            events,
+                            config=config,
+                            patience_seconds=0,
+                            rpc_timeout_seconds=settings.timeout_seconds,
+                        )
                         return None
                     except AgentNotRunningError:
                         return Failure(agent_id, f"agent {agent_id!r} is not running", not_running=True)
