@@ -61,6 +61,11 @@ def test_histories_are_present() -> None:
     detector = (HISTORIES[0].parent / "v3_agent_detector.json").read_text()
     assert DetectorActivities.sync_detector.__name__ in detector
     assert agent_contract.DETECTOR_WORKFLOW_TYPE in (HISTORIES[0].parent / "v3_detector_run.json").read_text()
+    # v4: hooks on the agent type's queue, default heartbeats, the intake update, incidents.
+    lifecycle = (HISTORIES[0].parent / "v4_agent_lifecycle.json").read_text()
+    assert '.recorder"' in lifecycle and agent_contract.INTAKE in lifecycle  # the recorder type's queue
+    assert "incident:" in (HISTORIES[0].parent / "v4_agent_incidents.json").read_text()
+    assert '"heartbeatTimeout": "10s"' in (HISTORIES[0].parent / "v4_action_auto.json").read_text()
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
