@@ -18,17 +18,15 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.contracts import DetectorInput, DetectorSchedule
+from aiops.schedules import upsert_schedule
 from workflows import agent_contract
 
 
@@ -68,15 +66,7 @@ class DetectorActivities:
             spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
             policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
         )
-        try:
-            await self.client.create_schedule(sid, schedule)
-        except ScheduleAlreadyRunningError:
-
-            async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-                return ScheduleUpdate(schedule=schedule)
-
-            await self.client.get_schedule_handle(sid).update(replace)
-        return sid
+        return await upsert_schedule(self.client, sid, schedule)
 
     def all(self) -> list[Callable[..., Any]]:
         return [self.sync_detector]

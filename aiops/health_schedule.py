@@ -15,15 +15,13 @@ from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
-    ScheduleAlreadyRunningError,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
-    ScheduleUpdate,
-    ScheduleUpdateInput,
 )
 
+from aiops.schedules import upsert_schedule
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 
 
@@ -49,12 +47,4 @@ async def ensure_health_schedule(client: Client, every: timedelta, monitor: Moni
     """Create the schedule, or bring an existing one up to these settings; return its id."""
     sid = schedule_id(monitor.task_queue)
     schedule = _schedule(every, monitor)
-    try:
-        await client.create_schedule(sid, schedule)
-    except ScheduleAlreadyRunningError:
-
-        async def replace(_: ScheduleUpdateInput) -> ScheduleUpdate:
-            return ScheduleUpdate(schedule=schedule)
-
-        await client.get_schedule_handle(sid).update(replace)
-    return sid
+    return await upsert_schedule(client, sid, schedule)

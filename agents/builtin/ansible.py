@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base_agent import BaseAgent
+from agents.builtin.common import digest, number_problems, read_json, risk_problems, same_path, write_json
 from agents.errors import AgentError, NonRetryableActionError
 from agents.models import (
     ActionResult,
@@ -97,42 +98,9 @@ def validate_settings(config: AgentConfig) -> list[str]:
         value = s.get(name)
         if value is not None and (not isinstance(value, list) or not all(isinstance(t, str) for t in value)):
             problems.append(f"settings.{name} must be a list of tag names")
-    risk = s.get("risk_level")
-    if risk is not None and risk not in [r.value for r in RiskLevel]:
-        problems.append(f"settings.risk_level must be one of {[r.value for r in RiskLevel]} (got {risk!r})")
-    for name, low, high in (("timeout_seconds", 1, 86400), ("max_diff_chars", 1000, 1_000_000)):
-        value = s.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"settings.{name} must be a number")
-        elif not low <= value <= high:
-            problems.append(f"settings.{name} must be between {low} and {high} (got {value})")
+    problems += risk_problems(s)
+    problems += number_problems(s, (("timeout_seconds", 1, 86400), ("max_diff_chars", 1000, 1_000_000)))
     return problems
-
-
-def _same_path(a: str, b: str) -> bool:
-    """Lexically, no I/O: whether two paths name the same file."""
-    return os.path.normpath(a) == os.path.normpath(b)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    partial.write_text(json.dumps(body, default=str))
-    os.replace(partial, path)
 
 
 def _as_text(value: Any) -> str:
@@ -271,7 +239,7 @@ class AnsibleAgent(BaseAgent):
         run = await self._run(self.playbook, check=True)
         if not run.ok:
             raise AgentError(run.error("--check"))
-        return {"changed": run.changed, "diff": run.diff, "digest": _digest(run.diff)}
+        return {"changed": run.changed, "diff": run.diff, "digest": digest(run.diff)}
 
     # ----- detect ----------------------------------------------------------------------------
 
@@ -303,7 +271,7 @@ class AnsibleAgent(BaseAgent):
 
     async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
         named = event.data.get("playbook")
-        if named is not None and not _same_path(str(named), self.playbook):
+        if named is not None and not same_path(str(named), self.playbook):
             return None  # about another playbook; an event can never choose what this agent runs
         hosts = [str(h) for h in event.data.get("hosts") or []]
         return AgentAction(
@@ -349,7 +317,7 @@ class AnsibleAgent(BaseAgent):
             self._marker(action.id, "applied"),
             self._marker(action.id, "applying"),
         )
-        recorded = _read_json(applied_marker)
+        recorded = read_json(applied_marker)
         if recorded is not None:  # a retry of a finished action: the same answer, no second run
             return ActionResult.model_validate(recorded["result"])
 
@@ -361,7 +329,7 @@ class AnsibleAgent(BaseAgent):
                     message="the approved run was applied by an earlier attempt; nothing left to change",
                     data={"diff_sha256": approved_digest, "recovered": True},
                 )
-                _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+                write_json(applied_marker, {"result": result.model_dump(mode="json")})
                 return result
             raise NonRetryableActionError(
                 f"the pending changes differ from the approved diff (approved sha256 {approved_digest[:12]}, "
@@ -371,10 +339,10 @@ class AnsibleAgent(BaseAgent):
             result = ActionResult(
                 success=True, message="nothing to change", data={"diff_sha256": approved_digest}
             )
-            _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+            write_json(applied_marker, {"result": result.model_dump(mode="json")})
             return result
 
-        _write_json(
+        write_json(
             applying_marker,
             {
                 "action_id": action.id,
@@ -395,7 +363,7 @@ class AnsibleAgent(BaseAgent):
             message=f"{len(run.changed)} task(s) changed by {os.path.basename(self.playbook)}",
             data={"diff_sha256": approved_digest, "changed": run.changed},
         )
-        _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+        write_json(applied_marker, {"result": result.model_dump(mode="json")})
         return result
 
     # ----- verify, rollback ------------------------------------------------------------------------
@@ -409,7 +377,7 @@ class AnsibleAgent(BaseAgent):
         if not playbook:
             return None
         done = self._marker(action.id, "rolledback")
-        recorded = _read_json(done)
+        recorded = read_json(done)
         if recorded is not None:
             return ActionResult.model_validate(recorded["result"])
         run = await self._run(str(playbook), check=False)
@@ -420,7 +388,7 @@ class AnsibleAgent(BaseAgent):
             data={"changed": run.changed},
         )
         if run.ok:
-            _write_json(done, {"result": result.model_dump(mode="json")})
+            write_json(done, {"result": result.model_dump(mode="json")})
         return result
 
     # ----- health, config --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base_agent import BaseAgent
+from agents.builtin.common import digest, number_problems, read_json, risk_problems, same_path, write_json
 from agents.errors import AgentError, NonRetryableActionError
 from agents.models import (
     ActionResult,
@@ -112,46 +113,16 @@ def validate_settings(config: AgentConfig) -> list[str]:
         problems.append("settings.var_files must be a list of paths (relative to working_dir or absolute)")
     if not isinstance(s.get("init", True), bool):
         problems.append("settings.init must be true or false")
-    for name, low, high in (
-        ("lock_timeout_seconds", 0, 3600),
-        ("command_timeout_seconds", 1, 86400),
-        ("max_plan_chars", 1000, 1_000_000),
-    ):
-        value = s.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"settings.{name} must be a number")
-        elif not low <= value <= high:
-            problems.append(f"settings.{name} must be between {low} and {high} (got {value})")
-    risk = s.get("risk_level")
-    if risk is not None and risk not in [r.value for r in RiskLevel]:
-        problems.append(f"settings.risk_level must be one of {[r.value for r in RiskLevel]} (got {risk!r})")
+    problems += number_problems(
+        s,
+        (
+            ("lock_timeout_seconds", 0, 3600),
+            ("command_timeout_seconds", 1, 86400),
+            ("max_plan_chars", 1000, 1_000_000),
+        ),
+    )
+    problems += risk_problems(s)
     return problems
-
-
-def _same_path(a: str, b: str) -> bool:
-    """Lexically, no I/O: whether two paths name the same directory."""
-    return os.path.normpath(a) == os.path.normpath(b)
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
-
-
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    """Atomically: a crash leaves the old file or the new one, never half of one."""
-    partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    partial.write_text(json.dumps(body, default=str))
-    os.replace(partial, path)
 
 
 def _tail(text: str, limit: int = 1500) -> str:
@@ -345,9 +316,9 @@ class TerraformAgent(BaseAgent):
         """Plan into ``plan_file`` and describe it: changed?, text, digest, change lines, counts."""
         run = await self._plan(plan_file)
         if run.retcode == 0:
-            return {"changed": False, "text": "No changes.", "digest": _digest("No changes."), "changes": []}
+            return {"changed": False, "text": "No changes.", "digest": digest("No changes."), "changes": []}
         text, changes = await self._render(plan_file)
-        return {"changed": True, "text": text, "digest": _digest(text), "changes": changes}
+        return {"changed": True, "text": text, "digest": digest(text), "changes": changes}
 
     # ----- detect ----------------------------------------------------------------------------
 
@@ -387,7 +358,7 @@ class TerraformAgent(BaseAgent):
             return None
         # An event may name the module it is about; it can never point the agent elsewhere.
         named = event.data.get("working_dir")
-        if named is not None and not _same_path(str(named), str(self.working_dir)):
+        if named is not None and not same_path(str(named), str(self.working_dir)):
             return None
         configured = self._setting("risk_level")
         if configured:
@@ -442,7 +413,7 @@ class TerraformAgent(BaseAgent):
         key = self._key(action.id)
         applied_marker = self.plan_dir / f"{key}.applied.json"
         applying_marker = self.plan_dir / f"{key}.applying.json"
-        recorded = _read_json(applied_marker)
+        recorded = read_json(applied_marker)
         if recorded is not None:  # a retry of an action that already finished: same answer, no apply
             return ActionResult.model_validate(recorded["result"])
 
@@ -455,7 +426,7 @@ class TerraformAgent(BaseAgent):
                     message="the approved plan was applied by an earlier attempt; nothing left to change",
                     data={"plan_sha256": approved_digest, "recovered": True},
                 )
-                _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+                write_json(applied_marker, {"result": result.model_dump(mode="json")})
                 return result
             raise NonRetryableActionError(
                 f"the plan changed since it was approved (approved sha256 {approved_digest[:12]}, "
@@ -465,7 +436,7 @@ class TerraformAgent(BaseAgent):
             result = ActionResult(
                 success=True, message="no changes to apply", data={"plan_sha256": approved_digest}
             )
-            _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+            write_json(applied_marker, {"result": result.model_dump(mode="json")})
             return result
 
         # Apply the plan file the approver's plan step saved, if it is still the approved one.
@@ -473,9 +444,9 @@ class TerraformAgent(BaseAgent):
         plan_file = exec_file
         if saved.exists():
             with contextlib.suppress(AgentError):
-                if _digest((await self._render(saved))[0]) == approved_digest:
+                if digest((await self._render(saved))[0]) == approved_digest:
                     plan_file = saved
-        _write_json(
+        write_json(
             applying_marker,
             {
                 "action_id": action.id,
@@ -506,7 +477,7 @@ class TerraformAgent(BaseAgent):
                 "output_tail": _tail(run.stdout, 2000),
             },
         )
-        _write_json(applied_marker, {"result": result.model_dump(mode="json")})
+        write_json(applied_marker, {"result": result.model_dump(mode="json")})
         for leftover in (saved, exec_file):
             leftover.unlink(missing_ok=True)
         return result
