@@ -5,10 +5,11 @@
 Each scenario is measured against a raw ceiling on the same server in the same run,
 with the worker in its own process (as in production) and the load from this one:
 
-* burst: one warm, idle agent receives N events as N separate signals (``--in-flight`` at
-  a time); done when its decision hook has seen all N (counted through a file, so no
-  status query disturbs the run). Raw: N signals into one warm, idle no-op workflow
-  that ends after N. Median ratio of ``--repeat`` runs.
+* burst: one warm, idle agent receives N events as N separate ``send_event`` calls through the
+  client facade (``--in-flight`` at a time; since the intake update each call waits for the
+  agent's answer, where a signal did not); done when its decision hook has seen all N
+  (counted through a file, so no status query disturbs the run). Raw: N signals into one
+  warm, idle no-op workflow that ends after N. Median ratio of ``--repeat`` runs.
 * batched: the same burst sent as ``submit_events`` signals of 100 (the client's lever).
 * fleet: M running agents receive 2 events each; done when all 2M are decided.
   Raw: M no-op workflows receive 2 signals each; done when all 2M are handled
@@ -101,8 +102,9 @@ async def burst(
     await aiops.start_agent(config)
     while (await aiops.status(config.id)).state != AgentState.RUNNING:
         await asyncio.sleep(0.05)
+    reset_count()  # before sending: the intake update may return after the decision
     await aiops.send_event(config.id, event_payload(-1))  # warm and idle, as agents are between storms
-    await wait_decided_from_now(1)
+    await wait_decided(1)
     reset_count()
     started = time.monotonic()
     await bounded([lambda i=i: aiops.send_event(config.id, event_payload(i)) for i in range(n)], in_flight)
@@ -113,8 +115,9 @@ async def burst(
         print(f"    agent: signals sent in {sent:.2f}s; {await task_summary(client, f'agent-{config.id}')}")
 
     sink = await client.start_workflow(NoOpSink.run, n + 1, id=f"sink-{uuid.uuid4()}", task_queue=task_queue)
+    reset_count()  # before sending: the intake update may return after the decision
     await sink.signal(NoOpSink.ping, event_payload(-1))  # warm and idle, like the agent
-    await wait_decided_from_now(1)
+    await wait_decided(1)
     reset_count()
     started = time.monotonic()
     await bounded([lambda i=i: sink.signal(NoOpSink.ping, event_payload(i)) for i in range(n)], in_flight)
@@ -128,19 +131,15 @@ async def burst(
 async def batched(aiops: AiopsClient, n: int, batch: int = 100) -> float:
     """The lever the client has: the same burst as ``submit_events`` signals of ``batch`` events."""
     config = agent_config("bench_observer", runtime=RUNTIME)
+    reset_count()  # before sending: the intake update may return after the decision
     await aiops.send_event(config.id, event_payload(-1), config=config)
-    await wait_decided_from_now(1)
+    await wait_decided(1)
     reset_count()
     started = time.monotonic()
     chunks = [[event_payload(i) for i in range(k, min(n, k + batch))] for k in range(0, n, batch)]
     await asyncio.gather(*(aiops.send_events(config.id, chunk, batch_size=batch) for chunk in chunks))
     await wait_decided(n)
     return n / (time.monotonic() - started)
-
-
-async def wait_decided_from_now(target: int) -> None:
-    reset_count()
-    await wait_decided(target)
 
 
 async def fleet(

@@ -165,7 +165,8 @@ async def test_two_workers_on_one_host_a_busy_port_is_one_line_or_a_free_port(
             serving = next(entry for entry in logged if entry["message"].startswith("health and metrics on"))
             other = int(serving["message"].split("http://127.0.0.1:", 1)[1].split(" ", 1)[0])
             assert other != port
-            assert (await fetch(f"http://127.0.0.1:{other}/readyz"))[0] == 200
+            # Ready once every poller of the worker group runs (a moment after "worker ready").
+            await eventually(lambda: fetch(f"http://127.0.0.1:{other}/readyz"), lambda r: r[0] == 200)
         finally:
             fallback.terminate()
             assert await asyncio.to_thread(fallback.wait, 60) == 0

@@ -1,0 +1,87 @@
+"""What a worker registers to run diagnoses: the lead's wiring point.
+
+Diagnoses run on their own task queue, ``diagnosis_task_queue(task_queue)`` =
+``<task queue>.llm-diagnosis``, served by a worker built with ``build_diagnosis_worker``:
+
+- ``WORKFLOWS``: ``DiagnosisWorkflow`` and ``LlmBudgetWorkflow``;
+- ``activities()``: Pydantic AI's model-request and tool-call activities for the diagnosis agent,
+  and the two hourly-budget activities;
+- ``plugins()``: Pydantic AI's ``PydanticAIPlugin`` on that worker only. It is required: it passes
+  ``pydantic_ai``, ``pydantic``, ``httpx``, ``openai``... through the workflow sandbox, makes the
+  agent's deterministic run errors fail the workflow instead of its task, and swaps the payload
+  converter for ``PydanticAIPayloadConverter``, a subclass of the ``pydantic_data_converter``'s
+  ``PydanticPayloadConverter`` with the same JSON wire format (memoised adapters and the validation
+  context Pydantic AI's message history needs), so it interoperates with every other worker and
+  client here.
+
+The ``llm`` agent's decide hook needs a client to start diagnoses: call
+``agents.llm.runtime.use_client(client)`` when building the worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+from pydantic_ai.durable_exec.temporal import PydanticAIPlugin, TemporalDurability
+from temporalio.client import Client
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from agents.llm import runtime
+from agents.llm.contracts import diagnosis_task_queue
+from agents.llm.diagnosis import BUDGET_ACTIVITIES, diagnosis_agent
+from agents.llm.workflow import DiagnosisWorkflow, LlmBudgetWorkflow
+
+WORKFLOWS: list[type] = [DiagnosisWorkflow, LlmBudgetWorkflow]
+
+__all__ = [
+    "WORKFLOWS",
+    "activities",
+    "build_diagnosis_worker",
+    "diagnosis_task_queue",
+    "plugins",
+    "workflow_runner",
+]
+
+
+def activities() -> list[Callable[..., Any]]:
+    """The model-request and tool-call activities of the diagnosis agent, and the budget ones."""
+    bound = TemporalDurability.from_agent(diagnosis_agent)
+    assert bound is not None
+    return [*bound.temporal_activities, *BUDGET_ACTIVITIES]
+
+
+def plugins() -> list[PydanticAIPlugin]:
+    return [PydanticAIPlugin()]
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox with ``agents.llm`` passed through: the diagnosis agent (built once, at import,
+    with its activities registered) and the models registered in this process must be the host's."""
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("agents.llm")
+    )
+
+
+def build_diagnosis_worker(
+    client: Client,
+    task_queue: str,
+    identity: str | None = None,
+    graceful_shutdown: timedelta = timedelta(seconds=30),
+    **worker_options: Any,
+) -> Worker:
+    """The worker of ``<task_queue>.llm-diagnosis``; also hands ``client`` to the llm agent."""
+    runtime.use_client(client)
+    return Worker(
+        client,
+        task_queue=diagnosis_task_queue(task_queue),
+        workflows=WORKFLOWS,
+        activities=activities(),
+        plugins=plugins(),
+        workflow_runner=workflow_runner(),
+        identity=identity,
+        graceful_shutdown_timeout=graceful_shutdown,
+        **worker_options,
+    )
