@@ -124,8 +124,13 @@ RETRYABLE_RPC = frozenset(
         # "workflow not ready": a workflow task failed under the storm (new events arrived while it
         # completed) or the run is closing for continue-as-new; the next attempt reaches it.
         RPCStatusCode.FAILED_PRECONDITION,
+        # The server's limit of in-flight updates per workflow (10 by default) was reached.
+        RPCStatusCode.RESOURCE_EXHAUSTED,
     }
 )
+# Intake calls this client keeps in flight per agent: under the server's limit of 10 in-flight
+# updates per workflow, so concurrent senders queue here instead of being refused there.
+INTAKE_IN_FLIGHT_PER_AGENT = 8
 
 
 # A worker that just started may take a moment to poll; a type nobody serves is refused after this.
@@ -143,6 +148,7 @@ class AiopsClient:
         self.task_queue = task_queue
         self.pool = pool
         self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
+        self._intake_gates: dict[str, asyncio.Semaphore] = {}  # agent id -> in-flight intake calls
 
     @classmethod
     async def connect(cls, task_queue: str = DEFAULT_TASK_QUEUE, **kwargs: Any) -> AiopsClient:
@@ -270,28 +276,11 @@ class AiopsClient:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         delay = 0.05
+        gate = self._intake_gates.setdefault(agent_id, asyncio.Semaphore(INTAKE_IN_FLIGHT_PER_AGENT))
         while True:
             try:
-                if config is None:
-                    answer = await self.agent_handle(agent_id).execute_update(
-                        AgentWorkflow.intake, request, rpc_timeout=timedelta(seconds=rpc_timeout)
-                    )
-                else:
-                    start = WithStartWorkflowOperation(
-                        AgentWorkflow.run,
-                        AgentWorkflowInput(config=config),
-                        id=agent_workflow_id(agent_id),
-                        task_queue=self.task_queue,
-                        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-                        id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    )
-                    answer = await self.client.execute_update_with_start_workflow(
-                        AgentWorkflow.intake,
-                        request,
-                        start_workflow_operation=start,
-                        rpc_timeout=timedelta(seconds=rpc_timeout),
-                    )
-                return answer.answers, len(batch)
+                async with gate:
+                    return await self._intake_call(agent_id, request, config, rpc_timeout), len(batch)
             except WorkflowUpdateFailedError as err:
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == agent_contract.INTAKE_REFUSED):
@@ -314,6 +303,31 @@ class AiopsClient:
                     raise
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+    async def _intake_call(
+        self, agent_id: str, request: IntakeRequest, config: AgentConfig | None, rpc_timeout: float
+    ) -> list[EventAnswer]:
+        """One intake update (update-with-start when ``config`` is given)."""
+        if config is None:
+            answer = await self.agent_handle(agent_id).execute_update(
+                AgentWorkflow.intake, request, rpc_timeout=timedelta(seconds=rpc_timeout)
+            )
+        else:
+            start = WithStartWorkflowOperation(
+                AgentWorkflow.run,
+                AgentWorkflowInput(config=config),
+                id=agent_workflow_id(agent_id),
+                task_queue=self.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            answer = await self.client.execute_update_with_start_workflow(
+                AgentWorkflow.intake,
+                request,
+                start_workflow_operation=start,
+                rpc_timeout=timedelta(seconds=rpc_timeout),
+            )
+        return answer.answers
 
     async def require_worker_for(self, agent_type: str) -> None:
         """Raise ``AgentTypeNotServedError`` unless a worker polls this agent type's hooks queue."""

@@ -175,3 +175,18 @@ async def test_a_failing_decision_is_retried_then_an_error_for_that_event_only(
     messages = [e.message for e in status.recent_errors if e.event_id == boom.id]
     assert "will retry" in messages[0] and messages[-1] == f"RuntimeError: cannot decide {boom.id}"
     assert status.error_rate == 1 / 3
+
+
+async def test_many_concurrent_senders_to_one_agent_are_all_answered(aiops: AiopsClient, worker) -> None:
+    """The server takes at most 10 in-flight updates per workflow: the client queues its own calls
+    per agent, and retries when other clients fill the server's limit, so 60 at once all land."""
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    events = [event() for _ in range(60)]
+    others = AiopsClient(aiops.client, aiops.task_queue)  # a second sender with its own queue of calls
+    answers = await asyncio.gather(
+        *((aiops if n % 2 else others).send_event(config.id, e) for n, e in enumerate(events))
+    )
+    assert [a.outcome for a in answers] == [EventOutcome.ACCEPTED] * 60
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 60)
+    assert status.counters.events_rejected == 0
