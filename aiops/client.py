@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -149,6 +149,7 @@ class AiopsClient:
         self.pool = pool
         self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
         self._intake_gates: dict[str, asyncio.Semaphore] = {}  # agent id -> in-flight intake calls
+        self._batchers: dict[str, _Batcher] = {}  # agent id -> single sends waiting to go together
 
     @classmethod
     async def connect(cls, task_queue: str = DEFAULT_TASK_QUEUE, **kwargs: Any) -> AiopsClient:
@@ -194,8 +195,21 @@ class AiopsClient:
         require_worker: bool = True,
     ) -> EventAnswer:
         """Deliver one event and return its answer; raises ``EventsRejectedError`` if it was not
-        taken. With ``config``, the agent is started first if it is not running."""
-        [answer] = await self.send_events(agent_id, [event], config, require_worker=require_worker)
+        taken. With ``config``, the agent is started first if it is not running.
+
+        Concurrent calls for one agent are sent together: while one intake call is in flight, the
+        events that arrive meanwhile wait and go as the next batch, so a storm of single sends
+        costs a few updates, not one each (the server takes 10 in-flight updates per workflow).
+        """
+        if config is not None:
+            [answer] = await self.send_events(agent_id, [event], config, require_worker=require_worker)
+            return answer
+        batcher = self._batchers.get(agent_id)
+        if batcher is None:
+            batcher = self._batchers[agent_id] = _Batcher(lambda batch: self.submit_events(agent_id, batch))
+        answer = await batcher.add(_jsonable(event))
+        if answer.outcome == EventOutcome.REJECTED:
+            raise EventsRejectedError([answer], [answer])
         return answer
 
     async def send_events(
@@ -637,3 +651,36 @@ def _checked_agent_id(agent_id: str | None) -> str | None:
     if agent_id and not AGENT_ID_PATTERN.match(agent_id):
         raise ClientError(f"{agent_id!r} is not a valid agent id")
     return agent_id or None
+
+
+class _Batcher:
+    """Single events for one agent, sent together: one intake call in flight, the rest gather."""
+
+    def __init__(self, send: Callable[[list[Any]], Awaitable[list[EventAnswer]]]) -> None:
+        self._send = send
+        self._waiting: list[tuple[Any, asyncio.Future[EventAnswer]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def add(self, payload: Any) -> EventAnswer:
+        future: asyncio.Future[EventAnswer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((payload, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = (
+                self._waiting[:MAX_EVENTS_PER_INTAKE],
+                self._waiting[MAX_EVENTS_PER_INTAKE:],
+            )
+            try:
+                answers = await self._send([payload for payload, _ in batch])
+            except Exception as err:  # every caller of this batch learns why it was not taken
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)

@@ -190,3 +190,6 @@ async def test_many_concurrent_senders_to_one_agent_are_all_answered(aiops: Aiop
     assert [a.outcome for a in answers] == [EventOutcome.ACCEPTED] * 60
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 60)
     assert status.counters.events_rejected == 0
+    history = await aiops.agent_handle(config.id).fetch_history()
+    updates = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
+    assert len(updates) < 30, f"{len(updates)} intake updates for 60 single sends: they should go together"
