@@ -31,7 +31,8 @@ async def final(aiops: AiopsClient, action_id: str) -> ActionRecord:
 async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worker, address: str) -> None:
     config, action_id, record = await pending_action(aiops)
     assert record.decision is not None and "semi_auto runs up to low" in record.decision.reason
-    assert action_id in await aiops.pending_approvals(config.id)
+    # Visibility is eventually consistent: the inbox lists the action a moment after its status says so.
+    await eventually(lambda: aiops.pending_approvals(config.id), lambda ids: action_id in ids)
     assert "temporal workflow signal --workflow-id " + action_id in record.approve_command
 
     result = await asyncio.to_thread(
@@ -48,7 +49,7 @@ async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worke
         ActionStatus.PROPOSED, ActionStatus.PLANNING, ActionStatus.PENDING_APPROVAL, ActionStatus.APPROVED,
     ]  # fmt: skip
     assert LEDGER["executed"] == [action_id]
-    assert action_id not in await aiops.pending_approvals(config.id)
+    await eventually(lambda: aiops.pending_approvals(config.id), lambda ids: action_id not in ids)
     status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
     assert status.pending_actions == []
 
