@@ -30,18 +30,26 @@ from activities.contracts import (
     AttemptLog,
     DecideEventsInput,
     DecideEventsResult,
+    DecisionAudit,
     EscalationNotice,
     EventDecision,
     ExecutionAttempt,
     ExecutionOutcome,
     VerifyCall,
 )
+from activities.database.audit_log import AuditLog
 from agents.errors import NonRetryableActionError
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
 from aiops.runtime.agent_instances import AgentInstances
 from workflows import agent_contract
+from workflows.audit_rows import bounded_record, event_record
+from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")
+
+# A decision writes its audit rows within this; slower (a database in trouble) and the
+# workflow's outbox writes them instead, retrying until they land.
+AUDIT_WRITE_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -103,8 +111,11 @@ class AgentActivities:
         client: Client | None = None,
         identity: str = "",
         agent_types: Iterable[str] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.instances = instances or AgentInstances()
+        # The audit log decisions write their rows to (None: no database; see decide_events).
+        self.audit = audit
         self.client = client
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         # The types this worker serves: every registered one unless narrowed (a worker pool).
@@ -122,6 +133,7 @@ class AgentActivities:
             agent_class=f"{type(agent).__module__}.{type(agent).__qualname__}",
             subscribed_event_types=agent.get_subscribed_event_types(),
             has_detector=agent.has_detector(),
+            audit_log=self.audit is not None,
         )
 
     @activity.defn
@@ -143,7 +155,37 @@ class AgentActivities:
                 decisions.append(EventDecision(event_id=event.id, action=action))
             except Exception as err:  # the agent's bug is this event's error, not the batch's
                 decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
-        return DecideEventsResult(decisions=decisions)
+        result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
+        if request.audit is not None and self.audit is not None:
+            result.audited = await self._write_audit(request, request.audit, decisions, self.audit)
+        return result
+
+    async def _write_audit(
+        self, request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
+    ) -> bool:
+        """Write the rows queued before this batch, then the batch's own, as the workflow would
+        (same keys: a retried decision rewrites nothing). True when they landed."""
+        config, now = request.config, datetime.now(UTC)
+        rows = list(audit.records)  # bounded by the outbox already
+        for event in audit.filtered:
+            rows.append(
+                bounded_record(event_record(
+                    config.id, audit.run_id, event, EventDecision(event_id=event.id),
+                    audit.attempts.get(event.id, 0), config.version, now, filtered=True,
+                ))
+            )  # fmt: skip
+        by_id = {e.id: e for e in request.events}
+        for decision in decisions:
+            event = by_id[decision.event_id]
+            attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
+            row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
+            rows.append(bounded_record(row))
+        try:
+            await asyncio.wait_for(to.append(rows), AUDIT_WRITE_SECONDS)
+        except Exception as err:  # the outbox writes them, retrying until they land
+            log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
+            return False
+        return True
 
     @activity.defn
     async def stop_agent(self, config: AgentConfig) -> bool:

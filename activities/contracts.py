@@ -47,6 +47,7 @@ class AgentInitialized(_Contract):
     agent_class: str
     subscribed_event_types: list[EventType]
     has_detector: bool = False  # the type fills _detect_specific: the agent gets a detector schedule
+    audit_log: bool = True  # this worker has an audit log (a database) to write rows to
 
 
 class DetectorSchedule(_Contract):
@@ -71,9 +72,23 @@ class DetectionReport(_Contract):
     delivered_ids: list[str] = Field(default_factory=list)
 
 
+class DecisionAudit(_Contract):
+    """What a decision needs to write its batch's audit rows itself, in the same activity.
+
+    The rows are built by ``workflows.audit_rows`` exactly as the workflow would build them
+    (same keys), so a row written here and again by the workflow lands once.
+    """
+
+    run_id: str
+    attempts: dict[str, int] = Field(default_factory=dict)  # failed attempts so far, by event id
+    filtered: list[SystemEvent] = Field(default_factory=list)  # taken off the queue unsubscribed
+    records: list[AuditRecord] = Field(default_factory=list)  # rows queued before: written first
+
+
 class DecideEventsInput(_Contract):
     config: AgentConfig
     events: list[SystemEvent]
+    audit: DecisionAudit | None = None  # None: the workflow writes the rows (by activity)
 
 
 class EventDecision(_Contract):
@@ -87,6 +102,8 @@ class DecideEventsResult(_Contract):
     decisions: list[EventDecision] = Field(default_factory=list)
     # The local decision ran on a worker without the agent's type: decide on the type's queue.
     unserved: bool = False
+    audit_log: bool = True  # this worker has an audit log (a database)
+    audited: bool = False  # the rows of ``DecisionAudit`` (and this batch's) are written
 
 
 class ActionCall(_Contract):

@@ -217,3 +217,71 @@ async def test_huge_event_fields_are_cut_so_every_row_lands(aiops: AiopsClient, 
     source = next(r for r in rows if r.step == "event_received").detail["source"]
     assert source.endswith("... (9000 chars)") and len(source) < 2100
     assert (await aiops.verify_audit(config.id))[0].ok
+
+
+async def quiet_history(client, workflow_id: str) -> list[str]:
+    """The workflow's history once it stops growing (its last task is done)."""
+    from temporalio.api.enums.v1 import EventType
+
+    handle = client.get_workflow_handle(workflow_id)
+    last: list[str] = []
+    while True:
+        now = [EventType.Name(e.event_type) async for e in handle.fetch_history_events()]
+        if now == last:
+            return now
+        last = now
+        await asyncio.sleep(0.3)
+
+
+async def test_a_decision_writes_its_own_audit_rows_so_an_event_costs_no_audit_activity(
+    aiops: AiopsClient, client, worker
+) -> None:
+    config = agent_config("recorder")
+    await aiops.send_events(config.id, [event()], config=config)
+    await eventually(
+        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda rs: sum(r.step == "event_received" for r in rs) == 1,
+    )
+    workflow_id = f"agent-{config.id}"
+    seen = len(await quiet_history(client, workflow_id))
+
+    decided, filtered = event("alert"), event("health_check")  # the recorder does not take health checks
+    await aiops.send_events(config.id, [decided, filtered])
+    rows = await eventually(
+        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda rs: sum(r.step == "event_received" for r in rs) == 3,
+    )
+    by_event = {r.detail.get("event_id"): r for r in rows if r.step == "event_received"}
+    assert by_event[decided.id].detail["decision_error"] is None
+    assert "does not subscribe" in by_event[filtered.id].detail["filtered"]
+    later = (await quiet_history(client, workflow_id))[seen:]
+    assert "EVENT_TYPE_MARKER_RECORDED" in later  # decided by a local activity ...
+    assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in later, later  # ... which wrote the rows too
+    assert (await aiops.verify_audit(config.id))[0].ok
+
+
+async def test_without_a_database_an_event_costs_six_history_events_and_no_activity(client) -> None:
+    from activities.agent_activities import AgentActivities
+    from aiops.runtime.worker_build import build_worker
+
+    task_queue = f"tq-{uuid.uuid4()}"
+    aiops = AiopsClient(client, task_queue)
+    config = agent_config("recorder")
+    workflow_id = f"agent-{config.id}"
+    async with build_worker(client, task_queue, AgentActivities(client=client)):
+        await aiops.send_events(config.id, [event()], config=config)
+        await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+        start = await quiet_history(client, workflow_id)
+        # Registering the config and initializing; no audit activity, with nowhere to write.
+        assert start.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 2, start
+
+        await aiops.send_events(config.id, [event()])
+        await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+        assert (await quiet_history(client, workflow_id))[len(start) :] == [
+            "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED",
+            "EVENT_TYPE_WORKFLOW_TASK_STARTED",
+            "EVENT_TYPE_WORKFLOW_TASK_COMPLETED",
+            "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED",
+            "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED",
+            "EVENT_TYPE_MARKER_RECORDED",
+        ]

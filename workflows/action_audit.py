@@ -24,6 +24,9 @@ class ActionAudit:
         self._action = record
         self._outbox = AuditOutbox()  # in the workflow's first activation: see AuditOutbox
 
+    def sink_available(self, available: bool) -> None:
+        self._outbox.sink_available(available)
+
     def record(self, step: AuditStep, name: str, actor: str = "", **detail: Any) -> None:
         action = self._action().action
         self._outbox.add(

@@ -119,6 +119,9 @@ class ActionInput(BaseModel):
     decision: PolicyDecision
     held: bool = False
     hold_epoch: int = 0
+    # The agent's workers have an audit log (a database); without one the action schedules no
+    # audit activity, as its rows would go nowhere.
+    audit_log: bool = True
 
 
 # ----- messages ----------------------------------------------------------------------

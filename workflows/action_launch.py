@@ -62,6 +62,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
                 decision=verdict,
                 held=s.state == AgentState.PAUSED,
                 hold_epoch=s.hold_epoch,
+                audit_log=s.audit_log,
             ),
             id=action_id,
             task_queue=workflow.info().task_queue,

@@ -102,6 +102,7 @@ class ActionWorkflow:
         self._rejected = False
         self._aborted: str | None = None
         self._audit = ActionAudit(lambda: self._record)
+        self._audit.sink_available(input.audit_log)
         # Asked in the first activation, like every patch here (see AuditOutbox).
         self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
         self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)

@@ -16,9 +16,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import AuditRecord, AuditStep, EventDecision
     from agents.models import SystemEvent
-    from workflows.action_contract import action_workflow_id
     from workflows.agent_contract import AgentRunState
     from workflows.audit_outbox import AuditOutbox
+    from workflows.audit_rows import event_record
 
 AUDITED_REJECTIONS_PER_RUN = 100
 
@@ -42,30 +42,28 @@ class AgentAudit:
             )
         )
 
+    def event_row(
+        self, event: SystemEvent, decision: EventDecision, filtered: bool = False, incident: str | None = None
+    ) -> AuditRecord:
+        """The row for one event's decision (built the same way by a decision that writes its own)."""
+        s = self._state()
+        return event_record(
+            s.config.id,
+            workflow.info().run_id,
+            event,
+            decision,
+            # One row per decision attempt: a retried decision must not hide the final outcome.
+            s.decide_attempts.get(event.id, 0),
+            s.config.version,
+            workflow.now(),
+            filtered=filtered,
+            incident=incident,
+        )
+
     def event(
         self, event: SystemEvent, decision: EventDecision, filtered: bool = False, incident: str | None = None
     ) -> None:
-        s = self._state()
-        extra: dict[str, Any] = (
-            {"filtered": "the agent does not subscribe to this event type"} if filtered else {}
-        )
-        if incident is not None:
-            extra["incident"] = incident  # grouped: decided with its incident, not alone
-        self.record(
-            AuditStep.EVENT_RECEIVED,
-            # One row per decision attempt: a retried decision must not hide the final outcome.
-            f"event:{event.id}:{s.decide_attempts.get(event.id, 0)}:{int(decision.error is None)}",
-            **extra,
-            event_id=event.id,
-            type=event.type.value,
-            source=event.source,
-            severity=event.severity.value,
-            correlation_id=event.correlation_id,
-            timestamp=event.timestamp.isoformat(),
-            proposed_action=action_workflow_id(s.config.id, event.id) if decision.action else None,
-            decision_error=decision.error,
-            config_version=s.config.version,
-        )
+        self._outbox.add(self.event_row(event, decision, filtered, incident))
 
     def rejection(self, reason: str, signal_number: int) -> None:
         if self._rejections >= AUDITED_REJECTIONS_PER_RUN:
@@ -84,6 +82,18 @@ class AgentAudit:
     def config(self, step: AuditStep, author: str, version: int | None, **detail: Any) -> None:
         n = workflow.info().get_current_history_length()
         self.record(step, f"{step.value}:{version}:{n}", actor=author, version=version, **detail)
+
+    def add(self, row: AuditRecord) -> None:
+        self._outbox.add(row)
+
+    def sink_available(self, available: bool) -> None:
+        self._outbox.sink_available(available)
+
+    def lend(self) -> list[AuditRecord] | None:
+        return self._outbox.lend()
+
+    def returned(self, unwritten: list[AuditRecord]) -> None:
+        self._outbox.returned(unwritten)
 
     def is_drained(self) -> bool:
         return self._outbox.is_drained()

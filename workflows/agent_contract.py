@@ -274,6 +274,9 @@ class AgentRunState(BaseModel):
     has_detector: bool = False  # the agent type fills _detect_specific
     incidents: dict[str, Incident] = Field(default_factory=dict)  # open incidents by correlation key
     incidents_opened: int = 0
+    # The workers that ran this agent's hooks have an audit log (a database); without one no
+    # audit activity is scheduled, as its rows would go nowhere.
+    audit_log: bool = True
 
 
 class AgentWorkflowInput(BaseModel):

@@ -30,9 +30,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.config_activities import ConfigActivities
     from activities.contracts import (
         NON_RETRYABLE_AGENT_ERRORS,
+        AuditRecord,
         ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
+        DecisionAudit,
         DetectorSchedule,
         EventDecision,
     )
@@ -126,6 +128,7 @@ class AgentWorkflow:
         self._hooks_queues = False  # likewise
         self._detector_stale = False  # the config changed: bring the detector schedule in line
         self._audit = AgentAudit(lambda: self._state)
+        self._audit.sink_available(self._state.audit_log)  # as the last run learned it
         self._config = ConfigChanger(
             lambda: self._state,
             self._audit,
@@ -215,6 +218,7 @@ class AgentWorkflow:
             ) from err
         s.subscribed_event_types = info.subscribed_event_types
         s.has_detector = info.has_detector
+        self._audit_log_is(info.audit_log)
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
         self._record_lifecycle("started", actor=self._started_by, config_version=s.config.version)
 
@@ -269,18 +273,27 @@ class AgentWorkflow:
     async def _decide_batch(self) -> None:
         batch, filtered = self._intake.next_batch()
         result = DecideEventsResult()
+        # The decision writes the batch's audit rows itself (and any queued before them) when
+        # nothing else is being written: then an event costs no audit activity.
+        lent = self._audit.lend() if batch else None
         if batch:
             try:
-                result = await self._decide(batch)
+                result = await self._decide(batch, filtered, lent)
             except ActivityError as err:
+                if lent is not None:
+                    self._audit.returned(lent)
                 await self._batch_failed(batch, cause_message(err))
                 return
+            self._audit_log_is(result.audit_log)
         settled = self._intake.settle(batch, filtered, result.decisions)
         self._count("filtered", len(settled.filtered))
-        for event in settled.filtered:
-            self._audit.event(event, EventDecision(event_id=event.id), filtered=True)
-        for event, decision in settled.audited:
-            self._audit.event(event, decision)
+        rows = [self._audit.event_row(e, EventDecision(event_id=e.id), True) for e in settled.filtered]
+        rows += [self._audit.event_row(e, d) for e, d in settled.audited]
+        if lent is not None:
+            self._audit.returned([] if result.audited else [*lent, *rows])
+        else:
+            for row in rows:
+                self._audit.add(row)
         for message, event_id in settled.notes:
             self._note_error(message, event_id)
         self._count("processed", settled.processed)
@@ -288,6 +301,11 @@ class AgentWorkflow:
             await asyncio.gather(*(self._start_action(e, d) for e, d in settled.proposals))
         if settled.retry_after_seconds is not None:
             await workflow.sleep(timedelta(seconds=settled.retry_after_seconds))
+
+    def _audit_log_is(self, available: bool) -> None:
+        """What the worker said of its audit log: without one, rows are not queued at all."""
+        self._state.audit_log = available
+        self._audit.sink_available(available)
 
     async def _batch_failed(self, batch: list[SystemEvent], reason: str) -> None:
         failure = self._intake.batch_failed(batch, reason)
@@ -300,10 +318,20 @@ class AgentWorkflow:
             return
         await workflow.sleep(timedelta(seconds=failure.retry_after_seconds))
 
-    async def _decide(self, batch: list[SystemEvent]) -> DecideEventsResult:
+    async def _decide(
+        self, batch: list[SystemEvent], filtered: list[SystemEvent], lent: list[AuditRecord] | None
+    ) -> DecideEventsResult:
         """One activity call decides the whole batch (local by default: fast, few history events)."""
-        runtime = self._state.config.runtime
-        request = DecideEventsInput(config=self._state.config, events=batch)
+        s = self._state
+        runtime = s.config.runtime
+        audit = None
+        if lent is not None:
+            tried = s.decide_attempts
+            attempts = {e.id: tried[e.id] for e in [*batch, *filtered] if e.id in tried}
+            audit = DecisionAudit(
+                run_id=workflow.info().run_id, attempts=attempts, filtered=filtered, records=lent
+            )
+        request = DecideEventsInput(config=s.config, events=batch, audit=audit)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions:
             decided = await workflow.execute_local_activity_method(

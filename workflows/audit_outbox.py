@@ -6,13 +6,17 @@ one per row. The activity retries without limit: during a PostgreSQL outage
 the workflow carries on and the rows land when the database returns, once
 each (the activity is idempotent by key). A workflow waits for ``drained``
 before it continues as new or completes, so no queued row is ever dropped.
+
+Two ways cost no activity at all. A decision activity may take the queued rows
+along (``lend``) and write them, before its own, when nothing else is being
+written; and once a worker says it has no audit log (no database), rows are not
+queued, as there is nowhere to write them.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -20,6 +24,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.audit_activities import AuditActivities
     from activities.contracts import AuditBatch, AuditRecord
+    from workflows.audit_rows import bounded_record
 
 # Steps recorded before this patch was deployed had no audit rows; replaying their
 # histories must not schedule activities they never had.
@@ -32,19 +37,8 @@ AUDIT_RETRY = RetryPolicy(
 MAX_RECORDS_PER_CALL = 500
 # Well under the server's 2 MB payload limit, whatever the records hold.
 MAX_BYTES_PER_CALL = 512 * 1024
-# A single text in a row (an event source, a comment, an error) is cut to this many characters.
-MAX_TEXT = 2000
-
-
-def bounded(value: Any) -> Any:
-    """``value`` with every string cut to ``MAX_TEXT`` characters, so no row can be huge."""
-    if isinstance(value, str):
-        return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + f"... ({len(value)} chars)"
-    if isinstance(value, dict):
-        return {k: bounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [bounded(v) for v in value]
-    return value
+# At most this many queued rows ride along with a decision (see ``lend``); more go by activity.
+MAX_RECORDS_LENT = 100
 
 
 class AuditOutbox:
@@ -53,18 +47,43 @@ class AuditOutbox:
         # right after a local activity) did not replay reliably.
         self._enabled = workflow.patched(AUDIT_PATCH)
         self._queue: list[AuditRecord] = []
-        self._in_flight = False
+        self._in_flight = False  # a record_audit activity, or a decision holding lent rows
+        # False once a worker said it has no audit log (no database): rows then go nowhere, and
+        # no activity is scheduled just to log them (see ``sink_available``).
+        self._sink = True
 
     def add(self, record: AuditRecord) -> None:
-        if not self._enabled:
+        if not self._enabled or not self._sink:
             return
-        record = record.model_copy(
-            update={"detail": bounded(record.detail), "actor": bounded(record.actor), "key": record.key[:500]}
-        )
-        self._queue.append(record)
-        if not self._in_flight:
+        self._queue.append(bounded_record(record))
+        self._start()
+
+    def _start(self) -> None:
+        if not self._in_flight and self._queue:
             self._in_flight = True
             asyncio.create_task(self._flush(), name="audit-outbox")  # noqa: RUF006 - tracked by _in_flight
+
+    def sink_available(self, available: bool) -> None:
+        """What the last worker said: whether it has an audit log to write to."""
+        self._sink = available
+        if not available:
+            self._queue.clear()
+
+    def lend(self) -> list[AuditRecord] | None:
+        """The queued rows, for a decision activity that writes them itself (and its own rows
+        after them, so the log keeps its order); None when a write is in flight or the queue is
+        long (those go by activity). Until ``returned``, nothing else is written."""
+        if not self._enabled or not self._sink or self._in_flight or len(self._queue) > MAX_RECORDS_LENT:
+            return None
+        lent, self._queue = self._queue, []
+        self._in_flight = True
+        return lent
+
+    def returned(self, unwritten: list[AuditRecord]) -> None:
+        """The lent rows are back: ``unwritten`` (all of them if the write failed) go first."""
+        self._queue = [*map(bounded_record, unwritten), *self._queue] if self._sink else []
+        self._in_flight = False
+        self._start()
 
     async def _flush(self) -> None:
         while self._queue:

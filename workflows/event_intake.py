@@ -63,6 +63,14 @@ def parse_event(payload: Any, now: datetime) -> SystemEvent:
         raise EventRejected(describe_validation_error(err)) from None
 
 
+def attempts_after(previous: int, decision: EventDecision) -> int:
+    """An event's failed decision attempts once ``decision`` is settled: counted up while a
+    transient error will be retried, 0 once the event is done with (decided or given up on)."""
+    if decision.error is not None and decision.retryable and previous + 1 < MAX_DECIDE_ATTEMPTS:
+        return previous + 1
+    return 0
+
+
 def event_size(event: SystemEvent) -> int:
     return len(event.model_dump_json())
 
@@ -204,8 +212,8 @@ class EventIntake:
                 continue
             out.audited.append((event, decision))
             if decision.error is not None:
-                attempts = s.decide_attempts.get(event.id, 0) + 1
-                if decision.retryable and attempts < MAX_DECIDE_ATTEMPTS:
+                attempts = attempts_after(s.decide_attempts.get(event.id, 0), decision)
+                if attempts:
                     s.decide_attempts[event.id] = attempts
                     retry.append(event)
                     out.notes.append((f"{decision.error} (attempt {attempts}; will retry)", event.id))

@@ -93,6 +93,8 @@ def build_worker(
     activities = activities or AgentActivities(client=client, identity=identity or "")
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
     audit = AuditActivities(AuditLog(pool) if pool else None)
+    if activities.audit is None:
+        activities.audit = audit.audit  # decisions write their audit rows themselves
     health = HealthActivities(client, activities.instances, pool)
     detectors = DetectorActivities(client)
     common: dict[str, Any] = {

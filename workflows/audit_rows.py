@@ -1,0 +1,84 @@
+"""How an audit row is built: bounded in size, keyed so a retried write lands once.
+
+Pure (no Temporal calls; the run id and the time are passed in), because two
+places build the same rows: the agent workflow's outbox, and the decision
+activity that writes a batch's rows itself (see ``AgentActivities.decide_events``)
+so that an event costs no separate audit activity. Both must produce the same
+key for the same step, or a row would land twice.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from activities.contracts import AuditRecord, AuditStep, EventDecision
+from agents.models import SystemEvent
+from workflows.action_contract import action_workflow_id
+
+# A single text in a row (an event source, a comment, an error) is cut to this many characters.
+MAX_TEXT = 2000
+MAX_KEY = 500
+
+
+def bounded(value: Any) -> Any:
+    """``value`` with every string cut to at most ``MAX_TEXT`` characters, so no row can be huge
+    (idempotent: a cut text fits, and is not cut again)."""
+    if isinstance(value, str):
+        if len(value) <= MAX_TEXT:
+            return value
+        suffix = f"... ({len(value)} chars)"
+        return value[: MAX_TEXT - len(suffix)] + suffix
+    if isinstance(value, dict):
+        return {k: bounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [bounded(v) for v in value]
+    return value
+
+
+def bounded_record(record: AuditRecord) -> AuditRecord:
+    return record.model_copy(
+        update={"detail": bounded(record.detail), "actor": bounded(record.actor), "key": record.key[:MAX_KEY]}
+    )
+
+
+def event_record(
+    agent_id: str,
+    run_id: str,
+    event: SystemEvent,
+    decision: EventDecision,
+    attempts: int,
+    config_version: int | None,
+    at: datetime,
+    filtered: bool = False,
+    incident: str | None = None,
+) -> AuditRecord:
+    """The row for one event's decision (or its filtering, or its joining an incident).
+
+    ``attempts`` is the event's failed decision attempts after this one was settled: one row
+    per attempt, so a retried decision does not hide the final outcome. Not yet bounded:
+    whoever writes it applies ``bounded_record``.
+    """
+    extra: dict[str, Any] = {}
+    if filtered:
+        extra["filtered"] = "the agent does not subscribe to this event type"
+    if incident is not None:
+        extra["incident"] = incident  # grouped: decided with its incident, not alone
+    return AuditRecord(
+        agent_id=agent_id,
+        step=AuditStep.EVENT_RECEIVED,
+        key=f"{agent_id}/{run_id}:event:{event.id}:{attempts}:{int(decision.error is None)}",
+        occurred_at=at,
+        detail={
+            **extra,
+            "event_id": event.id,
+            "type": event.type.value,
+            "source": event.source,
+            "severity": event.severity.value,
+            "correlation_id": event.correlation_id,
+            "timestamp": event.timestamp.isoformat(),
+            "proposed_action": action_workflow_id(agent_id, event.id) if decision.action else None,
+            "decision_error": decision.error,
+            "config_version": config_version,
+        },
+    )
