@@ -91,7 +91,14 @@ async def run(args: argparse.Namespace) -> int:
             return 2
         deployment = versioned_deployment(args.deployment_name, args.build_id)
         log.info("worker versioning: deployment %s, build %s", args.deployment_name, args.build_id)
-    worker = build_worker(client, args.task_queue, identity=identity, pool=pool, deployment=deployment)
+    worker = build_worker(
+        client,
+        args.task_queue,
+        identity=identity,
+        pool=pool,
+        deployment=deployment,
+        max_cached_workflows=args.max_cached_workflows,
+    )
     listener = ConfigListener(url, client) if url else None
     if listener is not None:
         listener.start()
@@ -184,6 +191,20 @@ async def _drain_metrics(drain: Callable[[], None], every: float = 10.0) -> None
         drain()
 
 
+# Sized for thousands of agents and their pending actions (the SDK's default is 1,000).
+DEFAULT_CACHED_WORKFLOWS = 10_000
+
+
+def _cache_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{value} is out of range: give 1 to 1000000 workflows")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run an AIOps agent worker.")
     parser.add_argument(
@@ -259,6 +280,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--health-thresholds",
         default=os.environ.get("AIOPS_HEALTH_THRESHOLDS"),
         help="health thresholds as JSON or a JSON file (see agents/health.py HealthThresholds)",
+    )
+    parser.add_argument(
+        "--max-cached-workflows",
+        type=_cache_size,
+        default=os.environ.get("AIOPS_MAX_CACHED_WORKFLOWS", str(DEFAULT_CACHED_WORKFLOWS)),
+        help="workflows kept in memory (env AIOPS_MAX_CACHED_WORKFLOWS; default %(default)s): every "
+        "running agent and pending action this worker serves should fit, or each event, query and "
+        "health check replays a history; an idle agent costs a few hundred KB",
     )
     parser.add_argument("--log-level", default=os.environ.get(LEVEL_ENV, "INFO"), help=f"env {LEVEL_ENV}")
     parser.add_argument(

@@ -1,0 +1,23 @@
+"""The worker's command line: cache size is a flag, checked before anything starts."""
+
+from __future__ import annotations
+
+import pytest
+
+from aiops.runtime.worker_process import DEFAULT_CACHED_WORKFLOWS, parse_args
+
+
+def test_the_workflow_cache_is_sized_for_thousands_of_agents_by_default(monkeypatch) -> None:
+    monkeypatch.delenv("AIOPS_MAX_CACHED_WORKFLOWS", raising=False)
+    assert parse_args([]).max_cached_workflows == DEFAULT_CACHED_WORKFLOWS >= 10_000
+    assert parse_args(["--max-cached-workflows", "25000"]).max_cached_workflows == 25_000
+    monkeypatch.setenv("AIOPS_MAX_CACHED_WORKFLOWS", "3000")
+    assert parse_args([]).max_cached_workflows == 3000
+
+
+@pytest.mark.parametrize(("value", "says"), [("0", "out of range"), ("lots", "not a whole number")])
+def test_a_bad_cache_size_is_refused_saying_why(value: str, says: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--max-cached-workflows", value])
+    assert exit_.value.code == 2
+    assert says in capsys.readouterr().err
