@@ -47,8 +47,8 @@ from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")
 
-# A decision writes its audit rows within this; slower (a database in trouble) and the
-# workflow's outbox writes them instead, retrying until they land.
+# A decision writes its audit rows within this (and within a quarter of its own timeout); slower
+# (a database in trouble) and the workflow's outbox writes them instead, retrying until they land.
 AUDIT_WRITE_SECONDS = 5.0
 
 T = TypeVar("T")
@@ -180,8 +180,10 @@ class AgentActivities:
             attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
             row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
             rows.append(bounded_record(row))
+        budget = activity.info().start_to_close_timeout
+        within = min(AUDIT_WRITE_SECONDS, budget.total_seconds() / 4) if budget else AUDIT_WRITE_SECONDS
         try:
-            await asyncio.wait_for(to.append(rows), AUDIT_WRITE_SECONDS)
+            await asyncio.wait_for(to.append(rows), within)
         except Exception as err:  # the outbox writes them, retrying until they land
             log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
             return False
