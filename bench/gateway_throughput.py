@@ -24,9 +24,11 @@ For one agent and for ``--agents`` agents:
 ratio = gateway / raw (the target in issue 13: the gateway adds < 10%, so >= 0.9 for rates and
 <= 1.1 for latencies).
 
-Keep ``--alerts`` for one agent within its queue (``runtime.max_queue`` and 1 MB of events; an
-alert event is ~700 bytes, so ~1,400 alerts): past it the agent drops events that Temporal
-accepted, on both paths alike, and the run stops saying so.
+Throughput runs ``--repeat`` times per scenario (raw and gateway alternating); each run is
+printed, and the run with the median delivered ratio is the figure.
+
+An agent refuses what its queue cannot hold (``runtime.max_queue``, 1 MB of events) and both
+paths send again later, so large ``--alerts`` to one agent measure that backpressure too.
 """
 
 from __future__ import annotations
@@ -221,6 +223,7 @@ async def throughput(
     """accepted/s and delivered/s, gateway and raw, on the same agents."""
     rates: dict[str, tuple[float, float]] = {}
     for path in ("raw", "gateway"):
+        await asyncio.sleep(1)  # let the previous run's tasks settle
         bodies = requests_for(agents, args.alerts, args.per_request)
         before = {a: (await aiops.status(a)).counters.events_processed for a in agents}
         baseline = read_count(COUNTER[0])
@@ -241,14 +244,7 @@ async def throughput(
 
             await bounded([lambda b=b: send(b) for b in batches], args.in_flight)
         accepted = time.monotonic() - started
-        try:
-            await wait_decided(baseline, args.alerts, within=120)
-        except TimeoutError:
-            rejected = sum([(await aiops.status(a)).counters.events_rejected for a in agents])
-            raise SystemExit(
-                f"{path}: the agents rejected {rejected} events after Temporal accepted them (queue full: "
-                "the signal path cannot say no; issue 11); lower --alerts or --in-flight"
-            ) from None
+        await wait_decided(baseline, args.alerts, within=120)
         delivered = time.monotonic() - started
         after = {a: (await aiops.status(a)).counters.events_processed for a in agents}
         recorded = sum(after[a] - before[a] for a in agents)
@@ -305,10 +301,15 @@ async def scenario(aiops: AiopsClient, stack, http: httpx.AsyncClient, count: in
         warm = raw_batches(payload([(a, -2) for a in agents]))
         await asyncio.gather(*(aiops.send_events(a, events) for a, events in warm.items()))
         await wait_decided(baseline, 2 * count)
-        rates = await throughput(aiops, http, gateway, agents, args)
+        runs = [await throughput(aiops, http, gateway, agents, args) for _ in range(args.repeat)]
         lat = await latency(aiops, http, gateway, agents, args.latency_samples)
     finally:
         gateway.stop()
+    for run in runs:
+        (_, raw_del), (_, gw_del) = run["raw"], run["gateway"]
+        ratio = gw_del / raw_del
+        print(f"    run: delivered gateway {gw_del:8.1f}/s   raw {raw_del:8.1f}/s   ratio {ratio:5.2f}")
+    rates = sorted(runs, key=lambda r: r["gateway"][1] / r["raw"][1])[len(runs) // 2]
     (raw_acc, raw_del), (gw_acc, gw_del) = rates["raw"], rates["gateway"]
     for name, gw, raw in (("accepted ", gw_acc, raw_acc), ("delivered", gw_del, raw_del)):
         print(f"  {name}  gateway {gw:8.1f} alerts/s   raw {raw:8.1f} events/s   ratio {gw / raw:5.2f}")
@@ -329,6 +330,7 @@ async def main() -> None:
     parser.add_argument("--agents", type=int, default=100)
     parser.add_argument("--latency-samples", type=int, default=100)
     parser.add_argument("--in-memory", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs per scenario (median)")
     args = parser.parse_args()
     handle, COUNTER[0] = tempfile.mkstemp(prefix="aiops-bench-decided-")
     os.close(handle)
