@@ -210,7 +210,12 @@ async def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=None, help="override the agents' runtime.batch_size"
     )
+    parser.add_argument(
+        "--max-events-per-run", type=int, default=None, help="override runtime.max_events_per_run"
+    )
     args = parser.parse_args()
+    if args.max_events_per_run:
+        RUNTIME["max_events_per_run"] = args.max_events_per_run
     if args.batch_size:
         RUNTIME["batch_size"] = args.batch_size
     global COUNTER_FILE
