@@ -47,8 +47,9 @@ from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")
 
-# A decision writes its audit rows within this (and within a quarter of its own timeout); slower
-# (a database in trouble) and the workflow's outbox writes them instead, retrying until they land.
+# A decision writes its audit rows within this (and within half the time its timeout leaves);
+# slower (a database in trouble) and the workflow's outbox writes them instead, retrying until
+# they land.
 AUDIT_WRITE_SECONDS = 5.0
 
 T = TypeVar("T")
@@ -89,6 +90,16 @@ async def _with_heartbeats(awaitable: Awaitable[T], *details: Any) -> T:
         beater.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beater
+
+
+def _time_left(at_most: float) -> float:
+    """Seconds this activity may still spend (half of what its timeout leaves), at most ``at_most``."""
+    info = activity.info()
+    timeout = info.start_to_close_timeout
+    if not timeout:
+        return at_most
+    left = (info.started_time + timeout - datetime.now(UTC)).total_seconds()
+    return max(0.0, min(at_most, left / 2))
 
 
 def keyed(action: AgentAction) -> AgentAction:
@@ -163,10 +174,10 @@ class AgentActivities:
     async def _write_audit(
         self, request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
     ) -> bool:
-        """Write the rows queued before this batch, then the batch's own, as the workflow would
-        (same keys: a retried decision rewrites nothing). True when they landed."""
+        """Write the batch's rows as the workflow would (same keys: a retried decision rewrites
+        nothing). True when they landed."""
         config, now = request.config, datetime.now(UTC)
-        rows = list(audit.records)  # bounded by the outbox already
+        rows = []
         for event in audit.filtered:
             rows.append(
                 bounded_record(event_record(
@@ -180,8 +191,9 @@ class AgentActivities:
             attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
             row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
             rows.append(bounded_record(row))
-        budget = activity.info().start_to_close_timeout
-        within = min(AUDIT_WRITE_SECONDS, budget.total_seconds() / 4) if budget else AUDIT_WRITE_SECONDS
+        within = _time_left(AUDIT_WRITE_SECONDS)
+        if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
+            return False
         try:
             await asyncio.wait_for(to.append(rows), within)
         except Exception as err:  # the outbox writes them, retrying until they land

@@ -82,7 +82,6 @@ class DecisionAudit(_Contract):
     run_id: str
     attempts: dict[str, int] = Field(default_factory=dict)  # failed attempts so far, by event id
     filtered: list[SystemEvent] = Field(default_factory=list)  # taken off the queue unsubscribed
-    records: list[AuditRecord] = Field(default_factory=list)  # rows queued before: written first
 
 
 class DecideEventsInput(_Contract):
@@ -103,7 +102,7 @@ class DecideEventsResult(_Contract):
     # The local decision ran on a worker without the agent's type: decide on the type's queue.
     unserved: bool = False
     audit_log: bool = True  # this worker has an audit log (a database)
-    audited: bool = False  # the rows of ``DecisionAudit`` (and this batch's) are written
+    audited: bool = False  # the batch's audit rows are written (see ``DecisionAudit``)
 
 
 class ActionCall(_Contract):

@@ -89,11 +89,9 @@ class AgentAudit:
     def sink_available(self, available: bool) -> None:
         self._outbox.sink_available(available)
 
-    def lend(self) -> list[AuditRecord] | None:
-        return self._outbox.lend()
-
-    def returned(self, unwritten: list[AuditRecord]) -> None:
-        self._outbox.returned(unwritten)
+    @property
+    def has_sink(self) -> bool:
+        return self._outbox.has_sink
 
     def is_drained(self) -> bool:
         return self._outbox.is_drained()

@@ -30,7 +30,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.config_activities import ConfigActivities
     from activities.contracts import (
         NON_RETRYABLE_AGENT_ERRORS,
-        AuditRecord,
         ConfigProposal,
         DecideEventsInput,
         DecideEventsResult,
@@ -273,27 +272,21 @@ class AgentWorkflow:
     async def _decide_batch(self) -> None:
         batch, filtered = self._intake.next_batch()
         result = DecideEventsResult()
-        # The decision writes the batch's audit rows itself (and any queued before them) when
-        # nothing else is being written: then an event costs no audit activity.
-        lent = self._audit.lend() if batch else None
+        # The decision writes the batch's audit rows itself: then an event costs no audit activity.
         if batch:
             try:
-                result = await self._decide(batch, filtered, lent)
+                result = await self._decide(batch, filtered)
             except ActivityError as err:
-                if lent is not None:
-                    self._audit.returned(lent)
                 await self._batch_failed(batch, cause_message(err))
                 return
             self._audit_log_is(result.audit_log)
         settled = self._intake.settle(batch, filtered, result.decisions)
         self._count("filtered", len(settled.filtered))
-        rows = [self._audit.event_row(e, EventDecision(event_id=e.id), True) for e in settled.filtered]
-        rows += [self._audit.event_row(e, d) for e, d in settled.audited]
-        if lent is not None:
-            self._audit.returned([] if result.audited else [*lent, *rows])
-        else:
-            for row in rows:
-                self._audit.add(row)
+        if not result.audited:  # no decision ran, or its write failed: the outbox writes them
+            for event in settled.filtered:
+                self._audit.event(event, EventDecision(event_id=event.id), filtered=True)
+            for event, decision in settled.audited:
+                self._audit.event(event, decision)
         for message, event_id in settled.notes:
             self._note_error(message, event_id)
         self._count("processed", settled.processed)
@@ -318,19 +311,15 @@ class AgentWorkflow:
             return
         await workflow.sleep(timedelta(seconds=failure.retry_after_seconds))
 
-    async def _decide(
-        self, batch: list[SystemEvent], filtered: list[SystemEvent], lent: list[AuditRecord] | None
-    ) -> DecideEventsResult:
+    async def _decide(self, batch: list[SystemEvent], filtered: list[SystemEvent]) -> DecideEventsResult:
         """One activity call decides the whole batch (local by default: fast, few history events)."""
         s = self._state
         runtime = s.config.runtime
         audit = None
-        if lent is not None:
+        if self._audit.has_sink:
             tried = s.decide_attempts
             attempts = {e.id: tried[e.id] for e in [*batch, *filtered] if e.id in tried}
-            audit = DecisionAudit(
-                run_id=workflow.info().run_id, attempts=attempts, filtered=filtered, records=lent
-            )
+            audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions:

@@ -7,10 +7,10 @@ the workflow carries on and the rows land when the database returns, once
 each (the activity is idempotent by key). A workflow waits for ``drained``
 before it continues as new or completes, so no queued row is ever dropped.
 
-Two ways cost no activity at all. A decision activity may take the queued rows
-along (``lend``) and write them, before its own, when nothing else is being
-written; and once a worker says it has no audit log (no database), rows are not
-queued, as there is nowhere to write them.
+Two ways cost no activity at all: an agent's decision writes its own batch's rows
+in its local activity (the outbox takes them only when that write failed), and
+once a worker says it has no audit log (no database), rows are not queued, as
+there is nowhere to write them.
 """
 
 from __future__ import annotations
@@ -37,8 +37,6 @@ AUDIT_RETRY = RetryPolicy(
 MAX_RECORDS_PER_CALL = 500
 # Well under the server's 2 MB payload limit, whatever the records hold.
 MAX_BYTES_PER_CALL = 512 * 1024
-# At most this many queued rows ride along with a decision (see ``lend``); more go by activity.
-MAX_RECORDS_LENT = 100
 
 
 class AuditOutbox:
@@ -47,7 +45,7 @@ class AuditOutbox:
         # right after a local activity) did not replay reliably.
         self._enabled = workflow.patched(AUDIT_PATCH)
         self._queue: list[AuditRecord] = []
-        self._in_flight = False  # a record_audit activity, or a decision holding lent rows
+        self._in_flight = False  # a record_audit activity
         # False once a worker said it has no audit log (no database): rows then go nowhere, and
         # no activity is scheduled just to log them (see ``sink_available``).
         self._sink = True
@@ -63,27 +61,15 @@ class AuditOutbox:
             self._in_flight = True
             asyncio.create_task(self._flush(), name="audit-outbox")  # noqa: RUF006 - tracked by _in_flight
 
+    @property
+    def has_sink(self) -> bool:
+        return self._enabled and self._sink
+
     def sink_available(self, available: bool) -> None:
         """What the last worker said: whether it has an audit log to write to."""
         self._sink = available
         if not available:
             self._queue.clear()
-
-    def lend(self) -> list[AuditRecord] | None:
-        """The queued rows, for a decision activity that writes them itself (and its own rows
-        after them, so the log keeps its order); None when a write is in flight or the queue is
-        long (those go by activity). Until ``returned``, nothing else is written."""
-        if not self._enabled or not self._sink or self._in_flight or len(self._queue) > MAX_RECORDS_LENT:
-            return None
-        lent, self._queue = self._queue, []
-        self._in_flight = True
-        return lent
-
-    def returned(self, unwritten: list[AuditRecord]) -> None:
-        """The lent rows are back: ``unwritten`` (all of them if the write failed) go first."""
-        self._queue = [*map(bounded_record, unwritten), *self._queue] if self._sink else []
-        self._in_flight = False
-        self._start()
 
     async def _flush(self) -> None:
         while self._queue:
