@@ -30,10 +30,12 @@ async def ensure_search_attributes(client: Client) -> list[str]:
             raise
         missing = [key.name for key in ALL]
     if missing:
+        # The SDK's enum has the proto's numbers (Keyword 2, Int 3, Datetime 6).
+        types = {key.name: IndexedValueType.ValueType(key.indexed_value_type.value) for key in ALL}
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(
                 namespace=client.namespace,
-                search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing},
+                search_attributes={name: types[name] for name in missing},
             )
         )
     return missing

@@ -28,13 +28,17 @@ DB_FILE = DATA / "temporal.db"
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("AIOPS_TEMPORAL_UI_PORT", str(PORT + 1000)))
-SEARCH_ATTRIBUTES = [
-    "AiopsAgentId",
-    "AiopsAgentType",
-    "AiopsAgentState",
-    "AiopsActionStatus",
-    "AiopsRiskLevel",
-]
+# workflows/search_attributes.py ALL, spelled here because this file runs before anything is installed.
+SEARCH_ATTRIBUTES = {
+    "AiopsAgentId": "Keyword",
+    "AiopsAgentType": "Keyword",
+    "AiopsAgentState": "Keyword",
+    "AiopsActionStatus": "Keyword",
+    "AiopsRiskLevel": "Keyword",
+    "AiopsRequestedAt": "Datetime",
+    "AiopsApprovals": "Int",
+    "AiopsApprovalsNeeded": "Int",
+}
 START_TIMEOUT_SECONDS = 60
 
 
@@ -78,8 +82,8 @@ def start() -> int:
         "--db-filename", str(DB_FILE),
         "--log-level", "warn",
     ]  # fmt: skip
-    for name in SEARCH_ATTRIBUTES:
-        command += ["--search-attribute", f"{name}=Keyword"]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        command += ["--search-attribute", f"{name}={kind}"]
     with LOG_FILE.open("ab") as log:
         process = subprocess.Popen(
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -173,7 +173,11 @@ async def test_the_web_ui_gets_a_summary_details_and_current_details(aiops: Aiop
     details = await description.static_details()
     assert summary is not None and summary == "[high] run_command on vpc-main: handle for vpc-main"
     assert details is not None and "**policy**: require_approval" in details
-    assert f"temporal workflow signal --workflow-id {action_id} --name approve" in details
+    # The commands, wrapped onto short lines so the Web UI's narrow column shows them whole.
+    for verb, name in (("signal", "approve"), ("update execute", "decide")):
+        wrapped = f"temporal workflow {verb} \\\n      --workflow-id '{action_id}' \\\n      --name {name}"
+        assert wrapped in details
     metadata = await aiops.action_handle(action_id).query("__temporal_workflow_metadata")
     current = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
-    assert "pending_approval" in current and record.plan is not None and record.plan.summary in current
+    assert current.startswith("### Waiting for approval: 0 of 1")
+    assert record.plan is not None and record.plan.summary in current

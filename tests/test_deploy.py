@@ -458,11 +458,11 @@ def test_compose_file_is_valid_and_complete(podman_compose: str) -> None:
             if reference and reference.startswith("env:"):
                 assert reference.removeprefix("env:") in gateway["environment"], reference
     # The dev server registers the framework's search attributes, or the worker refuses to start.
-    from workflows.search_attributes import ALL
+    from workflows.search_attributes import ALL, cli_type
 
     command = " ".join(services["temporal"]["command"])
     for attribute in ALL:
-        assert f"--search-attribute={attribute.name}=Keyword" in command
+        assert f"--search-attribute={attribute.name}={cli_type(attribute)}" in command
 
 
 @pytest.mark.timeout(INSTALL_TIMEOUT + 120)

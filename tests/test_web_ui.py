@@ -1,13 +1,17 @@
-"""The Web UI approval path, end to end in a real browser.
+"""The Web UI as the approver's console, end to end in a real browser (docs/web-ui.md).
 
 A dev server with its Web UI, a worker, and headless Chromium (Debian's package,
-installed by the test when missing). An approver finds the pending high-risk
-action through the approval inbox query, reads its User Metadata (summary,
-details, current details with the approve command), and approves it with
-More Actions → Send a Signal. The client then sees it executed with alice's
-approval on the signal channel.
+installed by the test when missing). Two actions wait for approval. The approver
+sets up the inbox as the docs say (columns, relative times, a saved view) and sees
+risk, agent, age and approvals for both; on an action's page the timeline's steps
+read as sentences, and the current details say what to do now. A refusal shows where
+the person acted: in the update dialog at once, and for a signal at the top of the
+current details on the UI's own refresh (R), without reloading the page. Then alice
+approves with More Actions → Send a Signal, and the completed action's details say
+what happened.
 
-Screenshots of every step land in the test's tmp_path; a failed step's message
+Screenshots of every step land in the test's tmp_path (``inbox-columns`` and
+``action-timeline`` are the inbox and the action page); a failed step's message
 carries the page's text. Without a browser the test skips with the reason.
 """
 
@@ -38,7 +42,7 @@ from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, start_pending_action, team
+from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.browser import (
     BrowserUnavailable,
@@ -50,7 +54,7 @@ from tests.support.browser import (
 )
 from workflows import action_contract
 from workflows.action_contract import ActionStatus
-from workflows.action_details import static_summary
+from workflows.action_details import plan_step, static_summary
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
@@ -58,6 +62,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 INBOX_QUERY = 'AiopsActionStatus="pending_approval"'
 APPROVAL = {"approver": "alice", "comment": "approved in the browser"}
+REFUSED = {"approver": "mallory", "comment": "not on the team"}
+# docs/web-ui.md: the approval inbox's columns and saved view.
+INBOX_COLUMNS = (
+    "AiopsRiskLevel",
+    "AiopsAgentId",
+    "AiopsRequestedAt",
+    "AiopsApprovals",
+    "AiopsApprovalsNeeded",
+)
+INBOX_VIEW = "Approval inbox"
 UI_TIMEOUT_MS = 30_000
 
 
@@ -126,6 +140,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
             pytest.skip(f"the Web UI test needs Chromium: {err}")
         try:
             browser.set_default_timeout(UI_TIMEOUT_MS)
+            expect.set_options(timeout=UI_TIMEOUT_MS)  # the UI may answer slowly on a busy machine
             browser.set_default_navigation_timeout(60_000)
             page = browser.pages[0] if browser.pages else await browser.new_page()
             evidence = Evidence(page, tmp_path / "screens")
@@ -133,6 +148,8 @@ async def test_approve_a_pending_action_in_the_web_ui(
             async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
                 config = agent_config("scripted", approval=team())
                 _, action_id, record = await start_pending_action(aiops, config, "high")
+                other = agent_config("scripted", approval=team())
+                _, other_id, _ = await start_pending_action(aiops, other, "critical")
                 started = time.monotonic()
 
                 async with evidence.step("inbox"):
@@ -142,39 +159,88 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await expect(
                         page.get_by_role("link", name=f"agent-{config.id}", exact=True)
                     ).to_have_count(0)
+                    await _set_up_the_inbox(page)
+                    # Each pending action's row reads: risk, agent, age, approvals so far and needed.
+                    for row_of, risk, agent, needed in (
+                        (action_id, "high", config.id, 1),
+                        (other_id, "critical", other.id, 2),
+                    ):
+                        row = page.get_by_role("row").filter(
+                            has=page.get_by_role("link", name=row_of, exact=True)
+                        )
+                        await expect(row).to_contain_text(risk)
+                        await expect(row).to_contain_text(agent)
+                        await expect(row).to_contain_text(re.compile(r"\d+ (second|minute)s? ago"))
+                        cells = [c.strip() for c in await row.get_by_role("cell").all_inner_texts()]
+                        assert cells[-2:] == ["0", str(needed)], cells
+                    await page.get_by_role("button", name=INBOX_VIEW).wait_for()
+                inbox_shot = await evidence.shot("inbox-columns")
+                inbox_text = await evidence.all_text()
+                for needle in (INBOX_VIEW, *INBOX_COLUMNS, action_id, other_id, "critical", "ago"):
+                    assert needle in inbox_text, needle
+                assert inbox_shot.stat().st_size > 10_000  # a real picture of the table, not a blank page
 
                 async with evidence.step("workflow"):
                     await page.get_by_role("link", name=action_id, exact=True).click()
                     await page.wait_for_url(re.compile(r"/workflows/action-"))
                     await expect(page.get_by_role("heading", name=action_id)).to_be_visible()
 
+                async with evidence.step("timeline"):
+                    # Each step says what it is: the plan activity and the deadline timer read as sentences.
+                    for label in (plan_step(record.action), "approval deadline", "then escalates to on-call"):
+                        await expect(page.get_by_text(re.compile(re.escape(label))).first).to_be_visible()
+                    assert "1 (4h)" not in await page.locator("body").inner_text()
+                action_shot = await evidence.shot("action-timeline")
+                assert action_shot.stat().st_size > 10_000
+
                 async with evidence.step("user-metadata"):
                     await page.get_by_role("tab", name="User Metadata").click()
                     for heading in ("Summary", "Details", "Current Details"):
                         await expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
                     # Summary and details are markdown rendered in iframes: read every frame.
-                    await evidence.wait_for_text(
+                    text = await evidence.wait_for_text(
                         [
                             static_summary(record.action),  # the summary
                             "risk: high",  # the static details
-                            "Approve from a terminal:",
-                            "status: pending_approval",  # the current details
-                            "approvals: 0/1",
-                            record.approve_command,  # in both details
+                            "--name decide",  # the long commands, wrapped, in the static details
+                            "Waiting for approval: 0 of 1",  # the current details: what to do now
+                            "Decide before",
+                            "then it escalates to on-call",
+                            "Send an Update",
+                            f"aiops approvals approve {action_id}",
+                            "never send them by hand",
                         ]
                     )
+                    assert "Approve from a terminal" not in text  # would still say so once it is done
+
+                async with evidence.step("refused-update"):
+                    # The update path: a refusal is shown in the dialog at once.
+                    dialog = await _open(page, "Send an Update")
+                    await _choose(dialog, "Select an update", action_contract.DECIDE)
+                    await _type_data(page, dialog, {**REFUSED, "approve": True})
+                    await dialog.get_by_role("button", name="Submit", exact=True).click()
+                    await expect(dialog).to_contain_text("unknown approver 'mallory'")
+                    await dialog.get_by_role("button", name="Cancel", exact=True).last.click()
+                    await expect(dialog).to_be_hidden()
+
+                async with evidence.step("refused-signal"):
+                    # The signal path says only "Workflow signaled."; the refusal heads the current
+                    # details as soon as they are fetched again (R, the UI's own refresh), no reload.
+                    dialog = await _open(page, "Send a Signal")
+                    await _choose_signal(dialog, action_contract.APPROVE)
+                    await _type_data(page, dialog, REFUSED)
+                    await dialog.get_by_role("button", name="Submit").click()
+                    await expect(dialog).to_be_hidden()
+                    await eventually(lambda: aiops.action(action_id), lambda r: bool(r.refused))
+                    url = page.url
+                    await page.keyboard.press("r")
+                    await evidence.wait_for_text(["Refused: mallory may not approve (signal"])
+                    assert page.url == url
 
                 async with evidence.step("signal-dialog"):
-                    await page.get_by_role("button", name="More Actions").click()
-                    await page.get_by_role("menuitem", name="Send a Signal").filter(visible=True).click()
-                    dialog = page.get_by_role("dialog", name="Send a Signal")
-                    await expect(dialog).to_be_visible()
+                    dialog = await _open(page, "Send a Signal")
                     await _choose_signal(dialog, action_contract.APPROVE)
-                    data = dialog.get_by_role("textbox", name="Data")
-                    await data.click()
-                    await page.keyboard.press("Control+A")
-                    # insert_text: one input, so the code editor's bracket auto-closing stays out of it.
-                    await page.keyboard.insert_text(json.dumps(APPROVAL))
+                    data = await _type_data(page, dialog, APPROVAL)
                     assert json.loads(await data.inner_text()) == APPROVAL
                     plain = dialog.get_by_role("radio", name="json/plain")
                     if await plain.count():
@@ -182,9 +248,10 @@ async def test_approve_a_pending_action_in_the_web_ui(
 
                 async with evidence.step("signal-sent"):
                     await dialog.get_by_role("button", name="Submit").click()
-                    await expect(dialog).to_be_hidden()
-
-                done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+                    # What counts is the signal's effect, read through the client: the dialog itself
+                    # sometimes keeps spinning when the action completes during the UI's refresh that
+                    # follows a signal (seen with UI 2.54.1); the reload below leaves it behind.
+                    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
                 browser_seconds = time.monotonic() - started
 
                 async with evidence.step("completed"):
@@ -192,12 +259,23 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await expect(
                         page.get_by_role("status").filter(has_text=re.compile(r"^\s*completed\s*$", re.I))
                     ).to_be_visible()
+                    await page.get_by_role("tab", name="User Metadata").click()
+                    # Once final, the current details say what happened, not what to do.
+                    text = await evidence.wait_for_text(
+                        [
+                            "Verified: done, nothing left to do",
+                            "Approved by alice (signal",
+                            "Nothing is left to decide",
+                        ]
+                    )
+                    assert "Waiting for approval" not in text and "Send an Update" not in text
 
                 async with evidence.step("inbox-empty"):
-                    await _until_gone_from_inbox(page, inbox_url, action_id)
+                    await _until_gone_from_inbox(page, inbox_url, action_id, still_pending=other_id)
 
             assert done.status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED), done
-            assert done.refused == [], done.refused
+            # The update's refusal never entered history; the signal's is recorded.
+            assert [(r.approver, r.channel) for r in done.refused] == [("mallory", "signal")], done.refused
             first = done.approvals[0]
             assert (first.approver, first.approved, first.channel, first.comment) == (
                 "alice",
@@ -211,12 +289,52 @@ async def test_approve_a_pending_action_in_the_web_ui(
             await browser.close()
 
 
+async def _set_up_the_inbox(page: Page) -> None:
+    """docs/web-ui.md's steps: the columns, relative times (the age), and the query saved as a view."""
+    await page.get_by_role("button", name="Configure Columns").click()
+    for name in INBOX_COLUMNS:
+        await page.get_by_role("button", name=f"Add {name} column").click()
+    for name in ("Run ID", "Type", "End"):
+        await page.get_by_role("button", name=f"Remove {name} column").click()
+    await page.get_by_role("button", name=re.compile("close", re.I)).first.click()
+    await page.get_by_test_id("timezones-menu-button").click()
+    await page.get_by_test_id("timezones-relative-toggle").click()
+    await page.get_by_test_id("timezones-menu-button").click()
+    await page.get_by_role("button", name="Save as New").click()
+    await page.get_by_test_id("workflow-save-view-modal-input").fill(INBOX_VIEW)
+    await page.get_by_role("dialog").filter(visible=True).get_by_role("button", name="Save").click()
+
+
+async def _open(page: Page, item: str) -> Locator:
+    await page.get_by_role("button", name="More Actions").click()
+    await page.get_by_role("menuitem", name=item).filter(visible=True).click()
+    dialog = page.get_by_role("dialog", name=item)
+    await expect(dialog).to_be_visible()
+    return dialog
+
+
+async def _choose(dialog: Locator, button: str, name: str) -> None:
+    """Pick a declared handler: its option reads its name, then its description."""
+    await dialog.get_by_role("button", name=button).click()
+    await dialog.get_by_role("option", name=re.compile(rf"^{re.escape(name)}\b")).click()
+
+
+async def _type_data(page: Page, dialog: Locator, body: dict[str, object]) -> Locator:
+    data = dialog.get_by_role("textbox", name="Data")
+    await data.click()
+    await page.keyboard.press("Control+A")
+    # insert_text: one input, so the code editor's bracket auto-closing stays out of it.
+    await page.keyboard.insert_text(json.dumps(body))
+    await dialog.get_by_text("Single JSON payload supported.").click()  # the editor commits on blur
+    return data
+
+
 async def _choose_signal(dialog: Locator, name: str) -> None:
     """Pick the signal: from the workflow's declared signals, else type it (older UIs, or Custom)."""
     typed = dialog.get_by_role("textbox", name="Signal name")
     if not await typed.count():
         await dialog.get_by_role("button", name="Select a signal").click()
-        option = dialog.get_by_role("option", name=name, exact=True)
+        option = dialog.get_by_role("option", name=re.compile(rf"^{re.escape(name)}\b"))
         try:
             await option.wait_for(state="visible", timeout=10_000)
             await option.click()
@@ -226,14 +344,16 @@ async def _choose_signal(dialog: Locator, name: str) -> None:
     await typed.fill(name)
 
 
-async def _until_gone_from_inbox(page: Page, inbox_url: str, action_id: str, within: float = 20.0) -> None:
-    """The finished action leaves the inbox query (visibility may lag a moment: reload until it does)."""
+async def _until_gone_from_inbox(
+    page: Page, inbox_url: str, action_id: str, still_pending: str, within: float = 20.0
+) -> None:
+    """The finished action leaves the inbox query while ``still_pending`` stays (visibility may lag
+    a moment: reload until it does)."""
     link = page.get_by_role("link", name=action_id, exact=True)
-    empty = page.get_by_text("No Workflows Found", exact=True)
     deadline = time.monotonic() + within
     while True:
         await page.goto(inbox_url, wait_until="domcontentloaded")
-        await expect(link.or_(empty).first).to_be_visible()
+        await expect(page.get_by_role("link", name=still_pending, exact=True)).to_be_visible()
         if not await link.count():
             return
         if time.monotonic() > deadline:

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -61,7 +61,18 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
         plan_digest,
     )
-    from workflows.action_details import approve_command, details_markdown
+    from workflows.action_details import (
+        AGENT_MESSAGES,
+        PEOPLE_MESSAGES,
+        approve_command,
+        deadline_step,
+        details_markdown,
+        escalation_step,
+        execute_step,
+        plan_step,
+        rollback_step,
+        verify_step,
+    )
     from workflows.approval_gate import approvals_count, refusal_reason
     from workflows.failures import cause_message
 
@@ -74,6 +85,10 @@ DEFAULT_HEARTBEAT_SECONDS = 10.0
 STATUS_SPELLING_PATCH = "status-spelling-v1"
 # Actions started before this patch ran agent code on the shared task queue.
 HOOKS_QUEUE_PATCH = "hooks-queue-v1"
+# Actions started before this patch set only status, agent, type and risk; since, every status
+# upsert also carries the inbox's columns (requested at, approvals so far and needed), and each
+# approval upserts the count at once.
+INBOX_COLUMNS_PATCH = "inbox-columns-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -107,6 +122,7 @@ class ActionWorkflow:
         self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
         self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)
         self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
+        self._inbox_columns = workflow.patched(INBOX_COLUMNS_PATCH)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -120,7 +136,9 @@ class ActionWorkflow:
         self._set_status(ActionStatus.PLANNING)
         try:
             r.plan = await self._hook(
-                AgentActivities.plan_action, ActionCall(config=input.config, action=r.action)
+                AgentActivities.plan_action,
+                ActionCall(config=input.config, action=r.action),
+                plan_step(r.action),
             )
         except ActivityError as err:  # no dry run, no execution: never act blind
             return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
@@ -149,7 +167,9 @@ class ActionWorkflow:
         self._set_status(ActionStatus.PENDING_APPROVAL, decision.reason)
         await self._report_and_wait(ActionStatus.PENDING_APPROVAL)
         timeout = decision.timeout_seconds or approval.rule_for(r.action.risk_level).timeout_seconds
-        if await self._wait_for_decision(timeout):
+        escalates = approval.on_expiry == ExpiryAction.ESCALATE
+        then = f"then escalates to {approval.escalation_target}" if escalates else "then expires"
+        if await self._wait_for_decision(timeout, then):
             return ActionStatus.REJECTED if self._rejected or self._aborted else None
         if approval.on_expiry == ExpiryAction.ESCALATE:
             r.escalated = True
@@ -169,6 +189,7 @@ class ActionWorkflow:
                     ),
                     start_to_close_timeout=timedelta(seconds=30),
                     retry_policy=RetryPolicy(maximum_attempts=5),
+                    summary=escalation_step(approval.escalation_target),
                 )
             except ActivityError as err:  # a failed notification must not end the wait
                 r.escalation_error = (
@@ -183,16 +204,21 @@ class ActionWorkflow:
                 extension_seconds=extension,
             )
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
-            if await self._wait_for_decision(extension):
+            if await self._wait_for_decision(extension, "escalated; then expires"):
                 return ActionStatus.REJECTED if self._rejected or self._aborted else None
         r.error = "approval expired without a decision; a timeout never approves an action"
         return ActionStatus.EXPIRED
 
-    async def _wait_for_decision(self, seconds: float) -> bool:
-        self._record.approval_deadline = workflow.now() + timedelta(seconds=seconds)
+    async def _wait_for_decision(self, seconds: float, then: str) -> bool:
+        deadline = workflow.now() + timedelta(seconds=seconds)
+        self._record.approval_deadline = deadline
         self._refresh_details()
         try:
-            await workflow.wait_condition(self._decided, timeout=timedelta(seconds=seconds))
+            await workflow.wait_condition(
+                self._decided,
+                timeout=timedelta(seconds=seconds),
+                timeout_summary=deadline_step(deadline, then),
+            )
             return True
         except TimeoutError:
             return False
@@ -207,17 +233,17 @@ class ActionWorkflow:
     # Every signal takes an optional payload: a signal sent with no input (or the wrong
     # one) from the Web UI must be refused and recorded, never fail the workflow task.
 
-    @workflow.signal(name=APPROVE)
+    @workflow.signal(name=APPROVE, description=PEOPLE_MESSAGES[APPROVE])
     def approve(self, payload: Any = None) -> None:
         """Approve (an ``ApprovalRequest`` as JSON); a refusal is recorded and audited."""
         self._take_signal(payload, approve=True)
 
-    @workflow.signal(name=REJECT)
+    @workflow.signal(name=REJECT, description=PEOPLE_MESSAGES[REJECT])
     def reject(self, payload: Any = None) -> None:
         """Reject (an ``ApprovalRequest`` as JSON); a refusal is recorded and audited."""
         self._take_signal(payload, approve=False)
 
-    @workflow.update(name=DECIDE)
+    @workflow.update(name=DECIDE, description=PEOPLE_MESSAGES[DECIDE])
     def decide(self, request: DecisionRequest) -> ActionRecord:
         """Approve or reject and learn the outcome at once: the validator refuses with the reason."""
         self._apply(request, approve=request.approve, channel="update")
@@ -265,6 +291,8 @@ class ActionWorkflow:
         if not approve:
             self._rejected = True
             self._record.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
+        elif self._inbox_columns:
+            workflow.upsert_search_attributes([sa.APPROVALS.value_set(approvals_count(self._record))])
         self._refresh_details()
 
     def _refuse(self, approver: str, approve: bool, comment: str, channel: str, reason: str) -> None:
@@ -294,12 +322,12 @@ class ActionWorkflow:
 
     # ----- hold while the agent is paused -------------------------------------
 
-    @workflow.signal(name=HOLD)
+    @workflow.signal(name=HOLD, description=AGENT_MESSAGES[HOLD])
     def hold(self, request: HoldRequest | None = None) -> None:
         """The agent is paused: do not start executing until released (sent by the agent)."""
         self._set_held(True, request or HoldRequest())
 
-    @workflow.signal(name=RELEASE)
+    @workflow.signal(name=RELEASE, description=AGENT_MESSAGES[RELEASE])
     def release(self, request: HoldRequest | None = None) -> None:
         """The agent resumed: executing may start (sent by the agent)."""
         self._set_held(False, request or HoldRequest())
@@ -315,13 +343,13 @@ class ActionWorkflow:
         self._record.held = held
         self._refresh_details()
 
-    @workflow.signal(name=ABORT)
+    @workflow.signal(name=ABORT, description=AGENT_MESSAGES[ABORT])
     def abort(self, request: AbortRequest | None = None) -> None:
         """The agent stopped without draining: end this action unless it is already executing."""
         reason = request.reason if request else ""
         self._aborted = f"aborted: {reason or 'the agent stopped'}"
 
-    @workflow.query(name=STATUS)
+    @workflow.query(name=STATUS, description=PEOPLE_MESSAGES[STATUS])
     def status(self) -> ActionRecord:
         return self._record
 
@@ -337,6 +365,7 @@ class ActionWorkflow:
                 AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
                 task_queue=self._hooks_queue(),
+                summary=execute_step(r.action, retry.maximum_attempts),
                 start_to_close_timeout=timedelta(seconds=retry.start_to_close_timeout_seconds),
                 heartbeat_timeout=self._heartbeat_timeout(),
                 retry_policy=RetryPolicy(
@@ -362,7 +391,9 @@ class ActionWorkflow:
         self._set_status(ActionStatus.SUCCEEDED, r.result.message)
         try:
             r.verified = await self._hook(
-                AgentActivities.verify_action, VerifyCall(config=config, action=r.action, result=r.result)
+                AgentActivities.verify_action,
+                VerifyCall(config=config, action=r.action, result=r.result),
+                verify_step(r.action),
             )
         except ActivityError as err:
             r.error = f"verification could not run: {cause_message(err)}"
@@ -375,7 +406,9 @@ class ActionWorkflow:
             return await self._finish(ActionStatus.VERIFIED, r.result.message)
         try:
             r.rollback_result = await self._hook(
-                AgentActivities.rollback_action, ActionCall(config=config, action=r.action, plan=r.plan)
+                AgentActivities.rollback_action,
+                ActionCall(config=config, action=r.action, plan=r.plan),
+                rollback_step(r.action),
             )
         except ActivityError as err:
             self._audit.record(AuditStep.ROLLBACK, "rollback", success=False, error=cause_message(err))
@@ -398,10 +431,13 @@ class ActionWorkflow:
             ActionStatus.ROLLED_BACK, f"verification failed; rolled back: {r.rollback_result.message}"
         )
 
-    async def _hook(self, method: Callable[[Any, A], Awaitable[R]], arg: A) -> R:
+    async def _hook(self, method: Callable[[Any, A], Awaitable[R]], arg: A, summary: str) -> R:
+        """Run an agent hook; ``summary`` is what the Web UI's timeline shows for it (a sentence,
+        not the activity's name)."""
         return await workflow.execute_activity_method(
             method,
             arg,
+            summary=summary,
             task_queue=self._hooks_queue(),
             start_to_close_timeout=timedelta(seconds=self._input.config.retry.start_to_close_timeout_seconds),
             heartbeat_timeout=self._heartbeat_timeout(),
@@ -455,11 +491,20 @@ class ActionWorkflow:
             return
         # The agent, its type and the risk were set when the agent started this workflow.
         spelled = status.value if self._one_spelling else status.legacy_search_value
-        workflow.upsert_search_attributes([sa.ACTION_STATUS.value_set(spelled)])
+        updates: list[SearchAttributeUpdate[Any]] = [sa.ACTION_STATUS.value_set(spelled)]
+        if self._inbox_columns:  # the inbox's columns, on every action (see INBOX_COLUMNS_PATCH)
+            updates += [
+                sa.REQUESTED_AT.value_set(r.history[0].at),
+                sa.APPROVALS.value_set(approvals_count(r)),
+                sa.APPROVALS_NEEDED.value_set(self._input.decision.required_approvals),
+            ]
+        workflow.upsert_search_attributes(updates)
         self._refresh_details()
 
     def _refresh_details(self) -> None:
-        workflow.set_current_details(details_markdown(self._record, self._input.decision))
+        workflow.set_current_details(
+            details_markdown(self._record, self._input.decision, self._input.config.approval)
+        )
 
     async def _report_and_wait(self, status: ActionStatus) -> None:
         r = self._record

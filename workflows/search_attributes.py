@@ -1,23 +1,53 @@
 """The typed search attributes behind the approval inbox and the agent list.
 
 They must be registered on the namespace (``temporal-dev/`` does it for the dev
-server; ``REGISTER_COMMAND`` prints the line for any other server).
+server; ``REGISTER_COMMAND`` prints the line for any other server). The inbox
+columns (risk, agent, requested at, approvals so far and needed) are here so a
+person can work from the Web UI's workflow list, not only from ``aiops approvals list``.
 """
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from typing import Any
+
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
 AGENT_ID = SearchAttributeKey.for_keyword("AiopsAgentId")
 AGENT_TYPE = SearchAttributeKey.for_keyword("AiopsAgentType")
 AGENT_STATE = SearchAttributeKey.for_keyword("AiopsAgentState")
 ACTION_STATUS = SearchAttributeKey.for_keyword("AiopsActionStatus")
 RISK_LEVEL = SearchAttributeKey.for_keyword("AiopsRiskLevel")
+# Set by every action started since inbox-columns-v1 (see ActionWorkflow).
+REQUESTED_AT = SearchAttributeKey.for_datetime("AiopsRequestedAt")
+APPROVALS = SearchAttributeKey.for_int("AiopsApprovals")  # distinct approvers so far
+APPROVALS_NEEDED = SearchAttributeKey.for_int("AiopsApprovalsNeeded")  # 0: no approval needed
 
-ALL = (AGENT_ID, AGENT_TYPE, AGENT_STATE, ACTION_STATUS, RISK_LEVEL)
+ALL: tuple[SearchAttributeKey[Any], ...] = (
+    AGENT_ID,
+    AGENT_TYPE,
+    AGENT_STATE,
+    ACTION_STATUS,
+    RISK_LEVEL,
+    REQUESTED_AT,
+    APPROVALS,
+    APPROVALS_NEEDED,
+)
+
+# The names the ``temporal`` CLI (``--type``, ``start-dev --search-attribute Name=Type``) takes.
+_CLI_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.DATETIME: "Datetime",
+    SearchAttributeIndexedValueType.INT: "Int",
+}
+
+
+def cli_type(key: SearchAttributeKey[Any]) -> str:
+    """The attribute's type as the ``temporal`` CLI and the dev server spell it."""
+    return _CLI_TYPES[key.indexed_value_type]
+
 
 REGISTER_COMMAND = "temporal operator search-attribute create " + " ".join(
-    f"--name {key.name} --type Keyword" for key in ALL
+    f"--name {key.name} --type {cli_type(key)}" for key in ALL
 )
 
 
