@@ -67,6 +67,14 @@ def test_histories_are_present() -> None:
     assert "incident:" in (HISTORIES[0].parent / "v4_agent_incidents.json").read_text()
     assert '"heartbeatTimeout": "10s"' in (HISTORIES[0].parent / "v4_action_auto.json").read_text()
 
+    # v5: decisions write their own audit rows (fewer record_audit activities), the inbox columns.
+    def audits(name: str) -> int:
+        return (HISTORIES[0].parent / name).read_text().count(f'"{AuditActivities.record_audit.__name__}"')
+
+    assert audits("v5_agent_continue_as_new.json") < audits("v4_agent_continue_as_new.json")
+    assert audits("v5_agent_lifecycle.json") < audits("v4_agent_lifecycle.json")
+    assert "AiopsApprovalsNeeded" in (HISTORIES[0].parent / "v5_action_auto.json").read_text()
+
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
