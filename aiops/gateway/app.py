@@ -73,12 +73,13 @@ class Intake:
     results: list[dict[str, Any]] = field(default_factory=list)
     unrouted: int = 0
     rejected: int = 0
+    _taken: set[tuple[str, str]] = field(default_factory=set)  # (agent, event id): constant time
 
     def add(self, agent_id: str, event: SystemEvent) -> bool:
-        batch = self.batches[agent_id]
-        if any(e.id == event.id for e in batch):
+        if (agent_id, event.id) in self._taken:
             return False  # the same event through two routes to one agent: once is enough
-        batch.append(event)
+        self._taken.add((agent_id, event.id))
+        self.batches[agent_id].append(event)
         return True
 
 
