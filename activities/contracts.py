@@ -20,7 +20,17 @@ from agents.errors import (
     UnknownAgentTypeError,
 )
 from agents.health import AgentHealth, AgentObservation, HealthTransition, WorkerResources
-from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, SystemEvent
+from agents.models import (
+    ActionResult,
+    AgentAction,
+    AgentConfig,
+    EventType,
+    NotifyChannel,
+    NotifyStep,
+    Plan,
+    RiskLevel,
+    SystemEvent,
+)
 
 
 class _Contract(BaseModel):
@@ -144,6 +154,44 @@ class EscalationNotice(_Contract):
     message: str
 
 
+class ApprovalNotice(_Contract):
+    """What one channel is told at one step of an action's approval wait.
+
+    ``key`` (``<action id>:<step>:<channel index>``) is the same on every attempt: webhooks get
+    it as ``Idempotency-Key`` so a receiver can drop a retried delivery it already has. The
+    channel carries secret references only; the worker resolves them.
+    """
+
+    key: str
+    step: NotifyStep
+    channel_index: int
+    channel: NotifyChannel
+    action_id: str
+    agent_id: str
+    workflow_id: str
+    risk: RiskLevel
+    summary: str
+    description: str
+    targets: list[str] = Field(default_factory=list)
+    plan_summary: str = ""
+    plan_digest: str | None = None
+    approvals: int = 0
+    required_approvals: int = 0
+    allowed_roles: list[str] = Field(default_factory=list)
+    deadline: datetime | None = None
+    escalation_target: str = ""
+    approve_command: str = ""
+    cli_command: str = ""
+    outcome: str = ""  # expired or resolved: what ended the wait
+
+
+class NoticeDelivery(_Contract):
+    """A delivered notice: the receiver's status code and the attempt that got it through."""
+
+    status_code: int
+    attempt: int
+
+
 # ----- audit log and configuration store -------------------------------------
 
 
@@ -161,6 +209,7 @@ class AuditStep(StrEnum):
     CONFIG_CHANGED = "config_changed"
     CONFIG_REFUSED = "config_refused"
     AGENT_LIFECYCLE = "agent_lifecycle"
+    NOTIFICATION = "notification"  # an approval notice delivered to a channel (or given up)
 
 
 class AuditRecord(_Contract):

@@ -52,9 +52,16 @@ def _resolve(settings: dict[str, Any], where: str, problems: list[str]) -> dict[
 
 
 def secret_problems(config: AgentConfig) -> list[str]:
-    """Every reference in ``config`` this worker cannot resolve."""
+    """Every reference in ``config`` this worker cannot resolve, the approval notice channels'
+    included (they are resolved only when a notice is sent, never handed to the agent)."""
     problems: list[str] = []
     resolve_secrets(config, problems)
+    for index, channel in enumerate(config.approval.notify):
+        for field, reference in channel.secret_references().items():
+            try:
+                resolve_reference(reference, f"approval.notify[{index}].{field}")
+            except SecretUnavailableError as err:
+                problems.append(str(err))
     return problems
 
 

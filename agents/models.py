@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.secret_refs import literal_secret_problems
+from agents.secret_refs import is_reference, literal_secret_problems
 
 
 class EventType(StrEnum):
@@ -217,8 +217,13 @@ class RuntimeSettings(_Strict):
 
 
 class Approver(_Strict):
-    name: str = Field(min_length=1)
-    roles: list[str] = Field(default_factory=list)
+    """A person who may decide actions. ``public_key`` (``ed25519:...``, from ``aiops keys
+    generate``) verifies the tokens they sign; without one they can decide only where
+    ``approval.allow_unsigned`` (dev mode) is set."""
+
+    name: str = Field(min_length=1, max_length=200)
+    roles: list[str] = Field(default_factory=list, max_length=50)
+    public_key: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
 
 
 class ApprovalRule(_Strict):
@@ -243,6 +248,95 @@ class ExpiryAction(StrEnum):
     REJECT = "reject"
 
 
+class NotifyType(StrEnum):
+    WEBHOOK = "webhook"  # a generic JSON POST
+    SLACK = "slack"  # a Slack incoming webhook
+    PAGERDUTY = "pagerduty"  # PagerDuty Events API v2
+
+
+class NotifyStep(StrEnum):
+    """When approvers are told: the wait starts, escalates, expires, or ends otherwise (approved,
+    rejected or aborted: ``resolved``, which also resolves a PagerDuty incident)."""
+
+    PENDING = "pending"
+    ESCALATED = "escalated"
+    EXPIRED = "expired"
+    RESOLVED = "resolved"
+
+
+PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
+MAX_NOTIFY_CHANNELS = 10
+
+
+class NotifyChannel(_Strict):
+    """Where approvers are told that an action waits for them (``approval.notify``).
+
+    URLs and keys that grant access are secret references (``env:NAME``, ``file:/path``)
+    resolved only on the worker, as the config travels through history and the database: a
+    Slack webhook URL and a PagerDuty routing key always; a generic webhook's URL may be a
+    literal (it is often an internal endpoint), and its ``auth_header`` (the ``Authorization``
+    header's value) is a reference.
+    """
+
+    type: NotifyType
+    name: str = Field(default="", max_length=64)
+    url: str | None = Field(default=None, min_length=1, max_length=2048)
+    routing_key: str | None = Field(default=None, min_length=1, max_length=512)
+    auth_header: str | None = Field(default=None, min_length=1, max_length=512)
+    steps: list[NotifyStep] = Field(default_factory=lambda: list(NotifyStep), min_length=1, max_length=4)
+    # The Temporal Web UI the evidence link points at; None: the worker's AIOPS_UI_URL, else
+    # http://localhost:8233.
+    ui_url: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s]+$")
+    # Delivery retries with backoff for this long, then gives up (audited either way).
+    give_up_after_seconds: float = Field(default=3600.0, ge=10, le=86400)
+
+    @model_validator(mode="after")
+    def _usable(self) -> NotifyChannel:
+        kind, problems = self.type.value, []
+        if self.type == NotifyType.PAGERDUTY:
+            if self.routing_key is None:
+                problems.append("a pagerduty channel needs routing_key")
+            if self.url is not None and not _is_http_url(self.url):
+                problems.append("url (the Events API endpoint) must be an http(s) URL")
+        elif self.routing_key is not None:
+            problems.append(f"routing_key is for pagerduty channels, not {kind}")
+        if self.type != NotifyType.PAGERDUTY and self.url is None:
+            problems.append(f"a {kind} channel needs url")
+        if self.type == NotifyType.SLACK and self.url is not None and not is_reference(self.url):
+            problems.append(_must_be_reference("url", "SLACK_WEBHOOK_URL"))
+        if self.type == NotifyType.WEBHOOK and self.url is not None:
+            if not (is_reference(self.url) or _is_http_url(self.url)):
+                problems.append("url must be an http(s) URL or a secret reference")
+        if self.routing_key is not None and not is_reference(self.routing_key):
+            problems.append(_must_be_reference("routing_key", "PAGERDUTY_ROUTING_KEY"))
+        if self.auth_header is not None:
+            if self.type != NotifyType.WEBHOOK:
+                problems.append(f"auth_header is for webhook channels, not {kind}")
+            elif not is_reference(self.auth_header):
+                problems.append(_must_be_reference("auth_header", "WEBHOOK_AUTH_HEADER"))
+        if len(set(self.steps)) != len(self.steps):
+            problems.append("steps lists a step twice")
+        if problems:  # never the value: a refused literal may be a secret
+            raise ValueError(f"notify {kind} channel: " + "; ".join(problems))
+        return self
+
+    def secret_references(self) -> dict[str, str]:
+        """The fields holding references, by name (resolved by the worker that delivers)."""
+        fields = {"url": self.url, "routing_key": self.routing_key, "auth_header": self.auth_header}
+        return {k: v for k, v in fields.items() if v is not None and is_reference(v)}
+
+
+def _is_http_url(value: str) -> bool:
+    return re.match(r"^https?://[^\s]+$", value) is not None
+
+
+def _must_be_reference(field: str, env_name: str) -> str:
+    return (
+        f"{field} is a secret and must be a reference, not a literal value; write "
+        f'"env:{env_name}" (an environment variable on the worker) or "file:/run/secrets/{field}"'
+    )
+
+
 class ApprovalSettings(_Strict):
     """Approvers, the rules per risk level, and the limits of safe autonomy."""
 
@@ -256,6 +350,11 @@ class ApprovalSettings(_Strict):
     max_auto_executions: int | None = Field(default=None, ge=0)
     auto_execution_window_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
     circuit_breaker_failures: int = Field(default=3, ge=1)
+    # Who is told when an action starts waiting, escalates, expires or is decided (see NotifyChannel).
+    notify: list[NotifyChannel] = Field(default_factory=list, max_length=MAX_NOTIFY_CHANNELS)
+    # Dev mode: approvals by name alone, without a signed token. Off unless set: then every
+    # view (status, Web UI details, CLI, audit row) says the approval was unauthenticated.
+    allow_unsigned: bool = False
 
     def rule_for(self, risk: RiskLevel) -> ApprovalRule:
         rule = self.rules.get(risk)

@@ -35,7 +35,8 @@ from agents.config_diff import ConfigChange, diff_configs
 from agents.errors import AiopsError
 from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
 from aiops.connection import connect
-from workflows import action_contract, agent_contract
+from aiops.keys import KeyFile
+from workflows import action_contract, agent_contract, approval_token
 from workflows.action_contract import (
     APPROVAL_REFUSED,
     ActionRecord,
@@ -444,26 +445,84 @@ class AiopsClient:
         return [w.id async for w in self.client.list_workflows(query)]
 
     async def approve(
-        self, action_id: str, approver: str, comment: str = "", plan_digest: str | None = None
+        self,
+        action_id: str,
+        approver: str | None = None,
+        comment: str = "",
+        plan_digest: str | None = None,
+        key: KeyFile | None = None,
     ) -> ActionRecord:
-        return await self._decide(action_id, True, approver, comment, plan_digest)
+        """Approve as ``approver``; with ``key`` the decision is signed (and ``approver`` defaults
+        to the key's), binding it to this action and its current plan."""
+        return await self._decide(action_id, True, approver, comment, plan_digest, key)
 
-    async def reject(self, action_id: str, approver: str, comment: str = "") -> ActionRecord:
-        return await self._decide(action_id, False, approver, comment, None)
+    async def reject(
+        self, action_id: str, approver: str | None = None, comment: str = "", key: KeyFile | None = None
+    ) -> ActionRecord:
+        return await self._decide(action_id, False, approver, comment, None, key)
+
+    async def decision_token(
+        self,
+        action_id: str,
+        key: KeyFile,
+        approve: bool = True,
+        plan_digest: str | None = None,
+        lifetime_seconds: int = approval_token.DEFAULT_LIFETIME_SECONDS,
+    ) -> ApprovalRequest:
+        """A signed decision for ``action_id`` (what ``aiops approvals token`` prints, for the Web
+        UI's Send a Signal box or ``temporal workflow signal --input``). An approval is bound
+        to the plan the action holds now (or to ``plan_digest``, refused if that is not it)."""
+        digest = None
+        if approve:
+            digest = (await self.action(action_id)).plan_digest
+            if plan_digest is not None and plan_digest != digest:
+                raise ClientError(
+                    f"refused: the plan changed since it was reviewed (digest {plan_digest[:12]} given, "
+                    f"current {str(digest)[:12]}); review the current plan and decide again"
+                )
+        token = approval_token.sign(
+            key.key(),
+            key.approver,
+            action_id,
+            "approve" if approve else "reject",
+            digest,
+            datetime.now(UTC),
+            lifetime_seconds=lifetime_seconds,
+        )
+        return ApprovalRequest(approver=key.approver, credential=token)
 
     async def _decide(
-        self, action_id: str, approve: bool, approver: str, comment: str, plan_digest: str | None
+        self,
+        action_id: str,
+        approve: bool,
+        approver: str | None,
+        comment: str,
+        plan_digest: str | None,
+        key: KeyFile | None,
     ) -> ActionRecord:
         """Decide through the ``decide`` update, so a refusal comes back at once with its reason."""
+        credential = None
+        if key is not None:
+            if approver is not None and approver != key.approver:
+                raise ClientError(f"refused: the key is {key.approver}'s, not {approver}'s")
+            signed = await self.decision_token(action_id, key, approve, plan_digest)
+            approver, credential = key.approver, signed.credential
+        if not approver:
+            raise ClientError("refused: say who decides (an approver name, or a key file)")
         request = DecisionRequest(
-            approve=approve, approver=approver, comment=comment, plan_digest=plan_digest
+            approve=approve,
+            approver=approver,
+            comment=comment,
+            plan_digest=plan_digest,
+            credential=credential,
         )
         try:
             return await self.action_handle(action_id).execute_update(ActionWorkflow.decide, request)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
-                await self._audit_refusal(action_id, request, cause.message)
+                if not _audited_by_workflow(cause):  # older actions refused in the validator
+                    await self._audit_refusal(action_id, request, cause.message)
                 raise ClientError(f"refused: {cause.message}") from err
             raise ClientError(f"the decision could not be applied: {cause}") from err
         except RPCError as err:
@@ -645,6 +704,13 @@ class AiopsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+
+
+def _audited_by_workflow(cause: ApplicationError) -> bool:
+    """Refusals made in the ``decide`` handler are in the workflow's audit already (it says so in
+    the error's details); the validator's (actions started before signed approvals) are not."""
+    details = cause.details
+    return bool(details) and isinstance(details[0], dict) and details[0].get("audited") is True
 
 
 def _checked_agent_id(agent_id: str | None) -> str | None:

@@ -22,11 +22,13 @@ from pathlib import Path
 from temporalio.client import Client
 
 from workflows.action_workflow import ActionWorkflow
+from workflows.approval_token import generate_private_key, private_key_pem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
+from aiops.keys import KeyFile
 from bench.probe_workflow import SignalToActivityProbe
 from bench.stack import bench_stack
 from tests.helpers import agent_config
@@ -38,6 +40,10 @@ DISPATCH: dict[str, list[float]] = {"approval": [], "raw": []}
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# alice's key: the approval is a signed token the workflow verifies, as in production.
+ALICE = KeyFile(approver="alice", private_key=private_key_pem(generate_private_key()).decode())
 
 
 async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
@@ -52,10 +58,9 @@ async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
             pass
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
+    signed = await aiops.decision_token(action_id, ALICE)  # signed before the clock, as a person does
     sent = time.time()
-    await aiops.action_handle(action_id).signal(
-        ActionWorkflow.approve, {"approver": "alice", "comment": "bench"}
-    )
+    await aiops.action_handle(action_id).signal(ActionWorkflow.approve, signed.model_dump(exclude_none=True))
     record = await aiops.wait_for_action(action_id)
     assert record.result is not None
     data = record.result.data
@@ -86,9 +91,8 @@ async def main() -> None:
     async with bench_stack(args.in_memory) as stack:
         env, task_queue = stack.env, stack.task_queue
         aiops = AiopsClient(env.client, task_queue)
-        config = agent_config(
-            "bench_approval", approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])])
-        )
+        alice = Approver(name="alice", roles=["sre"], public_key=ALICE.public_key())
+        config = agent_config("bench_approval", approval=ApprovalSettings(approvers=[alice]))
         await approval_sample(aiops, config.id, config)  # warm-up
         await raw_sample(env.client, task_queue)
         ratios = []

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shlex
 import shutil
@@ -21,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import AgentConfig, SystemEvent
 from agents.models import ApprovalSettings, Approver
+from aiops import keys
 from aiops.client import AiopsClient
 from workflows import action_contract
 from workflows.action_contract import ActionRecord, ActionStatus
@@ -91,13 +91,31 @@ def aiops_cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "aiops.cli", *args], check=True, env=os.environ)
 
 
+def aiops_cli_refused(*args: str) -> None:
+    """Run the ``aiops`` CLI for a command that must be refused (exit status 1)."""
+    print(f"\n  $ aiops {shlex.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "aiops.cli", *args], env=os.environ)
+    if done.returncode != 1:
+        raise SystemExit(f"expected a refusal (exit 1), got exit {done.returncode}")
+
+
+def alice_key() -> Path:
+    """alice's own key pair, as `aiops keys generate` makes it (kept in the demo's data folder)."""
+    path = DATA / "alice.key.json"
+    if not path.exists():
+        aiops_cli("keys", "generate", "alice", "--out", str(path))
+    return path
+
+
+def approvers() -> ApprovalSettings:
+    """alice, an SRE, whose decisions are verified with her public key (no unsigned approvals)."""
+    public = keys.load(alice_key()).public_key()
+    return ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"], public_key=public)])
+
+
 def agent(agent_id: str, name: str, automation: str) -> AgentConfig:
     return AgentConfig(
-        id=agent_id,
-        name=name,
-        type="example",
-        automation_level=automation,
-        approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])]),
+        id=agent_id, name=name, type="example", automation_level=automation, approval=approvers()
     )
 
 
@@ -148,24 +166,30 @@ async def main(leave_pending: bool) -> int:
     aiops_cli("approvals", "list")
     aiops_cli("approvals", "show", action_id)
     address = os.environ.get("TEMPORAL_ADDRESS", f"127.0.0.1:{PORT}")
-    body = json.dumps({"approver": "alice", "comment": "ok"})
+    key = alice_key()
     print("\n  Open it in the Web UI:")
     print(f"    {UI}/namespaces/default/workflows/{action_id}")
     inbox = "AiopsActionStatus%3D%22pending_approval%22"
     print(f"    (the inbox: {UI}/namespaces/default/workflows?query={inbox})")
-    print("  Approve it from a terminal, with either CLI:")
-    print(f'    .venv/bin/aiops approvals approve {action_id} --as alice --comment "reviewed the plan"')
+    print("  Every decision is signed with the approver's own key. Approve it from a terminal:")
+    print(f'    .venv/bin/aiops approvals approve {action_id} --key {key} --comment "reviewed the plan"')
+    print("  or sign a token and send it with the temporal CLI or the Web UI's Send a Signal box:")
+    print(f"    .venv/bin/aiops approvals token {action_id} --key {key}")
     print(f"    TEMPORAL_ADDRESS={address} .venv/bin/temporal workflow signal --workflow-id {action_id} \\")
-    print(f"      --name {action_contract.APPROVE} --input '{body}'")
+    print(f"      --name {action_contract.APPROVE} --input '<the JSON line it printed>'")
 
     if leave_pending:
         say("Leaving the action pending and the stack running: approve it in the Web UI")
-        print(f'  (More actions → Send a Signal, name "{action_contract.APPROVE}", input {body}).')
+        print(
+            f'  (More actions → Send a Signal, name "{action_contract.APPROVE}", input: the token\'s JSON).'
+        )
         print("  Stop everything with: bash temporal-dev/stop.sh")
         return 0
 
-    say("alice approves it with the aiops CLI")
-    aiops_cli("approvals", "approve", action_id, "--as", "alice", "--comment", "reviewed the plan")
+    say("A name alone is not enough: an unsigned approval claiming to be alice is refused (and audited)")
+    aiops_cli_refused("approvals", "approve", action_id, "--as", "alice", "--comment", "trust me")
+    say("alice approves it with the aiops CLI, signed with her key")
+    aiops_cli("approvals", "approve", action_id, "--key", str(key), "--comment", "reviewed the plan")
     record = await aiops.wait_for_action(action_id)
     show(record)
     if record.status not in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED):
@@ -230,7 +254,7 @@ async def disk_story(aiops: AiopsClient) -> bool:
             type="disk",
             automation_level="semi_auto",
             runtime={"detect_every_seconds": 3600},
-            approval=ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"])]),
+            approval=approvers(),
             settings={
                 "mounts": [str(mount)],
                 "threshold_percent": 60,
@@ -262,7 +286,9 @@ async def disk_story(aiops: AiopsClient) -> bool:
         say("Deleting files is medium risk: it waits for a person, with the exact files as evidence")
         aiops_cli("approvals", "show", action_id)
         say("alice approves; the agent deletes exactly the planned files and verifies the space is back")
-        aiops_cli("approvals", "approve", action_id, "--as", "alice", "--comment", "old rotated logs")
+        aiops_cli(
+            "approvals", "approve", action_id, "--key", str(alice_key()), "--comment", "old rotated logs"
+        )
         record = await aiops.wait_for_action(action_id)
         show(record)
         print(f"  {mount}: {df(mount)}; left: {sorted(p.name for p in logs.iterdir())}")

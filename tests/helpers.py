@@ -22,14 +22,23 @@ def agent_config(agent_type: str = "example", **overrides: Any) -> AgentConfig:
     return AgentConfig(id=agent_id, name=f"{agent_type} agent", type=agent_type, **overrides)
 
 
-def team() -> ApprovalSettings:
+def team(signed: dict[str, str] | None = None) -> ApprovalSettings:
+    """alice, bob and oscar (sre, sre+admin, operator) and carol (admin).
+
+    By default in dev mode (``allow_unsigned``): the tests of policy, quorum, expiry and
+    execution decide by name. With ``signed`` (approver name -> ``ed25519:`` public key, see
+    tests/test_signed_approvals.py) those approvers get their keys and unsigned decisions are
+    refused, as in production.
+    """
+    keys = signed or {}
     return ApprovalSettings(
         approvers=[
-            Approver(name="alice", roles=["sre"]),
-            Approver(name="bob", roles=["sre", "admin"]),
-            Approver(name="carol", roles=["admin"]),
-            Approver(name="oscar", roles=["operator"]),
-        ]
+            Approver(name="alice", roles=["sre"], public_key=keys.get("alice")),
+            Approver(name="bob", roles=["sre", "admin"], public_key=keys.get("bob")),
+            Approver(name="carol", roles=["admin"], public_key=keys.get("carol")),
+            Approver(name="oscar", roles=["operator"], public_key=keys.get("oscar")),
+        ],
+        allow_unsigned=signed is None,
     )
 
 

@@ -92,7 +92,9 @@ async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker)
     with pytest.raises(AiopsError, match="alice has already approved this action"):
         await aiops.approve(action_id, "alice")
     await aiops.signal_approval(action_id, ApprovalRequest(approver="alice", comment="again"))
-    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)
+    # Both refusals are recorded by the workflow, the update's too (it is decided in the handler).
+    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 2)
+    assert [r.channel for r in record.refused] == ["update", "signal"]
     assert record.status == ActionStatus.PENDING_APPROVAL
     assert LEDGER["executed"] == []
     await aiops.approve(action_id, "carol")

@@ -181,13 +181,18 @@ async def test_queries_by_agent_action_and_time_range(pool: asyncpg.Pool) -> Non
     assert newest[0].detail["note"] == 'ünïcode and "quotes"'
 
 
-async def test_an_approval_refused_by_the_update_validator_is_audited_by_the_client(
+async def test_an_approval_refused_by_the_update_is_audited_once_by_the_workflow(
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config, "high")
     with pytest.raises(AiopsError, match="refused"):
         await aiops.approve(action_id, "oscar", "operators may try")
+    rows = await eventually(
+        lambda: aiops.audit_trail(action_id=action_id),
+        lambda rs: any(r.step == "approval_refused" for r in rs),
+    )
+    await asyncio.sleep(0.5)  # the client must not add a second row of its own
     rows = await aiops.audit_trail(action_id=action_id)
     [row] = [r for r in rows if r.step == "approval_refused"]
     assert row.actor == "oscar" and row.detail["channel"] == "update"

@@ -316,10 +316,13 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
     assert "roles" in refused
     # refusals through the update come back at once; one sent as a signal (the Web UI's way) is recorded
     await aiops.signal_approval(action_id, ApprovalRequest(approver="mallory", comment="let me"))
-    await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)
+    await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 2)
     after_refusal = parsed(await cli("-o", "json", "approvals", "show", action_id.removeprefix("action-")))
     assert after_refusal["action_id"] == action_id
-    assert [(r["approver"], r["approved"]) for r in after_refusal["refused"]] == [("mallory", True)]
+    assert [(r["approver"], r["approved"]) for r in after_refusal["refused"]] == [
+        ("oscar", True),
+        ("mallory", True),
+    ]
     shown_again = ok(await cli("approvals", "show", action_id)).stdout
     assert "refused decisions" in shown_again and "unknown approver 'mallory'" in shown_again
 

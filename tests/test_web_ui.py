@@ -40,6 +40,7 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, eventually, start_pending_action, team
@@ -55,6 +56,7 @@ from tests.support.browser import (
 from workflows import action_contract
 from workflows.action_contract import ActionStatus
 from workflows.action_details import plan_step, static_summary
+from workflows.approval_token import generate_private_key, private_key_pem
 from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
@@ -62,6 +64,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 INBOX_QUERY = 'AiopsActionStatus="pending_approval"'
 APPROVAL = {"approver": "alice", "comment": "approved in the browser"}
+ALICE = KeyFile(approver="alice", private_key=private_key_pem(generate_private_key()).decode())
 REFUSED = {"approver": "mallory", "comment": "not on the team"}
 # docs/web-ui.md: the approval inbox's columns and saved view.
 INBOX_COLUMNS = (
@@ -146,8 +149,12 @@ async def test_approve_a_pending_action_in_the_web_ui(
             evidence = Evidence(page, tmp_path / "screens")
 
             async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
-                config = agent_config("scripted", approval=team())
+                # alice signs with her own key; her public key is in the config (no dev mode).
+                config = agent_config("scripted", approval=team({"alice": ALICE.public_key()}))
                 _, action_id, record = await start_pending_action(aiops, config, "high")
+                # What `aiops approvals token` prints, pasted into the signal dialog below.
+                signed = await aiops.decision_token(action_id, ALICE)
+                approval = {**signed.model_dump(exclude_none=True), "comment": APPROVAL["comment"]}
                 other = agent_config("scripted", approval=team())
                 _, other_id, _ = await start_pending_action(aiops, other, "critical")
                 started = time.monotonic()
@@ -240,8 +247,8 @@ async def test_approve_a_pending_action_in_the_web_ui(
                 async with evidence.step("signal-dialog"):
                     dialog = await _open(page, "Send a Signal")
                     await _choose_signal(dialog, action_contract.APPROVE)
-                    data = await _type_data(page, dialog, APPROVAL)
-                    assert json.loads(await data.inner_text()) == APPROVAL
+                    data = await _type_data(page, dialog, approval)
+                    assert json.loads(await data.inner_text()) == approval
                     plain = dialog.get_by_role("radio", name="json/plain")
                     if await plain.count():
                         await expect(plain).to_be_checked()
@@ -264,7 +271,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     text = await evidence.wait_for_text(
                         [
                             "Verified: done, nothing left to do",
-                            "Approved by alice (signal",
+                            "Approved by alice (signed; signal",
                             "Nothing is left to decide",
                         ]
                     )
@@ -274,8 +281,11 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await _until_gone_from_inbox(page, inbox_url, action_id, still_pending=other_id)
 
             assert done.status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED), done
-            # The update's refusal never entered history; the signal's is recorded.
-            assert [(r.approver, r.channel) for r in done.refused] == [("mallory", "signal")], done.refused
+            # Both refusals are recorded by the workflow (the update's is decided in its handler).
+            assert [(r.approver, r.channel) for r in done.refused] == [
+                ("mallory", "update"),
+                ("mallory", "signal"),
+            ], done.refused
             first = done.approvals[0]
             assert (first.approver, first.approved, first.channel, first.comment) == (
                 "alice",
@@ -283,6 +293,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                 "signal",
                 APPROVAL["comment"],
             )
+            assert first.authenticated and first.token_id  # the pasted token was verified
             assert LEDGER["executed"] == [action_id]
             print(f"\napproved in the Web UI in {browser_seconds:.1f}s; screenshots in {evidence.directory}")
         finally:

@@ -46,6 +46,7 @@ from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
+from workflows.sandbox import workflow_runner
 
 TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 
@@ -159,6 +160,7 @@ async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClien
             task_queue=task_queue,
             workflows=[AgentWorkflow, ActionWorkflow],
             activities=faked.all,
+            workflow_runner=workflow_runner(),
         ),
         Worker(skipping.client, task_queue=hooks, activities=faked.all),
     ):
@@ -168,7 +170,7 @@ async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClien
 def config(**runtime: Any) -> AgentConfig:
     return AgentConfig(
         id=f"fake-{uuid.uuid4().hex[:6]}", name="fake", type="fake", runtime=runtime,
-        approval={"approvers": [{"name": "alice", "roles": ["sre"]}]},
+        approval={"approvers": [{"name": "alice", "roles": ["sre"]}], "allow_unsigned": True},
     )  # fmt: skip
 
 

@@ -130,7 +130,8 @@ class ActionInput(BaseModel):
 class ApprovalRequest(BaseModel):
     """An approve / reject decision as a person sends it (signal body or update argument).
 
-    ``approver`` is the actor; ``credential`` is room for a signed token. Unknown
+    ``approver`` is the actor; ``credential`` is the signed token that proves it (see
+    ``approval_token.py``; ``aiops approvals token`` prints one ready to paste). Unknown
     fields are refused, so a typo (``"aprover"``) is an error, not an anonymous approval.
     """
 
@@ -168,6 +169,10 @@ class ApprovalRecord(BaseModel):
     at: datetime
     channel: str
     plan_digest: str | None = None
+    # Proven by a signed token the workflow verified; False: the name alone (dev mode, or an
+    # action started before signed approvals), which every view says.
+    authenticated: bool = False
+    token_id: str | None = None
 
 
 class RefusedApproval(BaseModel):

@@ -34,11 +34,13 @@ from workflows.approval_gate import approvals_count
 # UI lists them under each name in its signal and update menus) and the static details, so nobody
 # has to guess what a menu entry does.
 PEOPLE_MESSAGES = {
-    DECIDE: 'For people: approve or reject, {"approver", "approve": true|false, "comment"}. '
-    "A refusal comes back at once, with the reason.",
-    APPROVE: 'For people: approve, {"approver", "comment"}. A refusal is recorded and shown only '
-    "in Current Details; the decide update shows it at once.",
-    REJECT: 'For people: reject, {"approver", "comment"}.',
+    DECIDE: 'For people: approve or reject, {"approver", "credential", "approve": true|false, "comment"}; '
+    "the credential is a token signed with your key (`aiops approvals token`). A refusal comes back "
+    "at once, with the reason.",
+    APPROVE: 'For people: approve, {"approver", "credential", "comment"}: paste what `aiops approvals '
+    "token ACTION` prints. A refusal is recorded and shown in Current Details; the decide update "
+    "shows it at once.",
+    REJECT: 'For people: reject, {"approver", "credential", "comment"} (`aiops approvals token --reject`).',
     STATUS: "Read-only: the whole action record (plan, approvals, refusals, result).",
 }
 AGENT_MESSAGES = {
@@ -48,9 +50,9 @@ AGENT_MESSAGES = {
 }
 _KINDS = {DECIDE: "update", APPROVE: "signal", REJECT: "signal", STATUS: "query"}
 
-_DECIDE_INPUT = {"approver": "<you>", "approve": True, "comment": "<why>"}
-_SIGNAL_INPUT = {"approver": "<your name>", "comment": "<why>"}
-_SHORT_SIGNAL_INPUT = {"approver": "<you>", "comment": "<why>"}
+_DECIDE_INPUT = {"approver": "<me>", "credential": "<t>", "approve": True}  # <t>: the signed token
+_SIGNAL_INPUT = {"approver": "<your name>", "credential": "<signed token>", "comment": "<why>"}
+_SHORT_SIGNAL_INPUT = {"approver": "<you>", "credential": "<token>"}  # aiops approvals token
 
 _HEADLINES = {
     ActionStatus.PROPOSED: "Proposed: the policy is being applied",
@@ -156,7 +158,8 @@ def details_markdown(
         )
     for a in record.approvals:
         who = "Approved by" if a.approved else "Rejected by"
-        facts.append(f"**{who}** {a.approver} ({a.channel}, {clock(a.at)}): {a.comment or '-'}")
+        proof = "signed" if a.authenticated else "UNAUTHENTICATED, by name only"
+        facts.append(f"**{who}** {a.approver} ({proof}; {a.channel}, {clock(a.at)}): {a.comment or '-'}")
     if record.escalated:
         facts.append(f"**Escalated**: {record.escalation_error or 'the escalation target was notified'}")
     if record.held:
@@ -188,20 +191,21 @@ def details_markdown(
 def _how_to_decide(action_id: str) -> list[str]:
     return [
         "",
-        "**Decide here**: More Actions → Send an Update → `decide`, with",
+        "**Decide here**: sign your decision with your own key in a terminal,",
         "",
-        '    {"approver": "<your name>",',
-        '     "approve": true, "comment": "<why>"}',
+        f"    aiops approvals token {action_id} \\",
+        "      --key <your key file>",
         "",
-        "(`false` rejects). A refusal shows in the dialog at once.",
+        f"then More Actions → Send a Signal → `{APPROVE}` and paste the JSON line it printed "
+        "(valid 15 minutes, once; `--reject` makes one to reject). A name alone is refused unless "
+        "the agent's config allows unsigned approvals. The UI only says \u201cWorkflow signaled.\u201d: "
+        "a refusal then shows at the top here (press R). Send an Update → `decide` with the same "
+        'JSON plus `"approve": true` shows a refusal at once.',
         "",
-        f"Send a Signal → `{APPROVE}` or `{REJECT}` (same input, no `approve`) works too, but the UI "
-        "only says \u201cWorkflow signaled.\u201d: a refusal then shows at the top here (press R).",
-        "",
-        "From a terminal (an update: a refusal returns at once):",
+        "Or decide from a terminal (a refusal returns at once):",
         "",
         f"    aiops approvals approve {action_id} \\",
-        "      --as <you> --comment '<why>'",
+        "      --key <your key file> --comment '<why>'",
         "",
         "The `temporal` commands are under Details.",
         f"`{HOLD}`, `{RELEASE}` and `{ABORT}` are the agent's: never send them by hand.",
@@ -250,6 +254,12 @@ def rollback_step(action: AgentAction) -> str:
 
 def escalation_step(target: str) -> str:
     return f"escalate to {target}: no decision before the approval deadline"[:200]
+
+
+def notice_step(channel: str, step: str) -> str:
+    """``tell slack #0: approval needed``: one approval notice's delivery on the timeline."""
+    what = {"pending": "approval needed", "escalated": "escalated", "expired": "expired"}.get(step, "decided")
+    return f"tell {channel}: {what} (retried until delivered)"[:200]
 
 
 def deadline_step(deadline: datetime, then: str) -> str:

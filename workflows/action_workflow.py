@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyCall,
     )
     from agents.errors import describe_validation_error
-    from agents.models import ActionResult, ExpiryAction
+    from agents.models import ActionResult, ExpiryAction, NotifyStep
     from agents.policy import Outcome
     from workflows import agent_contract, metrics
     from workflows import search_attributes as sa
@@ -73,7 +73,9 @@ with workflow.unsafe.imports_passed_through():
         rollback_step,
         verify_step,
     )
+    from workflows.action_notices import ActionNotices
     from workflows.approval_gate import approvals_count, refusal_reason
+    from workflows.approval_token import ApprovalClaims, TokenRefused, Verb, verify
     from workflows.failures import cause_message
 
 # Running actions started before this patch executed with the plain execute activity.
@@ -89,6 +91,10 @@ HOOKS_QUEUE_PATCH = "hooks-queue-v1"
 # upsert also carries the inbox's columns (requested at, approvals so far and needed), and each
 # approval upserts the count at once.
 INBOX_COLUMNS_PATCH = "inbox-columns-v1"
+# Actions started before this patch took an approver's name on trust, and the decide update's
+# validator refused (leaving no history); since, a decision needs a token the workflow verifies
+# (unless the config allows unsigned approvals) and every refusal lands in history and the audit.
+SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -118,11 +124,13 @@ class ActionWorkflow:
         self._aborted: str | None = None
         self._audit = ActionAudit(lambda: self._record)
         self._audit.sink_available(input.audit_log)
+        self._notices = ActionNotices(input, self._audit)  # asks its patch: first activation
         # Asked in the first activation, like every patch here (see AuditOutbox).
         self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
         self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)
         self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
         self._inbox_columns = workflow.patched(INBOX_COLUMNS_PATCH)
+        self._signed = workflow.patched(SIGNED_APPROVALS_PATCH)
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
@@ -146,6 +154,7 @@ class ActionWorkflow:
 
         if input.decision.outcome == Outcome.REQUIRE_APPROVAL:
             final = await self._await_approval()
+            self._notices.wait_ended(r, final == ActionStatus.EXPIRED, self._aborted or r.error or "")
             if final is not None:
                 return await self._finish(final, self._aborted or r.error or "")
             # Approved and not held goes straight on to executing in this same workflow task,
@@ -169,6 +178,7 @@ class ActionWorkflow:
         timeout = decision.timeout_seconds or approval.rule_for(r.action.risk_level).timeout_seconds
         escalates = approval.on_expiry == ExpiryAction.ESCALATE
         then = f"then escalates to {approval.escalation_target}" if escalates else "then expires"
+        self._notices.send(NotifyStep.PENDING, r, workflow.now() + timedelta(seconds=timeout))
         if await self._wait_for_decision(timeout, then):
             return ActionStatus.REJECTED if self._rejected or self._aborted else None
         if approval.on_expiry == ExpiryAction.ESCALATE:
@@ -204,6 +214,7 @@ class ActionWorkflow:
                 extension_seconds=extension,
             )
             self._set_status(ActionStatus.PENDING_APPROVAL, f"escalated to {approval.escalation_target}")
+            self._notices.send(NotifyStep.ESCALATED, r, workflow.now() + timedelta(seconds=extension))
             if await self._wait_for_decision(extension, "escalated; then expires"):
                 return ActionStatus.REJECTED if self._rejected or self._aborted else None
         r.error = "approval expired without a decision; a timeout never approves an action"
@@ -245,15 +256,74 @@ class ActionWorkflow:
 
     @workflow.update(name=DECIDE, description=PEOPLE_MESSAGES[DECIDE])
     def decide(self, request: DecisionRequest) -> ActionRecord:
-        """Approve or reject and learn the outcome at once: the validator refuses with the reason."""
-        self._apply(request, approve=request.approve, channel="update")
+        """Approve or reject and learn the outcome at once: a refusal fails the update with the
+        reason (and, since signed approvals, is recorded and audited by this workflow first)."""
+        if self._signed:
+            reason, claims = self._check(request, request.approve)
+            if reason is not None:
+                self._refuse(request.approver, request.approve, request.comment, "update", reason)
+                # details: the refusal is in this workflow's audit already; the client adds no row
+                raise ApplicationError(reason, {"audited": True}, type=APPROVAL_REFUSED, non_retryable=True)
+            self._apply(request, approve=request.approve, channel="update", claims=claims)
+        else:
+            self._apply(request, approve=request.approve, channel="update")
         return self._record
 
     @decide.validator
     def _validate_decide(self, request: DecisionRequest) -> None:
-        reason = refusal_reason(self._record, self._input.config, request, request.approve)
+        if self._signed:
+            # Only what is no decision at all is refused here, before history; who may decide is
+            # settled in the handler, where the refusal is recorded.
+            reason = self._not_pending()
+        else:
+            reason = refusal_reason(self._record, self._input.config, request, request.approve)
         if reason is not None:
             raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
+
+    def _not_pending(self) -> str | None:
+        r = self._record
+        if r.status != ActionStatus.PENDING_APPROVAL:
+            return f"action {r.action.id} is no longer pending approval (it is {r.status.value})"
+        return None
+
+    def _check(self, request: ApprovalRequest, approve: bool) -> tuple[str | None, ApprovalClaims | None]:
+        """Why ``request`` may not decide (None: it may), and the verified token's claims.
+
+        Authority (role, requester, quorum, plan digest) comes from the pure gate; identity from
+        the token, verified against the public keys of the config this action was decided under.
+        """
+        config = self._input.config
+        reason = refusal_reason(self._record, config, request, approve)
+        if reason is not None or not self._signed:
+            return reason, None
+        verb: Verb = "approve" if approve else "reject"
+        settings = config.approval
+        if request.credential is None:
+            if settings.allow_unsigned:
+                return None, None  # dev mode: recorded as unauthenticated everywhere
+            return (
+                f"{request.approver}'s {verb} is not signed: send a token in 'credential' "
+                f"(`aiops approvals {verb} --key FILE` signs; `aiops approvals token "
+                f"{workflow.info().workflow_id}` prints JSON for the Web UI or the temporal CLI)",
+                None,
+            )
+        keys = {a.name: a.public_key for a in settings.approvers if a.public_key}
+        used = {a.token_id for a in self._record.approvals if a.token_id}
+        try:
+            claims = verify(
+                request.credential,
+                keys,
+                workflow.info().workflow_id,
+                verb,
+                self._record.plan_digest,
+                workflow.now(),
+                used,
+            )
+        except TokenRefused as err:
+            return str(err), None
+        if claims.sub != request.approver:
+            return f"the token is signed by {claims.sub}, but the request names {request.approver}", None
+        return None, claims
 
     def _take_signal(self, payload: Any, approve: bool) -> None:
         try:
@@ -262,13 +332,15 @@ class ActionWorkflow:
             reason = describe_validation_error(err)
             self._refuse(str(payload)[:80], approve, "", "signal", f'{reason} (send {{"approver": ...}})')
             return
-        refusal = refusal_reason(self._record, self._input.config, request, approve)
+        refusal, claims = self._check(request, approve)
         if refusal is not None:
             self._refuse(request.approver, approve, request.comment, "signal", refusal)
             return
-        self._apply(request, approve=approve, channel="signal")
+        self._apply(request, approve=approve, channel="signal", claims=claims)
 
-    def _apply(self, request: ApprovalRequest, approve: bool, channel: str) -> None:
+    def _apply(
+        self, request: ApprovalRequest, approve: bool, channel: str, claims: ApprovalClaims | None = None
+    ) -> None:
         self._record.approvals.append(
             ApprovalRecord(
                 approver=request.approver,
@@ -277,8 +349,15 @@ class ActionWorkflow:
                 at=workflow.now(),
                 channel=channel,
                 plan_digest=self._record.plan_digest,
+                authenticated=claims is not None,
+                token_id=claims.jti if claims is not None else None,
             )
         )
+        detail: dict[str, Any] = {}
+        if self._signed:
+            detail["authenticated"] = claims is not None
+            if claims is not None:
+                detail["token_id"] = claims.jti
         self._audit.record(
             AuditStep.APPROVAL,
             f"approval:{len(self._record.approvals)}",
@@ -287,6 +366,7 @@ class ActionWorkflow:
             comment=request.comment,
             channel=channel,
             plan_digest=self._record.plan_digest,
+            **detail,
         )
         if not approve:
             self._rejected = True
@@ -470,6 +550,7 @@ class ActionWorkflow:
         metrics.observe_action_duration(self._input.config.type, status.value, took)
         self._audit.record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
         await self._report_and_wait(status)
+        await self._notices.settled()  # approval notices delivered, given up or cancelled
         await self._audit.drained()  # the run ends only once its audit rows have landed
         return self._record
 

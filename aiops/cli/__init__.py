@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli import agents, approvals, audit, config, dev, events, gateway
+from aiops.cli import agents, approvals, audit, config, dev, events, gateway, keys
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
 from aiops.tracing import shutdown_tracing
 from workflows.agent_contract import DEFAULT_TASK_QUEUE
@@ -63,6 +63,7 @@ def root(
 app.add_typer(agents.app, name="agents")
 app.add_typer(events.app, name="events")
 app.add_typer(approvals.app, name="approvals")
+app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
 app.add_typer(audit.app, name="audit")
 app.command(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
-from aiops.cli.common import action_workflow_id, current_user, run
+from aiops.cli.common import action_workflow_id, current_user, key_for, run
 from aiops.cli.output import (
     BadInput,
     TimesOption,
@@ -33,7 +35,17 @@ ActionArg = Annotated[
 ]
 AsOption = Annotated[
     str | None,
-    typer.Option("--as", metavar="NAME", help="who decides (default: $AIOPS_USER, else your user name)"),
+    typer.Option(
+        "--as", metavar="NAME", help="who decides (default: $AIOPS_USER, else the approver of your key file)"
+    ),
+]
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        metavar="FILE",
+        help="sign with this key file (default: $AIOPS_KEY_FILE, else ~/.config/aiops/key.json if there)",
+    ),
 ]
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, for the audit log")]
 
@@ -96,6 +108,8 @@ def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool) -> None:
 
 def approve_command(action_id: str, record: ActionRecord, who: str) -> str:
     words = ["aiops", "approvals", "approve", action_id, "--as", who]
+    if who == "<your name>":
+        words = ["aiops", "approvals", "approve", action_id, "--key", "<your key file>"]
     if record.plan_digest:
         words += ["--plan-digest", record.plan_digest]
     return shlex.join(words) + " --comment '<why>'"
@@ -110,6 +124,8 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
         who = current_user(None)
     except BadInput:
         who = "<your name>"
+    reject_words = ["aiops", "approvals", "reject", action_id]
+    reject_words += ["--key", "<your key file>"] if who == "<your name>" else ["--as", who]
 
     def render() -> None:
         a, e, d = record.action, record.event, record.decision
@@ -165,17 +181,24 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
             parts.append(Text("plan: none (the agent has no dry run for this action)"))
         if record.approvals:
             rows = [
-                (x.approver, "approved" if x.approved else "rejected", when(x.at), x.channel, x.comment)
+                (
+                    x.approver,
+                    "approved" if x.approved else "rejected",
+                    "yes" if x.authenticated else "NO (unauthenticated)",
+                    when(x.at),
+                    x.channel,
+                    x.comment,
+                )
                 for x in record.approvals
             ]
-            parts.append(table(["WHO", "DECISION", "AT", "CHANNEL", "COMMENT"], rows, "decisions"))
+            parts.append(table(["WHO", "DECISION", "SIGNED", "AT", "CHANNEL", "COMMENT"], rows, "decisions"))
         if record.refused:
-            rows = [
+            refusals = [
                 (x.approver, "approve" if x.approved else "reject", when(x.at), x.channel, x.reason)
                 for x in record.refused
             ]
             parts.append(
-                table(["WHO", "TRIED", "AT", "CHANNEL", "REFUSED BECAUSE"], rows, "refused decisions")
+                table(["WHO", "TRIED", "AT", "CHANNEL", "REFUSED BECAUSE"], refusals, "refused decisions")
             )
         if record.result is not None:
             parts.append(
@@ -191,8 +214,10 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
                     "approve with:\n  "
                     + approve_command(action_id, record, who)
                     + "\nreject with:\n  "
-                    + shlex.join(["aiops", "approvals", "reject", action_id, "--as", who])
+                    + shlex.join(reject_words)
                     + " --comment '<why>'"
+                    + "\nfor the Web UI (Send a Signal) or `temporal workflow signal --input`:\n  "
+                    + shlex.join(["aiops", "approvals", "token", action_id])
                 )
             )
         out = console()
@@ -204,18 +229,26 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
 
 
 def _decide(
-    ctx: typer.Context, action: str, approve: bool, who: str | None, comment: str, digest: str | None
+    ctx: typer.Context,
+    action: str,
+    approve: bool,
+    who: str | None,
+    comment: str,
+    digest: str | None,
+    key_path: Path | None,
 ) -> None:
     action_id = action_workflow_id(action)
-    name = current_user(who)
+    key = key_for(key_path, who)
+    name = key.approver if key is not None else current_user(who)
     if approve:
-        record = run(ctx, lambda aiops: aiops.approve(action_id, name, comment, plan_digest=digest))
+        record = run(ctx, lambda aiops: aiops.approve(action_id, name, comment, plan_digest=digest, key=key))
     else:
-        record = run(ctx, lambda aiops: aiops.reject(action_id, name, comment))
+        record = run(ctx, lambda aiops: aiops.reject(action_id, name, comment, key=key))
+    signed = "signed" if key is not None else "UNSIGNED (the agent's config allows unauthenticated approvals)"
 
     def render() -> None:
         if not approve:
-            typer.echo(f"rejected {action_id} as {name}: the action will not run")
+            typer.echo(f"rejected {action_id} as {name}, {signed}: the action will not run")
             return
         approved = len({a.approver for a in record.approvals if a.approved})
         needed = record.decision.required_approvals if record.decision else 1
@@ -224,7 +257,7 @@ def _decide(
             if approved >= needed
             else f"waiting for {needed - approved} more approver(s)"
         )
-        typer.echo(f"approved {action_id} as {name} ({approved}/{needed} approvals): {outcome}")
+        typer.echo(f"approved {action_id} as {name}, {signed} ({approved}/{needed} approvals): {outcome}")
 
     emit(ctx, entry(action_id, record), render)
 
@@ -239,12 +272,78 @@ def approve(
         str | None,
         typer.Option("--plan-digest", help="approve only if the plan is still this one (from `show`)"),
     ] = None,
+    key: KeyOption = None,
 ) -> None:
-    """Approve an action; a refusal (unknown approver, missing role, ...) exits 1 with the reason."""
-    _decide(ctx, action, True, who, comment, plan_digest)
+    """Approve an action, signed with your key; a refusal (untrusted key, missing role, ...) exits 1
+    with the reason."""
+    _decide(ctx, action, True, who, comment, plan_digest, key)
 
 
 @app.command("reject")
-def reject(ctx: typer.Context, action: ActionArg, who: AsOption = None, comment: CommentOption = "") -> None:
-    """Reject an action; a refusal exits 1 with the reason."""
-    _decide(ctx, action, False, who, comment, None)
+def reject(
+    ctx: typer.Context,
+    action: ActionArg,
+    who: AsOption = None,
+    comment: CommentOption = "",
+    key: KeyOption = None,
+) -> None:
+    """Reject an action, signed with your key; a refusal exits 1 with the reason."""
+    _decide(ctx, action, False, who, comment, None, key)
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    action: ActionArg,
+    key: KeyOption = None,
+    reject_it: Annotated[
+        bool, typer.Option("--reject", help="a token to reject (default: to approve)")
+    ] = False,
+    comment: CommentOption = "",
+    minutes: Annotated[
+        int, typer.Option("--minutes", min=1, max=24 * 60, help="how long the token is valid (default 15)")
+    ] = 15,
+) -> None:
+    """Print a signed decision as JSON, to paste into the Temporal Web UI's Send a Signal box
+    (signal `approve` or `reject`) or pass to `temporal workflow signal --input`. It is bound to
+    this action, its current plan and the verb, valid for --minutes, and usable once."""
+    action_id = action_workflow_id(action)
+    key_file = key_for(key, None)
+    if key_file is None:
+        raise BadInput(
+            "no key to sign with: pass --key FILE, set AIOPS_KEY_FILE, or `aiops keys generate NAME`"
+        )
+    request = run(
+        ctx,
+        lambda aiops: aiops.decision_token(
+            action_id, key_file, approve=not reject_it, lifetime_seconds=minutes * 60
+        ),
+    )
+    body = request.model_copy(update={"comment": comment}).model_dump(
+        exclude_none=True, exclude_defaults=True
+    )
+    body["approver"] = request.approver
+    signal = "reject" if reject_it else "approve"
+    text = json.dumps(body)
+
+    command = [
+        "temporal",
+        "workflow",
+        "signal",
+        "--workflow-id",
+        action_id,
+        "--name",
+        signal,
+        "--input",
+        text,
+    ]
+
+    def render() -> None:
+        typer.echo(text)
+        typer.echo(
+            f"\nvalid for {minutes} min, once; Web UI: Send a Signal, name {signal!r}, paste the line above."
+            "\nOr:\n  " + shlex.join(command),
+            err=True,
+        )
+
+    emit(ctx, {"action_id": action_id, "signal": signal, "input": body}, render)

@@ -7,7 +7,6 @@ always exits 2; what the servers answer is mapped to exit 1 in one place.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import os
 import sys
@@ -24,6 +23,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.pool import DATABASE_URL_ENV
 from agents.models import AgentConfig, SystemEvent
+from aiops import keys
 from aiops.cli.output import BadInput, CliError, Failed, describe_validation, settings
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
@@ -111,7 +111,8 @@ def _temporal_address() -> str:
 
 
 def current_user(given: str | None = None) -> str:
-    """``--as``, else ``AIOPS_USER``, else the operating system's user name."""
+    """``--as``, else ``AIOPS_USER``, else the approver named in your key file; never the
+    operating system's user name, which no agent config knows."""
     if given is not None:
         if not given.strip():
             raise BadInput("--as needs a name")
@@ -119,10 +120,35 @@ def current_user(given: str | None = None) -> str:
     from_env = os.environ.get(USER_ENV, "").strip()
     if from_env:
         return from_env
+    path = keys.default_path()
+    if path.exists():
+        try:
+            return keys.load(path).approver
+        except keys.KeyFileError as err:
+            raise BadInput(str(err)) from None
+    raise BadInput(
+        f"cannot tell who you are: pass --as NAME, set {USER_ENV}, or make a key with "
+        "`aiops keys generate NAME`"
+    )
+
+
+def key_for(given: Path | None, who: str | None) -> keys.KeyFile | None:
+    """The key to sign with: ``--key FILE``, else your default key file when it is there and is
+    the named person's (a decision ``--as`` someone else is sent unsigned, and the workflow
+    refuses it unless the agent's config allows unsigned approvals)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        raise BadInput(f"cannot tell who you are: pass --as NAME or set {USER_ENV}") from None
+        if given is not None:
+            key_file = keys.load(given.expanduser())
+            if who is not None and who != key_file.approver:
+                raise BadInput(f"--key is {key_file.approver}'s key, not {who}'s")
+            return key_file
+        path = keys.default_path()
+        if not path.exists():
+            return None
+        key_file = keys.load(path)
+    except keys.KeyFileError as err:
+        raise BadInput(str(err)) from None
+    return key_file if who in (None, key_file.approver) else None
 
 
 def action_workflow_id(given: str) -> str:

@@ -21,11 +21,13 @@ from activities.database.audit_log import AuditLog
 from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
+from activities.notify_activities import NotifyActivities
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import DEFAULT_TASK_QUEUE, hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
+from workflows.sandbox import workflow_runner
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
 
@@ -97,6 +99,7 @@ def build_worker(
         activities.audit = audit.audit  # decisions write their audit rows themselves
     health = HealthActivities(client, activities.instances, pool)
     detectors = DetectorActivities(client)
+    notify = NotifyActivities()  # approval notices; AIOPS_UI_URL sets the evidence links' Web UI
     common: dict[str, Any] = {
         "identity": identity,
         "graceful_shutdown_timeout": graceful_shutdown,
@@ -115,9 +118,11 @@ def build_worker(
             *health.all(),
             *health.hooks(),
             *detectors.all(),
+            *notify.all(),
             *extra_activities,
         ],
         max_cached_workflows=max_cached_workflows,
+        workflow_runner=workflow_runner(),
         **common,
     )
     hooks = [*activities.hooks(), *config.hooks(), *health.hooks()]

@@ -67,7 +67,9 @@ def test_a_refusal_heads_the_facts_with_its_reason() -> None:
     assert (
         facts[0] == "- **Refused**: mallory may not approve (signal, 2026-01-01 10:00 UTC): unknown approver"
     )
-    assert "- **Approved by** alice (update, 2026-01-01 10:00 UTC): ok" in facts
+    assert (
+        "- **Approved by** alice (UNAUTHENTICATED, by name only; update, 2026-01-01 10:00 UTC): ok" in facts
+    )
     assert text.splitlines()[0] == "### Waiting for approval: 1 of 2 (roles: sre)"
 
 
@@ -78,7 +80,7 @@ def test_a_final_action_says_what_happened_not_how_to_decide() -> None:
     )
     text = details_markdown(record, DECISION)
     assert text.splitlines()[0] == "### Rejected: rejected by bob: too risky"
-    assert "**Rejected by** bob (signal" in text
+    assert "**Rejected by** bob (UNAUTHENTICATED, by name only; signal" in text
     assert "Decide" not in text and "Send an Update" not in text and "Nothing is left to decide" in text
 
 

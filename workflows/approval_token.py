@@ -1,0 +1,194 @@
+"""Signed approvals: who decided, proven by a token the workflow itself verifies.
+
+A person approves (or rejects) with a compact JWS (a JWT) signed with their own
+Ed25519 key, like an SSH key. Its claims bind it to one decision:
+
+* ``sub``: the approver's name, as in ``approval.approvers`` of the action's config;
+* ``aud``: the action's workflow id, so it cannot approve another action;
+* ``verb``: ``approve`` or ``reject``;
+* ``digest``: the plan digest the person reviewed (required to approve), so a
+  changed plan is not approved by an old token;
+* ``exp`` (and ``iat``): checked against ``workflow.now()``, never the wall clock;
+  a token may live at most ``MAX_LIFETIME_SECONDS``;
+* ``jti``: a unique id; a token is used once.
+
+The public keys are the ones in the config the action was decided under (pinned
+in the action's input), so a later config change cannot approve an old action
+with a new key. Verification is pure computation (PyJWT's JWS signature check
+through ``cryptography``, then the claims here), so it is deterministic and runs
+in workflow code; ``sign`` is what the ``aiops`` CLI and SDK clients use.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from datetime import datetime, timedelta
+from typing import Literal
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agents.errors import AiopsError, describe_validation_error
+
+KEY_PREFIX = "ed25519:"
+ALGORITHM = "EdDSA"
+MAX_LIFETIME_SECONDS = 24 * 3600
+DEFAULT_LIFETIME_SECONDS = 15 * 60
+# Clocks of signer and server differ a little: a token issued this far in the future is accepted.
+CLOCK_SKEW_SECONDS = 120
+
+Verb = Literal["approve", "reject"]
+NOT_A_TOKEN = "the credential is not a signed token (a JWS from `aiops approvals token`)"
+
+
+class TokenRefused(AiopsError):
+    """A credential that does not prove this decision; the message says why, for the audit log."""
+
+
+class ApprovalClaims(BaseModel):
+    """What a token says. Unknown claims are ignored; the known ones are bounded."""
+
+    model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
+
+    sub: str = Field(min_length=1, max_length=200)
+    aud: str = Field(min_length=1, max_length=500)
+    verb: Verb
+    digest: str | None = Field(default=None, max_length=128)
+    iat: int
+    exp: int
+    jti: str = Field(min_length=8, max_length=100)
+
+
+def public_key_text(key: Ed25519PublicKey) -> str:
+    """``ed25519:<base64url>``: the one-line form an approver's key takes in config."""
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return KEY_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_public_key(text: str) -> Ed25519PublicKey:
+    """The key of ``ed25519:<base64url>``; ``ValueError`` saying what is wrong otherwise."""
+    if not text.startswith(KEY_PREFIX):
+        raise ValueError(f"a public key starts with {KEY_PREFIX!r} (as `aiops keys generate` prints it)")
+    body = text[len(KEY_PREFIX) :].strip()
+    try:
+        raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+    except (ValueError, TypeError):
+        raise ValueError("the public key is not base64url text") from None
+    if len(raw) != 32:
+        raise ValueError(f"an Ed25519 public key has 32 bytes, this one {len(raw)}")
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def generate_private_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+
+
+def sign(
+    key: Ed25519PrivateKey,
+    approver: str,
+    workflow_id: str,
+    verb: Verb,
+    digest: str | None,
+    now: datetime,
+    lifetime_seconds: int = DEFAULT_LIFETIME_SECONDS,
+    token_id: str | None = None,
+) -> str:
+    """A token for one decision on one action (what a client sends as ``credential``)."""
+    issued = int(now.timestamp())
+    claims = {
+        "sub": approver,
+        "aud": workflow_id,
+        "verb": verb,
+        "digest": digest,
+        "iat": issued,
+        "exp": issued + lifetime_seconds,
+        "jti": token_id or uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": approver})
+
+
+def verify(
+    token: str,
+    keys: dict[str, str],
+    workflow_id: str,
+    verb: Verb,
+    digest: str | None,
+    now: datetime,
+    used_token_ids: set[str],
+) -> ApprovalClaims:
+    """The claims of ``token`` if it proves ``verb`` on this action now; ``TokenRefused`` otherwise.
+
+    ``keys`` maps approver names to their ``ed25519:`` public keys (from the pinned config).
+    Only the signature is checked by PyJWT; every claim, and the time, are checked here
+    against the workflow's own clock, so replaying this check gives the same answer.
+    """
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = json.loads(
+            jwt.api_jws.decode_complete(token, options={"verify_signature": False})["payload"]
+        )
+    except (jwt.InvalidTokenError, ValueError, TypeError, KeyError):
+        raise TokenRefused(
+            "the credential is not a signed token (a JWS from `aiops approvals token`)"
+        ) from None
+    if header.get("alg") != ALGORITHM:
+        raise TokenRefused(
+            f"the token is signed with {str(header.get('alg'))[:20]!r}; only {ALGORITHM} is accepted"
+        )
+    subject = unverified.get("sub") if isinstance(unverified, dict) else None
+    if not isinstance(subject, str) or subject not in keys:
+        known = ", ".join(sorted(keys)) or "none"
+        raise TokenRefused(
+            f"the token is signed for {str(subject)[:80]!r}, who has no public key in the config this action "
+            f"was decided under (approvers with keys: {known})"
+        )
+    try:
+        public = parse_public_key(keys[subject])
+        signed = jwt.api_jws.decode_complete(token, key=public, algorithms=[ALGORITHM])
+    except ValueError as err:
+        raise TokenRefused(f"{subject}'s public key in the config is not usable: {err}") from None
+    except jwt.InvalidTokenError:
+        raise TokenRefused(
+            f"the token's signature does not match {subject}'s public key (forged or altered)"
+        ) from None
+    try:
+        claims = ApprovalClaims.model_validate_json(signed["payload"])
+    except ValidationError as err:
+        raise TokenRefused(f"the token's claims are invalid: {describe_validation_error(err)}") from None
+    return _checked(claims, workflow_id, verb, digest, now, used_token_ids)
+
+
+def _checked(
+    claims: ApprovalClaims, workflow_id: str, verb: Verb, digest: str | None, now: datetime, used: set[str]
+) -> ApprovalClaims:
+    if claims.aud != workflow_id:
+        raise TokenRefused(f"the token is for {claims.aud[:120]!r}, not for this action ({workflow_id})")
+    if claims.verb != verb:
+        raise TokenRefused(f"the token is to {claims.verb}, not to {verb}")
+    if verb == "approve" and claims.digest != digest:
+        raise TokenRefused(
+            f"the token approves plan {str(claims.digest)[:12]}, the current plan is {str(digest)[:12]}: "
+            "review the current plan and sign again"
+        )
+    moment = int(now.timestamp())
+    if claims.exp <= moment:
+        expired = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
+        raise TokenRefused(f"the token expired at {expired:%Y-%m-%d %H:%M:%S} UTC; sign a new one")
+    if claims.iat > moment + CLOCK_SKEW_SECONDS:
+        raise TokenRefused("the token is issued in the future; check the signer's clock")
+    if claims.exp - claims.iat > MAX_LIFETIME_SECONDS:
+        raise TokenRefused(
+            f"the token lives {timedelta(seconds=claims.exp - claims.iat)}, over the limit of "
+            f"{timedelta(seconds=MAX_LIFETIME_SECONDS)}"
+        )
+    if claims.jti in used:
+        raise TokenRefused(f"the token {claims.jti[:40]} was used already; sign a new one")
+    return claims
