@@ -21,15 +21,19 @@ import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from activities.detector_activities import detector_schedule_id
+from agents.models import NotifyChannel
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
+from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, team
+from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
 from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
+from workflows.approval_token import generate_private_key, private_key_pem
 from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -109,6 +113,34 @@ async def record(aiops: AiopsClient) -> None:
     ]:
         await aiops.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
+
+    # Signed approvals (v6): an unsigned signal and an unsigned update refused in history, two
+    # signed approvals, and a webhook told when the action waits and when it is decided.
+    alice, bob = (
+        KeyFile(approver=n, private_key=private_key_pem(generate_private_key()).decode())
+        for n in ("alice", "bob")
+    )
+    async with http_receiver() as receiver:
+        approval = team({"alice": alice.public_key(), "bob": bob.public_key()}).model_copy(
+            update={"notify": [NotifyChannel(type="webhook", url=receiver.url("/hook"))]}
+        )
+        config = agent_config("scripted", id="replay-signed", approval=approval)
+        await aiops.start_agent(config)
+        critical = event("alert", id="s-critical", risk="critical")
+        await aiops.send_events(config.id, [critical])
+        signed_id = aiops.action_id(config.id, critical.id)
+        await eventually(lambda: aiops.action(signed_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+        await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 1)
+        await aiops.action_handle(signed_id).signal(ActionWorkflow.approve, {"approver": "alice"})
+        try:
+            await aiops.approve(signed_id, "bob", "unsigned")
+        except AiopsError:
+            pass
+        await aiops.approve(signed_id, comment="signed", key=alice)
+        await aiops.approve(signed_id, comment="signed too", key=bob)
+        await aiops.wait_for_action(signed_id)
+        await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 2)
+        await save(aiops, "action_signed_notified", signed_id)
 
     # An agent with a scheduled detector: a tick delivers a finding, a config change moves the
     # schedule, stopping removes it (v3 onwards).

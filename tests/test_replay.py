@@ -27,6 +27,7 @@ from workflows.action_contract import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
+from workflows.sandbox import workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
 
@@ -74,12 +75,18 @@ def test_histories_are_present() -> None:
     assert audits("v5_agent_continue_as_new.json") < audits("v4_agent_continue_as_new.json")
     assert audits("v5_agent_lifecycle.json") < audits("v4_agent_lifecycle.json")
     assert "AiopsApprovalsNeeded" in (HISTORIES[0].parent / "v5_action_auto.json").read_text()
+    # v6: signed approvals (refusals by signal and update in history) and approver notifications.
+    signed = (HISTORIES[0].parent / "v6_action_signed_notified.json").read_text()
+    assert signed.count('"notify_approvers"') == 2  # told when it waits, and when it is decided
+    assert signed.count("workflowExecutionUpdateCompletedEventAttributes") == 3  # one refused in history
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[AgentWorkflow, ActionWorkflow, DetectorWorkflow], data_converter=pydantic_data_converter
+        workflows=[AgentWorkflow, ActionWorkflow, DetectorWorkflow],
+        data_converter=pydantic_data_converter,
+        workflow_runner=workflow_runner(),
     )
     await replayer.replay_workflow(load(path))
 
@@ -115,6 +122,7 @@ async def test_replaying_records_no_framework_metrics() -> None:
         workflows=[AgentWorkflow, ActionWorkflow],
         data_converter=pydantic_data_converter,
         runtime=telemetry.runtime,
+        workflow_runner=workflow_runner(),
     )
     for name in ("v2_agent_lifecycle", "v2_action_signal_approval", "v2_action_rolled_back"):
         await replayer.replay_workflow(load(next(p for p in HISTORIES if p.stem == name)))
