@@ -621,3 +621,40 @@ async def test_status_shows_open_incidents(cli: Cli, aiops: AiopsClient, worker)
     assert "open incidents" in shown and "grp-db" in shown and "3/3" in shown and "grouping" in shown
     status = parsed(await cli("-o", "json", "agents", "status", config.id))
     assert status["incidents"][0]["key"] == "grp-db" and status["incidents"][0]["alerts"] == 3
+
+
+async def test_keys_and_signed_approvals_from_the_cli(cli: Cli, aiops: AiopsClient, worker, tmp_path) -> None:
+    key = tmp_path / "alice.json"
+    made = parsed(await cli("-o", "json", "keys", "generate", "alice", "--out", str(key)))
+    assert key.stat().st_mode & 0o777 == 0o600 and made["public_key"].startswith("ed25519:")
+    failed(await cli("keys", "generate", "alice", "--out", str(key)), 2, "exists", "--force")
+    assert made["public_key"] in ok(await cli("keys", "show", "--key", str(key))).stdout
+
+    config = agent_config("scripted", approval=team({"alice": made["public_key"]}))
+    _, action_id, _ = await start_pending_action(aiops, config, "high")
+    shown = ok(
+        await cli("approvals", "show", action_id, env={"AIOPS_USER": None, "AIOPS_KEY_FILE": "/nonexistent"})
+    )
+    assert "--key '<your key file>'" in shown.stdout and "aiops approvals token" in shown.stdout
+    assert "--as root" not in shown.stdout  # never the operating system's user
+    failed(await cli("approvals", "approve", action_id, "--as", "alice"), 1, "refused", "is not signed")
+    failed(
+        await cli("approvals", "approve", action_id, "--as", "bob", "--key", str(key)),
+        2,
+        "alice's key, not bob's",
+    )
+    nobody = {"AIOPS_USER": None, "AIOPS_KEY_FILE": str(tmp_path / "none.json")}
+    failed(await cli("approvals", "approve", action_id, env=nobody), 2, "cannot tell who you are")
+    signed = ok(
+        await cli(
+            "approvals",
+            "approve",
+            action_id,
+            "-m",
+            "reviewed",
+            env={"AIOPS_USER": None, "AIOPS_KEY_FILE": str(key)},
+        )
+    )
+    assert f"approved {action_id} as alice, signed" in signed.stdout
+    done = await aiops.wait_for_action(action_id)
+    assert [(a.approver, a.authenticated, a.comment) for a in done.approvals] == [("alice", True, "reviewed")]
