@@ -200,7 +200,7 @@ class RuntimeSettings(_Strict):
 
     batch_size: int = Field(default=100, ge=1, le=1000)
     dedup_window: int = Field(default=2048, ge=1, le=8000)
-    max_events_per_run: int = Field(default=2000, ge=1, le=100_000)
+    max_events_per_run: int = Field(default=20_000, ge=1, le=100_000)
     max_queue: int = Field(default=5000, ge=1, le=20000)
     # Child workflows started per run; the server allows 2,000 pending children per run.
     max_actions_per_run: int = Field(default=1000, ge=1, le=1500)

@@ -118,3 +118,30 @@ async def test_a_storm_with_default_pacing_is_taken_and_decided_exactly_once(
     assert status.recent_errors == [] and status.queue_length == 0
     await asyncio.sleep(1)  # ... and each decision was recorded once: the count does not go on
     assert (await aiops.status(config.id)).counters.events_processed == 20_000
+
+
+async def test_the_servers_suggestion_to_continue_as_new_never_wedges_intake(
+    aiops: AiopsClient, worker
+) -> None:
+    """The session's server suggests continue-as-new at 600 history events. A paused agent decides
+    nothing, so every workflow task it gets is an intake update's. The first task to see the
+    suggestion used to refuse that update, and a refused update's task is dropped with everything
+    the workflow did in it, continue-as-new included: the agent then refused every event for ever.
+    Now the suggestion does not refuse: the events are taken and carried into the next run."""
+    config = agent_config("recorder", runtime={"max_events_per_run": 100_000})
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await aiops.pause(config.id)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "paused")
+    sent = 0
+    while (await aiops.status(config.id)).run_number == 1:
+        assert sent < 400, "the server never suggested continue-as-new"
+        answers = await aiops.send_events(config.id, [event("alert")], patience_seconds=10)
+        assert [a.outcome for a in answers] == ["accepted"]
+        sent += 1
+    await aiops.send_events(config.id, [event("alert")], patience_seconds=10)  # the new run takes them
+    await aiops.resume(config.id)
+    status = await eventually(
+        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == sent + 1, within=60
+    )
+    assert status.run_number >= 2 and status.counters.events_rejected == 0

@@ -260,10 +260,10 @@ class AgentWorkflow:
         room = len(s.pending_actions) < MAX_PENDING_ACTIONS  # bounded state: wait for some to finish
         return bool(s.queue) and (s.state == AgentState.RUNNING or draining) and room
 
-    def _run_is_full(self) -> bool:
+    def _run_is_full(self, suggested: bool = True) -> bool:
         """Time to continue as new: the server suggests it, or this run took its share."""
         return (
-            workflow.info().is_continue_as_new_suggested()
+            (suggested and workflow.info().is_continue_as_new_suggested())
             or self._events_this_run >= self._state.config.runtime.max_events_per_run
             or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
             or self._children_this_run >= self._state.config.runtime.max_actions_per_run
@@ -435,7 +435,11 @@ class AgentWorkflow:
                 f"agent {s.config.id} is {s.state.value}, or stopping; it takes no events",
                 False,
             )
-        elif self._run_is_full():
+        elif self._run_is_full(suggested=False):
+            # Not the server's suggestion: it can first show in the task that runs this validator,
+            # which is dropped with a refused update, so the run would never continue as new and
+            # would refuse for ever. Taken, the events are carried; the main loop then continues
+            # as new in a task the server keeps.
             refusal = "the agent is about to continue as new; send again in a moment"
         elif len(s.queue) + len(request.events) > s.config.runtime.max_queue:
             refusal = (
