@@ -7,40 +7,26 @@ approved by a timeout.
 from __future__ import annotations
 
 import hashlib
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest_asyncio
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
 from agents.models import ApprovalRule, RiskLevel
 from aiops.client import AiopsClient
-from aiops.namespace_setup import ensure_search_attributes
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
+from tests.support.time_skipping import time_skipping_server
 from workflows.action_contract import ActionStatus
-
-TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 
 
 @pytest_asyncio.fixture
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    # One server per test: an agent left running by an earlier test keeps tasks that a
-    # stopped worker may have polled, and those lock time skipping in real time until
-    # they time out, which once stalled a later test's sleep past its RPC deadline.
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
-    )
-    await ensure_search_attributes(env.client)
-    try:
+    async with time_skipping_server() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest_asyncio.fixture

@@ -12,17 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
@@ -38,14 +35,13 @@ from agents.models import (
     RiskLevel,
 )
 from aiops.client import AiopsClient
-from aiops.namespace_setup import ensure_search_attributes
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.http_receiver import Receiver, http_receiver
+from tests.support.time_skipping import time_skipping_server
 from workflows.action_contract import ActionStatus
 
-TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 SLACK_PATH = "/services/T000/B000/slack-secret-path"
 
 
@@ -277,14 +273,8 @@ async def test_without_channels_an_action_schedules_no_notice(
 
 @pytest_asyncio.fixture
 async def skipping_env() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
-    )
-    await ensure_search_attributes(env.client)
-    try:
+    async with time_skipping_server() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 async def test_escalation_and_expiry_are_told_and_pagerduty_resolves(

@@ -8,16 +8,13 @@ execute, verify and rollback, approval through the typed update.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
 from temporalio import activity
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -40,15 +37,13 @@ from activities.contracts import (
 )
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
 from aiops.client import AiopsClient
-from aiops.namespace_setup import ensure_search_attributes
 from tests.helpers import event, wait_pending
+from tests.support.time_skipping import time_skipping_server
 from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
-
-TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 
 
 def fake(method: Callable[..., Awaitable[Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -139,14 +134,8 @@ class Fakes:
 
 @pytest_asyncio.fixture
 async def skipping() -> AsyncIterator[WorkflowEnvironment]:
-    env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
-    )
-    await ensure_search_attributes(env.client)
-    try:
+    async with time_skipping_server() as env:
         yield env
-    finally:
-        await env.shutdown()
 
 
 @pytest_asyncio.fixture
