@@ -74,8 +74,8 @@ with workflow.unsafe.imports_passed_through():
         verify_step,
     )
     from workflows.action_notices import ActionNotices
-    from workflows.approval_gate import approvals_count, refusal_reason
-    from workflows.approval_token import ApprovalClaims, TokenRefused, Verb, verify
+    from workflows.approval_gate import approvals_count, check_decision, refusal_reason
+    from workflows.approval_token import ApprovalClaims
     from workflows.failures import cause_message
 
 # Running actions started before this patch executed with the plain execute activity.
@@ -258,15 +258,14 @@ class ActionWorkflow:
     def decide(self, request: DecisionRequest) -> ActionRecord:
         """Approve or reject and learn the outcome at once: a refusal fails the update with the
         reason (and, since signed approvals, is recorded and audited by this workflow first)."""
-        if self._signed:
+        claims = None
+        if self._signed:  # before, the validator refused: whatever reaches here may decide
             reason, claims = self._check(request, request.approve)
             if reason is not None:
                 self._refuse(request.approver, request.approve, request.comment, "update", reason)
                 # details: the refusal is in this workflow's audit already; the client adds no row
                 raise ApplicationError(reason, {"audited": True}, type=APPROVAL_REFUSED, non_retryable=True)
-            self._apply(request, approve=request.approve, channel="update", claims=claims)
-        else:
-            self._apply(request, approve=request.approve, channel="update")
+        self._apply(request, approve=request.approve, channel="update", claims=claims)
         return self._record
 
     @decide.validator
@@ -287,43 +286,13 @@ class ActionWorkflow:
         return None
 
     def _check(self, request: ApprovalRequest, approve: bool) -> tuple[str | None, ApprovalClaims | None]:
-        """Why ``request`` may not decide (None: it may), and the verified token's claims.
-
-        Authority (role, requester, quorum, plan digest) comes from the pure gate; identity from
-        the token, verified against the public keys of the config this action was decided under.
-        """
-        config = self._input.config
-        reason = refusal_reason(self._record, config, request, approve)
-        if reason is not None or not self._signed:
-            return reason, None
-        verb: Verb = "approve" if approve else "reject"
-        settings = config.approval
-        if request.credential is None:
-            if settings.allow_unsigned:
-                return None, None  # dev mode: recorded as unauthenticated everywhere
-            return (
-                f"{request.approver}'s {verb} is not signed: send a token in 'credential' "
-                f"(`aiops approvals {verb} --key FILE` signs; `aiops approvals token "
-                f"{workflow.info().workflow_id}` prints JSON for the Web UI or the temporal CLI)",
-                None,
-            )
-        keys = {a.name: a.public_key for a in settings.approvers if a.public_key}
-        used = {a.token_id for a in self._record.approvals if a.token_id}
-        try:
-            claims = verify(
-                request.credential,
-                keys,
-                workflow.info().workflow_id,
-                verb,
-                self._record.plan_digest,
-                workflow.now(),
-                used,
-            )
-        except TokenRefused as err:
-            return str(err), None
-        if claims.sub != request.approver:
-            return f"the token is signed by {claims.sub}, but the request names {request.approver}", None
-        return None, claims
+        """Why ``request`` may not decide (None: it may), and the verified token's claims."""
+        if not self._signed:  # started before signed approvals: names are taken on trust
+            return refusal_reason(self._record, self._input.config, request, approve), None
+        info = workflow.info()
+        return check_decision(
+            self._record, self._input.config, request, approve, info.workflow_id, workflow.now()
+        )
 
     def _take_signal(self, payload: Any, approve: bool) -> None:
         try:

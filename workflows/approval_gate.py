@@ -1,14 +1,17 @@
 """Who may approve or reject an action: one pure check behind every channel.
 
-The signal handlers, the ``decide`` update's validator and its handler all ask
-``refusal_reason``; a non-empty answer refuses the decision with that reason.
+The signal handlers and the ``decide`` update ask ``check_decision`` (``refusal_reason`` alone
+for actions started before signed approvals); a non-empty reason refuses the decision.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from agents.models import AgentConfig
 from agents.policy import PolicyDecision
 from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRequest
+from workflows.approval_token import ApprovalClaims, TokenRefused, Verb, verify
 
 
 def refusal_reason(
@@ -45,6 +48,45 @@ def refusal_reason(
             f"current {str(record.plan_digest)[:12]}); review the current plan and decide again"
         )
     return None
+
+
+def check_decision(
+    record: ActionRecord,
+    config: AgentConfig,
+    request: ApprovalRequest,
+    approve: bool,
+    workflow_id: str,
+    now: datetime,
+) -> tuple[str | None, ApprovalClaims | None]:
+    """Why ``request`` may not decide (None: it may), and the verified token's claims.
+
+    Authority (role, requester, quorum, plan digest) from ``refusal_reason``; identity from the
+    token, verified against the public keys of ``config`` (the one the action was decided under)
+    with ``now`` the workflow's clock. Without a token only a dev-mode config takes a decision.
+    """
+    reason = refusal_reason(record, config, request, approve)
+    if reason is not None:
+        return reason, None
+    verb: Verb = "approve" if approve else "reject"
+    settings = config.approval
+    if request.credential is None:
+        if settings.allow_unsigned:
+            return None, None  # dev mode: recorded as unauthenticated everywhere
+        return (
+            f"{request.approver}'s {verb} is not signed: send a token in 'credential' "
+            f"(`aiops approvals {verb} --key FILE` signs; `aiops approvals token {workflow_id}` "
+            "prints JSON for the Web UI or the temporal CLI)",
+            None,
+        )
+    keys = {a.name: a.public_key for a in settings.approvers if a.public_key}
+    used = {a.token_id for a in record.approvals if a.token_id}
+    try:
+        claims = verify(request.credential, keys, workflow_id, verb, record.plan_digest, now, used)
+    except TokenRefused as err:
+        return str(err), None
+    if claims.sub != request.approver:
+        return f"the token is signed by {claims.sub}, but the request names {request.approver}", None
+    return None, claims
 
 
 def approvals_count(record: ActionRecord) -> int:

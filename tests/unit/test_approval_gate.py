@@ -101,3 +101,34 @@ def test_approvals_are_counted_per_distinct_approver() -> None:
         ApprovalRecord(approver="bob", approved=False, comment="", at=NOW, channel="signal")
     ]
     assert approvals_count(record(approvals=twice)) == 1
+
+
+def test_check_decision_needs_a_token_unless_the_config_allows_names_alone() -> None:
+    from workflows.approval_gate import check_decision
+    from workflows.approval_token import generate_private_key, public_key_text, sign
+
+    key = generate_private_key()
+    alice = TEAM.approvers[0].model_copy(update={"public_key": public_key_text(key.public_key())})
+    signed = CONFIG.model_copy(
+        update={"approval": TEAM.model_copy(update={"approvers": [alice, *TEAM.approvers[1:]]})}
+    )
+    dev_mode = CONFIG.model_copy(update={"approval": TEAM.model_copy(update={"allow_unsigned": True})})
+    by_name = ApprovalRequest(approver="alice")
+
+    reason, _ = check_decision(record(), signed, by_name, True, "action-a1:e1", NOW)
+    assert reason is not None and "is not signed" in reason
+    assert check_decision(record(), dev_mode, by_name, True, "action-a1:e1", NOW) == (None, None)
+
+    token = sign(key, "alice", "action-a1:e1", "approve", "abc123", NOW)
+    reason, claims = check_decision(
+        record(), signed, ApprovalRequest(approver="alice", credential=token), True, "action-a1:e1", NOW
+    )
+    assert reason is None and claims is not None and claims.sub == "alice"
+    reason, _ = check_decision(
+        record(), signed, ApprovalRequest(approver="bob", credential=token), True, "action-a1:e1", NOW
+    )
+    assert reason is not None and "signed by alice, but the request names bob" in reason
+    reason, _ = check_decision(  # authority first: oscar's role is refused before any token is read
+        record(), signed, ApprovalRequest(approver="oscar", credential=token), True, "action-a1:e1", NOW
+    )
+    assert reason is not None and "may not approve" in reason
