@@ -318,6 +318,22 @@ class AgentActivities:
         """The activities that run agent code: served on each agent type's queue."""
         return [getattr(self, name) for name in self.HOOKS]
 
+    @activity.defn
+    async def agent_hold_state(self, agent_workflow_id: str) -> agent_contract.HoldState | None:
+        """The agent's own word on whether its actions hold, go ahead or abort (None: the agent
+        is gone). An action asks this when a hold, release or abort signal arrives, since anyone
+        who can reach Temporal can send one; only the agent's state, changed by verified
+        commands, decides."""
+        if self.client is None:
+            raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
+        try:
+            agent = self.client.get_workflow_handle(agent_workflow_id)
+            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""
-        return [*self.hooks(), self.notify_escalation]
+        return [*self.hooks(), self.notify_escalation, self.agent_hold_state]

@@ -210,6 +210,7 @@ class AuditStep(StrEnum):
     CONFIG_REFUSED = "config_refused"
     AGENT_LIFECYCLE = "agent_lifecycle"
     NOTIFICATION = "notification"  # an approval notice delivered to a channel (or given up)
+    COMMAND_REFUSED = "command_refused"  # a hold, release or abort its agent did not confirm
 
 
 class AuditRecord(_Contract):

@@ -234,6 +234,73 @@ class ApprovalRule(_Strict):
     timeout_seconds: float = Field(default=3600.0, gt=0, le=MAX_SECONDS)
 
 
+class AgentVerb(StrEnum):
+    """What a person may ask of a running agent (see ``ApprovalSettings.command_roles``)."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    STOP = "stop"
+    RESET_CIRCUIT_BREAKER = "reset-circuit-breaker"
+    RECONFIGURE = "reconfigure"
+
+
+def _default_command_roles() -> dict[AgentVerb, list[str]]:
+    # Pausing only ever stops things, so any operator may; resuming, stopping and closing the
+    # breaker let work go ahead or end it, as an SRE would; changing the config can change
+    # who approves what, so it is an admin's.
+    return {
+        AgentVerb.PAUSE: ["operator", "sre", "admin"],
+        AgentVerb.RESUME: ["sre", "admin"],
+        AgentVerb.STOP: ["sre", "admin"],
+        AgentVerb.RESET_CIRCUIT_BREAKER: ["sre", "admin"],
+        AgentVerb.RECONFIGURE: ["admin"],
+    }
+
+
+MAX_JWKS_BYTES = 64 * 1024
+ISSUER_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
+
+
+class TrustedIssuer(_Strict):
+    """An identity provider (OIDC) whose signed tokens prove who a person is, its key set pinned
+    here (copied from its ``jwks_uri``; never fetched by a workflow). Its tokens carry the same
+    binding claims as a personal key's (``aud`` the workflow id, ``verb``, ``digest``, ``exp``,
+    ``jti``) plus ``iss``; the person's name is the ``name_claim`` and their roles come from
+    ``group_roles`` of their ``groups_claim``, plus those of an approver of the same name."""
+
+    issuer: str = Field(min_length=1, max_length=500)
+    jwks: dict[str, Any]
+    name_claim: str = Field(default="sub", min_length=1, max_length=100)
+    groups_claim: str = Field(default="groups", min_length=1, max_length=100)
+    group_roles: dict[str, list[str]] = Field(default_factory=dict, max_length=200)
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"], min_length=1)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _known_algorithms(cls, value: list[str]) -> list[str]:
+        unknown = [a for a in value if a not in ISSUER_ALGORITHMS]
+        if unknown:
+            raise ValueError(f"{unknown} not accepted; use some of {list(ISSUER_ALGORITHMS)}")
+        return value
+
+    @field_validator("jwks")
+    @classmethod
+    def _usable_key_set(cls, value: dict[str, Any]) -> dict[str, Any]:
+        import json
+
+        import jwt
+
+        if len(json.dumps(value)) > MAX_JWKS_BYTES:
+            raise ValueError(f"the key set is over {MAX_JWKS_BYTES} bytes")
+        try:
+            keys = jwt.PyJWKSet.from_dict(value).keys
+        except jwt.PyJWTError as err:
+            raise ValueError(f"not a usable JSON Web Key Set ({{'keys': [...]}}): {err}") from None
+        if any(k.key_type == "oct" for k in keys):
+            raise ValueError("a shared-secret ('oct') key cannot prove who signed; pin public keys only")
+        return value
+
+
 def _default_rules() -> dict[RiskLevel, ApprovalRule]:
     return {
         RiskLevel.LOW: ApprovalRule(roles=["operator", "sre", "admin"], timeout_seconds=3600),
@@ -352,9 +419,17 @@ class ApprovalSettings(_Strict):
     circuit_breaker_failures: int = Field(default=3, ge=1)
     # Who is told when an action starts waiting, escalates, expires or is decided (see NotifyChannel).
     notify: list[NotifyChannel] = Field(default_factory=list, max_length=MAX_NOTIFY_CHANNELS)
-    # Dev mode: approvals by name alone, without a signed token. Off unless set: then every
-    # view (status, Web UI details, CLI, audit row) says the approval was unauthenticated.
+    # Dev mode: approvals and agent commands by name alone, without a signed token. Off unless
+    # set: then every view (status, Web UI details, CLI, audit row) says it was unauthenticated.
     allow_unsigned: bool = False
+    # Identity providers whose tokens are trusted besides the approvers' personal keys.
+    issuers: list[TrustedIssuer] = Field(default_factory=list, max_length=10)
+    # Who may pause, resume, stop, reset the circuit breaker of, or reconfigure the agent.
+    command_roles: dict[AgentVerb, list[str]] = Field(default_factory=_default_command_roles)
+
+    def roles_for(self, verb: AgentVerb) -> list[str]:
+        roles = self.command_roles.get(verb)
+        return roles if roles is not None else _default_command_roles()[verb]
 
     def rule_for(self, risk: RiskLevel) -> ApprovalRule:
         rule = self.rules.get(risk)

@@ -33,7 +33,7 @@ from activities.database.config_store import ConfigStore
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
 from agents.config_diff import ConfigChange, diff_configs
 from agents.errors import AiopsError
-from agents.models import AGENT_ID_PATTERN, AgentConfig, SystemEvent
+from agents.models import AGENT_ID_PATTERN, AgentConfig, AgentVerb, SystemEvent
 from aiops.connection import connect
 from aiops.keys import KeyFile
 from workflows import action_contract, agent_contract, approval_token
@@ -47,22 +47,24 @@ from workflows.action_contract import (
 )
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import (
+    COMMAND_REFUSED,
     DEFAULT_TASK_QUEUE,
     MAX_EVENTS_PER_INTAKE,
-    AgentCommand,
     AgentState,
     AgentStatus,
     AgentWorkflowInput,
+    CommandApplied,
+    CommandRequest,
     ConfigApplied,
     EventAnswer,
     EventOutcome,
     IntakeRequest,
     ReconfigureRequest,
-    StopRequest,
     agent_workflow_id,
     hooks_task_queue,
 )
 from workflows.agent_workflow import AgentWorkflow
+from workflows.command_gate import reconfigure_digest, stop_digest
 
 __all__ = [
     "ActionNotFoundError",
@@ -91,6 +93,10 @@ class ActionNotFoundError(ClientError):
 
 class ConfigRefusedError(ClientError):
     pass
+
+
+class CommandRefusedError(ClientError):
+    """The agent refused a command (and audited the refusal); the message says why."""
 
 
 class AgentTypeNotServedError(ClientError):
@@ -143,11 +149,20 @@ class AiopsClient:
     """``pool`` (PostgreSQL) is needed only to read config history and the audit trail."""
 
     def __init__(
-        self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE, pool: asyncpg.Pool | None = None
+        self,
+        client: Client,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        pool: asyncpg.Pool | None = None,
+        actor: str = "",
+        key: KeyFile | None = None,
     ) -> None:
+        """``actor`` and ``key``: who this client's agent commands and config changes come from
+        when a call does not say (with ``key`` they are signed, as a production config needs)."""
         self.client = client
         self.task_queue = task_queue
         self.pool = pool
+        self.actor = key.approver if key is not None and not actor else actor
+        self.key = key
         self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
         self._intake_gates: dict[str, asyncio.Semaphore] = {}  # agent id -> in-flight intake calls
         self._batchers: dict[str, _Batcher] = {}  # agent id -> single sends waiting to go together
@@ -376,17 +391,79 @@ class AiopsClient:
                 )
             await asyncio.sleep(0.2)
 
-    async def pause(self, agent_id: str, actor: str = "") -> None:
-        await self._signal(agent_id, AgentWorkflow.pause, AgentCommand(actor=actor))
+    async def pause(self, agent_id: str, actor: str = "", key: KeyFile | None = None) -> CommandApplied:
+        """Pause: events queue up, approved actions not yet started wait."""
+        return await self.command(agent_id, AgentVerb.PAUSE, actor=actor, key=key)
 
-    async def resume(self, agent_id: str, actor: str = "") -> None:
-        await self._signal(agent_id, AgentWorkflow.resume, AgentCommand(actor=actor))
+    async def resume(self, agent_id: str, actor: str = "", key: KeyFile | None = None) -> CommandApplied:
+        return await self.command(agent_id, AgentVerb.RESUME, actor=actor, key=key)
 
-    async def stop(self, agent_id: str, reason: str = "", drain: bool = True, actor: str = "") -> None:
-        await self._signal(agent_id, AgentWorkflow.stop, StopRequest(reason=reason, drain=drain, actor=actor))
+    async def stop(
+        self, agent_id: str, reason: str = "", drain: bool = True, actor: str = "", key: KeyFile | None = None
+    ) -> CommandApplied:
+        """Stop after deciding the queued events (``drain``), or now, aborting actions not yet
+        executing."""
+        return await self.command(agent_id, AgentVerb.STOP, actor=actor, key=key, reason=reason, drain=drain)
 
-    async def reset_circuit_breaker(self, agent_id: str, by: str) -> None:
-        await self._signal(agent_id, AgentWorkflow.reset_circuit_breaker, AgentCommand(actor=by))
+    async def reset_circuit_breaker(
+        self, agent_id: str, by: str = "", key: KeyFile | None = None
+    ) -> CommandApplied:
+        return await self.command(agent_id, AgentVerb.RESET_CIRCUIT_BREAKER, actor=by, key=key)
+
+    async def command(
+        self,
+        agent_id: str,
+        verb: AgentVerb,
+        actor: str = "",
+        key: KeyFile | None = None,
+        reason: str = "",
+        drain: bool = True,
+    ) -> CommandApplied:
+        """Ask the agent, through its ``command`` update, and learn what happened; a refusal
+        (unsigned, forged, no role, ...) raises ``CommandRefusedError`` with the reason, which
+        the agent has audited. Signed with ``key`` (or this client's key when it is the actor's)."""
+        request = self.command_request(agent_id, verb, actor=actor, key=key, reason=reason, drain=drain)
+        try:
+            return await self.agent_handle(agent_id).execute_update(AgentWorkflow.command, request)
+        except WorkflowUpdateFailedError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == COMMAND_REFUSED:
+                raise CommandRefusedError(f"refused: {cause.message}") from err
+            raise ClientError(f"the {verb.value} could not be applied: {cause}") from err
+        except RPCError as err:
+            raise self._no_agent(agent_id, err) from err
+
+    def command_request(
+        self,
+        agent_id: str,
+        verb: AgentVerb,
+        actor: str = "",
+        key: KeyFile | None = None,
+        reason: str = "",
+        drain: bool = True,
+        lifetime_seconds: int = approval_token.DEFAULT_LIFETIME_SECONDS,
+    ) -> CommandRequest:
+        """The command as sent (what ``aiops agents token`` prints for the Web UI or the
+        ``temporal`` CLI): signed when a key is given or this client's key is the actor's."""
+        name, key = self._signer(actor, key)
+        credential = None
+        if key is not None:
+            digest = stop_digest(drain) if verb == AgentVerb.STOP else None
+            credential = approval_token.sign(
+                key.key(), key.approver, agent_workflow_id(agent_id), verb.value, digest, datetime.now(UTC),
+                lifetime_seconds=lifetime_seconds,
+            )  # fmt: skip
+        return CommandRequest(verb=verb, actor=name, credential=credential, reason=reason, drain=drain)
+
+    def _signer(self, actor: str, key: KeyFile | None) -> tuple[str, KeyFile | None]:
+        """Who asks, and the key that proves it: the call's, else this client's if it is theirs."""
+        if key is not None:
+            if actor and actor != key.approver:
+                raise ClientError(f"refused: the key is {key.approver}'s, not {actor}'s")
+            return key.approver, key
+        name = actor or self.actor
+        own = self.key if self.key is not None and self.key.approver == name else None
+        return name, own
 
     async def status(self, agent_id: str) -> AgentStatus:
         try:
@@ -563,21 +640,31 @@ class AiopsClient:
 
     # ----- configuration -------------------------------------------------------
 
-    async def apply_config(self, config: AgentConfig, author: str, comment: str = "") -> ConfigApplied:
+    async def apply_config(
+        self, config: AgentConfig, author: str = "", comment: str = "", key: KeyFile | None = None
+    ) -> ConfigApplied:
         """Validate on a worker, store as the next version, and hot-reload the running agent."""
-        return await self._reconfigure(
-            config.id, ReconfigureRequest(config=config, author=author, comment=comment, actor=author)
-        )
+        author, key = self._signer(author, key)
+        request = ReconfigureRequest(config=config, author=author, comment=comment, actor=author)
+        return await self._reconfigure(config.id, request, key)
 
     async def rollback_config(
-        self, agent_id: str, version: int, author: str, comment: str = ""
+        self, agent_id: str, version: int, author: str = "", comment: str = "", key: KeyFile | None = None
     ) -> ConfigApplied:
         """Store a copy of ``version`` as the next version and apply it."""
-        return await self._reconfigure(
-            agent_id, ReconfigureRequest(rollback_to=version, author=author, comment=comment, actor=author)
-        )
+        author, key = self._signer(author, key)
+        request = ReconfigureRequest(rollback_to=version, author=author, comment=comment, actor=author)
+        return await self._reconfigure(agent_id, request, key)
 
-    async def _reconfigure(self, agent_id: str, request: ReconfigureRequest) -> ConfigApplied:
+    async def _reconfigure(
+        self, agent_id: str, request: ReconfigureRequest, key: KeyFile | None = None
+    ) -> ConfigApplied:
+        if key is not None:  # bound to this agent and exactly this change
+            digest = reconfigure_digest(request)
+            credential = approval_token.sign(
+                key.key(), key.approver, agent_workflow_id(agent_id), "reconfigure", digest, datetime.now(UTC)
+            )
+            request = request.model_copy(update={"credential": credential})
         try:
             return await self.agent_handle(agent_id).execute_update(
                 AgentWorkflow.reconfigure, request.model_dump(mode="json", exclude_none=True)
@@ -633,12 +720,6 @@ class AiopsClient:
         return self.pool
 
     # ----- plumbing ------------------------------------------------------------
-
-    async def _signal(self, agent_id: str, signal: Callable[[AgentWorkflow, Any], Any], arg: Any) -> None:
-        try:
-            await self.agent_handle(agent_id).signal(signal, arg)
-        except RPCError as err:
-            raise self._no_agent(agent_id, err) from err
 
     @staticmethod
     def _no_agent(agent_id: str, err: RPCError) -> Exception:

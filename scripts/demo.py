@@ -292,7 +292,7 @@ async def disk_story(aiops: AiopsClient) -> bool:
         record = await aiops.wait_for_action(action_id)
         show(record)
         print(f"  {mount}: {df(mount)}; left: {sorted(p.name for p in logs.iterdir())}")
-        await aiops.stop(config.id, reason="demo over")
+        await aiops.stop(config.id, reason="demo over", key=keys.load(alice_key()))  # signed, as any command
         return record.status == ActionStatus.VERIFIED
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", str(mount)], capture_output=True)

@@ -107,4 +107,5 @@ async def worker(client: Client, task_queue: str, pool: asyncpg.Pool) -> AsyncIt
 
 @pytest.fixture
 def aiops(client: Client, task_queue: str, pool: asyncpg.Pool) -> AiopsClient:
-    return AiopsClient(client, task_queue, pool)
+    # bob: sre and admin in tests.helpers.team(), so dev-mode agents take his commands by name.
+    return AiopsClient(client, task_queue, pool, actor="bob")

@@ -18,7 +18,10 @@ T = TypeVar("T")
 
 
 def agent_config(agent_type: str = "example", **overrides: Any) -> AgentConfig:
+    """A config for tests: in dev mode (``approval.allow_unsigned``) unless ``approval`` is given,
+    so tests about something else pause, stop and reconfigure agents by name alone."""
     agent_id = overrides.pop("id", f"{agent_type}-{uuid.uuid4().hex[:8]}")
+    overrides.setdefault("approval", ApprovalSettings(allow_unsigned=True))
     return AgentConfig(id=agent_id, name=f"{agent_type} agent", type=agent_type, **overrides)
 
 

@@ -27,11 +27,12 @@ from aiops.client import AiopsClient, AiopsError
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, team
+from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.action_contract import ActionStatus
+from workflows.action_contract import AbortRequest, ActionStatus, HoldRequest
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import agent_workflow_id
+from workflows.agent_contract import StopRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 from workflows.search_attributes import ALL
@@ -184,6 +185,49 @@ async def record(aiops: AiopsClient) -> None:
     await aiops.stop(grouping.id)
     await aiops.agent_handle(grouping.id).result()
     await save(aiops, "agent_incidents", agent_workflow_id(grouping.id))
+
+    # Signed agent commands (v7): refusals by signal and by update audited in the agent's history,
+    # signed pause/resume/reconfigure/stop, and an action that confirms hold/release/abort with its
+    # agent (forged ones refused), approved by a trusted identity provider's token.
+    oscar = KeyFile(approver="oscar", private_key=private_key_pem(generate_private_key()).decode())
+    approval = team({"alice": alice.public_key(), "bob": bob.public_key(), "oscar": oscar.public_key()})
+    approval = approval.model_copy(update={"issuers": [idp.trusted_issuer()]})
+    commanded = agent_config("scripted", id="replay-commands", approval=approval)
+    await aiops.start_agent(commanded)
+    handle = aiops.agent_handle(commanded.id)
+    await handle.signal(AgentWorkflow.stop, StopRequest(actor="bob"))  # unsigned: refused
+    try:
+        await aiops.stop(commanded.id, key=oscar)  # no role: refused
+    except AiopsError:
+        pass
+    held = event("alert", id="k-held", risk="high")
+    await aiops.send_events(commanded.id, [held])
+    held_id = aiops.action_id(commanded.id, held.id)
+    record_ = await eventually(
+        lambda: aiops.action(held_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+    action = aiops.action_handle(held_id)
+    await action.signal(ActionWorkflow.abort, AbortRequest(reason="forged"))
+    await aiops.pause(commanded.id, key=oscar)
+    credential = idp.token("erin", ["sre-team"], held_id, "approve", record_.plan_digest)
+    await action.signal(ActionWorkflow.approve, {"approver": "erin", "credential": credential})
+    await eventually(lambda: aiops.action(held_id), lambda r: r.status == ActionStatus.APPROVED)
+    await action.signal(ActionWorkflow.release, HoldRequest(epoch=99))
+    await eventually(
+        lambda: aiops.audit_trail(action_id=held_id),
+        lambda rows: sum(r.step == "command_refused" for r in rows) == 2,
+    )
+    await aiops.resume(commanded.id, key=alice)
+    await aiops.wait_for_action(held_id)
+    await save(aiops, "action_confirmed_holds", held_id)
+    try:
+        await aiops.apply_config(commanded.model_copy(update={"name": "renamed"}), key=alice)  # sre: refused
+    except AiopsError:
+        pass
+    await aiops.apply_config(commanded.model_copy(update={"name": "renamed"}), key=bob)
+    await aiops.stop(commanded.id, reason="recorded", key=bob)
+    await handle.result()
+    await save(aiops, "agent_signed_commands", agent_workflow_id(commanded.id))
 
     # An agent whose initialization fails for good.
     config = agent_config("no_such_type", id="replay-failed", runtime={"worker_pickup_seconds": 1})

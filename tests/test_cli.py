@@ -23,7 +23,7 @@ from typer.testing import CliRunner, Result
 
 from activities.contracts import AuditRecord, AuditStep
 from activities.database.audit_log import AuditLog
-from agents.models import AgentConfig, SystemEvent
+from agents.models import AgentConfig, Approver, SystemEvent
 from aiops.cli import app
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
@@ -169,7 +169,10 @@ async def test_python_dash_m_runs_the_cli_as_a_process(cli_env: dict[str, str | 
 async def test_agents_start_list_status_pause_resume_stop_and_restart(
     cli: Cli, aiops: AiopsClient, worker, tmp_path: Path
 ) -> None:
-    config = agent_config("scripted", approval=team())
+    tester = Approver(name="tester", roles=["sre", "admin"])  # $AIOPS_USER here, by name (dev mode)
+    config = agent_config(
+        "scripted", approval=team().model_copy(update={"approvers": [*team().approvers, tester]})
+    )
     config_file = write_config(tmp_path / "agent.json", config)
 
     started = parsed(await cli("-o", "json", "agents", "start", "--config", config_file))
@@ -206,7 +209,15 @@ async def test_agents_start_list_status_pause_resume_stop_and_restart(
     stopped = parsed(
         await cli("-o", "json", "agents", "stop", config.id, "--reason", "maintenance", "--no-drain")
     )
-    assert stopped == {"agent_id": config.id, "requested": "stop", "reason": "maintenance", "drain": False}
+    assert stopped == {
+        "agent_id": config.id,
+        "requested": "stop",
+        "reason": "maintenance",
+        "drain": False,
+        "by": "tester",
+        "authenticated": False,  # dev mode: by name
+        "changed": True,
+    }
     await eventually(lambda: aiops.agent_is_running(config.id), lambda running: not running)
     assert parsed(await cli("-o", "json", "agents", "list")) == []
 
@@ -568,7 +579,13 @@ async def test_operator_edges_output_anywhere_kill_switch_breaker_reset_and_fail
     failed(await cli("agents", "pause"), 2, "--all")
 
     reset = parsed(await cli("agents", "reset-breaker", first.id, "--as", "sre", "-o", "json"))
-    assert reset == {"agent_id": first.id, "requested": "reset_circuit_breaker", "by": "sre"}
+    assert reset == {
+        "agent_id": first.id,
+        "requested": "reset_circuit_breaker",
+        "by": "sre",
+        "authenticated": False,  # dev mode, and the agent has no approvers yet
+        "changed": False,  # it was not open
+    }
 
     gone = await eventually(
         lambda: cli("-o", "json", "agents", "list", "--state", "failed"),

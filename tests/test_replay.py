@@ -5,6 +5,7 @@ The histories in ``tests/histories`` were recorded by ``python -m tests.record_h
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import timedelta
 from pathlib import Path
@@ -79,6 +80,25 @@ def test_histories_are_present() -> None:
     signed = (HISTORIES[0].parent / "v6_action_signed_notified.json").read_text()
     assert signed.count('"notify_approvers"') == 2  # told when it waits, and when it is decided
     assert signed.count("workflowExecutionUpdateCompletedEventAttributes") == 3  # one refused in history
+    # v7: signed agent commands (refused by signal and update, audited in history) and an action that
+    # confirms hold, release and abort with its agent, approved with an identity provider's token.
+    commands = (HISTORIES[0].parent / "v7_agent_signed_commands.json").read_text()
+    assert '"signed-commands-v1"' in markers("v7_agent_signed_commands.json")
+    assert commands.count(f'"{agent_contract.COMMAND}"') >= 4
+    holds = markers("v7_action_confirmed_holds.json")
+    assert '"confirmed-holds-v1"' in holds and holds.count('"agent_hold_state"') >= 3
+
+
+def markers(name: str) -> str:
+    """The decoded details of a history's markers (patches, local activities), as one text."""
+    history = json.loads((HISTORIES[0].parent / name).read_text())
+    details = [
+        base64.b64decode(payload["data"]).decode()
+        for event in history["events"]
+        for detail in event.get("markerRecordedEventAttributes", {}).get("details", {}).values()
+        for payload in detail["payloads"]
+    ]
+    return "\n".join(details)
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -164,7 +164,7 @@ def config(**runtime: Any) -> AgentConfig:
 
 
 async def stop_and_wait(aiops: AiopsClient, agent_id: str) -> Any:
-    await aiops.stop(agent_id, reason="test over")
+    await aiops.stop(agent_id, reason="test over", actor="alice")
     return await aiops.agent_handle(agent_id).result()
 
 

@@ -173,6 +173,7 @@ class ApprovalRecord(BaseModel):
     # action started before signed approvals), which every view says.
     authenticated: bool = False
     token_id: str | None = None
+    issuer: str | None = None  # the trusted identity provider that vouched (None: a personal key)
 
 
 class RefusedApproval(BaseModel):

@@ -11,6 +11,7 @@ attributes that make up the approval inbox.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -75,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.action_notices import ActionNotices
     from workflows.approval_gate import approvals_count, check_decision, refusal_reason
-    from workflows.approval_token import ApprovalClaims
+    from workflows.approval_token import Verified
     from workflows.failures import cause_message
 
 # Running actions started before this patch executed with the plain execute activity.
@@ -95,6 +96,8 @@ INBOX_COLUMNS_PATCH = "inbox-columns-v1"
 # validator refused (leaving no history); since, a decision needs a token the workflow verifies
 # (unless the config allows unsigned approvals) and every refusal lands in history and the audit.
 SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
+# Actions started before signed agent commands took hold, release and abort signals on trust.
+CONFIRMED_HOLDS_PATCH = "confirmed-holds-v1"
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -131,9 +134,22 @@ class ActionWorkflow:
         self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
         self._inbox_columns = workflow.patched(INBOX_COLUMNS_PATCH)
         self._signed = workflow.patched(SIGNED_APPROVALS_PATCH)
+        # Since signed commands: a hold, release or abort is confirmed with the agent first.
+        self._confirm_holds = workflow.patched(CONFIRMED_HOLDS_PATCH)
+        self._claims: list[tuple[str, int | None]] = []  # (hold|release|abort, epoch) to confirm
+        self._claims_seen = 0
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
+        if self._confirm_holds:
+            confirmer = asyncio.create_task(self._confirm_with_agent())
+            try:
+                return await self._run(input)
+            finally:
+                confirmer.cancel()
+        return await self._run(input)
+
+    async def _run(self, input: ActionInput) -> ActionRecord:
         r = self._record
         self._record.approve_command = approve_command(workflow.info().workflow_id)
         self._set_status(ActionStatus.PROPOSED, input.decision.reason)
@@ -285,8 +301,8 @@ class ActionWorkflow:
             return f"action {r.action.id} is no longer pending approval (it is {r.status.value})"
         return None
 
-    def _check(self, request: ApprovalRequest, approve: bool) -> tuple[str | None, ApprovalClaims | None]:
-        """Why ``request`` may not decide (None: it may), and the verified token's claims."""
+    def _check(self, request: ApprovalRequest, approve: bool) -> tuple[str | None, Verified | None]:
+        """Why ``request`` may not decide (None: it may), and who the verified token proves."""
         if not self._signed:  # started before signed approvals: names are taken on trust
             return refusal_reason(self._record, self._input.config, request, approve), None
         info = workflow.info()
@@ -308,7 +324,7 @@ class ActionWorkflow:
         self._apply(request, approve=approve, channel="signal", claims=claims)
 
     def _apply(
-        self, request: ApprovalRequest, approve: bool, channel: str, claims: ApprovalClaims | None = None
+        self, request: ApprovalRequest, approve: bool, channel: str, claims: Verified | None = None
     ) -> None:
         self._record.approvals.append(
             ApprovalRecord(
@@ -319,14 +335,17 @@ class ActionWorkflow:
                 channel=channel,
                 plan_digest=self._record.plan_digest,
                 authenticated=claims is not None,
-                token_id=claims.jti if claims is not None else None,
+                token_id=claims.claims.jti if claims is not None else None,
+                issuer=claims.issuer if claims is not None else None,
             )
         )
         detail: dict[str, Any] = {}
         if self._signed:
             detail["authenticated"] = claims is not None
             if claims is not None:
-                detail["token_id"] = claims.jti
+                detail["token_id"] = claims.claims.jti
+                if claims.issuer is not None:
+                    detail["issuer"] = claims.issuer
         self._audit.record(
             AuditStep.APPROVAL,
             f"approval:{len(self._record.approvals)}",
@@ -374,11 +393,17 @@ class ActionWorkflow:
     @workflow.signal(name=HOLD, description=AGENT_MESSAGES[HOLD])
     def hold(self, request: HoldRequest | None = None) -> None:
         """The agent is paused: do not start executing until released (sent by the agent)."""
+        if self._confirm_holds:
+            self._claims.append(("hold", (request or HoldRequest()).epoch))
+            return
         self._set_held(True, request or HoldRequest())
 
     @workflow.signal(name=RELEASE, description=AGENT_MESSAGES[RELEASE])
     def release(self, request: HoldRequest | None = None) -> None:
         """The agent resumed: executing may start (sent by the agent)."""
+        if self._confirm_holds:
+            self._claims.append(("release", (request or HoldRequest()).epoch))
+            return
         self._set_held(False, request or HoldRequest())
 
     def _set_held(self, held: bool, request: HoldRequest) -> None:
@@ -395,8 +420,67 @@ class ActionWorkflow:
     @workflow.signal(name=ABORT, description=AGENT_MESSAGES[ABORT])
     def abort(self, request: AbortRequest | None = None) -> None:
         """The agent stopped without draining: end this action unless it is already executing."""
+        if self._confirm_holds:
+            self._claims.append(("abort", None))
+            return
         reason = request.reason if request else ""
         self._aborted = f"aborted: {reason or 'the agent stopped'}"
+
+    async def _confirm_with_agent(self) -> None:
+        """Apply what the agent's own state says whenever a hold, release or abort arrives.
+
+        Anyone who can reach Temporal can send these signals, so their content is only a
+        prompt: the agent's ``hold_state`` (changed only by verified commands) decides, and a
+        claim it does not confirm is recorded and audited as refused. Runs beside the main
+        path for the action's whole life.
+        """
+        parent = workflow.info().parent
+        while True:
+            await workflow.wait_condition(lambda: bool(self._claims))
+            claims, self._claims = self._claims, []
+            if parent is None:
+                for verb, _ in claims:
+                    self._refuse_claim(
+                        verb, "this action has no agent; only an agent holds, releases or aborts"
+                    )
+                continue
+            try:
+                view = await workflow.execute_local_activity_method(
+                    AgentActivities.agent_hold_state,
+                    parent.workflow_id,
+                    start_to_close_timeout=timedelta(seconds=10),
+                    retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
+                )
+            except ActivityError as err:
+                for verb, _ in claims:
+                    self._refuse_claim(
+                        verb, f"could not confirm with agent {parent.workflow_id}: {cause_message(err)}"
+                    )
+                continue
+            if view is None:
+                for verb, _ in claims:
+                    self._refuse_claim(verb, f"agent {parent.workflow_id} no longer exists")
+                continue
+            if view.abort_reason is not None and self._aborted is None:
+                self._aborted = f"aborted: {view.abort_reason}"
+            if view.hold_epoch > self._record.hold_epoch:
+                self._record.hold_epoch = view.hold_epoch
+                self._record.held = view.paused
+                self._refresh_details()
+            for verb, _ in claims:
+                if verb == "abort" and view.abort_reason is None:
+                    self._refuse_claim(verb, f"agent {parent.workflow_id} is not stopping without draining")
+                elif verb == "hold" and not view.paused:
+                    self._refuse_claim(verb, f"agent {parent.workflow_id} is not paused")
+                elif verb == "release" and view.paused:
+                    self._refuse_claim(verb, f"agent {parent.workflow_id} is paused")
+
+    def _refuse_claim(self, verb: str, reason: str) -> None:
+        self._claims_seen += 1
+        self._audit.record(
+            AuditStep.COMMAND_REFUSED, f"{verb}-refused:{self._claims_seen}", verb=verb, reason=reason
+        )
+        workflow.logger.warning("%s not confirmed: %s", verb, reason)
 
     @workflow.query(name=STATUS, description=PEOPLE_MESSAGES[STATUS])
     def status(self) -> ActionRecord:

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from agents.models import AgentConfig, EventType, RiskLevel, Severity, SystemEvent
+from agents.models import AgentConfig, AgentVerb, EventType, RiskLevel, Severity, SystemEvent
 from workflows import search_attributes as sa
 from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
@@ -41,6 +41,8 @@ STOP = "stop"  # signal: StopRequest
 RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"  # signal: AgentCommand
 ACTION_FINISHED = "action_finished"  # signal, from action workflows: ActionOutcome (a status change)
 RECONFIGURE = "reconfigure"  # update: ReconfigureRequest -> ConfigApplied
+COMMAND = "command"  # update: CommandRequest -> CommandApplied (pause/resume/stop/reset, answered)
+HOLD_STATE = "hold_state"  # query -> HoldState: what the agent's actions confirm a hold, release or abort by
 STATUS = "status"  # query -> AgentStatus
 PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
 
@@ -49,6 +51,7 @@ PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
 INVALID_AGENT_INPUT = "InvalidAgentInput"  # the start input is not a valid config (workflow fails)
 AGENT_INITIALIZATION_FAILED = "AgentInitializationFailed"  # initialize gave up (workflow fails)
 CONFIG_REFUSED = "ConfigRefused"  # a reconfigure update was refused; the message says why
+COMMAND_REFUSED = "CommandRefused"  # a command was refused (and audited by the agent); the message says why
 # The intake update's validator refused the whole batch (nothing entered history); details[0] is
 # {"retryable": bool}: the queue is full or the run is about to continue as new (retry), or not.
 INTAKE_REFUSED = "IntakeRefused"
@@ -213,6 +216,42 @@ class StopRequest(AgentCommand):
     drain: bool = True
 
 
+class CommandRequest(AgentCommand):
+    """The ``command`` update's argument: pause, resume, stop (``reason``, ``drain``) or reset the
+    circuit breaker, answered with what happened or refused with why (the signals of the same
+    names take the same checks but cannot answer)."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    verb: AgentVerb
+    reason: str = Field(default="", max_length=MAX_TEXT)
+    drain: bool = True
+
+    @model_validator(mode="after")
+    def _not_reconfigure(self) -> CommandRequest:
+        if self.verb == AgentVerb.RECONFIGURE:
+            raise ValueError("a config change goes through the reconfigure update")
+        return self
+
+
+class CommandApplied(BaseModel):
+    """The ``command`` update's answer. ``changed`` False: the agent already was as asked."""
+
+    verb: AgentVerb
+    actor: str
+    authenticated: bool
+    changed: bool
+
+
+class HoldState(BaseModel):
+    """What an action confirms with its agent before it holds, is released or aborts: whatever a
+    signal claims, only the agent's own state (changed by verified commands) decides."""
+
+    paused: bool
+    hold_epoch: int
+    abort_reason: str | None = None  # set when the agent stops without draining
+
+
 class ReconfigureRequest(OperatorMessage):
     """Exactly one of: ``config`` (apply it as version N+1), ``rollback_to`` (store a copy of
     version K as N+1 and apply it), ``version`` (take this already stored version)."""
@@ -273,6 +312,8 @@ class AgentRunState(BaseModel):
     recent_action_seconds: list[float] = Field(default_factory=list)
     has_detector: bool = False  # the agent type fills _detect_specific
     incidents: dict[str, Incident] = Field(default_factory=dict)  # open incidents by correlation key
+    # Signed commands taken (token id -> expiry, epoch seconds): a token is used once.
+    command_tokens: dict[str, int] = Field(default_factory=dict)
     incidents_opened: int = 0
     # The workers that ran this agent's hooks have an audit log (a database); without one no
     # audit activity is scheduled, as its rows would go nowhere.

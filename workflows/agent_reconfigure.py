@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         ConfigApplied,
         ReconfigureRequest,
     )
+    from workflows.command_gate import CommandVerdict
     from workflows.config_change import parse_request, refusal
     from workflows.failures import cause_message
 
@@ -91,12 +92,14 @@ class ConfigChanger:
         step_lock: asyncio.Lock,
         switched: Callable[[AgentConfig], None],
         hooks_queue: Callable[[], str | None],
+        authorize: Callable[[ReconfigureRequest], CommandVerdict] | None = None,
     ) -> None:
         self._state = state
         self._audit = audit
         self._step_lock = step_lock
         self._switched = switched
         self._hooks_queue = hooks_queue
+        self._authorize = authorize  # who may change the config: decided (and audited) by the agent
         self._changes = asyncio.Lock()
 
     def validate(self, payload: Any) -> None:
@@ -111,6 +114,12 @@ class ConfigChanger:
 
     async def apply(self, payload: Any) -> ConfigApplied:
         request = parse_request(payload)
+        if self._authorize is not None:
+            verdict = self._authorize(request)
+            if verdict.reason is not None:
+                raise refused(verdict.reason)
+            if verdict.authenticated:  # the verified signer is the author, whatever the request says
+                request = request.model_copy(update={"author": verdict.actor})
         await workflow.wait_condition(lambda: self._state().state != AgentState.INITIALIZING)
         async with self._changes:
             reason = refusal(self._state(), request)  # again: the agent may have failed or stopped

@@ -39,7 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from activities.detector_activities import DetectorActivities
     from agents.errors import describe_validation_error
-    from agents.models import AgentConfig, SystemEvent
+    from agents.models import AgentConfig, AgentVerb, SystemEvent
     from workflows import metrics
     from workflows import search_attributes as sa
     from workflows.action_contract import AbortRequest, ActionOutcome, HoldRequest
@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_contract import (
         ACTION_FINISHED,
         AGENT_INITIALIZATION_FAILED,
+        COMMAND_REFUSED,
+        HOLD_STATE,
         INTAKE_REFUSED,
         INVALID_AGENT_INPUT,
         PAUSE,
@@ -66,20 +68,32 @@ with workflow.unsafe.imports_passed_through():
         AgentState,
         AgentStatus,
         AgentWorkflowInput,
+        CommandApplied,
+        CommandRequest,
         ConfigApplied,
         EventAnswer,
         EventOutcome,
+        HoldState,
         IntakeAnswer,
         IntakeRequest,
         PendingAction,
         RecentProblem,
+        ReconfigureRequest,
         StopRequest,
         hooks_task_queue,
     )
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
+    from workflows.command_gate import (
+        CommandVerdict,
+        check_command,
+        forget_expired,
+        reconfigure_digest,
+        stop_digest,
+    )
     from workflows.event_intake import MAX_QUEUE_BYTES, Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
+    from workflows.operator_message import OperatorMessage
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -98,6 +112,8 @@ CONFIG_STORE_PATCH = "config-store-v1"
 DETECTOR_PATCH = "detector-schedule-v1"
 # Agents started before hooks queues existed ran agent code on the shared task queue.
 HOOKS_QUEUE_PATCH = "hooks-queue-v1"
+# Runs started before signed commands took pause/resume/stop/reset/reconfigure by name.
+SIGNED_COMMANDS_PATCH = "signed-commands-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -128,12 +144,15 @@ class AgentWorkflow:
         self._detector_stale = False  # the config changed: bring the detector schedule in line
         self._audit = AgentAudit(lambda: self._state)
         self._audit.sink_available(self._state.audit_log)  # as the last run learned it
+        # Asked before any handler runs: commands are verified in runs started since.
+        self._signed_commands = workflow.patched(SIGNED_COMMANDS_PATCH)
         self._config = ConfigChanger(
             lambda: self._state,
             self._audit,
             self._step_lock,
             self._config_switched,
             lambda: self._hooks_queue(),
+            self._authorize_config_change,
         )
 
     # ----- main loop -----------------------------------------------------------
@@ -457,44 +476,171 @@ class AgentWorkflow:
     @workflow.signal(name=PAUSE)
     async def pause(self, command: AgentCommand | None = None) -> None:
         """Stop taking events off the queue and hold approved actions not yet started."""
-        await self._set_paused(True, command or AgentCommand())
+        self._signals_this_run += 1
+        command = command or AgentCommand()
+        verdict = self._authorize(AgentVerb.PAUSE, command, None, "signal")
+        if verdict.reason is None:
+            await self._set_paused(True, verdict)
 
     @workflow.signal(name=RESUME)
     async def resume(self, command: AgentCommand | None = None) -> None:
         """Take events again and release held actions."""
-        await self._set_paused(False, command or AgentCommand())
-
-    async def _set_paused(self, paused: bool, command: AgentCommand) -> None:
         self._signals_this_run += 1
+        command = command or AgentCommand()
+        verdict = self._authorize(AgentVerb.RESUME, command, None, "signal")
+        if verdict.reason is None:
+            await self._set_paused(False, verdict)
+
+    async def _set_paused(self, paused: bool, verdict: CommandVerdict) -> bool:
         s = self._state
         if s.state == AgentState.INITIALIZING:
             s.pause_requested = paused  # applied once initialization ends
-            return
+            return True
         if s.state != (AgentState.RUNNING if paused else AgentState.PAUSED):
-            return
+            return False
         s.state = AgentState.PAUSED if paused else AgentState.RUNNING
         s.hold_epoch += 1
         self._publish_state()
-        self._record_lifecycle("paused" if paused else "resumed", actor=command.actor)
+        self._record_lifecycle("paused" if paused else "resumed", actor=verdict.actor, **self._proof(verdict))
         signal = ActionWorkflow.hold if paused else ActionWorkflow.release
         await self._tell_actions(signal, HoldRequest(epoch=s.hold_epoch))
+        return True
 
     @workflow.signal(name=RESET_CIRCUIT_BREAKER)
     def reset_circuit_breaker(self, command: AgentCommand | None = None) -> None:
         """A person closes the circuit breaker; automatic execution may resume."""
         self._signals_this_run += 1
-        who = (command.actor if command else "") or "unknown"
+        command = command or AgentCommand()
+        verdict = self._authorize(AgentVerb.RESET_CIRCUIT_BREAKER, command, None, "signal")
+        if verdict.reason is None:
+            self._reset_breaker(verdict)
+
+    def _reset_breaker(self, verdict: CommandVerdict) -> bool:
+        who = verdict.actor or "unknown"
         workflow.logger.info("circuit breaker of %s reset by %s", self._state.config.id, who)
-        self._record_lifecycle("circuit_breaker_reset", actor=who, was_open=self._state.circuit_open)
+        was_open = self._state.circuit_open
+        self._record_lifecycle("circuit_breaker_reset", actor=who, was_open=was_open, **self._proof(verdict))
         self._state.circuit_open = False
         self._state.consecutive_failures = 0
+        return was_open
 
     @workflow.signal(name=STOP)
     def stop(self, request: StopRequest | None = None) -> None:
         """Stop the agent: drain the queue first (default), or abort actions not yet executing."""
         self._signals_this_run += 1
-        if self._state.stop_request is None:
-            self._state.stop_request = request or StopRequest()
+        request = request or StopRequest()
+        verdict = self._authorize(AgentVerb.STOP, request, stop_digest(request.drain), "signal")
+        if verdict.reason is None:
+            self._request_stop(request, verdict)
+
+    def _request_stop(self, request: StopRequest, verdict: CommandVerdict) -> bool:
+        if self._state.stop_request is not None:
+            return False
+        self._state.stop_request = request.model_copy(update={"actor": verdict.actor})
+        if self._signed_commands:
+            self._record_lifecycle(
+                "stop_requested",
+                actor=verdict.actor,
+                drain=request.drain,
+                reason=request.reason,
+                **self._proof(verdict),
+            )
+        return True
+
+    @workflow.update  # named COMMAND by its method name
+    async def command(self, request: CommandRequest) -> CommandApplied:
+        """Pause, resume, stop or reset the circuit breaker, and learn what happened: a refusal
+        (not signed, not allowed, forged, expired, replayed) fails the update with the reason,
+        after this workflow has recorded and audited it."""
+        self._signals_this_run += 1
+        digest = stop_digest(request.drain) if request.verb == AgentVerb.STOP else None
+        verdict = self._authorize(request.verb, request, digest, "update")
+        if verdict.reason is not None:
+            raise ApplicationError(
+                verdict.reason, {"audited": True}, type=COMMAND_REFUSED, non_retryable=True
+            )
+        if request.verb in (AgentVerb.PAUSE, AgentVerb.RESUME):
+            changed = await self._set_paused(request.verb == AgentVerb.PAUSE, verdict)
+        elif request.verb == AgentVerb.STOP:
+            stop = StopRequest(reason=request.reason, drain=request.drain, actor=verdict.actor)
+            changed = self._request_stop(stop, verdict)
+        else:
+            changed = self._reset_breaker(verdict)
+        return CommandApplied(
+            verb=request.verb, actor=verdict.actor, authenticated=verdict.authenticated, changed=changed
+        )
+
+    @command.validator
+    def _validate_command(self, request: CommandRequest) -> None:
+        if not self._signed_commands:
+            raise ApplicationError(
+                "this agent run predates the command update; send the signal of the same name",
+                type=COMMAND_REFUSED,
+                non_retryable=True,
+            )
+
+    def _authorize(
+        self, verb: AgentVerb, command: OperatorMessage, digest: str | None, channel: str
+    ) -> CommandVerdict:
+        """Whether this command may change the agent; a refusal is recorded and audited here."""
+        if not self._signed_commands:  # a run started before signed commands: names on trust
+            return CommandVerdict(actor=command.actor)
+        s = self._state
+        now = workflow.now()
+        forget_expired(s.command_tokens, now)
+        verdict = check_command(
+            s.config, verb, command.actor, command.credential, digest, workflow.info().workflow_id, now,
+            s.command_tokens,
+        )  # fmt: skip
+        if verdict.reason is not None:
+            self._note_error(
+                f"refused {verb.value} ({channel}) from {verdict.actor or 'anonymous'}: {verdict.reason}"
+            )
+            self._record_lifecycle(
+                "command_refused",
+                actor=verdict.actor,
+                verb=verb.value,
+                channel=channel,
+                reason=verdict.reason,
+            )
+        elif verdict.token_id is not None and verdict.token_expires is not None:
+            s.command_tokens[verdict.token_id] = verdict.token_expires
+        return verdict
+
+    def _authorize_config_change(self, request: ReconfigureRequest) -> CommandVerdict:
+        """A person's config change needs the reconfigure role; a worker relaying a version the
+        config store already holds (``version`` alone) only brings the agent up to date with
+        the store, which is the authority, so it needs no token."""
+        if request.version is not None:
+            return CommandVerdict(actor=request.actor or "config store")
+        if self._signed_commands:
+            self._signals_this_run += 1  # each audited refusal has its own key
+        return self._authorize(AgentVerb.RECONFIGURE, request, reconfigure_digest(request), "update")
+
+    def _proof(self, verdict: CommandVerdict) -> dict[str, Any]:
+        """How a command was proven, for its audit row (runs since signed commands)."""
+        if not self._signed_commands:
+            return {}
+        proof: dict[str, Any] = {"authenticated": verdict.authenticated}
+        if verdict.token_id is not None:
+            proof["token_id"] = verdict.token_id
+        if verdict.issuer is not None:
+            proof["issuer"] = verdict.issuer
+        return proof
+
+    @workflow.query(name=HOLD_STATE)
+    def hold_state(self) -> HoldState:
+        """What this agent's actions confirm a hold, release or abort signal against."""
+        s = self._state
+        stop = s.stop_request
+        aborting = (
+            stop is not None and not stop.drain and s.state in (AgentState.STOPPING, AgentState.STOPPED)
+        )
+        return HoldState(
+            paused=s.state == AgentState.PAUSED,
+            hold_epoch=s.hold_epoch,
+            abort_reason=(stop.reason or "the agent stopped") if aborting and stop is not None else None,
+        )
 
     @workflow.signal(name=ACTION_FINISHED)
     def action_finished(self, payload: Any = None) -> None:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agents.errors import AiopsError, describe_validation_error
+from agents.models import ISSUER_ALGORITHMS, TrustedIssuer
 
 KEY_PREFIX = "ed25519:"
 ALGORITHM = "EdDSA"
@@ -41,7 +42,11 @@ DEFAULT_LIFETIME_SECONDS = 15 * 60
 # Clocks of signer and server differ a little: a token issued this far in the future is accepted.
 CLOCK_SKEW_SECONDS = 120
 
-Verb = Literal["approve", "reject"]
+Verb = Literal["approve", "reject", "pause", "resume", "stop", "reset-circuit-breaker", "reconfigure"]
+# Verbs whose token names what it allows (a plan digest, a command's digest): approving a plan,
+# stopping (draining or aborting), a config change. Rejecting, pausing, resuming and closing the
+# breaker mean the same whatever the moment, so their tokens carry no digest.
+DIGEST_BOUND: frozenset[str] = frozenset({"approve", "stop", "reconfigure"})
 NOT_A_TOKEN = "the credential is not a signed token (a JWS from `aiops approvals token`)"
 
 
@@ -55,6 +60,7 @@ class ApprovalClaims(BaseModel):
     model_config = ConfigDict(extra="ignore", hide_input_in_errors=True)
 
     sub: str = Field(min_length=1, max_length=200)
+    iss: str | None = Field(default=None, max_length=500)
     aud: str = Field(min_length=1, max_length=500)
     verb: Verb
     digest: str | None = Field(default=None, max_length=128)
@@ -115,6 +121,17 @@ def sign(
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": approver})
 
 
+class Verified(BaseModel):
+    """Who a verified token proves: ``name`` (an approver's, or mapped from an identity
+    provider's claims), the roles the provider's groups give (None for a personal key: the
+    approver's roles in config apply) and the ``issuer`` that vouched (None for a personal key)."""
+
+    claims: ApprovalClaims
+    name: str
+    roles: list[str] | None = None
+    issuer: str | None = None
+
+
 def verify(
     token: str,
     keys: dict[str, str],
@@ -124,11 +141,28 @@ def verify(
     now: datetime,
     used_token_ids: set[str],
 ) -> ApprovalClaims:
-    """The claims of ``token`` if it proves ``verb`` on this action now; ``TokenRefused`` otherwise.
+    """The claims of ``token`` if an approver's personal key proves ``verb`` on this workflow now."""
+    return verify_identity(token, keys, [], workflow_id, verb, digest, now, used_token_ids).claims
 
-    ``keys`` maps approver names to their ``ed25519:`` public keys (from the pinned config).
-    Only the signature is checked by PyJWT; every claim, and the time, are checked here
-    against the workflow's own clock, so replaying this check gives the same answer.
+
+def verify_identity(
+    token: str,
+    keys: dict[str, str],
+    issuers: list[TrustedIssuer],
+    workflow_id: str,
+    verb: Verb,
+    digest: str | None,
+    now: datetime,
+    used_token_ids: set[str],
+) -> Verified:
+    """Who ``token`` proves may ask ``verb`` of this workflow now; ``TokenRefused`` otherwise.
+
+    ``keys`` maps approver names to their ``ed25519:`` public keys and ``issuers`` are the
+    trusted identity providers, both from the config the workflow pins. A token with an ``iss``
+    claim naming a trusted issuer is checked against that issuer's pinned JWKS; any other token
+    against the personal key of its ``sub``. Only the signature is checked by PyJWT; every
+    claim, and the time, are checked here against the workflow's own clock, so replaying this
+    check gives the same answer.
     """
     try:
         header = jwt.get_unverified_header(token)
@@ -136,19 +170,29 @@ def verify(
             jwt.api_jws.decode_complete(token, options={"verify_signature": False})["payload"]
         )
     except (jwt.InvalidTokenError, ValueError, TypeError, KeyError):
-        raise TokenRefused(
-            "the credential is not a signed token (a JWS from `aiops approvals token`)"
-        ) from None
+        raise TokenRefused(NOT_A_TOKEN) from None
+    if not isinstance(unverified, dict):
+        raise TokenRefused(NOT_A_TOKEN)
+    issuer_name = unverified.get("iss")
+    if issuer_name is not None:
+        issuer = next((i for i in issuers if i.issuer == issuer_name), None)
+        if issuer is None:
+            trusted = ", ".join(sorted(i.issuer for i in issuers)) or "none"
+            raise TokenRefused(
+                f"the token is issued by {str(issuer_name)[:120]!r}, which the config does not trust "
+                f"(trusted issuers: {trusted})"
+            )
+        return _verified_by_issuer(token, header, issuer, workflow_id, verb, digest, now, used_token_ids)
     if header.get("alg") != ALGORITHM:
         raise TokenRefused(
             f"the token is signed with {str(header.get('alg'))[:20]!r}; only {ALGORITHM} is accepted"
         )
-    subject = unverified.get("sub") if isinstance(unverified, dict) else None
+    subject = unverified.get("sub")
     if not isinstance(subject, str) or subject not in keys:
         known = ", ".join(sorted(keys)) or "none"
         raise TokenRefused(
-            f"the token is signed for {str(subject)[:80]!r}, who has no public key in the config this action "
-            f"was decided under (approvers with keys: {known})"
+            f"the token is signed for {str(subject)[:80]!r}, who has no public key in the config this "
+            f"workflow checks against (approvers with keys: {known})"
         )
     try:
         public = parse_public_key(keys[subject])
@@ -159,24 +203,90 @@ def verify(
         raise TokenRefused(
             f"the token's signature does not match {subject}'s public key (forged or altered)"
         ) from None
+    claims = _claims(signed["payload"])
+    return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+
+
+def _verified_by_issuer(
+    token: str,
+    header: dict[str, object],
+    issuer: TrustedIssuer,
+    workflow_id: str,
+    verb: Verb,
+    digest: str | None,
+    now: datetime,
+    used: set[str],
+) -> Verified:
+    algorithm = header.get("alg")
+    if algorithm not in issuer.algorithms or algorithm not in ISSUER_ALGORITHMS:
+        raise TokenRefused(
+            f"the token is signed with {str(algorithm)[:20]!r}; {issuer.issuer} may sign with "
+            f"{', '.join(issuer.algorithms)}"
+        )
     try:
-        claims = ApprovalClaims.model_validate_json(signed["payload"])
+        key_set = jwt.PyJWKSet.from_dict(dict(issuer.jwks))
+    except jwt.PyJWTError as err:
+        raise TokenRefused(f"the pinned key set of {issuer.issuer} is not usable: {err}") from None
+    kid = header.get("kid")
+    candidates = [k for k in key_set.keys if kid is None or k.key_id == kid]
+    if not candidates:
+        raise TokenRefused(
+            f"the token names key {str(kid)[:60]!r}, not in the pinned key set of {issuer.issuer}"
+        )
+    payload = None
+    for candidate in candidates:
+        try:
+            payload = jwt.api_jws.decode_complete(token, key=candidate.key, algorithms=[str(algorithm)])[
+                "payload"
+            ]
+            break
+        except jwt.InvalidTokenError:
+            continue
+    if payload is None:
+        raise TokenRefused(
+            f"the token's signature does not match the pinned keys of {issuer.issuer} (forged or altered)"
+        )
+    claims = _claims(payload)
+    raw = json.loads(payload)
+    name = raw.get(issuer.name_claim)
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise TokenRefused(f"the token's {issuer.name_claim!r} claim is not a name (1 to 200 characters)")
+    groups = raw.get(issuer.groups_claim, [])
+    if isinstance(groups, str):
+        groups = [groups]
+    if not isinstance(groups, list):
+        groups = []
+    roles = sorted(
+        {role for g in groups[:200] if isinstance(g, str) for role in issuer.group_roles.get(g, [])}
+    )
+    checked = _checked(claims, workflow_id, verb, digest, now, used)
+    return Verified(claims=checked, name=name, roles=roles, issuer=issuer.issuer)
+
+
+def _claims(payload: bytes) -> ApprovalClaims:
+    try:
+        return ApprovalClaims.model_validate_json(payload)
     except ValidationError as err:
         raise TokenRefused(f"the token's claims are invalid: {describe_validation_error(err)}") from None
-    return _checked(claims, workflow_id, verb, digest, now, used_token_ids)
 
 
 def _checked(
     claims: ApprovalClaims, workflow_id: str, verb: Verb, digest: str | None, now: datetime, used: set[str]
 ) -> ApprovalClaims:
     if claims.aud != workflow_id:
-        raise TokenRefused(f"the token is for {claims.aud[:120]!r}, not for this action ({workflow_id})")
+        target = "this action" if verb in ("approve", "reject") else "this agent"
+        raise TokenRefused(f"the token is for {claims.aud[:120]!r}, not for {target} ({workflow_id})")
     if claims.verb != verb:
         raise TokenRefused(f"the token is to {claims.verb}, not to {verb}")
     if verb == "approve" and claims.digest != digest:
         raise TokenRefused(
             f"the token approves plan {str(claims.digest)[:12]}, the current plan is {str(digest)[:12]}: "
             "review the current plan and sign again"
+        )
+    if verb in DIGEST_BOUND and verb != "approve" and claims.digest != digest:
+        raise TokenRefused(
+            f"the token allows a different {verb} (digest {str(claims.digest)[:12]}, this request's is "
+            f"{str(digest)[:12]}): sign the request you send"
         )
     moment = int(now.timestamp())
     if claims.exp <= moment:

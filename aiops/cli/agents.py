@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,8 +12,8 @@ from typing import Annotated, Any
 import typer
 from temporalio.client import WorkflowExecutionStatus
 
-from agents.models import AgentConfig
-from aiops.cli.common import current_user, load_config, run
+from agents.models import AgentConfig, AgentVerb
+from aiops.cli.common import KeyOption, current_user, key_for, load_config, run, signer
 from aiops.cli.output import (
     BadInput,
     Failed,
@@ -25,10 +27,10 @@ from aiops.cli.output import (
     table,
     when,
 )
-from aiops.client import AiopsClient
+from aiops.client import AiopsClient, CommandRefusedError
 from workflows import agent_contract
 from workflows import search_attributes as sa
-from workflows.agent_contract import AgentState, AgentStatus, agent_workflow_id
+from workflows.agent_contract import AgentState, AgentStatus, CommandApplied, agent_workflow_id
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 
@@ -289,78 +291,193 @@ def stop(
     ctx: typer.Context,
     agent: AgentArg,
     reason: Annotated[str, typer.Option("--reason", "-r", help="why, for the audit log")] = "",
-    drain: Annotated[
-        bool,
-        typer.Option("--drain/--no-drain", help="decide the queued events first (default), or drop them"),
-    ] = True,
+    drain: DrainOption = True,
+    who: AsOption = None,
+    key: KeyOption = None,
 ) -> None:
-    """Stop an agent; running actions finish on their own."""
-    run(ctx, lambda aiops: aiops.stop(agent, reason=reason, drain=drain), agent_id=agent)
+    """Stop an agent; running actions finish on their own (with --no-drain, actions not yet
+    executing are aborted). Signed with your key; needs the stop role (sre or admin by default)."""
+    actor, key_file = signer(key, who)
+    applied = run(
+        ctx,
+        lambda aiops: aiops.stop(agent, reason=reason, drain=drain, actor=actor, key=key_file),
+        agent_id=agent,
+    )
     emit(
         ctx,
-        {"agent_id": agent, "requested": "stop", "reason": reason, "drain": drain},
+        {"agent_id": agent, "requested": "stop", "reason": reason, "drain": drain, **_applied(applied)},
         lambda: typer.echo(
-            f"asked agent {agent} to stop" + (" after deciding its queued events" if drain else " now")
+            f"agent {agent} is stopping"
+            + (" after deciding its queued events" if drain else " now")
+            + f" (asked by {applied.actor}, {_proof(applied)})"
         ),
     )
 
 
+def _applied(applied: CommandApplied) -> dict[str, object]:
+    return {"by": applied.actor, "authenticated": applied.authenticated, "changed": applied.changed}
+
+
+def _proof(applied: CommandApplied) -> str:
+    return "signed" if applied.authenticated else "UNSIGNED: the agent's config is in dev mode"
+
+
+DrainOption = Annotated[
+    bool,
+    typer.Option("--drain/--no-drain", help="decide the queued events first (default), or drop them"),
+]
+AsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--as", metavar="NAME", help="who asks (default: the approver of your key file, or $AIOPS_USER)"
+    ),
+]
 OptionalAgentArg = Annotated[
     str | None, typer.Argument(metavar="[AGENT]", help="the agent's id (or --all)", show_default=False)
 ]
 AllOption = Annotated[bool, typer.Option("--all", help="every running agent on the task queue")]
-AsOption = Annotated[
-    str | None,
-    typer.Option("--as", metavar="NAME", help="who asks, for the audit log (default: $AIOPS_USER or you)"),
-]
 
 
-def _one_or_all(ctx: typer.Context, verb: str, agent: str | None, every: bool, who: str | None) -> None:
+def _one_or_all(
+    ctx: typer.Context, verb: AgentVerb, agent: str | None, every: bool, who: str | None, key: Path | None
+) -> None:
     if (agent is None) == (not every):
-        raise BadInput(f"give the AGENT to {verb}, or --all for every running agent")
-    actor = current_user(who)
+        raise BadInput(f"give the AGENT to {verb.value}, or --all for every running agent")
+    actor, key_file = signer(key, who)
 
-    async def work(aiops: AiopsClient) -> list[str]:
+    async def work(aiops: AiopsClient) -> list[tuple[str, str]]:
         targets = await _every_agent(aiops) if every else [str(agent)]
-        signal = aiops.pause if verb == "pause" else aiops.resume
-        await asyncio.gather(*(signal(a, actor=actor) for a in targets))
-        return targets
 
-    targets = run(ctx, work, agent_id=agent)
+        async def one(target: str) -> tuple[str, str]:
+            try:
+                applied = await aiops.command(target, verb, actor=actor, key=key_file)
+            except CommandRefusedError as err:
+                if not every:
+                    raise
+                return target, str(err)
+            return target, "done" if applied.changed else "unchanged"
+
+        return list(await asyncio.gather(*(one(t) for t in targets)))
+
+    outcomes = run(ctx, work, agent_id=agent)
+    refused = [(a, why) for a, why in outcomes if why.startswith("refused")]
 
     def render() -> None:
         if every:
-            typer.echo(f"asked {len(targets)} agent(s) to {verb}: {', '.join(targets) or 'none running'}")
+            done = [a for a, why in outcomes if not why.startswith("refused")]
+            typer.echo(f"{verb.value}: {len(done)} agent(s) as {actor}: {', '.join(done) or 'none running'}")
+            for a, why in refused:
+                typer.echo(f"  {a}: {why}", err=True)
         else:
-            typer.echo(f"asked agent {agent} to {verb}")
+            typer.echo(f"agent {agent}: {verb.value} {outcomes[0][1]} (as {actor})")
 
-    emit(ctx, {"agent_ids": targets, "requested": verb, "by": actor}, render)
+    emit(ctx, {"agent_ids": [a for a, _ in outcomes], "requested": verb.value, "by": actor,
+               "outcomes": dict(outcomes)}, render)  # fmt: skip
+    if refused:
+        raise Failed(f"{len(refused)} agent(s) refused to {verb.value}")
 
 
 @app.command("pause")
 def pause(
-    ctx: typer.Context, agent: OptionalAgentArg = None, every: AllOption = False, who: AsOption = None
+    ctx: typer.Context,
+    agent: OptionalAgentArg = None,
+    every: AllOption = False,
+    who: AsOption = None,
+    key: KeyOption = None,
 ) -> None:
     """Pause an agent, or every agent (--all: the kill switch): events queue up, approved actions
-    not yet started wait. Resume with `aiops agents resume AGENT|--all`."""
-    _one_or_all(ctx, "pause", agent, every, who)
+    not yet started wait. Resume with `aiops agents resume AGENT|--all`. Signed with your key;
+    needs the pause role (operator, sre or admin by default)."""
+    _one_or_all(ctx, AgentVerb.PAUSE, agent, every, who, key)
 
 
 @app.command("resume")
 def resume(
-    ctx: typer.Context, agent: OptionalAgentArg = None, every: AllOption = False, who: AsOption = None
+    ctx: typer.Context,
+    agent: OptionalAgentArg = None,
+    every: AllOption = False,
+    who: AsOption = None,
+    key: KeyOption = None,
 ) -> None:
-    """Resume a paused agent, or every agent (--all)."""
-    _one_or_all(ctx, "resume", agent, every, who)
+    """Resume a paused agent, or every agent (--all). Needs the resume role (sre or admin)."""
+    _one_or_all(ctx, AgentVerb.RESUME, agent, every, who, key)
 
 
 @app.command("reset-breaker")
-def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None) -> None:
-    """Close an agent's open circuit breaker: automatic execution resumes under its policy."""
-    actor = current_user(who)
-    run(ctx, lambda aiops: aiops.reset_circuit_breaker(agent, by=actor), agent_id=agent)
+def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None, key: KeyOption = None) -> None:
+    """Close an agent's open circuit breaker: automatic execution resumes under its policy.
+    Needs the reset-circuit-breaker role (sre or admin by default)."""
+    actor, key_file = signer(key, who)
+    applied = run(
+        ctx, lambda aiops: aiops.reset_circuit_breaker(agent, by=actor, key=key_file), agent_id=agent
+    )
     emit(
         ctx,
-        {"agent_id": agent, "requested": "reset_circuit_breaker", "by": actor},
-        lambda: typer.echo(f"asked agent {agent} to reset its circuit breaker"),
+        {"agent_id": agent, "requested": "reset_circuit_breaker", **_applied(applied)},
+        lambda: typer.echo(
+            f"agent {agent}: circuit breaker "
+            + ("closed" if applied.changed else "was not open")
+            + f" (by {applied.actor}, {_proof(applied)})"
+        ),
     )
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context,
+    agent: AgentArg,
+    verb: Annotated[
+        AgentVerb, typer.Argument(metavar="VERB", help="pause, resume, stop or reset-circuit-breaker")
+    ],
+    drain: DrainOption = True,
+    reason: Annotated[str, typer.Option("--reason", "-r", help="why (stop), for the audit log")] = "",
+    key: KeyOption = None,
+    minutes: Annotated[
+        int, typer.Option("--minutes", min=1, max=24 * 60, help="how long the token is valid (default 15)")
+    ] = 15,
+) -> None:
+    """Print a signed command as JSON, to paste into the Temporal Web UI's Send a Signal box
+    (signal named like the verb; reset-circuit-breaker is `reset_circuit_breaker`) or pass to
+    `temporal workflow signal --input`. Bound to this agent and the verb (and, for stop, to
+    --drain/--no-drain), valid for --minutes, and usable once."""
+    if verb == AgentVerb.RECONFIGURE:
+        raise BadInput("a config change is signed by `aiops config apply --key FILE`, not pasted")
+    key_file = key_for(key, None)
+    if key_file is None:
+        raise BadInput(
+            "no key to sign with: pass --key FILE, set AIOPS_KEY_FILE, or `aiops keys generate NAME`"
+        )
+
+    async def work(aiops: AiopsClient) -> dict[str, object]:
+        request = aiops.command_request(
+            agent, verb, key=key_file, reason=reason, drain=drain, lifetime_seconds=minutes * 60
+        )
+        body = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude={"verb"})
+        body["actor"] = request.actor
+        if verb == AgentVerb.STOP:
+            body["drain"] = drain
+        return body
+
+    body = run(ctx, work, agent_id=agent)
+    signal = _SIGNALS[verb]
+    text = json.dumps(body)
+    command = ["temporal", "workflow", "signal", "--workflow-id", agent_workflow_id(agent), "--name", signal,
+               "--input", text]  # fmt: skip
+
+    def render() -> None:
+        typer.echo(text)
+        typer.echo(
+            f"\nvalid for {minutes} min, once; Web UI: Send a Signal, name {signal!r}, paste the line above."
+            "\nOr:\n  " + shlex.join(command),
+            err=True,
+        )
+
+    emit(ctx, {"agent_id": agent, "signal": signal, "input": body}, render)
+
+
+_SIGNALS = {
+    AgentVerb.PAUSE: agent_contract.PAUSE,
+    AgentVerb.RESUME: agent_contract.RESUME,
+    AgentVerb.STOP: agent_contract.STOP,
+    AgentVerb.RESET_CIRCUIT_BREAKER: agent_contract.RESET_CIRCUIT_BREAKER,
+}

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from aiops.cli.common import action_workflow_id, current_user, key_for, run
+from aiops.cli.common import KeyOption, action_workflow_id, current_user, key_for, run
 from aiops.cli.output import (
     BadInput,
     TimesOption,
@@ -37,14 +37,6 @@ AsOption = Annotated[
     str | None,
     typer.Option(
         "--as", metavar="NAME", help="who decides (default: $AIOPS_USER, else the approver of your key file)"
-    ),
-]
-KeyOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--key",
-        metavar="FILE",
-        help="sign with this key file (default: $AIOPS_KEY_FILE, else ~/.config/aiops/key.json if there)",
     ),
 ]
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, for the audit log")]

@@ -13,7 +13,7 @@ import sys
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import asyncpg
 import typer
@@ -130,6 +130,23 @@ def current_user(given: str | None = None) -> str:
         f"cannot tell who you are: pass --as NAME, set {USER_ENV}, or make a key with "
         "`aiops keys generate NAME`"
     )
+
+
+KeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--key",
+        metavar="FILE",
+        help="sign with this key file (default: $AIOPS_KEY_FILE, else ~/.config/aiops/key.json if there)",
+    ),
+]
+
+
+def signer(key: Path | None, who: str | None) -> tuple[str, keys.KeyFile | None]:
+    """Who asks and the key that proves it: the key's approver when there is a key, else
+    ``current_user`` (sent unsigned: refused unless the agent's config is in dev mode)."""
+    key_file = key_for(key, who)
+    return (key_file.approver if key_file is not None else current_user(who)), key_file
 
 
 def key_for(given: Path | None, who: str | None) -> keys.KeyFile | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli.common import current_user, load_config, run
+from aiops.cli.common import KeyOption, load_config, run, signer
 from aiops.cli.output import Failed, compact, console, emit, table
 from workflows.agent_contract import ConfigApplied
 
@@ -19,7 +19,10 @@ AgentArg = Annotated[str, typer.Argument(metavar="AGENT", help="the agent's id")
 AuthorOption = Annotated[
     str | None,
     typer.Option(
-        "--author", metavar="NAME", help="who changes it (default: $AIOPS_USER, else your user name)"
+        "--author",
+        "--as",
+        metavar="NAME",
+        help="who changes it (default: the approver of your key file, else $AIOPS_USER)",
     ),
 ]
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, stored with the version")]
@@ -46,16 +49,21 @@ def apply(
     ],
     author: AuthorOption = None,
     comment: CommentOption = "",
+    key: KeyOption = None,
 ) -> None:
     """Validate a config on a worker, store it as the next version and hot-reload the running agent.
 
     A refused config (a problem in a setting, another type, a secret that does
-    not resolve) exits 1 with every reason and changes nothing.
+    not resolve) exits 1 with every reason and changes nothing. Signed with your key: the agent
+    takes a config change only from someone with the reconfigure role (admin by default), unless
+    its config is in dev mode (approval.allow_unsigned).
     """
     config = load_config(config_file)
-    who = current_user(author)
+    who, key_file = signer(key, author)
     applied = run(
-        ctx, lambda aiops: aiops.apply_config(config, author=who, comment=comment), agent_id=config.id
+        ctx,
+        lambda aiops: aiops.apply_config(config, author=who, comment=comment, key=key_file),
+        agent_id=config.id,
     )
     emit(ctx, applied, lambda: _render_applied(applied))
 
@@ -107,12 +115,14 @@ def rollback(
     comment: Annotated[
         str, typer.Option("--comment", "-m", help="why (default: 'rollback to version N')")
     ] = "",
+    key: KeyOption = None,
 ) -> None:
-    """Store a copy of an old version as the next version and hot-reload the agent with it."""
-    who = current_user(author)
+    """Store a copy of an old version as the next version and hot-reload the agent with it
+    (signed with your key, like `config apply`)."""
+    who, key_file = signer(key, author)
     applied = run(
         ctx,
-        lambda aiops: aiops.rollback_config(agent, version, author=who, comment=comment),
+        lambda aiops: aiops.rollback_config(agent, version, author=who, comment=comment, key=key_file),
         agent_id=agent,
     )
     emit(ctx, applied, lambda: _render_applied(applied))

@@ -123,12 +123,23 @@ def test_check_decision_needs_a_token_unless_the_config_allows_names_alone() -> 
     reason, claims = check_decision(
         record(), signed, ApprovalRequest(approver="alice", credential=token), True, "action-a1:e1", NOW
     )
-    assert reason is None and claims is not None and claims.sub == "alice"
+    assert reason is None and claims is not None and claims.name == "alice" and claims.issuer is None
     reason, _ = check_decision(
         record(), signed, ApprovalRequest(approver="bob", credential=token), True, "action-a1:e1", NOW
     )
     assert reason is not None and "signed by alice, but the request names bob" in reason
-    reason, _ = check_decision(  # authority first: oscar's role is refused before any token is read
-        record(), signed, ApprovalRequest(approver="oscar", credential=token), True, "action-a1:e1", NOW
+    # Identity first: a token proves who decides, then that person's roles are checked.
+    oscar_key = generate_private_key()
+    oscar = TEAM.approvers[2].model_copy(update={"public_key": public_key_text(oscar_key.public_key())})
+    with_oscar = signed.model_copy(
+        update={
+            "approval": signed.approval.model_copy(
+                update={"approvers": [alice, TEAM.approvers[1], oscar, TEAM.approvers[3]]}
+            )
+        }
     )
-    assert reason is not None and "may not approve" in reason
+    oscars = sign(oscar_key, "oscar", "action-a1:e1", "approve", "abc123", NOW)
+    reason, _ = check_decision(
+        record(), with_oscar, ApprovalRequest(approver="oscar", credential=oscars), True, "action-a1:e1", NOW
+    )
+    assert reason is not None and "oscar may not approve" in reason
