@@ -41,7 +41,8 @@ from activities.database.audit_log import AuditLog
 from agents.errors import NonRetryableActionError
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
 from aiops.runtime.agent_instances import AgentInstances
-from workflows import agent_contract
+from workflows import action_contract, agent_contract
+from workflows.action_contract import ActionOutcome, ActionRecord, ActionStatus
 from workflows.audit_rows import bounded_record, event_record
 from workflows.event_intake import attempts_after
 
@@ -334,6 +335,32 @@ class AgentActivities:
                 return None
             raise
 
+    @activity.defn
+    async def action_outcome(self, action_workflow_id: str) -> ActionOutcome | None:
+        """The action's own word on how it ended (None: no such action). An agent asks this when
+        an ``action_finished`` signal claims an end, since anyone can send one; only what the
+        action's record says is counted (successes, failures, the circuit breaker)."""
+        if self.client is None:
+            raise ApplicationError("no Temporal client to ask the action", non_retryable=True)
+        try:
+            handle = self.client.get_workflow_handle(action_workflow_id)
+            record = await handle.query(action_contract.STATUS, result_type=ActionRecord)
+        except RPCError as err:
+            if err.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        final = record.status.is_final
+        return ActionOutcome(
+            action_id=action_workflow_id,
+            event_id=record.action.event_id or "",
+            status=record.status,
+            success=record.status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
+            message=record.error or (record.result.message if record.result else ""),
+            duration_seconds=(record.history[-1].at - record.history[0].at).total_seconds()
+            if final and record.history
+            else None,
+        )
+
     def all(self) -> list[Callable[..., Any]]:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""
-        return [*self.hooks(), self.notify_escalation, self.agent_hold_state]
+        return [*self.hooks(), self.notify_escalation, self.agent_hold_state, self.action_outcome]

@@ -33,7 +33,7 @@ from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
 from workflows import action_contract
-from workflows.action_contract import ActionStatus, HoldRequest
+from workflows.action_contract import ActionOutcome, ActionStatus, HoldRequest
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import AgentState, CommandRequest, StopRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
@@ -378,3 +378,22 @@ async def test_the_cli_signs_commands_and_its_token_works_pasted_into_the_tempor
     assert sent.returncode == 0, sent.stderr
     await asyncio.wait_for(aiops.agent_handle(config.id).result(), 60)
     assert (await aiops.status(config.id)).state == AgentState.STOPPED
+
+
+async def test_a_forged_action_finished_counts_nothing(aiops: AiopsClient, worker) -> None:
+    """Only the action's own record says how it ended: a forged success would reset the circuit
+    breaker's count of failures in a row, so the agent asks the action before counting."""
+    config = agent_config("scripted", approval=signed_team())
+    _, action_id, _ = await start_pending_action(aiops, config, "high", requested_by="dave")
+    forged = ActionOutcome(action_id=action_id, event_id="x", status=ActionStatus.VERIFIED, success=True)
+    await aiops.agent_handle(config.id).signal(AgentWorkflow.action_finished, forged)
+    rows = await eventually(lambda: aiops.audit_trail(agent_id=config.id), lambda rs: len(refusals(rs)) == 1)
+    assert "it says it is pending_approval" in refusals(rows)[0].detail["reason"]
+    status = await aiops.status(config.id)
+    assert status.counters.actions_succeeded == 0 and action_id in {
+        p.action_id for p in status.pending_actions
+    }
+    await aiops.approve(action_id, key=ALICE)
+    await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    counted = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    assert counted.pending_actions == []

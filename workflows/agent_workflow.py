@@ -114,6 +114,8 @@ DETECTOR_PATCH = "detector-schedule-v1"
 HOOKS_QUEUE_PATCH = "hooks-queue-v1"
 # Runs started before signed commands took pause/resume/stop/reset/reconfigure by name.
 SIGNED_COMMANDS_PATCH = "signed-commands-v1"
+# Runs started before took an action_finished signal's word for how the action ended.
+CONFIRMED_OUTCOMES_PATCH = "confirmed-outcomes-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -144,8 +146,11 @@ class AgentWorkflow:
         self._detector_stale = False  # the config changed: bring the detector schedule in line
         self._audit = AgentAudit(lambda: self._state)
         self._audit.sink_available(self._state.audit_log)  # as the last run learned it
-        # Asked before any handler runs: commands are verified in runs started since.
+        # Asked before any handler runs: commands are verified in runs started since, and the
+        # end of an action is counted as the action records it (see _confirm_outcome).
         self._signed_commands = workflow.patched(SIGNED_COMMANDS_PATCH)
+        self._confirm_outcomes = workflow.patched(CONFIRMED_OUTCOMES_PATCH)
+        self._confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
         self._config = ConfigChanger(
             lambda: self._state,
             self._audit,
@@ -184,7 +189,9 @@ class AgentWorkflow:
                 break
             if self._run_is_full():  # also while draining for a stop: the request is carried
                 await workflow.wait_condition(
-                    lambda: workflow.all_handlers_finished() and self._audit.is_drained()
+                    lambda: (
+                        workflow.all_handlers_finished() and self._audit.is_drained() and not self._confirming
+                    )
                 )
                 workflow.continue_as_new(AgentWorkflowInput(config=s.config, carried=s))
         return await self._stop()
@@ -396,7 +403,7 @@ class AgentWorkflow:
             )
         except ActivityError as err:
             self._note_error(f"stop hook failed: {cause_message(err)}")
-        await workflow.wait_condition(workflow.all_handlers_finished)
+        await workflow.wait_condition(lambda: workflow.all_handlers_finished() and not self._confirming)
         s.state = AgentState.STOPPED
         self._publish_state()
         self._record_lifecycle("stopped", reason=s.stop_request.reason, drain=s.stop_request.drain)
@@ -651,7 +658,44 @@ class AgentWorkflow:
         except ValidationError:
             workflow.logger.warning("ignored a malformed %s signal", ACTION_FINISHED)
             return
+        if self._confirm_outcomes and outcome.status.is_final:
+            if outcome.action_id in self._state.pending_actions and outcome.action_id not in self._confirming:
+                self._confirming[outcome.action_id] = asyncio.create_task(self._confirm_outcome(outcome))
+            return
         record_outcome(self._state, outcome)
+
+    async def _confirm_outcome(self, claimed: ActionOutcome) -> None:
+        """Count an action's end as the action itself records it, not as a signal claims it:
+        anyone can send ``action_finished``, and successes reset the circuit breaker's count."""
+        try:
+            seen = await workflow.execute_local_activity_method(
+                AgentActivities.action_outcome,
+                claimed.action_id,
+                start_to_close_timeout=timedelta(seconds=10),
+                schedule_to_close_timeout=timedelta(minutes=10),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+                ),
+            )
+        except ActivityError as err:
+            seen, reason = None, f"could not ask it: {cause_message(err)}"
+        else:
+            reason = "no such action" if seen is None else f"it says it is {seen.status.value}"
+        finally:
+            self._confirming.pop(claimed.action_id, None)
+        if seen is not None and seen.status.is_final:
+            record_outcome(self._state, seen)
+            return
+        self._note_error(
+            f"refused action_finished for {claimed.action_id} ({claimed.status.value}): {reason}"
+        )
+        self._record_lifecycle(
+            "command_refused",
+            verb="action_finished",
+            channel="signal",
+            action_id=claimed.action_id,
+            reason=reason,
+        )
 
     # ----- configuration ---------------------------------------------------------
 
