@@ -210,6 +210,7 @@ class AuditStep(StrEnum):
     CONFIG_REFUSED = "config_refused"
     AGENT_LIFECYCLE = "agent_lifecycle"
     NOTIFICATION = "notification"  # an approval notice delivered to a channel (or given up)
+    LLM_DIAGNOSIS = "llm_diagnosis"  # an llm agent's diagnosis: outcome, usage, tool calls (agents/llm)
     COMMAND_REFUSED = "command_refused"  # a hold, release or abort its agent did not confirm
 
 

@@ -2,6 +2,8 @@
 
 Run through ``scripts/demo.sh``, which starts the dev server and a worker first.
 ``--leave-pending`` stops at the pending approval so you can approve it in the Web UI.
+``--llm`` adds an llm agent's diagnosis with a scripted model; ``--llm=local`` with a tiny local
+model (SmolLM2-135M on llama.cpp, which ``scripts/demo.sh`` starts on loopback).
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ def agent(agent_id: str, name: str, automation: str) -> AgentConfig:
     )
 
 
-async def main(leave_pending: bool) -> int:
+async def main(leave_pending: bool, llm: str | None = None) -> int:
     aiops = await AiopsClient.connect()
     prod = agent("demo-terraform", "Terraform drift remediation (prod)", "semi_auto")
     staging = agent("demo-staging", "Terraform drift remediation (staging)", "full_auto")
@@ -201,6 +203,8 @@ async def main(leave_pending: bool) -> int:
     aiops_cli("audit", "verify", prod.id)
 
     if not await disk_story(aiops):
+        return 1
+    if llm is not None and not await llm_story(aiops, llm):
         return 1
 
     for config in (prod, staging):
@@ -298,8 +302,112 @@ async def disk_story(aiops: AiopsClient) -> bool:
         await asyncio.to_thread(subprocess.run, ["umount", str(mount)], capture_output=True)
 
 
+LLM_LOG = """\
+2026-12-02T03:10:01Z checkout: request served in 41ms
+2026-12-02T03:10:07Z checkout: heap at 1.9 GiB of 2 GiB
+kernel: Out of memory: Killed process 4242 (checkout) total-vm:2101312kB
+2026-12-02T03:10:09Z supervisor: checkout exited (killed), restarting (5th time in 10 minutes)
+"""
+
+
+async def llm_story(aiops: AiopsClient, mode: str) -> bool:
+    """An alert to an ``llm`` agent: a model diagnoses it (reading the service's log, when it can
+    call tools), proposes the one catalog action that fits, and the proposal waits for alice with
+    the diagnosis as its evidence. ``mode`` is ``scripted`` (a FunctionModel in the worker) or
+    ``local`` (SmolLM2-135M on llama.cpp, on loopback: ``AIOPS_LLM_LOCAL_PORT``)."""
+    from agents.llm.local_model import endpoint
+
+    local = mode == "local"
+    model = "a tiny local model (SmolLM2-135M on llama.cpp, offline)" if local else "a scripted model"
+    say(f"An llm agent diagnoses an alert with {model} and proposes one action from its catalog")
+    logs = DATA / "demo-llm-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / "checkout.log").write_text(LLM_LOG)
+    settings: dict[str, object] = {
+        "endpoint": (
+            endpoint(int(os.environ["AIOPS_LLM_LOCAL_PORT"]))
+            if local
+            else {"provider": "registered", "model": "scripted"}
+        ),
+        "catalog": [
+            {
+                "name": "restart-checkout",
+                "action_type": "restart_service",
+                "description": "restart the checkout service (fixes out-of-memory crashes)",
+                "targets": ["service/checkout"],
+                "risk_floor": "medium",
+            }
+        ],
+        "tools": {"file_roots": [str(logs)]},
+    }
+    config = AgentConfig(
+        id="demo-llm",
+        name="AI diagnosis of service alerts",
+        type="llm",
+        automation_level="semi_auto",
+        runtime={"local_decisions": False, "decision_timeout_seconds": 400},
+        approval=approvers(),
+        settings=settings,
+    )
+    await aiops.start_agent(config, started_by="demo")
+    alert = SystemEvent(
+        id=f"alert-{uuid.uuid4().hex[:10]}",
+        type="alert",
+        source="service/checkout",
+        severity="high",
+        data={
+            "alertname": "CheckoutOutOfMemory",
+            "summary": "checkout is out of memory and crash-looping; restart it",
+            "log": str(logs / "checkout.log"),
+        },
+    )
+    print(f"  alert    {alert.data['alertname']} on {alert.source}: {alert.data['summary']}")
+    await aiops.send_event(config.id, alert)
+    action_id = aiops.action_id(config.id, alert.id)
+    row = None
+    for _ in range(4000 if local else 600):  # a local model on 2 cores: tens of seconds
+        rows = [r for r in await aiops.audit_trail(agent_id=config.id) if r.step == "llm_diagnosis"]
+        if rows:
+            row = rows[0]
+            break
+        await asyncio.sleep(0.1)
+    if row is None:
+        print("  the diagnosis did not finish; see the worker log")
+        return False
+    detail = row.detail
+    usage = detail.get("usage", {})
+    print(
+        f"  model    {detail.get('model')}: {detail.get('seconds')}s, {usage.get('requests')} request(s), "
+        f"{usage.get('input_tokens')} input and {usage.get('output_tokens')} output tokens, "
+        f"{usage.get('tool_calls')} tool call(s) (audit row llm_diagnosis, metrics aiops_llm_*)"
+    )
+    if detail.get("outcome") != "proposal":
+        print(f"  no proposal: {detail.get('no_proposal_reason')}")
+        print(f"  the model's diagnosis: {detail.get('summary')!r}")
+        return local  # a toy model may decline (the demo says so); the scripted one always proposes
+    for _ in range(300):
+        if action_id in await aiops.pending_approvals(config.id):
+            break
+        await asyncio.sleep(0.1)
+    say("The proposal waits for a person, with the model's diagnosis as its evidence")
+    aiops_cli("approvals", "show", action_id)
+    say("alice reads it, restarts checkout by hand, and rejects the proposal (signed)")
+    aiops_cli("approvals", "reject", action_id, "--key", str(alice_key()), "--comment", "restarted by hand")
+    record = await aiops.wait_for_action(action_id)
+    show(record)
+    return record.status == ActionStatus.REJECTED
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--leave-pending", action="store_true", help="stop at the pending approval")
+    parser.add_argument(
+        "--llm",
+        nargs="?",
+        const="scripted",
+        choices=["scripted", "local"],
+        help="add an llm agent's diagnosis: a scripted model (default) or, with --llm=local, "
+        "SmolLM2-135M on llama.cpp (scripts/demo.sh starts it)",
+    )
     args = parser.parse_args()
-    sys.exit(asyncio.run(main(args.leave_pending)))
+    sys.exit(asyncio.run(main(args.leave_pending, args.llm)))

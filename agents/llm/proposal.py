@@ -7,10 +7,12 @@ Pure code, no I/O: it runs in workflow code (deterministic) and again in the age
 from __future__ import annotations
 
 import fnmatch
+import functools
+import json
 import re
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.llm.settings import CatalogEntry, LlmSettings, ParameterSpec
 from agents.models import AgentAction, RiskLevel, SystemEvent
@@ -54,6 +56,86 @@ class ModelAnswer(BaseModel):
     )
 
 
+# ----- the compact answer: a schema narrowed to one catalog, for very small models ------------------
+
+COMPACT_TEXT = 200
+_GLOB = re.compile(r"[*?\[]")
+
+
+class CompactDiagnosis(BaseModel):
+    summary: str = Field(max_length=COMPACT_TEXT, description="the likely cause, in one sentence")
+    confidence_percent: int = Field(ge=0, le=100, description="0 (a guess) to 100 (certain)")
+
+
+def _literal(values: list[Any]) -> Any:
+    return Literal[tuple(values)]
+
+
+def _parameter_type(spec: ParameterSpec) -> Any:
+    if spec.enum:
+        return _literal(list(spec.enum))
+    kinds: dict[str, Any] = {"string": str, "integer": int, "number": float, "boolean": bool}
+    return kinds[spec.type]
+
+
+@functools.lru_cache(maxsize=64)
+def _compact_type(catalog_json: str) -> type[BaseModel]:
+    from agents.llm.settings import CatalogEntry
+
+    catalog = [CatalogEntry.model_validate(e) for e in json.loads(catalog_json)]
+    names = [e.name for e in catalog]
+    targets = [t for e in catalog for t in e.targets]
+    target: Any = (
+        _literal(sorted(set(targets))) if targets and not any(_GLOB.search(t) for t in targets) else str
+    )
+    fields: dict[str, Any] = {
+        "catalog_entry": (_literal(names), Field(description="the name of one entry of the action catalog")),
+        "target": (target, Field(max_length=200, description="the one resource to act on")),
+        "risk_level": (RiskLevel, Field(description="your estimate of the risk")),
+        "why": (str, Field(max_length=COMPACT_TEXT, description="why this action fixes the cause")),
+    }
+    specs: dict[str, ParameterSpec] = {}
+    for entry in catalog:
+        for key, spec in entry.parameters.items():
+            specs.setdefault(key, spec)
+    if specs:
+        optional: dict[str, Any] = {key: (_parameter_type(spec) | None, None) for key, spec in specs.items()}
+        parameters = create_model("CompactParameters", **optional)
+        fields["parameters"] = (parameters, Field(default_factory=parameters))
+    proposal = create_model("CompactProposal", **fields)
+    return create_model(
+        "CompactAnswer",
+        __doc__="A diagnosis and at most one proposed action from the catalog (null when none fits).",
+        diagnosis=(CompactDiagnosis, ...),
+        proposal=(
+            proposal | None,
+            Field(default=None, description="null when no catalog action is warranted"),
+        ),
+    )
+
+
+def compact_answer_type(settings: LlmSettings) -> type[BaseModel]:
+    """The compact answer's type for this catalog (pure and cached: it is built in workflow code).
+
+    Enums only narrow what the model can write to what the catalog allows anyway; a null proposal
+    stays possible, and ``check_proposal`` checks the result as for any answer."""
+    catalog = [e.model_dump(mode="json") for e in settings.catalog]
+    return _compact_type(json.dumps(catalog, sort_keys=True))
+
+
+def from_compact(answer: BaseModel) -> ModelAnswer:
+    """The ``ModelAnswer`` a compact answer stands for."""
+    data = answer.model_dump(mode="json")
+    diagnosis = data["diagnosis"]
+    diagnosis["confidence"] = diagnosis.pop("confidence_percent") / 100
+    proposal = data.get("proposal")
+    if proposal is not None:
+        proposal["parameters"] = {
+            k: v for k, v in (proposal.get("parameters") or {}).items() if v is not None
+        }
+    return ModelAnswer.model_validate(data)
+
+
 class ToolCallRecord(BaseModel):
     """One tool call the diagnosis made, as the audit trail and the approver see it."""
 
@@ -91,6 +173,31 @@ class DiagnosisResult(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     refused: bool = False  # a budget refused the diagnosis before or while it ran
     unsupported_evidence: list[str] = Field(default_factory=list)  # cited tool call ids that do not exist
+
+
+NONE_PROPOSED = "the model proposed no action"
+HOURLY_BUDGET_SPENT = "hourly budget spent"
+EVENT_BUDGET_SPENT = "per-event budget spent"
+PROPOSAL_REFUSED = "proposal refused"
+TOO_SLOW = "the diagnosis took longer than"
+
+
+def outcome_of(result: DiagnosisResult) -> str:
+    """The diagnosis' outcome in one word (metrics label, audit row): see ``agents.llm.metrics``."""
+    reason = result.no_proposal_reason or ""
+    if result.proposal is not None:
+        return "proposal"
+    if reason.startswith(HOURLY_BUDGET_SPENT):
+        return "budget_per_hour"
+    if reason.startswith(EVENT_BUDGET_SPENT):
+        return "budget_per_event"
+    if reason == NONE_PROPOSED:
+        return "none_proposed"
+    if reason.startswith(PROPOSAL_REFUSED):
+        return "out_of_catalog"
+    if reason.startswith(TOO_SLOW):
+        return "timeout"
+    return "model_error"
 
 
 class ProposalRefused(ValueError):

@@ -7,9 +7,11 @@ connects on first use with ``aiops.connection.connect()`` (the worker's environm
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from temporalio import activity
 from temporalio.client import Client
 
 from agents.base_agent import BaseAgent
@@ -37,6 +39,34 @@ async def get_client() -> Client:
 
             _client = await connect(service_name="aiops-llm")
     return _client
+
+
+# Model requests and tool calls heartbeat this often; their activities' heartbeat timeout is
+# ``HEARTBEAT_TIMEOUT_SECONDS`` (agents/llm/diagnosis.py), so a killed worker's call is retried on
+# another worker within that, not after its whole start-to-close timeout.
+HEARTBEAT_TIMEOUT_SECONDS = 15.0
+HEARTBEAT_EVERY_SECONDS = 3.0
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat the current activity while the body runs (nothing outside an activity)."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY_SECONDS)
+
+    beater = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beater.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await beater
 
 
 @asynccontextmanager

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agents.models import AGENT_ID_PATTERN, ActionType, AgentConfig, RiskLevel
 from agents.secret_refs import is_reference
@@ -39,8 +39,10 @@ class EndpointSettings(_Settings):
     max_output_tokens: int = Field(default=1024, ge=16, le=32768)
     # "tool": the answer is a tool call (best for capable models); "native": a JSON-schema
     # constrained answer (``response_format``; best for small local models, llama.cpp, vLLM);
-    # "prompted": the schema in the prompt, the answer parsed as JSON.
-    output_mode: Literal["tool", "native", "prompted"] = "tool"
+    # "prompted": the schema in the prompt, the answer parsed as JSON; "compact": "native" with a
+    # schema narrowed to this agent's catalog (entry names, and targets when they are literal, as
+    # enums; short texts; confidence as a whole percent), for very small local models.
+    output_mode: Literal["tool", "native", "prompted", "compact"] = "tool"
     # Offer the read-only tools to the model (off for a model that cannot call tools).
     use_tools: bool = True
 
@@ -96,12 +98,59 @@ class PrometheusSettings(_Settings):
     max_range_points: int = Field(default=500, ge=1, le=11_000)
 
 
+MCP_SERVER_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+MCP_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class McpServerSettings(_Settings):
+    """An MCP server whose tools the model may call; only those the operator marks read-only.
+
+    Exactly one of ``command`` (a local server over stdio: the program and its arguments) and
+    ``url`` (a streamable-HTTP server). Its tools are offered as ``mcp_<name>_<tool>``, and only
+    the ones listed in ``read_only_tools`` (and not annotated ``readOnlyHint: false``)."""
+
+    name: str
+    command: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    url: str | None = Field(default=None, max_length=2000)
+    read_only_tools: list[str] = Field(min_length=1, max_length=50)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not MCP_SERVER_NAME.match(value):
+            raise ValueError("an MCP server name is 1-20 lowercase letters and digits, a letter first")
+        return value
+
+    @field_validator("read_only_tools")
+    @classmethod
+    def _tools(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if not MCP_TOOL_NAME.match(name):
+                raise ValueError(f"read_only_tools: {name[:80]!r} is not a tool name")
+        return names
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("an MCP server url is http:// or https:// (streamable HTTP)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSettings:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("an MCP server needs exactly one of command (stdio) and url (streamable HTTP)")
+        return self
+
+
 class ToolSettings(_Settings):
     prometheus: PrometheusSettings | None = None
     file_roots: list[str] = Field(default_factory=list, max_length=20)  # absolute directories
     # Running agents (by id) whose detector or dry-run plan the model may run.
     peer_agents: list[str] = Field(default_factory=list, max_length=20)
     agent_status: bool = True  # the agent's own status, pending approvals and recent problems
+    # MCP servers whose read-only tools the model may call (agents/llm/tools.py, mcp_toolset).
+    mcp_servers: list[McpServerSettings] = Field(default_factory=list, max_length=5)
     max_bytes: int = Field(default=8192, ge=256, le=262_144)  # per tool result
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)  # per tool call
 
@@ -112,6 +161,14 @@ class ToolSettings(_Settings):
             if not root.startswith("/"):
                 raise ValueError(f"tools.file_roots: {root[:100]!r} is not an absolute path")
         return roots
+
+    @field_validator("mcp_servers")
+    @classmethod
+    def _unique_servers(cls, servers: list[McpServerSettings]) -> list[McpServerSettings]:
+        names = [server.name for server in servers]
+        if len(names) != len(set(names)):
+            raise ValueError("MCP server names must be unique")
+        return servers
 
     @field_validator("peer_agents")
     @classmethod

@@ -1,4 +1,4 @@
-"""What a worker registers to run diagnoses: the lead's wiring point.
+"""What a worker registers to run diagnoses (``aiops.runtime.worker_build.build_worker`` adds it).
 
 Diagnoses run on their own task queue, ``diagnosis_task_queue(task_queue)`` =
 ``<task queue>.llm-diagnosis``, served by a worker built with ``build_diagnosis_worker``:
@@ -15,7 +15,7 @@ Diagnoses run on their own task queue, ``diagnosis_task_queue(task_queue)`` =
   client here.
 
 The ``llm`` agent's decide hook needs a client to start diagnoses: call
-``agents.llm.runtime.use_client(client)`` when building the worker.
+``agents.llm.runtime.use_client(client)`` when building the worker (``build_diagnosis_worker`` does).
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ from agents.llm.diagnosis import BUDGET_ACTIVITIES, diagnosis_agent
 from agents.llm.workflow import DiagnosisWorkflow, LlmBudgetWorkflow
 
 WORKFLOWS: list[type] = [DiagnosisWorkflow, LlmBudgetWorkflow]
+
+try:  # MCP toolsets are built inside workflow code (tools.mcp_server_toolset): import their heavy
+    # modules here, once per process, not during a workflow activation, where an import taking
+    # over 2 s on a loaded machine trips the SDK's deadlock detector.
+    import fastmcp.client.transports  # noqa: F401
+    import pydantic_ai.mcp  # noqa: F401
+except ImportError:  # the mcp extra is not installed: no MCP tools in this process
+    pass
 
 __all__ = [
     "WORKFLOWS",
@@ -65,15 +73,13 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_diagnosis_worker(
-    client: Client,
-    task_queue: str,
-    identity: str | None = None,
-    graceful_shutdown: timedelta = timedelta(seconds=30),
-    **worker_options: Any,
-) -> Worker:
-    """The worker of ``<task_queue>.llm-diagnosis``; also hands ``client`` to the llm agent."""
+def build_diagnosis_worker(client: Client, task_queue: str, **worker_options: Any) -> Worker:
+    """The worker of ``<task_queue>.llm-diagnosis``; also hands ``client`` to the llm agent.
+
+    ``worker_options`` go to ``Worker`` (``identity``, ``graceful_shutdown_timeout``,
+    ``deployment_config``...); ``aiops.runtime.worker_build.build_worker`` passes its own."""
     runtime.use_client(client)
+    worker_options.setdefault("graceful_shutdown_timeout", timedelta(seconds=30))
     return Worker(
         client,
         task_queue=diagnosis_task_queue(task_queue),
@@ -81,7 +87,5 @@ def build_diagnosis_worker(
         activities=activities(),
         plugins=plugins(),
         workflow_runner=workflow_runner(),
-        identity=identity,
-        graceful_shutdown_timeout=graceful_shutdown,
         **worker_options,
     )

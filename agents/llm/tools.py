@@ -23,6 +23,7 @@ import httpx
 from agents.errors import AgentError
 from agents.llm import runtime
 from agents.llm.contracts import DiagnosisDeps
+from agents.llm.settings import McpServerSettings
 from agents.models import ActionType, AgentAction, AgentConfig, RiskLevel
 
 audit_log = logging.getLogger("aiops.llm.audit")
@@ -56,7 +57,8 @@ async def audited(
     started = time.monotonic()
     ok = True
     try:
-        text = await asyncio.wait_for(call(), deps.tools.timeout_seconds)
+        async with runtime.heartbeating():
+            text = await asyncio.wait_for(call(), deps.tools.timeout_seconds)
     except TimeoutError:
         ok, text = False, f"error: the tool did not answer within {deps.tools.timeout_seconds:g}s"
     except ToolRefused as err:
@@ -294,3 +296,54 @@ async def dry_run_plan(
     if plan is None:
         return f"agent {agent_id} has no dry run for this action"
     return plan.model_dump_json()
+
+
+# ----- tools of MCP servers, the read-only ones the operator listed ---------------------------------
+
+MCP_PREFIX = "mcp_"
+
+
+def mcp_tool_name(server: str, tool: str) -> str:
+    """The name the model sees: ``mcp_<server>_<tool>``."""
+    return f"{MCP_PREFIX}{server}_{tool}"
+
+
+def _read_only(server: McpServerSettings, name: str, annotations: Any) -> bool:
+    if name not in server.read_only_tools:
+        return False
+    hint = annotations.get("readOnlyHint") if isinstance(annotations, dict) else None
+    return hint is not False  # a server that says the tool writes is believed
+
+
+def mcp_server_toolset(deps: DiagnosisDeps, server: McpServerSettings) -> Any:
+    """One MCP server's toolset for one activity: connected on entry, closed on exit; only its
+    listed read-only tools; every call bounded (``tools.timeout_seconds``, ``tools.max_bytes``),
+    heartbeating and audited like the built-in tools. Runs inside the diagnosis' tool activities."""
+    from fastmcp.client.transports import StdioTransport
+    from pydantic_ai.mcp import MCPToolset
+
+    timeout = deps.tools.timeout_seconds
+
+    async def call(ctx: Any, call_tool: Any, name: str, args: dict[str, Any]) -> str:
+        label = mcp_tool_name(server.name, name)
+        if name not in server.read_only_tools:  # never offered; refused if asked for anyway
+            raise ToolRefused(f"{label} is not a read-only tool of MCP server {server.name}")
+
+        async def run() -> str:
+            result = await call_tool(name, args)
+            return result if isinstance(result, str) else json.dumps(result, default=str)
+
+        return await audited(deps, label, args, run)
+
+    client: Any = StdioTransport(server.command[0], server.command[1:]) if server.command else server.url
+    toolset = MCPToolset(
+        client,
+        id=f"{MCP_PREFIX}{server.name}",
+        process_tool_call=call,
+        init_timeout=timeout,
+        read_timeout=timeout + 5,  # the call's own bound (``audited``) applies first
+        include_instructions=False,  # the server's instructions are untrusted: never in the prompt
+    )
+    return toolset.filtered(
+        lambda _ctx, tool: _read_only(server, tool.name, (tool.metadata or {}).get("annotations"))
+    )

@@ -8,28 +8,50 @@ worker from the last completed one without repeating it. Whatever happens, the w
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic_ai.durable_exec.temporal import PydanticAIWorkflow
     from pydantic_ai.exceptions import UsageLimitExceeded
     from pydantic_ai.settings import ModelSettings
 
+    from activities.contracts import AuditBatch, AuditRecord, AuditStep
     from agents.llm import diagnosis as d
+    from agents.llm import metrics
     from agents.llm.contracts import (
         BUDGET_WORKFLOW_TYPE,
         DIAGNOSIS_WORKFLOW_TYPE,
         DiagnosisDeps,
         DiagnosisInput,
     )
-    from agents.llm.proposal import DiagnosisResult, ProposalRefused, Usage, check_proposal
+    from agents.llm.proposal import (
+        EVENT_BUDGET_SPENT,
+        HOURLY_BUDGET_SPENT,
+        NONE_PROPOSED,
+        PROPOSAL_REFUSED,
+        TOO_SLOW,
+        DiagnosisResult,
+        ModelAnswer,
+        ProposalRefused,
+        Usage,
+        check_proposal,
+        from_compact,
+        outcome_of,
+    )
+    from workflows.action_contract import action_workflow_id
+    from workflows.audit_rows import bounded_record
 
 BUDGET_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
+AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 # Time kept back from the diagnosis timeout to record the outcome (and charge the budget).
 WRAP_UP_SECONDS = 5.0
+# Diagnoses started before they wrote their own audit row end without one.
+AUDIT_PATCH = "llm-diagnosis-audit-v1"
+AUDIT_ACTIVITY = "record_audit"  # AuditActivities.record_audit, on the framework's task queue
 
 
 @workflow.defn(name=DIAGNOSIS_WORKFLOW_TYPE)
@@ -38,6 +60,15 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
 
     @workflow.run
     async def run(self, request: DiagnosisInput) -> DiagnosisResult:
+        started = workflow.now()
+        result = await self._diagnose(request)
+        outcome = outcome_of(result)
+        metrics.record(result, outcome, workflow.now() - started)
+        if workflow.patched(AUDIT_PATCH):
+            await _audit(request, result, outcome, started)
+        return result
+
+    async def _diagnose(self, request: DiagnosisInput) -> DiagnosisResult:
         settings = request.settings
         endpoint = settings.endpoint
         result = DiagnosisResult(
@@ -58,7 +89,7 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
         if left is None:
             result.refused = True
             result.no_proposal_reason = (
-                f"hourly budget spent ({spent.requests} requests, {spent.total_tokens} tokens this hour; "
+                f"{HOURLY_BUDGET_SPENT} ({spent.requests} requests, {spent.total_tokens} tokens this hour; "
                 f"limits {settings.budgets.per_hour.requests} requests, "
                 f"{settings.budgets.per_hour.tokens} tokens)"
             )
@@ -89,15 +120,16 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
                     async for _ in run:
                         pass
                 finally:
-                    run_usage = run.usage()
+                    run_usage = run.usage
                     messages = run.all_messages()
-            answer = run.result.output if run.result is not None else None
+            output = run.result.output if run.result is not None else None
+            answer = output if output is None or isinstance(output, ModelAnswer) else from_compact(output)
         except UsageLimitExceeded as err:
             result.refused = True
-            result.no_proposal_reason = f"per-event budget spent: {err}"
+            result.no_proposal_reason = f"{EVENT_BUDGET_SPENT}: {err}"
             answer = None
         except TimeoutError:
-            result.no_proposal_reason = f"the diagnosis took longer than {request.timeout_seconds:g}s"
+            result.no_proposal_reason = f"{TOO_SLOW} {request.timeout_seconds:g}s"
             answer = None
         except Exception as err:  # model down, garbage output, a failing activity: no proposal
             result.no_proposal_reason = f"the model gave no usable answer: {_cause(err)}"
@@ -114,13 +146,13 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
                 if e.tool_call_id and e.tool_call_id not in known
             ]
             if answer.proposal is None:
-                result.no_proposal_reason = "the model proposed no action"
+                result.no_proposal_reason = NONE_PROPOSED
             else:
                 try:
                     _, result.risk_level = check_proposal(answer.proposal, settings)
                     result.proposal = answer.proposal
                 except ProposalRefused as err:
-                    result.no_proposal_reason = f"proposal refused: {err}"
+                    result.no_proposal_reason = f"{PROPOSAL_REFUSED}: {err}"
         if result.usage.requests or result.usage.total_tokens:
             await workflow.execute_activity(
                 d.budget_charge,
@@ -135,6 +167,66 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
                 retry_policy=BUDGET_RETRY,
             )
         return result
+
+
+async def _audit(request: DiagnosisInput, result: DiagnosisResult, outcome: str, started: datetime) -> None:
+    """One ``llm_diagnosis`` audit row: outcome, usage, model, tool calls (bounded), the proposal.
+
+    Written by the framework's ``record_audit`` activity on its task queue (idempotent by key).
+    Retried for at most the diagnosis' timeout, so an audit-log outage delays the result by that
+    much and never sticks the agent; the outcome is logged by the agent either way."""
+    proposal = result.proposal
+    diagnosis = result.diagnosis
+    detail = {
+        "event_id": result.event_id,
+        "outcome": outcome,
+        "model": result.model,
+        "no_proposal_reason": result.no_proposal_reason,
+        "refused_for_budget": result.refused,
+        "usage": result.usage.model_dump(),
+        "tool_calls": [
+            {
+                "tool_call_id": c.tool_call_id,
+                "tool": c.tool,
+                "arguments": c.arguments,
+                "ok": c.ok,
+                "result_bytes": len(c.result.encode()),
+            }
+            for c in result.tool_calls[:50]
+        ],
+        "summary": diagnosis.summary[:500] if diagnosis else None,
+        "confidence": diagnosis.confidence if diagnosis else None,
+        "proposal": (
+            {
+                "catalog_entry": proposal.catalog_entry,
+                "target": proposal.target,
+                "risk_level": result.risk_level.value if result.risk_level else None,
+            }
+            if proposal
+            else None
+        ),
+        "seconds": round((workflow.now() - started).total_seconds(), 3),
+    }
+    record = AuditRecord(
+        agent_id=result.agent_id,
+        action_id=action_workflow_id(result.agent_id, result.event_id) if proposal else None,
+        step=AuditStep.LLM_DIAGNOSIS,
+        key=f"{result.agent_id}/llm-diagnosis:{result.event_id}",
+        actor=f"llm:{result.model}"[:200],
+        occurred_at=workflow.now(),
+        detail=detail,
+    )
+    try:
+        await workflow.execute_activity(
+            AUDIT_ACTIVITY,
+            AuditBatch(records=[bounded_record(record)]),
+            task_queue=request.task_queue,
+            start_to_close_timeout=timedelta(seconds=10),
+            schedule_to_close_timeout=timedelta(seconds=max(request.timeout_seconds, 30.0)),
+            retry_policy=AUDIT_RETRY,
+        )
+    except ActivityError as err:
+        workflow.logger.warning("llm diagnosis of %s: audit row not written: %s", result.event_id, err)
 
 
 def _cause(err: BaseException) -> str:

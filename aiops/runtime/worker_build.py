@@ -30,6 +30,7 @@ from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import workflow_runner
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
+LLM_AGENT_TYPE = "llm"  # agents/llm: its diagnoses run on a worker of their own (see build_worker)
 
 
 class WorkerGroup:
@@ -37,14 +38,15 @@ class WorkerGroup:
     activity) and one per agent type it serves, on that type's hooks queue (the activities that
     run agent code). Used like a single ``Worker``: ``async with``, ``run()``, ``is_running``."""
 
-    def __init__(self, main: Worker, by_type: dict[str, Worker]) -> None:
+    def __init__(self, main: Worker, by_type: dict[str, Worker], extra: Sequence[Worker] = ()) -> None:
         self.main = main
         self.by_type = by_type
+        self.extra = list(extra)  # workers of their own queues, e.g. the llm agent's diagnoses
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
     def workers(self) -> list[Worker]:
-        return [self.main, *self.by_type.values()]
+        return [self.main, *self.by_type.values(), *self.extra]
 
     @property
     def is_running(self) -> bool:
@@ -84,6 +86,7 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
     max_cached_workflows: int = 1000,
     deployment: WorkerDeploymentConfig | None = None,
+    diagnoses: bool | None = None,
 ) -> WorkerGroup:
     """The workers for every workflow and activity; ``pool`` backs the config store and audit log.
 
@@ -91,6 +94,11 @@ def build_worker(
     activity worker per type polls ``hooks_task_queue(task_queue, type)``, so agent code only
     ever runs where its type is. Without a pool, audit steps are only logged and configs cannot
     be stored.
+
+    ``diagnoses`` (default: when the ``llm`` type is served) adds the worker of the llm agent's
+    diagnoses, ``<task_queue>.llm-diagnosis`` (``agents.llm.temporal``): Pydantic AI's plugin needs
+    a worker of its own. It is imported only then, so a worker without the llm agent never loads
+    Pydantic AI.
     """
     activities = activities or AgentActivities(client=client, identity=identity or "")
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
@@ -136,7 +144,12 @@ def build_worker(
         )
         for agent_type in sorted(activities.agent_types)
     }
-    return WorkerGroup(main, by_type)
+    extra: list[Worker] = []
+    if diagnoses if diagnoses is not None else LLM_AGENT_TYPE in activities.agent_types:
+        from agents.llm.temporal import build_diagnosis_worker
+
+        extra.append(build_diagnosis_worker(client, task_queue, **common))
+    return WorkerGroup(main, by_type, extra)
 
 
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:

@@ -99,6 +99,8 @@ async def run(args: argparse.Namespace) -> int:
         deployment=deployment,
         max_cached_workflows=args.max_cached_workflows,
     )
+    for extra in worker.extra:  # the llm agent's diagnoses, when that type is loaded
+        log.info("also polling task queue %r", extra.task_queue)
     listener = ConfigListener(url, client) if url else None
     if listener is not None:
         listener.start()

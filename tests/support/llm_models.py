@@ -18,6 +18,7 @@ from pydantic_ai.usage import RequestUsage
 from agents.llm.models import register_model
 
 SEEN_PROMPTS: list[str] = []  # every prompt the scripted models were sent, for injection checks
+OFFERED_TOOLS: list[list[str]] = []  # the function tools offered with each request, by name
 
 
 def _prompt_text(messages: list[ModelMessage]) -> str:
@@ -33,6 +34,7 @@ def scripted(
 ) -> FunctionModel:
     def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
         SEEN_PROMPTS.append(_prompt_text(messages))
+        OFFERED_TOOLS.append(sorted(t.name for t in info.function_tools))
         step = sum(1 for m in messages if isinstance(m, ModelResponse))
         usage = RequestUsage(input_tokens=tokens, output_tokens=tokens // 5)
         if step < len(calls):
