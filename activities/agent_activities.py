@@ -27,7 +27,9 @@ from activities.contracts import (
     NON_RETRYABLE_AGENT_ERROR_CLASSES,
     ActionCall,
     AgentInitialized,
+    AgentStarted,
     AttemptLog,
+    ConfigProposal,
     DecideEventsInput,
     DecideEventsResult,
     DecisionAudit,
@@ -35,6 +37,8 @@ from activities.contracts import (
     EventDecision,
     ExecutionAttempt,
     ExecutionOutcome,
+    StartAgentCall,
+    StoredConfig,
     VerifyCall,
 )
 from activities.database.audit_log import AuditLog
@@ -128,6 +132,8 @@ class AgentActivities:
         self.instances = instances or AgentInstances()
         # The audit log decisions write their rows to (None: no database; see decide_events).
         self.audit = audit
+        # Registers an agent's starting config (ConfigActivities.register_config; see start_agent).
+        self.register: Callable[[ConfigProposal], Awaitable[StoredConfig | None]] | None = None
         self.client = client
         self.identity = identity or f"{socket.gethostname()}:{os.getpid()}"
         # The types this worker serves: every registered one unless narrowed (a worker pool).
@@ -146,7 +152,35 @@ class AgentActivities:
             subscribed_event_types=agent.get_subscribed_event_types(),
             has_detector=agent.has_detector(),
             audit_log=self.audit is not None,
+            has_plan=agent.has_hook("_plan_specific"),
         )
+
+    @activity.defn
+    async def start_agent(self, call: StartAgentCall) -> AgentStarted:
+        """An agent's start in one local activity where this worker can do it: register the
+        config (``register``, wired by the worker to the config store) and run the initialize
+        hook (if this worker has the type). Whatever fails or cannot run here is left undone, and
+        the workflow does it the usual way (activities with their own retries); so this adds no
+        failure mode, it only saves two activity round trips per agent start."""
+        started, config = AgentStarted(), call.config
+        if call.proposal is not None:
+            if self.register is None:
+                return started
+            try:
+                started.stored = await self.register(call.proposal)
+            except Exception as err:  # the usual path retries it (a database outage, say)
+                started.problem = f"registration: {type(err).__name__}: {err}"[:500]
+                return started
+            started.registered = True
+            if started.stored is not None:
+                config = started.stored.config
+        if not self.serves(config.type):
+            return started
+        try:
+            started.initialized = await self.initialize_agent(config)
+        except Exception as err:  # the usual path retries it, on the type's own queue
+            started.problem = f"initialization: {type(err).__name__}: {err}"[:500]
+        return started
 
     @activity.defn
     async def detect(self, config: AgentConfig) -> list[SystemEvent]:
@@ -363,4 +397,5 @@ class AgentActivities:
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""
-        return [*self.hooks(), self.notify_escalation, self.agent_hold_state, self.action_outcome]
+        asks = [self.agent_hold_state, self.action_outcome]  # an action asks its agent, and back
+        return [*self.hooks(), self.notify_escalation, self.start_agent, *asks]

@@ -58,6 +58,7 @@ class AgentInitialized(_Contract):
     subscribed_event_types: list[EventType]
     has_detector: bool = False  # the type fills _detect_specific: the agent gets a detector schedule
     audit_log: bool = True  # this worker has an audit log (a database) to write rows to
+    has_plan: bool = True  # the type fills _plan_specific (False: its actions skip the plan step)
 
 
 class DetectorSchedule(_Contract):
@@ -237,6 +238,24 @@ class ConfigProposal(_Contract):
     author: str
     comment: str = ""
     request_id: str = ""  # the same request stored twice (a retried activity) is one version
+
+
+class StartAgentCall(_Contract):
+    """The fast path of an agent's start: register ``proposal`` (when given) and initialize."""
+
+    config: AgentConfig
+    proposal: ConfigProposal | None = None
+
+
+class AgentStarted(_Contract):
+    """What the fast path did. ``registered`` False / ``initialized`` None: not done here (no such
+    agent type on this worker, or an error, in ``problem``), so the workflow does it the usual
+    way, by activity with its own retries."""
+
+    registered: bool = False
+    stored: StoredConfig | None = None
+    initialized: AgentInitialized | None = None
+    problem: str = ""
 
 
 class StoredConfig(_Contract):

@@ -143,14 +143,15 @@ async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClien
     task_queue = f"tq-{uuid.uuid4()}"
     faked = Fakes()
     hooks = hooks_task_queue(task_queue, "fake")  # where the agent type's code runs
-    # The real ones: an action asks its agent, and an agent its action, over the client.
+    # The real ones: an action asks its agent, and an agent its action, over the client; and the
+    # fast start path, which finds no "fake" type here and leaves the start to the fakes.
     real = AgentActivities(client=skipping.client)
     async with (
         Worker(
             skipping.client,
             task_queue=task_queue,
             workflows=[AgentWorkflow, ActionWorkflow],
-            activities=[*faked.all, real.agent_hold_state, real.action_outcome],
+            activities=[*faked.all, real.agent_hold_state, real.action_outcome, real.start_agent],
             workflow_runner=workflow_runner(),
         ),
         Worker(skipping.client, task_queue=hooks, activities=faked.all),

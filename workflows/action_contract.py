@@ -122,6 +122,9 @@ class ActionInput(BaseModel):
     # The agent's workers have an audit log (a database); without one the action schedules no
     # audit activity, as its rows would go nowhere.
     audit_log: bool = True
+    # The agent type has a plan hook (a dry run); without one the plan step, which would only
+    # answer "no dry run", is skipped (inputs of older actions lack it: they plan as before).
+    has_plan: bool = True
 
 
 # ----- messages ----------------------------------------------------------------------

@@ -63,6 +63,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
                 held=s.state == AgentState.PAUSED,
                 hold_epoch=s.hold_epoch,
                 audit_log=s.audit_log,
+                has_plan=s.has_plan,
             ),
             id=action_id,
             task_queue=workflow.info().task_queue,

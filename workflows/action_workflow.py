@@ -157,15 +157,16 @@ class ActionWorkflow:
         if input.decision.outcome == Outcome.DENY:
             return await self._finish(ActionStatus.DENIED, input.decision.reason)
 
-        self._set_status(ActionStatus.PLANNING)
-        try:
-            r.plan = await self._hook(
-                AgentActivities.plan_action,
-                ActionCall(config=input.config, action=r.action),
-                plan_step(r.action),
-            )
-        except ActivityError as err:  # no dry run, no execution: never act blind
-            return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
+        if input.has_plan:  # an agent type without a plan hook has no dry run to wait for
+            self._set_status(ActionStatus.PLANNING)
+            try:
+                r.plan = await self._hook(
+                    AgentActivities.plan_action,
+                    ActionCall(config=input.config, action=r.action),
+                    plan_step(r.action),
+                )
+            except ActivityError as err:  # no dry run, no execution: never act blind
+                return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
         r.plan_digest = plan_digest(r.plan)
 
         if input.decision.outcome == Outcome.REQUIRE_APPROVAL:

@@ -311,6 +311,7 @@ class AgentRunState(BaseModel):
     run_number: int = 1
     recent_action_seconds: list[float] = Field(default_factory=list)
     has_detector: bool = False  # the agent type fills _detect_specific
+    has_plan: bool = True  # the agent type fills _plan_specific (False: actions skip the plan step)
     incidents: dict[str, Incident] = Field(default_factory=dict)  # open incidents by correlation key
     # Signed commands taken (token id -> expiry, epoch seconds): a token is used once.
     command_tokens: dict[str, int] = Field(default_factory=dict)

@@ -105,6 +105,8 @@ def build_worker(
     audit = AuditActivities(AuditLog(pool) if pool else None)
     if activities.audit is None:
         activities.audit = audit.audit  # decisions write their audit rows themselves
+    if activities.register is None:
+        activities.register = config.register_config  # an agent's start registers its config itself
     health = HealthActivities(client, activities.instances, pool)
     detectors = DetectorActivities(client)
     notify = NotifyActivities()  # approval notices; AIOPS_UI_URL sets the evidence links' Web UI

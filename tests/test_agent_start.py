@@ -1,0 +1,96 @@
+"""An agent's start, and the steps an action skips, against the real dev server and PostgreSQL.
+
+An agent registers its config and runs its initialize hook in one local activity on the worker
+that has its type (two activity round trips fewer per start); where that worker does not have the
+type, or the database or the hook fails there, the usual activities do it, with their retries. An
+agent type without a plan hook has no dry run, so its actions skip the plan step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from aiops.client import AiopsClient
+from tests.helpers import agent_config, event, eventually
+from tests.support.agents_for_tests import LEDGER
+from workflows.action_contract import ActionStatus
+from workflows.agent_contract import AgentState
+
+
+async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+
+
+async def local_activities(client: Client, workflow_id: str) -> list[str]:
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    names = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            data = e.marker_recorded_event_attributes.details.get("data")
+            if data is not None and data.payloads:
+                names.append(json.loads(data.payloads[0].data).get("activity_type", ""))
+    return names
+
+
+async def test_an_agent_registers_and_initializes_in_one_local_activity(
+    aiops: AiopsClient, client: Client, worker
+) -> None:
+    config = agent_config("recorder")
+    await aiops.start_agent(config)
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    assert status.config_version == 1  # registered in the config store
+    assert (await aiops.config_history(config.id))[0].version == 1
+    workflow_id = aiops.agent_handle(config.id).id
+    assert "start_agent" in await local_activities(client, workflow_id)
+    scheduled = await scheduled_activities(client, workflow_id)
+    assert "register_config" not in scheduled and "initialize_agent" not in scheduled
+    # The agent works as before: an event decided, its action run.
+    drift = event(act=True)
+    await aiops.send_event(config.id, drift)
+    done = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(config.id, drift.id)), 60)
+    assert done.status == ActionStatus.SUCCEEDED
+
+
+async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(
+    aiops: AiopsClient, client: Client, worker
+) -> None:
+    """The init_fails type's hook fails: the local start leaves it to the initialize activity,
+    whose retries and failure are what they always were."""
+    config = agent_config("init_fails", runtime={"local_decisions": True})
+    handle = await aiops.start_agent(config)
+    try:
+        await asyncio.wait_for(handle.result(), 120)
+    except Exception:
+        pass
+    workflow_id = handle.id
+    assert "start_agent" in await local_activities(client, workflow_id)
+    scheduled = await scheduled_activities(client, workflow_id)
+    assert "initialize_agent" in scheduled  # the usual path, after the local one failed
+    assert "register_config" not in scheduled  # registered by the local one
+    assert (await aiops.status(config.id)).state == AgentState.FAILED
+
+
+async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
+    aiops: AiopsClient, client: Client, worker
+) -> None:
+    without, with_plan = agent_config("recorder"), agent_config("scripted")
+    planless, planned = event(act=True), event("alert", risk="low")
+    await aiops.send_event(without.id, planless, config=without)
+    await aiops.send_event(with_plan.id, planned, config=with_plan)
+    a = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(without.id, planless.id)), 60)
+    b = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(with_plan.id, planned.id)), 60)
+    assert a.status == ActionStatus.SUCCEEDED and a.plan is None
+    assert ActionStatus.PLANNING not in [h.status for h in a.history]
+    assert "plan_action" not in await scheduled_activities(client, aiops.action_id(without.id, planless.id))
+    assert b.plan is not None and b.plan_digest and ActionStatus.PLANNING in [h.status for h in b.history]
+    assert "plan_action" in await scheduled_activities(client, aiops.action_id(with_plan.id, planned.id))
+    assert a.action.id in LEDGER["executed"]
