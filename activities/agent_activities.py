@@ -194,13 +194,20 @@ class AgentActivities:
         if not self.serves(request.config.type):  # a local decision on a worker of another pool
             return DecideEventsResult(unserved=True)
         agent = await _run_hook(self.instances.get(request.config))
-        decisions = []
-        for event in request.events:
-            try:
-                action = await agent.process_event(event)
-                decisions.append(EventDecision(event_id=event.id, action=action))
-            except Exception as err:  # the agent's bug is this event's error, not the batch's
-                decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
+
+        async def decide_all() -> list[EventDecision]:
+            decisions = []
+            for event in request.events:
+                try:
+                    action = await agent.process_event(event)
+                    decisions.append(EventDecision(event_id=event.id, action=action))
+                except Exception as err:  # the agent's bug is this event's error, not the batch's
+                    decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
+            return decisions
+
+        # As a regular activity (slow deciders, such as the llm agent waiting for its diagnosis)
+        # it heartbeats, so a dead worker is noticed in seconds, not after the decision timeout.
+        decisions = await _with_heartbeats(decide_all())
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
         if request.audit is not None and self.audit is not None:
             result.audited = await self._write_audit(request, request.audit, decisions, self.audit)

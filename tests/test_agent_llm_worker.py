@@ -177,8 +177,9 @@ async def test_a_worker_killed_mid_diagnosis_resumes_without_repeating_tool_call
     )
     async with prometheus_stub() as prometheus:
         env = {"AIOPS_AGENT_MODULES": MODULES, DIR_ENV: str(tmp_path)}
-        # The decision activity of the killed worker is retried after its timeout; keep it short.
-        config = llm_config(prometheus.url, decision_timeout=60, diagnosis_timeout_seconds=50)
+        # The killed worker's decision activity is retried once its heartbeat stops (10 s), long
+        # before this decision timeout, which the wait below could not outlast.
+        config = llm_config(prometheus.url, decision_timeout=900, diagnosis_timeout_seconds=50)
         alert = event("alert", source="service/checkout", severity="high")
         action_id = aiops.action_id(config.id, alert.id)
         with worker_process(address, task_queue, "doomed", postgres.url, **env) as doomed:

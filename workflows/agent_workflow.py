@@ -106,6 +106,8 @@ DECIDE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
 )
+# A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
+DECIDE_HEARTBEAT = timedelta(seconds=10)
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
 # Agents started before the config store existed ran on the version they were given.
@@ -393,6 +395,8 @@ class AgentWorkflow:
             request,
             task_queue=self._hooks_queue(),
             start_to_close_timeout=timeout,
+            # A worker that dies mid-decision is noticed within this, not after the whole timeout.
+            heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
             retry_policy=DECIDE_RETRY,
         )
 
