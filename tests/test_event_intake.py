@@ -193,3 +193,32 @@ async def test_many_concurrent_senders_to_one_agent_are_all_answered(aiops: Aiop
     history = await aiops.agent_handle(config.id).fetch_history()
     updates = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(updates) < 30, f"{len(updates)} intake updates for 60 single sends: they should go together"
+
+
+async def test_a_long_backlog_is_decided_in_bounded_workflow_tasks(
+    aiops: AiopsClient, client, worker
+) -> None:
+    """50 batches waiting: a workflow task decides at most 10 in local activities; the next goes by
+    a regular activity, which ends the task. Every event is still decided exactly once."""
+    from temporalio.api.enums.v1 import EventType as HistoryEventType
+
+    config = agent_config("recorder", runtime={"batch_size": 1})
+    await aiops.start_agent(config)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await aiops.pause(config.id)
+    backlog = [event() for _ in range(50)]
+    await aiops.send_events(config.id, backlog)
+    await aiops.resume(config.id)
+    done = await eventually(
+        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 50, within=120
+    )
+    assert done.counters.events_received == 50 and done.queue_length == 0
+    assert sorted(LEDGER["decided"]) == sorted(e.id for e in backlog)  # each once
+    history = await aiops.agent_handle(config.id).fetch_history()
+    regular = [
+        e
+        for e in history.events
+        if e.event_type == HistoryEventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "decide_events"
+    ]
+    assert 1 <= len(regular) <= 5  # at most one in eleven batches

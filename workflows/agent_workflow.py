@@ -106,6 +106,10 @@ DECIDE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
 )
+# Local-activity batches one workflow task may decide before the next goes by a regular activity.
+LOCAL_BATCHES_PER_TASK = 10
+# Runs started before decided any backlog in one workflow task, however long.
+BOUNDED_TASK_PATCH = "bounded-task-v1"
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
@@ -147,6 +151,8 @@ class AgentWorkflow:
         self._events_this_run = 0
         self._children_this_run = 0
         self._step_lock = asyncio.Lock()  # held by a batch step and by a config switch
+        self._task_length = 0  # the history length at the last batch: see _task_is_long
+        self._batches_in_task = 0
         self._detectors = False  # set in the first activation: see run
         self._hooks_queues = False  # likewise
         self._detector_stale = False  # the config changed: bring the detector schedule in line
@@ -380,7 +386,7 @@ class AgentWorkflow:
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
-        if runtime.local_decisions:
+        if runtime.local_decisions and not self._task_is_long():
             decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
@@ -399,6 +405,19 @@ class AgentWorkflow:
             heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
             retry_policy=DECIDE_RETRY,
         )
+
+    def _task_is_long(self) -> bool:
+        """Whether this workflow task already decided ``LOCAL_BATCHES_PER_TASK`` batches in local
+        activities (a long backlog): the next batch is then decided by a regular activity, which
+        ends the task, so no task grows without bound while more events and updates arrive. The
+        history length changes only between tasks, so it tells (deterministically) whether the
+        last batch was in this one."""
+        length = workflow.info().get_current_history_length()
+        self._batches_in_task = self._batches_in_task + 1 if length == self._task_length else 1
+        self._task_length = length
+        if self._batches_in_task <= LOCAL_BATCHES_PER_TASK:
+            return False
+        return workflow.patched(BOUNDED_TASK_PATCH)  # asked only then: older runs never got here
 
     def _hooks_queue(self) -> str | None:
         """The task queue of this agent type's hooks (None: this workflow's queue, as before)."""
