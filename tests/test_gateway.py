@@ -570,3 +570,118 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
     for incident in status.incidents:
         record = await aiops.action(aiops.action_id(config.id, incident.action_event_id or ""))
         assert record.event.type == EventType.ALERT and record.event.correlation_id == incident.key
+
+
+# ----- coalescing: concurrent requests for one agent share its intake updates --------------------
+
+
+# One intake update per agent under way; the requests arriving meanwhile wait and go together.
+ONE_AT_A_TIME = {"attempts": 2, "timeout_seconds": 2, "retry_after_seconds": 1, "in_flight_per_agent": 1}
+
+
+class HeldClient(AiopsClient):
+    """The real client whose first intake call waits until the test lets it go: the requests that
+    arrive meanwhile queue in the agent's lane, deterministically."""
+
+    def __init__(self, aiops: AiopsClient) -> None:
+        super().__init__(aiops.client, aiops.task_queue)
+        self.release = asyncio.Event()
+        self.calls: list[int] = []  # events per intake call
+
+    async def submit_events(self, agent_id: str, events: Any, *args: Any, **kwargs: Any) -> Any:
+        events = list(events)
+        self.calls.append(len(events))
+        if len(self.calls) == 1:
+            await self.release.wait()
+        return await super().submit_events(agent_id, events, *args, **kwargs)
+
+
+async def hold_and_queue(
+    held: HeldClient, gateway: Gateway, http: httpx.AsyncClient, url: str, agent_id: str, bodies: list[dict]
+) -> list[httpx.Response]:
+    """Post ``bodies`` at once while the first one's update is held; release it once the rest wait."""
+    first = asyncio.create_task(http.post(url, json=bodies[0], headers=bearer(), timeout=30))
+    await eventually(lambda: asyncio.sleep(0), lambda _: len(held.calls) == 1, interval=0.01)
+    rest = [asyncio.create_task(http.post(url, json=b, headers=bearer(), timeout=30)) for b in bodies[1:]]
+    coalescer = gateway.deliverer.coalescer(gateway.holder.current.config.delivery)
+    await eventually(
+        lambda: asyncio.sleep(0), lambda _: coalescer.waiting(agent_id) == len(rest), interval=0.01
+    )
+    held.release.set()
+    return [await first, *[await task for task in rest]]
+
+
+async def test_concurrent_requests_for_one_agent_share_updates_and_each_gets_its_own_answer(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    """Six webhooks for one agent at once, one of them a resend of another: the five that arrive while
+    the first one's update is under way go to the agent together, in one update; every request is
+    answered 200 with the results of exactly its own alerts; every alert is decided once."""
+    probe = await start_probe(aiops)
+    config_file = write_config(
+        tmp_path / "gw.json",
+        gateway_config(1, [{"name": "all", "agents": [probe.id]}], delivery=ONE_AT_A_TIME),
+    )
+    held = HeldClient(aiops)
+    async with serving(config_file, Connector.of(held)) as (server, gateway), httpx.AsyncClient() as http:
+        bodies = [am_payload(*(am_alert(instance=f"r{r}-a{a}") for a in range(r + 1))) for r in range(5)]
+        bodies.append(bodies[2])  # a sender's retry of the third webhook, in the same batch
+        answers = await hold_and_queue(
+            held, gateway, http, f"{server.url}/v1/alertmanager/am", probe.id, bodies
+        )
+        assert held.calls == [1, 2 + 3 + 4 + 5 + 3]  # the first alone, then the five as one update
+
+        for body, answer in zip(bodies, answers, strict=True):
+            assert answer.status_code == 200, answer.text
+            results = answer.json()["results"]
+            assert [r["fingerprint"] for r in results] == [a["fingerprint"] for a in body["alerts"]]
+            assert all(r["outcome"] == "delivered" and r["agents"] == [probe.id] for r in results)
+            assert answer.json()["delivered"] == len(body["alerts"])
+
+        status = await processed(aiops, probe.id, 15)
+        assert status.counters.events_processed == 15 and status.counters.events_deduplicated == 3
+        ids = [e.id for e in PROBE[probe.id]]
+        assert len(ids) == len(set(ids)) == 15
+        page = (await http.get(f"{server.url}/metrics")).text
+        assert metric(page, "aiops_gateway_events_total", source="am", outcome="accepted") == 15
+        assert metric(page, "aiops_gateway_events_total", source="am", outcome="duplicate") == 3
+
+
+async def test_a_refused_coalesced_update_is_503_to_each_of_its_requests_and_redelivered_later(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    """A paused agent with room for four events: the first webhook (two alerts) is taken; the next two
+    (two alerts each) wait, go together and do not fit, so the agent refuses that update and both
+    requests are answered 503 (nothing is lost: deliver again). Delivered again once the agent runs
+    (one of them had in fact been taken before the refusal), every alert is decided exactly once."""
+    probe = await start_probe(aiops, runtime={"max_queue": 4})
+    await aiops.pause(probe.id)
+    await eventually(lambda: aiops.status(probe.id), lambda s: s.state == "paused")
+    config_file = write_config(
+        tmp_path / "gw.json",
+        gateway_config(1, [{"name": "all", "agents": [probe.id]}], delivery=ONE_AT_A_TIME),
+    )
+    held = HeldClient(aiops)
+    async with serving(config_file, Connector.of(held)) as (server, gateway), httpx.AsyncClient() as http:
+        url = f"{server.url}/v1/alertmanager/am"
+        bodies = [am_payload(am_alert(instance=f"r{r}-a0"), am_alert(instance=f"r{r}-a1")) for r in range(3)]
+        first, *refused = await hold_and_queue(held, gateway, http, url, probe.id, bodies)
+        assert held.calls[:2] == [2, 4]  # then, the two again (refused for now: retried, still full)
+        assert first.status_code == 200, first.text
+        for answer in refused:
+            assert answer.status_code == 503, answer.text
+            assert "queue is full" in answer.json()["error"] and "deliver again" in answer.json()["error"]
+            assert answer.json()["failed_agents"] == {probe.id: answer.json()["failed_agents"][probe.id]}
+            assert answer.headers["retry-after"] == "1"
+
+        await aiops.resume(probe.id)
+        await processed(aiops, probe.id, 4)
+        for body in bodies[1:]:  # the sender's retries
+            answer = await http.post(url, json=body, headers=bearer())
+            assert answer.status_code == 200, answer.text
+        status = await processed(aiops, probe.id, 6)
+        instances = sorted(e.data["labels"]["instance"] for e in PROBE[probe.id])
+        assert instances == sorted(f"r{r}-a{a}" for r in range(3) for a in range(2))  # all, none twice
+        assert status.counters.events_processed == 6
+        page = (await http.get(f"{server.url}/metrics")).text
+        assert metric(page, "aiops_gateway_events_total", source="am", outcome="failed") == 4

@@ -3,6 +3,7 @@ authentication, the rate limit and loading (and refusing) config versions."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from datetime import UTC, datetime
@@ -11,14 +12,17 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.models import EventType, Severity, SystemEvent
+from agents.models import AgentConfig, EventType, Severity, SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import WebhookPayload, alert_event, alert_event_id
 from aiops.gateway.config import Auth, ConfigProblem, RateLimit, load_config
+from aiops.gateway.delivery import COALESCE_MAX_BYTES, COALESCE_MAX_EVENTS, Coalescer
 from aiops.gateway.matchers import Matcher
 from aiops.gateway.ratelimit import RateLimiter
 from aiops.gateway.reload import ConfigHolder
 from aiops.gateway.routing import Route, event_labels, select_routes
+from tests.helpers import agent_config
+from workflows.agent_contract import EventAnswer, EventOutcome
 
 # ----- matchers ---------------------------------------------------------------------------------
 
@@ -244,6 +248,63 @@ def test_the_rate_limit_is_a_token_bucket_per_source() -> None:
     slow = RateLimit(per_second=0.1, burst=1)
     assert limiter.take("c", slow) == 0
     assert limiter.take("c", slow) == 10
+
+
+# ----- coalescing: which waiting batches go together (the real-server tests are in test_gateway.py) --
+
+
+async def test_coalesced_updates_stay_within_the_intake_limits_and_answer_each_its_own() -> None:
+    """The batching rule alone: while an update is out, waiting batches go together up to the intake's
+    event limit and the byte bound, never across agent configs; a batch over a limit goes alone; a
+    batch whose request gave up is not sent; each caller gets the answers to its own events."""
+    sent: list[list[str]] = []
+    out = asyncio.Event()
+
+    async def send(agent_id: str, events: list[SystemEvent], config: object, rpc_timeout: float) -> list:
+        sent.append([e.id for e in events])
+        if len(sent) == 1:
+            await out.wait()
+        return [EventAnswer(event_id=e.id, outcome=EventOutcome.ACCEPTED) for e in events]
+
+    def events(tag: str, count: int) -> list[SystemEvent]:
+        return [SystemEvent(id=f"{tag}-{n}", type=EventType.ALERT, source="s") for n in range(count)]
+
+    lane = Coalescer(send, in_flight=1)
+    other = agent_config("any")
+    half = COALESCE_MAX_EVENTS // 2
+    calls: list[tuple[str, int, int, AgentConfig | None]] = [
+        ("first", 1, 10, None),
+        ("a", half, 10, None),
+        ("b", half, 10, None),  # with a: exactly the event limit
+        ("c", 1, 10, None),  # over it: the next update
+        ("d", 1, 10, other),  # another agent config: the next update after that
+        ("big", 2, COALESCE_MAX_BYTES + 1, other),  # over the byte bound: alone
+        ("e", 1, 10, other),
+    ]
+    tasks = {
+        tag: asyncio.create_task(lane.submit("x", events(tag, n), size, config, 5))
+        for tag, n, size, config in calls
+    }
+    gone = asyncio.create_task(lane.submit("x", events("gone", 1), 10, None, 5))
+    await asyncio.sleep(0)
+    gone.cancel()
+    for _ in range(100):  # a few turns of the loop: every caller is waiting behind the first update
+        if lane.waiting("x") == len(calls) - 1:
+            break
+        await asyncio.sleep(0)
+    out.set()
+    answers = {tag: await task for tag, task in tasks.items()}
+    assert [sorted({i.rsplit("-", 1)[0] for i in ids}) for ids in sent] == [
+        ["first"],
+        ["a", "b"],
+        ["c"],
+        ["d"],
+        ["big"],
+        ["e"],
+    ]
+    for tag, n, _, _ in calls:
+        assert [a.event_id for a in answers[tag]] == [f"{tag}-{k}" for k in range(n)]
+    assert lane.updates == 6 and lane.waiting("x") == 0
 
 
 # ----- config files and versions ----------------------------------------------------------------

@@ -70,16 +70,18 @@ class Intake:
     loaded: LoadedConfig
     started: float
     batches: dict[str, list[SystemEvent]] = field(default_factory=lambda: defaultdict(list))
+    sizes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # JSON bytes per agent
     results: list[dict[str, Any]] = field(default_factory=list)
     unrouted: int = 0
     rejected: int = 0
     _taken: set[tuple[str, str]] = field(default_factory=set)  # (agent, event id): constant time
 
-    def add(self, agent_id: str, event: SystemEvent) -> bool:
+    def add(self, agent_id: str, event: SystemEvent, size: int) -> bool:
         if (agent_id, event.id) in self._taken:
             return False  # the same event through two routes to one agent: once is enough
         self._taken.add((agent_id, event.id))
         self.batches[agent_id].append(event)
+        self.sizes[agent_id] += size
         return True
 
 
@@ -230,7 +232,7 @@ class Gateway:
                     )
                     intake.rejected += 1
                     break
-                agents += [a for a in route.agents if intake.add(a, event)]
+                agents += [a for a in route.agents if intake.add(a, event, size)]
             else:
                 result.update(outcome="delivered", agents=agents, routes=[r.name for r in routes])
         if intake.unrouted:
@@ -248,7 +250,7 @@ class Gateway:
             raise Refused(
                 422, f"{len(items)} events, over the limit of {config.limits.max_events_per_request}"
             )
-        events: list[SystemEvent] = []
+        events: list[tuple[SystemEvent, int]] = []
         for index, item in enumerate(items):
             where = f"event {index}" if isinstance(document, list) else "the event"
             if not isinstance(item, dict):
@@ -264,8 +266,8 @@ class Gateway:
             size = event_size(event)
             if size > MAX_EVENT_BYTES:
                 raise Refused(422, f"{where}: {size} bytes, over the agents' {MAX_EVENT_BYTES}-byte limit")
-            events.append(event)
-        for event in events:
+            events.append((event, size))
+        for event, size in events:
             routes = select_routes(config.routes, event_labels(event), intake.source_name)
             result: dict[str, Any] = {"event_id": event.id}
             intake.results.append(result)
@@ -273,7 +275,7 @@ class Gateway:
                 result["outcome"] = "unrouted"
                 intake.unrouted += 1
                 continue
-            agents = [a for route in routes for a in route.agents if intake.add(a, event)]
+            agents = [a for route in routes for a in route.agents if intake.add(a, event, size)]
             result.update(outcome="delivered", agents=agents, routes=[r.name for r in routes])
 
     async def _deliver(self, intake: Intake) -> Response:
@@ -284,7 +286,9 @@ class Gateway:
         if intake.rejected:
             count.labels(source, "rejected").inc(intake.rejected)
         batches = {agent: events for agent, events in intake.batches.items() if events}
-        failures = await self.deliverer.deliver(batches, loaded.agent_configs, loaded.config.delivery)
+        failures = await self.deliverer.deliver(
+            batches, loaded.agent_configs, loaded.config.delivery, intake.sizes
+        )
         failed = {f.agent_id: f for f in failures}
         delivered = 0
         for agent_id, events in batches.items():

@@ -80,6 +80,10 @@ class Delivery(_Strict):
     attempts: int = Field(default=3, ge=1, le=20)
     timeout_seconds: float = Field(default=5.0, gt=0, le=120)
     retry_after_seconds: int = Field(default=5, ge=1, le=3600)
+    # Concurrent requests for one agent share its intake updates (see delivery.py): while this many
+    # updates to the agent are under way, later batches for it wait and go together in the next one.
+    coalesce: bool = True
+    in_flight_per_agent: int = Field(default=8, ge=1, le=8)
 
 
 class GatewayConfig(_Strict):
