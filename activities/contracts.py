@@ -19,7 +19,14 @@ from agents.errors import (
     SecretUnavailableError,
     UnknownAgentTypeError,
 )
-from agents.health import AgentHealth, AgentObservation, HealthTransition, WorkerResources
+from agents.health import (
+    AgentHealth,
+    AgentObservation,
+    HealthStatus,
+    HealthThresholds,
+    HealthTransition,
+    WorkerResources,
+)
 from agents.models import (
     ActionResult,
     AgentAction,
@@ -315,12 +322,59 @@ class PendingApprovals(_Contract):
     oldest_seconds_by_type: dict[str, float] = Field(default_factory=dict)
 
 
+class FleetGroup(_Contract):
+    """Agents the monitor judged alike from visibility alone (their summary, their queues): one
+    verdict for all, their ids by agent type, so a fleet of thousands stays small in history."""
+
+    status: HealthStatus
+    reasons: list[str] = Field(default_factory=list)
+    agents_by_type: dict[str, list[str]] = Field(default_factory=dict)
+
+    def verdicts(self) -> list[AgentHealth]:
+        return [
+            AgentHealth(agent_id=a, agent_type=t, status=self.status, reasons=self.reasons)
+            for t, ids in sorted(self.agents_by_type.items())
+            for a in ids
+        ]
+
+
+class TriageCall(_Contract):
+    """Read the fleet on a task queue from visibility and sort it: judged by summary, or looked at."""
+
+    task_queue: str
+    failed_within_seconds: float = 3600.0
+    thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
+    skip_agent_id: str | None = None  # the alerting agent: its own trouble shows in its status
+    worker_silence_seconds: float = 120.0
+    observe_all: bool = False  # a full sweep: every agent is looked at closely
+
+
+class LookAt(_Contract):
+    agent_id: str
+    agent_type: str = ""
+    reason: str
+
+
+class FleetTriage(_Contract):
+    groups: list[FleetGroup] = Field(default_factory=list)
+    look: list[LookAt] = Field(default_factory=list)  # to query and check, as before the summary
+    worker: WorkerResources
+    listed: int = 0
+    # Types in the groups that the worker which triaged has: with a real health-check hook or not.
+    hooked_types: list[str] = Field(default_factory=list)
+    plain_types: list[str] = Field(default_factory=list)
+    # Healthy agents counted, not listed, by type: ok summary, a plain type, served queues.
+    counted: dict[str, int] = Field(default_factory=dict)
+
+
 class HealthSnapshot(_Contract):
     monitor_run: str
     taken_at: datetime
     agents: list[AgentHealth]
     observations: list[AgentObservation] = Field(default_factory=list)
     approvals: PendingApprovals = Field(default_factory=PendingApprovals)
+    # Agents judged from visibility alone (since health-fleet-v1): a row only when a status changes.
+    groups: list[FleetGroup] = Field(default_factory=list)
 
 
 class HealthAlert(_Contract):

@@ -38,6 +38,7 @@ SEARCH_ATTRIBUTES = {
     "AiopsRequestedAt": "Datetime",
     "AiopsApprovals": "Int",
     "AiopsApprovalsNeeded": "Int",
+    "AiopsHealth": "Keyword",
 }
 START_TIMEOUT_SECONDS = 60
 

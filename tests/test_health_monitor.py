@@ -9,13 +9,16 @@ second run raises no new alert, and the agent's recovery raises one.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from collections import Counter
 from datetime import timedelta
 
 import asyncpg
 import pytest
 from prometheus_client import generate_latest
-from temporalio.client import Client
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,10 +33,13 @@ from agents.health import (
 )
 from aiops.client import AiopsClient
 from aiops.health_schedule import ensure_health_schedule, schedule_id
-from aiops.metrics import create_telemetry, series
+from aiops.metrics import Telemetry, create_telemetry, series
 from aiops.runtime.worker_build import build_worker
-from tests.helpers import agent_config, eventually, start_pending_action, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
+from workflows import search_attributes as sa
+from workflows.agent_contract import AgentWorkflowInput, agent_workflow_id
+from workflows.agent_workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)
@@ -133,12 +139,18 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         for config in (ailing, fine, pager, broken):
             await aiops.start_agent(config)
         await eventually(lambda: aiops.list_agents(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
-        await eventually(check, lambda r: {h.agent_id for h in r.agents} == {ailing.id, fine.id, broken.id})
+        # The healthy agent is counted, not listed; the alerting agent is left out of both.
+        await eventually(
+            check,
+            lambda r: (
+                {h.agent_id for h in r.verdicts()} == {ailing.id, broken.id} and r.counted == {"recorder": 1}
+            ),
+        )
         _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
         report = await eventually(check, lambda r: r.approvals.count_by_type.get("scripted") == 1)
         assert report.approvals.oldest_seconds_by_type["scripted"] >= 0
-        verdicts = {h.agent_id: h for h in report.agents}
-        assert verdicts[fine.id].status == HealthStatus.HEALTHY
+        verdicts = {h.agent_id: h for h in report.verdicts()}
+        assert fine.id not in verdicts and report.counted["recorder"] == 1
         assert verdicts[ailing.id].status == HealthStatus.UNHEALTHY
         assert verdicts[ailing.id].reasons == ["failing health check(s): upstream"]
 
@@ -162,7 +174,8 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
 
         text = generate_latest(telemetry.registry).decode()
         health = {labels["agent_id"]: v for labels, v in series(text, "aiops_agent_health")}
-        assert health[ailing.id] == 2 and health[fine.id] == 0
+        # fine was observed while it initialized (0); counted since, it gets no new reading.
+        assert health[ailing.id] == 2 and health.get(fine.id, 0) == 0
         waiting = {labels["agent_type"]: v for labels, v in series(text, "aiops_pending_approvals")}
         assert waiting["scripted"] == 1
         alerts = [
@@ -172,7 +185,7 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
 
         # The agent recovers: one more transition, one more alert.
         await aiops.apply_config(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
-        verdicts = {h.agent_id: h for h in (await check()).agents}
+        verdicts = {h.agent_id: h for h in (await check()).verdicts()}
         assert verdicts[ailing.id].status == HealthStatus.HEALTHY
         await aiops.reject(pending, "bob", "not now")
         await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 3)
@@ -224,9 +237,7 @@ async def test_fleet_gauges_are_exported_once_by_the_worker_that_ran_the_latest_
     async with build_worker(clients["A"], task_queue, AgentActivities(client=clients["A"]), pool=pool):
         await aiops.start_agent(fine)
         _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
-        report = await eventually(
-            lambda: check(clients["A"]), lambda r: fine.id in {h.agent_id for h in r.agents}
-        )
+        report = await eventually(lambda: check(clients["A"]), lambda r: r.counted.get("recorder") == 1)
         assert report.approvals.count_by_type.get("scripted") == 1
     assert fleet_series(scrape("A")), "worker A ran the pass: it exports the fleet gauges"
     async with build_worker(clients["B"], task_queue, AgentActivities(client=clients["B"]), pool=pool):
@@ -239,9 +250,231 @@ async def test_fleet_gauges_are_exported_once_by_the_worker_that_ran_the_latest_
                             if labels["agent_type"] == "scripted")  # fmt: skip
         assert pending_total == 1, "one pending action reads 1 across the fleet, not one per worker"
         health = [v for labels, v in series(b, "aiops_agent_health") if labels["agent_id"] == fine.id]
-        assert health == [0]
+        assert health == [], "counted healthy: no per-agent series"
         for text in (a, b):
             for line in text.splitlines():
                 if line.startswith("aiops_"):
                     assert "service_name=" not in line, line
         await aiops.reject(pending, "bob", "not now")
+
+
+# ----- the fleet from visibility: summaries, queues, and closer looks only where needed -------------
+
+
+def health_of(description: WorkflowExecutionDescription) -> str | None:
+    return description.typed_search_attributes.get(sa.HEALTH)
+
+
+async def published_health(aiops: AiopsClient, agent_id: str) -> str | None:
+    return health_of(await aiops.agent_handle(agent_id).describe())
+
+
+async def health_upserts(aiops: AiopsClient, agent_id: str) -> list[str | None]:
+    """The ``AiopsHealth`` value of each search-attribute upsert in the agent's history (None: the
+    upsert did not carry it, like the SDK's ``TemporalChangeVersion`` upserts of patches)."""
+    history = await aiops.agent_handle(agent_id).fetch_history()
+    values: list[str | None] = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+            fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+            values.append(json.loads(fields[sa.HEALTH.name].data) if sa.HEALTH.name in fields else None)
+    return values
+
+
+async def activities_run(client: Client, workflow_id: str) -> Counter[str]:
+    """The activities in a workflow's history, by type: scheduled ones and local ones (markers)."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    found: Counter[str] = Counter()
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            found[e.activity_task_scheduled_event_attributes.activity_type.name] += 1
+        elif e.marker_recorded_event_attributes.marker_name == "core_local_activity":
+            data = e.marker_recorded_event_attributes.details["data"].payloads[0].data
+            found["local " + json.loads(data)["activity_type"]] += 1
+    return found
+
+
+async def telemetry_client(env: WorkflowEnvironment) -> tuple[Telemetry, Client]:
+    telemetry = create_telemetry()
+    client = await Client.connect(
+        env.client.service_client.config.target_host,
+        data_converter=pydantic_data_converter,
+        runtime=telemetry.runtime,
+    )
+    return telemetry, client
+
+
+def status_queries(telemetry: Telemetry) -> float:
+    text = generate_latest(telemetry.registry).decode()
+    return sum(v for _, v in series(text, "aiops_health_status_queries_total"))
+
+
+async def test_a_healthy_fleet_is_judged_from_visibility_without_a_status_query_per_agent(
+    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    telemetry, client = await telemetry_client(env)
+    aiops = AiopsClient(client, task_queue, pool)
+    fleet = [agent_config("recorder") for _ in range(12)]
+    async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
+        for config in fleet:
+            await aiops.start_agent(config)
+        for config in fleet:
+            await eventually(lambda c=config: published_health(aiops, c.id), lambda h: h == "ok")
+        ids = {c.id for c in fleet}
+        workflow_id = f"health-{uuid.uuid4()}"
+
+        async def check() -> MonitorReport:
+            nonlocal workflow_id
+            workflow_id = f"health-{uuid.uuid4()}"
+            return await client.execute_workflow(
+                HealthMonitorWorkflow.run,
+                MonitorInput(task_queue=task_queue),
+                id=workflow_id,
+                task_queue=task_queue,
+            )
+
+        report = await eventually(check, lambda r: r.counted == {"recorder": len(fleet)})
+        assert report.verdicts() == [] and report.observed == 0, "counted healthy: not even listed"
+        assert status_queries(telemetry) == 0, "no agent was asked for its status"
+        # No status query, no health check, not even a per-type question: this worker has the type.
+        assert await activities_run(client, workflow_id) == Counter(
+            ["local triage_fleet", "local summarize_approvals", "local record_health"]
+        )
+        # Healthy and never anything else: no row, no per-agent series (the alerts fire on 1 and 2).
+        rows = await pool.fetchval(
+            "SELECT count(*) FROM health_snapshots WHERE agent_id = ANY($1::text[])", list(ids)
+        )
+        assert rows == 0
+        text = generate_latest(telemetry.registry).decode()
+        assert not ids & {labels["agent_id"] for labels, _ in series(text, "aiops_agent_health")}
+
+
+async def test_agents_that_need_a_look_are_still_found_unhealthy(
+    env: WorkflowEnvironment, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """An open breaker (its summary says so), a failing check (its type has a hook), a worker that
+    went away (nobody polls its queue), an agent whose worker never came (no summary, no answer)."""
+    LEDGER.clear()
+    telemetry, client = await telemetry_client(env)
+    aiops = AiopsClient(client, task_queue, pool)
+    breaker = agent_config(
+        "scripted",
+        retry={"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5},
+        approval={**team().model_dump(), "circuit_breaker_failures": 1},
+    )
+    ailing, fine = agent_config("ailing"), agent_config("recorder")
+    fast = HealthThresholds(status_timeout_seconds=2)
+
+    async def check(queue: str, **fields: object) -> MonitorReport:
+        monitor = MonitorInput(task_queue=queue, thresholds=fast, **fields)
+        return await client.execute_workflow(
+            HealthMonitorWorkflow.run, monitor, id=f"health-{uuid.uuid4()}", task_queue=task_queue
+        )
+
+    # A worker of its own that then goes away, leaving two running agents with an "ok" summary.
+    gone_queue = f"tq-{uuid.uuid4()}"
+    gone = AiopsClient(client, gone_queue, pool)
+    orphans = [agent_config("recorder") for _ in range(2)]
+    async with build_worker(client, gone_queue, AgentActivities(client=client), pool=pool):
+        for config in orphans:
+            await gone.start_agent(config)
+        for config in orphans:
+            await eventually(lambda c=config: published_health(gone, c.id), lambda h: h == "ok")
+    # An agent whose workflow no worker ever ran: no state, no summary.
+    never_queue = f"tq-{uuid.uuid4()}"
+    never = agent_config("recorder")
+    await client.start_workflow(
+        AgentWorkflow.run,
+        AgentWorkflowInput(config=never),
+        id=agent_workflow_id(never.id),
+        task_queue=never_queue,
+    )
+
+    async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
+        for config in (breaker, ailing, fine):
+            await aiops.start_agent(config)
+        e = event("alert", risk="low", fatal=True)
+        await aiops.send_event(breaker.id, e)
+        await eventually(
+            lambda: published_health(aiops, breaker.id), lambda h: h == "action_failures,circuit_open"
+        )
+        await eventually(lambda: published_health(aiops, fine.id), lambda h: h == "ok")
+
+        report = await eventually(
+            lambda: check(task_queue),
+            lambda r: (
+                {breaker.id, ailing.id} <= {h.agent_id for h in r.verdicts()}
+                and r.counted.get("recorder") == 1
+            ),
+        )
+        verdicts = {h.agent_id: h for h in report.verdicts()}
+        assert verdicts[breaker.id].status == HealthStatus.UNHEALTHY
+        assert any("circuit breaker is open" in r for r in verdicts[breaker.id].reasons)
+        assert verdicts[ailing.id].status == HealthStatus.UNHEALTHY
+        assert verdicts[ailing.id].reasons == ["failing health check(s): upstream"]
+        assert fine.id not in verdicts, "healthy by its summary: counted"
+        observed = {h.agent_id for h in report.agents}
+        assert {breaker.id, ailing.id} <= observed and fine.id not in observed
+
+        before = status_queries(telemetry)
+        report = await eventually(
+            lambda: check(gone_queue, worker_silence_seconds=1),
+            lambda r: (
+                {h.agent_id for h in r.verdicts() if h.status == HealthStatus.UNHEALTHY}
+                == {o.id for o in orphans}
+            ),
+        )
+        assert report.observed == 0 and status_queries(telemetry) == before, "judged from the queue's pollers"
+        reasons = {r for h in report.verdicts() for r in h.reasons}
+        assert any(f"no worker serves task queue {gone_queue}" in r for r in reasons), reasons
+        # A worker serves the queue again: the agents are listed as recoveries, healthy, and alerted.
+        async with build_worker(client, gone_queue, AgentActivities(client=client), pool=pool):
+            report = await check(gone_queue)
+            recovered = {h.agent_id: h.status for h in report.verdicts()}
+            assert recovered == dict.fromkeys((o.id for o in orphans), HealthStatus.HEALTHY)
+            assert report.alerts == 2 and report.observed == 0
+            again = await check(gone_queue)
+            assert again.verdicts() == [] and again.counted == {"recorder": 2}, "counted once recovered"
+
+        report = await check(never_queue)
+        [verdict] = report.verdicts()
+        assert verdict.agent_id == never.id and verdict.status == HealthStatus.UNHEALTHY
+        assert "no heartbeat" in verdict.reasons[0]
+        assert report.observed == 1
+    for agent_id in [never.id, *(o.id for o in orphans)]:
+        await client.get_workflow_handle(agent_workflow_id(agent_id)).terminate("test over")
+
+
+async def test_the_health_summary_is_upserted_only_when_it_changes(aiops: AiopsClient, worker) -> None:
+    config = agent_config(
+        "scripted",
+        retry={"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5},
+        approval={**team().model_dump(), "circuit_breaker_failures": 2},
+    )
+    await aiops.start_agent(config)
+    await eventually(lambda: published_health(aiops, config.id), lambda h: h == "ok")
+    at_start = await health_upserts(aiops, config.id)
+    assert [h for h in at_start if h] == ["ok"], "published once, with the agent's state"
+    for _ in range(5):
+        e = event("alert", risk="low")
+        await aiops.send_event(config.id, e)
+        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 5)
+    assert await health_upserts(aiops, config.id) == at_start, "five decisions and actions: no upsert at all"
+
+    for _ in range(2):
+        e = event("alert", risk="low", fatal=True)
+        await aiops.send_event(config.id, e)
+        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+    await eventually(
+        lambda: published_health(aiops, config.id), lambda h: h == "action_failures,circuit_open"
+    )
+    await aiops.reset_circuit_breaker(config.id, by="alice")
+    await eventually(lambda: published_health(aiops, config.id), lambda h: h == "action_failures")
+    # 5 of 6 succeeded (83%) flags action_failures; the second failure opens the breaker; the reset closes it.
+    assert await health_upserts(aiops, config.id) == [
+        *at_start,
+        "action_failures",
+        "action_failures,circuit_open",
+        "action_failures",
+    ]

@@ -28,6 +28,7 @@ from workflows.action_contract import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
+from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import workflow_runner
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -87,6 +88,18 @@ def test_histories_are_present() -> None:
     assert commands.count(f'"{agent_contract.COMMAND}"') >= 4
     holds = markers("v7_action_confirmed_holds.json")
     assert '"confirmed-holds-v1"' in holds and holds.count('"agent_hold_state"') >= 3
+    # v8mon (tests/record_monitor_histories.py): the agent's health summary, upserted on change, and a
+    # monitor pass that reads the fleet from visibility and observes only the agents that need it.
+    summary = (HISTORIES[0].parent / "v8mon_agent_health_summary.json").read_text()
+    assert '"health-summary-v1"' in markers("v8mon_agent_health_summary.json")
+    assert summary.count('"AiopsHealth"') == 5  # ok, breaker open, breaker reset; stopping, stopped
+    monitor = (HISTORIES[0].parent / "v8mon_monitor_pass.json").read_text()
+    fleet = markers("v8mon_monitor_pass.json")  # the pass's own steps are local activities
+    assert '"health-fleet-v1"' in fleet and '"triage_fleet"' in fleet and '"list_agents"' not in monitor
+    # The same pass recorded by the monitor as it was before health-fleet-v1 (a status query each).
+    before = (HISTORIES[0].parent / "v8mon_monitor_pass_before_fleet.json").read_text()
+    assert '"list_agents"' in before
+    assert '"health-fleet-v1"' not in markers("v8mon_monitor_pass_before_fleet.json")
 
 
 def markers(name: str) -> str:
@@ -104,7 +117,7 @@ def markers(name: str) -> str:
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_recorded_history_replays(path: Path) -> None:
     replayer = Replayer(
-        workflows=[AgentWorkflow, ActionWorkflow, DetectorWorkflow],
+        workflows=[AgentWorkflow, ActionWorkflow, DetectorWorkflow, HealthMonitorWorkflow],
         data_converter=pydantic_data_converter,
         workflow_runner=workflow_runner(),
     )

@@ -84,6 +84,7 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         hooks_task_queue,
     )
+    from workflows.agent_health import health_summary
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
     from workflows.command_gate import (
@@ -126,6 +127,8 @@ SIGNED_COMMANDS_PATCH = "signed-commands-v1"
 LOCAL_START_PATCH = "local-start-v1"
 # Runs started before took an action_finished signal's word for how the action ended.
 CONFIRMED_OUTCOMES_PATCH = "confirmed-outcomes-v1"
+# Runs started before published no health summary (AiopsHealth): the monitor queries them.
+HEALTH_SUMMARY_PATCH = "health-summary-v1"
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -162,6 +165,7 @@ class AgentWorkflow:
         # end of an action is counted as the action records it (see _confirm_outcome).
         self._signed_commands = workflow.patched(SIGNED_COMMANDS_PATCH)
         self._confirm_outcomes = workflow.patched(CONFIRMED_OUTCOMES_PATCH)
+        self._health_summary = workflow.patched(HEALTH_SUMMARY_PATCH)  # see _publish_health
         self._confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
         self._config = ConfigChanger(
             lambda: self._state,
@@ -188,6 +192,8 @@ class AgentWorkflow:
             if s.has_detector:
                 await self._sync_detector(active=True)
         self._publish_state()
+        if self._health_summary:
+            self._health_watch = asyncio.create_task(self._publish_health())
         while True:
             await self._wait_for_work()
             if self._detector_stale:
@@ -856,8 +862,20 @@ class AgentWorkflow:
                 sa.AGENT_ID.value_set(s.config.id),
                 sa.AGENT_TYPE.value_set(s.config.type),
                 sa.AGENT_STATE.value_set(s.state.value),
+                *([sa.HEALTH.value_set(health_summary(s))] if self._health_summary else []),
             ]
         )
         workflow.set_current_details(
             f"**{s.config.name}** ({s.config.type}) is *{s.state.value}*; config version {s.config.version}"
         )
+
+    async def _publish_health(self) -> None:
+        """Keep ``AiopsHealth`` in line with the state (workflows/agent_health.py), upserting only
+        when the summary changes: a healthy agent publishes ``ok`` once, with its state, and no more."""
+
+        def changed() -> bool:
+            return health_summary(self._state) != workflow.info().typed_search_attributes.get(sa.HEALTH)
+
+        while True:
+            await workflow.wait_condition(changed)
+            workflow.upsert_search_attributes([sa.HEALTH.value_set(health_summary(self._state))])

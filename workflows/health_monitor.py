@@ -1,14 +1,23 @@
 """HealthMonitorWorkflow: one health check of every agent on a task queue.
 
 A Temporal Schedule starts it every interval (``aiops/health_schedule.py``).
-It lists the running agents through visibility, observes them in pages
-(status query as heartbeat, health-check hook, worker resources), classifies
-each with the pure rules of ``agents/health.py``, records the snapshot (and
-the gauges), and alerts on every transition since the last snapshot.
+It reads the fleet from visibility in one local activity (``triage_fleet``):
+healthy agents whose published health summary (``workflows/agent_health.py``)
+and task queues say enough are counted per type, not even listed; agents judged
+from visibility otherwise (a silent queue, a recovery) come in groups, without
+a query; the others (a flag in
+the summary, no summary, not running, the server reporting failing workflow
+tasks) and the agents of types whose health-check hook does real checks are
+observed in pages (status query as heartbeat, health-check hook, worker
+resources). Each is classified with the pure rules of ``agents/health.py``; the
+snapshot is recorded (and the gauges), and every transition since the last
+snapshot is alerted. Passes started before ``health-fleet-v1`` observed every
+agent.
 """
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from pydantic import BaseModel, Field
@@ -19,12 +28,15 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.contracts import (
         CheckAgentsCall,
+        FleetGroup,
+        FleetTriage,
         HealthAlert,
         HealthSnapshot,
         ListAgentsCall,
         Observations,
         ObserveAgentsCall,
         PendingApprovals,
+        TriageCall,
     )
     from activities.health_activities import HealthActivities
     from agents.health import (
@@ -47,16 +59,28 @@ class MonitorInput(BaseModel):
     thresholds: HealthThresholds = Field(default_factory=HealthThresholds)
     alert_agent_id: str | None = None
     failed_within_seconds: float = 3600.0  # agents whose workflow failed this recently are judged too
+    # A task queue nobody polled for this long has no worker (an idle worker polls every minute).
+    worker_silence_seconds: float = Field(default=120.0, gt=0)
+    # Look at every agent closely (status query, health check), as every pass did before the summary.
+    observe_all: bool = False
 
 
 class MonitorReport(BaseModel):
     monitor_run: str
-    agents: list[AgentHealth]
+    agents: list[AgentHealth]  # the agents observed closely (every agent before health-fleet-v1)
     alerts: int
     approvals: PendingApprovals
+    groups: list[FleetGroup] = Field(default_factory=list)  # judged from visibility alone
+    observed: int = 0  # agents queried for their status this pass
+    counted: dict[str, int] = Field(default_factory=dict)  # healthy by summary, counted per type
+
+    def verdicts(self) -> list[AgentHealth]:
+        """Every agent's verdict, observed or judged in a group."""
+        return [*self.agents, *(h for g in self.groups for h in g.verdicts())]
 
 
 HOOKS_QUEUE_PATCH = "hooks-queue-v1"  # passes recorded before it ran health checks in observe_agents
+FLEET_PATCH = "health-fleet-v1"  # passes recorded before it observed every agent (see triage_fleet)
 
 
 @workflow.defn
@@ -87,17 +111,82 @@ class HealthMonitorWorkflow:
                 if result is not None:
                     o.checks, o.check_error = result.checks, result.error
 
+    async def _triage(self, input: MonitorInput) -> tuple[list[str], list[FleetGroup], dict[str, int]]:
+        """The agents to observe, the groups judged from visibility alone, the healthy ones counted."""
+        # Local activities (on this worker, no task queue round trip): a pass is a few of them.
+        triage: FleetTriage = await workflow.execute_local_activity_method(
+            HealthActivities.triage_fleet,
+            TriageCall(
+                task_queue=input.task_queue,
+                failed_within_seconds=input.failed_within_seconds,
+                thresholds=input.thresholds,
+                skip_agent_id=input.alert_agent_id,
+                worker_silence_seconds=input.worker_silence_seconds,
+                observe_all=input.observe_all,
+            ),
+            start_to_close_timeout=timedelta(seconds=120),
+            retry_policy=RETRY,
+        )
+        look = [a.agent_id for a in triage.look]
+        groups = triage.groups
+        # Types whose hook does real checks: their agents are observed and checked every pass. This
+        # worker answered for the types it has; the others are asked where they are (one small
+        # activity per type). Agents on a silent queue are judged already.
+        judged = {t for g in groups if g.status != HealthStatus.UNHEALTHY for t in g.agents_by_type}
+        types = sorted(judged - set(triage.hooked_types) - set(triage.plain_types))
+        limit = input.thresholds.status_timeout_seconds
+        answers = await asyncio.gather(
+            *(
+                workflow.execute_activity_method(
+                    HealthActivities.has_health_checks,
+                    agent_type,
+                    task_queue=hooks_task_queue(input.task_queue, agent_type),
+                    start_to_close_timeout=timedelta(seconds=limit),
+                    schedule_to_close_timeout=timedelta(seconds=30 + 3 * limit),
+                    retry_policy=RETRY,
+                )
+                for agent_type in types
+            ),
+            return_exceptions=True,
+        )
+        hooked = {t for t, answer in zip(types, answers, strict=True) if answer is not False}
+        hooked |= set(triage.hooked_types)
+        for group in groups:
+            if group.status == HealthStatus.UNHEALTHY:
+                continue
+            for agent_type in sorted(hooked & set(group.agents_by_type)):
+                look.extend(group.agents_by_type.pop(agent_type))
+        groups = [g for g in groups if g.agents_by_type]
+        return sorted(look), groups, triage.counted
+
     @workflow.run
     async def run(self, input: MonitorInput) -> MonitorReport:
         run_id = workflow.info().run_id
-        ids: list[str] = await workflow.execute_activity_method(
-            HealthActivities.list_agents,
-            ListAgentsCall(task_queue=input.task_queue, failed_within_seconds=input.failed_within_seconds),
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
-        if input.alert_agent_id in ids:
-            ids.remove(input.alert_agent_id)  # the alerting agent's own trouble shows in its status
+        groups: list[FleetGroup] = []
+        counted: dict[str, int] = {}
+        approvals: PendingApprovals | None = None
+        fleet = workflow.patched(FLEET_PATCH)
+        if fleet:
+            (ids, groups, counted), approvals = await asyncio.gather(
+                self._triage(input),
+                workflow.execute_local_activity_method(
+                    HealthActivities.summarize_approvals,
+                    input.task_queue,
+                    start_to_close_timeout=timedelta(seconds=60),
+                    retry_policy=RETRY,
+                ),
+            )
+        else:
+            ids = await workflow.execute_activity_method(
+                HealthActivities.list_agents,
+                ListAgentsCall(
+                    task_queue=input.task_queue, failed_within_seconds=input.failed_within_seconds
+                ),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
+            if input.alert_agent_id in ids:
+                ids.remove(input.alert_agent_id)  # the alerting agent's own trouble shows in its status
         timeout = input.thresholds.status_timeout_seconds
         healths: list[AgentHealth] = []
         observations = []
@@ -119,26 +208,46 @@ class HealthMonitorWorkflow:
             observations.extend(seen.agents)
             verdicts = [classify(o, seen.worker, input.thresholds) for o in seen.agents]
             healths.extend(v for v in verdicts if v is not None)
-        approvals: PendingApprovals = await workflow.execute_activity_method(
-            HealthActivities.summarize_approvals,
-            input.task_queue,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
+        if approvals is None:
+            approvals = await workflow.execute_activity_method(
+                HealthActivities.summarize_approvals,
+                input.task_queue,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
         snapshot = HealthSnapshot(
             monitor_run=run_id,
             taken_at=workflow.now(),
             agents=healths,
             observations=observations,
             approvals=approvals,
+            groups=groups,
         )
-        previous: dict[str, HealthStatus] = await workflow.execute_activity_method(
-            HealthActivities.record_health,
-            snapshot,
-            start_to_close_timeout=timedelta(seconds=60),
-            retry_policy=RETRY,
-        )
-        changes = transitions(previous, healths)
+        previous: dict[str, HealthStatus]
+        if fleet:
+            previous = await workflow.execute_local_activity_method(
+                HealthActivities.record_health,
+                snapshot,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
+        else:
+            previous = await workflow.execute_activity_method(
+                HealthActivities.record_health,
+                snapshot,
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
+        # Agents judged in a group matter to transitions only if they were something else before (or
+        # the group is not healthy): the others stay out of memory, as they stayed out of history.
+        grouped = [
+            AgentHealth(agent_id=a, agent_type=t, status=g.status, reasons=g.reasons)
+            for g in groups
+            for t, ids in sorted(g.agents_by_type.items())
+            for a in ids
+            if g.status != HealthStatus.HEALTHY or a in previous
+        ]
+        changes = transitions(previous, [*healths, *grouped])
         for change in changes:
             await workflow.execute_activity_method(
                 HealthActivities.raise_health_alert,
@@ -147,5 +256,22 @@ class HealthMonitorWorkflow:
                 retry_policy=RETRY,
             )
         counts = {s.value: sum(h.status == s for h in healths) for s in HealthStatus}
-        workflow.logger.info("health of %d agent(s): %s; %d alert(s)", len(healths), counts, len(changes))
-        return MonitorReport(monitor_run=run_id, agents=healths, alerts=len(changes), approvals=approvals)
+        for g in groups:
+            counts[g.status.value] += sum(len(ids) for ids in g.agents_by_type.values())
+        counts[HealthStatus.HEALTHY.value] += sum(counted.values())
+        workflow.logger.info(
+            "health of %d agent(s) (%d observed): %s; %d alert(s)",
+            sum(counts.values()),
+            len(observations),
+            counts,
+            len(changes),
+        )
+        return MonitorReport(
+            monitor_run=run_id,
+            agents=healths,
+            alerts=len(changes),
+            approvals=approvals,
+            groups=groups,
+            observed=len(observations),
+            counted=counted,
+        )

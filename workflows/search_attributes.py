@@ -1,4 +1,4 @@
-"""The typed search attributes behind the approval inbox and the agent list.
+"""The typed search attributes behind the approval inbox, the agent list and the health monitor.
 
 They must be registered on the namespace (``temporal-dev/`` does it for the dev
 server; ``REGISTER_COMMAND`` prints the line for any other server). The inbox
@@ -21,6 +21,8 @@ RISK_LEVEL = SearchAttributeKey.for_keyword("AiopsRiskLevel")
 REQUESTED_AT = SearchAttributeKey.for_datetime("AiopsRequestedAt")
 APPROVALS = SearchAttributeKey.for_int("AiopsApprovals")  # distinct approvers so far
 APPROVALS_NEEDED = SearchAttributeKey.for_int("AiopsApprovalsNeeded")  # 0: no approval needed
+# An agent's health summary (workflows/agent_health.py): "ok" or flags; set on change since health-summary-v1.
+HEALTH = SearchAttributeKey.for_keyword("AiopsHealth")
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     AGENT_ID,
@@ -31,6 +33,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     REQUESTED_AT,
     APPROVALS,
     APPROVALS_NEEDED,
+    HEALTH,
 )
 
 # The names the ``temporal`` CLI (``--type``, ``start-dev --search-attribute Name=Type``) takes.

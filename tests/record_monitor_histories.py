@@ -1,0 +1,123 @@
+"""Record the health-summary and health-monitor histories: ``python -m tests.record_monitor_histories``.
+
+Like ``tests/record_histories.py`` (whose rules hold: a new PREFIX after each deliberate, patched
+change; recorded files are never overwritten), for the agent's health summary (patch
+``health-summary-v1``) and the monitor pass that reads the fleet from visibility (patch
+``health-fleet-v1``). Files go to ``tests/histories/`` with the prefix (default ``v8mon_``);
+``tests/test_replay.py`` replays every one of them. ``v8mon_monitor_pass_before_fleet`` was recorded by
+this script against the monitor as it was before ``health-fleet-v1`` (a status query per agent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+import tests.support.agents_for_tests  # noqa: F401
+from activities.agent_activities import AgentActivities
+from activities.database.pool import open_pool
+from agents.health import HealthThresholds
+from agents.registry import load_agent_modules
+from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker
+from tests.conftest import TEMPORAL_BIN
+from tests.helpers import agent_config, event, eventually, team
+from tests.support.postgres_server import PostgresServer
+from workflows import search_attributes as sa
+from workflows.agent_contract import agent_workflow_id
+from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
+from workflows.search_attributes import ALL
+
+HISTORIES = Path(__file__).parent / "histories"
+FAST_RETRY = {"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5}
+
+
+async def save(client: Client, prefix: str, name: str, workflow_id: str) -> None:
+    path = HISTORIES / f"{prefix}{name}.json"
+    if path.exists():
+        raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    path.write_text(history.to_json())
+    print(f"recorded {path.name} ({len(history.events)} events)")
+
+
+async def health(aiops: AiopsClient, agent_id: str) -> str | None:
+    return (await aiops.agent_handle(agent_id).describe()).typed_search_attributes.get(sa.HEALTH)
+
+
+async def record(aiops: AiopsClient, prefix: str) -> None:
+    client = aiops.client
+    # An agent whose summary changes: ok, then a failed action opens the breaker, then a reset.
+    breaker = agent_config(
+        "scripted",
+        id="replay-health",
+        retry=FAST_RETRY,
+        approval={**team().model_dump(), "circuit_breaker_failures": 1},
+    )
+    await aiops.start_agent(breaker)
+    good = event("alert", risk="low", id="h-1")
+    await aiops.send_event(breaker.id, good)
+    await aiops.wait_for_action(aiops.action_id(breaker.id, good.id))
+    bad = event("alert", risk="low", fatal=True, id="h-2")
+    await aiops.send_event(breaker.id, bad)
+    await eventually(lambda: health(aiops, breaker.id), lambda h: h == "action_failures,circuit_open")
+
+    # A monitor pass: a healthy agent counted by its summary, a type with a real health check, the
+    # open breaker, an agent that failed to start, and the alerting agent told of each.
+    fine, ailing, pager = agent_config("recorder"), agent_config("ailing"), agent_config("recorder")
+    broken = agent_config("init_fails")
+    for config in (fine, ailing, pager, broken):
+        await aiops.start_agent(config)
+    await eventually(lambda: health(aiops, fine.id), lambda h: h == "ok")
+    monitor = MonitorInput(
+        task_queue=aiops.task_queue,
+        alert_agent_id=pager.id,
+        thresholds=HealthThresholds(status_timeout_seconds=5),
+    )
+    expected = {ailing.id, broken.id, breaker.id}  # fine is counted (ok summary), not listed
+
+    async def check() -> tuple[str, set[str], dict[str, int]]:
+        workflow_id = f"replay-monitor-{uuid.uuid4()}"
+        report = await client.execute_workflow(
+            HealthMonitorWorkflow.run, monitor, id=workflow_id, task_queue=aiops.task_queue
+        )
+        return workflow_id, {h.agent_id for h in report.verdicts()}, report.counted
+
+    monitor_id, _, _ = await eventually(check, lambda r: r[1] == expected and r[2] == {"recorder": 1})
+    await save(client, prefix, "monitor_pass", monitor_id)
+
+    await aiops.reset_circuit_breaker(breaker.id, by="alice")
+    await eventually(lambda: health(aiops, breaker.id), lambda h: h == "action_failures")
+    await aiops.stop(breaker.id, reason="recorded")
+    await aiops.agent_handle(breaker.id).result()
+    await save(client, prefix, "agent_health_summary", agent_workflow_id(breaker.id))
+
+
+async def main() -> int:
+    prefix = sys.argv[1] if len(sys.argv) > 1 else "v8mon_"
+    load_agent_modules()
+    database = PostgresServer()
+    database.start()
+    pool = await open_pool(database.url)
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_BIN, data_converter=pydantic_data_converter, search_attributes=ALL
+    )
+    try:
+        task_queue = f"record-{uuid.uuid4()}"
+        async with build_worker(env.client, task_queue, AgentActivities(client=env.client), pool=pool):
+            await record(AiopsClient(env.client, task_queue, pool, actor="bob"), prefix)
+    finally:
+        await env.shutdown()
+        await pool.close()
+        database.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
