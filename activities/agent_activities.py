@@ -45,8 +45,9 @@ from activities.database.audit_log import AuditLog
 from agents.errors import NonRetryableActionError
 from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
 from aiops.runtime.agent_instances import AgentInstances
-from workflows import action_contract, agent_contract
-from workflows.action_contract import ActionOutcome, ActionRecord, ActionStatus
+from workflows import agent_contract
+from workflows import search_attributes as sa
+from workflows.action_contract import ActionOutcome, ActionStatus
 from workflows.audit_rows import bounded_record, event_record
 from workflows.event_intake import attempts_after
 
@@ -380,26 +381,29 @@ class AgentActivities:
     async def action_outcome(self, action_workflow_id: str) -> ActionOutcome | None:
         """The action's own word on how it ended (None: no such action). An agent asks this when
         an ``action_finished`` signal claims an end, since anyone can send one; only what the
-        action's record says is counted (successes, failures, the circuit breaker)."""
+        action itself published is counted (successes, failures, the circuit breaker). Read from
+        the server's record of the workflow (its ``AiopsActionStatus``, upserted with the final
+        status in the same task that sends the signal), so no worker has to answer a query."""
         if self.client is None:
             raise ApplicationError("no Temporal client to ask the action", non_retryable=True)
         try:
-            handle = self.client.get_workflow_handle(action_workflow_id)
-            record = await handle.query(action_contract.STATUS, result_type=ActionRecord)
+            described = await self.client.get_workflow_handle(action_workflow_id).describe()
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-        final = record.status.is_final
+        published = described.typed_search_attributes.get(sa.ACTION_STATUS)
+        status = next((s for s in ActionStatus if published in (s.value, s.legacy_search_value)), None)
+        if status is None:
+            return None
+        final = status.is_final
+        ended = described.close_time or datetime.now(UTC)
         return ActionOutcome(
             action_id=action_workflow_id,
-            event_id=record.action.event_id or "",
-            status=record.status,
-            success=record.status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
-            message=record.error or (record.result.message if record.result else ""),
-            duration_seconds=(record.history[-1].at - record.history[0].at).total_seconds()
-            if final and record.history
-            else None,
+            event_id="",
+            status=status,
+            success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
+            duration_seconds=(ended - described.start_time).total_seconds() if final else None,
         )
 
     def all(self) -> list[Callable[..., Any]]:
