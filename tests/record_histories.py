@@ -229,6 +229,19 @@ async def record(aiops: AiopsClient) -> None:
     await handle.result()
     await save(aiops, "agent_signed_commands", agent_workflow_id(commanded.id))
 
+    # A long backlog (v8): after 10 local-activity batches in one workflow task, the next batch is
+    # decided by a regular activity, which ends the task.
+    backlogged = agent_config("recorder", id="replay-backlog", runtime={"batch_size": 1})
+    await aiops.start_agent(backlogged)
+    await eventually(lambda: aiops.status(backlogged.id), lambda s: s.state == "running")
+    await aiops.pause(backlogged.id)
+    await aiops.send_events(backlogged.id, [event(id=f"b-{n}") for n in range(15)])
+    await aiops.resume(backlogged.id)
+    await eventually(lambda: aiops.status(backlogged.id), lambda s: s.counters.events_processed == 15)
+    await aiops.stop(backlogged.id)
+    await aiops.agent_handle(backlogged.id).result()
+    await save(aiops, "agent_bounded_task", agent_workflow_id(backlogged.id))
+
     # An agent whose initialization fails for good.
     config = agent_config("no_such_type", id="replay-failed", runtime={"worker_pickup_seconds": 1})
     failed = await aiops.start_agent(config, require_worker=False)

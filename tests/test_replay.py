@@ -88,6 +88,14 @@ def test_histories_are_present() -> None:
     assert commands.count(f'"{agent_contract.COMMAND}"') >= 4
     holds = markers("v7_action_confirmed_holds.json")
     assert '"confirmed-holds-v1"' in holds and holds.count('"agent_hold_state"') >= 3
+    # v8: an agent starts in one local activity, counts an action's end as the server's record of the
+    # action says, and decides a long backlog in bounded workflow tasks.
+    lifecycle = markers("v8_agent_lifecycle.json")
+    assert '"local-start-v1"' in lifecycle and '"start_agent"' in lifecycle
+    assert '"confirmed-outcomes-v1"' in lifecycle and '"action_outcome"' in lifecycle
+    assert '"register_config"' not in (HISTORIES[0].parent / "v8_agent_lifecycle.json").read_text()
+    backlog = (HISTORIES[0].parent / "v8_agent_bounded_task.json").read_text()
+    assert '"bounded-task-v1"' in markers("v8_agent_bounded_task.json") and '"decide_events"' in backlog
     # v8mon (tests/record_monitor_histories.py): the agent's health summary, upserted on change, and a
     # monitor pass that reads the fleet from visibility and observes only the agents that need it.
     summary = (HISTORIES[0].parent / "v8mon_agent_health_summary.json").read_text()
