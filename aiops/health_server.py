@@ -87,6 +87,9 @@ class HealthServer:
         sock = sock if sock is not None else bind(host, port)
         config = uvicorn.Config(
             self.app(),
+            # h11, not httptools: a probe endpoint wants strict parsing (Host required, the head
+            # size bound below) more than the C parser's speed, which the gateway uses.
+            http="h11",
             lifespan="off",
             access_log=False,
             log_config=None,  # the process's logging applies

@@ -246,7 +246,7 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
     names = names_by_trace[trace_id]
     expected = {
         "RunWorkflow:AgentWorkflow",
-        "RunActivity:initialize_agent",
+        "RunActivity:start_agent",  # register and initialize, one local activity
         "StartChildWorkflow:ActionWorkflow",
         "RunWorkflow:ActionWorkflow",
         "RunActivity:plan_action",
