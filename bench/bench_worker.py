@@ -1,6 +1,7 @@
 """A worker process for the benchmarks: the framework's workflows plus the raw-ceiling workflows.
 
 The load generator runs in another process, as clients and workers do in production.
+``BENCH_CACHE`` sets the workflow cache (default 4,000); ``BENCH_COUNTER_FILE`` the counter file.
 """
 
 from __future__ import annotations
@@ -19,9 +20,30 @@ from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
+from bench.raw_workflows import BareWorkflow, RawDecider, RawFleetSink, raw_decide
+
+
+def trace_memory() -> None:
+    """With ``BENCH_TRACEMALLOC=<frames>``: trace Python allocations; each SIGUSR1 dumps a snapshot
+    to ``$BENCH_TRACEMALLOC_OUT.<n>`` (compare two with ``Snapshot.compare_to``)."""
+    frames = os.environ.get("BENCH_TRACEMALLOC")
+    if not frames:
+        return
+    import signal
+    import tracemalloc
+
+    tracemalloc.start(int(frames))
+    dumps = [0]
+
+    def dump(*_: object) -> None:
+        dumps[0] += 1
+        tracemalloc.take_snapshot().dump(f"{os.environ['BENCH_TRACEMALLOC_OUT']}.{dumps[0]}")
+
+    signal.signal(signal.SIGUSR1, dump)
 
 
 async def main(task_queue: str) -> None:
+    trace_memory()
     load_agent_modules(["bench.observer_agent", "bench.latency_agent"])
     client = await connect()
     url = database_url()  # with DATABASE_URL the audit log and config store are in the measurement
@@ -31,8 +53,8 @@ async def main(task_queue: str) -> None:
         task_queue,
         AgentActivities(client=client),
         pool=pool,
-        extra_workflows=[NoOpSink, SignalToActivityProbe],
-        extra_activities=[probe_started],
+        extra_workflows=[NoOpSink, SignalToActivityProbe, RawDecider, RawFleetSink, BareWorkflow],
+        extra_activities=[probe_started, raw_decide],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
     ):
         print(f"bench worker ready ({'with' if pool else 'without'} PostgreSQL)", flush=True)

@@ -1,4 +1,4 @@
-"""The approval benchmark's agent: every action needs approval; execution reports when it began."""
+"""The latency benchmarks' agents: execution reports when it began (approved by a person, or auto)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,24 @@ class ApprovalLatencyAgent(BaseAgent):
         return AgentAction(
             id="-", agent_id=self.agent_id, type=ActionType.RESTART_SERVICE,
             description=f"restart {event.source}", target_resources=[event.source], risk_level=RiskLevel.HIGH,
+        )  # fmt: skip
+
+    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
+        scheduled = activity.info().current_attempt_scheduled_time.timestamp()
+        return ActionResult(success=True, data={"started_at": time.time(), "scheduled_at": scheduled})
+
+    def _get_subscribed_event_types(self) -> list[EventType]:
+        return [EventType.ALERT]
+
+
+@register_agent("bench_auto")
+class AutoLatencyAgent(BaseAgent):
+    """Every event proposes a low-risk action, which the default (semi-auto) policy runs at once."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        return AgentAction(
+            id="-", agent_id=self.agent_id, type=ActionType.RESTART_SERVICE,
+            description=f"restart {event.source}", target_resources=[event.source], risk_level=RiskLevel.LOW,
         )  # fmt: skip
 
     async def _execute_action_specific(self, action: AgentAction) -> ActionResult:

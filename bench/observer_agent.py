@@ -15,9 +15,11 @@ _decided = 0
 _fd: int | None = None
 
 
-def count_decision() -> None:
+def count_decision(n: int = 1) -> None:
+    """Add ``n`` to this process's count in ``BENCH_COUNTER_FILE`` (a cheap progress signal: it
+    counts hook calls, at least once each, not what an agent recorded)."""
     global _decided, _fd
-    _decided += 1
+    _decided += n
     path = os.environ.get("BENCH_COUNTER_FILE")
     if path:
         if _fd is None:

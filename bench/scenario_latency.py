@@ -1,0 +1,97 @@
+"""Latency scenarios: event → execute start of an auto-approved action, and approval → execute
+start (``approval_latency.py``'s samples), each beside the raw signal → activity, interleaved."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from datetime import UTC
+
+from temporalio.api.enums.v1 import EventType
+
+from agents.models import ApprovalSettings, Approver
+from bench.approval_latency import ALICE, approval_sample, raw_sample
+from bench.bench_common import percentile
+from bench.scenario_throughput import Bench
+from tests.helpers import agent_config
+from workflows.agent_contract import agent_workflow_id
+
+
+async def timeline(bench: Bench, workflow_id: str, since: float) -> str:
+    """The workflow's history events after ``since`` (epoch seconds), as ``+ms type``."""
+    steps = []
+    async for e in bench.client.get_workflow_handle(workflow_id).fetch_history_events():
+        at = e.event_time.ToDatetime(tzinfo=UTC).timestamp()
+        if at >= since - 0.001:
+            name = EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").lower()
+            steps.append(f"+{(at - since) * 1000:.0f} {name}")
+    return ", ".join(steps)
+
+
+LAST: dict[str, object] = {}
+
+
+async def auto_sample(bench: Bench, agent_id: str) -> float:
+    """Seconds from ``send_event`` (the facade's intake update) to the start of the execute
+    activity of the auto-approved action the event proposes (its body reports ``time.time()``)."""
+    event_id = f"e-{uuid.uuid4().hex}"
+    await asyncio.sleep(0.2)  # idle, as an agent is when an alert comes
+    sent = time.time()
+    await bench.aiops.send_event(agent_id, {"id": event_id, "type": "alert", "source": "web-1"})
+    record = await bench.aiops.wait_for_action(bench.aiops.action_id(agent_id, event_id))
+    assert record.result is not None, f"action of {event_id} has no result: {record.status}"
+    LAST.update(agent_id=agent_id, action_id=bench.aiops.action_id(agent_id, event_id), sent=sent)
+    return float(record.result.data["started_at"]) - sent
+
+
+async def event_to_execute(bench: Bench, agent_id: str, samples: int) -> tuple[float, float, float, float]:
+    """p50 and p99 (seconds) of the agent's event → execute and of raw signal → activity."""
+    agent, raw = [], []
+    for _ in range(samples):
+        agent.append(await auto_sample(bench, agent_id))
+        raw.append(await raw_sample(bench.client, bench.task_queue))
+    result = statistics.median(agent), percentile(agent, 0.99), statistics.median(raw), percentile(raw, 0.99)
+    p50, p99, raw50, raw99 = (v * 1000 for v in result)
+    bench.say(
+        f"event → execute, {samples} samples: agent p50 {p50:.1f} ms p99 {p99:.1f} ms; "
+        f"raw signal → activity p50 {raw50:.1f} ms p99 {raw99:.1f} ms"
+    )
+    sent = float(LAST["sent"])  # type: ignore[arg-type]
+    bench.say(f"  last sample, the agent: {await timeline(bench, agent_workflow_id(agent_id), sent)}")
+    bench.say(f"  last sample, its action: {await timeline(bench, str(LAST['action_id']), sent)}")
+    return result
+
+
+async def auto_agent(bench: Bench) -> str:
+    config = agent_config("bench_auto", runtime=bench.runtime)
+    await bench.aiops.start_agent(config)
+    await auto_sample(bench, config.id)  # warm-up
+    await raw_sample(bench.client, bench.task_queue)
+    return config.id
+
+
+async def approval_agent(bench: Bench) -> tuple[str, object]:
+    alice = Approver(name="alice", roles=["sre"], public_key=ALICE.public_key())
+    config = agent_config("bench_approval", approval=ApprovalSettings(approvers=[alice]))
+    await approval_sample(bench.aiops, config.id, config)  # warm-up
+    await raw_sample(bench.client, bench.task_queue)
+    return config.id, config
+
+
+async def approval_to_execute(
+    bench: Bench, agent_id: str, config: object, samples: int
+) -> tuple[float, float]:
+    """p50 (seconds) of approval → execute (``approval_latency.approval_sample``) and raw."""
+    agent, raw = [], []
+    for _ in range(samples):
+        agent.append(await approval_sample(bench.aiops, agent_id, config))
+        raw.append(await raw_sample(bench.client, bench.task_queue))
+    result = statistics.median(agent), statistics.median(raw)
+    bench.say(
+        f"approval → execute, {samples} samples: agent p50 {result[0] * 1000:.1f} ms "
+        f"p99 {percentile(agent, 0.99) * 1000:.1f} ms; raw p50 {result[1] * 1000:.1f} ms "
+        f"p99 {percentile(raw, 0.99) * 1000:.1f} ms"
+    )
+    return result
