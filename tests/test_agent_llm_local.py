@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,26 +40,37 @@ CATALOG: list[dict[str, Any]] = [
 
 
 @pytest.fixture(scope="module")
-def local_model() -> Iterator[int]:
-    """The local model server, as ``python -m agents.llm.local_model`` runs it; its port."""
+def local_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    """The local model server, as ``python -m agents.llm.local_model`` runs it; its port.
+
+    Its output goes to a file, not a pipe: llama.cpp logs every request, and a pipe nobody reads
+    once the server is up fills and blocks the server. Ready when its health endpoint answers."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "agents.llm.local_model", "--port", str(port), "--threads", "2"],
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    log = tmp_path_factory.mktemp("local-model") / "server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "agents.llm.local_model", "--port", str(port), "--threads", "2"],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if line.startswith("listening on"):
-                break
-        else:
-            raise AssertionError(f"the local model did not start ({process.wait()}):\n{''.join(lines[-30:])}")
+        deadline = time.monotonic() + 180
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(
+                    f"the local model did not start ({process.returncode}):\n{log.read_text()[-3000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as answer:
+                    if answer.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the local model is not ready after 180 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
         yield port
     finally:
         process.terminate()
