@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import shlex
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +11,7 @@ import typer
 from temporalio.client import WorkflowExecutionStatus
 
 from agents.models import AgentConfig, AgentVerb
-from aiops.cli.common import KeyOption, current_user, key_for, load_config, run, signer
+from aiops.cli.common import KeyOption, current_user, emit_pasteable_signal, key_for, load_config, run, signer
 from aiops.cli.output import (
     BadInput,
     Failed,
@@ -459,20 +457,7 @@ def token(
         return body
 
     body = run(ctx, work, agent_id=agent)
-    signal = _SIGNALS[verb]
-    text = json.dumps(body)
-    command = ["temporal", "workflow", "signal", "--workflow-id", agent_workflow_id(agent), "--name", signal,
-               "--input", text]  # fmt: skip
-
-    def render() -> None:
-        typer.echo(text)
-        typer.echo(
-            f"\nvalid for {minutes} min, once; Web UI: Send a Signal, name {signal!r}, paste the line above."
-            "\nOr:\n  " + shlex.join(command),
-            err=True,
-        )
-
-    emit(ctx, {"agent_id": agent, "signal": signal, "input": body}, render)
+    emit_pasteable_signal(ctx, agent_workflow_id(agent), _SIGNALS[verb], body, minutes, {"agent_id": agent})
 
 
 _SIGNALS = {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from aiops.cli.common import KeyOption, action_workflow_id, current_user, key_for, run
+from aiops.cli.common import KeyOption, action_workflow_id, current_user, emit_pasteable_signal, key_for, run
 from aiops.cli.output import (
     BadInput,
     TimesOption,
@@ -316,26 +315,4 @@ def token(
     )
     body["approver"] = request.approver
     signal = "reject" if reject_it else "approve"
-    text = json.dumps(body)
-
-    command = [
-        "temporal",
-        "workflow",
-        "signal",
-        "--workflow-id",
-        action_id,
-        "--name",
-        signal,
-        "--input",
-        text,
-    ]
-
-    def render() -> None:
-        typer.echo(text)
-        typer.echo(
-            f"\nvalid for {minutes} min, once; Web UI: Send a Signal, name {signal!r}, paste the line above."
-            "\nOr:\n  " + shlex.join(command),
-            err=True,
-        )
-
-    emit(ctx, {"action_id": action_id, "signal": signal, "input": body}, render)
+    emit_pasteable_signal(ctx, action_id, signal, body, minutes, {"action_id": action_id})

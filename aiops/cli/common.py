@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.database.pool import DATABASE_URL_ENV
 from agents.models import AgentConfig, SystemEvent
 from aiops import keys
-from aiops.cli.output import BadInput, CliError, Failed, describe_validation, settings
+from aiops.cli.output import BadInput, CliError, Failed, describe_validation, emit, settings
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
 from workflows.action_contract import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
@@ -220,3 +221,37 @@ def event_from(payload: Any, where: str) -> SystemEvent:
         return SystemEvent.model_validate(payload)
     except ValidationError as err:
         raise BadInput(f"{where}: invalid event: {describe_validation(err)}") from None
+
+
+def emit_pasteable_signal(
+    ctx: typer.Context,
+    workflow_id: str,
+    signal: str,
+    body: dict[str, Any],
+    minutes: int,
+    what: dict[str, str],
+) -> None:
+    """Print a signed message's JSON (stdout) for the Web UI's Send a Signal box, and the
+    `temporal workflow signal` command that sends it (stderr); ``what`` heads the JSON output."""
+    text = json.dumps(body)
+    command = [
+        "temporal",
+        "workflow",
+        "signal",
+        "--workflow-id",
+        workflow_id,
+        "--name",
+        signal,
+        "--input",
+        text,
+    ]
+
+    def render() -> None:
+        typer.echo(text)
+        typer.echo(
+            f"\nvalid for {minutes} min, once; Web UI: Send a Signal, name {signal!r}, paste the line above."
+            "\nOr:\n  " + shlex.join(command),
+            err=True,
+        )
+
+    emit(ctx, {**what, "signal": signal, "input": body}, render)
