@@ -20,10 +20,14 @@ from agents import (
 
 @register_agent("bench_approval")
 class ApprovalLatencyAgent(BaseAgent):
+    """Every event proposes a high-risk action: it waits for an approval."""
+
+    RISK = RiskLevel.HIGH
+
     async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
         return AgentAction(
             id="-", agent_id=self.agent_id, type=ActionType.RESTART_SERVICE,
-            description=f"restart {event.source}", target_resources=[event.source], risk_level=RiskLevel.HIGH,
+            description=f"restart {event.source}", target_resources=[event.source], risk_level=self.RISK,
         )  # fmt: skip
 
     async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
@@ -35,18 +39,7 @@ class ApprovalLatencyAgent(BaseAgent):
 
 
 @register_agent("bench_auto")
-class AutoLatencyAgent(BaseAgent):
+class AutoLatencyAgent(ApprovalLatencyAgent):
     """Every event proposes a low-risk action, which the default (semi-auto) policy runs at once."""
 
-    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
-        return AgentAction(
-            id="-", agent_id=self.agent_id, type=ActionType.RESTART_SERVICE,
-            description=f"restart {event.source}", target_resources=[event.source], risk_level=RiskLevel.LOW,
-        )  # fmt: skip
-
-    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
-        scheduled = activity.info().current_attempt_scheduled_time.timestamp()
-        return ActionResult(success=True, data={"started_at": time.time(), "scheduled_at": scheduled})
-
-    def _get_subscribed_event_types(self) -> list[EventType]:
-        return [EventType.ALERT]
+    RISK = RiskLevel.LOW
