@@ -68,7 +68,10 @@ async def test_worker_pools_with_different_agent_types_share_one_task_queue(
         for e in events:
             record = await aiops.wait_for_action(aiops.action_id(config.id, e.id), appear_within=30)
             assert record.status == ActionStatus.SUCCEEDED, record.error
-        status = await aiops.status(config.id)
+        # An end is counted once the agent has confirmed it with the action's record (a moment later).
+        status = await eventually(
+            lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == len(events)
+        )
         assert status.state == AgentState.RUNNING and status.counters.decision_errors == 0
         assert status.counters.actions_succeeded == len(events) and status.recent_errors == []
         assert plain.instances.cached(config.id) is None  # no recorder code ever ran on "plain"
