@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action_details import notice_step, static_summary
     from workflows.approval_gate import approvals_count
     from workflows.failures import cause_message
+    from workflows.patch_baseline import PatchBaseline
 
 # Actions started before this patch told nobody but the escalation target. Asked in the first
 # activation, and only when the config has channels: an action without any schedules nothing
@@ -45,10 +46,10 @@ _WAITING = (NotifyStep.PENDING, NotifyStep.ESCALATED)
 
 
 class ActionNotices:
-    def __init__(self, input: ActionInput, audit: ActionAudit) -> None:
+    def __init__(self, input: ActionInput, audit: ActionAudit, patches: PatchBaseline) -> None:
         self._input = input
         self._audit = audit
-        self._enabled = bool(input.config.approval.notify) and workflow.patched(NOTICES_PATCH)
+        self._enabled = bool(input.config.approval.notify) and patches.has(NOTICES_PATCH)
         self._tasks: list[tuple[NotifyStep, asyncio.Task[None]]] = []
 
     def send(

@@ -74,10 +74,12 @@ with workflow.unsafe.imports_passed_through():
         rollback_step,
         verify_step,
     )
-    from workflows.action_notices import ActionNotices
+    from workflows.action_notices import NOTICES_PATCH, ActionNotices
     from workflows.approval_gate import approvals_count, check_decision, refusal_reason
     from workflows.approval_token import Verified
+    from workflows.audit_outbox import AUDIT_PATCH
     from workflows.failures import cause_message
+    from workflows.patch_baseline import PatchBaseline
 
 # Running actions started before this patch executed with the plain execute activity.
 ATTEMPT_LOG_PATCH = "execution-attempt-log-v1"
@@ -98,6 +100,20 @@ INBOX_COLUMNS_PATCH = "inbox-columns-v1"
 SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
 # Actions started before signed agent commands took hold, release and abort signals on trust.
 CONFIRMED_HOLDS_PATCH = "confirmed-holds-v1"
+# Actions started since this baseline record one patch marker that stands for all of the above
+# (see workflows/patch_baseline.py); changes made after it get patches of their own.
+BASELINE_PATCH = "action-baseline-1"
+BASELINE_COVERS = (
+    AUDIT_PATCH,
+    NOTICES_PATCH,
+    ATTEMPT_LOG_PATCH,
+    DEFAULT_HEARTBEAT_PATCH,
+    STATUS_SPELLING_PATCH,
+    HOOKS_QUEUE_PATCH,
+    INBOX_COLUMNS_PATCH,
+    SIGNED_APPROVALS_PATCH,
+    CONFIRMED_HOLDS_PATCH,
+)
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -125,17 +141,18 @@ class ActionWorkflow:
         )
         self._rejected = False
         self._aborted: str | None = None
-        self._audit = ActionAudit(lambda: self._record)
+        # Asked first, in the first activation, like every patch here (see AuditOutbox).
+        self._patches = PatchBaseline(BASELINE_PATCH, BASELINE_COVERS)
+        self._audit = ActionAudit(lambda: self._record, self._patches)
         self._audit.sink_available(input.audit_log)
-        self._notices = ActionNotices(input, self._audit)  # asks its patch: first activation
-        # Asked in the first activation, like every patch here (see AuditOutbox).
-        self._default_heartbeat = workflow.patched(DEFAULT_HEARTBEAT_PATCH)
-        self._one_spelling = workflow.patched(STATUS_SPELLING_PATCH)
-        self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
-        self._inbox_columns = workflow.patched(INBOX_COLUMNS_PATCH)
-        self._signed = workflow.patched(SIGNED_APPROVALS_PATCH)
+        self._notices = ActionNotices(input, self._audit, self._patches)  # asks its patch here too
+        self._default_heartbeat = self._patches.has(DEFAULT_HEARTBEAT_PATCH)
+        self._one_spelling = self._patches.has(STATUS_SPELLING_PATCH)
+        self._hooks_queues = self._patches.has(HOOKS_QUEUE_PATCH)
+        self._inbox_columns = self._patches.has(INBOX_COLUMNS_PATCH)
+        self._signed = self._patches.has(SIGNED_APPROVALS_PATCH)
         # Since signed commands: a hold, release or abort is confirmed with the agent first.
-        self._confirm_holds = workflow.patched(CONFIRMED_HOLDS_PATCH)
+        self._confirm_holds = self._patches.has(CONFIRMED_HOLDS_PATCH)
         self._claims: list[tuple[str, int | None]] = []  # (hold|release|abort, epoch) to confirm
         self._claims_seen = 0
 
@@ -493,7 +510,7 @@ class ActionWorkflow:
         r, config = self._record, self._input.config
         retry = config.retry
         self._set_status(ActionStatus.EXECUTING)
-        logged = workflow.patched(ATTEMPT_LOG_PATCH)
+        logged = self._patches.has(ATTEMPT_LOG_PATCH)
         try:
             outcome: ExecutionOutcome | ActionResult = await workflow.execute_activity_method(
                 AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,

@@ -87,6 +87,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_health import health_summary
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
+    from workflows.audit_outbox import AUDIT_PATCH
     from workflows.command_gate import (
         CommandVerdict,
         check_command,
@@ -97,6 +98,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.event_intake import MAX_QUEUE_BYTES, Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
     from workflows.operator_message import OperatorMessage
+    from workflows.patch_baseline import PatchBaseline
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -129,6 +131,20 @@ LOCAL_START_PATCH = "local-start-v1"
 CONFIRMED_OUTCOMES_PATCH = "confirmed-outcomes-v1"
 # Runs started before published no health summary (AiopsHealth): the monitor queries them.
 HEALTH_SUMMARY_PATCH = "health-summary-v1"
+# Agents started (or continued as new) since this baseline record one patch marker that stands
+# for all of the above (see workflows/patch_baseline.py); later changes get patches of their own.
+BASELINE_PATCH = "agent-baseline-1"
+BASELINE_COVERS = (
+    AUDIT_PATCH,
+    BOUNDED_TASK_PATCH,
+    CONFIG_STORE_PATCH,
+    DETECTOR_PATCH,
+    HOOKS_QUEUE_PATCH,
+    SIGNED_COMMANDS_PATCH,
+    LOCAL_START_PATCH,
+    CONFIRMED_OUTCOMES_PATCH,
+    HEALTH_SUMMARY_PATCH,
+)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -159,13 +175,15 @@ class AgentWorkflow:
         self._detectors = False  # set in the first activation: see run
         self._hooks_queues = False  # likewise
         self._detector_stale = False  # the config changed: bring the detector schedule in line
-        self._audit = AgentAudit(lambda: self._state)
+        # Asked before any other patch, in the first activation (see workflows/patch_baseline.py).
+        self._patches = PatchBaseline(BASELINE_PATCH, BASELINE_COVERS)
+        self._audit = AgentAudit(lambda: self._state, self._patches)
         self._audit.sink_available(self._state.audit_log)  # as the last run learned it
         # Asked before any handler runs: commands are verified in runs started since, and the
         # end of an action is counted as the action records it (see _confirm_outcome).
-        self._signed_commands = workflow.patched(SIGNED_COMMANDS_PATCH)
-        self._confirm_outcomes = workflow.patched(CONFIRMED_OUTCOMES_PATCH)
-        self._health_summary = workflow.patched(HEALTH_SUMMARY_PATCH)  # see _publish_health
+        self._signed_commands = self._patches.has(SIGNED_COMMANDS_PATCH)
+        self._confirm_outcomes = self._patches.has(CONFIRMED_OUTCOMES_PATCH)
+        self._health_summary = self._patches.has(HEALTH_SUMMARY_PATCH)  # see _publish_health
         self._confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
         self._config = ConfigChanger(
             lambda: self._state,
@@ -185,8 +203,8 @@ class AgentWorkflow:
                 f"invalid agent start input: {self._bad_input}", type=INVALID_AGENT_INPUT, non_retryable=True
             )
         s = self._state
-        self._detectors = workflow.patched(DETECTOR_PATCH)  # asked first, in the first activation
-        self._hooks_queues = workflow.patched(HOOKS_QUEUE_PATCH)
+        self._detectors = self._patches.has(DETECTOR_PATCH)  # asked first, in the first activation
+        self._hooks_queues = self._patches.has(HOOKS_QUEUE_PATCH)
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
             if s.has_detector:
@@ -221,11 +239,11 @@ class AgentWorkflow:
             config=s.config, author=self._started_by or "agent start", comment="config at start"
         )
         registered, info = False, None
-        if workflow.patched(LOCAL_START_PATCH) and s.config.runtime.local_decisions:
+        if self._patches.has(LOCAL_START_PATCH) and s.config.runtime.local_decisions:
             registered, info = await self._start_here(proposal)
         pickup = timedelta(seconds=s.config.runtime.worker_pickup_seconds)
         try:
-            if not registered and workflow.patched(CONFIG_STORE_PATCH):
+            if not registered and self._patches.has(CONFIG_STORE_PATCH):
                 # Every running config is a stored version: registering the one this agent
                 # starts with gives it a version number (the same one if nothing changed).
                 stored = await workflow.execute_activity_method(
@@ -423,7 +441,7 @@ class AgentWorkflow:
         self._task_length = length
         if self._batches_in_task <= LOCAL_BATCHES_PER_TASK:
             return False
-        return workflow.patched(BOUNDED_TASK_PATCH)  # asked only then: older runs never got here
+        return self._patches.has(BOUNDED_TASK_PATCH)  # asked only then: older runs never got here
 
     def _hooks_queue(self) -> str | None:
         """The task queue of this agent type's hooks (None: this workflow's queue, as before)."""

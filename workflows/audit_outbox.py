@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit_activities import AuditActivities
     from activities.contracts import AuditBatch, AuditRecord
     from workflows.audit_rows import bounded_record
+    from workflows.patch_baseline import PatchBaseline
 
 # Steps recorded before this patch was deployed had no audit rows; replaying their
 # histories must not schedule activities they never had.
@@ -40,10 +41,10 @@ MAX_BYTES_PER_CALL = 512 * 1024
 
 
 class AuditOutbox:
-    def __init__(self) -> None:
+    def __init__(self, patches: PatchBaseline) -> None:
         # Asked once, in the workflow's first activation: a patch first asked later (say
         # right after a local activity) did not replay reliably.
-        self._enabled = workflow.patched(AUDIT_PATCH)
+        self._enabled = patches.has(AUDIT_PATCH)
         self._queue: list[AuditRecord] = []
         self._in_flight = False  # a record_audit activity
         # False once a worker said it has no audit log (no database): rows then go nowhere, and
