@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
+import uuid  # not workflow code: sign() runs in clients, for a token id
 from datetime import datetime, timedelta
 from typing import Literal
 

@@ -1,0 +1,104 @@
+"""Workflow code stays deterministic: no clock, randomness, I/O or threads in ``workflows/``.
+
+The sandbox passes this project's ``workflows`` package through (see ``workflows/sandbox.py``),
+so it no longer checks these modules at run time; this scan does, for every module there, and
+the replay test proves the recorded paths.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
+
+# Modules whose use in workflow code reads the clock, draws randomness, does I/O or starts threads.
+BANNED_MODULES = {
+    "asyncpg",
+    "concurrent",
+    "http",
+    "httpx",
+    "multiprocessing",
+    "os",
+    "pathlib",
+    "random",
+    "requests",
+    "secrets",
+    "shutil",
+    "signal",
+    "socket",
+    "subprocess",
+    "tempfile",
+    "threading",
+    "time",
+    "urllib",
+    "uuid",
+}
+# Calls that read the clock or leave the event loop, whatever they are called on (but see below).
+BANNED_ATTRIBUTES = {"now", "utcnow", "today", "time_ns", "to_thread", "run_in_executor", "getenv"}
+# ``workflow.now()`` is the workflow's own, replayed clock.
+ALLOWED_OWNERS = {"workflow"}
+BANNED_BUILTINS = {"open", "input", "breakpoint", "exec", "eval"}
+# A line that only clients run (say signing a token, in the module both sides share) says so.
+EXEMPT = "# not workflow code:"
+
+
+def problems(source: str, name: str = "<source>") -> list[str]:
+    found: list[str] = []
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source, name)):
+        line = getattr(node, "lineno", 0)
+        if line and EXEMPT in lines[line - 1]:
+            continue
+        where = f"{name}:{line}"
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] in BANNED_MODULES:
+                    found.append(f"{where}: imports {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] in BANNED_MODULES:
+                found.append(f"{where}: imports from {node.module}")
+        elif isinstance(node, ast.Attribute) and node.attr in BANNED_ATTRIBUTES:
+            owner = node.value.id if isinstance(node.value, ast.Name) else None
+            if owner not in ALLOWED_OWNERS:
+                found.append(f"{where}: uses .{node.attr}")
+        elif (
+            isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BANNED_BUILTINS
+        ):
+            found.append(f"{where}: calls {node.func.id}()")
+    return found
+
+
+def test_workflow_modules_read_no_clock_and_do_no_io() -> None:
+    modules = sorted(WORKFLOWS.glob("*.py"))
+    assert len(modules) > 20
+    found = [p for path in modules for p in problems(path.read_text(), path.name)]
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("import time\n", "imports time"),
+        ("import os.path\n", "imports os.path"),
+        ("from random import choice\n", "imports from random"),
+        ("from datetime import datetime\nx = datetime.now()\n", "uses .now"),
+        ("import datetime\nx = datetime.date.today()\n", "uses .today"),
+        ("import asyncio\nasync def f():\n    await asyncio.to_thread(print)\n", "uses .to_thread"),
+        ("data = open('/etc/passwd').read()\n", "calls open()"),
+        ("from uuid import uuid4\n", "imports from uuid"),
+    ],
+)
+def test_the_scan_finds_what_the_sandbox_would_have_refused(source: str, expected: str) -> None:
+    assert any(expected in p for p in problems(source)), problems(source)
+
+
+def test_the_workflows_own_clock_is_allowed() -> None:
+    assert problems("from temporalio import workflow\nx = workflow.now()\n") == []
+
+
+def test_a_line_only_clients_run_says_so() -> None:
+    assert problems("import uuid  # not workflow code: clients sign tokens\n") == []
+    assert problems("import uuid  # clients sign tokens\n") != []
