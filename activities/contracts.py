@@ -254,6 +254,15 @@ class StartAgentCall(_Contract):
     proposal: ConfigProposal | None = None
 
 
+class StoredConfig(_Contract):
+    agent_id: str
+    version: int
+    config: AgentConfig
+    author: str
+    comment: str
+    created_at: datetime
+
+
 class AgentStarted(_Contract):
     """What the fast path did. ``registered`` False / ``initialized`` None: not done here (no such
     agent type on this worker, or an error, in ``problem``), so the workflow does it the usual
@@ -263,15 +272,6 @@ class AgentStarted(_Contract):
     stored: StoredConfig | None = None
     initialized: AgentInitialized | None = None
     problem: str = ""
-
-
-class StoredConfig(_Contract):
-    agent_id: str
-    version: int
-    config: AgentConfig
-    author: str
-    comment: str
-    created_at: datetime
 
 
 class LoadConfigCall(_Contract):
