@@ -66,18 +66,24 @@ def secret_problems(config: AgentConfig) -> list[str]:
 
 
 def resolve_secrets(config: AgentConfig, problems: list[str] | None = None) -> AgentConfig:
-    """A copy of ``config`` with secret references replaced by their values.
+    """A copy of ``config`` with secret references replaced by their values (``config`` itself
+    when it has none: a worker keeps one config per cached agent, not two).
 
     With ``problems`` given, unresolvable references are collected there (and left
     empty); without it, the first one raises ``SecretUnavailableError``.
     """
     found: list[str] = [] if problems is None else problems
-    integrations = [
-        i.model_copy(update={"config": _resolve(i.config, f"integration {i.name!r} config", found)})
-        for i in config.integrations
-    ]
+    configs = [_resolve(i.config, f"integration {i.name!r} config", found) for i in config.integrations]
     settings = _resolve(config.settings, "settings", found)
     if problems is None and found:
         raise SecretUnavailableError("; ".join(found))
+    unchanged = settings == config.settings and all(
+        resolved == i.config for resolved, i in zip(configs, config.integrations, strict=True)
+    )
+    if unchanged and not found:
+        return config
+    integrations = [
+        i.model_copy(update={"config": c}) for i, c in zip(config.integrations, configs, strict=True)
+    ]
     # model_copy skips validation on purpose: the resolved values are literals now.
     return config.model_copy(update={"integrations": integrations, "settings": settings})
