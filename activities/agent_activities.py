@@ -37,6 +37,7 @@ from activities.contracts import (
     EventDecision,
     ExecutionAttempt,
     ExecutionOutcome,
+    PlannedHere,
     StartAgentCall,
     StoredConfig,
     VerifyCall,
@@ -254,6 +255,21 @@ class AgentActivities:
         return await _with_heartbeats(_run_hook(agent.plan(keyed(call.action))))
 
     @activity.defn
+    async def plan_action_here(self, call: ActionCall) -> PlannedHere:
+        """The dry run in a local activity, on the worker running the action's workflow task, where
+        that worker has the agent's type: it saves the action a round trip to the type's queue
+        before it can execute. Whatever fails or cannot run here is left to the usual
+        ``plan_action`` activity and its retries, so it adds no failure mode (a plan is read-only:
+        a hook that failed here runs again there)."""
+        if not self.serves(call.config.type):
+            return PlannedHere(problem=f"this worker does not serve agent type {call.config.type!r}")
+        try:
+            agent = await _run_hook(self.instances.get(call.config))
+            return PlannedHere(planned=True, plan=await _run_hook(agent.plan(keyed(call.action))))
+        except Exception as err:  # the usual path retries it, on the type's own queue
+            return PlannedHere(problem=f"{type(err).__name__}: {err}"[:500])
+
+    @activity.defn
     async def execute_action(self, call: ActionCall) -> ActionResult:
         """Run the action; its id is the idempotency key the agent must use."""
         return await self._execute(call)
@@ -409,4 +425,5 @@ class AgentActivities:
     def all(self) -> list[Callable[..., Any]]:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""
         asks = [self.agent_hold_state, self.action_outcome]  # an action asks its agent, and back
-        return [*self.hooks(), self.notify_escalation, self.start_agent, *asks]
+        here: list[Callable[..., Any]] = [self.start_agent, self.plan_action_here]  # local, where it can
+        return [*self.hooks(), self.notify_escalation, *here, *asks]

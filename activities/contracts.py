@@ -131,6 +131,16 @@ class ActionCall(_Contract):
     plan: Plan | None = None
 
 
+class PlannedHere(_Contract):
+    """What a local plan did. ``planned`` False: not done here (this worker lacks the agent's
+    type, or the hook failed, in ``problem``), so the action plans the usual way: by activity on
+    the type's queue, with its retries."""
+
+    planned: bool = False
+    plan: Plan | None = None
+    problem: str = ""
+
+
 class ExecutionAttempt(_Contract):
     attempt: int
     started_at: datetime

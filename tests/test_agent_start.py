@@ -3,7 +3,8 @@
 An agent registers its config and runs its initialize hook in one local activity on the worker
 that has its type (two activity round trips fewer per start); where that worker does not have the
 type, or the database or the hook fails there, the usual activities do it, with their retries. An
-agent type without a plan hook has no dry run, so its actions skip the plan step.
+agent type without a plan hook has no dry run, so its actions skip the plan step; one with a plan
+hook plans in a local activity where the action's worker has the type, else on the type's queue.
 """
 
 from __future__ import annotations
@@ -11,14 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 
+import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
+from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_contract import ActionStatus
-from workflows.agent_contract import AgentState
+from workflows.agent_contract import AgentState, hooks_task_queue
 
 
 async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:
@@ -92,5 +97,33 @@ async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
     assert ActionStatus.PLANNING not in [h.status for h in a.history]
     assert "plan_action" not in await scheduled_activities(client, aiops.action_id(without.id, planless.id))
     assert b.plan is not None and b.plan_digest and ActionStatus.PLANNING in [h.status for h in b.history]
-    assert "plan_action" in await scheduled_activities(client, aiops.action_id(with_plan.id, planned.id))
+    # The worker running the action's task has the type: the dry run is a local activity there.
+    planned_id = aiops.action_id(with_plan.id, planned.id)
+    assert "plan_action_here" in await local_activities(client, planned_id)
+    assert "plan_action" not in await scheduled_activities(client, planned_id)
     assert a.action.id in LEDGER["executed"]
+
+
+async def test_an_action_plans_on_the_types_queue_when_its_worker_lacks_the_type(
+    client: Client, task_queue: str, pool: asyncpg.Pool
+) -> None:
+    """The workflow worker serves no scripted code; only a worker on the type's hooks queue does.
+    The local plan leaves it to the usual activity there, and the action runs as before."""
+    plain = AgentActivities(client=client, agent_types=["example"])
+    scripted = AgentActivities(client=client, agent_types=["scripted"])
+    aiops = AiopsClient(client, task_queue, pool)
+    async with (
+        build_worker(client, task_queue, plain, pool=pool),
+        Worker(client, task_queue=hooks_task_queue(task_queue, "scripted"), activities=scripted.hooks()),
+    ):
+        config = agent_config("scripted")
+        alert = event("alert", risk="low")
+        await aiops.send_event(config.id, alert, config=config)
+        action_id = aiops.action_id(config.id, alert.id)
+        record = await asyncio.wait_for(aiops.wait_for_action(action_id, appear_within=30), 60)
+        assert record.status == ActionStatus.VERIFIED, record.error
+        assert record.plan is not None and record.plan.summary.startswith("would run")
+        assert "plan_action_here" in await local_activities(client, action_id)
+        assert "plan_action" in await scheduled_activities(client, action_id)
+        assert plain.instances.cached(config.id) is None  # no scripted code ran on the plain worker
+        await aiops.stop(config.id)

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyCall,
     )
     from agents.errors import describe_validation_error
-    from agents.models import ActionResult, ExpiryAction, NotifyStep
+    from agents.models import ActionResult, ExpiryAction, NotifyStep, Plan
     from agents.policy import Outcome
     from workflows import agent_contract, metrics
     from workflows import search_attributes as sa
@@ -101,7 +101,8 @@ SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
 # Actions started before signed agent commands took hold, release and abort signals on trust.
 CONFIRMED_HOLDS_PATCH = "confirmed-holds-v1"
 # Actions started since this baseline record one patch marker that stands for all of the above
-# (see workflows/patch_baseline.py); changes made after it get patches of their own.
+# (see workflows/patch_baseline.py); changes made after it get patches of their own. Since it,
+# too, an action whose agent decides locally plans locally first (see _plan).
 BASELINE_PATCH = "action-baseline-1"
 BASELINE_COVERS = (
     AUDIT_PATCH,
@@ -177,11 +178,7 @@ class ActionWorkflow:
         if input.has_plan:  # an agent type without a plan hook has no dry run to wait for
             self._set_status(ActionStatus.PLANNING)
             try:
-                r.plan = await self._hook(
-                    AgentActivities.plan_action,
-                    ActionCall(config=input.config, action=r.action),
-                    plan_step(r.action),
-                )
+                r.plan = await self._plan()
             except ActivityError as err:  # no dry run, no execution: never act blind
                 return await self._finish(ActionStatus.FAILED, f"plan failed: {cause_message(err)}")
         r.plan_digest = plan_digest(r.plan)
@@ -581,6 +578,28 @@ class ActionWorkflow:
         return await self._finish(
             ActionStatus.ROLLED_BACK, f"verification failed; rolled back: {r.rollback_result.message}"
         )
+
+    async def _plan(self) -> Plan | None:
+        """The dry run: in a local activity on this worker first when the agent decides locally
+        (a round trip less before executing), else, or when it cannot be done here, by the
+        ``plan_action`` activity on the type's queue with its retries."""
+        r, config = self._record, self._input.config
+        call = ActionCall(config=config, action=r.action)
+        if self._patches.since and config.runtime.local_decisions:
+            try:
+                here = await workflow.execute_local_activity_method(
+                    AgentActivities.plan_action_here,
+                    call,
+                    summary=plan_step(r.action),
+                    start_to_close_timeout=timedelta(seconds=config.retry.start_to_close_timeout_seconds),
+                    retry_policy=RetryPolicy(maximum_attempts=1),
+                )
+                if here.planned:
+                    return here.plan
+                workflow.logger.info("action %s plans the usual way: %s", r.action.id, here.problem)
+            except ActivityError as err:
+                workflow.logger.info("action %s plans the usual way: %s", r.action.id, cause_message(err))
+        return await self._hook(AgentActivities.plan_action, call, plan_step(r.action))
 
     async def _hook(self, method: Callable[[Any, A], Awaitable[R]], arg: A, summary: str) -> R:
         """Run an agent hook; ``summary`` is what the Web UI's timeline shows for it (a sentence,
