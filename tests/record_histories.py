@@ -85,15 +85,18 @@ async def record(aiops: AiopsClient) -> None:
     # Actions: automatic, approved by signal after a refusal, approved by update, rejected, rolled back.
     config = agent_config("scripted", id="replay-actions", approval=team())
     await aiops.start_agent(config)
-    auto, signalled, updated, rejected, rolled = (
+    auto, signalled, updated, rejected, rolled, unplanned = (
         event("alert", id="a-auto", risk="low"),
         event("alert", id="a-signal", risk="high"),
         event("alert", id="a-update", risk="critical"),
         event("alert", id="a-reject", risk="medium"),
         event("alert", id="a-rollback", risk="low", verify=False),
+        # v9: the local plan fails, the usual plan activity fails too: the action fails unplanned.
+        event("alert", id="a-plan-fails", risk="low", plan_fails=True),
     )
-    await aiops.send_events(config.id, [auto, signalled, updated, rejected, rolled])
-    ids = {e.id: aiops.action_id(config.id, e.id) for e in (auto, signalled, updated, rejected, rolled)}
+    every = (auto, signalled, updated, rejected, rolled, unplanned)
+    await aiops.send_events(config.id, list(every))
+    ids = {e.id: aiops.action_id(config.id, e.id) for e in every}
     for key in ("a-signal", "a-update", "a-reject"):
         await eventually(
             lambda k=key: aiops.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
@@ -111,6 +114,7 @@ async def record(aiops: AiopsClient) -> None:
         ("action_update_quorum", "a-update"),
         ("action_rejected", "a-reject"),
         ("action_rolled_back", "a-rollback"),
+        ("action_plan_failed", "a-plan-fails"),
     ]:
         await aiops.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
