@@ -249,7 +249,7 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
         "RunActivity:start_agent",  # register and initialize, one local activity
         "StartChildWorkflow:ActionWorkflow",
         "RunWorkflow:ActionWorkflow",
-        "RunActivity:plan_action",
+        "RunActivity:plan_action_here",  # the dry run, a local activity where the worker has the type
         "RunActivity:execute_action_logged",
     }
     assert expected <= names, sorted(names)

@@ -32,6 +32,7 @@ from activities.contracts import (
     EscalationNotice,
     EventDecision,
     ExecutionOutcome,
+    PlannedHere,
     StoredConfig,
     VerifyCall,
 )
@@ -100,6 +101,10 @@ class Fakes:
         async def plan_action(call: ActionCall) -> Plan | None:
             return Plan(summary="restart one service", changes=["restart api"])
 
+        @fake(AgentActivities.plan_action_here)  # the local dry run (the action's worker has the type)
+        async def plan_action_here(call: ActionCall) -> PlannedHere:
+            return PlannedHere(planned=True, plan=await plan_action(call))
+
         @fake(AgentActivities.execute_action_logged)
         async def execute_action_logged(call: ActionCall) -> ExecutionOutcome:
             self.calls["execute"] += 1
@@ -127,7 +132,7 @@ class Fakes:
             return len(batch.records)
 
         self.all = [
-            register_config, initialize_agent, decide_events, stop_agent, plan_action,
+            register_config, initialize_agent, decide_events, stop_agent, plan_action, plan_action_here,
             execute_action_logged, verify_action, rollback_action, notify_escalation, record_audit,
         ]  # fmt: skip
 
