@@ -213,6 +213,9 @@ class AgentActivities:
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
         if request.audit is not None and self.audit is not None:
             result.audited = await self._write_audit(request, request.audit, decisions, self.audit)
+        if request.compact:  # the quiet events go without saying (see DecideEventsResult.compact)
+            result.decisions = [d for d in decisions if d.action is not None or d.error is not None]
+            result.compact = True
         return result
 
     async def _write_audit(

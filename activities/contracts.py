@@ -106,6 +106,9 @@ class DecideEventsInput(_Contract):
     config: AgentConfig
     events: list[SystemEvent]
     audit: DecisionAudit | None = None  # None: the workflow writes the rows (by activity)
+    # Answer only the events that came to something (see DecideEventsResult.compact). Older
+    # workflow code leaves it False; an older worker ignores it and answers every event.
+    compact: bool = False
 
 
 class EventDecision(_Contract):
@@ -117,10 +120,22 @@ class EventDecision(_Contract):
 
 class DecideEventsResult(_Contract):
     decisions: list[EventDecision] = Field(default_factory=list)
+    # True: ``decisions`` holds only the events with an action or an error; every other event of
+    # the batch was decided to need nothing. A storm's history (the local activity's marker) then
+    # carries a few bytes per quiet event instead of a hundred. See ``every_decision``.
+    compact: bool = False
     # The local decision ran on a worker without the agent's type: decide on the type's queue.
     unserved: bool = False
     audit_log: bool = True  # this worker has an audit log (a database)
     audited: bool = False  # the batch's audit rows are written (see ``DecisionAudit``)
+
+
+def every_decision(events: list[SystemEvent], result: DecideEventsResult) -> list[EventDecision]:
+    """One decision per event of the batch, in order, whichever form the worker answered in."""
+    if not result.compact:
+        return result.decisions
+    said = {d.event_id: d for d in result.decisions}
+    return [said.get(e.id) or EventDecision.model_construct(event_id=e.id) for e in events]
 
 
 class ActionCall(_Contract):

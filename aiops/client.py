@@ -302,7 +302,7 @@ class AiopsClient:
     async def _intake_once(
         self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
     ) -> tuple[list[EventAnswer] | None, int]:
-        request = IntakeRequest(events=batch)
+        request = IntakeRequest(events=batch, compact=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + patience
         delay = 0.05
@@ -357,7 +357,7 @@ class AiopsClient:
                 start_workflow_operation=start,
                 rpc_timeout=timedelta(seconds=rpc_timeout),
             )
-        return answer.answers
+        return answer.expand(request.events)
 
     async def require_worker_for(self, agent_type: str) -> None:
         """Raise ``AgentTypeNotServedError`` unless a worker polls this agent type's hooks queue."""

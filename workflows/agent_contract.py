@@ -194,21 +194,46 @@ class EventAnswer(BaseModel):
     event_id: str | None  # None when the payload had no usable id
     outcome: EventOutcome
     reason: str = ""
+    index: int | None = None  # in a compact answer: the event's position in the request
 
 
 class IntakeRequest(BaseModel):
-    """Events for the ``intake`` update (at most ``MAX_EVENTS_PER_INTAKE``); each is checked alone."""
+    """Events for the ``intake`` update (at most ``MAX_EVENTS_PER_INTAKE``); each is checked alone.
+
+    ``compact``: answer only the events that were not accepted (see ``IntakeAnswer.expand``).
+    Every answer is stored in the agent's history, so a storm's accepted events cost a hundred
+    bytes each there for nothing the sender does not already know. Older callers leave it False
+    and get every answer."""
 
     model_config = ConfigDict(hide_input_in_errors=True)
 
     events: list[Any] = Field(max_length=MAX_EVENTS_PER_INTAKE)
+    compact: bool = False
 
 
 class IntakeAnswer(BaseModel):
-    """The ``intake`` update's answer: one ``EventAnswer`` per event, in order."""
+    """The ``intake`` update's answer: one ``EventAnswer`` per event, in order; or, when ``compact``,
+    only those not accepted, each with its ``index`` in the request."""
 
     answers: list[EventAnswer]
     queue_length: int
+    compact: bool = False
+
+    def expand(self, events: list[Any]) -> list[EventAnswer]:
+        """One answer per event sent (``events``: the request's), in order, whichever the form."""
+        if not self.compact:
+            return self.answers
+        said = {a.index: a for a in self.answers}
+        return [
+            said.get(i) or EventAnswer(event_id=_id_of(e), outcome=EventOutcome.ACCEPTED)
+            for i, e in enumerate(events)
+        ]
+
+
+def _id_of(event: Any) -> str | None:
+    """The id an accepted event was taken under (it had one, or it would not be accepted)."""
+    given = event.get("id") if isinstance(event, dict) else getattr(event, "id", None)
+    return given if isinstance(given, str) else None
 
 
 class StopRequest(AgentCommand):

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         DetectorSchedule,
         EventDecision,
         StartAgentCall,
+        every_decision,
     )
     from activities.detector_activities import DetectorActivities
     from agents.errors import describe_validation_error
@@ -368,7 +369,8 @@ class AgentWorkflow:
                 await self._batch_failed(batch, cause_message(err))
                 return
             self._audit_log_is(result.audit_log)
-        settled = self._intake.settle(batch, filtered, result.decisions)
+        # The result's own form decides how it is read (replay reads what was recorded).
+        settled = self._intake.settle(batch, filtered, every_decision(batch, result))
         self._count("filtered", len(settled.filtered))
         # No decision ran, or its write failed: the outbox writes them (if there is an audit log
         # at all: without one no row is even built).
@@ -410,7 +412,7 @@ class AgentWorkflow:
             tried = s.decide_attempts
             attempts = {e.id: tried[e.id] for e in [*batch, *filtered] if e.id in tried}
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
-        request = DecideEventsInput(config=s.config, events=batch, audit=audit)
+        request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions and not self._task_is_long():
             decided = await workflow.execute_local_activity_method(
@@ -526,8 +528,8 @@ class AgentWorkflow:
         enters history, when the agent cannot take it now (see ``_validate_intake``).
         """
         self._signals_this_run += 1
-        answers = self._take_all(request.events)
-        return IntakeAnswer(answers=answers, queue_length=len(self._state.queue))
+        answers = self._take_all(request.events, keep_accepted=not request.compact)
+        return IntakeAnswer(answers=answers, queue_length=len(self._state.queue), compact=request.compact)
 
     @intake.validator
     def _validate_intake(self, request: IntakeRequest) -> None:
@@ -821,12 +823,14 @@ class AgentWorkflow:
 
     # ----- helpers -------------------------------------------------------------
 
-    def _take_all(self, payloads: list[Any]) -> list[EventAnswer]:
-        """Admit each payload; the metrics are counted once per message, not once per event (a
-        storm's batches of hundreds made that a tenth of the intake's cost)."""
+    def _take_all(self, payloads: list[Any], keep_accepted: bool = True) -> list[EventAnswer]:
+        """Admit each payload and answer for each (without ``keep_accepted``: only for those not
+        accepted, with their index; see ``IntakeRequest.compact``). The metrics are counted once
+        per message, not once per event (a storm's batches of hundreds made that a tenth of the
+        intake's cost)."""
         now, answers = workflow.now(), []
         received = grouped = duplicates = 0
-        for payload in payloads:
+        for index, payload in enumerate(payloads):
             self._events_this_run += 1
             try:
                 taken = self._intake.take(payload, now)
@@ -838,6 +842,7 @@ class AgentWorkflow:
                         event_id=given if isinstance(given, str) else None,
                         outcome=EventOutcome.REJECTED,
                         reason=str(err),
+                        index=None if keep_accepted else index,
                     )
                 )
                 continue
@@ -849,7 +854,10 @@ class AgentWorkflow:
                 self._audit.event(taken.event, joined, incident=taken.incident)
             elif outcome == Admission.DUPLICATE:
                 duplicates += 1
-            answers.append(EventAnswer(event_id=taken.event.id, outcome=EventOutcome(outcome.value)))
+            if keep_accepted or outcome != Admission.ACCEPTED:
+                answer = EventAnswer(event_id=taken.event.id, outcome=EventOutcome(outcome.value))
+                answer.index = None if keep_accepted else index
+                answers.append(answer)
         self._count("received", received)
         self._count("grouped", grouped)
         self._count("deduplicated", duplicates)

@@ -131,3 +131,42 @@ def test_every_contract_model_is_complete_once_imported(module_name: str) -> Non
         and not obj.__pydantic_complete__
     ]
     assert incomplete == []
+
+
+def test_a_compact_intake_answer_expands_to_one_answer_per_event_in_order() -> None:
+    from workflows.agent_contract import EventAnswer, EventOutcome, IntakeAnswer
+
+    sent = [{"id": "a"}, {"nonsense": 1}, {"id": "b"}, {"id": "a"}]
+    compact = IntakeAnswer(
+        answers=[
+            EventAnswer(event_id=None, outcome=EventOutcome.REJECTED, reason="id: field required", index=1),
+            EventAnswer(event_id="a", outcome=EventOutcome.DUPLICATE, index=3),
+        ],
+        queue_length=2,
+        compact=True,
+    )
+    expanded = compact.expand(sent)
+    assert [(a.event_id, a.outcome) for a in expanded] == [
+        ("a", EventOutcome.ACCEPTED),
+        (None, EventOutcome.REJECTED),
+        ("b", EventOutcome.ACCEPTED),
+        ("a", EventOutcome.DUPLICATE),
+    ]
+    assert expanded[1].reason == "id: field required"
+    full = IntakeAnswer(answers=expanded, queue_length=2)  # an older worker's answer, as it is
+    assert full.expand(sent) == expanded
+
+
+def test_a_compact_decision_result_means_nothing_for_the_events_it_leaves_out() -> None:
+    from activities.contracts import DecideEventsResult, EventDecision, every_decision
+    from tests.helpers import event
+
+    batch = [event(id="q1"), event(id="e2"), event(id="q3")]
+    failed = EventDecision(event_id="e2", error="boom")
+    compact = DecideEventsResult(decisions=[failed], compact=True)
+    decisions = every_decision(batch, compact)
+    assert [d.event_id for d in decisions] == ["q1", "e2", "q3"]
+    assert decisions[1] is failed
+    assert all(d.action is None and d.error is None and d.retryable for d in (decisions[0], decisions[2]))
+    full = DecideEventsResult(decisions=decisions)  # recorded before compact results: read as it is
+    assert every_decision(batch, full) == decisions
