@@ -20,7 +20,7 @@ from temporalio.worker import Worker
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.runtime.worker_build import build_worker
-from tests.helpers import agent_config, event, eventually
+from tests.helpers import agent_config, event, eventually, wait_pending
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_contract import ActionStatus
 from workflows.agent_contract import AgentState, hooks_task_queue
@@ -102,6 +102,13 @@ async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
     assert "plan_action_here" in await local_activities(client, planned_id)
     assert "plan_action" not in await scheduled_activities(client, planned_id)
     assert a.action.id in LEDGER["executed"]
+    # An action that waits for a person plans by activity: its timeline shows the step's summary.
+    risky = event("alert", risk="high")
+    await aiops.send_event(with_plan.id, risky)
+    pending = await wait_pending(aiops, aiops.action_id(with_plan.id, risky.id))
+    assert pending.plan is not None
+    assert "plan_action" in await scheduled_activities(client, pending.action.id)
+    assert "plan_action_here" not in await local_activities(client, pending.action.id)
 
 
 async def test_an_action_plans_on_the_types_queue_when_its_worker_lacks_the_type(

@@ -420,11 +420,14 @@ async def test_agents_that_need_a_look_are_still_found_unhealthy(
         assert {breaker.id, ailing.id} <= observed and fine.id not in observed
 
         before = status_queries(telemetry)
+        # The hooks queues fall silent first (their pollers stop first): until the workflow queue
+        # is silent too, the agents are judged by their types' queues instead.
         report = await eventually(
             lambda: check(gone_queue, worker_silence_seconds=1),
             lambda r: (
                 {h.agent_id for h in r.verdicts() if h.status == HealthStatus.UNHEALTHY}
                 == {o.id for o in orphans}
+                and all(any("no worker serves task queue" in x for x in h.reasons) for h in r.verdicts())
             ),
         )
         assert report.observed == 0 and status_queries(telemetry) == before, "judged from the queue's pollers"

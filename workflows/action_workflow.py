@@ -102,7 +102,7 @@ SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
 CONFIRMED_HOLDS_PATCH = "confirmed-holds-v1"
 # Actions started since this baseline record one patch marker that stands for all of the above
 # (see workflows/patch_baseline.py); changes made after it get patches of their own. Since it,
-# too, an action whose agent decides locally plans locally first (see _plan).
+# too, an auto-approved action whose agent decides locally plans locally first (see _plan).
 BASELINE_PATCH = "action-baseline-1"
 BASELINE_COVERS = (
     AUDIT_PATCH,
@@ -580,12 +580,16 @@ class ActionWorkflow:
         )
 
     async def _plan(self) -> Plan | None:
-        """The dry run: in a local activity on this worker first when the agent decides locally
-        (a round trip less before executing), else, or when it cannot be done here, by the
-        ``plan_action`` activity on the type's queue with its retries."""
+        """The dry run. For an action that executes at once (auto-approved) whose agent decides
+        locally: in a local activity on this worker first, a round trip less before executing.
+        Otherwise, or when it cannot be done here, by the ``plan_action`` activity on the type's
+        queue with its retries. An action that waits for a person plans by activity: the wait
+        dwarfs the round trip, and the Web UI's timeline shows an activity's summary ("plan: dry
+        run of ...") to the approver, where a local activity is only a marker."""
         r, config = self._record, self._input.config
         call = ActionCall(config=config, action=r.action)
-        if self._patches.since and config.runtime.local_decisions:
+        at_once = self._input.decision.outcome == Outcome.AUTO_EXECUTE
+        if self._patches.since and config.runtime.local_decisions and at_once:
             try:
                 here = await workflow.execute_local_activity_method(
                     AgentActivities.plan_action_here,
