@@ -162,6 +162,10 @@ class AgentWorkflow:
             self._bad_input = describe_validation_error(err)
             placeholder = AgentConfig(id="invalid-input", name="invalid input", type="none")
             input = AgentWorkflowInput(config=placeholder)
+        # The SDK keeps the run's arguments for the run's whole life; this dict tree (about 9 KB
+        # per cached agent) is read only here. A replay decodes it anew.
+        if isinstance(payload, dict):
+            payload.clear()
         self._state: AgentRunState = input.carried or AgentRunState(config=input.config)
         self._started_by = input.started_by
         if input.carried is not None:

@@ -27,7 +27,11 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 PASSED_THROUGH = ("cryptography", "jwt", "workflows")
 
 
+def restrictions() -> SandboxRestrictions:
+    return SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
-    return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH)
-    )
+    """The runner of replayers and tests; workers use ``aiops.runtime.activation_memory``'s, the
+    same sandbox keeping less of each run's first activation alive."""
+    return SandboxedWorkflowRunner(restrictions=restrictions())

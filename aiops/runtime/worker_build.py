@@ -22,12 +22,12 @@ from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
 from activities.notify_activities import NotifyActivities
+from aiops.runtime.activation_memory import DetachActivation, detached_runner
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_contract import DEFAULT_TASK_QUEUE, hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
-from workflows.sandbox import workflow_runner
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
 LLM_AGENT_TYPE = "llm"  # agents/llm: its diagnoses run on a worker of their own (see build_worker)
@@ -132,7 +132,8 @@ def build_worker(
             *extra_activities,
         ],
         max_cached_workflows=max_cached_workflows,
-        workflow_runner=workflow_runner(),
+        workflow_runner=detached_runner(),
+        interceptors=[DetachActivation()],  # with the runner: see aiops/runtime/activation_memory.py
         **common,
     )
     hooks = [*activities.hooks(), *config.hooks(), *health.hooks()]
