@@ -859,9 +859,13 @@ class AgentWorkflow:
             elif outcome == Admission.DUPLICATE:
                 duplicates += 1
             if keep_accepted or outcome != Admission.ACCEPTED:
-                answer = EventAnswer(event_id=taken.event.id, outcome=EventOutcome(outcome.value))
-                answer.index = None if keep_accepted else index
-                answers.append(answer)
+                answers.append(
+                    EventAnswer(
+                        event_id=taken.event.id,
+                        outcome=EventOutcome(outcome.value),
+                        index=None if keep_accepted else index,
+                    )
+                )
         self._count("received", received)
         self._count("grouped", grouped)
         self._count("deduplicated", duplicates)
