@@ -6,7 +6,7 @@ import asyncio
 import subprocess
 
 import pytest
-from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 
 from aiops.client import AiopsClient
 from tests.conftest import TEMPORAL_BIN
@@ -183,8 +183,11 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config)
     handle = aiops.action_handle(action_id)
-    for _ in range(25):  # more refusals than an action keeps: the oldest are dropped from state
-        await handle.signal(ActionWorkflow.approve, {"approver": HUGE})
+    # More refusals than an action keeps (the oldest are dropped from state), a few at the server's
+    # payload limit. Not all: each lands in history before it is refused, and 27 of them would
+    # bring the run to the server's 50 MB history limit, where the server terminates any workflow.
+    for n in range(25):
+        await handle.signal(ActionWorkflow.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
     await handle.signal(ActionWorkflow.approve, {"approver": "alice", "comment": HUGE})
     await handle.signal(ActionWorkflow.reject, {"approver": "bob", "credential": HUGE})
     record = await eventually(lambda: aiops.action(action_id), lambda r: r.refused_total == 27)
@@ -192,6 +195,7 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
     assert len(record.refused) == action_contract.MAX_REFUSALS_KEPT
     assert "at most 200 characters" in record.refused[0].reason
     assert len(record.model_dump_json()) < 100_000
+    assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
     inbox = await eventually(lambda: aiops.approval_inbox(config.id), lambda found: len(found) == 1)
     assert [a for a, _ in inbox] == [action_id]
     approved = await aiops.approve(action_id, "alice")  # and a proper approval still works
