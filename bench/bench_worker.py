@@ -1,7 +1,9 @@
 """A worker process for the benchmarks: the framework's workflows plus the raw-ceiling workflows.
 
 The load generator runs in another process, as clients and workers do in production.
-``BENCH_CACHE`` sets the workflow cache (default 4,000); ``BENCH_COUNTER_FILE`` the counter file.
+``BENCH_CACHE`` sets the workflow cache (default 4,000); ``BENCH_COUNTER_FILE`` the counter file;
+``BENCH_RAW_UNSANDBOXED=1`` runs the raw workflows outside the sandbox, as the framework's own
+run (by default they keep the SDK's default, the sandbox).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiops.runtime.worker_build import build_worker
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
 from bench.raw_workflows import BareWorkflow, RawDecider, RawFleetSink, raw_decide
+from workflows.sandbox import OWN_PACKAGES
 
 
 def trace_memory() -> None:
@@ -56,6 +59,7 @@ async def main(task_queue: str) -> None:
         extra_workflows=[NoOpSink, SignalToActivityProbe, RawDecider, RawFleetSink, BareWorkflow],
         extra_activities=[probe_started, raw_decide],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
+        unsandboxed_packages=[*OWN_PACKAGES, *(["bench"] if os.environ.get("BENCH_RAW_UNSANDBOXED") else [])],
     ):
         print(f"bench worker ready ({'with' if pool else 'without'} PostgreSQL)", flush=True)
         await asyncio.Event().wait()

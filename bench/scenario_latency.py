@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import EventType
 
 from agents.models import ApprovalSettings, Approver
 from bench.approval_latency import ALICE, approval_sample, raw_sample
-from bench.bench_common import percentile
+from bench.bench_common import percentile, profiled
 from bench.scenario_throughput import Bench
 from tests.helpers import agent_config
 from workflows.agent_contract import agent_workflow_id
@@ -49,9 +49,10 @@ async def auto_sample(bench: Bench, agent_id: str) -> float:
 async def event_to_execute(bench: Bench, agent_id: str, samples: int) -> tuple[float, float, float, float]:
     """p50 and p99 (seconds) of the agent's event → execute and of raw signal → activity."""
     agent, raw = [], []
-    for _ in range(samples):
-        agent.append(await auto_sample(bench, agent_id))
-        raw.append(await raw_sample(bench.client, bench.task_queue))
+    with profiled(bench.worker_pid, "latency"):  # both sides: the raw one is a small share
+        for _ in range(samples):
+            agent.append(await auto_sample(bench, agent_id))
+            raw.append(await raw_sample(bench.client, bench.task_queue))
     result = statistics.median(agent), percentile(agent, 0.99), statistics.median(raw), percentile(raw, 0.99)
     p50, p99, raw50, raw99 = (v * 1000 for v in result)
     bench.say(

@@ -111,6 +111,8 @@ async def run(args: argparse.Namespace) -> dict[str, Figure]:
         postgres.start()
     try:
         worker_env = {"BENCH_COUNTER_FILE": path, "BENCH_CACHE": str(max(20_000, 3 * args.agents + 10_000))}
+        if args.raw_unsandboxed:
+            worker_env["BENCH_RAW_UNSANDBOXED"] = "1"
         url = postgres.url if postgres else None
         async with bench_stack(args.in_memory, worker_env, url) as stack:
             pool = await open_pool(url, max_size=4) if url else None
@@ -213,6 +215,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=50, help="latency samples per run and side")
     parser.add_argument("--in-flight", type=int, default=50, help="concurrent calls of the fleet and starts")
     parser.add_argument("--postgres", action="store_true", help="a PostgreSQL audit log (rows counted)")
+    parser.add_argument(
+        "--raw-unsandboxed",
+        action="store_true",
+        help="the raw workflows outside the sandbox too, as the framework's own (default: sandboxed)",
+    )
     parser.add_argument("--in-memory", action="store_true", help="the dev server without a database file")
     parser.add_argument("--batch-size", type=int, default=None, help="override runtime.batch_size")
     parser.add_argument(

@@ -28,6 +28,7 @@ from workflows.agent_contract import DEFAULT_TASK_QUEUE, hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
+from workflows.sandbox import OWN_PACKAGES
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
 LLM_AGENT_TYPE = "llm"  # agents/llm: its diagnoses run on a worker of their own (see build_worker)
@@ -87,6 +88,7 @@ def build_worker(
     max_cached_workflows: int = 1000,
     deployment: WorkerDeploymentConfig | None = None,
     diagnoses: bool | None = None,
+    unsandboxed_packages: Sequence[str] = OWN_PACKAGES,
 ) -> WorkerGroup:
     """The workers for every workflow and activity; ``pool`` backs the config store and audit log.
 
@@ -99,6 +101,9 @@ def build_worker(
     diagnoses, ``<task_queue>.llm-diagnosis`` (``agents.llm.temporal``): Pydantic AI's plugin needs
     a worker of its own. It is imported only then, so a worker without the llm agent never loads
     Pydantic AI.
+
+    Workflows defined in ``unsandboxed_packages`` (this project's ``workflows``) run outside
+    Temporal's sandbox, every other one inside it (see ``workflows/sandbox.py``).
     """
     activities = activities or AgentActivities(client=client, identity=identity or "")
     config = ConfigActivities(ConfigStore(pool) if pool else None, activities.instances)
@@ -132,7 +137,7 @@ def build_worker(
             *extra_activities,
         ],
         max_cached_workflows=max_cached_workflows,
-        workflow_runner=detached_runner(),
+        workflow_runner=detached_runner(unsandboxed_packages),
         interceptors=[DetachActivation()],  # with the runner: see aiops/runtime/activation_memory.py
         **common,
     )

@@ -1,8 +1,8 @@
 """Workflow code stays deterministic: no clock, randomness, I/O or threads in ``workflows/``.
 
-The sandbox passes this project's ``workflows`` package through (see ``workflows/sandbox.py``),
-so it no longer checks these modules at run time; this scan does, for every module there, and
-the replay test proves the recorded paths.
+This project's workflows run outside Temporal's sandbox (see ``workflows/sandbox.py``), so nothing
+checks these modules at run time; this scan does, for every module there, and the replay test
+proves the recorded paths.
 """
 
 from __future__ import annotations
@@ -11,6 +11,15 @@ import ast
 from pathlib import Path
 
 import pytest
+from temporalio import workflow
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
+
+from workflows.action_workflow import ActionWorkflow
+from workflows.agent_workflow import AgentWorkflow
+from workflows.detector_workflow import DetectorWorkflow
+from workflows.health_monitor import HealthMonitorWorkflow
+from workflows.sandbox import ProjectWorkflowRunner
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
@@ -102,3 +111,21 @@ def test_the_workflows_own_clock_is_allowed() -> None:
 def test_a_line_only_clients_run_says_so() -> None:
     assert problems("import uuid  # not workflow code: clients sign tokens\n") == []
     assert problems("import uuid  # clients sign tokens\n") != []
+
+
+@workflow.defn(name="SomeoneElses")
+class SomeoneElses:
+    """A workflow of another package (an agent author's, say)."""
+
+    @workflow.run
+    async def run(self) -> None:
+        return None
+
+
+def test_this_projects_workflows_run_unsandboxed_and_every_other_in_the_sandbox() -> None:
+    runner = ProjectWorkflowRunner()
+    for own in (AgentWorkflow, ActionWorkflow, DetectorWorkflow, HealthMonitorWorkflow):
+        assert isinstance(runner._runner(own), UnsandboxedWorkflowRunner), own
+    assert isinstance(runner._runner(SomeoneElses), SandboxedWorkflowRunner)
+    assert ProjectWorkflowRunner(["tests"]).runs_unsandboxed(SomeoneElses)
+    assert not ProjectWorkflowRunner(["test"]).runs_unsandboxed(SomeoneElses)  # a package, not a prefix
