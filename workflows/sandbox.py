@@ -19,7 +19,8 @@ project's ``workflows`` package it did neither any more:
 What the sandbox still cost them was its per-activation machinery (running each activation and
 each payload's serialization context through code executed in the sandbox's namespace): with it,
 1,000 idle agents took one event each at 0.74x the rate of raw no-op workflows; without it, at
-about 1x. So ``ProjectWorkflowRunner`` runs workflows defined in ``workflows`` unsandboxed.
+0.81x (medians of 3 runs). So ``ProjectWorkflowRunner`` runs workflows defined in ``workflows``
+unsandboxed.
 
 Workflows of other packages (an agent author's own, the benchmarks' raw ones) keep the full
 sandbox, with two packages passed through:
