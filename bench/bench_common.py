@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -90,9 +91,12 @@ def profiled(pid: int, label: str) -> Iterator[None]:
         return
     out = Path(folder) / f"{label}.txt"
     spy_bin = Path(sys.executable).parent / "py-spy"
+    spy_path = str(spy_bin) if spy_bin.exists() else shutil.which("py-spy")
+    if spy_path is None:
+        raise SystemExit(f"{PROFILE_ENV} needs py-spy: pip install -e '.[bench]'")
     spy = subprocess.Popen(
         [
-            str(spy_bin) if spy_bin.exists() else "py-spy",
+            spy_path,
             "record",
             "-p",
             str(pid),
