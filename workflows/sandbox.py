@@ -70,14 +70,15 @@ class ProjectWorkflowRunner(WorkflowRunner):
     def runs_unsandboxed(self, cls: type) -> bool:
         return _in_packages(cls, self.unsandboxed)
 
-    def _runner(self, cls: type) -> WorkflowRunner:
+    def runner_for(self, cls: type) -> WorkflowRunner:
+        """The runner of workflow class ``cls``."""
         return self.plain if self.runs_unsandboxed(cls) else self.sandboxed
 
     def prepare_workflow(self, defn: Any) -> None:
-        self._runner(defn.cls).prepare_workflow(defn)
+        self.runner_for(defn.cls).prepare_workflow(defn)
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
-        return self._runner(det.defn.cls).create_instance(det)
+        return self.runner_for(det.defn.cls).create_instance(det)
 
     def set_worker_level_failure_exception_types(self, types: Sequence[type[BaseException]]) -> None:
         self.sandboxed.set_worker_level_failure_exception_types(types)

@@ -125,7 +125,7 @@ class SomeoneElses:
 def test_this_projects_workflows_run_unsandboxed_and_every_other_in_the_sandbox() -> None:
     runner = ProjectWorkflowRunner()
     for own in (AgentWorkflow, ActionWorkflow, DetectorWorkflow, HealthMonitorWorkflow):
-        assert isinstance(runner._runner(own), UnsandboxedWorkflowRunner), own
-    assert isinstance(runner._runner(SomeoneElses), SandboxedWorkflowRunner)
+        assert isinstance(runner.runner_for(own), UnsandboxedWorkflowRunner), own
+    assert isinstance(runner.runner_for(SomeoneElses), SandboxedWorkflowRunner)
     assert ProjectWorkflowRunner(["tests"]).runs_unsandboxed(SomeoneElses)
     assert not ProjectWorkflowRunner(["test"]).runs_unsandboxed(SomeoneElses)  # a package, not a prefix
