@@ -121,7 +121,7 @@ class AgentActivities:
     workflow task, and then answers ``unserved`` when this worker lacks the type."""
 
     HOOKS = ("initialize_agent", "detect", "decide_events", "stop_agent", "plan_action",
-             "execute_action", "execute_action_logged", "verify_action", "rollback_action")  # fmt: skip
+             "execute_action", "verify_action", "rollback_action")  # fmt: skip
 
     def __init__(
         self,
@@ -273,13 +273,9 @@ class AgentActivities:
             return PlannedHere(problem=f"{type(err).__name__}: {err}"[:500])
 
     @activity.defn
-    async def execute_action(self, call: ActionCall) -> ActionResult:
-        """Run the action; its id is the idempotency key the agent must use."""
-        return await self._execute(call)
-
-    @activity.defn
-    async def execute_action_logged(self, call: ActionCall) -> ExecutionOutcome:
-        """Run the action and keep a log of every attempt for the audit trail.
+    async def execute_action(self, call: ActionCall) -> ExecutionOutcome:
+        """Run the action (its id is the idempotency key the agent must use) and keep a log of
+        every attempt for the audit trail.
 
         Each attempt appends itself to the log the previous attempt left in its
         heartbeat details; the log comes back with the result, or in the details
@@ -412,7 +408,7 @@ class AgentActivities:
                 return None
             raise
         published = described.typed_search_attributes.get(sa.ACTION_STATUS)
-        status = next((s for s in ActionStatus if published in (s.value, s.legacy_search_value)), None)
+        status = next((s for s in ActionStatus if published == s.value), None)
         if status is None:
             return None
         final = status.is_final

@@ -7,7 +7,6 @@ Errors say what to do next.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +26,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import AuditRecord, AuditStep, StoredConfig
+from activities.contracts import StoredConfig
 from activities.database.audit_log import AuditLog, AuditRow, ChainReport
 from activities.database.config_store import ConfigStore
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
@@ -598,8 +597,6 @@ class AiopsClient:
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
-                if not _audited_by_workflow(cause):  # older actions refused in the validator
-                    await self._audit_refusal(action_id, request, cause.message)
                 raise ClientError(f"refused: {cause.message}") from err
             raise ClientError(f"the decision could not be applied: {cause}") from err
         except RPCError as err:
@@ -609,29 +606,6 @@ class AiopsClient:
             raise ClientError(
                 f"refused: action {action_id} is no longer pending approval (it is {record.status.value})"
             ) from err
-
-    async def _audit_refusal(self, action_id: str, request: DecisionRequest, reason: str) -> None:
-        """An update refused by its validator never reaches the workflow's history, so the
-        client that saw the refusal writes it to the audit log (when it has the database)."""
-        if self.pool is None:
-            return
-        agent_id = action_contract.agent_id_of(action_id) or ""
-        now = datetime.now(UTC)
-        record = AuditRecord(
-            agent_id=agent_id,
-            action_id=action_id,
-            step=AuditStep.APPROVAL_REFUSED,
-            key=f"{action_id}/update-refused:{uuid.uuid4()}",
-            actor=request.approver,
-            occurred_at=now,
-            detail={
-                "approved": request.approve,
-                "comment": request.comment,
-                "channel": "update",
-                "reason": reason,
-            },
-        )
-        await AuditLog(self.pool).append([record])
 
     async def signal_approval(self, action_id: str, request: ApprovalRequest, approve: bool = True) -> None:
         """The fire-and-forget path (what the Web UI and ``temporal workflow signal`` use)."""
@@ -785,13 +759,6 @@ class AiopsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
-
-
-def _audited_by_workflow(cause: ApplicationError) -> bool:
-    """Refusals made in the ``decide`` handler are in the workflow's audit already (it says so in
-    the error's details); the validator's (actions started before signed approvals) are not."""
-    details = cause.details
-    return bool(details) and isinstance(details[0], dict) and details[0].get("audited") is True
 
 
 def _checked_agent_id(agent_id: str | None) -> str | None:

@@ -105,8 +105,8 @@ class Fakes:
         async def plan_action_here(call: ActionCall) -> PlannedHere:
             return PlannedHere(planned=True, plan=await plan_action(call))
 
-        @fake(AgentActivities.execute_action_logged)
-        async def execute_action_logged(call: ActionCall) -> ExecutionOutcome:
+        @fake(AgentActivities.execute_action)
+        async def execute_action(call: ActionCall) -> ExecutionOutcome:
             self.calls["execute"] += 1
             if self.calls["execute"] <= self.execute_failures:
                 raise ApplicationError("transient failure")
@@ -133,7 +133,7 @@ class Fakes:
 
         self.all = [
             register_config, initialize_agent, decide_events, stop_agent, plan_action, plan_action_here,
-            execute_action_logged, verify_action, rollback_action, notify_escalation, record_audit,
+            execute_action, verify_action, rollback_action, notify_escalation, record_audit,
         ]  # fmt: skip
 
 

@@ -17,13 +17,12 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import AttemptLog, AuditRecord, AuditStep, ExecutionAttempt
     from workflows.action_contract import ActionInput, ActionRecord
     from workflows.audit_outbox import AuditOutbox
-    from workflows.patch_baseline import PatchBaseline
 
 
 class ActionAudit:
-    def __init__(self, record: Callable[[], ActionRecord], patches: PatchBaseline) -> None:
+    def __init__(self, record: Callable[[], ActionRecord]) -> None:
         self._action = record
-        self._outbox = AuditOutbox(patches)  # in the workflow's first activation: see AuditOutbox
+        self._outbox = AuditOutbox()
 
     def sink_available(self, available: bool) -> None:
         self._outbox.sink_available(available)

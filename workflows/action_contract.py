@@ -84,16 +84,13 @@ class ActionStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
 
     @property
-    def legacy_search_value(self) -> str:
-        """The CamelCase form actions started before status-spelling-v1 put in ``AiopsActionStatus``;
-        today every surface (search attribute, status, CLI, audit) says ``pending_approval``."""
-        return "".join(part.capitalize() for part in self.value.split("_"))
-
-    @property
     def is_final(self) -> bool:
+        """Nothing can follow this status: the action has ended (see workflows/action_lifecycle.py)."""
         return self in FINAL_STATUSES
 
 
+# The statuses an action ends in: those with no way out in the lifecycle's transition table
+# (workflows/action_lifecycle.py; its unit test keeps the two in line).
 FINAL_STATUSES = frozenset(
     {
         ActionStatus.REJECTED,
@@ -245,10 +242,7 @@ def plan_digest(plan: Plan | None) -> str:
 def pending_approvals_query(task_queue: str | None = None, agent_id: str | None = None) -> str:
     """The approval inbox: running actions waiting for a decision (on a queue, of an agent)."""
     pending = ActionStatus.PENDING_APPROVAL
-    query = (
-        f"{sa.ACTION_STATUS.name} IN ({sa.quoted(pending.value)}, {sa.quoted(pending.legacy_search_value)})"
-        " AND ExecutionStatus = 'Running'"
-    )
+    query = f"{sa.ACTION_STATUS.name} = {sa.quoted(pending.value)} AND ExecutionStatus = 'Running'"
     if task_queue is not None:
         query += f" AND TaskQueue = {sa.quoted(task_queue)}"
     if agent_id is not None:

@@ -29,12 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action_details import notice_step, static_summary
     from workflows.approval_gate import approvals_count
     from workflows.failures import cause_message
-    from workflows.patch_baseline import PatchBaseline
 
-# Actions started before this patch told nobody but the escalation target. Asked in the first
-# activation, and only when the config has channels: an action without any schedules nothing
-# either way, so its history carries no marker.
-NOTICES_PATCH = "approval-notices-v1"
 NOTICE_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     backoff_coefficient=2.0,
@@ -46,10 +41,10 @@ _WAITING = (NotifyStep.PENDING, NotifyStep.ESCALATED)
 
 
 class ActionNotices:
-    def __init__(self, input: ActionInput, audit: ActionAudit, patches: PatchBaseline) -> None:
+    def __init__(self, input: ActionInput, audit: ActionAudit) -> None:
         self._input = input
         self._audit = audit
-        self._enabled = bool(input.config.approval.notify) and patches.has(NOTICES_PATCH)
+        self._enabled = bool(input.config.approval.notify)
         self._tasks: list[tuple[NotifyStep, asyncio.Task[None]]] = []
 
     def send(

@@ -33,7 +33,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyCall,
     )
     from agents.errors import describe_validation_error
-    from agents.models import ActionResult, ExpiryAction, NotifyStep, Plan
+    from agents.models import ExpiryAction, NotifyStep, Plan
     from agents.policy import Outcome
     from workflows import agent_contract, metrics
     from workflows import search_attributes as sa
@@ -74,47 +74,14 @@ with workflow.unsafe.imports_passed_through():
         rollback_step,
         verify_step,
     )
-    from workflows.action_notices import NOTICES_PATCH, ActionNotices
-    from workflows.approval_gate import approvals_count, check_decision, refusal_reason
+    from workflows.action_lifecycle import check_transition
+    from workflows.action_notices import ActionNotices
+    from workflows.approval_gate import approvals_count, check_decision
     from workflows.approval_token import Verified
-    from workflows.audit_outbox import AUDIT_PATCH
     from workflows.failures import cause_message
-    from workflows.patch_baseline import PatchBaseline
 
-# Running actions started before this patch executed with the plain execute activity.
-ATTEMPT_LOG_PATCH = "execution-attempt-log-v1"
-# Actions started before this patch ran their hooks without a heartbeat timeout unless configured.
-DEFAULT_HEARTBEAT_PATCH = "default-heartbeat-v1"
+# A worker heartbeats while a hook runs: a crashed worker's attempt is retried elsewhere in seconds.
 DEFAULT_HEARTBEAT_SECONDS = 10.0
-# Actions started before this patch spelled AiopsActionStatus in CamelCase ("PendingApproval").
-STATUS_SPELLING_PATCH = "status-spelling-v1"
-# Actions started before this patch ran agent code on the shared task queue.
-HOOKS_QUEUE_PATCH = "hooks-queue-v1"
-# Actions started before this patch set only status, agent, type and risk; since, every status
-# upsert also carries the inbox's columns (requested at, approvals so far and needed), and each
-# approval upserts the count at once.
-INBOX_COLUMNS_PATCH = "inbox-columns-v1"
-# Actions started before this patch took an approver's name on trust, and the decide update's
-# validator refused (leaving no history); since, a decision needs a token the workflow verifies
-# (unless the config allows unsigned approvals) and every refusal lands in history and the audit.
-SIGNED_APPROVALS_PATCH = "signed-approvals-v1"
-# Actions started before signed agent commands took hold, release and abort signals on trust.
-CONFIRMED_HOLDS_PATCH = "confirmed-holds-v1"
-# Actions started since this baseline record one patch marker that stands for all of the above
-# (see workflows/patch_baseline.py); changes made after it get patches of their own. Since it,
-# too, an auto-approved action whose agent decides locally plans locally first (see _plan).
-BASELINE_PATCH = "action-baseline-1"
-BASELINE_COVERS = (
-    AUDIT_PATCH,
-    NOTICES_PATCH,
-    ATTEMPT_LOG_PATCH,
-    DEFAULT_HEARTBEAT_PATCH,
-    STATUS_SPELLING_PATCH,
-    HOOKS_QUEUE_PATCH,
-    INBOX_COLUMNS_PATCH,
-    SIGNED_APPROVALS_PATCH,
-    CONFIRMED_HOLDS_PATCH,
-)
 
 HOOK_RETRY = RetryPolicy(
     maximum_attempts=5,
@@ -142,30 +109,20 @@ class ActionWorkflow:
         )
         self._rejected = False
         self._aborted: str | None = None
-        # Asked first, in the first activation, like every patch here (see AuditOutbox).
-        self._patches = PatchBaseline(BASELINE_PATCH, BASELINE_COVERS)
-        self._audit = ActionAudit(lambda: self._record, self._patches)
+        self._audit = ActionAudit(lambda: self._record)
         self._audit.sink_available(input.audit_log)
-        self._notices = ActionNotices(input, self._audit, self._patches)  # asks its patch here too
-        self._default_heartbeat = self._patches.has(DEFAULT_HEARTBEAT_PATCH)
-        self._one_spelling = self._patches.has(STATUS_SPELLING_PATCH)
-        self._hooks_queues = self._patches.has(HOOKS_QUEUE_PATCH)
-        self._inbox_columns = self._patches.has(INBOX_COLUMNS_PATCH)
-        self._signed = self._patches.has(SIGNED_APPROVALS_PATCH)
-        # Since signed commands: a hold, release or abort is confirmed with the agent first.
-        self._confirm_holds = self._patches.has(CONFIRMED_HOLDS_PATCH)
+        self._notices = ActionNotices(input, self._audit)
+        # A hold, release or abort signal is only a prompt: it is confirmed with the agent first.
         self._claims: list[tuple[str, int | None]] = []  # (hold|release|abort, epoch) to confirm
         self._claims_seen = 0
 
     @workflow.run
     async def run(self, input: ActionInput) -> ActionRecord:
-        if self._confirm_holds:
-            confirmer = asyncio.create_task(self._confirm_with_agent())
-            try:
-                return await self._run(input)
-            finally:
-                confirmer.cancel()
-        return await self._run(input)
+        confirmer = asyncio.create_task(self._confirm_with_agent())
+        try:
+            return await self._run(input)
+        finally:
+            confirmer.cancel()
 
     async def _run(self, input: ActionInput) -> ActionRecord:
         r = self._record
@@ -288,25 +245,20 @@ class ActionWorkflow:
     @workflow.update(name=DECIDE, description=PEOPLE_MESSAGES[DECIDE])
     def decide(self, request: DecisionRequest) -> ActionRecord:
         """Approve or reject and learn the outcome at once: a refusal fails the update with the
-        reason (and, since signed approvals, is recorded and audited by this workflow first)."""
-        claims = None
-        if self._signed:  # before, the validator refused: whatever reaches here may decide
-            reason, claims = self._check(request, request.approve)
-            if reason is not None:
-                self._refuse(request.approver, request.approve, request.comment, "update", reason)
-                # details: the refusal is in this workflow's audit already; the client adds no row
-                raise ApplicationError(reason, {"audited": True}, type=APPROVAL_REFUSED, non_retryable=True)
+        reason, after this workflow has recorded and audited it."""
+        reason, claims = self._check(request, request.approve)
+        if reason is not None:
+            self._refuse(request.approver, request.approve, request.comment, "update", reason)
+            # details: the refusal is in this workflow's audit already
+            raise ApplicationError(reason, {"audited": True}, type=APPROVAL_REFUSED, non_retryable=True)
         self._apply(request, approve=request.approve, channel="update", claims=claims)
         return self._record
 
     @decide.validator
     def _validate_decide(self, request: DecisionRequest) -> None:
-        if self._signed:
-            # Only what is no decision at all is refused here, before history; who may decide is
-            # settled in the handler, where the refusal is recorded.
-            reason = self._not_pending()
-        else:
-            reason = refusal_reason(self._record, self._input.config, request, request.approve)
+        # Only what is no decision at all is refused here, before history; who may decide is
+        # settled in the handler, where the refusal is recorded.
+        reason = self._not_pending()
         if reason is not None:
             raise ApplicationError(reason, type=APPROVAL_REFUSED, non_retryable=True)
 
@@ -318,8 +270,6 @@ class ActionWorkflow:
 
     def _check(self, request: ApprovalRequest, approve: bool) -> tuple[str | None, Verified | None]:
         """Why ``request`` may not decide (None: it may), and who the verified token proves."""
-        if not self._signed:  # started before signed approvals: names are taken on trust
-            return refusal_reason(self._record, self._input.config, request, approve), None
         info = workflow.info()
         return check_decision(
             self._record, self._input.config, request, approve, info.workflow_id, workflow.now()
@@ -354,13 +304,11 @@ class ActionWorkflow:
                 issuer=claims.issuer if claims is not None else None,
             )
         )
-        detail: dict[str, Any] = {}
-        if self._signed:
-            detail["authenticated"] = claims is not None
-            if claims is not None:
-                detail["token_id"] = claims.claims.jti
-                if claims.issuer is not None:
-                    detail["issuer"] = claims.issuer
+        detail: dict[str, Any] = {"authenticated": claims is not None}
+        if claims is not None:
+            detail["token_id"] = claims.claims.jti
+            if claims.issuer is not None:
+                detail["issuer"] = claims.issuer
         self._audit.record(
             AuditStep.APPROVAL,
             f"approval:{len(self._record.approvals)}",
@@ -374,7 +322,7 @@ class ActionWorkflow:
         if not approve:
             self._rejected = True
             self._record.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
-        elif self._inbox_columns:
+        else:
             workflow.upsert_search_attributes([sa.APPROVALS.value_set(approvals_count(self._record))])
         self._refresh_details()
 
@@ -407,39 +355,19 @@ class ActionWorkflow:
 
     @workflow.signal(name=HOLD, description=AGENT_MESSAGES[HOLD])
     def hold(self, request: HoldRequest | None = None) -> None:
-        """The agent is paused: do not start executing until released (sent by the agent)."""
-        if self._confirm_holds:
-            self._claims.append(("hold", (request or HoldRequest()).epoch))
-            return
-        self._set_held(True, request or HoldRequest())
+        """The agent is paused: do not start executing until released (confirmed with the agent)."""
+        self._claims.append(("hold", (request or HoldRequest()).epoch))
 
     @workflow.signal(name=RELEASE, description=AGENT_MESSAGES[RELEASE])
     def release(self, request: HoldRequest | None = None) -> None:
-        """The agent resumed: executing may start (sent by the agent)."""
-        if self._confirm_holds:
-            self._claims.append(("release", (request or HoldRequest()).epoch))
-            return
-        self._set_held(False, request or HoldRequest())
-
-    def _set_held(self, held: bool, request: HoldRequest) -> None:
-        # Holds and releases carry the agent's pause epoch, since external signals may
-        # arrive out of order: only a newer epoch changes anything.
-        epoch = request.epoch
-        if epoch is not None:
-            if epoch <= self._record.hold_epoch:
-                return
-            self._record.hold_epoch = epoch
-        self._record.held = held
-        self._refresh_details()
+        """The agent resumed: executing may start (confirmed with the agent)."""
+        self._claims.append(("release", (request or HoldRequest()).epoch))
 
     @workflow.signal(name=ABORT, description=AGENT_MESSAGES[ABORT])
     def abort(self, request: AbortRequest | None = None) -> None:
-        """The agent stopped without draining: end this action unless it is already executing."""
-        if self._confirm_holds:
-            self._claims.append(("abort", None))
-            return
-        reason = request.reason if request else ""
-        self._aborted = f"aborted: {reason or 'the agent stopped'}"
+        """The agent stopped without draining: end this action unless it is already executing
+        (confirmed with the agent)."""
+        self._claims.append(("abort", None))
 
     async def _confirm_with_agent(self) -> None:
         """Apply what the agent's own state says whenever a hold, release or abort arrives.
@@ -507,10 +435,9 @@ class ActionWorkflow:
         r, config = self._record, self._input.config
         retry = config.retry
         self._set_status(ActionStatus.EXECUTING)
-        logged = self._patches.has(ATTEMPT_LOG_PATCH)
         try:
-            outcome: ExecutionOutcome | ActionResult = await workflow.execute_activity_method(
-                AgentActivities.execute_action_logged if logged else AgentActivities.execute_action,
+            outcome: ExecutionOutcome = await workflow.execute_activity_method(
+                AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
                 task_queue=self._hooks_queue(),
                 summary=execute_step(r.action, retry.maximum_attempts),
@@ -527,16 +454,14 @@ class ActionWorkflow:
         except ActivityError as err:
             self._audit.execution(attempts_of(err), f"execution failed: {cause_message(err)}")
             return await self._finish(ActionStatus.FAILED, f"execution failed: {cause_message(err)}")
-        if isinstance(outcome, ExecutionOutcome):
-            r.result = outcome.result
-            self._audit.execution(outcome.attempts, None)
-        else:
-            r.result = outcome
+        r.result = outcome.result
+        self._audit.execution(outcome.attempts, None)
         if not r.result.success:
             return await self._finish(
                 ActionStatus.FAILED, r.result.error or r.result.message or "the agent reported failure"
             )
-        self._set_status(ActionStatus.SUCCEEDED, r.result.message)
+        # Verifying (the agent's verify hook, when it has one) before the action is called succeeded.
+        self._set_status(ActionStatus.VERIFYING, r.result.message)
         try:
             r.verified = await self._hook(
                 AgentActivities.verify_action,
@@ -549,7 +474,6 @@ class ActionWorkflow:
         if r.verified is None:  # the agent has no verify hook
             return await self._finish(ActionStatus.SUCCEEDED, r.result.message)
         self._audit.record(AuditStep.VERIFICATION, "verification", verified=r.verified, error=r.error)
-        self._set_status(ActionStatus.VERIFYING)
         if r.verified:
             return await self._finish(ActionStatus.VERIFIED, r.result.message)
         try:
@@ -589,7 +513,7 @@ class ActionWorkflow:
         r, config = self._record, self._input.config
         call = ActionCall(config=config, action=r.action)
         at_once = self._input.decision.outcome == Outcome.AUTO_EXECUTE
-        if self._patches.since and config.runtime.local_decisions and at_once:
+        if config.runtime.local_decisions and at_once:
             try:
                 here = await workflow.execute_local_activity_method(
                     AgentActivities.plan_action_here,
@@ -618,22 +542,16 @@ class ActionWorkflow:
             retry_policy=HOOK_RETRY,
         )
 
-    def _hooks_queue(self) -> str | None:
-        """Where this agent type's code runs (None: this workflow's queue, for older actions)."""
-        if not self._hooks_queues:
-            return None
+    def _hooks_queue(self) -> str:
+        """Where this agent type's code runs: its own task queue, which only its workers poll."""
         return agent_contract.hooks_task_queue(workflow.info().task_queue, self._input.config.type)
 
-    def _heartbeat_timeout(self) -> timedelta | None:
+    def _heartbeat_timeout(self) -> timedelta:
         """The configured heartbeat timeout, else a default of seconds: the worker heartbeats while
         a hook runs, so a crashed worker's attempt is retried elsewhere in seconds, not after the
-        whole start-to-close timeout. Actions started before the default existed keep none."""
+        whole start-to-close timeout."""
         configured = self._input.config.retry.heartbeat_timeout_seconds
-        if configured is not None:
-            return timedelta(seconds=configured)
-        if self._default_heartbeat:
-            return timedelta(seconds=DEFAULT_HEARTBEAT_SECONDS)
-        return None
+        return timedelta(seconds=configured if configured is not None else DEFAULT_HEARTBEAT_SECONDS)
 
     async def _finish(self, status: ActionStatus, note: str) -> ActionRecord:
         if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
@@ -653,26 +571,27 @@ class ActionWorkflow:
     def _set_status(self, status: ActionStatus, note: str = "", publish: bool = True) -> None:
         r = self._record
         if r.history and r.status == status and note in ("", r.history[-1].note):
-            return  # already there (e.g. succeeded, and the agent has no verify hook)
+            return  # already there
+        # The first status has no predecessor; every later change must be in the lifecycle's table.
+        check_transition(r.status if r.history else None, status)
         if r.status == ActionStatus.PENDING_APPROVAL and status != ActionStatus.PENDING_APPROVAL:
             pending_since = next(h.at for h in r.history if h.status == ActionStatus.PENDING_APPROVAL)
             waited = workflow.now() - pending_since
             metrics.observe_approval_wait(self._input.config.type, r.action.risk_level.value, waited)
         r.status = status
         r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
-        if not status.is_final:  # final statuses are counted once, by _finish (succeeded may precede verify)
+        if not status.is_final:  # final statuses are counted once, by _finish
             metrics.count_action_status(self._input.config.type, status.value)
         if not publish:
             return
         # The agent, its type and the risk were set when the agent started this workflow.
-        spelled = status.value if self._one_spelling else status.legacy_search_value
-        updates: list[SearchAttributeUpdate[Any]] = [sa.ACTION_STATUS.value_set(spelled)]
-        if self._inbox_columns:  # the inbox's columns, on every action (see INBOX_COLUMNS_PATCH)
-            updates += [
-                sa.REQUESTED_AT.value_set(r.history[0].at),
-                sa.APPROVALS.value_set(approvals_count(r)),
-                sa.APPROVALS_NEEDED.value_set(self._input.decision.required_approvals),
-            ]
+        # The status and the inbox's columns (requested at, approvals so far and needed).
+        updates: list[SearchAttributeUpdate[Any]] = [
+            sa.ACTION_STATUS.value_set(status.value),
+            sa.REQUESTED_AT.value_set(r.history[0].at),
+            sa.APPROVALS.value_set(approvals_count(r)),
+            sa.APPROVALS_NEEDED.value_set(self._input.decision.required_approvals),
+        ]
         workflow.upsert_search_attributes(updates)
         self._refresh_details()
 

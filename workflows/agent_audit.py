@@ -19,15 +19,14 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_contract import AgentRunState
     from workflows.audit_outbox import AuditOutbox
     from workflows.audit_rows import event_record
-    from workflows.patch_baseline import PatchBaseline
 
 AUDITED_REJECTIONS_PER_RUN = 100
 
 
 class AgentAudit:
-    def __init__(self, state: Callable[[], AgentRunState], patches: PatchBaseline) -> None:
+    def __init__(self, state: Callable[[], AgentRunState]) -> None:
         self._state = state
-        self._outbox = AuditOutbox(patches)  # in the workflow's first activation: see AuditOutbox
+        self._outbox = AuditOutbox()
         self._rejections = 0
 
     def record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:

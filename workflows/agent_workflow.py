@@ -88,7 +88,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent_health import health_summary
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
-    from workflows.audit_outbox import AUDIT_PATCH
     from workflows.command_gate import (
         CommandVerdict,
         check_command,
@@ -99,7 +98,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.event_intake import MAX_QUEUE_BYTES, Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
     from workflows.operator_message import OperatorMessage
-    from workflows.patch_baseline import PatchBaseline
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -112,40 +110,10 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
-# Runs started before decided any backlog in one workflow task, however long.
-BOUNDED_TASK_PATCH = "bounded-task-v1"
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 # External signals sent at once when telling actions to hold or release (limit: 2,000).
 SIGNALS_PER_STEP = 500
-# Agents started before the config store existed ran on the version they were given.
-CONFIG_STORE_PATCH = "config-store-v1"
-# Agents started before scheduled detectors existed have no detector schedule to keep in line.
-DETECTOR_PATCH = "detector-schedule-v1"
-# Agents started before hooks queues existed ran agent code on the shared task queue.
-HOOKS_QUEUE_PATCH = "hooks-queue-v1"
-# Runs started before signed commands took pause/resume/stop/reset/reconfigure by name.
-SIGNED_COMMANDS_PATCH = "signed-commands-v1"
-# Agents started before registered and initialized by two activities, not one local activity.
-LOCAL_START_PATCH = "local-start-v1"
-# Runs started before took an action_finished signal's word for how the action ended.
-CONFIRMED_OUTCOMES_PATCH = "confirmed-outcomes-v1"
-# Runs started before published no health summary (AiopsHealth): the monitor queries them.
-HEALTH_SUMMARY_PATCH = "health-summary-v1"
-# Agents started (or continued as new) since this baseline record one patch marker that stands
-# for all of the above (see workflows/patch_baseline.py); later changes get patches of their own.
-BASELINE_PATCH = "agent-baseline-1"
-BASELINE_COVERS = (
-    AUDIT_PATCH,
-    BOUNDED_TASK_PATCH,
-    CONFIG_STORE_PATCH,
-    DETECTOR_PATCH,
-    HOOKS_QUEUE_PATCH,
-    SIGNED_COMMANDS_PATCH,
-    LOCAL_START_PATCH,
-    CONFIRMED_OUTCOMES_PATCH,
-    HEALTH_SUMMARY_PATCH,
-)
 
 
 @workflow.defn(name=WORKFLOW_TYPE)
@@ -177,18 +145,9 @@ class AgentWorkflow:
         self._step_lock = asyncio.Lock()  # held by a batch step and by a config switch
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
-        self._detectors = False  # set in the first activation: see run
-        self._hooks_queues = False  # likewise
         self._detector_stale = False  # the config changed: bring the detector schedule in line
-        # Asked before any other patch, in the first activation (see workflows/patch_baseline.py).
-        self._patches = PatchBaseline(BASELINE_PATCH, BASELINE_COVERS)
-        self._audit = AgentAudit(lambda: self._state, self._patches)
+        self._audit = AgentAudit(lambda: self._state)
         self._audit.sink_available(self._state.audit_log)  # as the last run learned it
-        # Asked before any handler runs: commands are verified in runs started since, and the
-        # end of an action is counted as the action records it (see _confirm_outcome).
-        self._signed_commands = self._patches.has(SIGNED_COMMANDS_PATCH)
-        self._confirm_outcomes = self._patches.has(CONFIRMED_OUTCOMES_PATCH)
-        self._health_summary = self._patches.has(HEALTH_SUMMARY_PATCH)  # see _publish_health
         self._confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
         self._config = ConfigChanger(
             lambda: self._state,
@@ -208,15 +167,12 @@ class AgentWorkflow:
                 f"invalid agent start input: {self._bad_input}", type=INVALID_AGENT_INPUT, non_retryable=True
             )
         s = self._state
-        self._detectors = self._patches.has(DETECTOR_PATCH)  # asked first, in the first activation
-        self._hooks_queues = self._patches.has(HOOKS_QUEUE_PATCH)
         if s.state == AgentState.INITIALIZING:
             await self._initialize()
             if s.has_detector:
                 await self._sync_detector(active=True)
         self._publish_state()
-        if self._health_summary:
-            self._health_watch = asyncio.create_task(self._publish_health())
+        self._health_watch = asyncio.create_task(self._publish_health())
         while True:
             await self._wait_for_work()
             if self._detector_stale:
@@ -244,11 +200,11 @@ class AgentWorkflow:
             config=s.config, author=self._started_by or "agent start", comment="config at start"
         )
         registered, info = False, None
-        if self._patches.has(LOCAL_START_PATCH) and s.config.runtime.local_decisions:
+        if s.config.runtime.local_decisions:
             registered, info = await self._start_here(proposal)
         pickup = timedelta(seconds=s.config.runtime.worker_pickup_seconds)
         try:
-            if not registered and self._patches.has(CONFIG_STORE_PATCH):
+            if not registered:
                 # Every running config is a stored version: registering the one this agent
                 # starts with gives it a version number (the same one if nothing changed).
                 stored = await workflow.execute_activity_method(
@@ -265,7 +221,7 @@ class AgentWorkflow:
                     s.config,
                     task_queue=self._hooks_queue(),
                     # No worker serving the type picks it up: the agent fails, saying so.
-                    schedule_to_start_timeout=pickup if self._hooks_queues else None,
+                    schedule_to_start_timeout=pickup,
                     start_to_close_timeout=timedelta(seconds=60),
                     retry_policy=INIT_RETRY,
                 )
@@ -447,14 +403,10 @@ class AgentWorkflow:
         length = workflow.info().get_current_history_length()
         self._batches_in_task = self._batches_in_task + 1 if length == self._task_length else 1
         self._task_length = length
-        if self._batches_in_task <= LOCAL_BATCHES_PER_TASK:
-            return False
-        return self._patches.has(BOUNDED_TASK_PATCH)  # asked only then: older runs never got here
+        return self._batches_in_task > LOCAL_BATCHES_PER_TASK
 
-    def _hooks_queue(self) -> str | None:
-        """The task queue of this agent type's hooks (None: this workflow's queue, as before)."""
-        if not self._hooks_queues:
-            return None
+    def _hooks_queue(self) -> str:
+        """The task queue of this agent type's hooks, which only workers that have the type poll."""
         return hooks_task_queue(workflow.info().task_queue, self._state.config.type)
 
     async def _start_action(self, event: SystemEvent, decision: EventDecision) -> None:
@@ -628,14 +580,13 @@ class AgentWorkflow:
         if self._state.stop_request is not None:
             return False
         self._state.stop_request = request.model_copy(update={"actor": verdict.actor})
-        if self._signed_commands:
-            self._record_lifecycle(
-                "stop_requested",
-                actor=verdict.actor,
-                drain=request.drain,
-                reason=request.reason,
-                **self._proof(verdict),
-            )
+        self._record_lifecycle(
+            "stop_requested",
+            actor=verdict.actor,
+            drain=request.drain,
+            reason=request.reason,
+            **self._proof(verdict),
+        )
         return True
 
     @workflow.update  # named COMMAND by its method name
@@ -661,21 +612,10 @@ class AgentWorkflow:
             verb=request.verb, actor=verdict.actor, authenticated=verdict.authenticated, changed=changed
         )
 
-    @command.validator
-    def _validate_command(self, request: CommandRequest) -> None:
-        if not self._signed_commands:
-            raise ApplicationError(
-                "this agent run predates the command update; send the signal of the same name",
-                type=COMMAND_REFUSED,
-                non_retryable=True,
-            )
-
     def _authorize(
         self, verb: AgentVerb, command: OperatorMessage, digest: str | None, channel: str
     ) -> CommandVerdict:
         """Whether this command may change the agent; a refusal is recorded and audited here."""
-        if not self._signed_commands:  # a run started before signed commands: names on trust
-            return CommandVerdict(actor=command.actor)
         s = self._state
         now = workflow.now()
         forget_expired(s.command_tokens, now)
@@ -704,14 +644,11 @@ class AgentWorkflow:
         the store, which is the authority, so it needs no token."""
         if request.version is not None:
             return CommandVerdict(actor=request.actor or "config store")
-        if self._signed_commands:
-            self._signals_this_run += 1  # each audited refusal has its own key
+        self._signals_this_run += 1  # each audited refusal has its own key
         return self._authorize(AgentVerb.RECONFIGURE, request, reconfigure_digest(request), "update")
 
     def _proof(self, verdict: CommandVerdict) -> dict[str, Any]:
-        """How a command was proven, for its audit row (runs since signed commands)."""
-        if not self._signed_commands:
-            return {}
+        """How a command was proven, for its audit row."""
         proof: dict[str, Any] = {"authenticated": verdict.authenticated}
         if verdict.token_id is not None:
             proof["token_id"] = verdict.token_id
@@ -742,7 +679,7 @@ class AgentWorkflow:
         except ValidationError:
             workflow.logger.warning("ignored a malformed %s signal", ACTION_FINISHED)
             return
-        if self._confirm_outcomes and outcome.status.is_final:
+        if outcome.status.is_final:
             if outcome.action_id in self._state.pending_actions and outcome.action_id not in self._confirming:
                 self._confirming[outcome.action_id] = asyncio.create_task(self._confirm_outcome(outcome))
             return
@@ -800,8 +737,6 @@ class AgentWorkflow:
 
     async def _sync_detector(self, active: bool) -> None:
         """Create, update or remove the agent's detector schedule; a failure is noted, not fatal."""
-        if not self._detectors:
-            return
         try:
             await workflow.execute_activity_method(
                 DetectorActivities.sync_detector,
@@ -911,7 +846,7 @@ class AgentWorkflow:
                 sa.AGENT_ID.value_set(s.config.id),
                 sa.AGENT_TYPE.value_set(s.config.type),
                 sa.AGENT_STATE.value_set(s.state.value),
-                *([sa.HEALTH.value_set(health_summary(s))] if self._health_summary else []),
+                sa.HEALTH.value_set(health_summary(s)),
             ]
         )
         workflow.set_current_details(

@@ -1,7 +1,7 @@
 """Who may approve or reject an action: one pure check behind every channel.
 
-The signal handlers and the ``decide`` update ask ``check_decision`` (``refusal_reason`` alone
-for actions started before signed approvals); a non-empty reason refuses the decision.
+The signal handlers and the ``decide`` update ask ``check_decision``; a non-empty reason refuses
+the decision.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from workflows.action_contract import ActionRecord, ActionStatus, ApprovalReques
 from workflows.approval_token import TokenRefused, Verb, Verified, verify_identity
 
 
-def refusal_reason(
+def _by_name(
     record: ActionRecord, config: AgentConfig, request: ApprovalRequest, approve: bool
 ) -> str | None:
-    """Why ``request`` may not approve (or reject) this action, taking its name on trust (actions
-    started before signed approvals, and dev mode), or None if it may."""
+    """Why ``request`` may not approve (or reject) this action, taking its name on trust (dev
+    mode, ``approval.allow_unsigned``), or None if it may."""
     reason = _not_pending(record)
     if reason is not None:
         return reason
@@ -83,7 +83,7 @@ def check_decision(
     verb: Verb = "approve" if approve else "reject"
     settings = config.approval
     if request.credential is None:
-        reason = refusal_reason(record, config, request, approve)
+        reason = _by_name(record, config, request, approve)
         if reason is not None or settings.allow_unsigned:
             return reason, None  # dev mode: recorded as unauthenticated everywhere
         return (

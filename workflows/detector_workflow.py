@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from activities.contracts import NON_RETRYABLE_AGENT_ERRORS, DetectionReport, DetectorInput
     from workflows.agent_contract import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS, hooks_task_queue
 
-HOOKS_QUEUE_PATCH = "hooks-queue-v1"  # detector runs recorded before it ran detect on the shared queue
 # What one tick may deliver: well under a signal's payload limit, whatever the detector returns.
 MAX_EVENTS_PER_TICK = 500
 
@@ -29,9 +28,7 @@ MAX_EVENTS_PER_TICK = 500
 class DetectorWorkflow:
     @workflow.run
     async def run(self, input: DetectorInput) -> DetectionReport:
-        queue = None
-        if workflow.patched(HOOKS_QUEUE_PATCH):  # only where the agent's type is
-            queue = hooks_task_queue(workflow.info().task_queue, input.config.type)
+        queue = hooks_task_queue(workflow.info().task_queue, input.config.type)  # where the type is
         found = await workflow.execute_activity_method(
             AgentActivities.detect,
             input.config,

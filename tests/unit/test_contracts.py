@@ -63,7 +63,7 @@ def test_visibility_queries_quote_every_value() -> None:
     since = agents_query("q", failed_since=datetime(2026, 1, 1, tzinfo=UTC))
     assert "ExecutionStatus = 'Failed' AND CloseTime > '2026-01-01T00:00:00+00:00'" in since
     inbox = pending_approvals_query("q", "db-1")
-    assert inbox.startswith("AiopsActionStatus IN ('pending_approval', 'PendingApproval')")
+    assert inbox.startswith("AiopsActionStatus = 'pending_approval' AND ExecutionStatus = 'Running'")
     assert "AiopsAgentId = 'db-1'" in inbox
 
 
