@@ -242,6 +242,7 @@ class AgentVerb(StrEnum):
     STOP = "stop"
     RESET_CIRCUIT_BREAKER = "reset-circuit-breaker"
     RECONFIGURE = "reconfigure"
+    UPGRADE = "upgrade"  # continue as new now: the agent moves to the code its workers run today
 
 
 def _default_command_roles() -> dict[AgentVerb, list[str]]:
@@ -254,6 +255,7 @@ def _default_command_roles() -> dict[AgentVerb, list[str]]:
         AgentVerb.STOP: ["sre", "admin"],
         AgentVerb.RESET_CIRCUIT_BREAKER: ["sre", "admin"],
         AgentVerb.RECONFIGURE: ["admin"],
+        AgentVerb.UPGRADE: ["sre", "admin"],
     }
 
 

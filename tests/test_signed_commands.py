@@ -1,6 +1,6 @@
 """Signed agent commands against the real dev server and PostgreSQL: the refusal matrix.
 
-Pause, resume, stop, reset-circuit-breaker and reconfigure change an agent only with a token
+Pause, resume, stop, reset-circuit-breaker, upgrade and reconfigure change an agent only with a token
 the agent verifies (a personal key or a trusted identity provider) from someone whose role
 allows it. Every other attempt, by signal (as the Web UI and the ``temporal`` CLI send it) or by
 the ``command`` update, is refused, audited by the agent itself, and changes nothing. Hold,
@@ -22,20 +22,20 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from agents.models import AgentVerb, ApprovalSettings
 from aiops.client import AiopsClient, CommandRefusedError, ConfigRefusedError
 from aiops.keys import KeyFile
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, eventually, start_pending_action, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
 from workflows import action_contract
 from workflows.action_contract import ActionOutcome, ActionStatus, HoldRequest
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import AgentState, CommandRequest, StopRequest, agent_workflow_id
+from workflows.agent_contract import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
 from workflows.command_gate import stop_digest
@@ -397,3 +397,49 @@ async def test_a_forged_action_finished_counts_nothing(aiops: AiopsClient, worke
     await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
     counted = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
     assert counted.pending_actions == []
+
+
+async def test_an_upgrade_continues_the_agent_as_new_with_its_state_and_queue(
+    aiops: AiopsClient, worker, address: str, tmp_path: Path, task_queue: str
+) -> None:
+    """``upgrade`` (sre or admin) moves an agent to the code its workers run now: it continues as
+    new at the next safe point, paused as it was, its queue carried; refusals are audited."""
+    config = await running(aiops)
+    await aiops.pause(config.id, key=OSCAR)  # the events below wait in the queue
+    await aiops.send_events(config.id, [event("alert", risk="low", id=f"up-{n}") for n in range(3)])
+    handle = aiops.agent_handle(config.id)
+    first_run = (await handle.describe()).run_id
+    with pytest.raises(CommandRefusedError, match="oscar may not upgrade"):
+        await aiops.command(config.id, AgentVerb.UPGRADE, key=OSCAR)
+    await handle.signal(AgentWorkflow.upgrade, AgentCommand(actor="bob"))  # unsigned: refused
+    await eventually(
+        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda rs: [r.detail["verb"] for r in refusals(rs)] == ["upgrade", "upgrade"],
+    )
+    assert (await aiops.status(config.id)).run_number == 1
+
+    applied = await aiops.command(config.id, AgentVerb.UPGRADE, key=ALICE)
+    assert applied.changed and applied.authenticated and applied.actor == "alice"
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.run_number == 2)
+    assert status.state == AgentState.PAUSED and status.queue_length == 3
+    before = await aiops.client.get_workflow_handle(agent_workflow_id(config.id), run_id=first_run).describe()
+    assert before.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+    # The CLI, for every running agent on the task queue (this test's only one).
+    await eventually(aiops.list_agents, lambda ids: config.id in ids)
+    bob_file = tmp_path / "bob.json"
+    bob_file.write_text(BOB.model_dump_json())
+    upgraded = await asyncio.to_thread(
+        cli, address, task_queue, "agents", "upgrade", "--all", "--key", str(bob_file)
+    )
+    assert upgraded.returncode == 0 and f"upgrade: 1 agent(s) as bob: {config.id}" in upgraded.stdout, (
+        upgraded.stdout + upgraded.stderr
+    )
+    status = await eventually(lambda: aiops.status(config.id), lambda s: s.run_number == 3)
+    assert status.state == AgentState.PAUSED and status.queue_length == 3
+
+    await aiops.resume(config.id, key=BOB)
+    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    rows = await aiops.audit_trail(agent_id=config.id)
+    asked = [r.actor for r in rows if r.detail.get("state") == "upgrade_requested"]
+    assert asked == ["alice", "bob"]

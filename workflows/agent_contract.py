@@ -39,9 +39,10 @@ PAUSE = "pause"  # signal: AgentCommand
 RESUME = "resume"  # signal: AgentCommand
 STOP = "stop"  # signal: StopRequest
 RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"  # signal: AgentCommand
+UPGRADE = "upgrade"  # signal: AgentCommand (continue as new at the next safe point)
 ACTION_FINISHED = "action_finished"  # signal, from action workflows: ActionOutcome (a status change)
 RECONFIGURE = "reconfigure"  # update: ReconfigureRequest -> ConfigApplied
-COMMAND = "command"  # update: CommandRequest -> CommandApplied (pause/resume/stop/reset, answered)
+COMMAND = "command"  # update: CommandRequest -> CommandApplied (pause/resume/stop/reset/upgrade)
 HOLD_STATE = "hold_state"  # query -> HoldState: what the agent's actions confirm a hold, release or abort by
 STATUS = "status"  # query -> AgentStatus
 PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
@@ -242,9 +243,9 @@ class StopRequest(AgentCommand):
 
 
 class CommandRequest(AgentCommand):
-    """The ``command`` update's argument: pause, resume, stop (``reason``, ``drain``) or reset the
-    circuit breaker, answered with what happened or refused with why (the signals of the same
-    names take the same checks but cannot answer)."""
+    """The ``command`` update's argument: pause, resume, stop (``reason``, ``drain``), reset the
+    circuit breaker or upgrade (continue as new on today's code), answered with what happened or
+    refused with why (the signals of the same names take the same checks but cannot answer)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 

@@ -64,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         STOP,
         SUBMIT_EVENT,
         SUBMIT_EVENTS,
+        UPGRADE,
         WORKFLOW_TYPE,
         AgentCommand,
         AgentRunState,
@@ -146,6 +147,7 @@ class AgentWorkflow:
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
         self._detector_stale = False  # the config changed: bring the detector schedule in line
+        self._upgrade_requested = False  # a person asked for continue-as-new now: see _request_upgrade
         self._audit = AgentAudit(lambda: self._state)
         self._audit.sink_available(self._state.audit_log)  # as the last run learned it
         self._confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
@@ -316,6 +318,7 @@ class AgentWorkflow:
             or self._events_this_run >= self._state.config.runtime.max_events_per_run
             or self._signals_this_run >= SIGNALS_PER_RUN_CEILING
             or self._children_this_run >= self._state.config.runtime.max_actions_per_run
+            or self._upgrade_requested
         )
 
     async def _decide_batch(self) -> None:
@@ -589,9 +592,30 @@ class AgentWorkflow:
         )
         return True
 
+    @workflow.signal(name=UPGRADE)
+    def upgrade(self, command: AgentCommand | None = None) -> None:
+        """Continue as new at the next safe point, on the code the workers run now."""
+        self._signals_this_run += 1
+        command = command or AgentCommand()
+        verdict = self._authorize(AgentVerb.UPGRADE, command, None, "signal")
+        if verdict.reason is None:
+            self._request_upgrade(verdict)
+
+    def _request_upgrade(self, verdict: CommandVerdict) -> bool:
+        """Continue as new as soon as the run is at a safe point: the batch in hand decided, every
+        handler finished and the audit drained (the same path as a full run), state and queue
+        carried. A new run takes the workflow code of today's build, so this moves an agent to new
+        code without waiting for its run to fill up (see docs/deploy.md, versioning)."""
+        s = self._state
+        if self._upgrade_requested or s.stop_request is not None or s.state == AgentState.FAILED:
+            return False
+        self._upgrade_requested = True
+        self._record_lifecycle("upgrade_requested", actor=verdict.actor, **self._proof(verdict))
+        return True
+
     @workflow.update  # named COMMAND by its method name
     async def command(self, request: CommandRequest) -> CommandApplied:
-        """Pause, resume, stop or reset the circuit breaker, and learn what happened: a refusal
+        """Pause, resume, stop, reset the circuit breaker or upgrade, and learn what happened: a refusal
         (not signed, not allowed, forged, expired, replayed) fails the update with the reason,
         after this workflow has recorded and audited it."""
         self._signals_this_run += 1
@@ -606,6 +630,8 @@ class AgentWorkflow:
         elif request.verb == AgentVerb.STOP:
             stop = StopRequest(reason=request.reason, drain=request.drain, actor=verdict.actor)
             changed = self._request_stop(stop, verdict)
+        elif request.verb == AgentVerb.UPGRADE:
+            changed = self._request_upgrade(verdict)
         else:
             changed = self._reset_breaker(verdict)
         return CommandApplied(

@@ -42,7 +42,9 @@ DEFAULT_LIFETIME_SECONDS = 15 * 60
 # Clocks of signer and server differ a little: a token issued this far in the future is accepted.
 CLOCK_SKEW_SECONDS = 120
 
-Verb = Literal["approve", "reject", "pause", "resume", "stop", "reset-circuit-breaker", "reconfigure"]
+Verb = Literal[
+    "approve", "reject", "pause", "resume", "stop", "reset-circuit-breaker", "reconfigure", "upgrade"
+]
 # Verbs whose token names what it allows (a plan digest, a command's digest): approving a plan,
 # stopping (draining or aborting), a config change. Rejecting, pausing, resuming and closing the
 # breaker mean the same whatever the moment, so their tokens carry no digest.

@@ -1,4 +1,4 @@
-"""``aiops agents``: list, inspect, start, stop, pause and resume agents."""
+"""``aiops agents``: list, inspect, start, stop, pause, resume and upgrade agents."""
 
 from __future__ import annotations
 
@@ -401,6 +401,21 @@ def resume(
     _one_or_all(ctx, AgentVerb.RESUME, agent, every, who, key)
 
 
+@app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    agent: OptionalAgentArg = None,
+    every: AllOption = False,
+    who: AsOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Move an agent, or every agent (--all), to the workflow code its workers run now: it
+    continues as new at the next safe point (the batch in hand decided, handlers finished),
+    keeping its state, queue and pending actions. Use after deploying a new build (see
+    docs/deploy.md). Needs the upgrade role (sre or admin by default)."""
+    _one_or_all(ctx, AgentVerb.UPGRADE, agent, every, who, key)
+
+
 @app.command("reset-breaker")
 def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None, key: KeyOption = None) -> None:
     """Close an agent's open circuit breaker: automatic execution resumes under its policy.
@@ -425,7 +440,8 @@ def token(
     ctx: typer.Context,
     agent: AgentArg,
     verb: Annotated[
-        AgentVerb, typer.Argument(metavar="VERB", help="pause, resume, stop or reset-circuit-breaker")
+        AgentVerb,
+        typer.Argument(metavar="VERB", help="pause, resume, stop, reset-circuit-breaker or upgrade"),
     ],
     drain: DrainOption = True,
     reason: Annotated[str, typer.Option("--reason", "-r", help="why (stop), for the audit log")] = "",
@@ -465,4 +481,5 @@ _SIGNALS = {
     AgentVerb.RESUME: agent_contract.RESUME,
     AgentVerb.STOP: agent_contract.STOP,
     AgentVerb.RESET_CIRCUIT_BREAKER: agent_contract.RESET_CIRCUIT_BREAKER,
+    AgentVerb.UPGRADE: agent_contract.UPGRADE,
 }
