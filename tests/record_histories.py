@@ -1,9 +1,13 @@
 """Record the workflow histories the replay test checks: ``python -m tests.record_histories PREFIX``.
 
-Run it after a deliberate, versioned change to workflow code (with
-``workflow.patched`` guarding the old path) with a new PREFIX (``v3_``...), so
-the new histories join the old ones; never regenerate old files to make a
-failing replay pass. Files without a prefix predate the audit log (v1).
+``tests/histories`` holds the current generation (PREFIX ``g1_``, the first one: nothing was
+deployed before it, so every older history and every patch were retired together). The policy
+(docs/deploy.md, "Versioning workflow code"): a change to workflow code either replays every
+history here unchanged, or guards its new path with ``workflow.patched(id)`` and its histories
+are recorded with a new PREFIX beside these (never regenerate a file to make a failing replay
+pass). Once no run of the old path can be open, the patch becomes ``workflow.deprecate_patch(id)``
+and, after the runs that recorded the patch marker are gone too, it is removed with the
+histories of the old path. Every patch says in a comment when each step is due.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from activities.detector_activities import detector_schedule_id
-from agents.models import NotifyChannel
+from agents.models import AgentVerb, NotifyChannel
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
 from aiops.keys import KeyFile
@@ -91,7 +95,7 @@ async def record(aiops: AiopsClient) -> None:
         event("alert", id="a-update", risk="critical"),
         event("alert", id="a-reject", risk="medium"),
         event("alert", id="a-rollback", risk="low", verify=False),
-        # v9: the local plan fails, the usual plan activity fails too: the action fails unplanned.
+        # The local plan fails, the usual plan activity fails too: the action fails unplanned.
         event("alert", id="a-plan-fails", risk="low", plan_fails=True),
     )
     every = (auto, signalled, updated, rejected, rolled, unplanned)
@@ -119,7 +123,7 @@ async def record(aiops: AiopsClient) -> None:
         await aiops.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
 
-    # Signed approvals (v6): an unsigned signal and an unsigned update refused in history, two
+    # Signed approvals: an unsigned signal and an unsigned update refused in history, two
     # signed approvals, and a webhook told when the action waits and when it is decided.
     alice, bob = (
         KeyFile(approver=n, private_key=private_key_pem(generate_private_key()).decode())
@@ -148,7 +152,7 @@ async def record(aiops: AiopsClient) -> None:
         await save(aiops, "action_signed_notified", signed_id)
 
     # An agent with a scheduled detector: a tick delivers a finding, a config change moves the
-    # schedule, stopping removes it (v3 onwards).
+    # schedule, stopping removes it.
     watching = agent_config(
         "watching",
         id="replay-watching",
@@ -169,7 +173,7 @@ async def record(aiops: AiopsClient) -> None:
     await save(aiops, "agent_detector", agent_workflow_id(watching.id))
     await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
 
-    # Incidents (v4 onwards): three alerts of one group are decided once; resolving them closes it.
+    # Incidents: three alerts of one group are decided once; resolving them closes it.
     grouping = agent_config("scripted", id="replay-incidents", runtime={"incident_window_seconds": 1})
     await aiops.start_agent(grouping)
     alerts = [event("alert", id=f"am:i{n}:firing:1", fingerprint=f"i{n}") for n in range(3)]
@@ -190,7 +194,7 @@ async def record(aiops: AiopsClient) -> None:
     await aiops.agent_handle(grouping.id).result()
     await save(aiops, "agent_incidents", agent_workflow_id(grouping.id))
 
-    # Signed agent commands (v7): refusals by signal and by update audited in the agent's history,
+    # Signed agent commands: refusals by signal and by update audited in the agent's history,
     # signed pause/resume/reconfigure/stop, and an action that confirms hold/release/abort with its
     # agent (forged ones refused), approved by a trusted identity provider's token.
     oscar = KeyFile(approver="oscar", private_key=private_key_pem(generate_private_key()).decode())
@@ -233,7 +237,20 @@ async def record(aiops: AiopsClient) -> None:
     await handle.result()
     await save(aiops, "agent_signed_commands", agent_workflow_id(commanded.id))
 
-    # A long backlog (v8): after 10 local-activity batches in one workflow task, the next batch is
+    # An upgrade: a signed command continues the agent as new at the next safe point, its queue
+    # carried (the first run is recorded: the request, the drained batch, the continue-as-new).
+    upgraded = agent_config("recorder", id="replay-upgrade", approval=team({"bob": bob.public_key()}))
+    first = await aiops.start_agent(upgraded)
+    await eventually(lambda: aiops.status(upgraded.id), lambda s: s.state == "running")
+    await aiops.pause(upgraded.id, key=bob)
+    await aiops.send_events(upgraded.id, [event(id=f"u-{n}") for n in range(3)])
+    await aiops.command(upgraded.id, AgentVerb.UPGRADE, key=bob)
+    await eventually(lambda: aiops.status(upgraded.id), lambda s: s.run_number == 2 and s.queue_length == 3)
+    await aiops.stop(upgraded.id, key=bob)
+    await aiops.agent_handle(upgraded.id).result()
+    await save(aiops, "agent_upgrade", agent_workflow_id(upgraded.id), first.first_execution_run_id)
+
+    # A long backlog: after 10 local-activity batches in one workflow task, the next batch is
     # decided by a regular activity, which ends the task.
     backlogged = agent_config("recorder", id="replay-backlog", runtime={"batch_size": 1})
     await aiops.start_agent(backlogged)
@@ -260,7 +277,7 @@ async def main() -> int:
     global PREFIX
     PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
     if not PREFIX:
-        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. v3_)")
+        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. g1_)")
     load_agent_modules()
     HISTORIES.mkdir(exist_ok=True)
     database = PostgresServer()

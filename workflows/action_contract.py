@@ -120,7 +120,7 @@ class ActionInput(BaseModel):
     # audit activity, as its rows would go nowhere.
     audit_log: bool = True
     # The agent type has a plan hook (a dry run); without one the plan step, which would only
-    # answer "no dry run", is skipped (inputs of older actions lack it: they plan as before).
+    # answer "no dry run", is skipped.
     has_plan: bool = True
 
 
@@ -169,8 +169,8 @@ class ApprovalRecord(BaseModel):
     at: datetime
     channel: str
     plan_digest: str | None = None
-    # Proven by a signed token the workflow verified; False: the name alone (dev mode, or an
-    # action started before signed approvals), which every view says.
+    # Proven by a signed token the workflow verified; False: the name alone (dev mode), which
+    # every view says.
     authenticated: bool = False
     token_id: str | None = None
     issuer: str | None = None  # the trusted identity provider that vouched (None: a personal key)

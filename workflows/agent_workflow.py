@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -117,7 +117,10 @@ DECIDE_HEARTBEAT = timedelta(seconds=10)
 SIGNALS_PER_STEP = 500
 
 
-@workflow.defn(name=WORKFLOW_TYPE)
+# Pinned (under Worker Versioning) to the build a run started on; each continue-as-new starts the
+# next run on the current build (see run), so an agent moves to new code when its run is full or
+# a person asks (the upgrade command), never in the middle of a run.
+@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
 class AgentWorkflow:
     @workflow.init
     def __init__(self, payload: Any) -> None:
@@ -192,7 +195,10 @@ class AgentWorkflow:
                         workflow.all_handlers_finished() and self._audit.is_drained() and not self._confirming
                     )
                 )
-                workflow.continue_as_new(AgentWorkflowInput(config=s.config, carried=s))
+                workflow.continue_as_new(
+                    AgentWorkflowInput(config=s.config, carried=s),
+                    initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+                )
         return await self._stop()
 
     async def _initialize(self) -> None:

@@ -11,8 +11,7 @@ tasks) and the agents of types whose health-check hook does real checks are
 observed in pages (status query as heartbeat, health-check hook, worker
 resources). Each is classified with the pure rules of ``agents/health.py``; the
 snapshot is recorded (and the gauges), and every transition since the last
-snapshot is alerted. Passes started before ``health-fleet-v1`` observed every
-agent.
+snapshot is alerted.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -78,7 +77,7 @@ class MonitorReport(BaseModel):
         return [*self.agents, *(h for g in self.groups for h in g.verdicts())]
 
 
-@workflow.defn
+@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)  # one short pass
 class HealthMonitorWorkflow:
     async def _check(self, observed: list[AgentObservation], task_queue: str, limit: float) -> None:
         """Run the health checks of the running agents, one activity per agent type on its queue."""

@@ -163,10 +163,10 @@ def build_worker(
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:
     """Worker Versioning: this worker serves ``build_id`` of ``deployment_name``.
 
-    Every workflow here auto-upgrades: agents run for months and actions can wait hours for an
-    approval, so pinning them to the build that started them would keep old workers alive for
-    ever. Changes to running workflows are guarded with ``workflow.patched`` and proven by the
-    replay test over recorded histories before a build is made current.
+    Auto-upgrade is only the default, for workflows that say nothing: this project's own are
+    pinned to the build a run started on, and an agent moves to the current build when it
+    continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
+    "Versioning workflow code".
     """
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
