@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -117,10 +117,11 @@ DECIDE_HEARTBEAT = timedelta(seconds=10)
 SIGNALS_PER_STEP = 500
 
 
-# Pinned (under Worker Versioning) to the build a run started on; each continue-as-new starts the
-# next run on the current build (see run), so an agent moves to new code when its run is full or
-# a person asks (the upgrade command), never in the middle of a run.
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+# Pinned under Worker Versioning (the versioned worker's default) to the build a run started on;
+# each continue-as-new starts the next run on the current build (see _next_run_versioning), so an
+# agent moves to new code when its run is full or a person asks (the upgrade command), never in
+# the middle of a run.
+@workflow.defn(name=WORKFLOW_TYPE)
 class AgentWorkflow:
     @workflow.init
     def __init__(self, payload: Any) -> None:
@@ -197,9 +198,16 @@ class AgentWorkflow:
                 )
                 workflow.continue_as_new(
                     AgentWorkflowInput(config=s.config, carried=s),
-                    initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+                    initial_versioning_behavior=self._next_run_versioning(),
                 )
         return await self._stop()
+
+    def _next_run_versioning(self) -> workflow.ContinueAsNewVersioningBehavior | None:
+        """Under Worker Versioning, the next run starts on the current build (this one is pinned);
+        an unversioned worker may not ask for a versioning behavior at all."""
+        if workflow.info().get_current_deployment_version() is None:
+            return None
+        return workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
 
     async def _initialize(self) -> None:
         s = self._state

@@ -163,13 +163,14 @@ def build_worker(
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:
     """Worker Versioning: this worker serves ``build_id`` of ``deployment_name``.
 
-    Auto-upgrade is only the default, for workflows that say nothing: this project's own are
-    pinned to the build a run started on, and an agent moves to the current build when it
-    continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
+    Every workflow run is pinned to the build it started on (a workflow's own annotation would
+    be refused by unversioned workers, so the versioned worker's default says it): actions,
+    detector ticks and monitor passes end there, and an agent moves to the current build when
+    it continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
     "Versioning workflow code".
     """
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
         use_worker_versioning=True,
-        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+        default_versioning_behavior=VersioningBehavior.PINNED,
     )
