@@ -48,7 +48,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.models import ActionResult, AgentAction
+from aiops.contracts.models import ActionResult, AgentAction
 
 
 class LedgerStep(BaseModel):

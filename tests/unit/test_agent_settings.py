@@ -8,8 +8,8 @@ import pytest
 from pydantic import Field, field_validator
 
 from agents import ActionResult, AgentAction, AgentConfig, BaseAgent, EventType, SystemEvent
-from agents.errors import InvalidAgentConfigError
 from agents.settings import AgentSettings, FreeFormSettings
+from aiops.contracts.errors import InvalidAgentConfigError
 
 
 class Root(AgentSettings):
