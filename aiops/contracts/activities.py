@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.errors import (
+from aiops.contracts.errors import (
     InvalidAgentConfigError,
     NonRetryableActionError,
     SecretUnavailableError,
     UnknownAgentTypeError,
 )
-from agents.health import (
+from aiops.contracts.health import (
     AgentHealth,
     AgentObservation,
     HealthStatus,
@@ -27,7 +27,7 @@ from agents.health import (
     HealthTransition,
     WorkerResources,
 )
-from agents.models import (
+from aiops.contracts.models import (
     ActionResult,
     AgentAction,
     AgentConfig,
@@ -93,7 +93,7 @@ class DetectionReport(_Contract):
 class DecisionAudit(_Contract):
     """What a decision needs to write its batch's audit rows itself, in the same activity.
 
-    The rows are built by ``workflows.audit_rows`` exactly as the workflow would build them
+    The rows are built by ``aiops.contracts.audit_rows`` exactly as the workflow would build them
     (same keys), so a row written here and again by the workflow lands once.
     """
 
@@ -116,6 +116,19 @@ class EventDecision(_Contract):
     action: AgentAction | None = None
     error: str | None = None
     retryable: bool = True
+
+
+# An event whose decision fails this often (transiently, or by sinking its batch) is
+# recorded as a decision error and dropped: one poison event must not stall the agent.
+MAX_DECIDE_ATTEMPTS = 3
+
+
+def attempts_after(previous: int, decision: EventDecision) -> int:
+    """An event's failed decision attempts once ``decision`` is settled: counted up while a
+    transient error will be retried, 0 once the event is done with (decided or given up on)."""
+    if decision.error is not None and decision.retryable and previous + 1 < MAX_DECIDE_ATTEMPTS:
+        return previous + 1
+    return 0
 
 
 class DecideEventsResult(_Contract):
