@@ -26,6 +26,18 @@ from pydantic.fields import FieldInfo
 M = TypeVar("M", bound=BaseModel)
 
 
+Where = tuple[int | str, ...]
+
+
+class SettingProblems(ValueError):
+    """Raise from a model validator (``mode="after"``) to refuse settings that are wrong together,
+    naming each one at fault by its path: ``SettingProblems([(("roots", 0, "path"), "...")])``."""
+
+    def __init__(self, problems: list[tuple[Where, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(message for _, message in problems))
+
+
 class AgentSettings(BaseModel):
     """Base of a declared settings model: frozen, and unknown keys are refused."""
 
@@ -56,29 +68,36 @@ def settings_problems(err: ValidationError, model: type[BaseModel], agent_type: 
     problems = []
     for error in err.errors(include_url=False, include_input=False):
         loc = error["loc"]
-        where = "settings" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+        raised = error.get("ctx", {}).get("error")
+        if isinstance(raised, SettingProblems):
+            problems += [f"{_path(loc + at)}: {message}" for at, message in raised.problems]
+            continue
         message = error["msg"]
         if error["type"] == "extra_forbidden":
             owner = _model_at(model, loc[:-1])
             known = ", ".join(owner.model_fields) if owner is not None else "see the agent's documentation"
             message = f"unknown setting for the {agent_type} agent (known: {known})"
         elif error["type"] == "value_error":
-            message = str(error.get("ctx", {}).get("error", message))
+            message = str(raised or message)
         elif error["type"] == "missing":
             field = _field_at(model, loc)
             message = "is required" + (f": {field.description}" if field and field.description else "")
-        problems.append(f"{where}: {message}")
+        problems.append(f"{_path(loc)}: {message}")
     return problems
 
 
-def _field_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> FieldInfo | None:
+def _path(loc: Where) -> str:
+    return "settings" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+
+
+def _field_at(model: type[BaseModel], loc: Where) -> FieldInfo | None:
     owner = _model_at(model, loc[:-1])
     if owner is None or not loc or not isinstance(loc[-1], str):
         return None
     return owner.model_fields.get(loc[-1])
 
 
-def _model_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+def _model_at(model: type[BaseModel], loc: Where) -> type[BaseModel] | None:
     """The model class that holds the value at ``loc`` (list indexes and optionals are seen through)."""
     current: type[BaseModel] | None = model
     for part in loc:
