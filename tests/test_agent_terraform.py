@@ -186,16 +186,20 @@ def test_bad_settings_are_refused_with_clear_messages() -> None:
         },
     )
     text = "\n".join(agent(config).validate_config(config))
-    assert "unknown setting(s) ['workdir']" in text
-    assert "settings.working_dir must be an absolute path" in text
-    assert "settings.plan_dir must be an absolute path" in text
+    assert "settings.workdir: unknown setting for the terraform agent (known: working_dir," in text
+    assert "settings.working_dir: 'relative/dir' is not an absolute path" in text
+    assert "settings.plan_dir: Input should be a valid string" in text
     assert "settings.variables: 'bad name' is not a Terraform variable name" in text
-    assert "settings.var_files must be a list of paths" in text
-    assert "settings.lock_timeout_seconds must be between 0 and 3600 (got -5)" in text
-    assert "settings.risk_level must be one of" in text
+    assert "settings.var_files: Input should be a valid list" in text
+    assert "settings.lock_timeout_seconds: Input should be greater than or equal to 0" in text
+    assert "settings.risk_level: Input should be 'low', 'medium', 'high' or 'critical'" in text
     missing = agent_config("terraform")
     assert agent(missing).validate_config(missing) == [
-        "settings.working_dir is required: the absolute path of the Terraform root module"
+        "settings.working_dir: is required: the absolute path of the Terraform root module"
+    ]
+    elsewhere = agent_config("terraform", settings={"working_dir": "/nonexistent/module"})
+    assert agent(elsewhere).validate_config(elsewhere) == [
+        "settings.working_dir: /nonexistent/module is not a directory on this worker"
     ]
     with pytest.raises(ValueError, match="a secret must be a reference"):
         agent_config("terraform", settings={"working_dir": "/x", "variables": {"db_password": "hunter2"}})
