@@ -158,15 +158,22 @@ def test_bad_settings_are_refused_with_clear_messages() -> None:
         },
     )
     text = "\n".join(agent(config).validate_config(config))
-    assert "unknown setting(s) ['playbok']" in text
-    assert "settings.playbook must be an absolute path" in text
-    assert "settings.tags must be a list of tag names" in text
-    assert "settings.risk_level must be one of" in text
-    assert "settings.timeout_seconds must be between 1 and 86400 (got 0)" in text
-    assert "settings.extra_vars must map variable names to values" in text
+    assert "settings.playbok: unknown setting for the ansible agent (known: playbook," in text
+    assert "settings.playbook: 'site.yml' is not an absolute path" in text
+    assert "settings.tags: Input should be a valid list" in text
+    assert "settings.risk_level: Input should be 'low', 'medium', 'high' or 'critical'" in text
+    assert "settings.timeout_seconds: Input should be greater than or equal to 1" in text
+    assert "settings.extra_vars: Input should be a valid dictionary" in text
     missing = agent_config("ansible")
     assert agent(missing).validate_config(missing) == [
-        "settings.playbook is required: the absolute path of the playbook to keep applied"
+        "settings.playbook: is required: the absolute path of the playbook to keep applied"
+    ]
+    absent = agent_config(
+        "ansible", settings={"playbook": "/nonexistent/site.yml", "rollback_playbook": str(FIXTURES)}
+    )
+    assert agent(absent).validate_config(absent) == [
+        "settings.playbook: /nonexistent/site.yml is not a file on this worker",
+        f"settings.rollback_playbook: {FIXTURES} is not a file on this worker",
     ]
     with pytest.raises(ValueError, match="a secret must be a reference"):
         agent_config("ansible", settings={"playbook": "/p.yml", "extra_vars": {"api_token": "abc"}})
