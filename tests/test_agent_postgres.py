@@ -87,6 +87,16 @@ async def detect_until(agent: BaseAgent, check: str, count: int = 1) -> list[Sys
     return await eventually(probe, lambda found: len(found) >= count, within=20, interval=0.2)
 
 
+async def detected_and_approved(agent: BaseAgent, check: str) -> AgentAction:
+    """The action the agent decides for what it detects for ``check``, its plan approved as is."""
+    (found,) = await detect_until(agent, check)
+    action = await agent.process_event(found)
+    assert action is not None
+    plan = await agent.plan(action)
+    assert plan is not None
+    return action.model_copy(update={"parameters": {**action.parameters, "approved_plan": plan.model_dump()}})
+
+
 async def pid_of(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
@@ -215,14 +225,7 @@ async def test_a_retried_execute_never_hits_the_next_query_of_the_same_session(
     victim = await asyncpg.connect(database)
     try:
         first = asyncio.create_task(victim.fetchval("SELECT pg_sleep(60)"))
-        (found,) = await detect_until(agent, "long_queries")
-        action = await agent.process_event(found)
-        assert action is not None
-        plan = await agent.plan(action)
-        assert plan is not None
-        approved = action.model_copy(
-            update={"parameters": {**action.parameters, "approved_plan": plan.model_dump()}}
-        )
+        approved = await detected_and_approved(agent, "long_queries")
         done = await agent.execute_action(approved)
         assert list(done.data["sessions"].values()) == ["signalled"]
         with pytest.raises(asyncpg.QueryCanceledError):
@@ -260,15 +263,9 @@ async def test_a_retry_after_a_crash_resumes_from_the_ledger(
     try:
         pid = await pid_of(victim)
         sleeper = asyncio.create_task(victim.fetchval("SELECT pg_sleep(60)"))
-        (found,) = await detect_until(agent, "long_queries")
-        action = await agent.process_event(found)
-        assert action is not None
-        plan = await agent.plan(action)
-        assert plan is not None
-        approved = action.model_copy(
-            update={"parameters": {**action.parameters, "approved_plan": plan.model_dump()}}
-        )
-        (token,) = [c.split("-- ")[1].split("]")[0] + "]" for c in plan.changes]
+        approved = await detected_and_approved(agent, "long_queries")
+        (change,) = approved.parameters["approved_plan"]["changes"]
+        token = change.split("-- ")[1].split("]")[0] + "]"
         crashed = ActionLedger(ledger).lookup(approved)
         crashed.intend({"check": "long_queries"})
         crashed.step("session", {"token": token, "name": str(pid), "outcome": "recorded by the crashed try"})
