@@ -346,7 +346,7 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     aiops: AiopsClient, llm_worker: Worker, log_root: Path
 ) -> None:
     executor = agent_config("scripted")
-    await aiops.start_agent(executor)
+    await aiops.agents.start(executor)
     catalog = [{**CATALOG[0], "executor_agent": executor.id}, CATALOG[1]]
     name = f"m-{uuid.uuid4().hex[:8]}"
     model = scripted(
@@ -355,10 +355,10 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     config = llm_config(
         {"endpoint": register(name, model), "catalog": catalog, "tools": {"file_roots": [str(log_root)]}}
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alert = event("alert", source="service/checkout", severity="high", annotation=INJECTION)
-    await aiops.send_event(config.id, alert)
-    action_id = aiops.action_id(config.id, alert.id)
+    await aiops.events.send(config.id, alert)
+    action_id = aiops.approvals.action_id(config.id, alert.id)
     record = await wait_pending(aiops, action_id)
 
     action = record.action
@@ -371,8 +371,8 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     assert "checkout is out of memory" in action.description and "confidence 0.80" in action.description
     assert record.plan is not None and "LLM diagnosis" in record.plan.details  # the executor's dry run
 
-    await aiops.approve(action_id, "alice", comment="reviewed the diagnosis")
-    done = await aiops.wait_for_action(action_id)
+    await aiops.approvals.approve(action_id, "alice", comment="reviewed the diagnosis")
+    done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
     from tests.support.agents_for_tests import LEDGER
 
@@ -381,7 +381,7 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
 
 async def test_no_proposal_is_recorded_and_escalated(aiops: AiopsClient, llm_worker: Worker) -> None:
     target = agent_config("scripted", approval=team())
-    await aiops.start_agent(target)
+    await aiops.agents.start(target)
     name = f"m-{uuid.uuid4().hex[:8]}"
     config = llm_config(
         {
@@ -390,18 +390,18 @@ async def test_no_proposal_is_recorded_and_escalated(aiops: AiopsClient, llm_wor
             "escalation_agent": target.id,
         }
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alert = event("alert", source="service/checkout")
-    await aiops.send_event(config.id, alert)
+    await aiops.events.send(config.id, alert)
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1, within=60
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1, within=60
     )
     assert status.counters.actions_proposed == 0 and status.pending_actions == []
     escalated = await eventually(
-        lambda: aiops.status(target.id), lambda s: s.counters.events_received == 1, within=30
+        lambda: aiops.agents.status(target.id), lambda s: s.counters.events_received == 1, within=30
     )
     assert escalated.counters.events_received == 1
-    pending = await aiops.pending_approvals(target.id)
+    pending = await aiops.approvals.pending(target.id)
     assert len(pending) <= 1  # the target decides the escalation like any alert
 
 

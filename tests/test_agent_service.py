@@ -250,28 +250,28 @@ async def test_a_killed_server_is_detected_restarted_and_verified_then_escalated
 ) -> None:
     config = config_for(sv, tmp_path, max_restarts=1, approval=team())
     detector = await running_agent(config)
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
 
     sv.kill()
     events = await detector.detect()
-    await aiops.send_events(config.id, events)
-    first = aiops.action_id(config.id, events[0].id)
-    record = await asyncio.wait_for(aiops.wait_for_action(first), 60)  # low risk: runs on its own
+    await aiops.events.send_many(config.id, events)
+    first = aiops.approvals.action_id(config.id, events[0].id)
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(first), 60)  # low risk: runs on its own
     assert record.status == ActionStatus.VERIFIED, record.error
     assert record.plan is not None and record.plan.changes == ["supervisor.startProcess('web', wait=True)"]
     assert sv.healthy() and sv.spawns() == 2
 
     sv.kill()  # again, within the window: beyond the limit a person decides
     events = await detector.detect()
-    await aiops.send_events(config.id, events)
-    second = aiops.action_id(config.id, events[0].id)
+    await aiops.events.send_many(config.id, events)
+    second = aiops.approvals.action_id(config.id, events[0].id)
     pending = await wait_pending(aiops, second)
     assert (
         pending.action.risk_level == RiskLevel.HIGH and "restart limit reached" in pending.action.description
     )
     assert sv.state() == "EXITED"
-    await aiops.approve(second, "bob", "flapping; restart once more while I look")
-    record = await asyncio.wait_for(aiops.wait_for_action(second), 60)
+    await aiops.approvals.approve(second, "bob", "flapping; restart once more while I look")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(second), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert sv.healthy() and sv.spawns() == 3
 
@@ -294,10 +294,10 @@ async def test_a_worker_killed_mid_restart_does_not_restart_twice(
         )
         sv.kill()
         events = await (await running_agent(config)).detect()
-        action_id = aiops.action_id(config.id, events[0].id)
+        action_id = aiops.approvals.action_id(config.id, events[0].id)
         modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
         with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-            await aiops.send_events(config.id, events, config=config)
+            await aiops.events.send_many(config.id, events, config=config)
 
             async def state() -> str | None:
                 return await asyncio.to_thread(sv.state)
@@ -307,13 +307,13 @@ async def test_a_worker_killed_mid_restart_does_not_restart_twice(
             doomed.wait()
         assert State(_settings(config), config.id).marker(action_id) is not None  # the intent was recorded
         with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-            record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+            record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
         assert record.status == ActionStatus.VERIFIED, record.error
         assert (
             record.result is not None and "an earlier attempt had already restarted" in record.result.message
         )
         assert sv.healthy() and sv.spawns() == 2  # the first spawn, and exactly one restart
-        attempts = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "execution_attempt"]
+        attempts = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "execution_attempt"]
         assert len(attempts) == 2
     finally:
         sv.stop()

@@ -56,15 +56,17 @@ async def test_sigterm_lets_the_running_action_finish(
 ) -> None:
     config = agent_config("scripted")
     e = event("alert", risk="low", sleep=2)
-    action_id = aiops.action_id(config.id, e.id)
+    action_id = aiops.approvals.action_id(config.id, e.id)
     with worker_process(address, task_queue, "graceful", postgres.url) as process:
-        await aiops.send_event(config.id, e, config=config)
-        await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
+        await aiops.events.send(config.id, e, config=config)
+        await eventually(
+            lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.EXECUTING
+        )
         await asyncio.sleep(0.3)
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 60)
     assert code == 0
-    history = [h async for h in aiops.action_handle(action_id).fetch_history_events()]
+    history = [h async for h in aiops.approvals.action_handle(action_id).fetch_history_events()]
     completed = [h for h in history if h.HasField("activity_task_completed_event_attributes")]
     failed = [h for h in history if h.HasField("activity_task_failed_event_attributes")]
     assert len(completed) >= 2 and not failed, "plan and execute both completed on the stopping worker"
@@ -109,8 +111,8 @@ async def test_the_worker_process_serves_health_readiness_and_metrics(
     e = event("alert", risk="low")
     with worker_process(address, task_queue, "observable", postgres.url, AIOPS_HTTP_PORT=str(port)):
         base = f"http://127.0.0.1:{port}"
-        await aiops.send_event(config.id, e, config=config)
-        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        await aiops.events.send(config.id, e, config=config)
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
         assert await fetch(f"{base}/healthz") == (200, "ok\n")
         status, body = await fetch(f"{base}/readyz")
         assert status == 200

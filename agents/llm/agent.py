@@ -218,7 +218,7 @@ class LlmAgent(BaseAgent):
         from aiops.client import AiopsClient
 
         client = await runtime.get_client()
-        return (await AiopsClient(client, _main_task_queue(self.config.type)).status(executor)).config
+        return (await AiopsClient(client, _main_task_queue(self.config.type)).agents.status(executor)).config
 
     async def _plan_specific(self, action: AgentAction) -> Plan | None:
         executor = self._executor_id(action)

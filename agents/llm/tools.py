@@ -149,8 +149,8 @@ async def agent_status(deps: DiagnosisDeps) -> str:
     from aiops.client import AiopsClient  # the framework's client; imported where it is used
 
     aiops = AiopsClient(await runtime.get_client(), deps.task_queue)
-    status = await aiops.status(deps.agent_id)
-    inbox = await aiops.approval_inbox(deps.agent_id)
+    status = await aiops.agents.status(deps.agent_id)
+    inbox = await aiops.approvals.inbox(deps.agent_id)
     summary = {
         "state": status.state.value,
         "counters": status.counters.model_dump(),
@@ -249,7 +249,7 @@ async def _peer_config(deps: DiagnosisDeps, agent_id: str) -> AgentConfig:
         raise ToolRefused(f"agent {agent_id[:64]!r} is not in settings.tools.peer_agents")
     from aiops.client import AiopsClient
 
-    status = await AiopsClient(await runtime.get_client(), deps.task_queue).status(agent_id)
+    status = await AiopsClient(await runtime.get_client(), deps.task_queue).agents.status(agent_id)
     return status.config
 
 

@@ -69,7 +69,7 @@ def list_agents(
 
 
 def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -> None:
-    statuses = run(ctx, lambda aiops: aiops.agent_statuses(state))
+    statuses = run(ctx, lambda aiops: aiops.agents.statuses(state))
 
     def render() -> None:
         if refresh:
@@ -115,7 +115,7 @@ async def _failed_agents(aiops: AiopsClient) -> list[dict[str, Any]]:
             "failure": "",
         }
         try:  # a closed workflow still answers its status query (from its history)
-            status = await aiops.status(agent_id)
+            status = await aiops.agents.status(agent_id)
             if status.state == AgentState.FAILED:
                 entry["failure"] = status.failure or ""
         except Exception:  # the listing stands without the detail
@@ -133,7 +133,7 @@ async def _every_agent(aiops: AiopsClient) -> list[str]:
 @app.command("status")
 def status(ctx: typer.Context, agent: AgentArg) -> None:
     """One agent's state, counters, queue and pending actions."""
-    s = run(ctx, lambda aiops: aiops.status(agent), agent_id=agent)
+    s = run(ctx, lambda aiops: aiops.agents.status(agent), agent_id=agent)
 
     def render() -> None:
         c = s.counters
@@ -248,9 +248,9 @@ def start(
     async def work(aiops: AiopsClient) -> dict[str, object]:
         nonlocal config
         agent_id = config.id if config is not None else str(agent)
-        if await aiops.agent_is_running(agent_id):
+        if await aiops.agents.is_running(agent_id):
             if config is not None:
-                running = (await aiops.status(agent_id)).config
+                running = (await aiops.agents.status(agent_id)).config
                 if _settings_of(running) != _settings_of(config):
                     raise Failed(
                         f"agent {agent_id} is already running with a different config "
@@ -258,8 +258,8 @@ def start(
                     )
             return {"agent_id": agent_id, "workflow_id": agent_workflow_id(agent_id), "started": False}
         if config is None:
-            config = (await aiops.latest_config(agent_id)).config
-        handle = await aiops.start_agent(config, started_by=who)
+            config = (await aiops.config.latest(agent_id)).config
+        handle = await aiops.agents.start(config, started_by=who)
         return {
             "agent_id": agent_id,
             "workflow_id": handle.id,
@@ -298,7 +298,7 @@ def stop(
     actor, key_file = signer(key, who)
     applied = run(
         ctx,
-        lambda aiops: aiops.stop(agent, reason=reason, drain=drain, actor=actor, key=key_file),
+        lambda aiops: aiops.agents.stop(agent, reason=reason, drain=drain, actor=actor, key=key_file),
         agent_id=agent,
     )
     emit(
@@ -348,7 +348,7 @@ def _one_or_all(
 
         async def one(target: str) -> tuple[str, str]:
             try:
-                applied = await aiops.command(target, verb, actor=actor, key=key_file)
+                applied = await aiops.agents.command(target, verb, actor=actor, key=key_file)
             except CommandRefusedError as err:
                 if not every:
                     raise
@@ -407,7 +407,7 @@ def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None, key
     Needs the reset-circuit-breaker role (sre or admin by default)."""
     actor, key_file = signer(key, who)
     applied = run(
-        ctx, lambda aiops: aiops.reset_circuit_breaker(agent, by=actor, key=key_file), agent_id=agent
+        ctx, lambda aiops: aiops.agents.reset_circuit_breaker(agent, by=actor, key=key_file), agent_id=agent
     )
     emit(
         ctx,
@@ -447,7 +447,7 @@ def token(
         )
 
     async def work(aiops: AiopsClient) -> dict[str, object]:
-        request = aiops.command_request(
+        request = aiops.agents.command_request(
             agent, verb, key=key_file, reason=reason, drain=drain, lifetime_seconds=minutes * 60
         )
         body = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude={"verb"})

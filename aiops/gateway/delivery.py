@@ -310,7 +310,7 @@ class Deliverer:
         """One intake attempt: no patience here, the delivery's own retries and deadline apply."""
         aiops = await self.connector.get()
         async with self._in_flight:
-            return await aiops.submit_events(
+            return await aiops.events.submit(
                 agent_id, events, config=config, patience_seconds=0, rpc_timeout_seconds=rpc_timeout
             )
 
