@@ -27,6 +27,7 @@ import pytest
 from agents import ActionResult, AgentAction, BaseAgent, EventType, SystemEvent, register_agent
 from agents.models import AgentConfig
 from aiops.client import AiopsClient
+from aiops.client.events import EventsClient
 from aiops.connection import connect
 from aiops.gateway import auth
 from aiops.gateway.app import Gateway
@@ -587,21 +588,30 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
 ONE_AT_A_TIME = {"attempts": 2, "timeout_seconds": 2, "retry_after_seconds": 1, "in_flight_per_agent": 1}
 
 
-class HeldClient(AiopsClient):
-    """The real client whose first intake call waits until the test lets it go: the requests that
-    arrive meanwhile queue in the agent's lane, deterministically."""
+class HeldEvents(EventsClient):
+    """The real event delivery whose first intake call waits until the test lets it go: the requests
+    that arrive meanwhile queue in the agent's lane, deterministically."""
 
     def __init__(self, aiops: AiopsClient) -> None:
-        super().__init__(aiops.client, aiops.task_queue)
+        super().__init__(aiops.connection, aiops.agents)
         self.release = asyncio.Event()
         self.calls: list[int] = []  # events per intake call
 
-    async def submit_events(self, agent_id: str, events: Any, *args: Any, **kwargs: Any) -> Any:
+    async def submit(self, agent_id: str, events: Any, *args: Any, **kwargs: Any) -> Any:
         events = list(events)
         self.calls.append(len(events))
         if len(self.calls) == 1:
             await self.release.wait()
-        return await super().submit_events(agent_id, events, *args, **kwargs)
+        return await super().submit(agent_id, events, *args, **kwargs)
+
+
+class HeldClient(AiopsClient):
+    """The real client, its event delivery held (see ``HeldEvents``)."""
+
+    def __init__(self, aiops: AiopsClient) -> None:
+        super().__init__(aiops.client, aiops.task_queue)
+        self.events = held = HeldEvents(self)
+        self.release, self.calls = held.release, held.calls
 
 
 async def hold_and_queue(
