@@ -16,8 +16,8 @@ For one agent and for ``--agents`` agents:
   seen them all (the worker counts decisions in a file, so no query disturbs the storm); the
   totals are then checked exactly against the agents' ``status`` counters. With many agents
   every payload mixes alerts for all of them (routes match an ``agent`` label), so the
-  gateway splits each request into one ``submit_events`` batch per agent.
-  **raw**: the same events (converted by the same code) sent by ``AiopsClient.send_events``
+  gateway splits each request into one ``events.submit`` batch per agent.
+  **raw**: the same events (converted by the same code) sent by ``AiopsClient.events.send_many``
   in the same batches and concurrency: the ceiling the gateway stands on.
   Like with like: each side's input is ready before its clock starts (raw: the converted
   events; gateway: the webhook bodies already encoded as bytes, as Alertmanager holds them), so
@@ -26,7 +26,7 @@ For one agent and for ``--agents`` agents:
   ``--sender httpx`` for httpx, which spends about 1.5 ms of CPU per request on the same two
   cores, inside the clock: Alertmanager's Go client costs next to nothing). The CPU seconds each
   process spent per path are printed beside the rates.
-* **latency**: alerts one at a time; from the HTTP request (raw: the ``send_events`` call) to the
+* **latency**: alerts one at a time; from the HTTP request (raw: the ``events.send_many`` call) to the
   agent's ``status`` counters showing the decision recorded; p50 and p99.
 
 ratio = gateway / raw (the target in issue 13: the gateway adds < 10%, so >= 0.9 for rates and

@@ -17,7 +17,7 @@ from tests.helpers import agent_config
 
 
 async def start_rate(bench: Bench, m: int) -> tuple[float, float]:
-    """``m`` agents started through ``start_agent`` (``in_flight`` at a time) until every one is
+    """``m`` agents started through ``agents.start`` (``in_flight`` at a time) until every one is
     RUNNING (initialized: the state the agent publishes to visibility, polled every 50 ms), beside
     ``m`` bare workflows started the same way until each has run its first workflow task (counted
     by the worker). Returns starts/s (agent, bare)."""

@@ -34,7 +34,7 @@ LAST: dict[str, object] = {}
 
 
 async def auto_sample(bench: Bench, agent_id: str) -> float:
-    """Seconds from ``send_event`` (the facade's intake update) to the start of the execute
+    """Seconds from ``events.send`` (the facade's intake update) to the start of the execute
     activity of the auto-approved action the event proposes (its body reports ``time.time()``)."""
     event_id = f"e-{uuid.uuid4().hex}"
     await asyncio.sleep(0.2)  # idle, as an agent is when an alert comes

@@ -131,8 +131,8 @@ class StormResult:
 
 
 async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResult:
-    """``n`` events to one warm agent, flat out through the facade: every ``send_event`` at once
-    (``single``; the facade coalesces concurrent sends into intake updates), or ``send_events``
+    """``n`` events to one warm agent, flat out through the facade: every ``events.send`` at once
+    (``single``; the facade coalesces concurrent sends into intake updates), or ``events.send_many``
     calls of ``batch`` events all at once (``batched``). Exact when the agent recorded every
     accepted event once (received, processed), none rejected or queued, no workflow task failed
     or timed out, and (with PostgreSQL) one audit row per event."""
@@ -206,7 +206,7 @@ async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResul
 
 async def batched(bench: Bench, n: int, batch: int = 100) -> tuple[float, float]:
     """``n`` events in intake updates of ``batch`` (at most ``INTAKE_IN_FLIGHT_PER_AGENT`` in
-    flight, the facade's own gate): the agent through ``send_events``, the raw ``RawDecider``
+    flight, the facade's own gate): the agent through ``events.send_many``, the raw ``RawDecider``
     by ``execute_update`` of the same batches, deciding each batch with one local activity.
     The clock stops when the workflow's state shows all ``n`` decided (the agent's
     ``events_processed``, the raw ``decided_count`` query). Returns events/s (agent, raw)."""
@@ -304,7 +304,7 @@ def _now_iso() -> str:
 
 
 async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
-    """One event to each idle agent through ``send_event`` (the intake update, ``in_flight`` at a
+    """One event to each idle agent through ``events.send`` (the intake update, ``in_flight`` at a
     time); the clock stops when every call has returned and the hooks have run, then every agent's
     state is confirmed (events_processed one more than before) outside the clock. Raw: one
     ``intake`` update to each idle no-op sink (like with like), then one ``ping`` signal each
@@ -361,7 +361,7 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
 
 
 async def history_per_event(bench: Bench, k: int) -> tuple[float, float, float, float]:
-    """History events one event adds to an idle agent (``send_event``: the intake update), averaged
+    """History events one event adds to an idle agent (``events.send``: the intake update), averaged
     over ``k`` events, each sent once the last is recorded; beside an idle no-op sink taking the
     same event by update. Also both by signal (the agent's ``submit_event``: the Web UI's path).
     Returns (agent by update, raw by update, agent by signal, raw by signal)."""

@@ -140,7 +140,7 @@ async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsC
         (good[0].id, EventOutcome.DUPLICATE),
     ]
     assert "id: field required" in answers[1].reason and "source: Field required" in answers[3].reason
-    with pytest.raises(EventsRejectedError, match="1 of 2 event"):  # send_events never hides a refusal
+    with pytest.raises(EventsRejectedError, match="1 of 2 event"):  # send_many never hides a refusal
         await aiops.events.send_many(config.id, [event(), {"id": "y"}])
     await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal(
         AgentWorkflow.submit_events, 42
