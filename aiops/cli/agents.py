@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from temporalio.client import WorkflowExecutionStatus
 
 from agents.models import AgentConfig, AgentVerb
 from aiops.cli.common import KeyOption, current_user, emit_pasteable_signal, key_for, load_config, run, signer
@@ -27,7 +26,6 @@ from aiops.cli.output import (
 )
 from aiops.client import AiopsClient, CommandRefusedError
 from workflows import agent_contract
-from workflows import search_attributes as sa
 from workflows.agent_contract import AgentState, AgentStatus, CommandApplied, agent_workflow_id
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
@@ -99,35 +97,22 @@ FAILED_WITHIN = timedelta(hours=24)
 
 
 async def _failed_agents(aiops: AiopsClient) -> list[dict[str, Any]]:
-    """Agents on this task queue whose latest workflow failed recently (visibility, then status)."""
-    since = datetime.now(UTC) - FAILED_WITHIN
-    query = agent_contract.agents_query(aiops.task_queue, failed_since=since)
-    found: list[dict[str, Any]] = []
-    async for w in aiops.client.list_workflows(query):
-        agent_id = agent_contract.agent_id_of(w.id)
-        if agent_id is None or w.status != WorkflowExecutionStatus.FAILED:
-            continue
-        entry: dict[str, Any] = {
-            "agent_id": agent_id,
-            "type": w.typed_search_attributes.get(sa.AGENT_TYPE) or "-",
+    """Agents on this task queue whose latest workflow failed recently, as the CLI shows them."""
+    failed = await aiops.agents.failed(since=datetime.now(UTC) - FAILED_WITHIN)
+    return [
+        {
+            "agent_id": f.agent_id,
+            "type": f.type,
             "state": "failed",
-            "failed_at": w.close_time.isoformat() if w.close_time else None,
-            "failure": "",
+            "failed_at": f.failed_at.isoformat() if f.failed_at else None,
+            "failure": f.failure,
         }
-        try:  # a closed workflow still answers its status query (from its history)
-            status = await aiops.agents.status(agent_id)
-            if status.state == AgentState.FAILED:
-                entry["failure"] = status.failure or ""
-        except Exception:  # the listing stands without the detail
-            pass
-        found.append(entry)
-    return sorted(found, key=lambda f: f["agent_id"])
+        for f in failed
+    ]
 
 
 async def _every_agent(aiops: AiopsClient) -> list[str]:
-    query = agent_contract.agents_query(aiops.task_queue)
-    ids = [agent_contract.agent_id_of(w.id) async for w in aiops.client.list_workflows(query)]
-    return sorted(a for a in ids if a is not None)
+    return sorted(await aiops.agents.ids(this_queue=True))
 
 
 @app.command("status")

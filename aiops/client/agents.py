@@ -7,6 +7,7 @@ update, signed when a key is at hand, so the caller learns at once whether the a
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,7 @@ from aiops.client.errors import (
 )
 from aiops.keys import KeyFile
 from workflows import agent_contract, approval_token
+from workflows import search_attributes as sa
 from workflows.agent_contract import (
     COMMAND_REFUSED,
     AgentState,
@@ -44,6 +46,16 @@ from workflows.command_gate import stop_digest
 # A worker that just started may take a moment to poll; a type nobody serves is refused after this.
 SERVED_CHECK_SECONDS = 5.0
 SERVED_CACHE_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class FailedAgent:
+    """An agent whose latest workflow failed: what ``aiops agents list --state failed`` shows."""
+
+    agent_id: str
+    type: str  # "-" when the workflow carries no agent type
+    failed_at: datetime | None
+    failure: str  # the agent's own account, "" when its status could not be read
 
 
 class AgentsClient:
@@ -127,9 +139,11 @@ class AgentsClient:
             raise
         return description.status == WorkflowExecutionStatus.RUNNING
 
-    async def ids(self, state: AgentState | None = None) -> list[str]:
-        """Ids of the running agents (on any task queue), optionally in one state."""
-        return await self._ids(agent_contract.agents_query(state=state))
+    async def ids(self, state: AgentState | None = None, this_queue: bool = False) -> list[str]:
+        """Ids of the running agents (on any task queue, or only on this client's), optionally in
+        one state."""
+        queue = self._conn.task_queue if this_queue else None
+        return await self._ids(agent_contract.agents_query(queue, state))
 
     async def statuses(self, state: AgentState | None = None) -> list[AgentStatus]:
         """The status of every agent running on this client's task queue (optionally in one state)."""
@@ -143,6 +157,26 @@ class AgentsClient:
                 raise result
             statuses.append(result)
         return sorted(statuses, key=lambda s: s.agent_id)
+
+    async def failed(self, since: datetime) -> list[FailedAgent]:
+        """Agents on this task queue whose latest workflow failed since ``since`` (from visibility),
+        each with the failure its status reports; sorted by id."""
+        query = agent_contract.agents_query(self._conn.task_queue, failed_since=since)
+        found: list[FailedAgent] = []
+        async for w in self._conn.client.list_workflows(query):
+            agent_id = agent_contract.agent_id_of(w.id)
+            if agent_id is None or w.status != WorkflowExecutionStatus.FAILED:
+                continue
+            failure = ""
+            try:  # a closed workflow still answers its status query (from its history)
+                status = await self.status(agent_id)
+                if status.state == AgentState.FAILED:
+                    failure = status.failure or ""
+            except Exception:  # the listing stands without the detail
+                pass
+            agent_type = w.typed_search_attributes.get(sa.AGENT_TYPE) or "-"
+            found.append(FailedAgent(agent_id, agent_type, w.close_time, failure))
+        return sorted(found, key=lambda f: f.agent_id)
 
     async def _ids(self, query: str) -> list[str]:
         found = [agent_contract.agent_id_of(w.id) async for w in self._conn.client.list_workflows(query)]
