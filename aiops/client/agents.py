@@ -19,7 +19,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents.models import AgentConfig, AgentVerb
 from aiops.client.common import Connection, no_agent
 from aiops.client.errors import (
     AgentNotRunningError,
@@ -27,10 +26,9 @@ from aiops.client.errors import (
     ClientError,
     CommandRefusedError,
 )
-from aiops.keys import KeyFile
-from workflows import agent_contract, approval_token
-from workflows import search_attributes as sa
-from workflows.agent_contract import (
+from aiops.contracts import agent as agent_contract
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.agent import (
     COMMAND_REFUSED,
     AgentState,
     AgentStatus,
@@ -40,6 +38,9 @@ from workflows.agent_contract import (
     agent_workflow_id,
     hooks_task_queue,
 )
+from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.keys import KeyFile
+from workflows import approval_token
 from workflows.agent_workflow import AgentWorkflow
 from workflows.command_gate import stop_digest
 

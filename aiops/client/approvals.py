@@ -17,9 +17,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client.common import Connection, checked_agent_id
 from aiops.client.errors import ActionNotFoundError, ClientError
-from aiops.keys import KeyFile
-from workflows import action_contract, approval_token
-from workflows.action_contract import (
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import (
     APPROVAL_REFUSED,
     ActionRecord,
     ActionStatus,
@@ -27,6 +26,8 @@ from workflows.action_contract import (
     DecisionRequest,
     action_workflow_id,
 )
+from aiops.keys import KeyFile
+from workflows import approval_token
 from workflows.action_workflow import ActionWorkflow
 
 

@@ -16,10 +16,10 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.pool import DATABASE_URL_ENV
-from agents.models import AGENT_ID_PATTERN
 from aiops.client.errors import AgentNotRunningError, ClientError
+from aiops.contracts.agent import agent_workflow_id
+from aiops.contracts.models import AGENT_ID_PATTERN
 from aiops.keys import KeyFile
-from workflows.agent_contract import agent_workflow_id
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,15 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
-from activities.contracts import StoredConfig
 from activities.database.config_store import ConfigStore
 from agents.config_diff import ConfigChange, diff_configs
-from agents.models import AgentConfig
 from aiops.client.common import Connection, no_agent
 from aiops.client.errors import ClientError, ConfigRefusedError
+from aiops.contracts.activities import StoredConfig
+from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
+from aiops.contracts.models import AgentConfig
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.agent_contract import ConfigApplied, ReconfigureRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.command_gate import reconfigure_digest
 

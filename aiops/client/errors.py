@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agents.errors import AiopsError
-from workflows.agent_contract import EventAnswer
+from aiops.contracts.agent import EventAnswer
+from aiops.contracts.errors import AiopsError
 
 __all__ = [
     "ActionNotFoundError",

@@ -20,11 +20,10 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from agents.models import AgentConfig, SystemEvent
 from aiops.client.agents import AgentsClient
 from aiops.client.common import Connection, no_agent
 from aiops.client.errors import ClientError, EventsRejectedError, IntakeRefusedError
-from workflows.agent_contract import (
+from aiops.contracts.agent import (
     INTAKE_REFUSED,
     MAX_EVENTS_PER_INTAKE,
     AgentWorkflowInput,
@@ -33,6 +32,7 @@ from workflows.agent_contract import (
     IntakeRequest,
     agent_workflow_id,
 )
+from aiops.contracts.models import AgentConfig, SystemEvent
 from workflows.agent_workflow import AgentWorkflow
 
 # How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.

@@ -20,8 +20,8 @@ from aiops.client.common import Connection
 from aiops.client.config import ConfigClient
 from aiops.client.events import EventsClient
 from aiops.connection import connect
+from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.keys import KeyFile
-from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
 
 class AiopsClient:

@@ -11,13 +11,13 @@ import inspect
 from pathlib import Path
 
 import aiops.client as client_package
-from agents.errors import AiopsError
 from aiops.client import AiopsClient
 from aiops.client.agents import AgentsClient
 from aiops.client.approvals import ApprovalsClient
 from aiops.client.audit import AuditClient
 from aiops.client.config import ConfigClient
 from aiops.client.events import EventsClient
+from aiops.contracts.errors import AiopsError
 
 PACKAGE = Path(client_package.__file__).parent
 DATABASE_MODULES = ("activities.database.audit_log", "activities.database.config_store")
