@@ -109,3 +109,18 @@ def test_an_agent_without_a_model_keeps_free_form_settings() -> None:
     assert agent.validate_config(agent.config) == []
     assert agent.settings.model_dump() == {"anything": {"goes": [1, 2]}, "mode": "act"}
     assert agent.validate_config(config(mode="shout")) == ["settings.mode must be 'observe' or 'act'"]
+
+
+def test_a_type_parameter_that_is_not_a_settings_model_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"BaseAgent\[str\] needs a pydantic model"):
+
+        class Wrong(BaseAgent[str]):  # type: ignore[type-var]
+            pass
+
+
+def test_a_subclass_keeps_its_parents_settings_model() -> None:
+    class Stricter(Cleaner):
+        pass
+
+    assert Stricter.settings_model is CleanerSettings
+    assert Stricter(config(**GOOD)).settings.mode == "delete"
