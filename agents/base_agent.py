@@ -41,8 +41,9 @@ from typing import Any, ClassVar, Generic, overload
 from pydantic import BaseModel
 from typing_extensions import TypeVar
 
-from agents.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
-from agents.models import (
+from agents.settings import FreeFormSettings, parse_settings
+from aiops.contracts.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     AgentAction,
     AgentConfig,
@@ -51,7 +52,6 @@ from agents.models import (
     Plan,
     SystemEvent,
 )
-from agents.settings import FreeFormSettings, parse_settings
 
 T = TypeVar("T")
 # Unparameterized, an agent's settings are ``Any`` to the type checker (agents that parse their own

@@ -16,7 +16,9 @@ from pydantic import Field
 
 from agents.base_agent import BaseAgent
 from agents.ledger import ActionLedger
-from agents.models import (
+from agents.registry import register_agent
+from agents.settings import AgentSettings
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -27,8 +29,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
-from agents.settings import AgentSettings
 
 RISK_BY_SEVERITY = {
     Severity.INFO: RiskLevel.LOW,

@@ -48,8 +48,8 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.errors import NonRetryableActionError
-from agents.models import ActionResult, AgentAction
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import ActionResult, AgentAction
 
 
 class LedgerStep(BaseModel):

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
-from agents.models import RiskLevel
+from aiops.contracts.models import RiskLevel
 
 
 def number_problems(settings: Mapping[str, Any], bounds: Iterable[tuple[str, float, float]]) -> list[str]:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from agents.ledger import ActionLedger, ledger_key
-from agents.models import ActionResult, ActionType, AgentAction
+from aiops.contracts.models import ActionResult, ActionType, AgentAction
 
 CRASHING_ATTEMPT = textwrap.dedent(
     """

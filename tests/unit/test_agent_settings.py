@@ -8,8 +8,8 @@ import pytest
 from pydantic import Field, field_validator
 
 from agents import ActionResult, AgentAction, AgentConfig, BaseAgent, EventType, SystemEvent
-from agents.errors import InvalidAgentConfigError
 from agents.settings import AgentSettings, FreeFormSettings
+from aiops.contracts.errors import InvalidAgentConfigError
 from tests.support.agents_for_tests import TunableAgent
 
 

@@ -11,10 +11,18 @@ from agents.builtin.disk.execute import execute_files, restore, verify
 from agents.builtin.disk.plan import check_planned, describe, planned_files
 from agents.builtin.disk.scan import scan, usage
 from agents.builtin.disk.settings import QUARANTINE, DiskSettings, path_problems
-from agents.errors import NonRetryableActionError
 from agents.ledger import ActionLedger, ledger_key
-from agents.models import ActionResult, ActionType, AgentAction, EventType, Plan, Severity, SystemEvent
 from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import (
+    ActionResult,
+    ActionType,
+    AgentAction,
+    EventType,
+    Plan,
+    Severity,
+    SystemEvent,
+)
 
 ACTION_KIND = "disk_cleanup"
 

@@ -18,7 +18,7 @@ from agents.builtin.disk.plan import PlannedFile, human
 from agents.builtin.disk.scan import usage
 from agents.builtin.disk.settings import QUARANTINE, DiskSettings
 from agents.ledger import LedgerEntry
-from agents.models import ActionResult
+from aiops.contracts.models import ActionResult
 
 log = logging.getLogger("aiops.agent.disk")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from agents.builtin.disk.plan import PlannedFile
 from agents.builtin.disk.settings import DELETE, QUARANTINE
-from agents.errors import NonRetryableActionError
+from aiops.contracts.errors import NonRetryableActionError
 
 
 def open_dir_nofollow(path: str, create_mode: int | None = None) -> int:

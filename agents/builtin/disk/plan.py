@@ -16,8 +16,8 @@ from typing import Any
 from agents.builtin.common import absolute_path, inside
 from agents.builtin.disk.scan import Scan, matches
 from agents.builtin.disk.settings import QUARANTINE, DiskSettings
-from agents.errors import NonRetryableActionError
-from agents.models import Plan
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import Plan
 
 CHANGE_LINE = re.compile(
     r'^(delete|quarantine) ("(?:[^"\\]|\\.)*") \((\d+) bytes, modified [^)]*\) '

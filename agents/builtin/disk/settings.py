@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
 from agents.builtin.common import AbsolutePath, OwnFolder, inside
-from agents.models import RiskLevel
 from agents.settings import AgentSettings, SettingProblems, Where
+from aiops.contracts.models import RiskLevel
 
 Mode = Literal["delete", "quarantine"]
 DELETE: Mode = "delete"

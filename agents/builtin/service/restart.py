@@ -17,7 +17,7 @@ from agents.builtin.service.history import RestartHistory
 from agents.builtin.service.settings import Service, ServiceSettings
 from agents.builtin.service.supervisor import DOWN_STATES, StartFailed, Supervisor, check_http, describe
 from agents.ledger import LedgerEntry
-from agents.models import ActionResult
+from aiops.contracts.models import ActionResult
 
 log = logging.getLogger("aiops.agent.service")
 

@@ -10,8 +10,8 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
 from agents.builtin.common import OwnFolder
-from agents.models import RiskLevel
 from agents.settings import AgentSettings, SettingProblems
+from aiops.contracts.models import RiskLevel
 
 MAX_WINDOW = 7 * 24 * 3600
 PROGRAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.builtin.service.settings import Service, SupervisorSettings
-from agents.errors import AgentError, NonRetryableActionError
+from aiops.contracts.errors import AgentError, NonRetryableActionError
 
 DOWN_STATES = frozenset({"EXITED", "FATAL", "UNKNOWN"})
 
