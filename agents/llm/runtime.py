@@ -73,8 +73,8 @@ async def heartbeating() -> AsyncIterator[None]:
 async def peer_agent(config: AgentConfig) -> AsyncIterator[BaseAgent]:
     """A private, running instance of another agent (its secrets resolved on this worker) for one
     read-only hook call (detect or a dry-run plan), stopped afterwards."""
-    from activities.secrets import resolve_secrets
     from agents.registry import default_factory
+    from agents.secrets import resolve_secrets
 
     agent = default_factory.create(resolve_secrets(config))
     await agent.initialize()

@@ -18,7 +18,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from activities.secrets import SecretUnavailableError, resolve_reference
+from agents.secrets import SecretUnavailableError, resolve_reference
 from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import AgentConfig
 from aiops.contracts.secret_refs import is_reference
