@@ -369,6 +369,8 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     assert diagnosis["summary"].startswith("checkout is out of memory")
     assert [c["tool"] for c in diagnosis["tool_calls"]] == ["read_file_tail", "agent_status"]
     assert "Out of memory" in diagnosis["tool_calls"][0]["result"]
+    status = diagnosis["tool_calls"][1]  # through the framework services the worker installed
+    assert status["ok"] is True and '"waiting_for_approval":[]' in status["result"], status
     assert "checkout is out of memory" in action.description and "confidence 0.80" in action.description
     assert record.plan is not None and "LLM diagnosis" in record.plan.details  # the executor's dry run
 
