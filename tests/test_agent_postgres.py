@@ -21,10 +21,10 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 import agents.builtin  # noqa: F401  (registers the built-in agent types)
-from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
 from agents.base_agent import BaseAgent
 from agents.registry import default_factory
+from agents.secrets import resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, eventually, team, wait_pending

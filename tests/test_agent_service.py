@@ -19,9 +19,9 @@ import pytest
 from pydantic import ValidationError
 
 import agents.builtin  # noqa: F401  (registers the built-in agents)
-from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
 from agents.builtin.service import ServiceAgent, ServiceSettings, State, parse_settings
+from agents.secrets import resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import AutomationLevel, EventType, RiskLevel

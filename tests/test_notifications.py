@@ -24,7 +24,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
 from activities.notify_activities import DEFAULT_UI_URL, UI_URL_ENV
-from activities.secrets import secret_problems
+from agents.secrets import secret_problems
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import (

@@ -17,7 +17,7 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from activities.secrets import SecretUnavailableError, resolve_secrets
+from agents.secrets import SecretUnavailableError, resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.models import Integration
 from tests.helpers import agent_config, event, eventually
