@@ -30,16 +30,17 @@ from temporalio.worker import Replayer, Worker
 
 from activities.agent_activities import AgentActivities
 from activities.database.audit_log import AuditLog
-from agents.llm import runtime
 from agents.llm.contracts import DiagnosisInput, diagnosis_task_queue, diagnosis_workflow_id
 from agents.llm.proposal import DiagnosisResult, outcome_of
 from agents.llm.settings import LlmSettings
 from agents.llm.temporal import WORKFLOWS, plugins, workflow_runner
 from agents.llm.workflow import DiagnosisWorkflow
+from agents.services import install_services
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import RiskLevel
 from aiops.metrics import create_telemetry
+from aiops.runtime.services import WorkerServices
 from aiops.runtime.worker_build import WorkerGroup, build_worker
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support import llm_models
@@ -368,6 +369,8 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     assert diagnosis["summary"].startswith("checkout is out of memory")
     assert [c["tool"] for c in diagnosis["tool_calls"]] == ["read_file_tail", "agent_status"]
     assert "Out of memory" in diagnosis["tool_calls"][0]["result"]
+    status = diagnosis["tool_calls"][1]  # through the framework services the worker installed
+    assert status["ok"] is True and '"waiting_for_approval":[]' in status["result"], status
     assert "checkout is out of memory" in action.description and "confidence 0.80" in action.description
     assert record.plan is not None and "LLM diagnosis" in record.plan.details  # the executor's dry run
 
@@ -454,7 +457,7 @@ async def test_every_outcome_is_metered_and_audited(
         for outcome, model, budgets in cases:
             llm_settings = settings(f"m-{uuid.uuid4().hex[:8]}", model, budgets=budgets)
             results[outcome] = await diagnose(client, task_queue, llm_settings, agent_id=agent_id)
-    runtime.use_client(env.client)  # back to the session's client for the next tests
+    install_services(WorkerServices(env.client))  # back to the session's client for the next tests
     assert outcome_of(results["budget_per_hour"]) == "budget_per_hour"
     assert results["budget_per_event"].refused and results["budget_per_hour"].refused
 
