@@ -97,11 +97,14 @@ class BaseAgent(ABC, Generic[S]):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        for base in getattr(cls, "__orig_bases__", ()):
-            args = getattr(base, "__args__", ())
-            if getattr(base, "__origin__", None) is BaseAgent and args and isinstance(args[0], type):
-                if "settings_model" not in cls.__dict__:
-                    cls.settings_model = args[0]
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args: tuple[Any, ...] = getattr(base, "__args__", ())
+            if getattr(base, "__origin__", None) is not BaseAgent or not isinstance(args[0], type):
+                continue  # unparameterized, or still generic (a TypeVar): keep the inherited model
+            if not issubclass(args[0], BaseModel):
+                raise TypeError(f"{cls.__name__}: BaseAgent[{args[0].__name__}] needs a pydantic model")
+            if "settings_model" not in cls.__dict__:
+                cls.settings_model = args[0]
 
     def __init__(self, config: AgentConfig) -> None:
         self.config = config

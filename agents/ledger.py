@@ -48,6 +48,7 @@ from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiops.contracts.errors import NonRetryableActionError
 from aiops.contracts.models import ActionResult, AgentAction
 
 
@@ -99,7 +100,7 @@ class LedgerEntry:
         except FileNotFoundError:
             return LedgerRecord(key=self.key)
         if record.key != self.key:  # a sha-256 collision: refuse rather than mix two actions
-            raise RuntimeError(f"ledger file {self._record_path} belongs to another key")
+            raise NonRetryableActionError(f"ledger file {self._record_path} belongs to another key")
         return record
 
     def done_result(self) -> ActionResult | None:

@@ -23,13 +23,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
+from aiops.contracts.errors import AiopsError
+
 M = TypeVar("M", bound=BaseModel)
 
 
 Where = tuple[int | str, ...]
 
 
-class SettingProblems(ValueError):
+class SettingProblems(AiopsError, ValueError):
     """Raise from a model validator (``mode="after"``) to refuse settings that are wrong together,
     naming each one at fault by its path: ``SettingProblems([(("roots", 0, "path"), "...")])``."""
 

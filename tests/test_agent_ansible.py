@@ -74,8 +74,8 @@ async def test_drift_is_checked_approved_applied_once_and_verified(
     assert drift.data["changed_tasks"] == ["localhost: Message of the day", "localhost: Listen port"]
     assert applied(target) == [] and (target / "motd.txt").read_text() == "welcome to v1\n"  # check only
 
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     pending = await wait_pending(aiops, action_id)  # medium risk: semi_auto asks a person
     assert pending.action.risk_level == "medium"
     assert pending.plan is not None
@@ -87,8 +87,8 @@ async def test_drift_is_checked_approved_applied_once_and_verified(
     assert pending.plan.details.splitlines()[0].split(":")[1].split()[0] == drift.data["diff_sha256"]
     assert drift.id == f"ansible-drift-{drift.data['diff_sha256'][:32]}"
 
-    await aiops.approve(action_id, "alice", "roll out v2's message")
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "roll out v2's message")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert (target / "motd.txt").read_text() == "welcome to v2\n"
     assert (target / "app.conf").read_text() == "port=8080\n"

@@ -389,26 +389,30 @@ async def test_a_full_disk_is_detected_planned_approved_cleaned_and_verified(
     aiops: AiopsClient, worker, disk: Disk, tmp_path: Path
 ) -> None:
     config = config_for(disk, tmp_path, approval=team())
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = await (await running_agent(config)).detect()  # what the scheduled detector will do
-    assert len(await aiops.send_events(config.id, events)) == 1
-    action_id = aiops.action_id(config.id, events[0].id)
+    assert len(await aiops.events.send_many(config.id, events)) == 1
+    action_id = aiops.approvals.action_id(config.id, events[0].id)
 
     record = await wait_pending(aiops, action_id)  # deleting files: medium risk, a person decides
     assert record.plan is not None and len(record.plan.changes) == len(disk.cleanable)
     assert all(str(p) in "\n".join(record.plan.changes) for p in disk.cleanable)
     assert all(p.exists() for p in disk.cleanable)  # nothing happens before the approval
 
-    await aiops.approve(action_id, "alice", "old logs, fine", plan_digest=record.plan_digest)
-    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "old logs, fine", plan_digest=record.plan_digest)
+    done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED, done.error
     assert done.result is not None and done.result.data["removed_files"] == len(disk.cleanable)
     assert not any(p.exists() for p in disk.cleanable) and disk.outside_intact()
     assert usage(str(disk.mount)).percent < 80
     assert await (await running_agent(config)).detect() == []  # the condition is gone
 
-    await aiops.send_events(config.id, events)  # the same detection again: deduplicated, no second action
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_deduplicated == 1)
+    await aiops.events.send_many(
+        config.id, events
+    )  # the same detection again: deduplicated, no second action
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_deduplicated == 1
+    )
     assert status.counters.actions_proposed == 1
 
 
@@ -428,12 +432,12 @@ async def test_a_worker_killed_mid_cleanup_never_deletes_a_file_twice(
         },
     )
     events = await (await running_agent(config)).detect()
-    action_id = aiops.action_id(config.id, events[0].id)
+    action_id = aiops.approvals.action_id(config.id, events[0].id)
     journal = ActionLedger(config.settings["state_dir"]).lookup(action_id)
     modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
 
     with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-        await aiops.send_events(config.id, events, config=config)
+        await aiops.events.send_many(config.id, events, config=config)
 
         async def deleted_so_far() -> list[str]:
             return [s.data["path"] for s in journal.steps if s.name == "done"]
@@ -447,11 +451,11 @@ async def test_a_worker_killed_mid_cleanup_never_deletes_a_file_twice(
     recreated = [write(Path(p), 1000) for p in first]
 
     with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert all(p.exists() for p in recreated)
     assert not any(p.exists() for p in disk.cleanable if str(p) not in first)
     done = [s.data["path"] for s in journal.steps if s.name == "done"]
     assert sorted(done) == sorted(str(p) for p in disk.cleanable)  # each file deleted exactly once
-    attempts = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "execution_attempt"]
+    attempts = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "execution_attempt"]
     assert len(attempts) == 2

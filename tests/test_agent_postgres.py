@@ -22,11 +22,11 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 import agents.builtin  # noqa: F401  (registers the built-in agent types)
-from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
 from agents.base_agent import BaseAgent
 from agents.ledger import ActionLedger
 from agents.registry import default_factory
+from agents.secrets import resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, eventually, team, wait_pending
@@ -109,8 +109,8 @@ async def stop(task: asyncio.Task[Any]) -> None:
 
 async def approve_and_finish(aiops: AiopsClient, action_id: str) -> ActionRecord:
     await wait_pending(aiops, action_id)
-    await aiops.approve(action_id, "alice", "reviewed the sessions in the plan")
-    return await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "reviewed the sessions in the plan")
+    return await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
 
 
 async def test_a_long_query_is_detected_planned_approved_cancelled_and_verified(
@@ -126,16 +126,16 @@ async def test_a_long_query_is_detected_planned_approved_cancelled_and_verified(
         assert found.id.startswith(f"pg-long-query-{pid}-")
         assert (await agent.detect())[0].id == found.id  # stable for this occurrence: deduplicated
 
-        await aiops.send_events(config.id, [found], config=config)
-        action_id = aiops.action_id(config.id, found.id)
+        await aiops.events.send_many(config.id, [found], config=config)
+        action_id = aiops.approvals.action_id(config.id, found.id)
         pending = await wait_pending(aiops, action_id)
         assert pending.action.risk_level == "medium"
         assert pending.plan is not None
         assert f"SELECT pg_cancel_backend({pid});" in pending.plan.details
         assert "pg_sleep(60)" in pending.plan.details and "app=reporting" in pending.plan.details
 
-        await aiops.approve(action_id, "alice", "cancel the report")
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+        await aiops.approvals.approve(action_id, "alice", "cancel the report")
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
         assert record.status == ActionStatus.VERIFIED, record.error
         assert record.result is not None and record.result.data["sessions"] == {str(pid): "signalled"}
         with pytest.raises(asyncpg.QueryCanceledError):
@@ -181,11 +181,11 @@ async def test_idle_transaction_lock_chain_and_bloat_are_fixed_end_to_end(
         idle_events = await detect_until(agent, "idle_in_transaction", 2)  # the blocker idles too
         (forgotten,) = [e for e in idle_events if e.data["sessions"][0]["pid"] == idle_pid]
 
-        await aiops.send_events(config.id, [forgotten, chain, bloat], config=config)
-        ids = {e.data["check"]: aiops.action_id(config.id, e.id) for e in (forgotten, chain, bloat)}
+        await aiops.events.send_many(config.id, [forgotten, chain, bloat], config=config)
+        ids = {e.data["check"]: aiops.approvals.action_id(config.id, e.id) for e in (forgotten, chain, bloat)}
 
         # VACUUM is low risk: semi_auto runs it without asking, and verify sees the dead tuples gone.
-        vacuumed = await asyncio.wait_for(aiops.wait_for_action(ids["bloat"]), 60)
+        vacuumed = await asyncio.wait_for(aiops.approvals.wait_for_action(ids["bloat"]), 60)
         assert vacuumed.status == ActionStatus.VERIFIED, vacuumed.error
         assert vacuumed.plan is not None and "VACUUM (ANALYZE) public.accounts;" in vacuumed.plan.details
         assert vacuumed.approvals == []

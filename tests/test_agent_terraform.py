@@ -81,8 +81,8 @@ async def test_drift_is_planned_approved_applied_once_and_verified(
     assert drift.data["resources"] == ["-/+ terraform_data.app (delete, create)"]
     assert [e.id for e in await agent.detect()] == [drift.id]  # the same drift, the same id
 
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     pending = await wait_pending(aiops, action_id)
     assert pending.action.risk_level == "high"  # a replacement destroys something
     assert pending.plan is not None
@@ -92,8 +92,10 @@ async def test_drift_is_planned_approved_applied_once_and_verified(
     assert pending.plan.summary.startswith("Plan: 1 to add, 0 to change, 1 to destroy.")
     assert applied(module) == ["v1"]  # planning changed nothing
 
-    await aiops.approve(action_id, "alice", "v2 is the intended version", plan_digest=pending.plan_digest)
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(
+        action_id, "alice", "v2 is the intended version", plan_digest=pending.plan_digest
+    )
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert record.result is not None and record.result.message.startswith("Apply complete!")
     assert applied(module) == ["v1", "v2"]
@@ -116,13 +118,13 @@ async def test_apply_refuses_when_the_plan_changed_after_approval(
     agent = await running_agent(config)
     (module / "version.txt").write_text("v2\n")
     (drift,) = await agent.detect()
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     await wait_pending(aiops, action_id)
 
     (module / "version.txt").write_text("v3\n")  # the world moves on while the approver reads v2
-    await aiops.approve(action_id, "alice", "v2 looks right")
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "v2 looks right")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.FAILED
     assert "the plan changed since it was approved" in (record.error or "")
     assert applied(module) == ["v1"]  # nothing applied: neither v2 nor the unreviewed v3
@@ -140,10 +142,10 @@ async def test_worker_killed_during_apply_the_apply_does_not_repeat(
     agent = await running_agent(config)
     (module / "version.txt").write_text("v2\n")
     (drift,) = await agent.detect()
-    action_id = aiops.action_id(config.id, drift.id)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
     with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-        await aiops.send_events(config.id, [drift], config=config)
+        await aiops.events.send_many(config.id, [drift], config=config)
         # The provisioner has run (the apply is under way, sleeping): kill the worker now.
         await eventually(
             lambda: asyncio.to_thread(applied, module), lambda log: log == ["v1", "v2"], within=30
@@ -151,7 +153,7 @@ async def test_worker_killed_during_apply_the_apply_does_not_repeat(
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
     with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 90)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 90)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert applied(module) == ["v1", "v2"]  # the replacement (and its provisioner) ran once
     assert record.result is not None and record.result.data.get("recovered") is True

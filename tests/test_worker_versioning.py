@@ -43,14 +43,16 @@ async def test_a_versioned_worker_runs_agents_on_its_build(
         await set_current(address, deployment, "1.4.0")
         aiops = AiopsClient(client, task_queue, pool)
         config = agent_config("example")
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
         drift = event("infrastructure_drift", severity="low")
-        await aiops.send_event(config.id, drift)
-        record = await aiops.wait_for_action(aiops.action_id(config.id, drift.id), appear_within=30)
+        await aiops.events.send(config.id, drift)
+        record = await aiops.approvals.wait_for_action(
+            aiops.approvals.action_id(config.id, drift.id), appear_within=30
+        )
         assert record.status == ActionStatus.SUCCEEDED
-        described = await aiops.agent_handle(config.id).describe()
+        described = await aiops.agents.handle(config.id).describe()
         versioning = described.raw_description.workflow_execution_info.versioning_info
         assert versioning.deployment_version.deployment_name == deployment
         assert versioning.deployment_version.build_id == "1.4.0"
         assert versioning.behavior == 2  # AUTO_UPGRADE: agents follow the current build
-        await aiops.stop(config.id)
+        await aiops.agents.stop(config.id)

@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from agents import ActionResult, AgentAction, AgentConfig, BaseAgent, EventType, SystemEvent
 from agents.settings import AgentSettings, FreeFormSettings
 from aiops.contracts.errors import InvalidAgentConfigError
+from tests.support.agents_for_tests import TunableAgent
 
 
 class Root(AgentSettings):
@@ -42,17 +43,6 @@ class Cleaner(BaseAgent[CleanerSettings]):
 
     def _validate_settings_specific(self, settings: CleanerSettings) -> list[str]:
         return ["settings.roots[0].path: /nope does not exist"] if settings.roots[0].path == "/nope" else []
-
-
-class Untyped(BaseAgent):
-    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
-        return None
-
-    async def _execute_action_specific(self, action: AgentAction) -> ActionResult:
-        return ActionResult(success=True)
-
-    def _get_subscribed_event_types(self) -> list[EventType]:
-        return [EventType.ALERT]
 
 
 def config(**settings: object) -> AgentConfig:
@@ -114,7 +104,23 @@ async def test_bad_settings_refuse_initialize_and_reload_and_keep_the_old_versio
 
 
 def test_an_agent_without_a_model_keeps_free_form_settings() -> None:
-    assert Untyped.settings_model is FreeFormSettings
-    agent = Untyped(config(anything={"goes": [1, 2]}, mode="act"))
+    assert TunableAgent.settings_model is FreeFormSettings
+    agent = TunableAgent(config(anything={"goes": [1, 2]}, mode="act"))
     assert agent.validate_config(agent.config) == []
     assert agent.settings.model_dump() == {"anything": {"goes": [1, 2]}, "mode": "act"}
+    assert agent.validate_config(config(mode="shout")) == ["settings.mode must be 'observe' or 'act'"]
+
+
+def test_a_type_parameter_that_is_not_a_settings_model_is_refused_at_class_creation() -> None:
+    with pytest.raises(TypeError, match=r"BaseAgent\[str\] needs a pydantic model"):
+
+        class Wrong(BaseAgent[str]):  # type: ignore[type-var]
+            pass
+
+
+def test_a_subclass_keeps_its_parents_settings_model() -> None:
+    class Stricter(Cleaner):
+        pass
+
+    assert Stricter.settings_model is CleanerSettings
+    assert Stricter(config(**GOOD)).settings.mode == "delete"
