@@ -398,7 +398,10 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+            state: agent_contract.HoldState = await agent.query(
+                agent_contract.HOLD_STATE, result_type=agent_contract.HoldState
+            )
+            return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
