@@ -46,6 +46,7 @@ from aiops.contracts.activities import (
     StartAgentCall,
     StoredConfig,
     VerifyCall,
+    attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
 from aiops.contracts.errors import NonRetryableActionError
@@ -58,7 +59,6 @@ from aiops.contracts.models import (
     Severity,
     SystemEvent,
 )
-from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")
 
@@ -394,7 +394,10 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+            state: agent_contract.HoldState = await agent.query(
+                agent_contract.HOLD_STATE, result_type=agent_contract.HoldState
+            )
+            return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None

@@ -1,8 +1,10 @@
 """Resolving secret references (``env:NAME``, ``file:/path``), inside activities only.
 
-The resolved config lives in the worker's memory, handed to the agent
-instance; it never goes back into a workflow, so no secret reaches Temporal
-history or the database.
+Part of the agent SDK because agents resolve their own references too (the llm agent its model's
+API key, a peer agent's config it borrows); the framework's activities use it to build the agent
+instances they cache. The resolved config lives in the worker's memory, handed to the agent
+instance; it never goes back into a workflow, so no secret reaches Temporal history or the
+database.
 """
 
 from __future__ import annotations
