@@ -419,7 +419,7 @@ async def test_an_upgrade_continues_the_agent_as_new_with_its_state_and_queue(
         await aiops.agents.command(config.id, AgentVerb.UPGRADE, key=OSCAR)
     await handle.signal(AgentWorkflow.upgrade, AgentCommand(actor="bob"))  # unsigned: refused
     await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: [r.detail["verb"] for r in refusals(rs)] == ["upgrade", "upgrade"],
     )
     assert (await aiops.agents.status(config.id)).run_number == 1
@@ -432,7 +432,7 @@ async def test_an_upgrade_continues_the_agent_as_new_with_its_state_and_queue(
     assert before.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
 
     # The CLI, for every running agent on the task queue (this test's only one).
-    await eventually(aiops.list_agents, lambda ids: config.id in ids)
+    await eventually(aiops.agents.ids, lambda ids: config.id in ids)
     bob_file = tmp_path / "bob.json"
     bob_file.write_text(BOB.model_dump_json())
     upgraded = await asyncio.to_thread(
@@ -446,6 +446,6 @@ async def test_an_upgrade_continues_the_agent_as_new_with_its_state_and_queue(
 
     await aiops.agents.resume(config.id, key=BOB)
     await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 3)
-    rows = await aiops.audit_trail(agent_id=config.id)
+    rows = await aiops.audit.rows(agent_id=config.id)
     asked = [r.actor for r in rows if r.detail.get("state") == "upgrade_requested"]
     assert asked == ["alice", "bob"]
