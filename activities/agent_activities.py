@@ -49,16 +49,9 @@ from aiops.contracts.activities import (
     attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
 
 log = logging.getLogger("aiops.activities")
 

@@ -29,7 +29,7 @@ from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts.action import AbortRequest, ActionStatus, HoldRequest
 from aiops.contracts.agent import StopRequest, agent_workflow_id
-from aiops.contracts.models import AgentVerb, NotifyChannel
+from aiops.contracts.config import AgentVerb, NotifyChannel
 from aiops.contracts.search_attributes import ALL
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker

@@ -18,7 +18,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from aiops.client import AgentNotRunningError, AiopsClient, ConfigRefusedError
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.runtime.config_listener import ConfigListener
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER

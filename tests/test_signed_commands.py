@@ -29,7 +29,7 @@ from aiops.client import AiopsClient, CommandRefusedError, ConfigRefusedError
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionOutcome, ActionStatus, HoldRequest
 from aiops.contracts.agent import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
-from aiops.contracts.models import AgentVerb, ApprovalSettings
+from aiops.contracts.config import AgentVerb, ApprovalSettings
 from aiops.keys import KeyFile
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team

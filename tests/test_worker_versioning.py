@@ -12,7 +12,7 @@ from temporalio.client import Client
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import AgentVerb
+from aiops.contracts.config import AgentVerb
 from aiops.runtime.worker_build import build_worker, versioned_deployment
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually

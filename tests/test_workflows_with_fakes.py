@@ -39,7 +39,8 @@ from aiops.contracts.activities import (
     VerifyCall,
 )
 from aiops.contracts.agent import hooks_task_queue
-from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
 from workflows.action_workflow import ActionWorkflow

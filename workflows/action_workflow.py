@@ -58,8 +58,9 @@ with workflow.unsafe.imports_passed_through():
         ExecutionOutcome,
         VerifyCall,
     )
+    from aiops.contracts.config import ExpiryAction, NotifyStep
     from aiops.contracts.errors import describe_validation_error
-    from aiops.contracts.models import ExpiryAction, NotifyStep, Plan
+    from aiops.contracts.models import Plan
     from aiops.contracts.policy import Outcome
     from workflows import metrics
     from workflows.action_audit import ActionAudit, attempts_of

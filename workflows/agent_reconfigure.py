@@ -38,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
         ConfigApplied,
         ReconfigureRequest,
     )
+    from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import InvalidAgentConfigError
-    from aiops.contracts.models import AgentConfig
     from workflows.agent_audit import AgentAudit
     from workflows.command_gate import CommandVerdict
     from workflows.config_change import parse_request, refusal

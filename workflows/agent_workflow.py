@@ -80,9 +80,10 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         hooks_task_queue,
     )
+    from aiops.contracts.config import AgentConfig, AgentVerb
     from aiops.contracts.errors import describe_validation_error
     from aiops.contracts.health_summary import health_summary
-    from aiops.contracts.models import AgentConfig, AgentVerb, SystemEvent
+    from aiops.contracts.models import SystemEvent
     from aiops.contracts.operator_message import OperatorMessage
     from workflows import metrics
     from workflows.action_launch import launch_action

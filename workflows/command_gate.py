@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from aiops.contracts.agent import ReconfigureRequest
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 from workflows.approval_gate import identity_roles
 from workflows.approval_token import TokenRefused, Verb, verify_identity
 

@@ -19,7 +19,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiops.contracts.agent import Incident, IncidentAlert, IncidentSummary
-from aiops.contracts.models import EventType, RuntimeSettings, SystemEvent
+from aiops.contracts.config import RuntimeSettings
+from aiops.contracts.models import EventType, SystemEvent
 
 MAX_OPEN_INCIDENTS = 500  # carried state stays bounded; past it, events are decided alone
 MAX_ALERTS_KEPT = 50  # per incident; the rest are counted

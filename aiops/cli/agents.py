@@ -26,7 +26,7 @@ from aiops.cli.output import (
 from aiops.client import AiopsClient, CommandRefusedError
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import AgentState, AgentStatus, CommandApplied, agent_workflow_id
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 

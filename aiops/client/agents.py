@@ -38,7 +38,7 @@ from aiops.contracts.agent import (
     agent_workflow_id,
     hooks_task_queue,
 )
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 from aiops.keys import KeyFile
 from workflows import approval_token
 from workflows.agent_workflow import AgentWorkflow

@@ -32,7 +32,8 @@ from aiops.contracts.agent import (
     IntakeRequest,
     agent_workflow_id,
 )
-from aiops.contracts.models import AgentConfig, SystemEvent
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import SystemEvent
 from workflows.agent_workflow import AgentWorkflow
 
 # How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.

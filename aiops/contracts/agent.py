@@ -22,7 +22,8 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.models import AgentConfig, AgentVerb, EventType, RiskLevel, Severity, SystemEvent
+from aiops.contracts.config import AgentConfig, AgentVerb
+from aiops.contracts.models import EventType, RiskLevel, Severity, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"

@@ -8,7 +8,8 @@ import pytest
 
 from aiops.contracts.action import ActionOutcome, ActionStatus
 from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, ReconfigureRequest, StopRequest
-from aiops.contracts.models import AgentConfig, ApprovalSettings, RiskLevel
+from aiops.contracts.config import AgentConfig, ApprovalSettings
+from aiops.contracts.models import RiskLevel
 from workflows.agent_state import policy_context, record_outcome, status_of
 from workflows.config_change import parse_request, refusal
 

@@ -6,7 +6,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiops.contracts.agent import AgentRunState
-from aiops.contracts.models import RuntimeSettings, SystemEvent
+from aiops.contracts.config import RuntimeSettings
+from aiops.contracts.models import SystemEvent
 from workflows.event_intake import Admission, EventIntake
 from workflows.incidents import MAX_ALERTS_KEPT, IncidentBook, correlation_of
 
