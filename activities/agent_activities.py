@@ -23,7 +23,12 @@ from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import (
+from activities.agent_instances import AgentInstances
+from activities.database.audit_log import AuditLog
+from aiops.contracts import agent as agent_contract
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.action import ActionOutcome, ActionStatus
+from aiops.contracts.activities import (
     NON_RETRYABLE_AGENT_ERROR_CLASSES,
     ActionCall,
     AgentInitialized,
@@ -42,14 +47,17 @@ from activities.contracts import (
     StoredConfig,
     VerifyCall,
 )
-from activities.database.audit_log import AuditLog
-from agents.errors import NonRetryableActionError
-from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan, Severity, SystemEvent
-from aiops.runtime.agent_instances import AgentInstances
-from workflows import agent_contract
-from workflows import search_attributes as sa
-from workflows.action_contract import ActionOutcome, ActionStatus
-from workflows.audit_rows import bounded_record, event_record
+from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import (
+    ActionResult,
+    AgentAction,
+    AgentConfig,
+    EventType,
+    Plan,
+    Severity,
+    SystemEvent,
+)
 from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")

@@ -13,8 +13,8 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.contracts import AuditBatch
 from activities.database.audit_log import AuditLog
+from aiops.contracts.activities import AuditBatch
 
 log = logging.getLogger("aiops.audit")
 

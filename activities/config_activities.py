@@ -17,7 +17,10 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import (
+from activities.agent_instances import AgentInstances
+from activities.database.config_store import ConfigStore
+from activities.secrets import secret_problems
+from aiops.contracts.activities import (
     CONFIG_NOT_STORABLE,
     NO_CONFIG_STORE,
     UNKNOWN_CONFIG_VERSION,
@@ -26,16 +29,13 @@ from activities.contracts import (
     ReloadCall,
     StoredConfig,
 )
-from activities.database.config_store import ConfigStore
-from activities.secrets import secret_problems
-from agents.errors import (
+from aiops.contracts.errors import (
     AgentError,
     InvalidAgentConfigError,
     UnknownAgentTypeError,
     describe_validation_error,
 )
-from agents.models import AgentConfig
-from aiops.runtime.agent_instances import AgentInstances
+from aiops.contracts.models import AgentConfig
 
 NO_STORE = (
     "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "

@@ -25,9 +25,9 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import DetectorInput, DetectorSchedule
-from aiops.schedules import upsert_schedule
-from workflows import agent_contract
+from activities.schedules import upsert_schedule
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.activities import DetectorInput, DetectorSchedule
 
 
 def detector_schedule_id(agent_id: str) -> str:

@@ -1,7 +1,7 @@
 """Activities of the health monitor: triage the fleet, observe agents, record verdicts, raise alerts.
 
 Triage reads the fleet from visibility in one paginated list (each agent's
-state and published health summary, see ``workflows/agent_health.py``) and the
+state and published health summary, see ``aiops/contracts/health_summary.py``) and the
 pollers of its task queues (one call per queue): agents whose summary is enough
 are judged in groups, the rest are observed. Observing an agent means asking
 its workflow for ``status`` (an answer within the timeout is its heartbeat) and
@@ -35,7 +35,13 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import (
+from activities.agent_instances import AgentInstances
+from activities.database.health_snapshots import HealthSnapshots
+from agents.base_agent import BaseAgent
+from aiops.contracts import action as action_contract
+from aiops.contracts import agent as agent_contract
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.activities import (
     CheckAgentsCall,
     CheckResult,
     FleetGroup,
@@ -49,16 +55,10 @@ from activities.contracts import (
     PendingApprovals,
     TriageCall,
 )
-from activities.database.health_snapshots import HealthSnapshots
-from agents.base_agent import BaseAgent
-from agents.errors import UnknownAgentTypeError
-from agents.health import AgentHealth, AgentObservation, HealthStatus, WorkerResources, classify
-from agents.models import EventType, Severity, SystemEvent
-from aiops.runtime.agent_instances import AgentInstances
-from workflows import action_contract, agent_contract
-from workflows import search_attributes as sa
-from workflows.agent_contract import AgentStatus, hooks_task_queue
-from workflows.agent_health import (
+from aiops.contracts.agent import AgentStatus, hooks_task_queue
+from aiops.contracts.errors import UnknownAgentTypeError
+from aiops.contracts.health import AgentHealth, AgentObservation, HealthStatus, WorkerResources, classify
+from aiops.contracts.health_summary import (
     NEEDS_A_LOOK,
     SUMMARY_OK,
     closer_look,
@@ -66,6 +66,7 @@ from workflows.agent_health import (
     queue_silence,
     summary_covers,
 )
+from aiops.contracts.models import EventType, Severity, SystemEvent
 
 log = logging.getLogger("aiops.health")
 

@@ -11,9 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents.errors import SecretUnavailableError
-from agents.models import AgentConfig
-from agents.secret_refs import is_reference, is_secret_name
+from aiops.contracts.errors import SecretUnavailableError
+from aiops.contracts.models import AgentConfig
+from aiops.contracts.secret_refs import is_reference, is_secret_name
 
 
 def resolve_reference(reference: str, where: str) -> str:

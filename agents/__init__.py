@@ -4,14 +4,15 @@ Nothing here imports Temporal worker code, so agent packages stay plain Python.
 """
 
 from agents.base_agent import AgentLifecycle, BaseAgent
-from agents.errors import (
+from agents.registry import AgentFactory, default_factory, load_agent_modules, register_agent
+from aiops.contracts.errors import (
     AgentError,
     AgentLifecycleError,
     InvalidAgentConfigError,
     NonRetryableActionError,
     UnknownAgentTypeError,
 )
-from agents.models import (
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -28,7 +29,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import AgentFactory, default_factory, load_agent_modules, register_agent
 
 __all__ = [
     "ActionResult",

@@ -31,8 +31,8 @@ from collections.abc import Awaitable
 from enum import StrEnum
 from typing import TypeVar
 
-from agents.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
-from agents.models import (
+from aiops.contracts.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     AgentAction,
     AgentConfig,

@@ -8,7 +8,8 @@ and the tests need from it.
 from __future__ import annotations
 
 from agents.base_agent import BaseAgent
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -19,7 +20,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
 
 RISK_BY_SEVERITY = {
     Severity.INFO: RiskLevel.LOW,

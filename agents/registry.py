@@ -16,8 +16,8 @@ from importlib.metadata import entry_points
 from typing import TypeVar
 
 from agents.base_agent import BaseAgent
-from agents.errors import UnknownAgentTypeError
-from agents.models import AgentConfig
+from aiops.contracts.errors import UnknownAgentTypeError
+from aiops.contracts.models import AgentConfig
 
 ENTRY_POINT_GROUP = "aiops.agents"
 MODULES_ENV_VAR = "AIOPS_AGENT_MODULES"

@@ -26,17 +26,14 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.contracts import StoredConfig
 from activities.database.audit_log import AuditLog, AuditRow, ChainReport
 from activities.database.config_store import ConfigStore
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
 from agents.config_diff import ConfigChange, diff_configs
-from agents.errors import AiopsError
-from agents.models import AGENT_ID_PATTERN, AgentConfig, AgentVerb, SystemEvent
 from aiops.connection import connect
-from aiops.keys import KeyFile
-from workflows import action_contract, agent_contract, approval_token
-from workflows.action_contract import (
+from aiops.contracts import action as action_contract
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.action import (
     APPROVAL_REFUSED,
     ActionRecord,
     ActionStatus,
@@ -44,8 +41,8 @@ from workflows.action_contract import (
     DecisionRequest,
     action_workflow_id,
 )
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import (
+from aiops.contracts.activities import StoredConfig
+from aiops.contracts.agent import (
     COMMAND_REFUSED,
     DEFAULT_TASK_QUEUE,
     MAX_EVENTS_PER_INTAKE,
@@ -62,6 +59,11 @@ from workflows.agent_contract import (
     agent_workflow_id,
     hooks_task_queue,
 )
+from aiops.contracts.errors import AiopsError
+from aiops.contracts.models import AGENT_ID_PATTERN, AgentConfig, AgentVerb, SystemEvent
+from aiops.keys import KeyFile
+from workflows import approval_token
+from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.command_gate import reconfigure_digest, stop_digest
 

@@ -21,7 +21,7 @@ from temporalio.client import (
     ScheduleSpec,
 )
 
-from aiops.schedules import upsert_schedule
+from activities.schedules import upsert_schedule
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 
 

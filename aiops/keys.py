@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agents.errors import AiopsError, describe_validation_error
+from aiops.contracts.errors import AiopsError, describe_validation_error
 from workflows.approval_token import generate_private_key, private_key_pem, public_key_text
 
 KEY_FILE_ENV = "AIOPS_KEY_FILE"

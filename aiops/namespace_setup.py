@@ -11,7 +11,7 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSe
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from workflows.search_attributes import ALL
+from aiops.contracts.search_attributes import ALL
 
 
 async def missing_search_attributes(client: Client) -> list[str]:

@@ -26,13 +26,13 @@ from workflows.approval_token import generate_private_key, private_key_pem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import ApprovalSettings, Approver
 from aiops.keys import KeyFile
 from bench.probe_workflow import SignalToActivityProbe
 from bench.stack import bench_stack
 from tests.helpers import agent_config
-from workflows.action_contract import ActionStatus
 
 DISPATCH: dict[str, list[float]] = {"approval": [], "raw": []}
 

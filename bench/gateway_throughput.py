@@ -61,8 +61,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agents.models import SystemEvent
 from aiops.client import AiopsClient
+from aiops.contracts.models import SystemEvent
 from aiops.gateway.alertmanager import WebhookPayload, alert_event
 from aiops.gateway.routing import Route
 from bench.observer_agent import read_count

@@ -45,11 +45,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from aiops.client import AiopsClient
+from aiops.contracts.agent import agents_query
+from aiops.contracts.search_attributes import ALL
 from bench.stack import worker_process
 from tests.helpers import agent_config
-from workflows.agent_contract import agents_query
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
-from workflows.search_attributes import ALL
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

@@ -11,12 +11,12 @@ from datetime import UTC
 
 from temporalio.api.enums.v1 import EventType
 
-from agents.models import ApprovalSettings, Approver
+from aiops.contracts.agent import agent_workflow_id
+from aiops.contracts.models import ApprovalSettings, Approver
 from bench.approval_latency import ALICE, approval_sample, raw_sample
 from bench.bench_common import percentile, profiled
 from bench.scenario_throughput import Bench
 from tests.helpers import agent_config
-from workflows.agent_contract import agent_workflow_id
 
 
 async def timeline(bench: Bench, workflow_id: str, since: float) -> str:

@@ -19,10 +19,10 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from aiops.client import INTAKE_IN_FLIGHT_PER_AGENT, AiopsClient
+from aiops.contracts.agent import WORKFLOW_TYPE, AgentState, AgentStatus, EventOutcome, agent_workflow_id
 from bench.bench_common import Counter, bounded, event_payload, profiled, wait_until
 from bench.raw_workflows import RawDecider, RawFleetSink
 from tests.helpers import agent_config
-from workflows.agent_contract import WORKFLOW_TYPE, AgentState, AgentStatus, EventOutcome, agent_workflow_id
 
 
 @dataclass

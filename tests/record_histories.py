@@ -25,21 +25,21 @@ import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from activities.detector_activities import detector_schedule_id
-from agents.models import AgentVerb, NotifyChannel
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
+from aiops.contracts.action import AbortRequest, ActionStatus, HoldRequest
+from aiops.contracts.agent import StopRequest, agent_workflow_id
+from aiops.contracts.models import AgentVerb, NotifyChannel
+from aiops.contracts.search_attributes import ALL
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, team
 from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.action_contract import AbortRequest, ActionStatus, HoldRequest
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import StopRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
-from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories"
 

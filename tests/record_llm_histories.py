@@ -31,11 +31,11 @@ from agents.llm.contracts import DiagnosisInput, diagnosis_task_queue, diagnosis
 from agents.llm.settings import LlmSettings
 from agents.llm.workflow import DiagnosisWorkflow
 from agents.registry import load_agent_modules
+from aiops.contracts.search_attributes import ALL
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import event
 from tests.support.llm_models import RESTART_ANSWER, register, scripted
-from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories" / "llm"
 CATALOG: list[dict[str, Any]] = [

@@ -21,17 +21,17 @@ from temporalio.testing import WorkflowEnvironment
 import tests.support.agents_for_tests  # noqa: F401
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
-from agents.health import HealthThresholds
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.agent import agent_workflow_id
+from aiops.contracts.health import HealthThresholds
+from aiops.contracts.search_attributes import ALL
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.postgres_server import PostgresServer
-from workflows import search_attributes as sa
-from workflows.agent_contract import agent_workflow_id
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
-from workflows.search_attributes import ALL
 
 HISTORIES = Path(__file__).parent / "histories"
 FAST_RETRY = {"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5}

@@ -19,8 +19,8 @@ from agents import AgentConfig
 from agents.base_agent import BaseAgent
 from agents.registry import default_factory
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
 from tests.helpers import agent_config, event, team, wait_pending
-from workflows.action_contract import ActionStatus
 
 if importlib.util.find_spec("ansible_runner") is None or importlib.util.find_spec("ansible") is None:
     pytest.skip("the ansible agent needs PyPI ansible-runner and ansible-core", allow_module_level=True)

@@ -23,12 +23,12 @@ import pytest
 import agents.builtin  # noqa: F401  (registers the built-in agents)
 from agents import AgentAction, AgentConfig, NonRetryableActionError, SystemEvent
 from agents.builtin.disk import DiskAgent, Journal, parse_settings, planned_files, usage
-from agents.models import AutomationLevel, EventType, Plan, RiskLevel
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import AutomationLevel, EventType, Plan, RiskLevel
 from tests.helpers import agent_config, eventually, team, wait_pending
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
-from workflows.action_contract import ActionStatus
 
 MiB = 1024 * 1024
 OLD = time.time() - 7 * 24 * 3600  # a week ago: past every min_age below

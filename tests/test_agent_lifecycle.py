@@ -9,9 +9,9 @@ import pytest
 from temporalio.client import WorkflowFailureError
 
 from aiops.client import AgentNotRunningError, AgentTypeNotServedError, AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.agent import AgentState
 from tests.helpers import agent_config, event, eventually
-from workflows.action_contract import ActionStatus
-from workflows.agent_contract import AgentState
 
 
 async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker) -> None:

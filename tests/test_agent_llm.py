@@ -36,8 +36,9 @@ from agents.llm.proposal import DiagnosisResult, outcome_of
 from agents.llm.settings import LlmSettings
 from agents.llm.temporal import WORKFLOWS, plugins, workflow_runner
 from agents.llm.workflow import DiagnosisWorkflow
-from agents.models import RiskLevel
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import RiskLevel
 from aiops.metrics import create_telemetry
 from aiops.runtime.worker_build import WorkerGroup, build_worker
 from tests.helpers import agent_config, event, eventually, team, wait_pending
@@ -45,7 +46,6 @@ from tests.support import llm_models
 from tests.support.llm_models import RESTART_ANSWER, register, scripted
 from tests.support.postgres_server import free_port
 from tests.test_observability import value
-from workflows.action_contract import ActionStatus
 
 CATALOG: list[dict[str, Any]] = [
     {

@@ -21,10 +21,10 @@ import pytest
 
 from agents.llm.local_model import MODEL_ALIAS, endpoint
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.processes import ROOT, worker_process
-from workflows.action_contract import ActionRecord, ActionStatus
 
 pytestmark = pytest.mark.slow
 

@@ -21,6 +21,7 @@ import pytest
 
 from agents.llm.contracts import diagnosis_workflow_id
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.llm_models import RESTART_ANSWER
 from tests.support.llm_worker_models import DIR_ENV, GATED
@@ -28,7 +29,6 @@ from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.processes import ROOT, worker_process
 from tests.support.prometheus_stub import prometheus_stub
 from tests.test_observability import fetch, value
-from workflows.action_contract import ActionRecord, ActionStatus
 
 MODULES = "tests.support.agents_for_tests,agents.llm,tests.support.llm_worker_models"
 CATALOG: list[dict[str, Any]] = [

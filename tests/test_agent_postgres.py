@@ -26,9 +26,9 @@ from agents import AgentAction, AgentConfig, SystemEvent
 from agents.base_agent import BaseAgent
 from agents.registry import default_factory
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, eventually, team, wait_pending
 from tests.support.postgres_server import PostgresServer
-from workflows.action_contract import ActionRecord, ActionStatus
 
 pytestmark = pytest.mark.slow
 

@@ -22,13 +22,13 @@ import agents.builtin  # noqa: F401  (registers the built-in agents)
 from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
 from agents.builtin.service import ServiceAgent, ServiceSettings, State, parse_settings
-from agents.models import AutomationLevel, EventType, RiskLevel
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import AutomationLevel, EventType, RiskLevel
 from tests.helpers import agent_config, eventually, team, wait_pending
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
 from tests.support.supervisor import USERNAME, Supervisor, SupervisorUnavailable
-from workflows.action_contract import ActionStatus
 
 
 def start_supervisor(startsecs: int = 0) -> Supervisor:

@@ -19,11 +19,11 @@ from temporalio.worker import Worker
 
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.agent import AgentState, hooks_task_queue
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_contract import ActionStatus
-from workflows.agent_contract import AgentState, hooks_task_queue
 
 
 async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:

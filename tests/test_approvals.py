@@ -10,11 +10,11 @@ import subprocess
 import pytest
 
 from aiops.client import AiopsClient, AiopsError
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows import action_contract
-from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRequest
 from workflows.action_workflow import ActionWorkflow
 
 

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from activities.contracts import AuditRecord, AuditStep
 from activities.database.audit_log import AuditLog
 from aiops.client import AiopsClient, AiopsError
+from aiops.contracts.action import ActionStatus, ApprovalRequest
+from aiops.contracts.activities import AuditRecord, AuditStep
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
-from workflows.action_contract import ActionStatus, ApprovalRequest
 
 
 def records(agent_id: str, n: int, start: datetime | None = None) -> list[AuditRecord]:

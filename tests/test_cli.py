@@ -21,15 +21,15 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
-from activities.contracts import AuditRecord, AuditStep
 from activities.database.audit_log import AuditLog
-from agents.models import AgentConfig, Approver, SystemEvent
 from aiops.cli import app
 from aiops.client import AiopsClient
+from aiops.contracts.action import ApprovalRequest
+from aiops.contracts.activities import AuditRecord, AuditStep
+from aiops.contracts.models import AgentConfig, Approver, SystemEvent
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
-from workflows.action_contract import ApprovalRequest
 
 Cli = Callable[..., Awaitable[Result]]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 
 from aiops.client import AiopsClient
+from aiops.contracts.agent import agent_workflow_id
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_contract import agent_workflow_id
 
 
 async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(

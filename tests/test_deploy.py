@@ -458,7 +458,7 @@ def test_compose_file_is_valid_and_complete(podman_compose: str) -> None:
             if reference and reference.startswith("env:"):
                 assert reference.removeprefix("env:") in gateway["environment"], reference
     # The dev server registers the framework's search attributes, or the worker refuses to start.
-    from workflows.search_attributes import ALL, cli_type
+    from aiops.contracts.search_attributes import ALL, cli_type
 
     command = " ".join(services["temporal"]["command"])
     for attribute in ALL:

@@ -9,9 +9,9 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.detector_activities import detector_schedule_id
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
 from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_contract import ActionStatus
 
 
 async def schedule_interval(aiops: AiopsClient, agent_id: str) -> timedelta | None:

@@ -10,11 +10,11 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus
 
 from aiops.client import AiopsClient, EventsRejectedError, IntakeRefusedError
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.agent import AgentState, EventOutcome, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows import agent_contract
-from workflows.agent_contract import AgentState, EventOutcome, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
-from workflows.action_contract import ActionRecord, ActionStatus
 
 FAST_RETRY = {"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5}
 

@@ -14,13 +14,13 @@ import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
-from agents.models import ApprovalRule, RiskLevel
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import ApprovalRule, RiskLevel
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_contract import ActionStatus
 
 
 @pytest_asyncio.fixture

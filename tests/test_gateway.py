@@ -25,9 +25,9 @@ import httpx
 import pytest
 
 from agents import ActionResult, AgentAction, BaseAgent, EventType, SystemEvent, register_agent
-from agents.models import AgentConfig
 from aiops.client import AiopsClient
 from aiops.connection import connect
+from aiops.contracts.models import AgentConfig
 from aiops.gateway import auth
 from aiops.gateway.app import Gateway
 from aiops.gateway.delivery import Connector

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agents.models import AgentConfig, EventType, Severity, SystemEvent
+from aiops.contracts.agent import EventAnswer, EventOutcome
+from aiops.contracts.models import AgentConfig, EventType, Severity, SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import WebhookPayload, alert_event, alert_event_id
 from aiops.gateway.config import Auth, ConfigProblem, RateLimit, load_config
@@ -22,7 +23,6 @@ from aiops.gateway.ratelimit import RateLimiter
 from aiops.gateway.reload import ConfigHolder
 from aiops.gateway.routing import Route, event_labels, select_routes
 from tests.helpers import agent_config
-from workflows.agent_contract import EventAnswer, EventOutcome
 
 # ----- matchers ---------------------------------------------------------------------------------
 

@@ -23,7 +23,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
-from agents.health import (
+from aiops.client import AiopsClient
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.agent import AgentWorkflowInput, agent_workflow_id
+from aiops.contracts.health import (
     AgentObservation,
     HealthStatus,
     HealthThresholds,
@@ -31,14 +34,11 @@ from agents.health import (
     classify,
     transitions,
 )
-from aiops.client import AiopsClient
 from aiops.health_schedule import ensure_health_schedule, schedule_id
 from aiops.metrics import Telemetry, create_telemetry, series
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows import search_attributes as sa
-from workflows.agent_contract import AgentWorkflowInput, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
 

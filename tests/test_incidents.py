@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from agents.models import SystemEvent
 from aiops.client import AiopsClient
+from aiops.contracts.models import SystemEvent
 from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
 

@@ -11,13 +11,13 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.agent import AgentState
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import worker_process
-from workflows.action_contract import ActionStatus
-from workflows.agent_contract import AgentState
 
 
 async def test_two_worker_processes_share_agents_and_actions(

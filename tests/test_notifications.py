@@ -25,7 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from activities.notify_activities import DEFAULT_UI_URL, UI_URL_ENV
 from activities.secrets import secret_problems
-from agents.models import (
+from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import (
     MAX_NOTIFY_CHANNELS,
     AgentConfig,
     ApprovalRule,
@@ -34,13 +36,11 @@ from agents.models import (
     NotifyStep,
     RiskLevel,
 )
-from aiops.client import AiopsClient
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.http_receiver import Receiver, http_receiver
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_contract import ActionStatus
 
 SLACK_PATH = "/services/T000/B000/slack-secret-path"
 

@@ -37,13 +37,13 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus, ApprovalRequest
 from aiops.health_server import HealthServer, polling_check, postgres_check, temporal_check
 from aiops.logs import JsonFormatter
 from aiops.metrics import create_telemetry, series
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
-from workflows.action_contract import ActionStatus, ApprovalRequest
 
 
 def get(url: str) -> tuple[int, str]:

@@ -17,10 +17,10 @@ from temporalio.client import Client
 from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
-from workflows.action_contract import ActionStatus
 
 pytestmark = pytest.mark.slow
 

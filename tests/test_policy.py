@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agents import AgentAction, AgentConfig, AutomationLevel, RiskLevel
-from agents.policy import Outcome, PolicyContext, decide
+from aiops.contracts.policy import Outcome, PolicyContext, decide
 
 AUTO, WAIT = Outcome.AUTO_EXECUTE, Outcome.REQUIRE_APPROVAL
 

@@ -28,8 +28,9 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from activities.audit_activities import AuditActivities
     from activities.detector_activities import DetectorActivities
-from workflows import action_contract, agent_contract
-from workflows.action_contract import ActionInput, ActionRecord
+from aiops.contracts import action as action_contract
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.action import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow

@@ -9,13 +9,14 @@ import pytest
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
 
 from aiops.client import AiopsClient
+from aiops.contracts import action as action_contract
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.action import ActionStatus, action_workflow_id
+from aiops.contracts.agent import AgentState, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows import action_contract, agent_contract
-from workflows.action_contract import ActionStatus, action_workflow_id
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import AgentState, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 
 

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from activities.secrets import SecretUnavailableError, resolve_secrets
-from agents.models import Integration
 from aiops.client import AiopsClient
+from aiops.contracts.models import Integration
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 

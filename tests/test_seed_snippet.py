@@ -144,8 +144,8 @@ import pytest
 from pydantic import ValidationError
 
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
 from tests.helpers import event, eventually
-from workflows.action_contract import ActionStatus
 
 os.environ.setdefault("TF_TOKEN", "a-test-token")  # what the worker resolves "env:TF_TOKEN" to
 register_agent("seed_snippet")(MyCustomAgent)

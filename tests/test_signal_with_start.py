@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from aiops.client import AiopsClient
+from aiops.contracts.agent import agent_workflow_id
 from tests.helpers import agent_config, event, eventually
-from workflows.agent_contract import agent_workflow_id
 
 
 async def test_event_for_an_agent_that_is_not_running_starts_it(aiops: AiopsClient, worker) -> None:

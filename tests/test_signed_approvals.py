@@ -24,12 +24,12 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from aiops.client import AiopsClient, AiopsError
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import ActionStatus, ApprovalRequest, DecisionRequest
 from aiops.keys import KeyFile, generate
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows import action_contract
-from workflows.action_contract import ActionStatus, ApprovalRequest, DecisionRequest
 from workflows.action_details import details_markdown
 from workflows.action_workflow import ActionWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign

@@ -25,17 +25,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from agents.models import AgentVerb, ApprovalSettings
 from aiops.client import AiopsClient, CommandRefusedError, ConfigRefusedError
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import ActionOutcome, ActionStatus, HoldRequest
+from aiops.contracts.agent import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
+from aiops.contracts.models import AgentVerb, ApprovalSettings
 from aiops.keys import KeyFile
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
-from workflows import action_contract
-from workflows.action_contract import ActionOutcome, ActionStatus, HoldRequest
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
 from workflows.command_gate import stop_digest
@@ -251,7 +251,7 @@ async def test_a_config_change_needs_the_reconfigure_role_and_is_bound_to_its_co
     # A token bob signed for another change does not carry this one.
     handle = aiops.agent_handle(config.id)
     other = config.model_copy(update={"thresholds": {"disk": 0.1}})
-    from workflows.agent_contract import ReconfigureRequest
+    from aiops.contracts.agent import ReconfigureRequest
     from workflows.command_gate import reconfigure_digest
 
     signed_other = ReconfigureRequest(config=other, actor="bob", author="bob")

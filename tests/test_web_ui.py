@@ -40,6 +40,9 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.contracts import action as action_contract
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
@@ -53,11 +56,8 @@ from tests.support.browser import (
     free_port,
     launch_chromium,
 )
-from workflows import action_contract
-from workflows.action_contract import ActionStatus
 from workflows.action_details import plan_step, static_summary
 from workflows.approval_token import generate_private_key, private_key_pem
-from workflows.search_attributes import ALL as SEARCH_ATTRIBUTES
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]

@@ -14,12 +14,12 @@ import pytest
 
 from aiops.client import AiopsClient
 from aiops.connection import connect_settings
+from aiops.contracts.action import ActionStatus
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.postgres_server import PostgresServer, free_port
 from tests.support.processes import ROOT, worker_process
 from tests.test_observability import fetch, value
-from workflows.action_contract import ActionStatus
 
 
 def test_settings_come_from_the_same_environment_as_the_temporal_cli(

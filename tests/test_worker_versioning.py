@@ -10,12 +10,12 @@ import asyncpg
 from temporalio.client import Client
 
 from activities.agent_activities import AgentActivities
-from agents.models import AgentVerb
 from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.models import AgentVerb
 from aiops.runtime.worker_build import build_worker, versioned_deployment
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
-from workflows.action_contract import ActionStatus
 
 
 async def set_current(address: str, deployment: str, build_id: str) -> None:

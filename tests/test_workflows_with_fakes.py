@@ -22,7 +22,9 @@ from temporalio.worker import Worker
 from activities.agent_activities import AgentActivities
 from activities.audit_activities import AuditActivities
 from activities.config_activities import ConfigActivities
-from activities.contracts import (
+from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.activities import (
     ActionCall,
     AgentInitialized,
     AuditBatch,
@@ -36,13 +38,11 @@ from activities.contracts import (
     StoredConfig,
     VerifyCall,
 )
-from agents.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
-from aiops.client import AiopsClient
+from aiops.contracts.agent import hooks_task_queue
+from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_contract import ActionStatus
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_contract import hooks_task_queue
 from workflows.agent_workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 

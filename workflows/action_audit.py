@@ -14,8 +14,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import AttemptLog, AuditRecord, AuditStep, ExecutionAttempt
-    from workflows.action_contract import ActionInput, ActionRecord
+    from aiops.contracts.action import ActionInput, ActionRecord
+    from aiops.contracts.activities import AttemptLog, AuditRecord, AuditStep, ExecutionAttempt
     from workflows.audit_outbox import AuditOutbox
 
 

@@ -15,9 +15,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
-from agents.models import AgentAction, ApprovalSettings, ExpiryAction, SystemEvent
-from agents.policy import PolicyDecision
-from workflows.action_contract import (
+from aiops.contracts.action import (
     ABORT,
     APPROVE,
     DECIDE,
@@ -28,6 +26,8 @@ from workflows.action_contract import (
     ActionRecord,
     ActionStatus,
 )
+from aiops.contracts.models import AgentAction, ApprovalSettings, ExpiryAction, SystemEvent
+from aiops.contracts.policy import PolicyDecision
 from workflows.approval_gate import approvals_count
 
 # What a person may send, and what they must not: in the docs, the handlers' descriptions (the Web

@@ -12,13 +12,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from agents.models import AgentAction, SystemEvent
-    from agents.policy import Outcome, decide
-    from workflows import search_attributes as sa
-    from workflows.action_contract import ActionInput, ActionStatus, action_workflow_id
+    from aiops.contracts import search_attributes as sa
+    from aiops.contracts.action import ActionInput, ActionStatus, action_workflow_id
+    from aiops.contracts.agent import AgentRunState, AgentState, PendingAction
+    from aiops.contracts.models import AgentAction, SystemEvent
+    from aiops.contracts.policy import Outcome, decide
     from workflows.action_details import static_details, static_summary
     from workflows.action_workflow import ActionWorkflow
-    from workflows.agent_contract import AgentRunState, AgentState, PendingAction
     from workflows.agent_state import policy_context
 
 

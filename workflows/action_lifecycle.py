@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from agents.errors import AiopsError
-from workflows.action_contract import ActionStatus
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.errors import AiopsError
 
 S = ActionStatus
 

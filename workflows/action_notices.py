@@ -20,12 +20,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import ApprovalNotice, AuditStep
     from activities.notify_activities import NOTICE_REFUSED, NotifyActivities
-    from agents.errors import SecretUnavailableError
-    from agents.models import NotifyChannel, NotifyStep
+    from aiops.contracts.action import ActionInput, ActionRecord
+    from aiops.contracts.activities import ApprovalNotice, AuditStep
+    from aiops.contracts.errors import SecretUnavailableError
+    from aiops.contracts.models import NotifyChannel, NotifyStep
     from workflows.action_audit import ActionAudit
-    from workflows.action_contract import ActionInput, ActionRecord
     from workflows.action_details import notice_step, static_summary
     from workflows.approval_gate import approvals_count
     from workflows.failures import cause_message

@@ -24,21 +24,9 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from activities.agent_activities import AgentActivities
-    from activities.contracts import (
-        NON_RETRYABLE_AGENT_ERRORS,
-        ActionCall,
-        AuditStep,
-        EscalationNotice,
-        ExecutionOutcome,
-        VerifyCall,
-    )
-    from agents.errors import describe_validation_error
-    from agents.models import ExpiryAction, NotifyStep, Plan
-    from agents.policy import Outcome
-    from workflows import agent_contract, metrics
-    from workflows import search_attributes as sa
-    from workflows.action_audit import ActionAudit, attempts_of
-    from workflows.action_contract import (
+    from aiops.contracts import agent as agent_contract
+    from aiops.contracts import search_attributes as sa
+    from aiops.contracts.action import (
         ABORT,
         APPROVAL_REFUSED,
         APPROVE,
@@ -62,6 +50,19 @@ with workflow.unsafe.imports_passed_through():
         StatusChange,
         plan_digest,
     )
+    from aiops.contracts.activities import (
+        NON_RETRYABLE_AGENT_ERRORS,
+        ActionCall,
+        AuditStep,
+        EscalationNotice,
+        ExecutionOutcome,
+        VerifyCall,
+    )
+    from aiops.contracts.errors import describe_validation_error
+    from aiops.contracts.models import ExpiryAction, NotifyStep, Plan
+    from aiops.contracts.policy import Outcome
+    from workflows import metrics
+    from workflows.action_audit import ActionAudit, attempts_of
     from workflows.action_details import (
         AGENT_MESSAGES,
         PEOPLE_MESSAGES,

@@ -14,11 +14,11 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import AuditRecord, AuditStep, EventDecision
-    from agents.models import SystemEvent
-    from workflows.agent_contract import AgentRunState
+    from aiops.contracts.activities import AuditRecord, AuditStep, EventDecision
+    from aiops.contracts.agent import AgentRunState
+    from aiops.contracts.audit_rows import event_record
+    from aiops.contracts.models import SystemEvent
     from workflows.audit_outbox import AuditOutbox
-    from workflows.audit_rows import event_record
 
 AUDITED_REJECTIONS_PER_RUN = 100
 

@@ -20,7 +20,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.config_activities import ConfigActivities
-    from activities.contracts import (
+    from agents.config_diff import same_settings
+    from aiops.contracts.activities import (
         CONFIG_NOT_STORABLE,
         NO_CONFIG_STORE,
         NON_RETRYABLE_AGENT_ERRORS,
@@ -30,17 +31,16 @@ with workflow.unsafe.imports_passed_through():
         LoadConfigCall,
         ReloadCall,
     )
-    from agents.config_diff import same_settings
-    from agents.errors import InvalidAgentConfigError
-    from agents.models import AgentConfig
-    from workflows.agent_audit import AgentAudit
-    from workflows.agent_contract import (
+    from aiops.contracts.agent import (
         CONFIG_REFUSED,
         AgentRunState,
         AgentState,
         ConfigApplied,
         ReconfigureRequest,
     )
+    from aiops.contracts.errors import InvalidAgentConfigError
+    from aiops.contracts.models import AgentConfig
+    from workflows.agent_audit import AgentAudit
     from workflows.command_gate import CommandVerdict
     from workflows.config_change import parse_request, refusal
     from workflows.failures import cause_message

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from agents.policy import PolicyContext
-from workflows.action_contract import ActionOutcome, ActionStatus
-from workflows.agent_contract import AgentRunState, AgentStatus, RecentProblem
+from aiops.contracts.action import ActionOutcome, ActionStatus
+from aiops.contracts.agent import AgentRunState, AgentStatus, RecentProblem
+from aiops.contracts.policy import PolicyContext
 from workflows.incidents import summaries
 
 RECENT_LIMIT = 20

@@ -28,7 +28,10 @@ with workflow.unsafe.imports_passed_through():
 
     from activities.agent_activities import AgentActivities
     from activities.config_activities import ConfigActivities
-    from activities.contracts import (
+    from activities.detector_activities import DetectorActivities
+    from aiops.contracts import search_attributes as sa
+    from aiops.contracts.action import AbortRequest, ActionOutcome, HoldRequest
+    from aiops.contracts.activities import (
         NON_RETRYABLE_AGENT_ERRORS,
         AgentInitialized,
         ConfigProposal,
@@ -40,16 +43,7 @@ with workflow.unsafe.imports_passed_through():
         StartAgentCall,
         every_decision,
     )
-    from activities.detector_activities import DetectorActivities
-    from agents.errors import describe_validation_error
-    from agents.models import AgentConfig, AgentVerb, SystemEvent
-    from workflows import metrics
-    from workflows import search_attributes as sa
-    from workflows.action_contract import AbortRequest, ActionOutcome, HoldRequest
-    from workflows.action_launch import launch_action
-    from workflows.action_workflow import ActionWorkflow
-    from workflows.agent_audit import AgentAudit
-    from workflows.agent_contract import (
+    from aiops.contracts.agent import (
         ACTION_FINISHED,
         AGENT_INITIALIZATION_FAILED,
         COMMAND_REFUSED,
@@ -86,7 +80,14 @@ with workflow.unsafe.imports_passed_through():
         StopRequest,
         hooks_task_queue,
     )
-    from workflows.agent_health import health_summary
+    from aiops.contracts.errors import describe_validation_error
+    from aiops.contracts.health_summary import health_summary
+    from aiops.contracts.models import AgentConfig, AgentVerb, SystemEvent
+    from aiops.contracts.operator_message import OperatorMessage
+    from workflows import metrics
+    from workflows.action_launch import launch_action
+    from workflows.action_workflow import ActionWorkflow
+    from workflows.agent_audit import AgentAudit
     from workflows.agent_reconfigure import CONFIG_RETRY, RELOAD_RETRY, ConfigChanger
     from workflows.agent_state import MAX_PENDING_ACTIONS, record_outcome, record_problem, status_of
     from workflows.command_gate import (
@@ -98,7 +99,6 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.event_intake import MAX_QUEUE_BYTES, Admission, EventIntake, EventRejected, events_of
     from workflows.failures import cause_message
-    from workflows.operator_message import OperatorMessage
 
 # Stay well under the server's 10,000 signals per run whatever the config says.
 SIGNALS_PER_RUN_CEILING = 8000
@@ -886,7 +886,7 @@ class AgentWorkflow:
         )
 
     async def _publish_health(self) -> None:
-        """Keep ``AiopsHealth`` in line with the state (workflows/agent_health.py), upserting only
+        """Keep ``AiopsHealth`` in line with the state (aiops/contracts/health_summary.py), upserting only
         when the summary changes: a healthy agent publishes ``ok`` once, with its state, and no more."""
 
         def changed() -> bool:

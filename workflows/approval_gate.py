@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from agents.models import AgentConfig
-from agents.policy import PolicyDecision
-from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRequest
+from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
+from aiops.contracts.models import AgentConfig
+from aiops.contracts.policy import PolicyDecision
 from workflows.approval_token import TokenRefused, Verb, Verified, verify_identity
 
 

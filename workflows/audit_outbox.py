@@ -23,8 +23,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.audit_activities import AuditActivities
-    from activities.contracts import AuditBatch, AuditRecord
-    from workflows.audit_rows import bounded_record
+    from aiops.contracts.activities import AuditBatch, AuditRecord
+    from aiops.contracts.audit_rows import bounded_record
 
 AUDIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),

@@ -22,8 +22,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.models import AgentConfig, AgentVerb
-from workflows.agent_contract import ReconfigureRequest
+from aiops.contracts.agent import ReconfigureRequest
+from aiops.contracts.models import AgentConfig, AgentVerb
 from workflows.approval_gate import identity_roles
 from workflows.approval_token import TokenRefused, Verb, verify_identity
 

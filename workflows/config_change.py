@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents.errors import describe_validation_error
-from workflows.agent_contract import AgentRunState, AgentState, ReconfigureRequest
+from aiops.contracts.agent import AgentRunState, AgentState, ReconfigureRequest
+from aiops.contracts.errors import describe_validation_error
 
 
 def parse_request(payload: Any) -> ReconfigureRequest:

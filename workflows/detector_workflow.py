@@ -17,8 +17,8 @@ from temporalio.common import RetryPolicy, VersioningBehavior
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
-    from activities.contracts import NON_RETRYABLE_AGENT_ERRORS, DetectionReport, DetectorInput
-    from workflows.agent_contract import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS, hooks_task_queue
+    from aiops.contracts.activities import NON_RETRYABLE_AGENT_ERRORS, DetectionReport, DetectorInput
+    from aiops.contracts.agent import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS, hooks_task_queue
 
 # What one tick may deliver: well under a signal's payload limit, whatever the detector returns.
 MAX_EVENTS_PER_TICK = 500

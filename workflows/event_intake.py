@@ -18,10 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from activities.contracts import EventDecision
-from agents.errors import AiopsError, describe_validation_error
-from agents.models import SystemEvent
-from workflows.agent_contract import AgentRunState
+from aiops.contracts.activities import EventDecision
+from aiops.contracts.agent import AgentRunState
+from aiops.contracts.errors import AiopsError, describe_validation_error
+from aiops.contracts.models import SystemEvent
 from workflows.incidents import IncidentBook, correlation_of
 
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.

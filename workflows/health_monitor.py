@@ -2,14 +2,14 @@
 
 A Temporal Schedule starts it every interval (``aiops/health_schedule.py``).
 It reads the fleet from visibility in one local activity (``triage_fleet``):
-healthy agents whose published health summary (``workflows/agent_health.py``)
+healthy agents whose published health summary (``aiops/contracts/health_summary.py``)
 and task queues say enough are counted per type, not even listed; agents judged
 from visibility otherwise (a silent queue, a recovery) come in groups, without
 a query; the others (a flag in
 the summary, no summary, not running, the server reporting failing workflow
 tasks) and the agents of types whose health-check hook does real checks are
 observed in pages (status query as heartbeat, health-check hook, worker
-resources). Each is classified with the pure rules of ``agents/health.py``; the
+resources). Each is classified with the pure rules of ``aiops/contracts/health.py``; the
 snapshot is recorded (and the gauges), and every transition since the last
 snapshot is alerted.
 """
@@ -25,7 +25,8 @@ from temporalio.common import RetryPolicy, VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.contracts import (
+    from activities.health_activities import HealthActivities
+    from aiops.contracts.activities import (
         CheckAgentsCall,
         FleetGroup,
         FleetTriage,
@@ -36,8 +37,8 @@ with workflow.unsafe.imports_passed_through():
         PendingApprovals,
         TriageCall,
     )
-    from activities.health_activities import HealthActivities
-    from agents.health import (
+    from aiops.contracts.agent import hooks_task_queue
+    from aiops.contracts.health import (
         AgentHealth,
         AgentObservation,
         HealthStatus,
@@ -45,7 +46,6 @@ with workflow.unsafe.imports_passed_through():
         classify,
         transitions,
     )
-    from workflows.agent_contract import hooks_task_queue
     from workflows.failures import cause_message
 
 PAGE = 100

@@ -18,8 +18,8 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from agents.models import EventType, RuntimeSettings, SystemEvent
-from workflows.agent_contract import Incident, IncidentAlert, IncidentSummary
+from aiops.contracts.agent import Incident, IncidentAlert, IncidentSummary
+from aiops.contracts.models import EventType, RuntimeSettings, SystemEvent
 
 MAX_OPEN_INCIDENTS = 500  # carried state stays bounded; past it, events are decided alone
 MAX_ALERTS_KEPT = 50  # per incident; the rest are counted

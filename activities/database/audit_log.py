@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel
 
-from activities.contracts import AuditRecord
+from aiops.contracts.activities import AuditRecord
 
 GENESIS = "0" * 64
 

@@ -13,9 +13,9 @@ import json
 
 import asyncpg
 
-from activities.contracts import StoredConfig
 from agents.config_diff import same_settings
-from agents.models import AgentConfig
+from aiops.contracts.activities import StoredConfig
+from aiops.contracts.models import AgentConfig
 
 NOTIFY_CHANNEL = "aiops_config"
 

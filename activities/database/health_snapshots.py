@@ -5,7 +5,7 @@ run and agent), and "the previous status" ignores the run being recorded, so
 a retry never sees its own verdicts as the past.
 
 Agents the monitor judged in groups from visibility alone (their health summary,
-see ``workflows/agent_health.py``) get a row only when their status differs from
+see ``aiops/contracts/health_summary.py``) get a row only when their status differs from
 their last one (or they have none), and healthy agents it only counted get none:
 a fleet of healthy agents costs no rows per pass. An agent whose last row is not
 healthy is listed by the next pass, so its recovery is recorded too.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from agents.health import AgentHealth, AgentObservation, HealthStatus
+from aiops.contracts.health import AgentHealth, AgentObservation, HealthStatus
 
 
 class HealthSnapshots:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from agents.models import RiskLevel
+from aiops.contracts.models import RiskLevel
 
 
 def number_problems(settings: Mapping[str, Any], bounds: Iterable[tuple[str, float, float]]) -> list[str]:

@@ -38,8 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.base_agent import BaseAgent
-from agents.errors import NonRetryableActionError
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -50,7 +51,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
 
 DELETE = "delete"
 QUARANTINE = "quarantine"

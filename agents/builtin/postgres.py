@@ -33,8 +33,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from agents.base_agent import BaseAgent
-from agents.errors import AgentError, NonRetryableActionError
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.errors import AgentError, NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -45,8 +46,7 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
-from agents.secret_refs import is_reference
+from aiops.contracts.secret_refs import is_reference
 
 # ----- the checks and their defaults -------------------------------------------------------
 

@@ -42,8 +42,9 @@ from pathlib import Path
 from typing import Any
 
 from agents.base_agent import BaseAgent
-from agents.errors import NonRetryableActionError
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -54,7 +55,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
 
 ACTION_KIND = "service_restart"
 DOWN_STATES = frozenset({"EXITED", "FATAL", "UNKNOWN"})

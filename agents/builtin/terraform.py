@@ -35,8 +35,9 @@ from typing import Any
 
 from agents.base_agent import BaseAgent
 from agents.builtin.common import digest, number_problems, read_json, risk_problems, same_path, write_json
-from agents.errors import AgentError, NonRetryableActionError
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.errors import AgentError, NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
@@ -47,7 +48,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
 
 KNOWN_SETTINGS = {
     "working_dir",

@@ -30,7 +30,6 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from agents.base_agent import BaseAgent
-from agents.errors import NonRetryableActionError
 from agents.llm import runtime
 from agents.llm.contracts import (
     DIAGNOSIS_WORKFLOW_TYPE,
@@ -46,7 +45,9 @@ from agents.llm.proposal import (
     to_action,
 )
 from agents.llm.settings import LlmSettings, diagnosis_timeout, parse_settings, settings_problems
-from agents.models import (
+from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
+from aiops.contracts.models import (
     ActionResult,
     AgentAction,
     AgentConfig,
@@ -55,7 +56,6 @@ from agents.models import (
     Severity,
     SystemEvent,
 )
-from agents.registry import register_agent
 
 outcomes = logging.getLogger("aiops.llm")
 DEFAULT_TASK_QUEUE = "aiops-agents"

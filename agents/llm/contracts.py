@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from agents.llm.settings import EndpointSettings, LlmSettings, ToolSettings
-from agents.models import SystemEvent
+from aiops.contracts.models import SystemEvent
 
 DIAGNOSIS_WORKFLOW_TYPE = "DiagnosisWorkflow"
 BUDGET_WORKFLOW_TYPE = "LlmBudgetWorkflow"

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.llm.settings import CatalogEntry, LlmSettings, ParameterSpec
-from agents.models import AgentAction, RiskLevel, SystemEvent
+from aiops.contracts.models import AgentAction, RiskLevel, SystemEvent
 
 MAX_TEXT = 2000
 # A target is a resource name: no whitespace, quotes, shell or glob metacharacters, whatever the

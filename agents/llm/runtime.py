@@ -15,7 +15,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from agents.base_agent import BaseAgent
-from agents.models import AgentConfig
+from aiops.contracts.models import AgentConfig
 
 _client: Client | None = None
 _connecting: asyncio.Lock | None = None

@@ -20,11 +20,11 @@ from typing import Any
 
 import httpx
 
-from agents.errors import AgentError
 from agents.llm import runtime
 from agents.llm.contracts import DiagnosisDeps
 from agents.llm.settings import McpServerSettings
-from agents.models import ActionType, AgentAction, AgentConfig, RiskLevel
+from aiops.contracts.errors import AgentError
+from aiops.contracts.models import ActionType, AgentAction, AgentConfig, RiskLevel
 
 audit_log = logging.getLogger("aiops.llm.audit")
 

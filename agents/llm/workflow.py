@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
     from pydantic_ai.exceptions import UsageLimitExceeded
     from pydantic_ai.settings import ModelSettings
 
-    from activities.contracts import AuditBatch, AuditRecord, AuditStep
     from agents.llm import diagnosis as d
     from agents.llm import metrics
     from agents.llm.contracts import (
@@ -42,8 +41,9 @@ with workflow.unsafe.imports_passed_through():
         from_compact,
         outcome_of,
     )
-    from workflows.action_contract import action_workflow_id
-    from workflows.audit_rows import bounded_record
+    from aiops.contracts.action import action_workflow_id
+    from aiops.contracts.activities import AuditBatch, AuditRecord, AuditStep
+    from aiops.contracts.audit_rows import bounded_record
 
 BUDGET_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(seconds=1))
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))

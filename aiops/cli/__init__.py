@@ -18,8 +18,8 @@ import typer
 
 from aiops.cli import agents, approvals, audit, config, dev, events, gateway, keys
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
+from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.tracing import shutdown_tracing
-from workflows.agent_contract import DEFAULT_TASK_QUEUE
 
 TASK_QUEUE_ENV = "AIOPS_TASK_QUEUE"
 

@@ -10,7 +10,6 @@ from typing import Annotated, Any
 import typer
 from temporalio.client import WorkflowExecutionStatus
 
-from agents.models import AgentConfig, AgentVerb
 from aiops.cli.common import KeyOption, current_user, emit_pasteable_signal, key_for, load_config, run, signer
 from aiops.cli.output import (
     BadInput,
@@ -26,9 +25,10 @@ from aiops.cli.output import (
     when,
 )
 from aiops.client import AiopsClient, CommandRefusedError
-from workflows import agent_contract
-from workflows import search_attributes as sa
-from workflows.agent_contract import AgentState, AgentStatus, CommandApplied, agent_workflow_id
+from aiops.contracts import agent as agent_contract
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.agent import AgentState, AgentStatus, CommandApplied, agent_workflow_id
+from aiops.contracts.models import AgentConfig, AgentVerb
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 

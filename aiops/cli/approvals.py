@@ -24,7 +24,7 @@ from aiops.cli.output import (
     table,
     when,
 )
-from workflows.action_contract import ActionRecord, ActionStatus
+from aiops.contracts.action import ActionRecord, ActionStatus
 
 app = typer.Typer(help="The approval inbox: list, inspect, approve and reject actions.", no_args_is_help=True)
 

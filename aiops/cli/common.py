@@ -23,12 +23,12 @@ from temporalio.client import WorkflowQueryFailedError, WorkflowQueryRejectedErr
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.pool import DATABASE_URL_ENV
-from agents.models import AgentConfig, SystemEvent
 from aiops import keys
 from aiops.cli.output import BadInput, CliError, Failed, describe_validation, emit, settings
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
-from workflows.action_contract import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
+from aiops.contracts.action import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
+from aiops.contracts.models import AgentConfig, SystemEvent
 
 T = TypeVar("T")
 

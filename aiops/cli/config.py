@@ -9,7 +9,7 @@ import typer
 
 from aiops.cli.common import KeyOption, load_config, run, signer
 from aiops.cli.output import Failed, compact, console, emit, table
-from workflows.agent_contract import ConfigApplied
+from aiops.contracts.agent import ConfigApplied
 
 app = typer.Typer(
     help="Change a running agent's config (hot reload), compare versions, roll back.", no_args_is_help=True

@@ -11,11 +11,11 @@ import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from agents.models import AgentConfig, EventType, Severity, SystemEvent
 from aiops.cli.common import event_from, load_config, parse_json, read_text, run
 from aiops.cli.output import BadInput, Failed, console, describe_validation, emit, settings
 from aiops.client import AiopsClient
-from workflows.agent_contract import EventAnswer, EventOutcome
+from aiops.contracts.agent import EventAnswer, EventOutcome
+from aiops.contracts.models import AgentConfig, EventType, Severity, SystemEvent
 
 app = typer.Typer(help="Send events to agents.", no_args_is_help=True)
 

@@ -32,8 +32,8 @@ try:  # typer 0.2x carries its own copy of click
 except ImportError:  # pragma: no cover  (older typer on click)
     from click.exceptions import ClickException, NoArgsIsHelpError, UsageError  # type: ignore[no-redef,assignment,unused-ignore]
 
-from agents.errors import AiopsError
-from workflows.agent_contract import DEFAULT_TASK_QUEUE
+from aiops.contracts.agent import DEFAULT_TASK_QUEUE
+from aiops.contracts.errors import AiopsError
 
 EXIT_OK = 0
 EXIT_FAILED = 1

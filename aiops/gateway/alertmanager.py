@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from agents.models import SystemEvent
+from aiops.contracts.models import SystemEvent
 from aiops.gateway.routing import Route
 
 # The agent workflow refuses events over this many bytes (MAX_EVENT_BYTES in workflows/agent_state.py);

@@ -35,8 +35,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
-from agents.errors import AiopsError
-from agents.models import SystemEvent
+from aiops.contracts.errors import AiopsError
+from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import MAX_EVENT_BYTES, WebhookPayload, alert_event, event_size
 from aiops.gateway.config import LoadedConfig, Source, describe

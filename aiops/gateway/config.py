@@ -19,9 +19,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from activities.secrets import SecretUnavailableError, resolve_reference
-from agents.errors import AiopsError
-from agents.models import AgentConfig
-from agents.secret_refs import is_reference
+from aiops.contracts.errors import AiopsError
+from aiops.contracts.models import AgentConfig
+from aiops.contracts.secret_refs import is_reference
 from aiops.gateway.routing import Route
 
 MIB = 1024 * 1024

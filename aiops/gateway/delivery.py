@@ -31,8 +31,6 @@ from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from agents.errors import AiopsError
-from agents.models import AgentConfig, SystemEvent
 from aiops.client import (
     AgentNotRunningError,
     AiopsClient,
@@ -40,9 +38,11 @@ from aiops.client import (
     EventsRejectedError,
     IntakeRefusedError,
 )
+from aiops.contracts.agent import MAX_EVENTS_PER_INTAKE, EventAnswer, EventOutcome
+from aiops.contracts.errors import AiopsError
+from aiops.contracts.models import AgentConfig, SystemEvent
 from aiops.gateway.config import Delivery
 from aiops.health_server import temporal_check
-from workflows.agent_contract import MAX_EVENTS_PER_INTAKE, EventAnswer, EventOutcome
 
 log = logging.getLogger("aiops.gateway")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from agents.models import AGENT_ID_PATTERN, EventType, Severity, SystemEvent
+from aiops.contracts.models import AGENT_ID_PATTERN, EventType, Severity, SystemEvent
 from aiops.gateway.matchers import Matcher, Op
 
 # How common severity label values map to the framework's severities; a route's own map wins.

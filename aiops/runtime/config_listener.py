@@ -19,7 +19,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.config_store import NOTIFY_CHANNEL, notification
-from workflows.agent_contract import ConfigApplied, ReconfigureRequest, agent_workflow_id
+from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
 from workflows.agent_workflow import AgentWorkflow
 
 log = logging.getLogger("aiops.config_listener")

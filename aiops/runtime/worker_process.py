@@ -22,9 +22,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
-from agents.health import HealthThresholds
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
 from aiops.connection import connect
+from aiops.contracts.agent import DEFAULT_TASK_QUEUE
+from aiops.contracts.health import HealthThresholds
+from aiops.contracts.search_attributes import REGISTER_COMMAND
 from aiops.health_schedule import ensure_health_schedule
 from aiops.health_server import DEFAULT_HOST, HealthServer, polling_check, postgres_check, temporal_check
 from aiops.logs import FORMAT_ENV, LEVEL_ENV, configure_logging
@@ -34,9 +36,7 @@ from aiops.runtime.config_listener import ConfigListener
 from aiops.runtime.worker_build import build_worker, versioned_deployment
 from aiops.serving import bind
 from aiops.tracing import shutdown_tracing
-from workflows.agent_contract import DEFAULT_TASK_QUEUE
 from workflows.health_monitor import MonitorInput
-from workflows.search_attributes import REGISTER_COMMAND
 
 log = logging.getLogger("aiops.worker")
 
@@ -281,7 +281,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--health-thresholds",
         default=os.environ.get("AIOPS_HEALTH_THRESHOLDS"),
-        help="health thresholds as JSON or a JSON file (see agents/health.py HealthThresholds)",
+        help="health thresholds as JSON or a JSON file (see aiops/contracts/health.py HealthThresholds)",
     )
     parser.add_argument(
         "--max-cached-workflows",

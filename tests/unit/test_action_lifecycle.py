@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.errors import AiopsError
-from workflows.action_contract import FINAL_STATUSES, ActionStatus
+from aiops.contracts.action import FINAL_STATUSES, ActionStatus
+from aiops.contracts.errors import AiopsError
 from workflows.action_lifecycle import FINAL, INITIAL, TRANSITIONS, IllegalTransition, check_transition
 
 S = ActionStatus

@@ -10,11 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.health import AgentObservation, HealthStatus, HealthThresholds, WorkerResources, classify
-from agents.models import AgentConfig
-from tests.helpers import event
-from workflows.agent_contract import AgentCounters, AgentRunState, AgentState
-from workflows.agent_health import (
+from aiops.contracts.agent import AgentCounters, AgentRunState, AgentState
+from aiops.contracts.health import AgentObservation, HealthStatus, HealthThresholds, WorkerResources, classify
+from aiops.contracts.health_summary import (
     OK,
     closer_look,
     health_summary,
@@ -22,6 +20,8 @@ from workflows.agent_health import (
     queue_silence,
     summary_covers,
 )
+from aiops.contracts.models import AgentConfig
+from tests.helpers import event
 from workflows.agent_state import status_of
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agents.models import AgentConfig, ApprovalSettings, RiskLevel
-from workflows.action_contract import ActionOutcome, ActionStatus
-from workflows.agent_contract import AgentRunState, AgentState, PendingAction, ReconfigureRequest, StopRequest
+from aiops.contracts.action import ActionOutcome, ActionStatus
+from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, ReconfigureRequest, StopRequest
+from aiops.contracts.models import AgentConfig, ApprovalSettings, RiskLevel
 from workflows.agent_state import policy_context, record_outcome, status_of
 from workflows.config_change import parse_request, refusal
 

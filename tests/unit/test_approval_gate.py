@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
-from agents.policy import Outcome, PolicyDecision
-from workflows.action_contract import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
+from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
+from aiops.contracts.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
+from aiops.contracts.policy import Outcome, PolicyDecision
 from workflows.approval_gate import approvals_count, check_decision
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
-from agents.models import AgentConfig, AgentVerb, ApprovalSettings, Approver, TrustedIssuer
+from aiops.contracts.models import AgentConfig, AgentVerb, ApprovalSettings, Approver, TrustedIssuer
 from workflows.approval_token import (
     TokenRefused,
     generate_private_key,

@@ -7,10 +7,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from workflows import action_contract, agent_contract
-from workflows.action_contract import ApprovalRequest, HoldRequest, pending_approvals_query
-from workflows.agent_contract import AgentCommand, AgentState, StopRequest, agents_query
-from workflows.search_attributes import quoted
+from aiops.contracts import action as action_contract
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.action import ApprovalRequest, HoldRequest, pending_approvals_query
+from aiops.contracts.agent import AgentCommand, AgentState, StopRequest, agents_query
+from aiops.contracts.search_attributes import quoted
 
 
 @pytest.mark.parametrize("agent_id", ["a", "db-1", "x.y_z", "A" * 64])
@@ -111,7 +112,12 @@ def test_every_message_name_is_a_handler_of_its_workflow() -> None:
 
 @pytest.mark.parametrize(
     "module_name",
-    ["activities.contracts", "workflows.agent_contract", "workflows.action_contract", "agents.models"],
+    [
+        "aiops.contracts.activities",
+        "aiops.contracts.agent",
+        "aiops.contracts.action",
+        "aiops.contracts.models",
+    ],
 )
 def test_every_contract_model_is_complete_once_imported(module_name: str) -> None:
     """A model naming a type defined further down stays incomplete until first validated; the
@@ -134,7 +140,7 @@ def test_every_contract_model_is_complete_once_imported(module_name: str) -> Non
 
 
 def test_a_compact_intake_answer_expands_to_one_answer_per_event_in_order() -> None:
-    from workflows.agent_contract import EventAnswer, EventOutcome, IntakeAnswer
+    from aiops.contracts.agent import EventAnswer, EventOutcome, IntakeAnswer
 
     sent = [{"id": "a"}, {"nonsense": 1}, {"id": "b"}, {"id": "a"}]
     compact = IntakeAnswer(
@@ -158,7 +164,7 @@ def test_a_compact_intake_answer_expands_to_one_answer_per_event_in_order() -> N
 
 
 def test_a_compact_decision_result_means_nothing_for_the_events_it_leaves_out() -> None:
-    from activities.contracts import DecideEventsResult, EventDecision, every_decision
+    from aiops.contracts.activities import DecideEventsResult, EventDecision, every_decision
     from tests.helpers import event
 
     batch = [event(id="q1"), event(id="e2"), event(id="q3")]

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from activities.contracts import EventDecision
-from agents.models import AgentAction, AgentConfig, EventType, RuntimeSettings, SystemEvent
-from workflows.agent_contract import AgentRunState, AgentState
+from aiops.contracts.activities import EventDecision
+from aiops.contracts.agent import AgentRunState, AgentState
+from aiops.contracts.models import AgentAction, AgentConfig, EventType, RuntimeSettings, SystemEvent
 from workflows.event_intake import (
     MAX_DECIDE_ATTEMPTS,
     MAX_EVENT_BYTES,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from agents.models import RuntimeSettings, SystemEvent
-from workflows.agent_contract import AgentRunState
+from aiops.contracts.agent import AgentRunState
+from aiops.contracts.models import RuntimeSettings, SystemEvent
 from workflows.event_intake import Admission, EventIntake
 from workflows.incidents import MAX_ALERTS_KEPT, IncidentBook, correlation_of
 

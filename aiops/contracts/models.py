@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from agents.secret_refs import is_reference, literal_secret_problems
+from aiops.contracts.secret_refs import is_reference, literal_secret_problems
 
 
 class EventType(StrEnum):

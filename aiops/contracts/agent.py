@@ -21,9 +21,9 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from agents.models import AgentConfig, AgentVerb, EventType, RiskLevel, Severity, SystemEvent
-from workflows import search_attributes as sa
-from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.models import AgentConfig, AgentVerb, EventType, RiskLevel, Severity, SystemEvent
+from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
 DETECTOR_WORKFLOW_TYPE = "DetectorWorkflow"  # one run of an agent's scheduled detector

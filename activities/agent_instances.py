@@ -15,8 +15,8 @@ import asyncio
 
 from activities.secrets import resolve_secrets
 from agents.base_agent import BaseAgent
-from agents.models import AgentConfig
 from agents.registry import AgentFactory, default_factory
+from aiops.contracts.models import AgentConfig
 
 
 class AgentInstances:

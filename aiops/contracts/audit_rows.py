@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from activities.contracts import AuditRecord, AuditStep, EventDecision
-from agents.models import SystemEvent
-from workflows.action_contract import action_workflow_id
+from aiops.contracts.action import action_workflow_id
+from aiops.contracts.activities import AuditRecord, AuditStep, EventDecision
+from aiops.contracts.models import SystemEvent
 
 # A single text in a row (an event source, a comment, an error) is cut to this many characters.
 MAX_TEXT = 2000

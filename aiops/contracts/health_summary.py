@@ -2,7 +2,7 @@
 
 Every agent run (since patch ``health-summary-v1``) keeps one search attribute,
 ``AiopsHealth``, in line with its state: ``ok``, or the sorted, comma-joined
-flags of what might make ``agents/health.py`` ``classify`` judge it degraded or
+flags of what might make ``aiops/contracts/health.py`` ``classify`` judge it degraded or
 unhealthy. The flags are levels, not figures, so the attribute changes rarely
 (each change is one history event): a healthy agent publishes ``ok`` once and
 never again, whatever it processes.
@@ -20,8 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from agents.health import HealthThresholds
-from workflows.agent_contract import AgentRunState
+from aiops.contracts.agent import AgentRunState
+from aiops.contracts.health import HealthThresholds
 
 OK = "ok"
 # The flags, in the order they are joined.
@@ -31,7 +31,7 @@ CIRCUIT_OPEN = "circuit_open"
 ERRORS = "errors"
 SLOW_ACTIONS = "slow_actions"
 
-# The summary's levels: at or below the monitor's defaults (agents/health.py HealthThresholds), with
+# The summary's levels: at or below the monitor's defaults (aiops/contracts/health.py HealthThresholds), with
 # no minimum count, so that "ok" stays true for any thresholds at least this lax.
 ERROR_RATE = 0.05  # decision errors / events processed (defaults: degraded 0.1, unhealthy 0.5)
 SUCCESS_RATE = 0.9  # succeeded / finished actions (default: degraded below 0.8)

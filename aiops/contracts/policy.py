@@ -15,7 +15,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from agents.models import AgentAction, AgentConfig, AutomationLevel, RiskLevel
+from aiops.contracts.models import AgentAction, AgentConfig, AutomationLevel, RiskLevel
 
 
 class Outcome(StrEnum):

@@ -13,13 +13,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.errors import (
+from aiops.contracts.errors import (
     InvalidAgentConfigError,
     NonRetryableActionError,
     SecretUnavailableError,
     UnknownAgentTypeError,
 )
-from agents.health import (
+from aiops.contracts.health import (
     AgentHealth,
     AgentObservation,
     HealthStatus,
@@ -27,7 +27,7 @@ from agents.health import (
     HealthTransition,
     WorkerResources,
 )
-from agents.models import (
+from aiops.contracts.models import (
     ActionResult,
     AgentAction,
     AgentConfig,
@@ -93,7 +93,7 @@ class DetectionReport(_Contract):
 class DecisionAudit(_Contract):
     """What a decision needs to write its batch's audit rows itself, in the same activity.
 
-    The rows are built by ``workflows.audit_rows`` exactly as the workflow would build them
+    The rows are built by ``aiops.contracts.audit_rows`` exactly as the workflow would build them
     (same keys), so a row written here and again by the workflow lands once.
     """
 

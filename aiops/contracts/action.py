@@ -15,10 +15,10 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agents.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
-from agents.policy import PolicyDecision
-from workflows import search_attributes as sa
-from workflows.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
+from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
+from aiops.contracts.policy import PolicyDecision
 
 WORKFLOW_TYPE = "ActionWorkflow"
 WORKFLOW_ID_PREFIX = "action-"
