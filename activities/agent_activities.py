@@ -46,6 +46,7 @@ from aiops.contracts.activities import (
     StartAgentCall,
     StoredConfig,
     VerifyCall,
+    attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
 from aiops.contracts.errors import NonRetryableActionError
@@ -58,7 +59,6 @@ from aiops.contracts.models import (
     Severity,
     SystemEvent,
 )
-from workflows.event_intake import attempts_after
 
 log = logging.getLogger("aiops.activities")
 

@@ -7,6 +7,8 @@ bash scripts/setup.sh
 echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "== import direction"
+.venv/bin/lint-imports --no-cache
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

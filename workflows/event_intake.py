@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from aiops.contracts.activities import EventDecision
+from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attempts_after
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.errors import AiopsError, describe_validation_error
 from aiops.contracts.models import SystemEvent
@@ -27,9 +27,6 @@ from workflows.incidents import IncidentBook, correlation_of
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
 MAX_QUEUE_BYTES = 1_000_000
 MAX_EVENT_BYTES = 32_000
-# An event whose decision fails this often (transiently, or by sinking its batch) is
-# recorded as a decision error and dropped: one poison event must not stall the agent.
-MAX_DECIDE_ATTEMPTS = 3
 MAX_DECIDE_BACKOFF_SECONDS = 60
 
 
@@ -61,14 +58,6 @@ def parse_event(payload: Any, now: datetime) -> SystemEvent:
         return SystemEvent.model_validate(payload)
     except ValidationError as err:
         raise EventRejected(describe_validation_error(err)) from None
-
-
-def attempts_after(previous: int, decision: EventDecision) -> int:
-    """An event's failed decision attempts once ``decision`` is settled: counted up while a
-    transient error will be retried, 0 once the event is done with (decided or given up on)."""
-    if decision.error is not None and decision.retryable and previous + 1 < MAX_DECIDE_ATTEMPTS:
-        return previous + 1
-    return 0
 
 
 def event_size(event: SystemEvent) -> int:

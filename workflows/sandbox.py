@@ -29,7 +29,7 @@ sandbox, with two packages passed through:
   re-imported: its Rust extension may be initialized once per process, and a re-import inside
   the sandbox (which its Rust code triggers when it raises ``InvalidSignature``) aborts the
   whole worker process.
-- ``workflows``: the contracts other workflows import.
+- ``workflows`` and ``aiops.contracts``: the code and contracts other workflows import.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from temporalio.worker import (
 )
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-PASSED_THROUGH = ("cryptography", "jwt", "workflows")
+PASSED_THROUGH = ("cryptography", "jwt", "workflows", "aiops.contracts")
 OWN_PACKAGES = ("workflows",)  # their workflows run unsandboxed; see the module docstring
 
 

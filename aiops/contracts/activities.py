@@ -118,6 +118,19 @@ class EventDecision(_Contract):
     retryable: bool = True
 
 
+# An event whose decision fails this often (transiently, or by sinking its batch) is
+# recorded as a decision error and dropped: one poison event must not stall the agent.
+MAX_DECIDE_ATTEMPTS = 3
+
+
+def attempts_after(previous: int, decision: EventDecision) -> int:
+    """An event's failed decision attempts once ``decision`` is settled: counted up while a
+    transient error will be retried, 0 once the event is done with (decided or given up on)."""
+    if decision.error is not None and decision.retryable and previous + 1 < MAX_DECIDE_ATTEMPTS:
+        return previous + 1
+    return 0
+
+
 class DecideEventsResult(_Contract):
     decisions: list[EventDecision] = Field(default_factory=list)
     # True: ``decisions`` holds only the events with an action or an error; every other event of

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-import uuid
+import uuid  # not workflow code: only clients draw an event's id (parse_event requires one)
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -125,14 +125,24 @@ class _Strict(BaseModel):
     )
 
 
+def _new_event_id() -> str:
+    """A client's default event id; workflows only parse events that carry one (``parse_event``)."""
+    return str(uuid.uuid4())  # not workflow code: clients only
+
+
+def _wall_clock() -> datetime:
+    """A client's default event time; ``parse_event`` gives workflows ``workflow.now()`` instead."""
+    return datetime.now(UTC)  # not workflow code: clients only
+
+
 class SystemEvent(_Strict):
     """Something that happened in an operated system, delivered to an agent."""
 
-    id: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=1, max_length=128)
+    id: str = Field(default_factory=_new_event_id, min_length=1, max_length=128)
     type: EventType
     source: str = Field(min_length=1)
     severity: Severity = Severity.MEDIUM
-    timestamp: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    timestamp: datetime = Field(default_factory=_wall_clock)
     data: dict[str, Any] = Field(default_factory=dict)
     correlation_id: str | None = None
 

@@ -21,7 +21,7 @@ RISK_LEVEL = SearchAttributeKey.for_keyword("AiopsRiskLevel")
 REQUESTED_AT = SearchAttributeKey.for_datetime("AiopsRequestedAt")
 APPROVALS = SearchAttributeKey.for_int("AiopsApprovals")  # distinct approvers so far
 APPROVALS_NEEDED = SearchAttributeKey.for_int("AiopsApprovalsNeeded")  # 0: no approval needed
-# An agent's health summary (aiops/contracts/health_summary.py): "ok" or flags; set on change since health-summary-v1.
+# An agent's health summary (aiops/contracts/health_summary.py): "ok" or flags, set on change.
 HEALTH = SearchAttributeKey.for_keyword("AiopsHealth")
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (

@@ -6,10 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from aiops.contracts.activities import EventDecision
+from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attempts_after
 from aiops.contracts.audit_rows import MAX_TEXT, bounded, event_record
 from aiops.contracts.models import SystemEvent
-from workflows.event_intake import MAX_DECIDE_ATTEMPTS, attempts_after
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

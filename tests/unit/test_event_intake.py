@@ -7,11 +7,10 @@ from typing import Any
 
 import pytest
 
-from aiops.contracts.activities import EventDecision
+from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision
 from aiops.contracts.agent import AgentRunState, AgentState
 from aiops.contracts.models import AgentAction, AgentConfig, EventType, RuntimeSettings, SystemEvent
 from workflows.event_intake import (
-    MAX_DECIDE_ATTEMPTS,
     MAX_EVENT_BYTES,
     Admission,
     EventIntake,
