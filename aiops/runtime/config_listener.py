@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.config_store import NOTIFY_CHANNEL, notification
 from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 log = logging.getLogger("aiops.config_listener")
 
