@@ -371,7 +371,7 @@ class AgentActivities:
         target = notice.target.removeprefix("agent:")
         try:
             await self.client.get_workflow_handle(agent_contract.agent_workflow_id(target)).signal(
-                agent_contract.SUBMIT_EVENT, alert.model_dump(mode="json")
+                agent_contract.AgentMessages.submit_event, alert.model_dump(mode="json")
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -394,7 +394,7 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+            return await agent.query(agent_contract.AgentMessages.hold_state)
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None

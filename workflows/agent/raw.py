@@ -15,7 +15,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
-    from aiops.contracts.errors import AiopsError
+    from pydantic import ValidationError
+
+    from aiops.contracts.errors import AiopsError, describe_validation_error
 
 # What a handler receives for a signal sent without any argument: decodes to None.
 NO_PAYLOAD = RawValue(Payload(metadata={"encoding": b"binary/null"}))
@@ -32,8 +34,10 @@ def decoded(raw: RawValue) -> Any:
     ``UndecodablePayload`` naming the problem."""
     try:
         return workflow.payload_converter().from_payload(raw.payload)
-    except Exception as err:  # unknown encoding, invalid JSON, a codec's error: all refused alike
+    except ValidationError as err:  # invalid JSON: said without echoing the bytes
+        reason = describe_validation_error(err).removeprefix("event: ")
+    except Exception as err:  # an unknown encoding, a codec's error: refused alike
         reason = f"{type(err).__name__}: {err}"
-        if len(reason) > MAX_REASON:
-            reason = reason[:MAX_REASON] + "..."
-        raise UndecodablePayload(f"undecodable payload ({reason})") from None
+    if len(reason) > MAX_REASON:
+        reason = reason[:MAX_REASON] + "..."
+    raise UndecodablePayload(f"undecodable payload ({reason})")
