@@ -133,7 +133,7 @@ class PendingAction(BaseModel):
     proposed_at: datetime
 
 
-# ----- incidents (see incidents.py) ------------------------------------------------
+# ----- incidents (see workflows/agent/incidents.py) ---------------------------------
 
 SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
 

@@ -1,4 +1,4 @@
-"""Who may command an agent, table-tested without a server (``workflows/command_gate.py``), and
+"""Who may command an agent, table-tested without a server (``workflows/agent/command_gate.py``), and
 tokens from a trusted identity provider (``approval_token.verify_identity``)."""
 
 from __future__ import annotations
