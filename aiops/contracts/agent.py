@@ -431,7 +431,8 @@ class AgentMessages:
     and re-declares each handler with the same decorator. Senders that cannot import the workflow
     (activities, other workflows, clients) send by method reference: ``handle.signal(
     AgentMessages.submit_event, event)``. ``Any``: a signal people type by hand (the Web UI, the
-    ``temporal`` CLI), decoded and checked by the agent, which refuses, counts and audits junk."""
+    ``temporal`` CLI), decoded and checked by the agent, which refuses, counts and audits junk.
+    Handlers that answer are ``abstractmethod``: only the workflow has something to answer with."""
 
     @workflow.signal(name=SUBMIT_EVENT)
     def submit_event(self, payload: Any = None) -> None:
