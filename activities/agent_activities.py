@@ -394,7 +394,8 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.AgentMessages.hold_state)
+            state: agent_contract.HoldState = await agent.query(agent_contract.AgentMessages.hold_state)
+            return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None

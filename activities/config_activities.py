@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_instances import AgentInstances
 from activities.database.config_store import ConfigStore
-from activities.secrets import secret_problems
+from agents.secrets import secret_problems
 from aiops.contracts.activities import (
     CONFIG_NOT_STORABLE,
     NO_CONFIG_STORE,

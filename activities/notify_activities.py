@@ -22,7 +22,7 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.secrets import resolve_reference
+from agents.secrets import resolve_reference
 from aiops.contracts.activities import ApprovalNotice, NoticeDelivery
 from aiops.contracts.errors import SecretUnavailableError
 from aiops.contracts.models import PAGERDUTY_EVENTS_URL, NotifyStep, NotifyType, RiskLevel

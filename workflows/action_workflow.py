@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeUpdate, VersioningBehavior
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -95,9 +95,10 @@ A = TypeVar("A")
 R = TypeVar("R")
 
 
-# Pinned (under Worker Versioning): an action ends on the build that started it, so a new build
-# never replays an action's history (docs/deploy.md, "Versioning workflow code").
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+# Pinned under Worker Versioning (the versioned worker's default, aiops/runtime/worker_build.py):
+# an action ends on the build that started it, so a new build never replays an action's history
+# (docs/deploy.md, "Versioning workflow code").
+@workflow.defn(name=WORKFLOW_TYPE)
 class ActionWorkflow:
     @workflow.init
     def __init__(self, input: ActionInput) -> None:

@@ -223,6 +223,6 @@ async def _send_batch(
         task = progress.add_task("send", total=len(events), agent=agent)
         for start in range(0, len(events), batch_size):
             chunk = events[start : start + batch_size]
-            answers += await aiops.submit_events(agent, chunk, config=config, batch_size=batch_size)
+            answers += await aiops.events.submit(agent, chunk, config=config, batch_size=batch_size)
             progress.update(task, advance=len(chunk))
     return answers

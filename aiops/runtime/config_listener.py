@@ -97,7 +97,7 @@ class ConfigListener:
         """Ask the running agent to take ``version``; None when no such agent runs."""
         handle = self.client.get_workflow_handle(agent_workflow_id(agent_id))
         try:
-            applied = await handle.execute_update(
+            applied: ConfigApplied = await handle.execute_update(
                 AgentMessages.reconfigure, ReconfigureRequest(version=version)
             )
         except WorkflowUpdateFailedError as err:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
@@ -24,7 +24,7 @@ with workflow.unsafe.imports_passed_through():
 MAX_EVENTS_PER_TICK = 500
 
 
-@workflow.defn(name=DETECTOR_WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)  # one short tick
+@workflow.defn(name=DETECTOR_WORKFLOW_TYPE)
 class DetectorWorkflow:
     @workflow.run
     async def run(self, input: DetectorInput) -> DetectionReport:

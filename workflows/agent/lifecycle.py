@@ -227,8 +227,16 @@ class Lifecycle:
         )
         workflow.continue_as_new(
             AgentWorkflowInput(config=ctx.state.config, carried=ctx.state),
-            initial_versioning_behavior=workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE,
+            initial_versioning_behavior=self.next_run_versioning(),
         )
+
+    @staticmethod
+    def next_run_versioning() -> workflow.ContinueAsNewVersioningBehavior | None:
+        """Under Worker Versioning, the next run starts on the current build (this one is pinned);
+        an unversioned worker may not ask for a versioning behavior at all."""
+        if workflow.info().get_current_deployment_version() is None:
+            return None
+        return workflow.ContinueAsNewVersioningBehavior.AUTO_UPGRADE
 
     async def stop(self) -> AgentRunSummary:
         ctx, s = self._ctx, self._ctx.state

@@ -21,7 +21,7 @@ import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, VersioningBehavior
+from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -64,10 +64,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent.state import hold_state_of, status_of
 
 
-# Pinned (under Worker Versioning) to the build a run started on; each continue-as-new starts the
-# next run on the current build (see lifecycle.py), so an agent moves to new code when its run is
-# full or a person asks (the upgrade command), never in the middle of a run.
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+# Pinned under Worker Versioning (the versioned worker's default, aiops/runtime/worker_build.py) to
+# the build a run started on; each continue-as-new starts the next run on the current build (see
+# Lifecycle.next_run_versioning), so an agent moves to new code when its run is full or a person
+# asks (the upgrade command), never in the middle of a run.
+@workflow.defn(name=WORKFLOW_TYPE)
 class AgentWorkflow(AgentMessages):
     @workflow.init
     def __init__(self, payload: Any) -> None:
