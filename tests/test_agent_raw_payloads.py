@@ -34,9 +34,9 @@ async def test_undecodable_and_malformed_payloads_are_refused_counted_and_audite
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
-    handle = aiops.agent_handle(config.id)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    handle = aiops.agents.handle(config.id)
 
     await handle.signal(AgentMessages.submit_event, INVALID_JSON)
     await handle.signal(AgentMessages.submit_events, UNKNOWN_ENCODING)
@@ -44,9 +44,9 @@ async def test_undecodable_and_malformed_payloads_are_refused_counted_and_audite
     await handle.signal(AgentMessages.stop, UNKNOWN_ENCODING)
     # Decodable but not a command: the SDK used to drop this one silently too.
     await handle.signal(AgentMessages.reset_circuit_breaker, {"actor": ["not", "a", "name"]})
-    await aiops.send_events(config.id, [event()])  # still taking and deciding events
+    await aiops.events.send_many(config.id, [event()])  # still taking and deciding events
 
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)
     assert status.state == AgentState.RUNNING  # neither the pause nor the stop was taken
     assert status.counters.events_rejected == 2 and status.counters.commands_refused == 3
     assert [r.message.split(" (")[0] for r in status.recent_rejections] == ["undecodable payload"] * 2
@@ -56,7 +56,7 @@ async def test_undecodable_and_malformed_payloads_are_refused_counted_and_audite
     assert any(e.startswith("refused reset-circuit-breaker (signal)") and "actor: " in e for e in errors)
 
     rows = await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: len(rejections(rs)) == 2 and len(refusals(rs)) == 3,
     )
     assert all("undecodable payload" in r.detail["reason"] for r in rejections(rows))
@@ -68,8 +68,8 @@ async def test_undecodable_and_malformed_payloads_are_refused_counted_and_audite
 async def test_a_bare_command_signal_still_works(aiops: AiopsClient, worker) -> None:
     """No argument at all is an empty command (a dev-mode agent takes it), as before."""
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
-    await aiops.agent_handle(config.id).signal(AgentMessages.pause)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.handle(config.id).signal(AgentMessages.pause)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.PAUSED)
     assert status.counters.commands_refused == 0
