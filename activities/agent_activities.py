@@ -364,7 +364,7 @@ class AgentActivities:
         target = notice.target.removeprefix("agent:")
         try:
             await self.client.get_workflow_handle(agent_contract.agent_workflow_id(target)).signal(
-                agent_contract.SUBMIT_EVENT, alert.model_dump(mode="json")
+                agent_contract.AgentMessages.submit_event, alert.model_dump(mode="json")
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -387,9 +387,7 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            state: agent_contract.HoldState = await agent.query(
-                agent_contract.HOLD_STATE, result_type=agent_contract.HoldState
-            )
+            state: agent_contract.HoldState = await agent.query(agent_contract.AgentMessages.hold_state)
             return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:

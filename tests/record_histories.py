@@ -38,7 +38,7 @@ from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 
 HISTORIES = Path(__file__).parent / "histories"

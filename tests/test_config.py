@@ -24,7 +24,7 @@ from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 def tunable(**settings: object) -> AgentConfig:

@@ -32,8 +32,8 @@ from aiops.contracts import action as action_contract
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.action import ActionInput, ActionRecord
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
-from workflows.detector_workflow import DetectorWorkflow
+from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import workflow_runner
 

@@ -17,7 +17,7 @@ from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:

@@ -36,9 +36,9 @@ from tests.helpers import agent_config, event, eventually, start_pending_action,
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.command_gate import stop_digest
+from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
-from workflows.command_gate import stop_digest
 
 
 def key(name: str) -> KeyFile:
@@ -254,7 +254,7 @@ async def test_a_config_change_needs_the_reconfigure_role_and_is_bound_to_its_co
     handle = aiops.agents.handle(config.id)
     other = config.model_copy(update={"thresholds": {"disk": 0.1}})
     from aiops.contracts.agent import ReconfigureRequest
-    from workflows.command_gate import reconfigure_digest
+    from workflows.agent.command_gate import reconfigure_digest
 
     signed_other = ReconfigureRequest(config=other, actor="bob", author="bob")
     forged = ReconfigureRequest(

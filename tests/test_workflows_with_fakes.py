@@ -44,7 +44,7 @@ from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 
 

@@ -41,8 +41,8 @@ from aiops.contracts.agent import (
 from aiops.contracts.config import AgentConfig, AgentVerb
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.agent_workflow import AgentWorkflow
-from workflows.command_gate import stop_digest
+from workflows.agent.command_gate import stop_digest
+from workflows.agent.workflow import AgentWorkflow
 
 # A worker that just started may take a moment to poll; a type nobody serves is refused after this.
 SERVED_CHECK_SECONDS = 5.0

@@ -22,8 +22,8 @@ from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workf
 from aiops.contracts.config import AgentConfig
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.agent_workflow import AgentWorkflow
-from workflows.command_gate import reconfigure_digest
+from workflows.agent.command_gate import reconfigure_digest
+from workflows.agent.workflow import AgentWorkflow
 
 
 class ConfigClient:

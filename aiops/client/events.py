@@ -34,7 +34,7 @@ from aiops.contracts.agent import (
 )
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import SystemEvent
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 # How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.
 INTAKE_PATIENCE_SECONDS = 60.0

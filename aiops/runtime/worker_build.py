@@ -28,8 +28,8 @@ from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
 from aiops.runtime.activation_memory import DetachActivation, detached_runner
 from aiops.runtime.services import WorkerServices
 from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
-from workflows.detector_workflow import DetectorWorkflow
+from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import OWN_PACKAGES
 

@@ -22,7 +22,7 @@ from aiops.contracts.health_summary import (
     summary_covers,
 )
 from tests.helpers import event
-from workflows.agent_state import status_of
+from workflows.agent.state import status_of
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)
 

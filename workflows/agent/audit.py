@@ -8,7 +8,6 @@ flood of garbage must not keep the outbox from draining before continue-as-new.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -24,13 +23,13 @@ AUDITED_REJECTIONS_PER_RUN = 100
 
 
 class AgentAudit:
-    def __init__(self, state: Callable[[], AgentRunState]) -> None:
+    def __init__(self, state: AgentRunState) -> None:
         self._state = state
         self._outbox = AuditOutbox()
         self._rejections = 0
 
     def record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:
-        agent_id = self._state().config.id
+        agent_id = self._state.config.id
         self._outbox.add(
             AuditRecord(
                 agent_id=agent_id,
@@ -46,7 +45,7 @@ class AgentAudit:
         self, event: SystemEvent, decision: EventDecision, filtered: bool = False, incident: str | None = None
     ) -> AuditRecord:
         """The row for one event's decision (built the same way by a decision that writes its own)."""
-        s = self._state()
+        s = self._state
         return event_record(
             s.config.id,
             workflow.info().run_id,

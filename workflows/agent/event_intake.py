@@ -22,7 +22,7 @@ from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attem
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.errors import AiopsError, describe_validation_error
 from aiops.contracts.models import SystemEvent
-from workflows.incidents import IncidentBook, correlation_of
+from workflows.agent.incidents import IncidentBook, correlation_of
 
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
 MAX_QUEUE_BYTES = 1_000_000

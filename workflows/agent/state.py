@@ -1,7 +1,7 @@
 """Pure functions over the agent's state: its status, action outcomes, problems, policy context.
 
 The state itself (``AgentRunState``) is part of the workflow's contract
-(``agent_contract.py``), since continue-as-new carries it as the next run's
+(``aiops/contracts/agent.py``), since continue-as-new carries it as the next run's
 input. Every function here is deterministic: the workflow passes in ``now``;
 the unit tests call them directly. Event intake lives in ``event_intake.py``.
 """
@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from aiops.contracts.action import ActionOutcome, ActionStatus
-from aiops.contracts.agent import AgentRunState, AgentStatus, RecentProblem
+from aiops.contracts.agent import AgentRunState, AgentState, AgentStatus, HoldState, RecentProblem
 from aiops.contracts.policy import PolicyContext
-from workflows.incidents import summaries
+from workflows.agent.incidents import summaries
 
 RECENT_LIMIT = 20
 
@@ -59,6 +59,19 @@ def status_of(state: AgentRunState) -> AgentStatus:
         consecutive_failures=state.consecutive_failures,
         recent_action_seconds=state.recent_action_seconds,
         incidents=summaries(state.incidents),
+    )
+
+
+def hold_state_of(state: AgentRunState) -> HoldState:
+    """What this agent's actions confirm a hold, release or abort signal against."""
+    stop = state.stop_request
+    aborting = (
+        stop is not None and not stop.drain and state.state in (AgentState.STOPPING, AgentState.STOPPED)
+    )
+    return HoldState(
+        paused=state.state == AgentState.PAUSED,
+        hold_epoch=state.hold_epoch,
+        abort_reason=(stop.reason or "the agent stopped") if aborting and stop is not None else None,
     )
 
 

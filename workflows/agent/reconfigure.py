@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -33,17 +33,19 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.agent import (
         CONFIG_REFUSED,
-        AgentRunState,
         AgentState,
         ConfigApplied,
         ReconfigureRequest,
     )
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import InvalidAgentConfigError
-    from workflows.agent_audit import AgentAudit
-    from workflows.command_gate import CommandVerdict
-    from workflows.config_change import parse_request, refusal
+    from workflows.agent.command_gate import CommandVerdict
+    from workflows.agent.config_change import parse_request, refusal
+    from workflows.agent.health import publish_state
     from workflows.failures import cause_message
+
+if TYPE_CHECKING:
+    from workflows.agent.context import AgentContext
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -82,23 +84,13 @@ def unchanged(config: AgentConfig) -> ConfigApplied:
 
 class ConfigChanger:
     """Two locks: ``_changes`` lets one config change run at a time (validating and storing may
-    wait out a database outage while events are still decided), and ``step_lock``, shared with
-    the agent's batch step, makes the switch itself happen between two batches."""
+    wait out a database outage while events are still decided), and the context's ``step_lock``,
+    held by the agent's batch step, makes the switch itself happen between two batches."""
 
     def __init__(
-        self,
-        state: Callable[[], AgentRunState],
-        audit: AgentAudit,
-        step_lock: asyncio.Lock,
-        switched: Callable[[AgentConfig], None],
-        hooks_queue: Callable[[], str | None],
-        authorize: Callable[[ReconfigureRequest], CommandVerdict] | None = None,
+        self, ctx: AgentContext, authorize: Callable[[ReconfigureRequest], CommandVerdict] | None = None
     ) -> None:
-        self._state = state
-        self._audit = audit
-        self._step_lock = step_lock
-        self._switched = switched
-        self._hooks_queue = hooks_queue
+        self._ctx = ctx
         self._authorize = authorize  # who may change the config: decided (and audited) by the agent
         self._changes = asyncio.Lock()
 
@@ -108,7 +100,7 @@ class ConfigChanger:
             request = parse_request(payload)
         except ValueError as err:
             raise refused(str(err)) from None
-        reason = refusal(self._state(), request)
+        reason = refusal(self._ctx.state, request)
         if reason is not None:
             raise refused(reason)
 
@@ -120,9 +112,9 @@ class ConfigChanger:
                 raise refused(verdict.reason)
             if verdict.authenticated:  # the verified signer is the author, whatever the request says
                 request = request.model_copy(update={"author": verdict.actor})
-        await workflow.wait_condition(lambda: self._state().state != AgentState.INITIALIZING)
+        await workflow.wait_condition(lambda: self._ctx.state.state != AgentState.INITIALIZING)
         async with self._changes:
-            reason = refusal(self._state(), request)  # again: the agent may have failed or stopped
+            reason = refusal(self._ctx.state, request)  # again: the agent may have failed or stopped
             if reason is not None:
                 raise refused(reason)
             try:
@@ -131,7 +123,7 @@ class ConfigChanger:
                 raise refused(f"config not applied: {cause_message(err)}") from None
 
     async def _apply(self, request: ReconfigureRequest) -> ConfigApplied:
-        old = self._state().config
+        old = self._ctx.state.config
         if request.version is not None and request.version <= old.version:
             # Already running it (or newer), e.g. every worker relaying the same notification.
             return unchanged(old)
@@ -152,9 +144,9 @@ class ConfigChanger:
             else:
                 comment = comment or f"rollback to version {stored_version}"
         assert candidate is not None  # the request model demands one of the three
-        problems = await self._activity(ConfigActivities.validate_config, candidate, self._hooks_queue())
+        problems = await self._activity(ConfigActivities.validate_config, candidate, self._ctx.hooks_queue())
         if problems:
-            self._audit.config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
+            self._ctx.audit.config(AuditStep.CONFIG_REFUSED, author, request.version, problems=problems)
             raise ApplicationError(
                 "config refused: " + "; ".join(problems), problems, type=CONFIG_REFUSED, non_retryable=True
             )
@@ -167,28 +159,30 @@ class ConfigChanger:
             )
             stored = await self._activity(ConfigActivities.store_config, proposal)
             new = stored.config
-        async with self._step_lock:  # between two batches
+        async with self._ctx.step_lock:  # between two batches
             return await self._switch(old, new, author, comment)
 
     async def _switch(self, old: AgentConfig, new: AgentConfig, author: str, comment: str) -> ConfigApplied:
         try:
             await workflow.execute_activity_method(
                 ConfigActivities.reload_agent,
-                ReloadCall(old=self._state().config, new=new),
-                task_queue=self._hooks_queue(),
+                ReloadCall(old=self._ctx.state.config, new=new),
+                task_queue=self._ctx.hooks_queue(),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RELOAD_RETRY,
             )
         except ActivityError as err:
             reason = cause_message(err)
-            self._audit.config(AuditStep.CONFIG_REFUSED, author, new.version, problems=[reason])
+            self._ctx.audit.config(AuditStep.CONFIG_REFUSED, author, new.version, problems=[reason])
             raise refused(
                 f"version {new.version} is stored but the agent refused to reload it, so it keeps "
                 f"running version {old.version}: {reason}"
             ) from None
-        self._state().config = new
-        self._switched(new)
-        self._audit.config(
+        self._ctx.state.config = new
+        self._ctx.intake.config_switched()
+        self._ctx.detector_stale = self._ctx.state.has_detector
+        publish_state(self._ctx.state)
+        self._ctx.audit.config(
             AuditStep.CONFIG_CHANGED, author, new.version, previous_version=old.version, comment=comment
         )
         workflow.logger.info("agent %s now runs config version %d", new.id, new.version)

@@ -18,7 +18,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from aiops.contracts.activities import NON_RETRYABLE_AGENT_ERRORS, DetectionReport, DetectorInput
-    from aiops.contracts.agent import DETECTOR_WORKFLOW_TYPE, SUBMIT_EVENTS, hooks_task_queue
+    from aiops.contracts.agent import DETECTOR_WORKFLOW_TYPE, AgentMessages, hooks_task_queue
 
 # What one tick may deliver: well under a signal's payload limit, whatever the detector returns.
 MAX_EVENTS_PER_TICK = 500
@@ -50,6 +50,6 @@ class DetectorWorkflow:
             )
         if events:
             await workflow.get_external_workflow_handle(input.agent_workflow_id).signal(
-                SUBMIT_EVENTS, [e.model_dump(mode="json") for e in events]
+                AgentMessages.submit_events, [e.model_dump(mode="json") for e in events]
             )
         return DetectionReport(found=len(found), delivered_ids=[e.id for e in events])
