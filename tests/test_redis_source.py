@@ -281,3 +281,37 @@ async def test_a_redis_restart_mid_stream_loses_nothing(
         await source.redis.aclose()
     assert sorted(LEDGER["decided"]) == sorted(ids)
     assert source.stats.reconnects > 0, "the source never saw Redis go (the test proved nothing)"
+
+
+@pytest.mark.slow
+async def test_agents_pushing_back_make_the_source_read_less_and_ack_nothing_until_they_take_it(
+    aiops: AiopsClient, worker, redis: Redis, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """The routed agent is not running: nothing is acknowledged or dead-lettered, the read size falls
+    to one entry, and the entries stay pending (held by this consumer). Once the agent starts, every
+    entry is decided once and acknowledged, and the read size grows back."""
+    config = agent_config("recorder")
+    stream = f"push-{uuid.uuid4().hex[:6]}"
+    settings_ = settings(
+        redis_server.url, stream, batch=64, pushback_pause_seconds=0.05, pushback_max_pause_seconds=0.2
+    )
+    ids = [f"p-{uuid.uuid4().hex[:6]}-{i}" for i in range(100)]
+    for event_id in ids:
+        await redis.xadd(stream, entry(event_id, 0))
+    source = await running_source(aiops, write_routes(tmp_path / "routes.json", [config.id]), settings_)
+    task = asyncio.create_task(source.run())
+    try:
+        await eventually(lambda: asyncio.sleep(0, source.stats), lambda s: s.pushbacks >= 8 and s.count == 1)
+        pending: Any = await redis.xpending(stream, "aiops")
+        assert pending["pending"] == 64  # the first read, held: not acked, not dropped, nothing more read
+        assert source.stats.acked == 0 and source.stats.dead_lettered == 0
+        assert "not running" in source.stats.last_pushback
+        await aiops.agents.start(config)
+        await eventually(lambda: processed(aiops, [config.id]), lambda n: n >= len(ids))
+        await eventually(lambda: redis.xpending(stream, "aiops"), lambda p: p["pending"] == 0)
+    finally:
+        source.stop()
+        await task
+        await source.redis.aclose()
+    assert sorted(LEDGER["decided"]) == sorted(ids)
+    assert source.stats.acked == len(ids) and source.stats.count > 1

@@ -38,7 +38,7 @@ def read_entry(entry: Entry, settings: RedisSourceSettings) -> tuple[SystemEvent
     if raw is None:
         raise EventRefused("missing field 'event' (the event as JSON, as POST /v1/events takes it)")
     try:
-        document = json.loads(raw)
+        document = json.loads(raw.decode("utf-8"))  # json.loads would guess UTF-16 or 32 from bytes
     except json.JSONDecodeError as err:
         where = f"line {err.lineno} column {err.colno}"
         raise EventRefused(f"the event is not JSON: {err.msg} ({where})") from None
