@@ -40,7 +40,7 @@ def test_a_valid_entry_is_its_event_with_its_size() -> None:
         ({"payload": b"{}"}, "missing field 'event'"),
         ({"event": b"{nope"}, "the event is not JSON: Expecting property name"),
         ({"event": b"\xff\xfe"}, "not UTF-8 text"),
-        ({"event": b"[" * 600 + b"]" * 600}, "the event is not JSON"),
+        ({"event": b"[" * 400 + b"]" * 400}, "an event must be a JSON object, got list"),
         ({"event": b'"text"'}, "an event must be a JSON object, got str"),
         ({"event": json.dumps({"type": "alert", "source": "s"}).encode()}, "id: field required"),
         ({"event": json.dumps({**GOOD, "severity": "dire"}).encode()}, "invalid event: severity"),
@@ -52,6 +52,12 @@ def test_a_hostile_entry_is_refused_with_a_reason_that_says_what(
     with pytest.raises(EventRefused) as refused:
         read_entry(make(**fields), SETTINGS)
     assert reason in str(refused.value)
+
+
+def test_json_nested_past_the_parsers_depth_is_refused_not_a_crash() -> None:
+    roomy = SETTINGS.model_copy(update={"max_entry_bytes": 1024 * 1024})
+    with pytest.raises(EventRefused, match="nested too deeply"):
+        read_entry(make(event=b"[" * 200_000 + b"]" * 200_000), roomy)
 
 
 def test_an_event_over_the_agents_limit_is_refused_as_the_gateway_refuses_it() -> None:
