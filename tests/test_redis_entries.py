@@ -4,6 +4,7 @@ letter; the settings' bounds. No server needed (the real-server tests are test_r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -111,3 +112,33 @@ def test_publish_settings_are_bounded_and_name_their_positions_hash() -> None:
         RedisPublishSettings(batch=0)
     with pytest.raises(ValidationError):
         RedisPublishSettings(stream="bad name")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["source", "redis", "--routes", "/nonexistent/gw.yaml", "--stream", "in"], "cannot read it"),
+        (["source", "redis", "--routes", "gw.yaml", "--stream", "in", "--batch", "0"], "batch"),
+        (["source", "redis", "--routes", "gw.yaml", "--stream", "bad name"], "not valid stream names"),
+        (
+            ["source", "redis", "--routes", "gw.yaml", "--stream", "in", "--url", "env:AIOPS_R1_UNSET"],
+            "not set",
+        ),
+        (["publish", "redis", "--batch", "0"], "batch"),
+        (["publish", "redis", "--once"], "DATABASE_URL is not set"),
+    ],
+)
+def test_the_commands_refuse_bad_options_with_exit_2_before_connecting(
+    args: list[str], said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from aiops.cli import app
+
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("AIOPS_R1_UNSET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gw.yaml").write_text("version: 1\nsources: {redis: {auth: {type: none}}}\n")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert said in result.output

@@ -32,6 +32,21 @@ def _checked(model: Any, values: dict[str, Any]) -> Any:
         raise BadInput(describe_validation(err)) from None
 
 
+def _resolved(url: str) -> str:
+    """The URL, read from its reference when given as ``env:NAME`` or ``file:/path`` (it may hold a
+    password, which then stays out of the process list and shell history)."""
+    from agents.secrets import resolve_reference
+    from aiops.contracts.errors import SecretUnavailableError
+    from aiops.contracts.secret_refs import is_reference
+
+    if not is_reference(url):
+        return url
+    try:
+        return resolve_reference(url, "--url")
+    except SecretUnavailableError as err:
+        raise BadInput(str(err)) from None
+
+
 def _on_signals(stop: Any) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -104,7 +119,7 @@ def source_redis(
     from aiops.sources.redis_source import RedisSource, open_redis
 
     values: dict[str, Any] = dict(
-        url=url,
+        url=_resolved(url),
         streams=stream,
         group=group,
         source_name=source_name,
@@ -192,7 +207,7 @@ def publish_redis(
     config: RedisPublishSettings = _checked(
         RedisPublishSettings,
         dict(
-            url=url,
+            url=_resolved(url),
             stream=stream,
             maxlen=maxlen,
             agents=agent or [],
