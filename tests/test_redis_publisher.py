@@ -102,3 +102,28 @@ async def test_an_actions_life_is_published_once_each_in_order_across_a_publishe
     for step in ("decision", "approval", "execution_result", "verification", "action_finished"):
         assert step in steps, steps
     assert all(a == action_id for _, a, _ in published)
+
+
+@pytest.mark.slow
+async def test_two_publishers_racing_on_one_stream_publish_each_row_once(
+    aiops: AiopsClient, worker, pool: asyncpg.Pool, redis: Redis, redis_server: RedisServer
+) -> None:
+    """Two publishers (one started by mistake beside the other) run passes at once, with every step:
+    the position check and the XADD are one atomic script, so each row is in the stream once."""
+    config = agent_config("scripted", approval=team())
+    await start_pending_action(aiops, config, "high", requested_by="dave")
+    stream = f"race-{uuid.uuid4().hex[:6]}"
+    settings = RedisPublishSettings(
+        url=redis_server.url, stream=stream, agents=[config.id], all_steps=True, batch=1
+    )
+    one, two = AuditPublisher(settings, redis, pool), AuditPublisher(settings, redis, pool)
+
+    async def drain(publisher: AuditPublisher) -> None:
+        while await publisher.publish_once():
+            pass
+
+    await asyncio.gather(drain(one), drain(two), drain(one))
+    rows = await aiops.audit.rows(agent_id=config.id)
+    seqs = [int(f[b"seq"]) for _, f in await redis.xrange(stream)]
+    assert len(seqs) >= 2 and seqs == [r.seq for r in rows][: len(seqs)]  # in order, none twice, none skipped
+    assert len(set(seqs)) == len(seqs) and one.stats.published + two.stats.published == len(seqs)
