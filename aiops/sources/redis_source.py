@@ -91,6 +91,7 @@ class RedisSource:
         self.stopping = asyncio.Event()
         self._cursors = {stream: "0-0" for stream in settings.streams}
         self._next_claim = 0.0
+        self._own_pending = True  # first, what this consumer (by name) read before a restart
 
     # ----- the loop --------------------------------------------------------------------------
 
@@ -131,18 +132,27 @@ class RedisSource:
                     raise
 
     async def _next_entries(self) -> list[Entry]:
+        if self._own_pending:
+            mine = await self._read("0", block=None)
+            if mine:
+                return mine
+            self._own_pending = False
         now = time.monotonic()
         if now >= self._next_claim:
             self._next_claim = now + self.settings.claim_every_seconds
             claimed = await self.claim()
             if claimed:
                 return claimed
+        return await self._read(">", self.settings.block_ms)
+
+    async def _read(self, start: str, block: int | None) -> list[Entry]:
+        """``>``: entries no consumer was given yet; ``0``: this consumer's own pending entries."""
         answer: Any = await self.redis.xreadgroup(
             self.settings.group,
             self.settings.consumer,
-            dict.fromkeys(self.settings.streams, ">"),
+            dict.fromkeys(self.settings.streams, start),
             count=self.stats.count,
-            block=self.settings.block_ms,
+            block=block,
         )
         entries = [
             Entry(_text(stream), _text(entry_id), fields or {})
