@@ -198,6 +198,12 @@ def start_consumer(
     return process
 
 
+async def holding(redis: Redis, stream: str) -> dict[str, int]:
+    """Entries each consumer read and did not acknowledge yet."""
+    pending: Any = await redis.xpending(stream, "aiops")
+    return {c["name"].decode(): c["pending"] for c in pending["consumers"]}
+
+
 @pytest.mark.slow
 async def test_ten_thousand_entries_through_two_consumers_one_killed_are_each_decided_once(
     aiops: AiopsClient,
@@ -228,10 +234,11 @@ async def test_ten_thousand_entries_through_two_consumers_one_killed_are_each_de
     )
     try:
         await eventually(lambda: processed(aiops, agents), lambda n: n >= total // 10, within=60)
-        pending: Any = await redis.xpending(stream, "aiops")
+        # Kill c1 while it holds a read (between two reads it holds nothing): poll for that moment.
+        await eventually(lambda: holding(redis, stream), lambda h: h.get("c1", 0) > 0, interval=0.001)
         c1.send_signal(signal.SIGKILL)
         c1.wait()
-        held = {c["name"].decode(): c["pending"] for c in pending["consumers"]}
+        held = await holding(redis, stream)  # c1's, as it died (c2 claims them only after 2s idle)
         async with redis.pipeline(transaction=False) as pipe:
             for i, event_id in enumerate(ids[half:], start=half):
                 pipe.xadd(stream, entry(event_id, i % 4))
