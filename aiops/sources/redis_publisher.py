@@ -50,7 +50,7 @@ ROWS_AFTER = (
 @dataclass
 class PublishStats:
     published: int = 0
-    skipped: int = 0  # rows not of an action's life (without all_steps): the position passes them
+    skipped: int = 0  # rows passed without an entry: not of an action's life, or already published
 
 
 class AuditPublisher:
