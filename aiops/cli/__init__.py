@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli import agents, approvals, audit, config, dev, events, gateway, keys
+from aiops.cli import agents, approvals, audit, config, dev, events, gateway, keys, redis
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.tracing import shutdown_tracing
@@ -72,6 +72,8 @@ app.command(
 )(dev.worker)
 app.add_typer(dev.app, name="dev")
 app.command("gateway")(gateway.gateway)
+app.add_typer(redis.source_app, name="source")
+app.add_typer(redis.publish_app, name="publish")
 
 
 def main() -> None:
