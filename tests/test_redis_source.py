@@ -24,7 +24,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from aiops.client import AiopsClient
-from aiops.contracts.models import RuntimeSettings
+from aiops.contracts.config import RuntimeSettings
 from aiops.gateway.delivery import Connector, Deliverer
 from aiops.gateway.reload import ConfigHolder
 from aiops.sources.redis_settings import RedisSourceSettings
