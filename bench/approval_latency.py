@@ -21,7 +21,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

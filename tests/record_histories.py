@@ -37,7 +37,7 @@ from tests.helpers import agent_config, event, eventually, team
 from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 

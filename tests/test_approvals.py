@@ -15,7 +15,7 @@ from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 
 
 async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: str = "dave"):

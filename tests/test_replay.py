@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
 from aiops.contracts import action as action_contract
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.action import ActionInput, ActionRecord
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow

@@ -16,7 +16,7 @@ from aiops.contracts.agent import AgentState, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 
 

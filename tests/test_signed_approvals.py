@@ -30,8 +30,8 @@ from aiops.keys import KeyFile, generate
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_details import details_markdown
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.details import details_markdown
+from workflows.action.workflow import ActionWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
 
 

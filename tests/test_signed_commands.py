@@ -35,7 +35,7 @@ from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
 from workflows.command_gate import stop_digest

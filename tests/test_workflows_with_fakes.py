@@ -42,7 +42,7 @@ from aiops.contracts.agent import hooks_task_queue
 from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 

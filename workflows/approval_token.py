@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aiops.contracts.errors import AiopsError, describe_validation_error
-from aiops.contracts.models import ISSUER_ALGORITHMS, TrustedIssuer
+from aiops.contracts.models import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
 
 KEY_PREFIX = "ed25519:"
 ALGORITHM = "EdDSA"
@@ -207,6 +207,15 @@ def verify_identity(
         ) from None
     claims = _claims(signed["payload"])
     return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+
+
+def identity_roles(config: AgentConfig, who: Verified) -> list[str]:
+    """A verified person's roles: the configured approver's of that name, plus (for a token from
+    a trusted issuer) those its groups map to."""
+    approver = config.approval.approver(who.name)
+    roles = set(approver.roles if approver else [])
+    roles.update(who.roles or [])
+    return sorted(roles)
 
 
 def _verified_by_issuer(

@@ -24,7 +24,7 @@ from activities.health_activities import HealthActivities
 from activities.notify_activities import NotifyActivities
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
 from aiops.runtime.activation_memory import DetachActivation, detached_runner
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow

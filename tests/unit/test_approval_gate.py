@@ -10,7 +10,7 @@ import pytest
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
 from aiops.contracts.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
-from workflows.approval_gate import approvals_count, check_decision
+from workflows.action.approval_gate import approvals_count, check_decision
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TEAM = ApprovalSettings(

@@ -97,7 +97,7 @@ def test_person_messages_are_bounded(model: type, payload: dict[str, object]) ->
 def test_every_message_name_is_a_handler_of_its_workflow() -> None:
     from temporalio import workflow
 
-    from workflows.action_workflow import ActionWorkflow
+    from workflows.action.workflow import ActionWorkflow
     from workflows.agent_workflow import AgentWorkflow
 
     for module, cls in ((agent_contract, AgentWorkflow), (action_contract, ActionWorkflow)):

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 from workflows.detector_workflow import DetectorWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
