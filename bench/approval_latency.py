@@ -21,7 +21,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from workflows.action.workflow import ActionWorkflow
+from aiops.contracts.action import ActionMessages
 from workflows.approval_token import generate_private_key, private_key_pem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,7 +60,7 @@ async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
     await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
     signed = await aiops.decision_token(action_id, ALICE)  # signed before the clock, as a person does
     sent = time.time()
-    await aiops.action_handle(action_id).signal(ActionWorkflow.approve, signed.model_dump(exclude_none=True))
+    await aiops.action_handle(action_id).signal(ActionMessages.approve, signed.model_dump(exclude_none=True))
     record = await aiops.wait_for_action(action_id)
     assert record.result is not None
     data = record.result.data

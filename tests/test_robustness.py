@@ -18,7 +18,6 @@ from aiops.contracts.agent import AgentState, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.action.workflow import ActionWorkflow
 from workflows.agent_workflow import AgentWorkflow
 
 
@@ -220,9 +219,9 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
     # payload limit. Not all: each lands in history before it is refused, and 27 of them would
     # bring the run to the server's 50 MB history limit, where the server terminates any workflow.
     for n in range(25):
-        await handle.signal(ActionWorkflow.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
-    await handle.signal(ActionWorkflow.approve, {"approver": "alice", "comment": HUGE})
-    await handle.signal(ActionWorkflow.reject, {"approver": "bob", "credential": HUGE})
+        await handle.signal(ActionMessages.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
+    await handle.signal(ActionMessages.approve, {"approver": "alice", "comment": HUGE})
+    await handle.signal(ActionMessages.reject, {"approver": "bob", "credential": HUGE})
     record = await eventually(lambda: aiops.action(action_id), lambda r: r.refused_total == 27)
     assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
     assert len(record.refused) == action_contract.MAX_REFUSALS_KEPT
