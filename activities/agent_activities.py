@@ -49,16 +49,9 @@ from aiops.contracts.activities import (
     attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
 
 log = logging.getLogger("aiops.activities")
 
@@ -371,7 +364,7 @@ class AgentActivities:
         target = notice.target.removeprefix("agent:")
         try:
             await self.client.get_workflow_handle(agent_contract.agent_workflow_id(target)).signal(
-                agent_contract.SUBMIT_EVENT, alert.model_dump(mode="json")
+                agent_contract.AgentMessages.submit_event, alert.model_dump(mode="json")
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -394,7 +387,8 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+            state: agent_contract.HoldState = await agent.query(agent_contract.AgentMessages.hold_state)
+            return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None

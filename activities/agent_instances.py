@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import asyncio
 
-from activities.secrets import resolve_secrets
 from agents.base_agent import BaseAgent
 from agents.registry import AgentFactory, default_factory
-from aiops.contracts.models import AgentConfig
+from agents.secrets import resolve_secrets
+from aiops.contracts.config import AgentConfig
 
 
 class AgentInstances:

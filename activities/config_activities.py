@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_instances import AgentInstances
 from activities.database.config_store import ConfigStore
-from activities.secrets import secret_problems
+from agents.secrets import secret_problems
 from aiops.contracts.activities import (
     CONFIG_NOT_STORABLE,
     NO_CONFIG_STORE,
@@ -29,13 +29,13 @@ from aiops.contracts.activities import (
     ReloadCall,
     StoredConfig,
 )
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import (
     AgentError,
     InvalidAgentConfigError,
     UnknownAgentTypeError,
     describe_validation_error,
 )
-from aiops.contracts.models import AgentConfig
 
 NO_STORE = (
     "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "

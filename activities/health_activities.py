@@ -148,8 +148,8 @@ class HealthActivities:
         handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
         self._count_status_query("observe")
         try:
-            status: AgentStatus = await handle.query(
-                agent_contract.STATUS, result_type=AgentStatus, rpc_timeout=timedelta(seconds=limit)
+            status = await handle.query(
+                agent_contract.AgentMessages.status, rpc_timeout=timedelta(seconds=limit)
             )
         except RPCError as err:
             problem = "not running" if err.status == RPCStatusCode.NOT_FOUND else err.message
@@ -192,9 +192,8 @@ class HealthActivities:
                 handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
                 self._count_status_query("check")
                 try:
-                    status: AgentStatus = await handle.query(
-                        agent_contract.STATUS,
-                        result_type=AgentStatus,
+                    status = await handle.query(
+                        agent_contract.AgentMessages.status,
                         rpc_timeout=timedelta(seconds=call.timeout_seconds),
                     )
                 except RPCError as err:
@@ -435,7 +434,7 @@ class HealthActivities:
         )
         try:
             handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(alert.alert_agent_id))
-            await handle.signal(agent_contract.SUBMIT_EVENT, event.model_dump(mode="json"))
+            await handle.signal(agent_contract.AgentMessages.submit_event, event.model_dump(mode="json"))
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -20,6 +20,13 @@ What every hook can rely on, and must allow for:
   execute), then recorded as the step's failure.
 - **Secrets.** ``self.config`` holds resolved secret references; never return
   them in a result, a plan or an exception message (those reach history).
+- **Settings.** Declare a pydantic model (subclass ``agents.settings.AgentSettings``) as the
+  class's type parameter, ``class DiskAgent(BaseAgent[DiskSettings])``: ``BaseAgent`` validates
+  ``config.settings`` against it once per config and hands the hooks a typed ``self.settings``.
+  Without one, settings stay free-form (``FreeFormSettings``) as they always were.
+- **Effectively once.** ``agents.ledger.ActionLedger`` records, per ``action.id``, the intent,
+  the steps done and the final result, so a retried ``_execute_action_specific`` can answer with
+  the first result or resume where a crashed attempt stopped.
 """
 
 from __future__ import annotations
@@ -29,20 +36,21 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, ClassVar, Generic, overload
 
+from pydantic import BaseModel
+from typing_extensions import TypeVar
+
+from agents.settings import FreeFormSettings, parse_settings
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    HealthReport,
-    Plan,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, HealthReport, Plan, SystemEvent
 
 T = TypeVar("T")
+# Unparameterized, an agent's settings are ``Any`` to the type checker (agents that parse their own
+# settings keep working) and ``FreeFormSettings`` at run time.
+S = TypeVar("S", bound=BaseModel, default=Any)
+M = TypeVar("M", bound=BaseModel)
 
 
 class AgentLifecycle(StrEnum):
@@ -53,9 +61,49 @@ class AgentLifecycle(StrEnum):
     ERROR = "error"
 
 
-class BaseAgent(ABC):
+class _SettingsAttribute:
+    """``agent.settings``: the validated settings, typed by the agent's parameter ``S``.
+
+    A non-data descriptor rather than a property, so that an agent that parses its own settings
+    and assigns ``self.settings`` (the older style) still may: its value shadows this one."""
+
+    @overload
+    def __get__(self, agent: None, owner: type[Any]) -> _SettingsAttribute: ...
+    @overload
+    def __get__(self, agent: BaseAgent[M], owner: type[Any]) -> M: ...
+    def __get__(self, agent: BaseAgent[Any] | None, owner: type[Any]) -> Any:
+        if agent is None:
+            return self
+        if agent._settings is None:
+            raise InvalidAgentConfigError(agent._settings_problems)
+        return agent._settings
+
+
+class BaseAgent(ABC, Generic[S]):
+    """The agent contract; ``S`` is the agent type's settings model (see the module docstring)."""
+
+    settings = _SettingsAttribute()
+    """``self.config.settings`` as the agent type's settings model, validated (typed ``S``)."""
+
+    settings_model: ClassVar[type[BaseModel]] = FreeFormSettings
+    """Set from the class's type parameter (``BaseAgent[DiskSettings]``); rarely set by hand."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            args: tuple[Any, ...] = getattr(base, "__args__", ())
+            if getattr(base, "__origin__", None) is not BaseAgent or not isinstance(args[0], type):
+                continue  # unparameterized, or still generic (a TypeVar): keep the inherited model
+            if not issubclass(args[0], BaseModel):
+                raise TypeError(f"{cls.__name__}: BaseAgent[{args[0].__name__}] needs a pydantic model")
+            if "settings_model" not in cls.__dict__:
+                cls.settings_model = args[0]
+
     def __init__(self, config: AgentConfig) -> None:
         self.config = config
+        # Validated once per config; bad settings are reported by validate_config and initialize,
+        # and raise InvalidAgentConfigError (not retryable) if a hook asks for them anyway.
+        self._settings, self._settings_problems = self._parse_settings(config)
         self.lifecycle = AgentLifecycle.CREATED
         self.logger = logging.getLogger(f"aiops.agent.{config.type}")
         self.events_processed = 0
@@ -147,12 +195,18 @@ class BaseAgent(ABC):
         return await self._guarded("rollback", self._rollback_specific(action))
 
     async def reload_config(self, new_config: AgentConfig) -> None:
-        problems = self.validate_config(new_config)
+        settings, problems = self._parse_settings(new_config)
+        problems = problems or self._own_problems(new_config, settings)
         if problems:
             raise InvalidAgentConfigError(problems)
-        old = self.config
-        await self._guarded("reload_config", self._reload_config_specific(old, new_config))
-        self.config = new_config
+        old, old_settings = self.config, self._settings
+        # The hook already sees the new version as self.config / self.settings; a refusal restores.
+        self.config, self._settings, self._settings_problems = new_config, settings, []
+        try:
+            await self._guarded("reload_config", self._reload_config_specific(old, new_config))
+        except BaseException:
+            self.config, self._settings, self._settings_problems = old, old_settings, []
+            raise
 
     async def health_check(self) -> HealthReport:
         checks = await self._guarded("health_check", self._health_check_specific())
@@ -160,22 +214,27 @@ class BaseAgent(ABC):
         return HealthReport(healthy=healthy, checks=checks, message=self.last_error or "")
 
     def validate_config(self, config: AgentConfig) -> list[str]:
-        """Problems with ``config`` for this agent type; empty when it is usable."""
-        return list(self._validate_config_specific(config))
+        """Problems with ``config`` for this agent type; empty when it is usable. The settings
+        model's problems come first; the agent's own checks run only on valid settings."""
+        if config is self.config:
+            settings, problems = self._settings, self._settings_problems
+        else:
+            settings, problems = self._parse_settings(config)
+        return problems or self._own_problems(config, settings)
 
     # ----- hooks an agent author fills ---------------------------------------
 
-    async def _initialize_agent_specific(self) -> None:  # noqa: B027 - optional hook
+    async def _initialize_agent_specific(self) -> None:
         """Connect to what the agent operates. Runs when a worker first builds this instance:
         at agent start (the ``initialize_agent`` activity, retried for a few minutes, then the
         agent fails with the error) and again on any other worker that later needs the agent.
         Raise to refuse; it may run more than once per worker process lifetime."""
 
-    async def _start_agent_specific(self) -> None:  # noqa: B027 - optional hook
+    async def _start_agent_specific(self) -> None:
         """Start background work after ``_initialize_agent_specific``, on the same occasions and
         as often; keep it cheap and idempotent. Errors are handled as for initialize."""
 
-    async def _stop_agent_specific(self) -> None:  # noqa: B027 - optional hook
+    async def _stop_agent_specific(self) -> None:
         """Release resources. Runs once per worker holding an instance when the agent stops
         (the ``stop_agent`` activity, up to 3 attempts).
         Errors are logged and noted in the agent's recent errors; the agent stops anyway."""
@@ -204,12 +263,11 @@ class BaseAgent(ABC):
         ``ActionResult(success=False, ...)`` for a failure retrying cannot fix, or raise
         ``NonRetryableActionError``; any other exception is retried."""
 
-    async def _reload_config_specific(  # noqa: B027 - optional hook
-        self, old_config: AgentConfig, new_config: AgentConfig
-    ) -> None:
+    async def _reload_config_specific(self, old_config: AgentConfig, new_config: AgentConfig) -> None:
         """Take a new config version without a restart. Runs in the ``reload_agent`` activity
         between two batches, after validation and storage, at least once (retried for a few
-        minutes). Raise ``InvalidAgentConfigError`` to refuse: the agent keeps the old version
+        minutes); ``self.config`` and ``self.settings`` are already the new version. Raise
+        ``InvalidAgentConfigError`` to refuse: the agent keeps the old version
         and the caller is told why. Other workers pick the new config up lazily."""
 
     @abstractmethod
@@ -265,7 +323,22 @@ class BaseAgent(ABC):
         refuses it too."""
         return []
 
+    def _validate_settings_specific(self, settings: S) -> list[str]:
+        """Problems the settings model cannot see: what this worker finds (a path that does not
+        exist, a socket that is missing). Called with already valid settings, at the same times
+        and under the same rules as ``_validate_config_specific``; word each problem as
+        ``settings.<path>: ...``."""
+        return []
+
     # ----- plumbing ----------------------------------------------------------
+
+    def _parse_settings(self, config: AgentConfig) -> tuple[S | None, list[str]]:
+        parsed, problems = parse_settings(self.settings_model, config.settings, config.type)
+        return parsed, problems  # type: ignore[return-value]  # settings_model is S (__init_subclass__)
+
+    def _own_problems(self, config: AgentConfig, settings: S | None) -> list[str]:
+        own = self._validate_settings_specific(settings) if settings is not None else []
+        return [*own, *self._validate_config_specific(config)]
 
     def has_hook(self, name: str) -> bool:
         """Whether this agent class overrides the optional hook ``name``."""

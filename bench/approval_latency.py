@@ -21,14 +21,13 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from aiops.contracts.action import ActionMessages
 from workflows.approval_token import generate_private_key, private_key_pem
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 from aiops.keys import KeyFile
 from bench.probe_workflow import SignalToActivityProbe
 from bench.stack import bench_stack
@@ -48,20 +47,20 @@ ALICE = KeyFile(approver="alice", private_key=private_key_pem(generate_private_k
 
 async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
     event_id = f"e-{uuid.uuid4().hex}"
-    await aiops.send_event(agent_id, {"id": event_id, "type": "alert", "source": "web-1"}, config=config)
-    action_id = aiops.action_id(agent_id, event_id)
+    await aiops.events.send(agent_id, {"id": event_id, "type": "alert", "source": "web-1"}, config=config)
+    action_id = aiops.approvals.action_id(agent_id, event_id)
     while True:
         try:
-            if (await aiops.action(action_id)).status == ActionStatus.PENDING_APPROVAL:
+            if (await aiops.approvals.action(action_id)).status == ActionStatus.PENDING_APPROVAL:
                 break
         except Exception:
             pass
         await asyncio.sleep(0.02)
     await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
-    signed = await aiops.decision_token(action_id, ALICE)  # signed before the clock, as a person does
+    signed = await aiops.approvals.token(action_id, ALICE)  # signed before the clock, as a person does
     sent = time.time()
-    await aiops.action_handle(action_id).signal(ActionMessages.approve, signed.model_dump(exclude_none=True))
-    record = await aiops.wait_for_action(action_id)
+    await aiops.approvals.signal(action_id, signed)  # the Web UI's path: a signal, fire and forget
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.result is not None
     data = record.result.data
     DISPATCH["approval"].append(data["started_at"] - data["scheduled_at"])

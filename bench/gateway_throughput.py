@@ -16,8 +16,8 @@ For one agent and for ``--agents`` agents:
   seen them all (the worker counts decisions in a file, so no query disturbs the storm); the
   totals are then checked exactly against the agents' ``status`` counters. With many agents
   every payload mixes alerts for all of them (routes match an ``agent`` label), so the
-  gateway splits each request into one ``submit_events`` batch per agent.
-  **raw**: the same events (converted by the same code) sent by ``AiopsClient.send_events``
+  gateway splits each request into one ``events.submit`` batch per agent.
+  **raw**: the same events (converted by the same code) sent by ``AiopsClient.events.send_many``
   in the same batches and concurrency: the ceiling the gateway stands on.
   Like with like: each side's input is ready before its clock starts (raw: the converted
   events; gateway: the webhook bodies already encoded as bytes, as Alertmanager holds them), so
@@ -26,7 +26,7 @@ For one agent and for ``--agents`` agents:
   ``--sender httpx`` for httpx, which spends about 1.5 ms of CPU per request on the same two
   cores, inside the clock: Alertmanager's Go client costs next to nothing). The CPU seconds each
   process spent per path are printed beside the rates.
-* **latency**: alerts one at a time; from the HTTP request (raw: the ``send_events`` call) to the
+* **latency**: alerts one at a time; from the HTTP request (raw: the ``events.send_many`` call) to the
   agent's ``status`` counters showing the decision recorded; p50 and p99.
 
 ratio = gateway / raw (the target in issue 13: the gateway adds < 10%, so >= 0.9 for rates and
@@ -341,7 +341,7 @@ async def throughput(
     for path in order:
         await asyncio.sleep(1)  # let the previous run's tasks settle
         bodies = requests_for(agents, args.alerts, args.per_request)
-        before = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+        before = {a: (await aiops.agents.status(a)).counters.events_processed for a in agents}
         baseline = read_count(COUNTER[0])
         retried = [0]
         # Each side's input is ready before its clock: encoded webhooks, converted events.
@@ -355,14 +355,14 @@ async def throughput(
         else:
 
             async def send(batch: dict[str, list[SystemEvent]]) -> None:
-                await asyncio.gather(*(aiops.send_events(a, events) for a, events in batch.items()))
+                await asyncio.gather(*(aiops.events.send_many(a, events) for a, events in batch.items()))
 
             await bounded([lambda b=b: send(b) for b in batches], args.in_flight)
         accepted = time.monotonic() - started
         await wait_decided(baseline, args.alerts, within=120)
         delivered = time.monotonic() - started
         used = {name: cpu_seconds(pid) - cpu[name] for name, pid in processes.items()}
-        after = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+        after = {a: (await aiops.agents.status(a)).counters.events_processed for a in agents}
         recorded = sum(after[a] - before[a] for a in agents)
         assert recorded == args.alerts, f"{path}: {recorded} decisions recorded for {args.alerts} alerts"
         rates[path] = (args.alerts / accepted, args.alerts / delivered)
@@ -385,7 +385,7 @@ async def latency(
     aiops: AiopsClient, sender: Sender | HttpxSender, agents: list[str], samples: int
 ) -> dict[str, list[float]]:
     """Seconds from the request to the decision in the agent's status counters, one alert at a time."""
-    seen = {a: (await aiops.status(a)).counters.events_processed for a in agents}
+    seen = {a: (await aiops.agents.status(a)).counters.events_processed for a in agents}
     results: dict[str, list[float]] = {"raw": [], "gateway": []}
     # CPU of this process while the request is under way: raw, the client facade's own work (part of
     # the raw path); gateway, the HTTP client's (the sender's, Alertmanager's in production).
@@ -400,9 +400,9 @@ async def latency(
             if path == "gateway":
                 await post(sender, data, [0])
             else:
-                await aiops.send_events(agent, batch[agent])
+                await aiops.events.send_many(agent, batch[agent])
             sender_cpu[path] += time.process_time() - cpu
-            while (await aiops.status(agent)).counters.events_processed <= seen[agent]:
+            while (await aiops.agents.status(agent)).counters.events_processed <= seen[agent]:
                 pass
             results[path].append(time.monotonic() - started)
             seen[agent] += 1
@@ -417,10 +417,10 @@ def pct(values: list[float], q: float) -> float:
 async def scenario(aiops: AiopsClient, stack, http: httpx.AsyncClient, count: int, args) -> None:
     print(f"{count} agent{'s' if count > 1 else ''}: starting ...", flush=True)
     configs = [agent_config("bench_observer") for _ in range(count)]
-    await bounded([lambda c=c: aiops.start_agent(c) for c in configs], 50)
+    await bounded([lambda c=c: aiops.agents.start(c) for c in configs], 50)
     agents = [c.id for c in configs]
     for a in agents:
-        while (await aiops.status(a)).state != "running":
+        while (await aiops.agents.status(a)).state != "running":
             await asyncio.sleep(0.05)
     address = stack.env.client.service_client.config.target_host
     gateway = GatewayProcess(address, stack.task_queue, agents, stack.folder, args.coalesce)
@@ -433,7 +433,7 @@ async def scenario(aiops: AiopsClient, stack, http: httpx.AsyncClient, count: in
         baseline = read_count(COUNTER[0])
         await post(sender, encoded(payload([(a, -1) for a in agents])), [0])
         warm = raw_batches(payload([(a, -2) for a in agents]))
-        await asyncio.gather(*(aiops.send_events(a, events) for a, events in warm.items()))
+        await asyncio.gather(*(aiops.events.send_many(a, events) for a, events in warm.items()))
         await wait_decided(baseline, 2 * count)
         runs = [
             await throughput(aiops, sender, gateway, agents, args, ("raw", "gateway"))

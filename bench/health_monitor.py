@@ -118,7 +118,7 @@ async def start_fleet(aiops: AiopsClient, n: int, in_flight: int) -> list[str]:
     async def start(config) -> None:  # type: ignore[no-untyped-def]
         nonlocal started
         async with gate:
-            await aiops.start_agent(config)
+            await aiops.agents.start(config)
             started += 1
             if started % 1000 == 0:
                 print(

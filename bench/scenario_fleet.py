@@ -17,7 +17,7 @@ from tests.helpers import agent_config
 
 
 async def start_rate(bench: Bench, m: int) -> tuple[float, float]:
-    """``m`` agents started through ``start_agent`` (``in_flight`` at a time) until every one is
+    """``m`` agents started through ``agents.start`` (``in_flight`` at a time) until every one is
     RUNNING (initialized: the state the agent publishes to visibility, polled every 50 ms), beside
     ``m`` bare workflows started the same way until each has run its first workflow task (counted
     by the worker). Returns starts/s (agent, bare)."""
@@ -25,7 +25,7 @@ async def start_rate(bench: Bench, m: int) -> tuple[float, float]:
     configs = [agent_config("bench_observer", runtime=bench.runtime) for _ in range(m)]
     started = time.monotonic()
     with profiled(bench.worker_pid, "starts-agent"):
-        await bounded([lambda c=c: bench.aiops.start_agent(c) for c in configs], bench.in_flight)
+        await bounded([lambda c=c: bench.aiops.agents.start(c) for c in configs], bench.in_flight)
         await wait_until(lambda: _running(bench, since, m), poll=0.05)
     agent_rate = m / (time.monotonic() - started)
 
@@ -46,7 +46,7 @@ async def start_rate(bench: Bench, m: int) -> tuple[float, float]:
     bare_rate = m / (time.monotonic() - started)
     bench.say(f"starts {m}: agents {agent_rate:.1f}/s, bare workflows {bare_rate:.1f}/s")
     for name, handle in (
-        ("an agent's", bench.aiops.agent_handle(configs[0].id)),
+        ("an agent's", bench.aiops.agents.handle(configs[0].id)),
         ("a bare workflow's", bench.client.get_workflow_handle(f"{prefix}0")),
     ):
         count, kinds = await _added(handle, 0)
@@ -86,7 +86,7 @@ async def _idle_side(stack: BenchStack, bench: Bench, side: str, n: int, warm: i
     async def start(count: int, label: str) -> None:
         if side == "agent":
             configs = [agent_config("bench_observer", runtime=bench.runtime) for _ in range(count)]
-            await bounded([lambda c=c: aiops.start_agent(c) for c in configs], bench.in_flight)
+            await bounded([lambda c=c: aiops.agents.start(c) for c in configs], bench.in_flight)
         else:
             jobs = [
                 lambda i=i: client.start_workflow(

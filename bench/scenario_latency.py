@@ -12,7 +12,7 @@ from datetime import UTC
 from temporalio.api.enums.v1 import EventType
 
 from aiops.contracts.agent import agent_workflow_id
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 from bench.approval_latency import ALICE, approval_sample, raw_sample
 from bench.bench_common import percentile, profiled
 from bench.scenario_throughput import Bench
@@ -34,15 +34,15 @@ LAST: dict[str, object] = {}
 
 
 async def auto_sample(bench: Bench, agent_id: str) -> float:
-    """Seconds from ``send_event`` (the facade's intake update) to the start of the execute
+    """Seconds from ``events.send`` (the facade's intake update) to the start of the execute
     activity of the auto-approved action the event proposes (its body reports ``time.time()``)."""
     event_id = f"e-{uuid.uuid4().hex}"
     await asyncio.sleep(0.2)  # idle, as an agent is when an alert comes
     sent = time.time()
-    await bench.aiops.send_event(agent_id, {"id": event_id, "type": "alert", "source": "web-1"})
-    record = await bench.aiops.wait_for_action(bench.aiops.action_id(agent_id, event_id))
+    await bench.aiops.events.send(agent_id, {"id": event_id, "type": "alert", "source": "web-1"})
+    record = await bench.aiops.approvals.wait_for_action(bench.aiops.approvals.action_id(agent_id, event_id))
     assert record.result is not None, f"action of {event_id} has no result: {record.status}"
-    LAST.update(agent_id=agent_id, action_id=bench.aiops.action_id(agent_id, event_id), sent=sent)
+    LAST.update(agent_id=agent_id, action_id=bench.aiops.approvals.action_id(agent_id, event_id), sent=sent)
     return float(record.result.data["started_at"]) - sent
 
 
@@ -67,7 +67,7 @@ async def event_to_execute(bench: Bench, agent_id: str, samples: int) -> tuple[f
 
 async def auto_agent(bench: Bench) -> str:
     config = agent_config("bench_auto", runtime=bench.runtime)
-    await bench.aiops.start_agent(config)
+    await bench.aiops.agents.start(config)
     await auto_sample(bench, config.id)  # warm-up
     await raw_sample(bench.client, bench.task_queue)
     return config.id

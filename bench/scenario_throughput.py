@@ -18,7 +18,8 @@ import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from aiops.client import INTAKE_IN_FLIGHT_PER_AGENT, AiopsClient
+from aiops.client import AiopsClient
+from aiops.client.events import INTAKE_IN_FLIGHT_PER_AGENT
 from aiops.contracts.agent import WORKFLOW_TYPE, AgentState, AgentStatus, EventOutcome, agent_workflow_id
 from bench.bench_common import Counter, bounded, event_payload, profiled, wait_until
 from bench.raw_workflows import RawDecider, RawFleetSink
@@ -45,19 +46,19 @@ class Bench:
 
 
 async def processed(bench: Bench, agent_id: str) -> AgentStatus:
-    return await bench.aiops.status(agent_id)
+    return await bench.aiops.agents.status(agent_id)
 
 
 async def warm_agent(bench: Bench, agent_type: str = "bench_observer", **overrides: Any) -> str:
     """A started agent that has decided one event and is idle again."""
     config = agent_config(agent_type, runtime=bench.runtime, **overrides)
-    await bench.aiops.send_event(config.id, event_payload(-1), config=config)
+    await bench.aiops.events.send(config.id, event_payload(-1), config=config)
     await wait_until(lambda: _processed_at_least(bench, config.id, 1))
     return config.id
 
 
 async def _processed_at_least(bench: Bench, agent_id: str, n: int) -> bool:
-    return (await bench.aiops.status(agent_id)).counters.events_processed >= n
+    return (await bench.aiops.agents.status(agent_id)).counters.events_processed >= n
 
 
 async def wait_recorded(
@@ -72,7 +73,7 @@ async def wait_recorded(
         if seen != last:
             last, moved = seen, time.monotonic()
         if seen >= sent or time.monotonic() - moved > stall:
-            status = await bench.aiops.status(agent_id)
+            status = await bench.aiops.agents.status(agent_id)
             if status.counters.events_processed >= expected or time.monotonic() - moved > stall:
                 return status
             await asyncio.sleep(0.02)
@@ -130,24 +131,25 @@ class StormResult:
 
 
 async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResult:
-    """``n`` events to one warm agent, flat out through the facade: every ``send_event`` at once
-    (``single``; the facade coalesces concurrent sends into intake updates), or ``send_events``
+    """``n`` events to one warm agent, flat out through the facade: every ``events.send`` at once
+    (``single``; the facade coalesces concurrent sends into intake updates), or ``events.send_many``
     calls of ``batch`` events all at once (``batched``). Exact when the agent recorded every
     accepted event once (received, processed), none rejected or queued, no workflow task failed
     or timed out, and (with PostgreSQL) one audit row per event."""
     agent_id = await warm_agent(bench)
-    before = (await bench.aiops.status(agent_id)).counters
+    before = (await bench.aiops.agents.status(agent_id)).counters
     events = [event_payload(i, "storm") for i in range(n)]
     bench.counter.reset()
     started = time.monotonic()
     if mode == "single":
         results = await asyncio.gather(
-            *(bench.aiops.send_event(agent_id, e) for e in events), return_exceptions=True
+            *(bench.aiops.events.send(agent_id, e) for e in events), return_exceptions=True
         )
     else:
         chunks = [events[k : k + batch] for k in range(0, n, batch)]
         per_chunk = await asyncio.gather(
-            *(bench.aiops.send_events(agent_id, c, batch_size=batch) for c in chunks), return_exceptions=True
+            *(bench.aiops.events.send_many(agent_id, c, batch_size=batch) for c in chunks),
+            return_exceptions=True,
         )
         results = []
         for chunk, answers in zip(chunks, per_chunk, strict=True):
@@ -204,17 +206,17 @@ async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResul
 
 async def batched(bench: Bench, n: int, batch: int = 100) -> tuple[float, float]:
     """``n`` events in intake updates of ``batch`` (at most ``INTAKE_IN_FLIGHT_PER_AGENT`` in
-    flight, the facade's own gate): the agent through ``send_events``, the raw ``RawDecider``
+    flight, the facade's own gate): the agent through ``events.send_many``, the raw ``RawDecider``
     by ``execute_update`` of the same batches, deciding each batch with one local activity.
     The clock stops when the workflow's state shows all ``n`` decided (the agent's
     ``events_processed``, the raw ``decided_count`` query). Returns events/s (agent, raw)."""
     agent_id = await warm_agent(bench)
-    base = (await bench.aiops.status(agent_id)).counters.events_processed
+    base = (await bench.aiops.agents.status(agent_id)).counters.events_processed
     chunks = [[event_payload(i) for i in range(k, min(n, k + batch))] for k in range(0, n, batch)]
     bench.counter.reset()
     started = time.monotonic()
     with profiled(bench.worker_pid, "batched-agent"):
-        await asyncio.gather(*(bench.aiops.send_events(agent_id, c, batch_size=batch) for c in chunks))
+        await asyncio.gather(*(bench.aiops.events.send_many(agent_id, c, batch_size=batch) for c in chunks))
         status = await wait_recorded(bench, agent_id, base + n, n)
     agent_rate = n / (time.monotonic() - started)
     assert status.counters.events_processed == base + n, (
@@ -273,7 +275,7 @@ async def start_fleet(bench: Bench, m: int) -> Fleet:
     """``m`` running, idle agents and ``m`` idle no-op sinks (outside the clock)."""
     since = _now_iso()
     configs = [agent_config("bench_observer", runtime=bench.runtime) for _ in range(m)]
-    await bounded([lambda c=c: bench.aiops.start_agent(c) for c in configs], bench.in_flight)
+    await bounded([lambda c=c: bench.aiops.agents.start(c) for c in configs], bench.in_flight)
     await wait_until(lambda: _all_running(bench, since, m), poll=0.2)
     prefix = f"sink-{uuid.uuid4().hex[:8]}-"
     bench.counter.reset()
@@ -302,7 +304,7 @@ def _now_iso() -> str:
 
 
 async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
-    """One event to each idle agent through ``send_event`` (the intake update, ``in_flight`` at a
+    """One event to each idle agent through ``events.send`` (the intake update, ``in_flight`` at a
     time); the clock stops when every call has returned and the hooks have run, then every agent's
     state is confirmed (events_processed one more than before) outside the clock. Raw: one
     ``intake`` update to each idle no-op sink (like with like), then one ``ping`` signal each
@@ -314,12 +316,14 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
     started = time.monotonic()
     with profiled(bench.worker_pid, "fleet-agent"):
         await bounded(
-            [lambda a=a: bench.aiops.send_event(a, event_payload(fleet.rounds)) for a in fleet.agent_ids],
+            [lambda a=a: bench.aiops.events.send(a, event_payload(fleet.rounds)) for a in fleet.agent_ids],
             bench.in_flight,
         )
         await bench.counter.wait(m)
     agent_rate = m / (time.monotonic() - started)
-    statuses = await bounded([lambda a=a: bench.aiops.status(a) for a in fleet.agent_ids], bench.in_flight)
+    statuses = await bounded(
+        [lambda a=a: bench.aiops.agents.status(a) for a in fleet.agent_ids], bench.in_flight
+    )
     confirmed_in = time.monotonic() - started
     short = [s.agent_id for s in statuses if s.counters.events_processed != fleet.rounds]
     assert not short, f"{len(short)} agents did not record their event: {short[:3]}"
@@ -357,16 +361,16 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
 
 
 async def history_per_event(bench: Bench, k: int) -> tuple[float, float, float, float]:
-    """History events one event adds to an idle agent (``send_event``: the intake update), averaged
+    """History events one event adds to an idle agent (``events.send``: the intake update), averaged
     over ``k`` events, each sent once the last is recorded; beside an idle no-op sink taking the
     same event by update. Also both by signal (the agent's ``submit_event``: the Web UI's path).
     Returns (agent by update, raw by update, agent by signal, raw by signal)."""
     agent_id = await warm_agent(bench)
-    handle = bench.aiops.agent_handle(agent_id)
+    handle = bench.aiops.agents.handle(agent_id)
     await asyncio.sleep(0.5)
     first = (await handle.describe()).raw_description.workflow_execution_info.history_length
     for i in range(k):
-        await bench.aiops.send_event(agent_id, event_payload(i))
+        await bench.aiops.events.send(agent_id, event_payload(i))
         await wait_until(lambda i=i: _processed_at_least(bench, agent_id, 2 + i))
     await asyncio.sleep(0.5)
     agent = await _added(handle, first)
@@ -390,7 +394,7 @@ async def history_per_event(bench: Bench, k: int) -> tuple[float, float, float, 
     raw_signal = await _added(sink, first_raw)
 
     by_signal = await warm_agent(bench)
-    handle_signal = bench.aiops.agent_handle(by_signal)
+    handle_signal = bench.aiops.agents.handle(by_signal)
     await asyncio.sleep(0.5)
     first_signal = (await handle_signal.describe()).raw_description.workflow_execution_info.history_length
     for i in range(k):

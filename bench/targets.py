@@ -7,7 +7,7 @@ one; ratios are taken within one run and reported as min / median / max over ``-
 What each clock measures:
 
 1. storm: ``--storm`` events (100,000) to one warm agent, flat out through the facade, once as
-   single ``send_event`` calls all at once and once as ``send_events`` batches of 100 all at once.
+   single ``events.send`` calls all at once and once as ``events.send_many`` batches of 100 all at once.
    Exact when the agent's state (``status``: events_received, events_processed, rejected,
    deduplicated, queue) shows every event taken once and decided once, no workflow task of any
    run failed or timed out and, with ``--postgres``, one audit row per event landed.
@@ -15,7 +15,7 @@ What each clock measures:
    gate), from the first send until the agent's state shows them all processed; raw: a workflow
    taking the same batches by the same kind of update and deciding each batch with one local
    activity, until its query shows them all decided. Target: agent / raw >= 0.6.
-3. fleet: ``--agents`` (1,000) running, idle agents get one event each through ``send_event``
+3. fleet: ``--agents`` (1,000) running, idle agents get one event each through ``events.send``
    (50 in flight) until every call returned and every hook ran (each agent's state is then
    confirmed, outside the clock: events_processed one more than before, for every agent); raw:
    as many idle no-op workflows (every first task done before any clock starts) get one event
@@ -23,13 +23,13 @@ What each clock measures:
    reference, by signal (until every handler ran). Target: agent / raw update >= 0.8.
 4. history: history events one event adds to an idle agent (intake update), read from its
    history; raw: an idle no-op workflow taking the event by update. Target: agent <= 6.
-5. starts: ``--starts`` (500) agents from ``start_agent`` to RUNNING, beside bare workflows from
+5. starts: ``--starts`` (500) agents from ``agents.start`` to RUNNING, beside bare workflows from
    start to their first task done, 50 in flight each. Target: agent / bare >= 0.8.
 6. idle: ``--idle-agents`` (10,000) idle agents in one fresh worker, beside as many bare idle
    workflows in another: worker RSS growth per workflow (from /proc), all running, the cache
    sized above them. Target: agent / bare <= 1.5. Repeated ``--idle-repeat`` times (1: it takes
    minutes).
-7. event → execute: ``send_event`` to the start of the auto-approved action's execute activity,
+7. event → execute: ``events.send`` to the start of the auto-approved action's execute activity,
    beside raw signal → activity (samples interleaved). Target: p50 <= 2.5x (p99 shown).
 8. approval → execute: ``bench/approval_latency.py``'s samples. Target: p50 <= 1.1x.
 9. health monitor pass: measured by ``bench/health_monitor.py`` (not run here).

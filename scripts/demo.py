@@ -25,7 +25,7 @@ from aiops import keys
 from aiops.client import AiopsClient
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"
@@ -65,14 +65,14 @@ async def audit_trail(aiops: AiopsClient, agent_id: str, action_id: str) -> None
     """The rows the audit log holds for the action, from PostgreSQL, and the chain's verdict."""
     rows = []
     for _ in range(100):  # the last rows land just after the action's final status
-        rows = await aiops.audit_trail(action_id=action_id)
+        rows = await aiops.audit.rows(action_id=action_id)
         if rows and rows[-1].step == "action_finished":
             break
         await asyncio.sleep(0.1)
     for row in rows:
         actor = f" by {row.actor}" if row.actor and not row.actor.startswith("aiops-worker") else ""
         print(f"  #{row.seq:<5} {row.occurred_at:%H:%M:%S}  {row.step:<18}{actor}  {summary(row.detail)}")
-    [report] = await aiops.verify_audit(agent_id)
+    [report] = await aiops.audit.verify(agent_id)
     verdict = "intact" if report.ok else f"BROKEN at row {report.broken_at_seq}: {report.problem}"
     print(f"  hash chain of {agent_id}: {report.rows_checked} rows, {verdict}")
 
@@ -127,10 +127,10 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
     staging = agent("demo-staging", "Terraform drift remediation (staging)", "full_auto")
     say("Starting two agents: prod (semi_auto: low risk runs alone) and staging (full_auto: up to medium)")
     for config in (prod, staging):
-        await aiops.start_agent(config, started_by="demo")
+        await aiops.agents.start(config, started_by="demo")
     for config in (prod, staging):
         for _ in range(100):
-            status = await aiops.status(config.id)
+            status = await aiops.agents.status(config.id)
             if status.state.value != "initializing":
                 break
             await asyncio.sleep(0.1)
@@ -142,22 +142,24 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
     alert = SystemEvent(
         id=f"alert-{uuid.uuid4().hex[:10]}", type="alert", source="prometheus/HighErrorRate", severity="high"
     )
-    await aiops.send_events(prod.id, [low, alert])
-    await aiops.send_event(staging.id, medium)
+    await aiops.events.send_many(prod.id, [low, alert])
+    await aiops.events.send(staging.id, medium)
     for config, e in ((prod, low), (staging, medium)):
-        record = await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        record = await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
         say(f"{config.id}: a {e.severity.value} drift ran on its own")
         show(record)
-    status = await aiops.status(prod.id)
+    status = await aiops.agents.status(prod.id)
     print(f"\n  the alert was filtered by {prod.id}: events_filtered = {status.counters.events_filtered}")
 
     say("A high-severity drift arrives in prod: the production VPC's route table was edited")
     high = drift("high", ["aws_route_table.prod", "aws_vpc.prod"])
-    await aiops.send_event(prod.id, high)
-    action_id = aiops.action_id(prod.id, high.id)
+    await aiops.events.send(prod.id, high)
+    action_id = aiops.approvals.action_id(prod.id, high.id)
     record = None
     for _ in range(100):
-        record = await aiops.action(action_id) if action_id in await aiops.pending_approvals() else None
+        record = (
+            await aiops.approvals.action(action_id) if action_id in await aiops.approvals.pending() else None
+        )
         if record is not None:
             break
         await asyncio.sleep(0.1)
@@ -192,7 +194,7 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
     aiops_cli_refused("approvals", "approve", action_id, "--as", "alice", "--comment", "trust me")
     say("alice approves it with the aiops CLI, signed with her key")
     aiops_cli("approvals", "approve", action_id, "--key", str(key), "--comment", "reviewed the plan")
-    record = await aiops.wait_for_action(action_id)
+    record = await aiops.approvals.wait_for_action(action_id)
     show(record)
     if record.status not in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED):
         print(f"  unexpected end: {record.status.value} {record.error}")
@@ -208,7 +210,7 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
         return 1
 
     for config in (prod, staging):
-        status = await aiops.status(config.id)
+        status = await aiops.agents.status(config.id)
         c = status.counters
         print(
             f"\n  {config.id}: {c.events_received} events received, {c.events_processed} decided, "
@@ -267,7 +269,7 @@ async def disk_story(aiops: AiopsClient) -> bool:
                 "state_dir": str(DATA / "demo-disk-state"),
             },
         )
-        await aiops.start_agent(config, started_by="demo")
+        await aiops.agents.start(config, started_by="demo")
         schedule = aiops.client.get_schedule_handle(f"aiops-detector-{config.id}")
         for _ in range(100):  # the agent creates its detector schedule when it starts
             try:
@@ -279,7 +281,7 @@ async def disk_story(aiops: AiopsClient) -> bool:
         await schedule.trigger()
         action_id = None
         for _ in range(300):
-            waiting = await aiops.pending_approvals(config.id)
+            waiting = await aiops.approvals.pending(config.id)
             if waiting:
                 action_id = waiting[0]
                 break
@@ -293,10 +295,12 @@ async def disk_story(aiops: AiopsClient) -> bool:
         aiops_cli(
             "approvals", "approve", action_id, "--key", str(alice_key()), "--comment", "old rotated logs"
         )
-        record = await aiops.wait_for_action(action_id)
+        record = await aiops.approvals.wait_for_action(action_id)
         show(record)
         print(f"  {mount}: {df(mount)}; left: {sorted(p.name for p in logs.iterdir())}")
-        await aiops.stop(config.id, reason="demo over", key=keys.load(alice_key()))  # signed, as any command
+        await aiops.agents.stop(
+            config.id, reason="demo over", key=keys.load(alice_key())
+        )  # signed, as any command
         return record.status == ActionStatus.VERIFIED
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", str(mount)], capture_output=True)
@@ -349,7 +353,7 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
         approval=approvers(),
         settings=settings,
     )
-    await aiops.start_agent(config, started_by="demo")
+    await aiops.agents.start(config, started_by="demo")
     alert = SystemEvent(
         id=f"alert-{uuid.uuid4().hex[:10]}",
         type="alert",
@@ -362,11 +366,11 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
         },
     )
     print(f"  alert    {alert.data['alertname']} on {alert.source}: {alert.data['summary']}")
-    await aiops.send_event(config.id, alert)
-    action_id = aiops.action_id(config.id, alert.id)
+    await aiops.events.send(config.id, alert)
+    action_id = aiops.approvals.action_id(config.id, alert.id)
     row = None
     for _ in range(4000 if local else 600):  # a local model on 2 cores: tens of seconds
-        rows = [r for r in await aiops.audit_trail(agent_id=config.id) if r.step == "llm_diagnosis"]
+        rows = [r for r in await aiops.audit.rows(agent_id=config.id) if r.step == "llm_diagnosis"]
         if rows:
             row = rows[0]
             break
@@ -386,14 +390,14 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
         print(f"  the model's diagnosis: {detail.get('summary')!r}")
         return local  # a toy model may decline (the demo says so); the scripted one always proposes
     for _ in range(300):
-        if action_id in await aiops.pending_approvals(config.id):
+        if action_id in await aiops.approvals.pending(config.id):
             break
         await asyncio.sleep(0.1)
     say("The proposal waits for a person, with the model's diagnosis as its evidence")
     aiops_cli("approvals", "show", action_id)
     say("alice reads it, restarts checkout by hand, and rejects the proposal (signed)")
     aiops_cli("approvals", "reject", action_id, "--key", str(alice_key()), "--comment", "restarted by hand")
-    record = await aiops.wait_for_action(action_id)
+    record = await aiops.approvals.wait_for_action(action_id)
     show(record)
     return record.status == ActionStatus.REJECTED
 

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from agents import AgentConfig, SystemEvent
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 
 T = TypeVar("T")
 
@@ -56,7 +56,7 @@ def event(event_type: str = "infrastructure_drift", **data: Any) -> SystemEvent:
 async def wait_pending(aiops: AiopsClient, action_id: str) -> ActionRecord:
     """Wait until the action is waiting for approval; return its record."""
     return await eventually(
-        lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+        lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
     )
 
 
@@ -64,10 +64,10 @@ async def start_pending_action(
     aiops: AiopsClient, config: AgentConfig, risk: str = "high", **data: Any
 ) -> tuple[WorkflowHandle[Any, Any], str, ActionRecord]:
     """Start ``config``'s agent, send one alert of ``risk``, and wait for its action to await approval."""
-    handle = await aiops.start_agent(config)
+    handle = await aiops.agents.start(config)
     e = event("alert", risk=risk, **data)
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
+    await aiops.events.send(config.id, e)
+    action_id = aiops.approvals.action_id(config.id, e.id)
     return handle, action_id, await wait_pending(aiops, action_id)
 
 

@@ -29,7 +29,7 @@ from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts.action import AbortRequest, ActionMessages, ActionStatus, HoldRequest
 from aiops.contracts.agent import StopRequest, agent_workflow_id
-from aiops.contracts.models import AgentVerb, NotifyChannel
+from aiops.contracts.config import AgentVerb, NotifyChannel
 from aiops.contracts.search_attributes import ALL
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
@@ -37,7 +37,7 @@ from tests.helpers import agent_config, event, eventually, team
 from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -58,36 +58,36 @@ async def save(aiops: AiopsClient, name: str, workflow_id: str, run_id: str | No
 async def record(aiops: AiopsClient) -> None:
     # An agent's whole life: events with and without actions, filtering, duplicates, junk, pause, stop.
     config = agent_config("recorder", id="replay-agent")
-    handle = await aiops.start_agent(config)
+    handle = await aiops.agents.start(config)
     drift = event(act=True, id="r-1")
-    await aiops.submit_events(config.id, [drift, event("health_check", id="r-2"), drift, {"nonsense": 1}])
-    await aiops.agent_handle(config.id).signal(AgentWorkflow.submit_events, [{"nonsense": 2}])  # signal path
-    await aiops.wait_for_action(aiops.action_id(config.id, drift.id))
-    await aiops.pause(config.id)
-    await aiops.send_event(config.id, event(id="r-3", boom=True))
-    await aiops.resume(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
-    await aiops.apply_config(config.model_copy(update={"name": "renamed"}), author="recorder", comment="v2")
+    await aiops.events.submit(config.id, [drift, event("health_check", id="r-2"), drift, {"nonsense": 1}])
+    await aiops.agents.handle(config.id).signal(AgentWorkflow.submit_events, [{"nonsense": 2}])  # signal path
+    await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, drift.id))
+    await aiops.agents.pause(config.id)
+    await aiops.events.send(config.id, event(id="r-3", boom=True))
+    await aiops.agents.resume(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 2)
+    await aiops.config.apply(config.model_copy(update={"name": "renamed"}), author="recorder", comment="v2")
     try:
-        await aiops.apply_config(config.model_copy(update={"type": "scripted"}), author="recorder")
+        await aiops.config.apply(config.model_copy(update={"type": "scripted"}), author="recorder")
     except AiopsError:
         pass
-    await aiops.rollback_config(config.id, 1, author="recorder")
-    await aiops.stop(config.id, reason="recorded")
+    await aiops.config.rollback(config.id, 1, author="recorder")
+    await aiops.agents.stop(config.id, reason="recorded")
     await handle.result()
     await save(aiops, "agent_lifecycle", agent_workflow_id(config.id))
 
     # A run that ends in continue-as-new.
     config = agent_config("recorder", id="replay-can", runtime={"max_events_per_run": 3})
-    first = await aiops.start_agent(config)
+    first = await aiops.agents.start(config)
     for i in range(6):
-        await aiops.send_event(config.id, event(id=f"c-{i}"))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 6)
+        await aiops.events.send(config.id, event(id=f"c-{i}"))
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 6)
     await save(aiops, "agent_continue_as_new", agent_workflow_id(config.id), first.first_execution_run_id)
 
     # Actions: automatic, approved by signal after a refusal, approved by update, rejected, rolled back.
     config = agent_config("scripted", id="replay-actions", approval=team())
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     auto, signalled, updated, rejected, rolled, unplanned = (
         event("alert", id="a-auto", risk="low"),
         event("alert", id="a-signal", risk="high"),
@@ -98,19 +98,21 @@ async def record(aiops: AiopsClient) -> None:
         event("alert", id="a-plan-fails", risk="low", plan_fails=True),
     )
     every = (auto, signalled, updated, rejected, rolled, unplanned)
-    await aiops.send_events(config.id, list(every))
-    ids = {e.id: aiops.action_id(config.id, e.id) for e in every}
+    await aiops.events.send_many(config.id, list(every))
+    ids = {e.id: aiops.approvals.action_id(config.id, e.id) for e in every}
     for key in ("a-signal", "a-update", "a-reject"):
         await eventually(
-            lambda k=key: aiops.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+            lambda k=key: aiops.approvals.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
-    await aiops.action_handle(ids["a-signal"]).signal(ActionMessages.approve, {"approver": "mallory"})
-    await aiops.action_handle(ids["a-signal"]).signal(
+    await aiops.approvals.action_handle(ids["a-signal"]).signal(
+        ActionMessages.approve, {"approver": "mallory"}
+    )
+    await aiops.approvals.action_handle(ids["a-signal"]).signal(
         ActionMessages.approve, {"approver": "alice", "comment": "ok"}
     )
-    await aiops.approve(ids["a-update"], "alice")
-    await aiops.approve(ids["a-update"], "carol")
-    await aiops.reject(ids["a-reject"], "bob", "no")
+    await aiops.approvals.approve(ids["a-update"], "alice")
+    await aiops.approvals.approve(ids["a-update"], "carol")
+    await aiops.approvals.reject(ids["a-reject"], "bob", "no")
     for name, key in [
         ("action_auto", "a-auto"),
         ("action_signal_approval", "a-signal"),
@@ -119,7 +121,7 @@ async def record(aiops: AiopsClient) -> None:
         ("action_rolled_back", "a-rollback"),
         ("action_plan_failed", "a-plan-fails"),
     ]:
-        await aiops.wait_for_action(ids[key])
+        await aiops.approvals.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
 
     # Signed approvals: an unsigned signal and an unsigned update refused in history, two
@@ -133,20 +135,22 @@ async def record(aiops: AiopsClient) -> None:
             update={"notify": [NotifyChannel(type="webhook", url=receiver.url("/hook"))]}
         )
         config = agent_config("scripted", id="replay-signed", approval=approval)
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
         critical = event("alert", id="s-critical", risk="critical")
-        await aiops.send_events(config.id, [critical])
-        signed_id = aiops.action_id(config.id, critical.id)
-        await eventually(lambda: aiops.action(signed_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL)
+        await aiops.events.send_many(config.id, [critical])
+        signed_id = aiops.approvals.action_id(config.id, critical.id)
+        await eventually(
+            lambda: aiops.approvals.action(signed_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+        )
         await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 1)
-        await aiops.action_handle(signed_id).signal(ActionMessages.approve, {"approver": "alice"})
+        await aiops.approvals.action_handle(signed_id).signal(ActionMessages.approve, {"approver": "alice"})
         try:
-            await aiops.approve(signed_id, "bob", "unsigned")
+            await aiops.approvals.approve(signed_id, "bob", "unsigned")
         except AiopsError:
             pass
-        await aiops.approve(signed_id, comment="signed", key=alice)
-        await aiops.approve(signed_id, comment="signed too", key=bob)
-        await aiops.wait_for_action(signed_id)
+        await aiops.approvals.approve(signed_id, comment="signed", key=alice)
+        await aiops.approvals.approve(signed_id, comment="signed too", key=bob)
+        await aiops.approvals.wait_for_action(signed_id)
         await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 2)
         await save(aiops, "action_signed_notified", signed_id)
 
@@ -158,28 +162,30 @@ async def record(aiops: AiopsClient) -> None:
         settings={"finding": "drift"},
         runtime={"detect_every_seconds": 3600},
     )
-    await aiops.start_agent(watching)
+    await aiops.agents.start(watching)
     schedule = aiops.client.get_schedule_handle(detector_schedule_id(watching.id))
     await eventually(schedule.describe, lambda d: True)
     await schedule.trigger()
-    await aiops.wait_for_action(aiops.action_id(watching.id, f"found-{watching.id}-drift"), appear_within=30)
+    await aiops.approvals.wait_for_action(
+        aiops.approvals.action_id(watching.id, f"found-{watching.id}-drift"), appear_within=30
+    )
     described = await eventually(schedule.describe, lambda d: bool(d.info.recent_actions))
     detector_run = described.info.recent_actions[0].action
     runtime = watching.runtime.model_copy(update={"detect_every_seconds": 60})
-    await aiops.apply_config(watching.model_copy(update={"runtime": runtime}), author="recorder")
-    await aiops.stop(watching.id)
-    await aiops.agent_handle(watching.id).result()
+    await aiops.config.apply(watching.model_copy(update={"runtime": runtime}), author="recorder")
+    await aiops.agents.stop(watching.id)
+    await aiops.agents.handle(watching.id).result()
     await save(aiops, "agent_detector", agent_workflow_id(watching.id))
     await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
 
     # Incidents: three alerts of one group are decided once; resolving them closes it.
     grouping = agent_config("scripted", id="replay-incidents", runtime={"incident_window_seconds": 1})
-    await aiops.start_agent(grouping)
+    await aiops.agents.start(grouping)
     alerts = [event("alert", id=f"am:i{n}:firing:1", fingerprint=f"i{n}") for n in range(3)]
     alerts = [a.model_copy(update={"correlation_id": "group-1"}) for a in alerts]
-    await aiops.send_events(grouping.id, alerts)
+    await aiops.events.send_many(grouping.id, alerts)
     await eventually(
-        lambda: aiops.status(grouping.id), lambda s: s.counters.actions_succeeded == 1, within=30
+        lambda: aiops.agents.status(grouping.id), lambda s: s.counters.actions_succeeded == 1, within=30
     )
     resolved = [
         a.model_copy(
@@ -187,10 +193,10 @@ async def record(aiops: AiopsClient) -> None:
         )
         for a in alerts
     ]
-    await aiops.send_events(grouping.id, resolved)
-    await eventually(lambda: aiops.status(grouping.id), lambda s: not s.incidents)
-    await aiops.stop(grouping.id)
-    await aiops.agent_handle(grouping.id).result()
+    await aiops.events.send_many(grouping.id, resolved)
+    await eventually(lambda: aiops.agents.status(grouping.id), lambda s: not s.incidents)
+    await aiops.agents.stop(grouping.id)
+    await aiops.agents.handle(grouping.id).result()
     await save(aiops, "agent_incidents", agent_workflow_id(grouping.id))
 
     # Signed agent commands: refusals by signal and by update audited in the agent's history,
@@ -200,71 +206,73 @@ async def record(aiops: AiopsClient) -> None:
     approval = team({"alice": alice.public_key(), "bob": bob.public_key(), "oscar": oscar.public_key()})
     approval = approval.model_copy(update={"issuers": [idp.trusted_issuer()]})
     commanded = agent_config("scripted", id="replay-commands", approval=approval)
-    await aiops.start_agent(commanded)
-    handle = aiops.agent_handle(commanded.id)
+    await aiops.agents.start(commanded)
+    handle = aiops.agents.handle(commanded.id)
     await handle.signal(AgentWorkflow.stop, StopRequest(actor="bob"))  # unsigned: refused
     try:
-        await aiops.stop(commanded.id, key=oscar)  # no role: refused
+        await aiops.agents.stop(commanded.id, key=oscar)  # no role: refused
     except AiopsError:
         pass
     held = event("alert", id="k-held", risk="high")
-    await aiops.send_events(commanded.id, [held])
-    held_id = aiops.action_id(commanded.id, held.id)
+    await aiops.events.send_many(commanded.id, [held])
+    held_id = aiops.approvals.action_id(commanded.id, held.id)
     record_ = await eventually(
-        lambda: aiops.action(held_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+        lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
     )
-    action = aiops.action_handle(held_id)
+    action = aiops.approvals.action_handle(held_id)
     await action.signal(ActionMessages.abort, AbortRequest(reason="forged"))
-    await aiops.pause(commanded.id, key=oscar)
+    await aiops.agents.pause(commanded.id, key=oscar)
     credential = idp.token("erin", ["sre-team"], held_id, "approve", record_.plan_digest)
     await action.signal(ActionMessages.approve, {"approver": "erin", "credential": credential})
-    await eventually(lambda: aiops.action(held_id), lambda r: r.status == ActionStatus.APPROVED)
+    await eventually(lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.APPROVED)
     await action.signal(ActionMessages.release, HoldRequest(epoch=99))
     await eventually(
-        lambda: aiops.audit_trail(action_id=held_id),
+        lambda: aiops.audit.rows(action_id=held_id),
         lambda rows: sum(r.step == "command_refused" for r in rows) == 2,
     )
-    await aiops.resume(commanded.id, key=alice)
-    await aiops.wait_for_action(held_id)
+    await aiops.agents.resume(commanded.id, key=alice)
+    await aiops.approvals.wait_for_action(held_id)
     await save(aiops, "action_confirmed_holds", held_id)
     try:
-        await aiops.apply_config(commanded.model_copy(update={"name": "renamed"}), key=alice)  # sre: refused
+        await aiops.config.apply(commanded.model_copy(update={"name": "renamed"}), key=alice)  # sre: refused
     except AiopsError:
         pass
-    await aiops.apply_config(commanded.model_copy(update={"name": "renamed"}), key=bob)
-    await aiops.stop(commanded.id, reason="recorded", key=bob)
+    await aiops.config.apply(commanded.model_copy(update={"name": "renamed"}), key=bob)
+    await aiops.agents.stop(commanded.id, reason="recorded", key=bob)
     await handle.result()
     await save(aiops, "agent_signed_commands", agent_workflow_id(commanded.id))
 
     # An upgrade: a signed command continues the agent as new at the next safe point, its queue
     # carried (the first run is recorded: the request, the drained batch, the continue-as-new).
     upgraded = agent_config("recorder", id="replay-upgrade", approval=team({"bob": bob.public_key()}))
-    first = await aiops.start_agent(upgraded)
-    await eventually(lambda: aiops.status(upgraded.id), lambda s: s.state == "running")
-    await aiops.pause(upgraded.id, key=bob)
-    await aiops.send_events(upgraded.id, [event(id=f"u-{n}") for n in range(3)])
-    await aiops.command(upgraded.id, AgentVerb.UPGRADE, key=bob)
-    await eventually(lambda: aiops.status(upgraded.id), lambda s: s.run_number == 2 and s.queue_length == 3)
-    await aiops.stop(upgraded.id, key=bob)
-    await aiops.agent_handle(upgraded.id).result()
+    first = await aiops.agents.start(upgraded)
+    await eventually(lambda: aiops.agents.status(upgraded.id), lambda s: s.state == "running")
+    await aiops.agents.pause(upgraded.id, key=bob)
+    await aiops.events.send_many(upgraded.id, [event(id=f"u-{n}") for n in range(3)])
+    await aiops.agents.command(upgraded.id, AgentVerb.UPGRADE, key=bob)
+    await eventually(
+        lambda: aiops.agents.status(upgraded.id), lambda s: s.run_number == 2 and s.queue_length == 3
+    )
+    await aiops.agents.stop(upgraded.id, key=bob)
+    await aiops.agents.handle(upgraded.id).result()
     await save(aiops, "agent_upgrade", agent_workflow_id(upgraded.id), first.first_execution_run_id)
 
     # A long backlog: after 10 local-activity batches in one workflow task, the next batch is
     # decided by a regular activity, which ends the task.
     backlogged = agent_config("recorder", id="replay-backlog", runtime={"batch_size": 1})
-    await aiops.start_agent(backlogged)
-    await eventually(lambda: aiops.status(backlogged.id), lambda s: s.state == "running")
-    await aiops.pause(backlogged.id)
-    await aiops.send_events(backlogged.id, [event(id=f"b-{n}") for n in range(15)])
-    await aiops.resume(backlogged.id)
-    await eventually(lambda: aiops.status(backlogged.id), lambda s: s.counters.events_processed == 15)
-    await aiops.stop(backlogged.id)
-    await aiops.agent_handle(backlogged.id).result()
+    await aiops.agents.start(backlogged)
+    await eventually(lambda: aiops.agents.status(backlogged.id), lambda s: s.state == "running")
+    await aiops.agents.pause(backlogged.id)
+    await aiops.events.send_many(backlogged.id, [event(id=f"b-{n}") for n in range(15)])
+    await aiops.agents.resume(backlogged.id)
+    await eventually(lambda: aiops.agents.status(backlogged.id), lambda s: s.counters.events_processed == 15)
+    await aiops.agents.stop(backlogged.id)
+    await aiops.agents.handle(backlogged.id).result()
     await save(aiops, "agent_bounded_task", agent_workflow_id(backlogged.id))
 
     # An agent whose initialization fails for good.
     config = agent_config("no_such_type", id="replay-failed", runtime={"worker_pickup_seconds": 1})
-    failed = await aiops.start_agent(config, require_worker=False)
+    failed = await aiops.agents.start(config, require_worker=False)
     try:
         await failed.result()
     except WorkflowFailureError:

@@ -47,7 +47,7 @@ async def save(client: Client, prefix: str, name: str, workflow_id: str) -> None
 
 
 async def health(aiops: AiopsClient, agent_id: str) -> str | None:
-    return (await aiops.agent_handle(agent_id).describe()).typed_search_attributes.get(sa.HEALTH)
+    return (await aiops.agents.handle(agent_id).describe()).typed_search_attributes.get(sa.HEALTH)
 
 
 async def record(aiops: AiopsClient, prefix: str) -> None:
@@ -59,12 +59,12 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
         retry=FAST_RETRY,
         approval={**team().model_dump(), "circuit_breaker_failures": 1},
     )
-    await aiops.start_agent(breaker)
+    await aiops.agents.start(breaker)
     good = event("alert", risk="low", id="h-1")
-    await aiops.send_event(breaker.id, good)
-    await aiops.wait_for_action(aiops.action_id(breaker.id, good.id))
+    await aiops.events.send(breaker.id, good)
+    await aiops.approvals.wait_for_action(aiops.approvals.action_id(breaker.id, good.id))
     bad = event("alert", risk="low", fatal=True, id="h-2")
-    await aiops.send_event(breaker.id, bad)
+    await aiops.events.send(breaker.id, bad)
     await eventually(lambda: health(aiops, breaker.id), lambda h: h == "action_failures,circuit_open")
 
     # A monitor pass: a healthy agent counted by its summary, a type with a real health check, the
@@ -72,7 +72,7 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
     fine, ailing, pager = agent_config("recorder"), agent_config("ailing"), agent_config("recorder")
     broken = agent_config("init_fails")
     for config in (fine, ailing, pager, broken):
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
     await eventually(lambda: health(aiops, fine.id), lambda h: h == "ok")
     monitor = MonitorInput(
         task_queue=aiops.task_queue,
@@ -91,10 +91,10 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
     monitor_id, _, _ = await eventually(check, lambda r: r[1] == expected and r[2] == {"recorder": 1})
     await save(client, prefix, "monitor_pass", monitor_id)
 
-    await aiops.reset_circuit_breaker(breaker.id, by="alice")
+    await aiops.agents.reset_circuit_breaker(breaker.id, by="alice")
     await eventually(lambda: health(aiops, breaker.id), lambda h: h == "action_failures")
-    await aiops.stop(breaker.id, reason="recorded")
-    await aiops.agent_handle(breaker.id).result()
+    await aiops.agents.stop(breaker.id, reason="recorded")
+    await aiops.agents.handle(breaker.id).result()
     await save(client, prefix, "agent_health_summary", agent_workflow_id(breaker.id))
 
 

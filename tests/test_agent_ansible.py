@@ -74,8 +74,8 @@ async def test_drift_is_checked_approved_applied_once_and_verified(
     assert drift.data["changed_tasks"] == ["localhost: Message of the day", "localhost: Listen port"]
     assert applied(target) == [] and (target / "motd.txt").read_text() == "welcome to v1\n"  # check only
 
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     pending = await wait_pending(aiops, action_id)  # medium risk: semi_auto asks a person
     assert pending.action.risk_level == "medium"
     assert pending.plan is not None
@@ -87,8 +87,8 @@ async def test_drift_is_checked_approved_applied_once_and_verified(
     assert pending.plan.details.splitlines()[0].split(":")[1].split()[0] == drift.data["diff_sha256"]
     assert drift.id == f"ansible-drift-{drift.data['diff_sha256'][:32]}"
 
-    await aiops.approve(action_id, "alice", "roll out v2's message")
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "roll out v2's message")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert (target / "motd.txt").read_text() == "welcome to v2\n"
     assert (target / "app.conf").read_text() == "port=8080\n"
@@ -158,15 +158,22 @@ def test_bad_settings_are_refused_with_clear_messages() -> None:
         },
     )
     text = "\n".join(agent(config).validate_config(config))
-    assert "unknown setting(s) ['playbok']" in text
-    assert "settings.playbook must be an absolute path" in text
-    assert "settings.tags must be a list of tag names" in text
-    assert "settings.risk_level must be one of" in text
-    assert "settings.timeout_seconds must be between 1 and 86400 (got 0)" in text
-    assert "settings.extra_vars must map variable names to values" in text
+    assert "settings.playbok: unknown setting for the ansible agent (known: playbook," in text
+    assert "settings.playbook: 'site.yml' is not an absolute path" in text
+    assert "settings.tags: Input should be a valid list" in text
+    assert "settings.risk_level: Input should be 'low', 'medium', 'high' or 'critical'" in text
+    assert "settings.timeout_seconds: Input should be greater than or equal to 1" in text
+    assert "settings.extra_vars: Input should be a valid dictionary" in text
     missing = agent_config("ansible")
     assert agent(missing).validate_config(missing) == [
-        "settings.playbook is required: the absolute path of the playbook to keep applied"
+        "settings.playbook: is required: the absolute path of the playbook to keep applied"
+    ]
+    absent = agent_config(
+        "ansible", settings={"playbook": "/nonexistent/site.yml", "rollback_playbook": str(FIXTURES)}
+    )
+    assert agent(absent).validate_config(absent) == [
+        "settings.playbook: /nonexistent/site.yml is not a file on this worker",
+        f"settings.rollback_playbook: {FIXTURES} is not a file on this worker",
     ]
     with pytest.raises(ValueError, match="a secret must be a reference"):
         agent_config("ansible", settings={"playbook": "/p.yml", "extra_vars": {"api_token": "abc"}})

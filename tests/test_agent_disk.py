@@ -22,7 +22,8 @@ import pytest
 
 import agents.builtin  # noqa: F401  (registers the built-in agents)
 from agents import AgentAction, AgentConfig, NonRetryableActionError, SystemEvent
-from agents.builtin.disk import DiskAgent, Journal, parse_settings, planned_files, usage
+from agents.builtin.disk import DiskAgent, planned_files, usage
+from agents.ledger import ActionLedger
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import AutomationLevel, EventType, Plan, RiskLevel
@@ -164,29 +165,42 @@ async def planned_action(agent: DiskAgent) -> tuple[AgentAction, Plan]:
         ({"roots": [{"path": "{mount}/log", "globs": ["*"]}]}, "matches every file name"),
         ({"roots": [{"path": "{mount}/log", "globs": ["**.log"]}]}, "'**' is not supported"),
         ({"roots": [{"path": "{mount}/log", "globs": ["app.log.[0-9"]}]}, "has an unclosed '['"),
-        ({"roots": [{"path": "{mount}/log", "globs": []}]}, "globs is required"),
+        (
+            {"roots": [{"path": "{mount}/log", "globs": []}]},
+            "settings.roots[0].globs: List should have at least 1",
+        ),
         ({"roots": [{"path": "{mount}/log", "globs": ["*.gz"], "min_age_seconds": 1e30}]}, "min_age_seconds"),
-        ({"roots": [{"path": "{mount}/log", "globs": ["*.gz"], "depth": 3}]}, "depth: unknown root setting"),
+        (
+            {"roots": [{"path": "{mount}/log", "globs": ["*.gz"], "depth": 3}]},
+            "settings.roots[0].depth: unknown setting for the disk agent (known: path, globs, min_age",
+        ),
         ({"roots": [{"path": "{mount}/nope", "globs": ["*.gz"]}]}, "nope does not exist on this worker"),
         ({"mounts": ["{mount}", "/no/such/mount"]}, "/no/such/mount does not exist on this worker"),
-        ({"mounts": []}, "settings.mounts is required"),
-        ({"threshold_percent": 10**12}, "settings.threshold_percent is 1000000000000"),
-        ({"threshold_percent": True}, "settings.threshold_percent must be a number"),
-        ({"max_files": 10**9}, "settings.max_files is 1000000000"),
-        ({"throttle_seconds": -1}, "settings.throttle_seconds is -1"),
-        ({"mode": "shred"}, "settings.mode must be one of delete, quarantine"),
-        ({"mode": "quarantine"}, "settings.quarantine_dir is required with mode quarantine"),
-        ({"quarantine_dir": "{mount}/log/q"}, "overlaps the cleanup root"),
-        ({"state_dir": "/etc/aiops"}, "is a system directory"),
-        ({"risk_level": "tiny"}, "settings.risk_level must be one of"),
-        ({"colour": "blue"}, "settings.colour: unknown setting for the disk agent"),
-        ({"target_percent": 90}, "must be below threshold_percent"),
+        ({"mounts": []}, "settings.mounts: List should have at least 1"),
+        (
+            {"threshold_percent": 10**12},
+            "settings.threshold_percent: Input should be less than or equal to 99",
+        ),
+        ({"threshold_percent": True}, "settings.threshold_percent: Input should be a valid number"),
+        ({"max_files": 10**9}, "settings.max_files: Input should be less than or equal to 10000"),
+        ({"throttle_seconds": -1}, "settings.throttle_seconds: Input should be greater than or equal to 0"),
+        ({"mode": "shred"}, "settings.mode: Input should be 'delete' or 'quarantine'"),
+        ({"mode": "quarantine"}, "settings.quarantine_dir: is required with mode quarantine"),
+        (
+            {"quarantine_dir": "{mount}/log/q"},
+            "settings.quarantine_dir: '{mount}/log/q' overlaps the cleanup root",
+        ),
+        ({"state_dir": "/etc/aiops"}, "settings.state_dir: '/etc/aiops' is a system directory"),
+        ({"risk_level": "tiny"}, "settings.risk_level: Input should be 'low'"),
+        ({"colour": "blue"}, "settings.colour: unknown setting for the disk agent (known: mounts, roots,"),
+        ({"target_percent": 90}, "settings.target_percent: 90 must be below threshold_percent (80)"),
     ],
 )
 def test_hostile_settings_are_refused_with_a_clear_message(
     disk: Disk, tmp_path: Path, change: dict[str, Any], message: str
 ) -> None:
     raw = json.loads(json.dumps(change).replace("{mount}", str(disk.mount)))
+    message = message.replace("{mount}", str(disk.mount))
     agent = DiskAgent(config_for(disk, tmp_path))
     problems = agent.validate_config(config_for(disk, tmp_path, **raw))
     assert any(message in p for p in problems), problems
@@ -202,8 +216,8 @@ def test_a_root_reached_through_a_symlink_is_refused(disk: Disk, tmp_path: Path)
 def test_good_settings_pass(disk: Disk, tmp_path: Path) -> None:
     config = config_for(disk, tmp_path)
     assert DiskAgent(config).validate_config(config) == []
-    parsed, _ = parse_settings(config.settings)
-    assert parsed is not None and parsed.risk_level == RiskLevel.MEDIUM
+    parsed = DiskAgent(config).settings
+    assert parsed.risk == RiskLevel.MEDIUM and parsed.max_files == 1000 and parsed.roots[0].recursive
 
 
 # ----- hooks, called directly ------------------------------------------------------------------------------
@@ -375,26 +389,30 @@ async def test_a_full_disk_is_detected_planned_approved_cleaned_and_verified(
     aiops: AiopsClient, worker, disk: Disk, tmp_path: Path
 ) -> None:
     config = config_for(disk, tmp_path, approval=team())
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = await (await running_agent(config)).detect()  # what the scheduled detector will do
-    assert len(await aiops.send_events(config.id, events)) == 1
-    action_id = aiops.action_id(config.id, events[0].id)
+    assert len(await aiops.events.send_many(config.id, events)) == 1
+    action_id = aiops.approvals.action_id(config.id, events[0].id)
 
     record = await wait_pending(aiops, action_id)  # deleting files: medium risk, a person decides
     assert record.plan is not None and len(record.plan.changes) == len(disk.cleanable)
     assert all(str(p) in "\n".join(record.plan.changes) for p in disk.cleanable)
     assert all(p.exists() for p in disk.cleanable)  # nothing happens before the approval
 
-    await aiops.approve(action_id, "alice", "old logs, fine", plan_digest=record.plan_digest)
-    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "old logs, fine", plan_digest=record.plan_digest)
+    done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED, done.error
     assert done.result is not None and done.result.data["removed_files"] == len(disk.cleanable)
     assert not any(p.exists() for p in disk.cleanable) and disk.outside_intact()
     assert usage(str(disk.mount)).percent < 80
     assert await (await running_agent(config)).detect() == []  # the condition is gone
 
-    await aiops.send_events(config.id, events)  # the same detection again: deduplicated, no second action
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_deduplicated == 1)
+    await aiops.events.send_many(
+        config.id, events
+    )  # the same detection again: deduplicated, no second action
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_deduplicated == 1
+    )
     assert status.counters.actions_proposed == 1
 
 
@@ -414,15 +432,15 @@ async def test_a_worker_killed_mid_cleanup_never_deletes_a_file_twice(
         },
     )
     events = await (await running_agent(config)).detect()
-    action_id = aiops.action_id(config.id, events[0].id)
-    journal = Journal(config.settings["state_dir"], action_id)
+    action_id = aiops.approvals.action_id(config.id, events[0].id)
+    journal = ActionLedger(config.settings["state_dir"]).lookup(action_id)
     modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
 
     with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-        await aiops.send_events(config.id, events, config=config)
+        await aiops.events.send_many(config.id, events, config=config)
 
         async def deleted_so_far() -> list[str]:
-            return [e["path"] for e in journal.entries() if e.get("kind") == "done"]
+            return [s.data["path"] for s in journal.steps if s.name == "done"]
 
         first = await eventually(deleted_so_far, lambda done: len(done) >= 2, within=30, interval=0.05)
         os.kill(doomed.pid, signal.SIGKILL)
@@ -433,11 +451,11 @@ async def test_a_worker_killed_mid_cleanup_never_deletes_a_file_twice(
     recreated = [write(Path(p), 1000) for p in first]
 
     with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert all(p.exists() for p in recreated)
     assert not any(p.exists() for p in disk.cleanable if str(p) not in first)
-    done = [e["path"] for e in journal.entries() if e.get("kind") == "done"]
+    done = [s.data["path"] for s in journal.steps if s.name == "done"]
     assert sorted(done) == sorted(str(p) for p in disk.cleanable)  # each file deleted exactly once
-    attempts = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "execution_attempt"]
+    attempts = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "execution_attempt"]
     assert len(attempts) == 2

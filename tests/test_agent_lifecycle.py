@@ -16,18 +16,20 @@ from tests.helpers import agent_config, event, eventually
 
 async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker) -> None:
     config = agent_config("example")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     drift = event(severity="low", resources=["aws_vpc.main", "aws_subnet.a"])
-    await aiops.send_event(config.id, drift)
+    await aiops.events.send(config.id, drift)
 
-    action_id = aiops.action_id(config.id, drift.id)
-    record = await aiops.wait_for_action(action_id)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.SUCCEEDED
     assert record.result is not None and record.result.success
     assert "aws_vpc.main" in record.result.message
     assert record.plan is not None and "2 resource(s)" in record.plan.summary
 
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1
+    )
     assert status.state == AgentState.RUNNING
     assert status.counters.events_received == 1
     assert status.counters.events_processed == 1
@@ -38,46 +40,50 @@ async def test_drift_event_becomes_an_executed_action(aiops: AiopsClient, worker
 
 async def test_pause_holds_events_and_resume_processes_them(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
-    await aiops.pause(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.pause(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.PAUSED)
     for _ in range(3):
-        await aiops.send_event(config.id, event())
-    paused = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 3)
+        await aiops.events.send(config.id, event())
+    paused = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_received == 3
+    )
     assert paused.counters.events_processed == 0
     assert paused.queue_length == 3
 
-    await aiops.resume(config.id)
-    resumed = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    await aiops.agents.resume(config.id)
+    resumed = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 3
+    )
     assert resumed.state == AgentState.RUNNING
     assert resumed.queue_length == 0
 
 
 async def test_stop_drains_the_queue_then_stops(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    handle = await aiops.start_agent(config)
-    await aiops.pause(config.id)
-    await aiops.send_events(config.id, [event() for _ in range(5)])
-    await aiops.stop(config.id, reason="maintenance")
+    handle = await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)
+    await aiops.events.send_many(config.id, [event() for _ in range(5)])
+    await aiops.agents.stop(config.id, reason="maintenance")
     summary = await handle.result()
     assert summary.state == AgentState.STOPPED
     assert summary.unprocessed_events == []
-    status = await aiops.status(config.id)
+    status = await aiops.agents.status(config.id)
     assert status.state == AgentState.STOPPED
     assert status.counters.events_processed == 5
 
     with pytest.raises(AgentNotRunningError, match="no agent named"):
-        await aiops.pause("no-such-agent")
+        await aiops.agents.pause("no-such-agent")
 
 
 async def test_a_type_no_worker_serves_is_refused_at_once(aiops: AiopsClient, worker) -> None:
     config = agent_config("no_such_type")
     with pytest.raises(AgentTypeNotServedError, match="no worker serves agent type 'no_such_type'"):
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
     with pytest.raises(AgentTypeNotServedError):
-        await aiops.send_event(config.id, event(), config=config)
-    assert not await aiops.agent_is_running(config.id)
+        await aiops.events.send(config.id, event(), config=config)
+    assert not await aiops.agents.is_running(config.id)
 
 
 async def test_an_agent_started_anyway_fails_saying_no_worker_serves_its_type(
@@ -85,18 +91,18 @@ async def test_an_agent_started_anyway_fails_saying_no_worker_serves_its_type(
 ) -> None:
     # As a raw `temporal workflow start` would: nothing polls the type's queue, so start fails.
     config = agent_config("no_such_type", runtime={"worker_pickup_seconds": 1})
-    handle = await aiops.start_agent(config, require_worker=False)
+    handle = await aiops.agents.start(config, require_worker=False)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "no worker serves agent type 'no_such_type'" in str(failure.value.cause)
-    status = await aiops.status(config.id)
+    status = await aiops.agents.status(config.id)
     assert status.state == AgentState.FAILED
     assert "--agent-module" in (status.failure or "")
 
 
 async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClient, worker) -> None:
     config = agent_config("init_fails")
-    handle = await aiops.start_agent(config)
+    handle = await aiops.agents.start(config)
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "settings.endpoint is required" in str(failure.value.cause)

@@ -30,16 +30,17 @@ from temporalio.worker import Replayer, Worker
 
 from activities.agent_activities import AgentActivities
 from activities.database.audit_log import AuditLog
-from agents.llm import runtime
 from agents.llm.contracts import DiagnosisInput, diagnosis_task_queue, diagnosis_workflow_id
 from agents.llm.proposal import DiagnosisResult, outcome_of
 from agents.llm.settings import LlmSettings
 from agents.llm.temporal import WORKFLOWS, plugins, workflow_runner
 from agents.llm.workflow import DiagnosisWorkflow
+from agents.services import install_services
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import RiskLevel
 from aiops.metrics import create_telemetry
+from aiops.runtime.services import WorkerServices
 from aiops.runtime.worker_build import WorkerGroup, build_worker
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support import llm_models
@@ -346,7 +347,7 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     aiops: AiopsClient, llm_worker: Worker, log_root: Path
 ) -> None:
     executor = agent_config("scripted")
-    await aiops.start_agent(executor)
+    await aiops.agents.start(executor)
     catalog = [{**CATALOG[0], "executor_agent": executor.id}, CATALOG[1]]
     name = f"m-{uuid.uuid4().hex[:8]}"
     model = scripted(
@@ -355,10 +356,10 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     config = llm_config(
         {"endpoint": register(name, model), "catalog": catalog, "tools": {"file_roots": [str(log_root)]}}
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alert = event("alert", source="service/checkout", severity="high", annotation=INJECTION)
-    await aiops.send_event(config.id, alert)
-    action_id = aiops.action_id(config.id, alert.id)
+    await aiops.events.send(config.id, alert)
+    action_id = aiops.approvals.action_id(config.id, alert.id)
     record = await wait_pending(aiops, action_id)
 
     action = record.action
@@ -368,11 +369,13 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
     assert diagnosis["summary"].startswith("checkout is out of memory")
     assert [c["tool"] for c in diagnosis["tool_calls"]] == ["read_file_tail", "agent_status"]
     assert "Out of memory" in diagnosis["tool_calls"][0]["result"]
+    status = diagnosis["tool_calls"][1]  # through the framework services the worker installed
+    assert status["ok"] is True and '"waiting_for_approval":[]' in status["result"], status
     assert "checkout is out of memory" in action.description and "confidence 0.80" in action.description
     assert record.plan is not None and "LLM diagnosis" in record.plan.details  # the executor's dry run
 
-    await aiops.approve(action_id, "alice", comment="reviewed the diagnosis")
-    done = await aiops.wait_for_action(action_id)
+    await aiops.approvals.approve(action_id, "alice", comment="reviewed the diagnosis")
+    done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
     from tests.support.agents_for_tests import LEDGER
 
@@ -381,7 +384,7 @@ async def test_an_alert_becomes_a_proposal_waiting_for_approval_with_its_diagnos
 
 async def test_no_proposal_is_recorded_and_escalated(aiops: AiopsClient, llm_worker: Worker) -> None:
     target = agent_config("scripted", approval=team())
-    await aiops.start_agent(target)
+    await aiops.agents.start(target)
     name = f"m-{uuid.uuid4().hex[:8]}"
     config = llm_config(
         {
@@ -390,18 +393,18 @@ async def test_no_proposal_is_recorded_and_escalated(aiops: AiopsClient, llm_wor
             "escalation_agent": target.id,
         }
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alert = event("alert", source="service/checkout")
-    await aiops.send_event(config.id, alert)
+    await aiops.events.send(config.id, alert)
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1, within=60
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1, within=60
     )
     assert status.counters.actions_proposed == 0 and status.pending_actions == []
     escalated = await eventually(
-        lambda: aiops.status(target.id), lambda s: s.counters.events_received == 1, within=30
+        lambda: aiops.agents.status(target.id), lambda s: s.counters.events_received == 1, within=30
     )
     assert escalated.counters.events_received == 1
-    pending = await aiops.pending_approvals(target.id)
+    pending = await aiops.approvals.pending(target.id)
     assert len(pending) <= 1  # the target decides the escalation like any alert
 
 
@@ -454,7 +457,7 @@ async def test_every_outcome_is_metered_and_audited(
         for outcome, model, budgets in cases:
             llm_settings = settings(f"m-{uuid.uuid4().hex[:8]}", model, budgets=budgets)
             results[outcome] = await diagnose(client, task_queue, llm_settings, agent_id=agent_id)
-    runtime.use_client(env.client)  # back to the session's client for the next tests
+    install_services(WorkerServices(env.client))  # back to the session's client for the next tests
     assert outcome_of(results["budget_per_hour"]) == "budget_per_hour"
     assert results["budget_per_event"].refused and results["budget_per_hour"].refused
 

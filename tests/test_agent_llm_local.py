@@ -103,7 +103,7 @@ async def _alert_to_proposal(aiops: AiopsClient, local_model: int, record_proper
         runtime={"local_decisions": False, "decision_timeout_seconds": 400},
         approval=team(),
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alert = event(
         "alert",
         source="service/checkout",
@@ -111,22 +111,22 @@ async def _alert_to_proposal(aiops: AiopsClient, local_model: int, record_proper
         alertname="CheckoutOutOfMemory",
         summary="checkout is out of memory and crash-looping; restart it",
     )
-    action_id = aiops.action_id(config.id, alert.id)
+    action_id = aiops.approvals.action_id(config.id, alert.id)
     started = time.monotonic()
-    await aiops.send_event(config.id, alert)
+    await aiops.events.send(config.id, alert)
 
     def decided(record: Any) -> bool:
         return isinstance(record, ActionRecord) and record.status == ActionStatus.PENDING_APPROVAL
 
     async def outcome() -> Any:
-        status = await aiops.status(config.id)
+        status = await aiops.agents.status(config.id)
         if status.counters.events_processed and not status.counters.actions_proposed:
             return status  # no proposal: stop waiting, report below
-        return await aiops.action(action_id)
+        return await aiops.approvals.action(action_id)
 
     result = await eventually(outcome, lambda r: decided(r) or not isinstance(r, ActionRecord), within=420)
     took = time.monotonic() - started
-    rows = [r for r in await aiops.audit_trail(agent_id=config.id) if r.step == "llm_diagnosis"]
+    rows = [r for r in await aiops.audit.rows(agent_id=config.id) if r.step == "llm_diagnosis"]
     detail = rows[0].detail if rows else {}
     print(f"\nlocal model {MODEL_ALIAS}: {took:.1f}s from alert to decision; audit row: {detail}")
     record_property("seconds_alert_to_pending", round(took, 1))

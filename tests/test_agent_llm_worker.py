@@ -79,11 +79,11 @@ async def test_a_worker_process_with_the_llm_agent_diagnoses_meters_and_audits(
         env = {"AIOPS_AGENT_MODULES": MODULES, DIR_ENV: str(tmp_path), "AIOPS_HTTP_PORT": str(port)}
         with worker_process(address, task_queue, "llm-worker", postgres.url, **env):
             config = llm_config(prometheus.url)
-            await aiops.start_agent(config)
+            await aiops.agents.start(config)
             alert = event("alert", source="service/checkout", severity="high")
-            await aiops.send_event(config.id, alert)
-            action_id = aiops.action_id(config.id, alert.id)
-            record = await eventually(lambda: aiops.action(action_id), pending, within=90)
+            await aiops.events.send(config.id, alert)
+            action_id = aiops.approvals.action_id(config.id, alert.id)
+            record = await eventually(lambda: aiops.approvals.action(action_id), pending, within=90)
             diagnosis = record.action.parameters["diagnosis"]
             assert [c["tool"] for c in diagnosis["tool_calls"]] == ["prometheus_query"]
             assert diagnosis["usage"] == {
@@ -115,7 +115,7 @@ async def test_a_worker_process_with_the_llm_agent_diagnoses_meters_and_audits(
                 value(text, "aiops_llm_diagnosis_duration_seconds_count", **labels, outcome="proposal") == 1
             )
 
-    rows = [r for r in await aiops.audit_trail(agent_id=config.id) if r.step == "llm_diagnosis"]
+    rows = [r for r in await aiops.audit.rows(agent_id=config.id) if r.step == "llm_diagnosis"]
     assert len(rows) == 1
     detail = rows[0].detail
     assert rows[0].action_id == action_id and rows[0].actor == f"llm:registered:{GATED}"
@@ -128,7 +128,7 @@ async def test_a_worker_process_with_the_llm_agent_diagnoses_meters_and_audits(
         "target": "service/checkout",
         "risk_level": "medium",
     }
-    [report] = await aiops.verify_audit(config.id)
+    [report] = await aiops.audit.verify(config.id)
     assert report.ok
 
 
@@ -181,10 +181,10 @@ async def test_a_worker_killed_mid_diagnosis_resumes_without_repeating_tool_call
         # before this decision timeout, which the wait below could not outlast.
         config = llm_config(prometheus.url, decision_timeout=900, diagnosis_timeout_seconds=50)
         alert = event("alert", source="service/checkout", severity="high")
-        action_id = aiops.action_id(config.id, alert.id)
+        action_id = aiops.approvals.action_id(config.id, alert.id)
         with worker_process(address, task_queue, "doomed", postgres.url, **env) as doomed:
-            await aiops.start_agent(config)
-            await aiops.send_event(config.id, alert)
+            await aiops.agents.start(config)
+            await aiops.events.send(config.id, alert)
             await eventually(lambda: asyncio.to_thread((tmp_path / "blocked").exists), bool, within=60)
             assert prometheus.queries == [QUERY_A]  # the first tool call completed; the second not begun
             doomed.kill()  # SIGKILL: no graceful shutdown, the model request dies with the process
@@ -192,7 +192,7 @@ async def test_a_worker_killed_mid_diagnosis_resumes_without_repeating_tool_call
         assert (tmp_path / "blocked").read_text() == str(doomed.pid)
         (tmp_path / "release").touch()
         with worker_process(address, task_queue, "successor", postgres.url, **env):
-            record = await eventually(lambda: aiops.action(action_id), pending, within=180)
+            record = await eventually(lambda: aiops.approvals.action(action_id), pending, within=180)
 
     assert prometheus.count(QUERY_A) == 1 and prometheus.count(QUERY_B) == 1, prometheus.queries
     requests = (tmp_path / "model-requests").read_text().split("\n")

@@ -13,6 +13,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -21,10 +22,11 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 import agents.builtin  # noqa: F401  (registers the built-in agent types)
-from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
 from agents.base_agent import BaseAgent
+from agents.ledger import ActionLedger
 from agents.registry import default_factory
+from agents.secrets import resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
 from tests.helpers import agent_config, eventually, team, wait_pending
@@ -85,6 +87,16 @@ async def detect_until(agent: BaseAgent, check: str, count: int = 1) -> list[Sys
     return await eventually(probe, lambda found: len(found) >= count, within=20, interval=0.2)
 
 
+async def detected_and_approved(agent: BaseAgent, check: str) -> AgentAction:
+    """The action the agent decides for what it detects for ``check``, its plan approved as is."""
+    (found,) = await detect_until(agent, check)
+    action = await agent.process_event(found)
+    assert action is not None
+    plan = await agent.plan(action)
+    assert plan is not None
+    return action.model_copy(update={"parameters": {**action.parameters, "approved_plan": plan.model_dump()}})
+
+
 async def pid_of(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT pg_backend_pid()"))
 
@@ -97,8 +109,8 @@ async def stop(task: asyncio.Task[Any]) -> None:
 
 async def approve_and_finish(aiops: AiopsClient, action_id: str) -> ActionRecord:
     await wait_pending(aiops, action_id)
-    await aiops.approve(action_id, "alice", "reviewed the sessions in the plan")
-    return await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "reviewed the sessions in the plan")
+    return await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
 
 
 async def test_a_long_query_is_detected_planned_approved_cancelled_and_verified(
@@ -114,16 +126,16 @@ async def test_a_long_query_is_detected_planned_approved_cancelled_and_verified(
         assert found.id.startswith(f"pg-long-query-{pid}-")
         assert (await agent.detect())[0].id == found.id  # stable for this occurrence: deduplicated
 
-        await aiops.send_events(config.id, [found], config=config)
-        action_id = aiops.action_id(config.id, found.id)
+        await aiops.events.send_many(config.id, [found], config=config)
+        action_id = aiops.approvals.action_id(config.id, found.id)
         pending = await wait_pending(aiops, action_id)
         assert pending.action.risk_level == "medium"
         assert pending.plan is not None
         assert f"SELECT pg_cancel_backend({pid});" in pending.plan.details
         assert "pg_sleep(60)" in pending.plan.details and "app=reporting" in pending.plan.details
 
-        await aiops.approve(action_id, "alice", "cancel the report")
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+        await aiops.approvals.approve(action_id, "alice", "cancel the report")
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
         assert record.status == ActionStatus.VERIFIED, record.error
         assert record.result is not None and record.result.data["sessions"] == {str(pid): "signalled"}
         with pytest.raises(asyncpg.QueryCanceledError):
@@ -169,11 +181,11 @@ async def test_idle_transaction_lock_chain_and_bloat_are_fixed_end_to_end(
         idle_events = await detect_until(agent, "idle_in_transaction", 2)  # the blocker idles too
         (forgotten,) = [e for e in idle_events if e.data["sessions"][0]["pid"] == idle_pid]
 
-        await aiops.send_events(config.id, [forgotten, chain, bloat], config=config)
-        ids = {e.data["check"]: aiops.action_id(config.id, e.id) for e in (forgotten, chain, bloat)}
+        await aiops.events.send_many(config.id, [forgotten, chain, bloat], config=config)
+        ids = {e.data["check"]: aiops.approvals.action_id(config.id, e.id) for e in (forgotten, chain, bloat)}
 
         # VACUUM is low risk: semi_auto runs it without asking, and verify sees the dead tuples gone.
-        vacuumed = await asyncio.wait_for(aiops.wait_for_action(ids["bloat"]), 60)
+        vacuumed = await asyncio.wait_for(aiops.approvals.wait_for_action(ids["bloat"]), 60)
         assert vacuumed.status == ActionStatus.VERIFIED, vacuumed.error
         assert vacuumed.plan is not None and "VACUUM (ANALYZE) public.accounts;" in vacuumed.plan.details
         assert vacuumed.approvals == []
@@ -207,20 +219,13 @@ async def test_idle_transaction_lock_chain_and_bloat_are_fixed_end_to_end(
 async def test_a_retried_execute_never_hits_the_next_query_of_the_same_session(
     database: str, dsn_ref: str
 ) -> None:
-    """The idempotency key in action: a repeat of an executed action matches nothing, even when
-    the same backend (same pid) is already running a new query."""
+    """A repeat of an executed action answers from the ledger, and a statement pinned to an
+    occurrence matches nothing once the same backend (same pid) runs a new query."""
     agent = await running_agent(pg_config(dsn_ref, long_query_seconds=0.2, checks=["long_queries"]))
     victim = await asyncpg.connect(database)
     try:
         first = asyncio.create_task(victim.fetchval("SELECT pg_sleep(60)"))
-        (found,) = await detect_until(agent, "long_queries")
-        action = await agent.process_event(found)
-        assert action is not None
-        plan = await agent.plan(action)
-        assert plan is not None
-        approved = action.model_copy(
-            update={"parameters": {**action.parameters, "approved_plan": plan.model_dump()}}
-        )
+        approved = await detected_and_approved(agent, "long_queries")
         done = await agent.execute_action(approved)
         assert list(done.data["sessions"].values()) == ["signalled"]
         with pytest.raises(asyncpg.QueryCanceledError):
@@ -228,14 +233,48 @@ async def test_a_retried_execute_never_hits_the_next_query_of_the_same_session(
 
         second = asyncio.create_task(victim.fetchval("SELECT pg_sleep(60)"))
         await detect_until(agent, "long_queries")  # the same pid runs a new long query
-        again = await agent.execute_action(approved)  # a retry of the same action
-        assert list(again.data["sessions"].values()) == [
+        again = await agent.execute_action(approved)  # a retry of the same action: its recorded answer
+        assert again == done
+        # Another action carrying the same approved plan (no ledger record to answer from) reaches
+        # the server, and its pinned occurrence no longer matches: the new query is left alone.
+        other = approved.model_copy(update={"id": "pg-other-action", "idempotency_key": None})
+        elsewhere = await agent.execute_action(other)
+        assert list(elsewhere.data["sessions"].values()) == [
             "already gone (ended, or no longer the same occurrence)"
         ]
         await asyncio.sleep(0)
         assert not second.done()
         assert await agent.verify(approved, again)
         await stop(second)
+    finally:
+        victim.terminate()
+
+
+async def test_a_retry_after_a_crash_resumes_from_the_ledger(
+    database: str, dsn_ref: str, tmp_path: Path
+) -> None:
+    """A crashed attempt recorded a step for the session and died before its result: the retry
+    takes that step's outcome from the ledger instead of running the statement again (here the
+    recorded outcome differs from what the server would now answer, which tells them apart)."""
+    ledger = tmp_path / "ledger"
+    config = pg_config(dsn_ref, long_query_seconds=0.2, checks=["long_queries"], state_dir=str(ledger))
+    agent = await running_agent(config)
+    victim = await asyncpg.connect(database)
+    try:
+        pid = await pid_of(victim)
+        sleeper = asyncio.create_task(victim.fetchval("SELECT pg_sleep(60)"))
+        approved = await detected_and_approved(agent, "long_queries")
+        (change,) = approved.parameters["approved_plan"]["changes"]
+        token = change.split("-- ")[1].split("]")[0] + "]"
+        crashed = ActionLedger(ledger).lookup(approved)
+        crashed.intend({"check": "long_queries"})
+        crashed.step("session", {"token": token, "name": str(pid), "outcome": "recorded by the crashed try"})
+
+        result = await agent.execute_action(approved)
+        assert result.data["sessions"] == {str(pid): "recorded by the crashed try"}
+        assert not sleeper.done()
+        assert ActionLedger(ledger).lookup(approved).done_result() == result
+        await stop(sleeper)
     finally:
         victim.terminate()
 
@@ -313,17 +352,19 @@ def test_bad_settings_are_refused_with_clear_messages() -> None:
     )
     problems = agent(config).validate_config(config)
     text = "\n".join(problems)
-    assert "unknown setting(s) ['dsn']" in text
-    assert "settings.long_query_seconds must be at least 0 (got -1)" in text
-    assert "settings.checks: unknown check(s) ['everything']" in text
-    assert 'settings.long_query_action must be "cancel" or "terminate"' in text
-    assert "settings.risk.bloat must be one of" in text and "unknown check 'nope'" in text
-    assert "settings.max_sessions_per_action must be a whole number" in text
-    assert "settings.vacuum_analyze must be true or false" in text
+    assert "settings.dsn: unknown setting for the postgres agent (known: dsn_secret," in text
+    assert "settings.long_query_seconds: Input should be greater than or equal to 0" in text
+    assert "settings.checks[1]: Input should be 'long_queries', 'idle_in_transaction'," in text
+    assert "settings.long_query_action: Input should be 'cancel' or 'terminate'" in text
+    assert "settings.risk.bloat: Input should be 'low', 'medium', 'high' or 'critical'" in text
+    assert "settings.risk.nope: unknown setting for the postgres agent (known: long_queries," in text
+    assert "settings.max_sessions_per_action: Input should be a valid integer" in text
+    assert "settings.vacuum_analyze: Input should be a valid boolean" in text
+    assert len(problems) == 8
 
     missing = agent_config("postgres")
     assert agent(missing).validate_config(missing) == [
-        'settings.dsn_secret is required: a reference to the PostgreSQL URL, e.g. "env:PG_DSN"'
+        'settings.dsn_secret: is required: a reference to the PostgreSQL URL, e.g. "env:PG_DSN"'
     ]
     # A literal DSN (with its password) never gets into a config at all.
     with pytest.raises(ValidationError, match="a secret must be a reference"):

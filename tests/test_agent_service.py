@@ -19,9 +19,9 @@ import pytest
 from pydantic import ValidationError
 
 import agents.builtin  # noqa: F401  (registers the built-in agents)
-from activities.secrets import resolve_secrets
 from agents import AgentAction, AgentConfig, SystemEvent
-from agents.builtin.service import ServiceAgent, ServiceSettings, State, parse_settings
+from agents.builtin.service import ServiceAgent
+from agents.secrets import resolve_secrets
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.models import AutomationLevel, EventType, RiskLevel
@@ -64,12 +64,6 @@ def config_for(sv: Supervisor, tmp_path: Path, **overrides: Any) -> AgentConfig:
     return agent_config("service", settings=settings(sv, tmp_path, **overrides), **extra)
 
 
-def _settings(config: AgentConfig) -> ServiceSettings:
-    parsed, problems = parse_settings(config.settings)
-    assert parsed is not None, problems
-    return parsed
-
-
 async def running_agent(config: AgentConfig) -> ServiceAgent:
     agent = ServiceAgent(resolve_secrets(config))  # as a worker builds it: secret references resolved
     await agent.initialize()
@@ -89,33 +83,51 @@ async def decided(agent: ServiceAgent, event: SystemEvent) -> AgentAction:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"supervisor": {"url": "ftp://host/RPC2"}}, "settings.supervisor.url must look like unix:///"),
+        ({"supervisor": {"url": "ftp://host/RPC2"}}, "settings.supervisor.url: must look like unix:///"),
         (
             {"supervisor": {"url": "unix://relative.sock"}},
             "a unix socket URL is unix:// and an absolute path",
         ),
         ({"supervisor": {"url": "http://u:p@127.0.0.1:9001/RPC2"}}, "not in the URL"),
         ({"supervisor": {"url": "http://127.0.0.1:99999/RPC2"}}, "the port is not a number"),
-        ({"supervisor": {"url": "unix:///run/s.sock", "password": "env:PW"}}, "username is required"),
+        (
+            {"supervisor": {"url": "unix:///run/s.sock", "password": "env:PW"}},
+            "settings.supervisor.username: is required with a password",
+        ),
         ({"supervisor": {"url": "unix:///run/s.sock", "host": "x"}}, "settings.supervisor.host: unknown"),
-        ({"services": []}, "settings.services is required"),
-        ({"services": [{"name": "web; rm -rf /"}]}, "must be a supervisor program name"),
+        ({"services": []}, "settings.services: List should have at least 1"),
+        (
+            {"services": [{"name": "web; rm -rf /"}]},
+            "settings.services[0].name: must be a supervisor program name",
+        ),
         (
             {"services": [{"name": "web", "health_url": "file:///etc/passwd"}]},
-            "health_url must look like http",
+            "settings.services[0].health_url: must look like http",
         ),
-        ({"services": [{"name": "web", "expect_status": 99999}]}, "expect_status is 99999"),
-        ({"services": [{"name": "web"}, {"name": "web"}]}, "lists a program twice"),
-        ({"max_restarts": 10**9}, "settings.max_restarts is 1000000000"),
-        ({"max_restarts": 2.5}, "settings.max_restarts must be an integer"),
-        ({"restart_window_seconds": 1e300}, "settings.restart_window_seconds is 1e+300"),
-        ({"verify_timeout_seconds": 0}, "settings.verify_timeout_seconds is 0"),
-        ({"escalation_risk": "low"}, "settings.escalation_risk must be one of high, critical"),
-        ({"risk_when_down": "none"}, "settings.risk_when_down must be one of"),
-        ({"restart_stopped": "yes"}, "settings.restart_stopped must be true or false"),
-        ({"state_dir": "/"}, "is a system directory"),
-        ({"state_dir": "relative/dir"}, "settings.state_dir must be an absolute path"),
-        ({"colour": "blue"}, "settings.colour: unknown setting for the service agent"),
+        (
+            {"services": [{"name": "web", "expect_status": 99999}]},
+            "settings.services[0].expect_status: Input should be less than or equal to 599",
+        ),
+        ({"services": [{"name": "web"}, {"name": "web"}]}, "settings.services: lists a program twice"),
+        ({"max_restarts": 10**9}, "settings.max_restarts: Input should be less than or equal to 100"),
+        ({"max_restarts": 2.5}, "settings.max_restarts: Input should be a valid integer"),
+        (
+            {"restart_window_seconds": 1e300},
+            "settings.restart_window_seconds: Input should be less than or equal",
+        ),
+        (
+            {"verify_timeout_seconds": 0},
+            "settings.verify_timeout_seconds: Input should be greater than or equal to 1",
+        ),
+        ({"escalation_risk": "low"}, "settings.escalation_risk: must be one of high, critical"),
+        ({"risk_when_down": "none"}, "settings.risk_when_down: Input should be 'low'"),
+        ({"restart_stopped": "yes"}, "settings.restart_stopped: Input should be a valid boolean"),
+        ({"state_dir": "/"}, "settings.state_dir: '/' is a system directory"),
+        ({"state_dir": "relative/dir"}, "settings.state_dir: 'relative/dir' is not an absolute path"),
+        (
+            {"colour": "blue"},
+            "settings.colour: unknown setting for the service agent (known: supervisor, services,",
+        ),
     ],
 )
 def test_hostile_settings_are_refused_with_a_clear_message(change: dict[str, Any], message: str) -> None:
@@ -250,28 +262,28 @@ async def test_a_killed_server_is_detected_restarted_and_verified_then_escalated
 ) -> None:
     config = config_for(sv, tmp_path, max_restarts=1, approval=team())
     detector = await running_agent(config)
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
 
     sv.kill()
     events = await detector.detect()
-    await aiops.send_events(config.id, events)
-    first = aiops.action_id(config.id, events[0].id)
-    record = await asyncio.wait_for(aiops.wait_for_action(first), 60)  # low risk: runs on its own
+    await aiops.events.send_many(config.id, events)
+    first = aiops.approvals.action_id(config.id, events[0].id)
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(first), 60)  # low risk: runs on its own
     assert record.status == ActionStatus.VERIFIED, record.error
     assert record.plan is not None and record.plan.changes == ["supervisor.startProcess('web', wait=True)"]
     assert sv.healthy() and sv.spawns() == 2
 
     sv.kill()  # again, within the window: beyond the limit a person decides
     events = await detector.detect()
-    await aiops.send_events(config.id, events)
-    second = aiops.action_id(config.id, events[0].id)
+    await aiops.events.send_many(config.id, events)
+    second = aiops.approvals.action_id(config.id, events[0].id)
     pending = await wait_pending(aiops, second)
     assert (
         pending.action.risk_level == RiskLevel.HIGH and "restart limit reached" in pending.action.description
     )
     assert sv.state() == "EXITED"
-    await aiops.approve(second, "bob", "flapping; restart once more while I look")
-    record = await asyncio.wait_for(aiops.wait_for_action(second), 60)
+    await aiops.approvals.approve(second, "bob", "flapping; restart once more while I look")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(second), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert sv.healthy() and sv.spawns() == 3
 
@@ -294,10 +306,10 @@ async def test_a_worker_killed_mid_restart_does_not_restart_twice(
         )
         sv.kill()
         events = await (await running_agent(config)).detect()
-        action_id = aiops.action_id(config.id, events[0].id)
+        action_id = aiops.approvals.action_id(config.id, events[0].id)
         modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
         with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-            await aiops.send_events(config.id, events, config=config)
+            await aiops.events.send_many(config.id, events, config=config)
 
             async def state() -> str | None:
                 return await asyncio.to_thread(sv.state)
@@ -305,15 +317,15 @@ async def test_a_worker_killed_mid_restart_does_not_restart_twice(
             await eventually(state, lambda s: s == "STARTING", within=30, interval=0.05)
             os.kill(doomed.pid, signal.SIGKILL)  # in the middle of startProcess
             doomed.wait()
-        assert State(_settings(config), config.id).marker(action_id) is not None  # the intent was recorded
+        assert ServiceAgent(config).ledger.lookup(action_id).intent is not None  # the intent was recorded
         with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-            record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+            record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
         assert record.status == ActionStatus.VERIFIED, record.error
         assert (
             record.result is not None and "an earlier attempt had already restarted" in record.result.message
         )
         assert sv.healthy() and sv.spawns() == 2  # the first spawn, and exactly one restart
-        attempts = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "execution_attempt"]
+        attempts = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "execution_attempt"]
         assert len(attempts) == 2
     finally:
         sv.stop()

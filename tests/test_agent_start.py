@@ -50,18 +50,20 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
     aiops: AiopsClient, client: Client, worker
 ) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.start(config)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
     assert status.config_version == 1  # registered in the config store
-    assert (await aiops.config_history(config.id))[0].version == 1
-    workflow_id = aiops.agent_handle(config.id).id
+    assert (await aiops.config.history(config.id))[0].version == 1
+    workflow_id = aiops.agents.handle(config.id).id
     assert "start_agent" in await local_activities(client, workflow_id)
     scheduled = await scheduled_activities(client, workflow_id)
     assert "register_config" not in scheduled and "initialize_agent" not in scheduled
     # The agent works as before: an event decided, its action run.
     drift = event(act=True)
-    await aiops.send_event(config.id, drift)
-    done = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(config.id, drift.id)), 60)
+    await aiops.events.send(config.id, drift)
+    done = await asyncio.wait_for(
+        aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, drift.id)), 60
+    )
     assert done.status == ActionStatus.SUCCEEDED
 
 
@@ -71,7 +73,7 @@ async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(
     """The init_fails type's hook fails: the local start leaves it to the initialize activity,
     whose retries and failure are what they always were."""
     config = agent_config("init_fails", runtime={"local_decisions": True})
-    handle = await aiops.start_agent(config)
+    handle = await aiops.agents.start(config)
     try:
         await asyncio.wait_for(handle.result(), 120)
     except Exception:
@@ -81,7 +83,7 @@ async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(
     scheduled = await scheduled_activities(client, workflow_id)
     assert "initialize_agent" in scheduled  # the usual path, after the local one failed
     assert "register_config" not in scheduled  # registered by the local one
-    assert (await aiops.status(config.id)).state == AgentState.FAILED
+    assert (await aiops.agents.status(config.id)).state == AgentState.FAILED
 
 
 async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
@@ -89,23 +91,29 @@ async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
 ) -> None:
     without, with_plan = agent_config("recorder"), agent_config("scripted")
     planless, planned = event(act=True), event("alert", risk="low")
-    await aiops.send_event(without.id, planless, config=without)
-    await aiops.send_event(with_plan.id, planned, config=with_plan)
-    a = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(without.id, planless.id)), 60)
-    b = await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(with_plan.id, planned.id)), 60)
+    await aiops.events.send(without.id, planless, config=without)
+    await aiops.events.send(with_plan.id, planned, config=with_plan)
+    a = await asyncio.wait_for(
+        aiops.approvals.wait_for_action(aiops.approvals.action_id(without.id, planless.id)), 60
+    )
+    b = await asyncio.wait_for(
+        aiops.approvals.wait_for_action(aiops.approvals.action_id(with_plan.id, planned.id)), 60
+    )
     assert a.status == ActionStatus.SUCCEEDED and a.plan is None
     assert ActionStatus.PLANNING not in [h.status for h in a.history]
-    assert "plan_action" not in await scheduled_activities(client, aiops.action_id(without.id, planless.id))
+    assert "plan_action" not in await scheduled_activities(
+        client, aiops.approvals.action_id(without.id, planless.id)
+    )
     assert b.plan is not None and b.plan_digest and ActionStatus.PLANNING in [h.status for h in b.history]
     # The worker running the action's task has the type: the dry run is a local activity there.
-    planned_id = aiops.action_id(with_plan.id, planned.id)
+    planned_id = aiops.approvals.action_id(with_plan.id, planned.id)
     assert "plan_action_here" in await local_activities(client, planned_id)
     assert "plan_action" not in await scheduled_activities(client, planned_id)
     assert a.action.id in LEDGER["executed"]
     # An action that waits for a person plans by activity: its timeline shows the step's summary.
     risky = event("alert", risk="high")
-    await aiops.send_event(with_plan.id, risky)
-    pending = await wait_pending(aiops, aiops.action_id(with_plan.id, risky.id))
+    await aiops.events.send(with_plan.id, risky)
+    pending = await wait_pending(aiops, aiops.approvals.action_id(with_plan.id, risky.id))
     assert pending.plan is not None
     assert "plan_action" in await scheduled_activities(client, pending.action.id)
     assert "plan_action_here" not in await local_activities(client, pending.action.id)
@@ -125,12 +133,12 @@ async def test_an_action_plans_on_the_types_queue_when_its_worker_lacks_the_type
     ):
         config = agent_config("scripted")
         alert = event("alert", risk="low")
-        await aiops.send_event(config.id, alert, config=config)
-        action_id = aiops.action_id(config.id, alert.id)
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id, appear_within=30), 60)
+        await aiops.events.send(config.id, alert, config=config)
+        action_id = aiops.approvals.action_id(config.id, alert.id)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id, appear_within=30), 60)
         assert record.status == ActionStatus.VERIFIED, record.error
         assert record.plan is not None and record.plan.summary.startswith("would run")
         assert "plan_action_here" in await local_activities(client, action_id)
         assert "plan_action" in await scheduled_activities(client, action_id)
         assert plain.instances.cached(config.id) is None  # no scripted code ran on the plain worker
-        await aiops.stop(config.id)
+        await aiops.agents.stop(config.id)

@@ -81,8 +81,8 @@ async def test_drift_is_planned_approved_applied_once_and_verified(
     assert drift.data["resources"] == ["-/+ terraform_data.app (delete, create)"]
     assert [e.id for e in await agent.detect()] == [drift.id]  # the same drift, the same id
 
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     pending = await wait_pending(aiops, action_id)
     assert pending.action.risk_level == "high"  # a replacement destroys something
     assert pending.plan is not None
@@ -92,8 +92,10 @@ async def test_drift_is_planned_approved_applied_once_and_verified(
     assert pending.plan.summary.startswith("Plan: 1 to add, 0 to change, 1 to destroy.")
     assert applied(module) == ["v1"]  # planning changed nothing
 
-    await aiops.approve(action_id, "alice", "v2 is the intended version", plan_digest=pending.plan_digest)
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(
+        action_id, "alice", "v2 is the intended version", plan_digest=pending.plan_digest
+    )
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert record.result is not None and record.result.message.startswith("Apply complete!")
     assert applied(module) == ["v1", "v2"]
@@ -116,13 +118,13 @@ async def test_apply_refuses_when_the_plan_changed_after_approval(
     agent = await running_agent(config)
     (module / "version.txt").write_text("v2\n")
     (drift,) = await agent.detect()
-    await aiops.send_events(config.id, [drift], config=config)
-    action_id = aiops.action_id(config.id, drift.id)
+    await aiops.events.send_many(config.id, [drift], config=config)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     await wait_pending(aiops, action_id)
 
     (module / "version.txt").write_text("v3\n")  # the world moves on while the approver reads v2
-    await aiops.approve(action_id, "alice", "v2 looks right")
-    record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, "alice", "v2 looks right")
+    record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.FAILED
     assert "the plan changed since it was approved" in (record.error or "")
     assert applied(module) == ["v1"]  # nothing applied: neither v2 nor the unreviewed v3
@@ -140,10 +142,10 @@ async def test_worker_killed_during_apply_the_apply_does_not_repeat(
     agent = await running_agent(config)
     (module / "version.txt").write_text("v2\n")
     (drift,) = await agent.detect()
-    action_id = aiops.action_id(config.id, drift.id)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
     modules = {"AIOPS_AGENT_MODULES": "tests.support.agents_for_tests,agents.builtin"}
     with worker_process(address, task_queue, "doomed", postgres.url, **modules) as doomed:
-        await aiops.send_events(config.id, [drift], config=config)
+        await aiops.events.send_many(config.id, [drift], config=config)
         # The provisioner has run (the apply is under way, sleeping): kill the worker now.
         await eventually(
             lambda: asyncio.to_thread(applied, module), lambda log: log == ["v1", "v2"], within=30
@@ -151,7 +153,7 @@ async def test_worker_killed_during_apply_the_apply_does_not_repeat(
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
     with worker_process(address, task_queue, "survivor", postgres.url, **modules):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 90)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 90)
     assert record.status == ActionStatus.VERIFIED, record.error
     assert applied(module) == ["v1", "v2"]  # the replacement (and its provisioner) ran once
     assert record.result is not None and record.result.data.get("recovered") is True
@@ -186,16 +188,20 @@ def test_bad_settings_are_refused_with_clear_messages() -> None:
         },
     )
     text = "\n".join(agent(config).validate_config(config))
-    assert "unknown setting(s) ['workdir']" in text
-    assert "settings.working_dir must be an absolute path" in text
-    assert "settings.plan_dir must be an absolute path" in text
+    assert "settings.workdir: unknown setting for the terraform agent (known: working_dir," in text
+    assert "settings.working_dir: 'relative/dir' is not an absolute path" in text
+    assert "settings.plan_dir: Input should be a valid string" in text
     assert "settings.variables: 'bad name' is not a Terraform variable name" in text
-    assert "settings.var_files must be a list of paths" in text
-    assert "settings.lock_timeout_seconds must be between 0 and 3600 (got -5)" in text
-    assert "settings.risk_level must be one of" in text
+    assert "settings.var_files: Input should be a valid list" in text
+    assert "settings.lock_timeout_seconds: Input should be greater than or equal to 0" in text
+    assert "settings.risk_level: Input should be 'low', 'medium', 'high' or 'critical'" in text
     missing = agent_config("terraform")
     assert agent(missing).validate_config(missing) == [
-        "settings.working_dir is required: the absolute path of the Terraform root module"
+        "settings.working_dir: is required: the absolute path of the Terraform root module"
+    ]
+    elsewhere = agent_config("terraform", settings={"working_dir": "/nonexistent/module"})
+    assert agent(elsewhere).validate_config(elsewhere) == [
+        "settings.working_dir: /nonexistent/module is not a directory on this worker"
     ]
     with pytest.raises(ValueError, match="a secret must be a reference"):
         agent_config("terraform", settings={"working_dir": "/x", "variables": {"db_password": "hunter2"}})

@@ -24,14 +24,14 @@ async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: s
 
 
 async def final(aiops: AiopsClient, action_id: str) -> ActionRecord:
-    return await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    return await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
 
 
 async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worker, address: str) -> None:
     config, action_id, record = await pending_action(aiops)
     assert record.decision is not None and "semi_auto runs up to low" in record.decision.reason
     # Visibility is eventually consistent: the inbox lists the action a moment after its status says so.
-    await eventually(lambda: aiops.pending_approvals(config.id), lambda ids: action_id in ids)
+    await eventually(lambda: aiops.approvals.pending(config.id), lambda ids: action_id in ids)
     assert "temporal workflow signal --workflow-id " + action_id in record.approve_command
 
     result = await asyncio.to_thread(
@@ -48,14 +48,16 @@ async def test_approve_by_signal_from_the_temporal_cli(aiops: AiopsClient, worke
         ActionStatus.PROPOSED, ActionStatus.PLANNING, ActionStatus.PENDING_APPROVAL, ActionStatus.APPROVED,
     ]  # fmt: skip
     assert LEDGER["executed"] == [action_id]
-    await eventually(lambda: aiops.pending_approvals(config.id), lambda ids: action_id not in ids)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    await eventually(lambda: aiops.approvals.pending(config.id), lambda ids: action_id not in ids)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1
+    )
     assert status.pending_actions == []
 
 
 async def test_approve_by_update_returns_the_record(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops)
-    record = await aiops.approve(action_id, "bob", "lgtm")
+    record = await aiops.approvals.approve(action_id, "bob", "lgtm")
     assert record.approvals[0].channel == "update"
     assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
 
@@ -71,8 +73,8 @@ async def test_approve_by_update_returns_the_record(aiops: AiopsClient, worker) 
 async def test_update_refuses_at_once_with_the_reason(aiops: AiopsClient, worker, approver, risk, message):
     _, action_id, _ = await pending_action(aiops, risk=risk)
     with pytest.raises(AiopsError, match=re.escape(message)):
-        await aiops.approve(action_id, approver)
-    record = await aiops.action(action_id)
+        await aiops.approvals.approve(action_id, approver)
+    record = await aiops.approvals.action(action_id)
     assert record.status == ActionStatus.PENDING_APPROVAL
     assert record.approvals == []
 
@@ -80,23 +82,23 @@ async def test_update_refuses_at_once_with_the_reason(aiops: AiopsClient, worker
 async def test_the_requester_may_not_approve_their_own_action(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops, requested_by="alice")
     with pytest.raises(AiopsError, match="alice requested this action and may not approve it"):
-        await aiops.approve(action_id, "alice")
-    await aiops.approve(action_id, "bob")
+        await aiops.approvals.approve(action_id, "alice")
+    await aiops.approvals.approve(action_id, "bob")
     assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
 
 
 async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops, risk="critical")
-    await aiops.approve(action_id, "alice")
+    await aiops.approvals.approve(action_id, "alice")
     with pytest.raises(AiopsError, match="alice has already approved this action"):
-        await aiops.approve(action_id, "alice")
-    await aiops.signal_approval(action_id, ApprovalRequest(approver="alice", comment="again"))
+        await aiops.approvals.approve(action_id, "alice")
+    await aiops.approvals.signal(action_id, ApprovalRequest(approver="alice", comment="again"))
     # Both refusals are recorded by the workflow, the update's too (it is decided in the handler).
-    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 2)
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 2)
     assert [r.channel for r in record.refused] == ["update", "signal"]
     assert record.status == ActionStatus.PENDING_APPROVAL
     assert LEDGER["executed"] == []
-    await aiops.approve(action_id, "carol")
+    await aiops.approvals.approve(action_id, "carol")
     done = await final(aiops, action_id)
     assert done.status == ActionStatus.VERIFIED
     assert sorted(a.approver for a in done.approvals) == ["alice", "carol"]
@@ -104,12 +106,12 @@ async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker)
 
 async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops)
-    await aiops.action_handle(action_id).signal(ActionMessages.approve, {"approver": "mallory"})
-    await aiops.action_handle(action_id).signal(ActionMessages.approve, {"aprover": "alice"})
-    await aiops.action_handle(action_id).signal(
+    await aiops.approvals.action_handle(action_id).signal(ActionMessages.approve, {"approver": "mallory"})
+    await aiops.approvals.action_handle(action_id).signal(ActionMessages.approve, {"aprover": "alice"})
+    await aiops.approvals.action_handle(action_id).signal(
         ActionMessages.approve, {"approver": "oscar", "comment": "pls"}
     )
-    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 3)
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 3)
     assert record.status == ActionStatus.PENDING_APPROVAL
     reasons = [r.reason for r in record.refused]
     assert "unknown approver 'mallory'" in reasons[0]
@@ -119,14 +121,16 @@ async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClien
 
 async def test_reject_ends_the_action_and_later_decisions_are_refused(aiops: AiopsClient, worker) -> None:
     config, action_id, _ = await pending_action(aiops)
-    await aiops.reject(action_id, "bob", "not during the freeze")
+    await aiops.approvals.reject(action_id, "bob", "not during the freeze")
     done = await final(aiops, action_id)
     assert done.status == ActionStatus.REJECTED
     assert "not during the freeze" in (done.error or "")
     assert LEDGER["executed"] == []
     with pytest.raises(AiopsError, match="no longer pending approval"):
-        await aiops.approve(action_id, "alice")
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_rejected == 1)
+        await aiops.approvals.approve(action_id, "alice")
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_rejected == 1
+    )
     assert status.pending_actions == []
 
 
@@ -134,8 +138,8 @@ async def test_the_approval_binds_to_the_plan_digest_and_execution_gets_the_plan
     _, action_id, record = await pending_action(aiops)
     assert record.plan is not None and record.plan_digest
     with pytest.raises(AiopsError, match="the plan changed since it was reviewed"):
-        await aiops.approve(action_id, "alice", plan_digest="0" * 64)
-    await aiops.approve(action_id, "alice", plan_digest=record.plan_digest)
+        await aiops.approvals.approve(action_id, "alice", plan_digest="0" * 64)
+    await aiops.approvals.approve(action_id, "alice", plan_digest=record.plan_digest)
     done = await final(aiops, action_id)
     assert done.approvals[0].plan_digest == record.plan_digest
     assert done.result is not None and done.result.data["plan"] == record.plan.model_dump()
@@ -143,14 +147,16 @@ async def test_the_approval_binds_to_the_plan_digest_and_execution_gets_the_plan
 
 async def test_pausing_the_agent_holds_approved_actions(aiops: AiopsClient, worker) -> None:
     config, action_id, _ = await pending_action(aiops)
-    await aiops.pause(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state.value == "paused")
-    await eventually(lambda: aiops.action(action_id), lambda r: r.held)
-    await aiops.approve(action_id, "alice")
-    held = await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.APPROVED)
+    await aiops.agents.pause(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state.value == "paused")
+    await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.held)
+    await aiops.approvals.approve(action_id, "alice")
+    held = await eventually(
+        lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.APPROVED
+    )
     assert held.status == ActionStatus.APPROVED
     assert LEDGER["executed"] == []
-    await aiops.resume(config.id)
+    await aiops.agents.resume(config.id)
     done = await final(aiops, action_id)
     assert done.status == ActionStatus.VERIFIED
     assert done.held is False
@@ -158,10 +164,10 @@ async def test_pausing_the_agent_holds_approved_actions(aiops: AiopsClient, work
 
 async def test_denied_actions_never_wait_or_run(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval={**team().model_dump(), "deny_at_or_above": "high"})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     e = event("alert", risk="critical")
-    await aiops.send_event(config.id, e)
-    done = await final(aiops, aiops.action_id(config.id, e.id))
+    await aiops.events.send(config.id, e)
+    done = await final(aiops, aiops.approvals.action_id(config.id, e.id))
     assert done.status == ActionStatus.DENIED
     assert "denies actions of risk high or above" in (done.error or "")
     assert LEDGER["attempt"] == []
@@ -169,7 +175,7 @@ async def test_denied_actions_never_wait_or_run(aiops: AiopsClient, worker) -> N
 
 async def test_the_web_ui_gets_a_summary_details_and_current_details(aiops: AiopsClient, worker) -> None:
     _, action_id, record = await pending_action(aiops)
-    description = await aiops.action_handle(action_id).describe()
+    description = await aiops.approvals.action_handle(action_id).describe()
     summary = await description.static_summary()
     details = await description.static_details()
     assert summary is not None and summary == "[high] run_command on vpc-main: handle for vpc-main"
@@ -178,7 +184,7 @@ async def test_the_web_ui_gets_a_summary_details_and_current_details(aiops: Aiop
     for verb, name in (("signal", "approve"), ("update execute", "decide")):
         wrapped = f"temporal workflow {verb} \\\n      --workflow-id '{action_id}' \\\n      --name {name}"
         assert wrapped in details
-    metadata = await aiops.action_handle(action_id).query("__temporal_workflow_metadata")
+    metadata = await aiops.approvals.action_handle(action_id).query("__temporal_workflow_metadata")
     current = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
     assert current.startswith("### Waiting for approval: 0 of 1")
     assert record.plan is not None and record.plan.summary in current

@@ -35,12 +35,12 @@ def records(agent_id: str, n: int, start: datetime | None = None) -> list[AuditR
 async def test_one_action_end_to_end_leaves_every_step_in_the_audit(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config, "high", fail_times=1)
-    await aiops.signal_approval(action_id, ApprovalRequest(approver="oscar", comment="let me"))
-    await aiops.approve(action_id, "alice", "change window is open")
-    record = await aiops.wait_for_action(action_id)
+    await aiops.approvals.signal(action_id, ApprovalRequest(approver="oscar", comment="let me"))
+    await aiops.approvals.approve(action_id, "alice", "change window is open")
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.VERIFIED
 
-    rows = await aiops.audit_trail(action_id=action_id)
+    rows = await aiops.audit.rows(action_id=action_id)
     steps = [r.step for r in rows]
     assert steps == [
         "decision",
@@ -72,13 +72,13 @@ async def test_one_action_end_to_end_leaves_every_step_in_the_audit(aiops: Aiops
     assert by_step["action_finished"].detail["status"] == "verified"
 
     agent_rows = await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: any(r.step == "event_received" for r in rs),
     )
     received = next(r for r in agent_rows if r.step == "event_received")
     assert received.detail["proposed_action"] == action_id
     assert any(r.step == "agent_lifecycle" and r.detail["state"] == "started" for r in agent_rows)
-    [report] = await aiops.verify_audit(config.id)
+    [report] = await aiops.audit.verify(config.id)
     assert report.ok and report.rows_checked == len(agent_rows)
 
 
@@ -87,16 +87,16 @@ async def test_a_rejected_and_a_failed_action_are_audited_too(aiops: AiopsClient
         "scripted", approval=team(), retry={"maximum_attempts": 2, "initial_interval_seconds": 0.1}
     )
     _, rejected_id, _ = await start_pending_action(aiops, config, "high")
-    await aiops.reject(rejected_id, "bob", "not during the freeze")
-    await aiops.wait_for_action(rejected_id)
-    rows = await aiops.audit_trail(action_id=rejected_id)
+    await aiops.approvals.reject(rejected_id, "bob", "not during the freeze")
+    await aiops.approvals.wait_for_action(rejected_id)
+    rows = await aiops.audit.rows(action_id=rejected_id)
     assert [r.step for r in rows] == ["decision", "approval", "action_finished"]
     assert rows[1].detail["approved"] is False and rows[2].detail["status"] == "rejected"
 
     _, failed_id, _ = await start_pending_action(aiops, config, "high", fail_times=5)
-    await aiops.approve(failed_id, "alice")
-    assert (await aiops.wait_for_action(failed_id)).status == ActionStatus.FAILED
-    rows = await aiops.audit_trail(action_id=failed_id)
+    await aiops.approvals.approve(failed_id, "alice")
+    assert (await aiops.approvals.wait_for_action(failed_id)).status == ActionStatus.FAILED
+    rows = await aiops.audit.rows(action_id=failed_id)
     assert [r.step for r in rows][-4:] == [
         "execution_attempt",
         "execution_attempt",
@@ -187,17 +187,17 @@ async def test_an_approval_refused_by_the_update_is_audited_once_by_the_workflow
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config, "high")
     with pytest.raises(AiopsError, match="refused"):
-        await aiops.approve(action_id, "oscar", "operators may try")
+        await aiops.approvals.approve(action_id, "oscar", "operators may try")
     rows = await eventually(
-        lambda: aiops.audit_trail(action_id=action_id),
+        lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: any(r.step == "approval_refused" for r in rs),
     )
     await asyncio.sleep(0.5)  # the client must not add a second row of its own
-    rows = await aiops.audit_trail(action_id=action_id)
+    rows = await aiops.audit.rows(action_id=action_id)
     [row] = [r for r in rows if r.step == "approval_refused"]
     assert row.actor == "oscar" and row.detail["channel"] == "update"
     assert "role" in row.detail["reason"] and row.detail["comment"] == "operators may try"
-    assert (await aiops.verify_audit(config.id))[0].ok
+    assert (await aiops.audit.verify(config.id))[0].ok
 
 
 async def test_a_nul_character_cannot_wedge_the_audit_log(pool: asyncpg.Pool) -> None:
@@ -214,14 +214,14 @@ async def test_a_nul_character_cannot_wedge_the_audit_log(pool: asyncpg.Pool) ->
 async def test_huge_event_fields_are_cut_so_every_row_lands(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
     events = [event(source="s" * 9000) for _ in range(60)]
-    await aiops.send_events(config.id, events, config=config)
+    await aiops.events.send_many(config.id, events, config=config)
     rows = await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: sum(r.step == "event_received" for r in rs) == 60,
     )
     source = next(r for r in rows if r.step == "event_received").detail["source"]
     assert source.endswith("... (9000 chars)") and len(source) < 2100
-    assert (await aiops.verify_audit(config.id))[0].ok
+    assert (await aiops.audit.verify(config.id))[0].ok
 
 
 async def quiet_history(client, workflow_id: str) -> list[str]:
@@ -242,18 +242,18 @@ async def test_a_decision_writes_its_own_audit_rows_so_an_event_costs_no_audit_a
     aiops: AiopsClient, client, worker
 ) -> None:
     config = agent_config("recorder")
-    await aiops.send_events(config.id, [event()], config=config)
+    await aiops.events.send_many(config.id, [event()], config=config)
     await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: sum(r.step == "event_received" for r in rs) == 1,
     )
     workflow_id = f"agent-{config.id}"
     seen = len(await quiet_history(client, workflow_id))
 
     decided, filtered = event("alert"), event("health_check")  # the recorder does not take health checks
-    await aiops.send_events(config.id, [decided, filtered])
+    await aiops.events.send_many(config.id, [decided, filtered])
     rows = await eventually(
-        lambda: aiops.audit_trail(agent_id=config.id),
+        lambda: aiops.audit.rows(agent_id=config.id),
         lambda rs: sum(r.step == "event_received" for r in rs) == 3,
     )
     by_event = {r.detail.get("event_id"): r for r in rows if r.step == "event_received"}
@@ -262,7 +262,7 @@ async def test_a_decision_writes_its_own_audit_rows_so_an_event_costs_no_audit_a
     later = (await quiet_history(client, workflow_id))[seen:]
     assert "EVENT_TYPE_MARKER_RECORDED" in later  # decided by a local activity ...
     assert "EVENT_TYPE_ACTIVITY_TASK_SCHEDULED" not in later, later  # ... which wrote the rows too
-    assert (await aiops.verify_audit(config.id))[0].ok
+    assert (await aiops.audit.verify(config.id))[0].ok
 
 
 async def test_without_a_database_an_event_costs_six_history_events_and_no_activity(client) -> None:
@@ -274,15 +274,15 @@ async def test_without_a_database_an_event_costs_six_history_events_and_no_activ
     config = agent_config("recorder")
     workflow_id = f"agent-{config.id}"
     async with build_worker(client, task_queue, AgentActivities(client=client)):
-        await aiops.send_events(config.id, [event()], config=config)
-        await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+        await aiops.events.send_many(config.id, [event()], config=config)
+        await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)
         start = await quiet_history(client, workflow_id)
         # Registering the config and initializing, in one local activity; no audit activity, with
         # nowhere to write: no activity at all.
         assert start.count("EVENT_TYPE_ACTIVITY_TASK_SCHEDULED") == 0, start
 
-        await aiops.send_events(config.id, [event()])
-        await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+        await aiops.events.send_many(config.id, [event()])
+        await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 2)
         assert (await quiet_history(client, workflow_id))[len(start) :] == [
             "EVENT_TYPE_WORKFLOW_TASK_SCHEDULED",
             "EVENT_TYPE_WORKFLOW_TASK_STARTED",

@@ -26,7 +26,8 @@ from aiops.cli import app
 from aiops.client import AiopsClient
 from aiops.contracts.action import ApprovalRequest
 from aiops.contracts.activities import AuditRecord, AuditStep
-from aiops.contracts.models import AgentConfig, Approver, SystemEvent
+from aiops.contracts.config import AgentConfig, Approver
+from aiops.contracts.models import SystemEvent
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
@@ -177,7 +178,7 @@ async def test_agents_start_list_status_pause_resume_stop_and_restart(
 
     started = parsed(await cli("-o", "json", "agents", "start", "--config", config_file))
     assert started["started"] is True and started["workflow_id"] == f"agent-{config.id}"
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
 
     again = ok(await cli("agents", "start", "--config", config_file))
     assert "already running" in again.stdout
@@ -200,11 +201,11 @@ async def test_agents_start_list_status_pause_resume_stop_and_restart(
     assert "config version" in ok(await cli("agents", "status", config.id)).stdout
 
     ok(await cli("agents", "pause", config.id))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "paused")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "paused")
     paused = parsed(await cli("-o", "json", "agents", "list", "--state", "paused"))
     assert [a["agent_id"] for a in paused] == [config.id]
     ok(await cli("agents", "resume", config.id))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
 
     stopped = parsed(
         await cli("-o", "json", "agents", "stop", config.id, "--reason", "maintenance", "--no-drain")
@@ -218,12 +219,12 @@ async def test_agents_start_list_status_pause_resume_stop_and_restart(
         "authenticated": False,  # dev mode: by name
         "changed": True,
     }
-    await eventually(lambda: aiops.agent_is_running(config.id), lambda running: not running)
+    await eventually(lambda: aiops.agents.is_running(config.id), lambda running: not running)
     assert parsed(await cli("-o", "json", "agents", "list")) == []
 
     restarted = parsed(await cli("-o", "json", "agents", "start", config.id))
     assert restarted["started"] is True and restarted["config_version"] == 1
-    status_after = await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    status_after = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
     assert status_after.config_version == 1 and status_after.config.approval == config.approval
 
 
@@ -234,7 +235,7 @@ async def test_events_from_flags_a_file_stdin_and_a_jsonl_batch(
     cli: Cli, aiops: AiopsClient, worker, tmp_path: Path
 ) -> None:
     config = tunable()
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
 
     single = ok(
         await cli("events", "send", config.id, "--type", "alert", "--source", "db-1", "--severity", "high")
@@ -274,7 +275,7 @@ async def test_events_from_flags_a_file_stdin_and_a_jsonl_batch(
     assert "sent 120 events" in table.stdout and "120 duplicate" in table.stdout  # the agent says so
 
     status = await eventually(
-        lambda: aiops.status(config.id),
+        lambda: aiops.agents.status(config.id),
         lambda s: s.counters.events_received == 245 and s.counters.events_deduplicated == 121,
     )
     # the health check is not a type the agent subscribes to: filtered, not decided
@@ -288,7 +289,9 @@ async def test_events_send_with_a_config_starts_the_agent(
     config = tunable()
     config_file = write_config(tmp_path / "agent.json", config)
     ok(await cli("events", "send", config.id, "-t", "alert", "-s", "db-2", "--config", config_file))
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1
+    )
     assert status.state == "running"
     failed(
         await cli("events", "send", "someone-else", "-t", "alert", "-s", "x", "--config", config_file),
@@ -326,8 +329,8 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
     refused = failed(await cli("approvals", "approve", action_id, "--as", "oscar"), 1, "refused", "oscar")
     assert "roles" in refused
     # refusals through the update come back at once; one sent as a signal (the Web UI's way) is recorded
-    await aiops.signal_approval(action_id, ApprovalRequest(approver="mallory", comment="let me"))
-    await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 2)
+    await aiops.approvals.signal(action_id, ApprovalRequest(approver="mallory", comment="let me"))
+    await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 2)
     after_refusal = parsed(await cli("-o", "json", "approvals", "show", action_id.removeprefix("action-")))
     assert after_refusal["action_id"] == action_id
     assert [(r["approver"], r["approved"]) for r in after_refusal["refused"]] == [
@@ -346,7 +349,7 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
     assert approved["action_id"] == action_id
     first = approved["approvals"][0]
     assert (first["approver"], first["comment"], first["approved"]) == ("alice", "window open", True)
-    final = await aiops.wait_for_action(action_id)
+    final = await aiops.approvals.wait_for_action(action_id)
     assert final.status in ("succeeded", "verified")
     failed(await cli("approvals", "approve", action_id, "--as", "bob"), 1, "no longer pending")
 
@@ -366,10 +369,10 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
         )
     )
     second = f"action-{config.id}:{sent['event_ids'][0]}"
-    await eventually(lambda: aiops.action(second), lambda r: r.status == "pending_approval")
+    await eventually(lambda: aiops.approvals.action(second), lambda r: r.status == "pending_approval")
     rejected = ok(await cli("approvals", "reject", second, "--as", "bob", "--comment", "not today"))
     assert "rejected" in rejected.stdout
-    assert (await aiops.wait_for_action(second)).status == "rejected"
+    assert (await aiops.approvals.wait_for_action(second)).status == "rejected"
 
 
 # ----- config ------------------------------------------------------------------------------
@@ -380,7 +383,7 @@ async def test_config_apply_history_diff_rollback_and_refusals(
 ) -> None:
     config = tunable()
     ok(await cli("agents", "start", "--config", write_config(tmp_path / "v1.json", config)))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
 
     acting = config.model_copy(update={"settings": {**config.settings, "mode": "act"}})
     applied = ok(
@@ -403,8 +406,8 @@ async def test_config_apply_history_diff_rollback_and_refusals(
 
     rolled = parsed(await cli("-o", "json", "config", "rollback", config.id, "1", "--author", "bob"))
     assert (rolled["version"], rolled["previous_version"], rolled["changed"]) == (3, 2, True)
-    assert (await aiops.status(config.id)).config.settings["mode"] == "observe"
-    [v3] = await aiops.config_history(config.id, limit=1)
+    assert (await aiops.agents.status(config.id)).config.settings["mode"] == "observe"
+    [v3] = await aiops.config.history(config.id, limit=1)
     assert (v3.author, v3.comment) == ("bob", "rollback to version 1")
 
     refused = tmp_path / "refused.json"
@@ -417,7 +420,7 @@ async def test_config_apply_history_diff_rollback_and_refusals(
     failed(await cli("config", "apply", str(invalid)), 2, "invalid config", "automation_level:", "colour:")
     failed(await cli("config", "diff", config.id, "1", "9"), 1, "no config version 9")
     failed(await cli("config", "history", "never-configured"), 1, "no stored config versions")
-    assert [v.version for v in await aiops.config_history(config.id)] == [3, 2, 1]
+    assert [v.version for v in await aiops.config.history(config.id)] == [3, 2, 1]
 
 
 # ----- audit -------------------------------------------------------------------------------
@@ -425,13 +428,13 @@ async def test_config_apply_history_diff_rollback_and_refusals(
 
 async def test_audit_tail_and_verify(cli: Cli, aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     e = event("alert", risk="low")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    await aiops.wait_for_action(action_id)
+    await aiops.events.send(config.id, e)
+    action_id = aiops.approvals.action_id(config.id, e.id)
+    await aiops.approvals.wait_for_action(action_id)
     await eventually(
-        lambda: aiops.audit_trail(action_id=action_id),
+        lambda: aiops.audit.rows(action_id=action_id),
         lambda rows: any(r.step == "action_finished" for r in rows),
     )
 
@@ -561,9 +564,9 @@ async def test_operator_edges_output_anywhere_kill_switch_breaker_reset_and_fail
     first, second = agent_config("scripted"), agent_config("scripted")
     broken = agent_config("init_fails")
     for config in (first, second, broken):
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
     for config in (first, second):
-        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "running")
+        await eventually(lambda c=config: aiops.agents.status(c.id), lambda s: s.state == "running")
 
     listed = parsed(await cli("agents", "list", "-o", "json"))
     assert {first.id, second.id} <= {s["agent_id"] for s in listed}
@@ -572,10 +575,10 @@ async def test_operator_edges_output_anywhere_kill_switch_breaker_reset_and_fail
     paused = parsed(await cli("agents", "pause", "--all", "--as", "sre", "-o", "json"))
     assert {first.id, second.id} <= set(paused["agent_ids"])
     for config in (first, second):
-        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "paused")
+        await eventually(lambda c=config: aiops.agents.status(c.id), lambda s: s.state == "paused")
     ok(await cli("agents", "resume", "--all"))
     for config in (first, second):
-        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state == "running")
+        await eventually(lambda c=config: aiops.agents.status(c.id), lambda s: s.state == "running")
     failed(await cli("agents", "pause"), 2, "--all")
 
     reset = parsed(await cli("agents", "reset-breaker", first.id, "--as", "sre", "-o", "json"))
@@ -615,8 +618,8 @@ async def test_watch_and_follow_refresh_until_stopped(cli: Cli, aiops: AiopsClie
 
     following = asyncio.create_task(follow())
     await asyncio.sleep(1.0)
-    await aiops.approve(action_id, "alice")
-    await aiops.wait_for_action(action_id)
+    await aiops.approvals.approve(action_id, "alice")
+    await aiops.approvals.wait_for_action(action_id)
     tailed = ok(await following)
     assert "approval" in tailed.stdout and "action_finished" in tailed.stdout
     seqs = [int(line.split()[0]) for line in tailed.stdout.splitlines() if line.strip()[:1].isdigit()]
@@ -625,15 +628,15 @@ async def test_watch_and_follow_refresh_until_stopped(cli: Cli, aiops: AiopsClie
 
 async def test_status_shows_open_incidents(cli: Cli, aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"incident_window_seconds": 3600})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     alerts = [
         SystemEvent(
             id=f"am:fp{n}:firing:1", type="alert", source="db-1", correlation_id="grp-db", severity="high"
         )
         for n in range(3)
     ]
-    await aiops.send_events(config.id, alerts)
-    await eventually(lambda: aiops.status(config.id), lambda s: len(s.incidents) == 1)
+    await aiops.events.send_many(config.id, alerts)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: len(s.incidents) == 1)
     shown = ok(await cli("agents", "status", config.id)).stdout
     assert "open incidents" in shown and "grp-db" in shown and "3/3" in shown and "grouping" in shown
     status = parsed(await cli("-o", "json", "agents", "status", config.id))
@@ -673,5 +676,5 @@ async def test_keys_and_signed_approvals_from_the_cli(cli: Cli, aiops: AiopsClie
         )
     )
     assert f"approved {action_id} as alice, signed" in signed.stdout
-    done = await aiops.wait_for_action(action_id)
+    done = await aiops.approvals.wait_for_action(action_id)
     assert [(a.approver, a.authenticated, a.comment) for a in done.approvals] == [("alice", True, "reviewed")]

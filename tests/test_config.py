@@ -18,13 +18,13 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from aiops.client import AgentNotRunningError, AiopsClient, ConfigRefusedError
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.runtime.config_listener import ConfigListener
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 def tunable(**settings: object) -> AgentConfig:
@@ -36,8 +36,8 @@ def changed(config: AgentConfig, **settings: object) -> AgentConfig:
 
 
 async def started(aiops: AiopsClient, config: AgentConfig) -> None:
-    await aiops.start_agent(config, started_by="test")
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await aiops.agents.start(config, started_by="test")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
 
 
 @pytest_asyncio.fixture
@@ -54,9 +54,9 @@ async def listener(postgres: PostgresServer, client: Client) -> AsyncIterator[Co
 async def test_an_agent_starts_on_a_stored_version(aiops: AiopsClient, worker) -> None:
     config = tunable()
     await started(aiops, config)
-    status = await aiops.status(config.id)
+    status = await aiops.agents.status(config.id)
     assert status.config_version == 1
-    [v1] = await aiops.config_history(config.id)
+    [v1] = await aiops.config.history(config.id)
     assert (v1.version, v1.author, v1.config.settings) == (1, "test", config.settings)
 
 
@@ -66,21 +66,21 @@ async def test_apply_stores_the_next_version_and_reloads_the_running_agent(
     config = tunable()
     await started(aiops, config)
     before = event("alert")
-    await aiops.send_event(config.id, before)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    await aiops.events.send(config.id, before)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)
 
-    applied = await aiops.apply_config(changed(config, mode="act"), author="alice", comment="start acting")
+    applied = await aiops.config.apply(changed(config, mode="act"), author="alice", comment="start acting")
     assert (applied.version, applied.previous_version, applied.changed) == (2, 1, True)
     assert LEDGER["reloaded"] == ["1->2:act"]
-    status = await aiops.status(config.id)
+    status = await aiops.agents.status(config.id)
     assert status.config_version == 2 and status.config.settings["mode"] == "act"
 
     after = event("alert")
-    await aiops.send_event(config.id, after)
-    record = await aiops.wait_for_action(aiops.action_id(config.id, after.id))
+    await aiops.events.send(config.id, after)
+    record = await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, after.id))
     assert record.config_version == 2, "an action records the config version it was decided under"
     assert LEDGER["decided"] == [f"{before.id}@v1:observe", f"{after.id}@v2:act"]
-    history = await aiops.config_history(config.id)
+    history = await aiops.config.history(config.id)
     assert [(h.version, h.author, h.comment) for h in history] == [
         (2, "alice", "start acting"),
         (1, "test", "config at start"),
@@ -91,7 +91,7 @@ async def test_a_refused_config_names_every_problem_and_changes_nothing(aiops: A
     config = tunable()
     await started(aiops, config)
     with pytest.raises(ConfigRefusedError) as refused:
-        await aiops.apply_config(changed(config, mode="sometimes", limit=-1), author="alice")
+        await aiops.config.apply(changed(config, mode="sometimes", limit=-1), author="alice")
     message = str(refused.value)
     assert "settings.limit must be a positive integer" in message
     assert "settings.mode must be 'observe' or 'act'" in message
@@ -99,36 +99,36 @@ async def test_a_refused_config_names_every_problem_and_changes_nothing(aiops: A
     # Shapes the model refuses never reach a worker: the update's validator names each problem.
     raw = config.model_dump(mode="json") | {"automation_level": "sometimes", "colour": "blue"}
     with pytest.raises(WorkflowUpdateFailedError) as invalid:
-        await aiops.agent_handle(config.id).execute_update(
+        await aiops.agents.handle(config.id).execute_update(
             AgentWorkflow.reconfigure, {"config": raw, "author": "mallory"}
         )
     cause = str(invalid.value.cause)
     assert "config.automation_level" in cause and "config.colour" in cause
 
     with pytest.raises(ConfigRefusedError, match="cannot change type"):
-        await aiops.apply_config(config.model_copy(update={"type": "recorder"}), author="alice")
+        await aiops.config.apply(config.model_copy(update={"type": "recorder"}), author="alice")
 
-    assert [h.version for h in await aiops.config_history(config.id)] == [1]
-    status = await aiops.status(config.id)
+    assert [h.version for h in await aiops.config.history(config.id)] == [1]
+    status = await aiops.agents.status(config.id)
     assert status.config_version == 1 and status.config.settings == config.settings
     assert LEDGER["reloaded"] == []
-    await aiops.send_event(config.id, event("alert"))  # and the agent still works
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    await aiops.events.send(config.id, event("alert"))  # and the agent still works
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)
 
 
 async def test_rollback_stores_a_copy_of_the_old_version_and_applies_it(aiops: AiopsClient, worker) -> None:
     config = tunable()
     await started(aiops, config)
-    await aiops.apply_config(changed(config, mode="act", limit=3), author="alice")
-    rolled = await aiops.rollback_config(config.id, 1, author="bob")
+    await aiops.config.apply(changed(config, mode="act", limit=3), author="alice")
+    rolled = await aiops.config.rollback(config.id, 1, author="bob")
     assert (rolled.version, rolled.previous_version) == (3, 2)
     assert LEDGER["reloaded"] == ["1->2:act", "2->3:observe"]
-    assert await aiops.config_diff(config.id, 1, 3) == []
-    diff = {c.path: (c.old, c.new) for c in await aiops.config_diff(config.id, 1, 2)}
+    assert await aiops.config.diff(config.id, 1, 3) == []
+    diff = {c.path: (c.old, c.new) for c in await aiops.config.diff(config.id, 1, 2)}
     assert diff == {"settings.mode": ("observe", "act"), "settings.limit": (10, 3)}
-    [latest, *_] = await aiops.config_history(config.id)
+    [latest, *_] = await aiops.config.history(config.id)
     assert (latest.author, latest.comment) == ("bob", "rollback to version 1")
-    status = await aiops.status(config.id)
+    status = await aiops.agents.status(config.id)
     assert status.config_version == 3 and status.config.settings == config.settings
 
 
@@ -136,7 +136,7 @@ async def test_config_for_an_agent_that_is_not_running_says_how_to_start_it(
     aiops: AiopsClient, worker
 ) -> None:
     with pytest.raises(AgentNotRunningError, match="start it"):
-        await aiops.apply_config(tunable(), author="alice")
+        await aiops.config.apply(tunable(), author="alice")
 
 
 async def test_a_version_stored_by_another_process_reaches_the_running_agent(
@@ -162,7 +162,9 @@ async def test_a_version_stored_by_another_process_reaches_the_running_agent(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "2"
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.config_version == 2, within=10)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.config_version == 2, within=10
+    )
     assert status.config.settings["mode"] == "act"
     assert LEDGER["reloaded"] == ["1->2:act"]
     # The listener relays the notification again: the agent takes each version once.
@@ -174,9 +176,9 @@ async def test_a_version_stored_by_another_process_reaches_the_running_agent(
 async def test_applying_the_running_config_again_stores_nothing(aiops: AiopsClient, worker) -> None:
     config = tunable()
     await started(aiops, config)
-    again = await aiops.apply_config(config, author="alice")
+    again = await aiops.config.apply(config, author="alice")
     assert (again.version, again.changed) == (1, False)
-    assert [h.version for h in await aiops.config_history(config.id)] == [1]
+    assert [h.version for h in await aiops.config.history(config.id)] == [1]
 
 
 async def test_a_config_postgresql_cannot_store_is_refused_not_retried_for_ever(
@@ -186,11 +188,11 @@ async def test_a_config_postgresql_cannot_store_is_refused_not_retried_for_ever(
     await started(aiops, config)
     with pytest.raises(ConfigRefusedError, match="PostgreSQL cannot store it"):
         await asyncio.wait_for(
-            aiops.apply_config(config.model_copy(update={"name": "nul\x00"}), author="x"), 30
+            aiops.config.apply(config.model_copy(update={"name": "nul\x00"}), author="x"), 30
         )
     broken = tunable().model_copy(update={"name": "nul\x00"})
-    await aiops.start_agent(broken)
-    status = await eventually(lambda: aiops.status(broken.id), lambda s: s.state == "failed")
+    await aiops.agents.start(broken)
+    status = await eventually(lambda: aiops.agents.status(broken.id), lambda s: s.state == "failed")
     assert "PostgreSQL cannot store it" in (status.failure or "")
 
 
@@ -200,24 +202,24 @@ async def test_a_crashing_validation_hook_refuses_the_config_instead_of_retrying
     config = tunable()
     await started(aiops, config)
     with pytest.raises(ConfigRefusedError, match="validation failed on this config: KeyError"):
-        await asyncio.wait_for(aiops.apply_config(changed(config, explode=True), author="alice"), 30)
-    await aiops.send_event(config.id, event("alert"))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+        await asyncio.wait_for(aiops.config.apply(changed(config, explode=True), author="alice"), 30)
+    await aiops.events.send(config.id, event("alert"))
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)
 
 
 async def test_rollback_to_a_version_of_another_agent_type_is_refused(aiops: AiopsClient, worker) -> None:
     config = tunable()
     await started(aiops, config)
-    await aiops.stop(config.id)
-    await eventually(lambda: aiops.list_agents(), lambda ids: config.id not in ids)
+    await aiops.agents.stop(config.id)
+    await eventually(lambda: aiops.agents.ids(), lambda ids: config.id not in ids)
     reborn = config.model_copy(update={"type": "recorder", "settings": {}})
-    await aiops.start_agent(reborn)
+    await aiops.agents.start(reborn)
     await eventually(
-        lambda: aiops.status(reborn.id), lambda s: s.state == "running" and s.config_version == 2
+        lambda: aiops.agents.status(reborn.id), lambda s: s.state == "running" and s.config_version == 2
     )
     with pytest.raises(ConfigRefusedError, match="stored version 1 is for tunable agent"):
-        await aiops.rollback_config(config.id, 1, author="alice")
-    assert (await aiops.status(config.id)).config.type == "recorder"
+        await aiops.config.rollback(config.id, 1, author="alice")
+    assert (await aiops.agents.status(config.id)).config.type == "recorder"
 
 
 def test_durations_and_numbers_that_cannot_cross_history_are_refused() -> None:

@@ -14,32 +14,32 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("recorder", runtime={"max_events_per_run": 15, "batch_size": 7})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = [event(act=(i % 10 == 0)) for i in range(300)]
     waves = [events[i : i + 100] for i in range(0, 300, 100)]
     redelivered = [e for wave in waves for e in wave[::15]]  # sent twice, inside the same storm
 
     async def single(chunk):  # many concurrent single signals
         for e in chunk:
-            await aiops.send_event(config.id, e)
+            await aiops.events.send(config.id, e)
 
     # Each wave is a storm of concurrent single signals, batch signals and redeliveries.
     # While a storm lasts the server refuses to close the run (the next run would miss the
     # buffered signals), so after each wave the test waits for the boundary it causes.
-    run = (await eventually(lambda: aiops.status(config.id), lambda s: s.run_number >= 1)).run_number
+    run = (await eventually(lambda: aiops.agents.status(config.id), lambda s: s.run_number >= 1)).run_number
     for wave in waves:
         await asyncio.gather(
             *(single(wave[i : i + 10]) for i in range(0, 50, 10)),
-            aiops.send_events(config.id, wave[50:], batch_size=25),
+            aiops.events.send_many(config.id, wave[50:], batch_size=25),
             single(wave[::15]),
         )
         status = await eventually(
-            lambda: aiops.status(config.id), lambda s, r=run: s.run_number > r, within=60
+            lambda: aiops.agents.status(config.id), lambda s, r=run: s.run_number > r, within=60
         )
         run = status.run_number
     expected_actions = sum(1 for e in events if e.data.get("act"))
     status = await eventually(
-        lambda: aiops.status(config.id),
+        lambda: aiops.agents.status(config.id),
         lambda s: s.counters.events_processed == 300 and s.counters.actions_succeeded == expected_actions,
         within=120,
     )
@@ -54,7 +54,7 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
     assert set(LEDGER["decided"]) == {e.id for e in events}
     # Every action ran exactly once.
     assert sorted(LEDGER["executed"]) == sorted(
-        aiops.action_id(config.id, e.id) for e in events if e.data.get("act")
+        aiops.approvals.action_id(config.id, e.id) for e in events if e.data.get("act")
     )
 
     async def runs() -> int:
@@ -66,28 +66,33 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
 
 async def test_dedup_window_survives_continue_as_new(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"max_events_per_run": 5})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     first = [event() for _ in range(12)]
     for e in first:
-        await aiops.send_event(config.id, e)
+        await aiops.events.send(config.id, e)
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 12 and s.run_number >= 2
+        lambda: aiops.agents.status(config.id),
+        lambda s: s.counters.events_processed == 12 and s.run_number >= 2,
     )
-    await aiops.send_events(config.id, first[:4])  # all seen in the first run
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 16)
+    await aiops.events.send_many(config.id, first[:4])  # all seen in the first run
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_received == 16
+    )
     assert status.counters.events_deduplicated == 4
     assert status.counters.events_processed == 12
 
 
 async def test_runs_continue_as_new_before_too_many_child_workflows(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"max_actions_per_run": 3, "batch_size": 2})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = [event(act=True) for _ in range(8)]
-    await aiops.send_events(config.id, events)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 8)
+    await aiops.events.send_many(config.id, events)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 8
+    )
     assert status.run_number >= 3
     assert status.counters.actions_proposed == 8
-    assert sorted(LEDGER["executed"]) == sorted(aiops.action_id(config.id, e.id) for e in events)
+    assert sorted(LEDGER["executed"]) == sorted(aiops.approvals.action_id(config.id, e.id) for e in events)
 
 
 async def test_a_storm_with_default_pacing_is_taken_and_decided_exactly_once(
@@ -97,15 +102,17 @@ async def test_a_storm_with_default_pacing_is_taken_and_decided_exactly_once(
     agent continues as new when the server suggests it (history size), never wedges, and every
     event is accepted once and decided once (the reduced size of issue 11's 100,000 storm)."""
     config = agent_config("recorder")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = [event("alert") for _ in range(20_000)]
     waves = [events[i : i + 2000] for i in range(0, len(events), 2000)]
     answers = [
-        a for wave in await asyncio.gather(*(aiops.send_events(config.id, w) for w in waves)) for a in wave
+        a
+        for wave in await asyncio.gather(*(aiops.events.send_many(config.id, w) for w in waves))
+        for a in wave
     ]
     assert len(answers) == 20_000 and {a.outcome for a in answers} == {"accepted"}
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 20_000, within=240
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 20_000, within=240
     )
     counters = status.counters
     assert (counters.events_received, counters.events_deduplicated, counters.events_rejected) == (
@@ -117,7 +124,7 @@ async def test_a_storm_with_default_pacing_is_taken_and_decided_exactly_once(
     assert {e.id for e in events} <= set(LEDGER["decided"])
     assert status.recent_errors == [] and status.queue_length == 0
     await asyncio.sleep(1)  # ... and each decision was recorded once: the count does not go on
-    assert (await aiops.status(config.id)).counters.events_processed == 20_000
+    assert (await aiops.agents.status(config.id)).counters.events_processed == 20_000
 
 
 async def test_the_servers_suggestion_to_continue_as_new_never_wedges_intake(
@@ -129,19 +136,19 @@ async def test_the_servers_suggestion_to_continue_as_new_never_wedges_intake(
     the workflow did in it, continue-as-new included: the agent then refused every event for ever.
     Now the suggestion does not refuse: the events are taken and carried into the next run."""
     config = agent_config("recorder", runtime={"max_events_per_run": 100_000})
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
-    await aiops.pause(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "paused")
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
+    await aiops.agents.pause(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "paused")
     sent = 0
-    while (await aiops.status(config.id)).run_number == 1:
+    while (await aiops.agents.status(config.id)).run_number == 1:
         assert sent < 400, "the server never suggested continue-as-new"
-        answers = await aiops.send_events(config.id, [event("alert")], patience_seconds=10)
+        answers = await aiops.events.send_many(config.id, [event("alert")], patience_seconds=10)
         assert [a.outcome for a in answers] == ["accepted"]
         sent += 1
-    await aiops.send_events(config.id, [event("alert")], patience_seconds=10)  # the new run takes them
-    await aiops.resume(config.id)
+    await aiops.events.send_many(config.id, [event("alert")], patience_seconds=10)  # the new run takes them
+    await aiops.agents.resume(config.id)
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == sent + 1, within=60
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == sent + 1, within=60
     )
     assert status.run_number >= 2 and status.counters.events_rejected == 0

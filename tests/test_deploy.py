@@ -733,10 +733,10 @@ async def test_the_worker_container_executes_an_action_and_drains_on_sigterm(
         # An event to an executed action: the example agent's low-risk drift runs on its own.
         config = agent_config("example")
         drift = event("infrastructure_drift", severity="low", resources=["aws_vpc.main"])
-        await aiops.send_event(config.id, drift, config=config)
-        action_id = aiops.action_id(config.id, drift.id)
+        await aiops.events.send(config.id, drift, config=config)
+        action_id = aiops.approvals.action_id(config.id, drift.id)
         started_ids += [f"agent-{config.id}", action_id]
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 90)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 90)
         assert record.status in ("succeeded", "verified"), record
         assert record.result is not None and record.result.success and "aws_vpc.main" in record.result.message
         history = await _history(aiops, action_id)
@@ -751,16 +751,18 @@ async def test_the_worker_container_executes_an_action_and_drains_on_sigterm(
             p.name for d in ("activities", "aiops", "agents", "workflows") for p in (ROOT / d).rglob("*.sql")
         }
         assert applied == shipped, "the image ships and applies every migration"
-        trail = await aiops.audit_trail(agent_id=config.id)
+        trail = await aiops.audit.rows(agent_id=config.id)
         assert trail, "the container's worker wrote the audit log"
 
         # SIGTERM while an action executes: it finishes on the stopping container, which exits 0.
         slow = agent_config("deploy_slow")
         alert = event("alert", severity="low", sleep=4, source="svc-a")
-        await aiops.send_event(slow.id, alert, config=slow)
-        slow_id = aiops.action_id(slow.id, alert.id)
+        await aiops.events.send(slow.id, alert, config=slow)
+        slow_id = aiops.approvals.action_id(slow.id, alert.id)
         started_ids += [f"agent-{slow.id}", slow_id]
-        await eventually(lambda: aiops.action(slow_id), lambda r: r.status == "executing", within=60)
+        await eventually(
+            lambda: aiops.approvals.action(slow_id), lambda r: r.status == "executing", within=60
+        )
         await asyncio.sleep(0.5)
         stopped_at = time.monotonic()
         stop = await asyncio.to_thread(_podman, podman_env, "stop", "--time", "60", name, timeout=90)

@@ -32,18 +32,20 @@ async def test_a_detector_schedule_follows_the_agent_and_delivers_what_it_finds(
     config = agent_config(
         "watching", settings={"finding": "disk-full"}, runtime={"detect_every_seconds": 3600}
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     assert await eventually(lambda: schedule_interval(aiops, config.id), bool) == timedelta(hours=1)
 
     # A tick (triggered now rather than waited for) delivers the finding; a second tick finds the
     # same condition again and the agent drops it as a duplicate: one action, executed once.
     handle = aiops.client.get_schedule_handle(detector_schedule_id(config.id))
     await handle.trigger()
-    action_id = aiops.action_id(config.id, f"found-{config.id}-disk-full")
-    assert (await aiops.wait_for_action(action_id, appear_within=30)).status == ActionStatus.SUCCEEDED
+    action_id = aiops.approvals.action_id(config.id, f"found-{config.id}-disk-full")
+    assert (
+        await aiops.approvals.wait_for_action(action_id, appear_within=30)
+    ).status == ActionStatus.SUCCEEDED
     await handle.trigger()
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_deduplicated == 1, within=30
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_deduplicated == 1, within=30
     )
     assert status.counters.actions_proposed == 1 and LEDGER["executed"] == [action_id]
 
@@ -51,9 +53,9 @@ async def test_a_detector_schedule_follows_the_agent_and_delivers_what_it_finds(
     changed = config.model_copy(
         update={"runtime": config.runtime.model_copy(update={"detect_every_seconds": 60})}
     )
-    await aiops.apply_config(changed, author="alice")
+    await aiops.config.apply(changed, author="alice")
     await eventually(lambda: schedule_interval(aiops, config.id), lambda every: every == timedelta(minutes=1))
-    await aiops.stop(config.id)
+    await aiops.agents.stop(config.id)
     await eventually(lambda: schedule_interval(aiops, config.id), lambda every: every is None)
 
 
@@ -63,6 +65,6 @@ async def test_an_agent_without_an_interval_or_a_detector_gets_no_schedule(
     quiet = agent_config("watching", settings={"finding": "x"})  # a detector, but no interval
     plain = agent_config("recorder", runtime={"detect_every_seconds": 60})  # an interval, no detector
     for config in (quiet, plain):
-        await aiops.start_agent(config)
-        await eventually(lambda c=config: aiops.status(c.id), lambda s: s.state.value == "running")
+        await aiops.agents.start(config)
+        await eventually(lambda c=config: aiops.agents.status(c.id), lambda s: s.state.value == "running")
         assert await schedule_interval(aiops, config.id) is None

@@ -15,7 +15,7 @@ from aiops.contracts.agent import AgentState, EventOutcome, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -26,34 +26,46 @@ def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 async def test_duplicate_event_ids_are_processed_once(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     first = event(id="evt-dup-1")
     for _ in range(3):
-        await aiops.send_event(config.id, first)
-    await aiops.send_events(config.id, [first, event(id="evt-dup-2"), event(id="evt-dup-2")])
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 6)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 2)
+        await aiops.events.send(config.id, first)
+    await aiops.events.send_many(config.id, [first, event(id="evt-dup-2"), event(id="evt-dup-2")])
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_received == 6
+    )
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 2
+    )
     assert status.counters.events_deduplicated == 4
     assert sorted(LEDGER["decided"]) == ["evt-dup-1", "evt-dup-2"]
 
 
 async def test_dedup_window_is_bounded(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"dedup_window": 3})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     ids = [f"w-{i}" for i in range(5)]
-    await aiops.send_events(config.id, [event(id=i) for i in ids])
-    await aiops.send_event(config.id, event(id="w-0"))  # forgotten: outside the window of 3
-    await aiops.send_event(config.id, event(id="w-4"))  # remembered
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 7)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 6)
+    await aiops.events.send_many(config.id, [event(id=i) for i in ids])
+    await aiops.events.send(config.id, event(id="w-0"))  # forgotten: outside the window of 3
+    await aiops.events.send(config.id, event(id="w-4"))  # remembered
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_received == 7
+    )
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 6
+    )
     assert status.counters.events_deduplicated == 1
 
 
 async def test_unsubscribed_event_types_are_filtered(aiops: AiopsClient, worker) -> None:
     config = agent_config("example")  # subscribes to infrastructure_drift only
-    await aiops.start_agent(config)
-    await aiops.send_events(config.id, [event("alert"), event("health_check"), event("infrastructure_drift")])
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    await aiops.agents.start(config)
+    await aiops.events.send_many(
+        config.id, [event("alert"), event("health_check"), event("infrastructure_drift")]
+    )
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1
+    )
     assert status.counters.events_filtered == 2
     assert status.counters.events_received == 3
 
@@ -62,8 +74,8 @@ async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_goi
     aiops: AiopsClient, worker, address: str
 ) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
     wf = agent_workflow_id(config.id)
     bad_inputs = [
         '{"nonsense": 1}',
@@ -99,7 +111,9 @@ async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_goi
     )
     assert result.returncode == 0, result.stderr
 
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1
+    )
     assert status.state == AgentState.RUNNING
     assert status.counters.events_rejected == len(bad_inputs)
     reasons = [r.message for r in status.recent_rejections]
@@ -114,10 +128,10 @@ async def test_malformed_signal_from_the_cli_is_rejected_and_the_agent_keeps_goi
 
 async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     good = [event(), event()]
     batch = [good[0], {"nonsense": True}, good[1], {"id": "x", "type": "alert"}, good[0]]
-    answers = await aiops.submit_events(config.id, batch)  # the intake update: an answer per event
+    answers = await aiops.events.submit(config.id, batch)  # the intake update: an answer per event
     assert [(a.event_id, a.outcome) for a in answers] == [
         (good[0].id, EventOutcome.ACCEPTED),
         (None, EventOutcome.REJECTED),
@@ -126,12 +140,14 @@ async def test_a_batch_keeps_its_valid_events_and_rejects_the_rest(aiops: AiopsC
         (good[0].id, EventOutcome.DUPLICATE),
     ]
     assert "id: field required" in answers[1].reason and "source: Field required" in answers[3].reason
-    with pytest.raises(EventsRejectedError, match="1 of 2 event"):  # send_events never hides a refusal
-        await aiops.send_events(config.id, [event(), {"id": "y"}])
+    with pytest.raises(EventsRejectedError, match="1 of 2 event"):  # send_many never hides a refusal
+        await aiops.events.send_many(config.id, [event(), {"id": "y"}])
     await aiops.client.get_workflow_handle(agent_workflow_id(config.id)).signal(
         AgentWorkflow.submit_events, 42
     )  # the signal path (Web UI, raw CLI): rejected and counted, the sender is not told
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 3
+    )
     assert status.counters.events_rejected == 4
     assert len(LEDGER["decided"]) == 3 and set(LEDGER["decided"]) >= {e.id for e in good}
 
@@ -142,20 +158,22 @@ async def test_a_full_queue_refuses_the_batch_and_the_client_sends_it_again_unti
     """Backpressure: a batch the queue cannot take is refused by the update's validator (nothing
     enters history); the client sends it again with backoff, and nothing is lost or doubled."""
     config = agent_config("recorder", runtime={"max_queue": 20, "batch_size": 5})
-    await aiops.start_agent(config)
-    await aiops.pause(config.id)  # nothing is decided: the queue fills
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
-    await aiops.send_events(config.id, [event() for _ in range(20)])
+    await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)  # nothing is decided: the queue fills
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.events.send_many(config.id, [event() for _ in range(20)])
     with pytest.raises(IntakeRefusedError, match="queue is full"):
-        await aiops.submit_events(config.id, [event()], patience_seconds=0.5)
+        await aiops.events.submit(config.id, [event()], patience_seconds=0.5)
     late = [event() for _ in range(10)]
-    sending = asyncio.create_task(aiops.send_events(config.id, late))
+    sending = asyncio.create_task(aiops.events.send_many(config.id, late))
     await asyncio.sleep(1.0)
     assert not sending.done(), "the batch waits for room instead of being dropped"
-    await aiops.resume(config.id)
+    await aiops.agents.resume(config.id)
     answers = await asyncio.wait_for(sending, 60)
     assert [a.outcome for a in answers] == [EventOutcome.ACCEPTED] * 10
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 30)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 30
+    )
     assert status.counters.events_rejected == 0 and status.counters.events_received == 30
 
 
@@ -163,11 +181,11 @@ async def test_a_failing_decision_is_retried_then_an_error_for_that_event_only(
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     boom = event(boom=True)
-    await aiops.send_events(config.id, [event(), boom, event(act=True)])
+    await aiops.events.send_many(config.id, [event(), boom, event(act=True)])
     status = await eventually(
-        lambda: aiops.status(config.id),
+        lambda: aiops.agents.status(config.id),
         lambda s: s.counters.events_processed == 3 and s.counters.actions_succeeded == 1,
     )
     assert status.counters.decision_errors == 1
@@ -181,16 +199,18 @@ async def test_many_concurrent_senders_to_one_agent_are_all_answered(aiops: Aiop
     """The server takes at most 10 in-flight updates per workflow: the client queues its own calls
     per agent, and retries when other clients fill the server's limit, so 60 at once all land."""
     config = agent_config("recorder")
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     events = [event() for _ in range(60)]
     others = AiopsClient(aiops.client, aiops.task_queue)  # a second sender with its own queue of calls
     answers = await asyncio.gather(
-        *((aiops if n % 2 else others).send_event(config.id, e) for n, e in enumerate(events))
+        *((aiops if n % 2 else others).events.send(config.id, e) for n, e in enumerate(events))
     )
     assert [a.outcome for a in answers] == [EventOutcome.ACCEPTED] * 60
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 60)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 60
+    )
     assert status.counters.events_rejected == 0
-    history = await aiops.agent_handle(config.id).fetch_history()
+    history = await aiops.agents.handle(config.id).fetch_history()
     updates = [e for e in history.events if e.HasField("workflow_execution_update_accepted_event_attributes")]
     assert len(updates) < 30, f"{len(updates)} intake updates for 60 single sends: they should go together"
 
@@ -203,18 +223,18 @@ async def test_a_long_backlog_is_decided_in_bounded_workflow_tasks(
     from temporalio.api.enums.v1 import EventType as HistoryEventType
 
     config = agent_config("recorder", runtime={"batch_size": 1})
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
-    await aiops.pause(config.id)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
+    await aiops.agents.pause(config.id)
     backlog = [event() for _ in range(50)]
-    await aiops.send_events(config.id, backlog)
-    await aiops.resume(config.id)
+    await aiops.events.send_many(config.id, backlog)
+    await aiops.agents.resume(config.id)
     done = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 50, within=120
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 50, within=120
     )
     assert done.counters.events_received == 50 and done.queue_length == 0
     assert sorted(LEDGER["decided"]) == sorted(e.id for e in backlog)  # each once
-    history = await aiops.agent_handle(config.id).fetch_history()
+    history = await aiops.agents.handle(config.id).fetch_history()
     regular = [
         e
         for e in history.events

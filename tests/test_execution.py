@@ -22,10 +22,12 @@ FAST_RETRY = {"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, 
 
 
 async def run_one(aiops: AiopsClient, config, **data) -> ActionRecord:
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     e = event("alert", risk=data.pop("risk", "low"), **data)
-    await aiops.send_event(config.id, e)
-    return await asyncio.wait_for(aiops.wait_for_action(aiops.action_id(config.id, e.id)), 60)
+    await aiops.events.send(config.id, e)
+    return await asyncio.wait_for(
+        aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id)), 60
+    )
 
 
 async def test_transient_failures_are_retried_until_success(aiops: AiopsClient, worker) -> None:
@@ -78,24 +80,26 @@ async def test_failed_verification_rolls_back(aiops: AiopsClient, worker) -> Non
     assert LEDGER["rolled_back"] == [record.action.id]
     statuses = [h.status for h in record.history]
     assert statuses[-3:] == [ActionStatus.EXECUTING, ActionStatus.VERIFYING, ActionStatus.ROLLED_BACK]
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_failed == 1)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_failed == 1
+    )
     assert status.success_rate == 0.0
 
 
 async def test_a_redelivered_event_never_creates_a_second_action(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"dedup_window": 1})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     first = event(act=True)
-    await aiops.send_event(config.id, first)
-    await aiops.wait_for_action(aiops.action_id(config.id, first.id))
-    await aiops.send_event(config.id, event())  # pushes the first id out of the dedup window
-    await aiops.send_event(config.id, first)  # redelivered after the window forgot it
+    await aiops.events.send(config.id, first)
+    await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, first.id))
+    await aiops.events.send(config.id, event())  # pushes the first id out of the dedup window
+    await aiops.events.send(config.id, first)  # redelivered after the window forgot it
     status = await eventually(
-        lambda: aiops.status(config.id),
+        lambda: aiops.agents.status(config.id),
         lambda s: s.counters.events_processed == 3 and s.counters.actions_duplicate == 1,
     )
     assert status.counters.actions_proposed == 1
-    assert LEDGER["executed"] == [aiops.action_id(config.id, first.id)]
+    assert LEDGER["executed"] == [aiops.approvals.action_id(config.id, first.id)]
 
 
 @pytest.mark.parametrize(
@@ -118,10 +122,12 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
     ledger = {"AIOPS_TEST_LEDGER_DIR": str(tmp_path)}
     config = agent_config("scripted", retry={**FAST_RETRY, "start_to_close_timeout_seconds": 60, **heartbeat})
     e = event("alert", risk="low", sleep=3)
-    action_id = aiops.action_id(config.id, e.id)
+    action_id = aiops.approvals.action_id(config.id, e.id)
     with worker_process(address, task_queue, "doomed", postgres.url, **ledger) as doomed:
-        await aiops.send_event(config.id, e, config=config)
-        await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
+        await aiops.events.send(config.id, e, config=config)
+        await eventually(
+            lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.EXECUTING
+        )
 
         async def attempt_started() -> bool:
             return (tmp_path / "attempt.log").exists()
@@ -130,7 +136,7 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
         os.kill(doomed.pid, signal.SIGKILL)
         doomed.wait()
     with worker_process(address, task_queue, "survivor", postgres.url, **ledger):
-        record = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+        record = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert record.status == ActionStatus.VERIFIED
     assert (tmp_path / "executed.log").read_text().split() == [action_id]
     assert len((tmp_path / "attempt.log").read_text().split()) == 2
@@ -142,38 +148,44 @@ async def test_circuit_breaker_opens_after_consecutive_failures_and_a_person_res
     config = agent_config(
         "scripted", retry=FAST_RETRY, approval={**team().model_dump(), "circuit_breaker_failures": 2}
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     for _ in range(2):
         e = event("alert", risk="low", fatal=True)
-        await aiops.send_event(config.id, e)
-        assert (await aiops.wait_for_action(aiops.action_id(config.id, e.id))).status == ActionStatus.FAILED
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.circuit_open)
+        await aiops.events.send(config.id, e)
+        assert (
+            await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
+        ).status == ActionStatus.FAILED
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.circuit_open)
     assert status.consecutive_failures == 2
 
     held = event("alert", risk="low")
-    await aiops.send_event(config.id, held)
+    await aiops.events.send(config.id, held)
     record = await eventually(
-        lambda: aiops.action(aiops.action_id(config.id, held.id)),
+        lambda: aiops.approvals.action(aiops.approvals.action_id(config.id, held.id)),
         lambda r: r.status == ActionStatus.PENDING_APPROVAL,
     )
     assert record.decision is not None and "circuit breaker is open" in record.decision.reason
 
-    await aiops.reset_circuit_breaker(config.id, by="alice")
-    await eventually(lambda: aiops.status(config.id), lambda s: not s.circuit_open)
+    await aiops.agents.reset_circuit_breaker(config.id, by="alice")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: not s.circuit_open)
     again = event("alert", risk="low")
-    await aiops.send_event(config.id, again)
-    assert (await aiops.wait_for_action(aiops.action_id(config.id, again.id))).status == ActionStatus.VERIFIED
+    await aiops.events.send(config.id, again)
+    assert (
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, again.id))
+    ).status == ActionStatus.VERIFIED
 
 
 async def test_automatic_executions_are_limited_per_window(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval={**team().model_dump(), "max_auto_executions": 1})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     first, second = event("alert", risk="low"), event("alert", risk="low")
-    await aiops.send_event(config.id, first)
-    assert (await aiops.wait_for_action(aiops.action_id(config.id, first.id))).status == ActionStatus.VERIFIED
-    await aiops.send_event(config.id, second)
+    await aiops.events.send(config.id, first)
+    assert (
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, first.id))
+    ).status == ActionStatus.VERIFIED
+    await aiops.events.send(config.id, second)
     record = await eventually(
-        lambda: aiops.action(aiops.action_id(config.id, second.id)),
+        lambda: aiops.approvals.action(aiops.approvals.action_id(config.id, second.id)),
         lambda r: r.status == ActionStatus.PENDING_APPROVAL,
     )
     assert record.decision is not None and "automatic execution limit reached" in record.decision.reason

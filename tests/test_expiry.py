@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import ApprovalRule, RiskLevel
+from aiops.contracts.config import ApprovalRule
+from aiops.contracts.models import RiskLevel
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
@@ -45,9 +46,9 @@ async def test_unanswered_approval_escalates_once_then_expires(
     config = agent_config("scripted", approval=approval)
     _, action_id, _ = await start_pending_action(skipping, config, "high")
     await skipping_env.sleep(4 * 3600 - 60)
-    assert (await skipping.action(action_id)).escalated is False
+    assert (await skipping.approvals.action(action_id)).escalated is False
     await skipping_env.sleep(4 * 3600 + 120)
-    record = await skipping.wait_for_action(action_id)
+    record = await skipping.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.EXPIRED
     assert record.escalated is True
     assert record.approvals == []
@@ -67,7 +68,7 @@ async def test_expiry_without_escalation_rejects_at_the_first_deadline(
     config = agent_config("scripted", approval=approval)
     _, action_id, _ = await start_pending_action(skipping, config, "critical")
     await skipping_env.sleep(3600 + 60)  # the default critical timeout is one hour
-    record = await skipping.wait_for_action(action_id)
+    record = await skipping.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.EXPIRED
     assert record.escalated is False
 
@@ -81,10 +82,10 @@ async def test_an_approval_after_escalation_still_counts(
     _, action_id, record = await start_pending_action(skipping, config, "medium")
     assert record.escalated is False
     await skipping_env.sleep(3600 + 60)  # past the first deadline, inside the extension
-    record = await eventually(lambda: skipping.action(action_id), lambda r: r.escalated)
+    record = await eventually(lambda: skipping.approvals.action(action_id), lambda r: r.escalated)
     assert record.status == ActionStatus.PENDING_APPROVAL
-    await skipping.approve(action_id, "alice", "saw the escalation")
-    done = await skipping.wait_for_action(action_id)
+    await skipping.approvals.approve(action_id, "alice", "saw the escalation")
+    done = await skipping.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
 
 
@@ -92,15 +93,15 @@ async def test_escalation_to_an_agent_delivers_an_alert_event(
     skipping: AiopsClient, skipping_env: WorkflowEnvironment
 ) -> None:
     alerting = agent_config("recorder")
-    await skipping.start_agent(alerting)
+    await skipping.agents.start(alerting)
     approval = team().model_copy(update={"escalation_target": f"agent:{alerting.id}"})
     config = agent_config("scripted", approval=approval)
     _, action_id, _ = await start_pending_action(skipping, config, "high")
     await skipping_env.sleep(4 * 3600 + 60)
     status = await eventually(
-        lambda: skipping.status(alerting.id), lambda s: s.counters.events_processed == 1
+        lambda: skipping.agents.status(alerting.id), lambda s: s.counters.events_processed == 1
     )
     assert status.counters.events_received == 1
     assert LEDGER["decided"] == [f"escalation-{hashlib.sha256(action_id.encode()).hexdigest()[:32]}"]
-    record = await skipping.action(action_id)
+    record = await skipping.approvals.action(action_id)
     assert record.escalated and record.status == ActionStatus.PENDING_APPROVAL

@@ -26,8 +26,9 @@ import pytest
 
 from agents import ActionResult, AgentAction, BaseAgent, EventType, SystemEvent, register_agent
 from aiops.client import AiopsClient
+from aiops.client.events import EventsClient
 from aiops.connection import connect
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.gateway import auth
 from aiops.gateway.app import Gateway
 from aiops.gateway.delivery import Connector
@@ -86,8 +87,8 @@ def write_config(path: Path, document: dict) -> Path:
 
 async def start_probe(aiops: AiopsClient, **overrides: Any) -> AgentConfig:
     config = agent_config("gateway_probe", **overrides)
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == "running")
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
     return config
 
 
@@ -142,7 +143,9 @@ def metric(text: str, name: str, **labels: str) -> float:
 
 
 async def processed(aiops: AiopsClient, agent_id: str, count: int) -> Any:
-    return await eventually(lambda: aiops.status(agent_id), lambda s: s.counters.events_processed >= count)
+    return await eventually(
+        lambda: aiops.agents.status(agent_id), lambda s: s.counters.events_processed >= count
+    )
 
 
 # ----- Alertmanager end to end ------------------------------------------------------------------
@@ -229,7 +232,9 @@ async def test_alertmanager_repeats_and_resends_are_decided_once(
             await am.fire(alertname="Flapping", instance="h9")  # the same alert again: same startsAt
             # Alertmanager repeats the notification every second: wait for two repeats to arrive.
             status = await eventually(
-                lambda: aiops.status(probe.id), lambda s: s.counters.events_deduplicated >= 2, within=20
+                lambda: aiops.agents.status(probe.id),
+                lambda s: s.counters.events_deduplicated >= 2,
+                within=20,
             )
             async with httpx.AsyncClient() as http:
                 body = am_payload(am_alert(fingerprint="00aa11bb22cc33dd"))
@@ -237,14 +242,14 @@ async def test_alertmanager_repeats_and_resends_are_decided_once(
                     answer = await http.post(f"{server.url}/v1/alertmanager/am", json=body, headers=bearer())
                     assert answer.status_code == 200, answer.text
                 status = await eventually(
-                    lambda: aiops.status(probe.id),
+                    lambda: aiops.agents.status(probe.id),
                     lambda s: s.counters.events_received >= status.counters.events_received + 2,
                 )
                 page = (await http.get(f"{server.url}/metrics")).text
             await processed(aiops, probe.id, 2)
             ids = [e.id for e in PROBE[probe.id]]
             assert len(ids) == len(set(ids)) == 2, ids
-            assert (await aiops.status(probe.id)).counters.events_processed == 2
+            assert (await aiops.agents.status(probe.id)).counters.events_processed == 2
             assert metric(page, "aiops_gateway_events_total", source="am", outcome="duplicate") >= 3
         finally:
             am.stop()
@@ -303,7 +308,9 @@ async def test_gateway_killed_mid_stream_loses_nothing_and_processes_nothing_twi
         for i in range(total):
             await am.fire(alertname="Stream", instance=f"host-{i}")
             if i == total // 3:
-                await eventually(lambda: aiops.status(probe.id), lambda s: s.counters.events_received >= 2)
+                await eventually(
+                    lambda: aiops.agents.status(probe.id), lambda s: s.counters.events_received >= 2
+                )
                 process.send_signal(signal.SIGKILL)
                 process.wait()
             if i == 2 * total // 3:
@@ -313,7 +320,7 @@ async def test_gateway_killed_mid_stream_loses_nothing_and_processes_nothing_twi
                     start_gateway_process, config_file, port, address, task_queue, log
                 )
         status = await eventually(
-            lambda: aiops.status(probe.id), lambda s: s.counters.events_processed >= total, within=60
+            lambda: aiops.agents.status(probe.id), lambda s: s.counters.events_processed >= total, within=60
         )
         instances = sorted(e.data["labels"]["instance"] for e in PROBE[probe.id])
         assert instances == sorted(f"host-{i}" for i in range(total))  # all there, none twice
@@ -365,7 +372,7 @@ async def test_temporal_unreachable_is_503_and_alertmanager_redelivers_when_it_r
             await eventually(am.notifications, lambda n: n[1] >= 1, within=30)  # refused at least once
             await proxy.start()
             await eventually(
-                lambda: aiops.status(probe.id), lambda s: s.counters.events_processed >= 2, within=40
+                lambda: aiops.agents.status(probe.id), lambda s: s.counters.events_processed >= 2, within=40
             )
         finally:
             am.stop()
@@ -545,7 +552,7 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
     """Ten alerts in two Alertmanager groups reach an agent with an incident window: it decides twice,
     each time with every alert of its group in view, and proposes two actions, not ten."""
     config = agent_config("scripted", runtime={"incident_window_seconds": 3})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     routes = [{"name": "all", "matchers": ['alertname=~"DiskFull|HighLoad"'], "agents": [config.id]}]
     config_file = write_config(tmp_path / "gw.json", gateway_config(1, routes))
     async with serving(config_file, Connector.of(aiops)) as (server, _):
@@ -556,7 +563,7 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
             for n in range(4):
                 await am.fire(alertname="HighLoad", instance=f"web-{n}", severity="warning")
             status = await eventually(
-                lambda: aiops.status(config.id),
+                lambda: aiops.agents.status(config.id),
                 lambda s: s.counters.actions_succeeded == 2 and sum(i.alerts for i in s.incidents) >= 10,
                 within=60,
             )
@@ -568,7 +575,9 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
         '{}:{alertname="HighLoad"}',
     ]
     for incident in status.incidents:
-        record = await aiops.action(aiops.action_id(config.id, incident.action_event_id or ""))
+        record = await aiops.approvals.action(
+            aiops.approvals.action_id(config.id, incident.action_event_id or "")
+        )
         assert record.event.type == EventType.ALERT and record.event.correlation_id == incident.key
 
 
@@ -579,21 +588,30 @@ async def test_an_alertmanager_storm_is_one_action_per_incident(
 ONE_AT_A_TIME = {"attempts": 2, "timeout_seconds": 2, "retry_after_seconds": 1, "in_flight_per_agent": 1}
 
 
-class HeldClient(AiopsClient):
-    """The real client whose first intake call waits until the test lets it go: the requests that
-    arrive meanwhile queue in the agent's lane, deterministically."""
+class HeldEvents(EventsClient):
+    """The real event delivery whose first intake call waits until the test lets it go: the requests
+    that arrive meanwhile queue in the agent's lane, deterministically."""
 
     def __init__(self, aiops: AiopsClient) -> None:
-        super().__init__(aiops.client, aiops.task_queue)
+        super().__init__(aiops.connection, aiops.agents)
         self.release = asyncio.Event()
         self.calls: list[int] = []  # events per intake call
 
-    async def submit_events(self, agent_id: str, events: Any, *args: Any, **kwargs: Any) -> Any:
+    async def submit(self, agent_id: str, events: Any, *args: Any, **kwargs: Any) -> Any:
         events = list(events)
         self.calls.append(len(events))
         if len(self.calls) == 1:
             await self.release.wait()
-        return await super().submit_events(agent_id, events, *args, **kwargs)
+        return await super().submit(agent_id, events, *args, **kwargs)
+
+
+class HeldClient(AiopsClient):
+    """The real client, its event delivery held (see ``HeldEvents``)."""
+
+    def __init__(self, aiops: AiopsClient) -> None:
+        super().__init__(aiops.client, aiops.task_queue)
+        self.events = held = HeldEvents(self)
+        self.release, self.calls = held.release, held.calls
 
 
 async def hold_and_queue(
@@ -655,8 +673,8 @@ async def test_a_refused_coalesced_update_is_503_to_each_of_its_requests_and_red
     requests are answered 503 (nothing is lost: deliver again). Delivered again once the agent runs
     (one of them had in fact been taken before the refusal), every alert is decided exactly once."""
     probe = await start_probe(aiops, runtime={"max_queue": 4})
-    await aiops.pause(probe.id)
-    await eventually(lambda: aiops.status(probe.id), lambda s: s.state == "paused")
+    await aiops.agents.pause(probe.id)
+    await eventually(lambda: aiops.agents.status(probe.id), lambda s: s.state == "paused")
     config_file = write_config(
         tmp_path / "gw.json",
         gateway_config(1, [{"name": "all", "agents": [probe.id]}], delivery=ONE_AT_A_TIME),
@@ -674,7 +692,7 @@ async def test_a_refused_coalesced_update_is_503_to_each_of_its_requests_and_red
             assert answer.json()["failed_agents"] == {probe.id: answer.json()["failed_agents"][probe.id]}
             assert answer.headers["retry-after"] == "1"
 
-        await aiops.resume(probe.id)
+        await aiops.agents.resume(probe.id)
         await processed(aiops, probe.id, 4)
         for body in bodies[1:]:  # the sender's retries
             answer = await http.post(url, json=body, headers=bearer())

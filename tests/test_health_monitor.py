@@ -39,7 +39,7 @@ from aiops.metrics import Telemetry, create_telemetry, series
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)
@@ -137,8 +137,8 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
 
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
         for config in (ailing, fine, pager, broken):
-            await aiops.start_agent(config)
-        await eventually(lambda: aiops.list_agents(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
+            await aiops.agents.start(config)
+        await eventually(lambda: aiops.agents.ids(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
         # The healthy agent is counted, not listed; the alerting agent is left out of both.
         await eventually(
             check,
@@ -157,7 +157,9 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         assert verdicts[broken.id].status == HealthStatus.UNHEALTHY
         assert "the agent failed" in verdicts[broken.id].reasons
 
-        status = await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_processed >= 2)
+        status = await eventually(
+            lambda: aiops.agents.status(pager.id), lambda s: s.counters.events_processed >= 2
+        )
         # Alert deliveries are at least once: a retried one arrives with the same event id and is
         # deduplicated by the alerting agent, so it is not a second alert.
         received = status.counters.events_received - status.counters.events_deduplicated
@@ -187,11 +189,11 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
         assert sorted(alerts) == [1, 1], "one alert per agent type (ailing, init_fails)"
 
         # The agent recovers: one more transition, one more alert.
-        await aiops.apply_config(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
+        await aiops.config.apply(ailing.model_copy(update={"settings": {"upstream_ok": True}}), author="sre")
         verdicts = {h.agent_id: h for h in (await check()).verdicts()}
         assert verdicts[ailing.id].status == HealthStatus.HEALTHY
-        await aiops.reject(pending, "bob", "not now")
-        await eventually(lambda: aiops.status(pager.id), lambda s: s.counters.events_received == 3)
+        await aiops.approvals.reject(pending, "bob", "not now")
+        await eventually(lambda: aiops.agents.status(pager.id), lambda s: s.counters.events_received == 3)
 
 
 async def test_the_schedule_is_created_once_and_updated_in_place(client: Client, task_queue: str) -> None:
@@ -238,7 +240,7 @@ async def test_fleet_gauges_are_exported_once_by_the_worker_that_ran_the_latest_
 
     fine = agent_config("recorder")
     async with build_worker(clients["A"], task_queue, AgentActivities(client=clients["A"]), pool=pool):
-        await aiops.start_agent(fine)
+        await aiops.agents.start(fine)
         _, pending, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()), "high")
         report = await eventually(lambda: check(clients["A"]), lambda r: r.counted.get("recorder") == 1)
         assert report.approvals.count_by_type.get("scripted") == 1
@@ -258,7 +260,7 @@ async def test_fleet_gauges_are_exported_once_by_the_worker_that_ran_the_latest_
             for line in text.splitlines():
                 if line.startswith("aiops_"):
                     assert "service_name=" not in line, line
-        await aiops.reject(pending, "bob", "not now")
+        await aiops.approvals.reject(pending, "bob", "not now")
 
 
 # ----- the fleet from visibility: summaries, queues, and closer looks only where needed -------------
@@ -269,13 +271,13 @@ def health_of(description: WorkflowExecutionDescription) -> str | None:
 
 
 async def published_health(aiops: AiopsClient, agent_id: str) -> str | None:
-    return health_of(await aiops.agent_handle(agent_id).describe())
+    return health_of(await aiops.agents.handle(agent_id).describe())
 
 
 async def health_upserts(aiops: AiopsClient, agent_id: str) -> list[str | None]:
     """The ``AiopsHealth`` value of each search-attribute upsert in the agent's history (None: the
     upsert did not carry it, like the SDK's ``TemporalChangeVersion`` upserts of patches)."""
-    history = await aiops.agent_handle(agent_id).fetch_history()
+    history = await aiops.agents.handle(agent_id).fetch_history()
     values: list[str | None] = []
     for e in history.events:
         if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
@@ -320,7 +322,7 @@ async def test_a_healthy_fleet_is_judged_from_visibility_without_a_status_query_
     fleet = [agent_config("recorder") for _ in range(12)]
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
         for config in fleet:
-            await aiops.start_agent(config)
+            await aiops.agents.start(config)
         for config in fleet:
             await eventually(lambda c=config: published_health(aiops, c.id), lambda h: h == "ok")
         ids = {c.id for c in fleet}
@@ -380,7 +382,7 @@ async def test_agents_that_need_a_look_are_still_found_unhealthy(
     orphans = [agent_config("recorder") for _ in range(2)]
     async with build_worker(client, gone_queue, AgentActivities(client=client), pool=pool):
         for config in orphans:
-            await gone.start_agent(config)
+            await gone.agents.start(config)
         for config in orphans:
             await eventually(lambda c=config: published_health(gone, c.id), lambda h: h == "ok")
     # An agent whose workflow no worker ever ran: no state, no summary.
@@ -395,9 +397,9 @@ async def test_agents_that_need_a_look_are_still_found_unhealthy(
 
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
         for config in (breaker, ailing, fine):
-            await aiops.start_agent(config)
+            await aiops.agents.start(config)
         e = event("alert", risk="low", fatal=True)
-        await aiops.send_event(breaker.id, e)
+        await aiops.events.send(breaker.id, e)
         await eventually(
             lambda: published_health(aiops, breaker.id), lambda h: h == "action_failures,circuit_open"
         )
@@ -457,25 +459,25 @@ async def test_the_health_summary_is_upserted_only_when_it_changes(aiops: AiopsC
         retry={"initial_interval_seconds": 0.1, "maximum_interval_seconds": 0.2, "maximum_attempts": 5},
         approval={**team().model_dump(), "circuit_breaker_failures": 2},
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     await eventually(lambda: published_health(aiops, config.id), lambda h: h == "ok")
     at_start = await health_upserts(aiops, config.id)
     assert [h for h in at_start if h] == ["ok"], "published once, with the agent's state"
     for _ in range(5):
         e = event("alert", risk="low")
-        await aiops.send_event(config.id, e)
-        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 5)
+        await aiops.events.send(config.id, e)
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 5)
     assert await health_upserts(aiops, config.id) == at_start, "five decisions and actions: no upsert at all"
 
     for _ in range(2):
         e = event("alert", risk="low", fatal=True)
-        await aiops.send_event(config.id, e)
-        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        await aiops.events.send(config.id, e)
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
     await eventually(
         lambda: published_health(aiops, config.id), lambda h: h == "action_failures,circuit_open"
     )
-    await aiops.reset_circuit_breaker(config.id, by="alice")
+    await aiops.agents.reset_circuit_breaker(config.id, by="alice")
     await eventually(lambda: published_health(aiops, config.id), lambda h: h == "action_failures")
     # 5 of 6 succeeded (83%) flags action_failures; the second failure opens the breaker; the reset closes it.
     assert await health_upserts(aiops, config.id) == [

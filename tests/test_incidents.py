@@ -25,24 +25,26 @@ def storm(groups: int, per_group: int, status: str = "firing") -> list[SystemEve
 
 async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", runtime={"incident_window_seconds": 2})
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     firing = storm(20, 25)
-    await aiops.send_events(config.id, firing, batch_size=100)
-    await aiops.send_events(config.id, firing[:50], batch_size=50)  # Alertmanager repeats: duplicates
+    await aiops.events.send_many(config.id, firing, batch_size=100)
+    await aiops.events.send_many(config.id, firing[:50], batch_size=50)  # Alertmanager repeats: duplicates
 
     status = await eventually(
-        lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == 20, within=60
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 20, within=60
     )
     assert status.counters.events_received == 550 and status.counters.events_deduplicated == 50
     assert status.counters.actions_proposed == 20, "one action per incident, not per alert"
     assert len(LEDGER["executed"]) == 20 and all(":incident:" in a for a in LEDGER["executed"])
     assert len(status.incidents) == 20 and all(i.decided and i.alerts == 25 for i in status.incidents)
-    record = await aiops.action(aiops.action_id(config.id, status.incidents[0].action_event_id or ""))
+    record = await aiops.approvals.action(
+        aiops.approvals.action_id(config.id, status.incidents[0].action_event_id or "")
+    )
     assert len(record.event.data["alerts"]) == 25, "the agent decided with every alert in view"
 
     # Resolving every alert of a group closes its incident; the others stay open.
-    await aiops.send_events(
+    await aiops.events.send_many(
         config.id, [e for e in storm(20, 25, "resolved") if '"Alert0"' in (e.correlation_id or "")]
     )
-    status = await eventually(lambda: aiops.status(config.id), lambda s: len(s.incidents) == 19)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: len(s.incidents) == 19)
     assert status.counters.actions_proposed == 20

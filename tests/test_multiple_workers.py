@@ -29,10 +29,10 @@ async def test_two_worker_processes_share_agents_and_actions(
     ):
         configs = [agent_config("recorder") for _ in range(6)]
         events = {c.id: [event(act=True) for _ in range(5)] for c in configs}
-        await asyncio.gather(*(aiops.send_events(c.id, events[c.id], config=c) for c in configs))
+        await asyncio.gather(*(aiops.events.send_many(c.id, events[c.id], config=c) for c in configs))
         for c in configs:
             status = await eventually(
-                lambda c=c: aiops.status(c.id), lambda s: s.counters.actions_succeeded == 5, within=60
+                lambda c=c: aiops.agents.status(c.id), lambda s: s.counters.actions_succeeded == 5, within=60
             )
             assert status.counters.events_processed == 5
             assert status.counters.actions_proposed == 5
@@ -40,7 +40,7 @@ async def test_two_worker_processes_share_agents_and_actions(
         identities = set()
         for c in configs:
             for e in events[c.id]:
-                handle = aiops.action_handle(aiops.action_id(c.id, e.id))
+                handle = aiops.approvals.action_handle(aiops.approvals.action_id(c.id, e.id))
                 async for h in handle.fetch_history_events():
                     if h.event_type == HistoryEventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                         identities.add(h.activity_task_started_event_attributes.identity)
@@ -61,20 +61,24 @@ async def test_worker_pools_with_different_agent_types_share_one_task_queue(
         build_worker(other, task_queue, mine, pool=pool, identity="mine"),
     ):
         config = agent_config("recorder")
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
         events = [event(act=True) for _ in range(12)]
         for e in events:  # one at a time: workflow tasks land on both workers
-            await aiops.send_event(config.id, e)
+            await aiops.events.send(config.id, e)
         for e in events:
-            record = await aiops.wait_for_action(aiops.action_id(config.id, e.id), appear_within=30)
+            record = await aiops.approvals.wait_for_action(
+                aiops.approvals.action_id(config.id, e.id), appear_within=30
+            )
             assert record.status == ActionStatus.SUCCEEDED, record.error
         # An end is counted once the agent has confirmed it with the action's record (a moment later).
         status = await eventually(
-            lambda: aiops.status(config.id), lambda s: s.counters.actions_succeeded == len(events)
+            lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == len(events)
         )
         assert status.state == AgentState.RUNNING and status.counters.decision_errors == 0
         assert status.counters.actions_succeeded == len(events) and status.recent_errors == []
         assert plain.instances.cached(config.id) is None  # no recorder code ever ran on "plain"
         assert mine.instances.cached(config.id) is not None
-        assert sorted(LEDGER["executed"]) == sorted(aiops.action_id(config.id, e.id) for e in events)
-        await aiops.stop(config.id)
+        assert sorted(LEDGER["executed"]) == sorted(
+            aiops.approvals.action_id(config.id, e.id) for e in events
+        )
+        await aiops.agents.stop(config.id)

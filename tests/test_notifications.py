@@ -24,18 +24,18 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
 from activities.notify_activities import DEFAULT_UI_URL, UI_URL_ENV
-from activities.secrets import secret_problems
+from agents.secrets import secret_problems
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import (
+from aiops.contracts.config import (
     MAX_NOTIFY_CHANNELS,
     AgentConfig,
     ApprovalRule,
     ExpiryAction,
     NotifyChannel,
     NotifyStep,
-    RiskLevel,
 )
+from aiops.contracts.models import RiskLevel
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
@@ -182,8 +182,8 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
     assert trigger.body["routing_key"] == routing_key
     assert trigger.body["payload"]["severity"] == "error" and trigger.body["client_url"] == link
 
-    await aiops.approve(action_id, "alice", "notified and approved")
-    done = await aiops.wait_for_action(action_id)
+    await aiops.approvals.approve(action_id, "alice", "notified and approved")
+    done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
     # The run completed only once every notice settled: the resolves are already here.
     [resolve] = [r for r in receiver.to("/pd") if r.body["event_action"] == "resolve"]
@@ -194,7 +194,7 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
         keys = [r.headers["idempotency-key"] for r in receiver.accepted(path)]
         assert len(keys) == 2 and len(set(keys)) == 2, f"once per step at {path}: {keys}"
 
-    rows = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "notification"]
+    rows = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "notification"]
     by_key = {(r.detail["notice"], r.detail["channel"]): r.detail for r in rows}
     assert len(rows) == 6 and set(by_key) == {(s, c) for s in ("pending", "resolved") for c in (0, 1, 2)}
     assert all(d["delivered"] is True and d["status_code"] == 200 for d in by_key.values())
@@ -222,10 +222,10 @@ async def test_a_refusing_receiver_is_not_retried_and_the_give_up_is_audited(
     approval.rules[RiskLevel.HIGH] = ApprovalRule(roles=["sre"], timeout_seconds=3)
     config = agent_config("scripted", approval=approval)
     _, action_id, _ = await start_pending_action(aiops, config, "high")
-    done = await aiops.wait_for_action(action_id)
+    done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.EXPIRED
     assert [r.status for r in receiver.to("/gone")] == [404]
-    [row] = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "notification"]
+    [row] = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "notification"]
     assert row.detail["delivered"] is False and row.detail["notice"] == "pending"
     assert "answered 404" in row.detail["error"]
 
@@ -242,10 +242,10 @@ async def test_a_decision_cancels_a_notice_still_retrying_and_a_final_one_gives_
     config = agent_config("scripted", approval=approval)
     _, action_id, _ = await start_pending_action(aiops, config, "high")
     await eventually(lambda: _async(receiver), lambda r: len(r.to("/down")) >= 2)  # retrying
-    await aiops.approve(action_id, "alice")
-    done = await aiops.wait_for_action(action_id, appear_within=30)
+    await aiops.approvals.approve(action_id, "alice")
+    done = await aiops.approvals.wait_for_action(action_id, appear_within=30)
     assert done.status == ActionStatus.VERIFIED
-    rows = [r for r in await aiops.audit_trail(action_id=action_id) if r.step == "notification"]
+    rows = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "notification"]
     by_notice = {r.detail["notice"]: r.detail for r in rows}
     assert len(rows) == 2 and not any(d["delivered"] for d in by_notice.values())
     assert by_notice["pending"]["error"] == "cancelled: the approval wait ended before it was delivered"
@@ -261,8 +261,8 @@ async def test_without_channels_an_action_schedules_no_notice(
 ) -> None:
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config, "high")
-    await aiops.approve(action_id, "alice")
-    assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+    await aiops.approvals.approve(action_id, "alice")
+    assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
     history = await client.get_workflow_handle(action_id).fetch_history()
     raw = b"".join(e.SerializeToString() for e in history.events)
     assert b"notify_approvers" not in raw and b"approval-notices-v1" not in raw
@@ -301,7 +301,7 @@ async def test_escalation_and_expiry_are_told_and_pagerduty_resolves(
         await skipping_env.sleep(4 * 3600 + 60)
         await eventually(lambda: _async(receiver), lambda r: len(r.to("/pd")) == 2)
         await skipping_env.sleep(4 * 3600 + 60)
-        done = await skipping.wait_for_action(action_id)
+        done = await skipping.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.EXPIRED and done.escalated
     assert [r.body["step"] for r in receiver.to("/hook")] == ["pending", "escalated", "expired"]
     assert [r.body["step"] for r in receiver.to("/late")] == ["escalated", "expired"]

@@ -94,13 +94,15 @@ def value(text: str, name: str, **labels: str) -> float:
 async def test_a_scrape_after_real_actions_carries_framework_and_sdk_metrics(observed: Observed) -> None:
     aiops = observed.aiops
     config = agent_config("scripted", approval=team())
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     low = event("alert", risk="low")
-    await aiops.submit_events(config.id, [low, low, {"not": "an event"}])
-    assert (await aiops.wait_for_action(aiops.action_id(config.id, low.id))).status == ActionStatus.VERIFIED
+    await aiops.events.submit(config.id, [low, low, {"not": "an event"}])
+    assert (
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, low.id))
+    ).status == ActionStatus.VERIFIED
     _, pending, _ = await start_pending_action(aiops, config, "high")
-    await aiops.approve(pending, "alice")
-    await aiops.wait_for_action(pending)
+    await aiops.approvals.approve(pending, "alice")
+    await aiops.approvals.wait_for_action(pending)
 
     status, text = await fetch(f"{observed.base}/metrics")
     assert status == 200
@@ -227,13 +229,13 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
     aiops = AiopsClient(client, task_queue, pool)
     config = agent_config("scripted", approval=team())
     low = event("alert", risk="low")
-    action_id = aiops.action_id(config.id, low.id)
+    action_id = aiops.approvals.action_id(config.id, low.id)
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
-        await aiops.send_event(config.id, low, config=config)  # update-with-start (the intake update)
-        assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+        await aiops.events.send(config.id, low, config=config)  # update-with-start (the intake update)
+        assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
         _, pending, _ = await start_pending_action(aiops, config, "high")
-        await aiops.signal_approval(pending, ApprovalRequest(approver="oscar"))  # refused: logged
-        await eventually(lambda: aiops.action(pending), lambda r: len(r.refused) == 1)
+        await aiops.approvals.signal(pending, ApprovalRequest(approver="oscar"))  # refused: logged
+        await eventually(lambda: aiops.approvals.action(pending), lambda r: len(r.refused) == 1)
     assert provider.force_flush(10_000)
     provider.shutdown()
 

@@ -39,17 +39,17 @@ async def test_nothing_is_lost_or_failed_while_postgres_is_down(client: Client, 
 
             await asyncio.to_thread(server.stop)
             low = [event("alert", risk="low") for _ in range(4)]
-            await aiops.send_events(config.id, low)
-            await aiops.approve(pending_id, "alice", "approved during the outage")
+            await aiops.events.send_many(config.id, low)
+            await aiops.approvals.approve(pending_id, "alice", "approved during the outage")
             applying = asyncio.create_task(
-                aiops.apply_config(config.model_copy(update={"name": "renamed"}), author="bob")
+                aiops.config.apply(config.model_copy(update={"name": "renamed"}), author="bob")
             )
             status = await eventually(
-                lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 5
+                lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 5
             )
             assert status.state == "running"
             record = await eventually(
-                lambda: aiops.action(pending_id), lambda r: r.status == ActionStatus.VERIFIED
+                lambda: aiops.approvals.action(pending_id), lambda r: r.status == ActionStatus.VERIFIED
             )
             assert record.approvals[0].approver == "alice"
             await asyncio.sleep(3)  # let the audit and config activities fail and retry a few times
@@ -58,12 +58,12 @@ async def test_nothing_is_lost_or_failed_while_postgres_is_down(client: Client, 
             await asyncio.to_thread(server.start)
             applied = await asyncio.wait_for(applying, 90)
             assert applied.version == 2
-            action_ids = [pending_id, *(aiops.action_id(config.id, e.id) for e in low)]
-            finals = [await asyncio.wait_for(aiops.wait_for_action(a), 90) for a in action_ids]
+            action_ids = [pending_id, *(aiops.approvals.action_id(config.id, e.id) for e in low)]
+            finals = [await asyncio.wait_for(aiops.approvals.wait_for_action(a), 90) for a in action_ids]
             assert all(f.status == ActionStatus.VERIFIED for f in finals)
 
             rows = await eventually(
-                lambda: aiops.audit_trail(agent_id=config.id),
+                lambda: aiops.audit.rows(agent_id=config.id),
                 lambda rs: (
                     sum(r.step == "event_received" for r in rs) == 5
                     and any(r.step == "config_changed" for r in rs)
@@ -75,9 +75,9 @@ async def test_nothing_is_lost_or_failed_while_postgres_is_down(client: Client, 
             pending_steps = [r.step for r in rows if r.action_id == pending_id]
             assert pending_steps == ["decision", "approval", *LOW_RISK_STEPS[1:]]
             assert not [k for k, n in Counter(r.key for r in rows).items() if n > 1]
-            [report] = await aiops.verify_audit(config.id)
+            [report] = await aiops.audit.verify(config.id)
             assert report.ok
-            status = await aiops.status(config.id)
+            status = await aiops.agents.status(config.id)
             assert (
                 status.state == "running"
                 and status.config_version == 2

@@ -18,7 +18,7 @@ from aiops.contracts.agent import AgentState, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -77,12 +77,14 @@ async def test_signals_without_input_or_with_extra_input_are_harmless(
         )
     ).returncode == 0
 
-    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 1)
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 1)
     assert "approver: Field required" in record.refused[0].reason
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_rejected == 2)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_rejected == 2
+    )
     assert status.state == AgentState.RUNNING
-    await aiops.approve(action_id, "alice")
-    assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+    await aiops.approvals.approve(action_id, "alice")
+    assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
 
 
 async def test_an_unreadable_approval_is_refused_and_audited_and_the_action_still_waits(
@@ -92,38 +94,38 @@ async def test_an_unreadable_approval_is_refused_and_audited_and_the_action_stil
     encoding) is refused and audited by the workflow, not dropped by the SDK with a traceback; the
     action keeps waiting and a proper approval afterwards goes through."""
     _, action_id, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()))
-    handle = aiops.action_handle(action_id)
+    handle = aiops.approvals.action_handle(action_id)
     broken = Payload(metadata={"encoding": b"json/plain"}, data=b'{"approver": "alice"')
     unknown = Payload(metadata={"encoding": b"binary/who-knows"}, data=b"\x00\x01")
     await handle.signal(action_contract.APPROVE, RawValue(broken))  # as the temporal CLI names it
     await handle.signal(ActionMessages.reject, RawValue(unknown))
 
-    record = await eventually(lambda: aiops.action(action_id), lambda r: len(r.refused) == 2)
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 2)
     assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
     assert [(r.approved, r.channel) for r in record.refused] == [(True, "signal"), (False, "signal")]
     assert all("the payload is not JSON" in r.reason for r in record.refused), record.refused
     assert "binary/who-knows" in record.refused[1].reason
     rows = await eventually(
-        lambda: aiops.audit_trail(action_id=action_id),
+        lambda: aiops.audit.rows(action_id=action_id),
         lambda rows: sum(r.step == "approval_refused" for r in rows) == 2,
     )
     assert all("not JSON" in r.detail["reason"] for r in rows if r.step == "approval_refused")
 
-    await aiops.approve(action_id, "alice")
-    done = await aiops.wait_for_action(action_id)
+    await aiops.approvals.approve(action_id, "alice")
+    done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.VERIFIED
     assert [a.approver for a in done.approvals] == ["alice"]
 
 
 async def test_the_automatic_execution_limit_holds_within_one_batch(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval={**team().model_dump(), "max_auto_executions": 1})
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
     events = [event("alert", risk="low") for _ in range(4)]
-    await aiops.send_events(config.id, events)
+    await aiops.events.send_many(config.id, events)
     records = [
         await eventually(
-            lambda e=e: aiops.action(aiops.action_id(config.id, e.id)),
+            lambda e=e: aiops.approvals.action(aiops.approvals.action_id(config.id, e.id)),
             lambda r: r.status in (ActionStatus.PENDING_APPROVAL, ActionStatus.VERIFIED),
         )
         for e in events
@@ -136,51 +138,61 @@ async def test_the_automatic_execution_limit_holds_within_one_batch(aiops: Aiops
 async def test_a_redelivered_event_keeps_its_live_action_tracked(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team(), runtime={"dedup_window": 1})
     first = event("alert", risk="high")
-    await aiops.start_agent(config)
-    await aiops.send_event(config.id, first)
-    action_id = aiops.action_id(config.id, first.id)
+    await aiops.agents.start(config)
+    await aiops.events.send(config.id, first)
+    action_id = aiops.approvals.action_id(config.id, first.id)
     await wait_pending(aiops, action_id)
-    await aiops.send_event(config.id, event("alert", risk="high"))  # pushes `first` out of the window
-    await aiops.send_event(config.id, first)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_duplicate == 1)
+    await aiops.events.send(config.id, event("alert", risk="high"))  # pushes `first` out of the window
+    await aiops.events.send(config.id, first)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_duplicate == 1
+    )
     assert action_id in [p.action_id for p in status.pending_actions]
-    await aiops.reject(action_id, "bob", "no")
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.actions_rejected == 1)
+    await aiops.approvals.reject(action_id, "bob", "no")
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_rejected == 1
+    )
 
 
 async def test_pause_sent_during_initialization_is_kept(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await aiops.pause(config.id)
-    await aiops.send_event(config.id, event())
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_received == 1)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state != AgentState.INITIALIZING)
+    await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)
+    await aiops.events.send(config.id, event())
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_received == 1
+    )
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.state != AgentState.INITIALIZING
+    )
     assert status.state == AgentState.PAUSED
     assert status.counters.events_processed == 0
 
 
 async def test_a_full_queue_rejects_with_a_reason_instead_of_growing(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder", runtime={"max_queue": 3})
-    await aiops.start_agent(config)
-    await aiops.pause(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.PAUSED)
+    await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.PAUSED)
     # The signal path (Web UI, raw CLI) cannot say no: the agent rejects what does not fit, counts
     # it and says why; the client's intake update is refused and sent again instead (test_event_intake).
-    handle = aiops.agent_handle(config.id)
+    handle = aiops.agents.handle(config.id)
     await handle.signal(AgentWorkflow.submit_events, [event().model_dump(mode="json") for _ in range(5)])
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_rejected == 2)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_rejected == 2
+    )
     assert status.queue_length == 3
     assert "the queue is full" in status.recent_rejections[-1].message
-    await aiops.resume(config.id)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 3)
+    await aiops.agents.resume(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 3)
 
 
 async def test_stop_without_draining_aborts_waiting_actions(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
     handle, action_id, _ = await start_pending_action(aiops, config)
-    await aiops.stop(config.id, reason="decommissioned", drain=False)
+    await aiops.agents.stop(config.id, reason="decommissioned", drain=False)
     await handle.result()
-    record = await aiops.wait_for_action(action_id)
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.REJECTED
     assert record.error == "aborted: decommissioned"
     assert LEDGER["attempt"] == []
@@ -189,20 +201,20 @@ async def test_stop_without_draining_aborts_waiting_actions(aiops: AiopsClient, 
 async def test_stopping_a_paused_agent_releases_its_approved_actions(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())
     handle, action_id, _ = await start_pending_action(aiops, config)
-    await aiops.pause(config.id)
-    await eventually(lambda: aiops.action(action_id), lambda r: r.held)
-    await aiops.approve(action_id, "alice")
-    await aiops.stop(config.id)
+    await aiops.agents.pause(config.id)
+    await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.held)
+    await aiops.approvals.approve(action_id, "alice")
+    await aiops.agents.stop(config.id)
     await handle.result()
-    assert (await aiops.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+    assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
 
 
 async def test_failed_initialization_hands_back_the_queued_events(aiops: AiopsClient, worker) -> None:
     config = agent_config("no_such_type", runtime={"worker_pickup_seconds": 1})
     e = event()
-    await aiops.send_event(config.id, e, config=config, require_worker=False)
+    await aiops.events.send(config.id, e, config=config, require_worker=False)
     with pytest.raises(WorkflowFailureError) as failure:
-        await aiops.agent_handle(config.id).result()
+        await aiops.agents.handle(config.id).result()
     assert [d["id"] for d in failure.value.cause.details[0]] == [e.id]
 
 
@@ -214,7 +226,7 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
 ) -> None:
     config = agent_config("scripted", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config)
-    handle = aiops.action_handle(action_id)
+    handle = aiops.approvals.action_handle(action_id)
     # More refusals than an action keeps (the oldest are dropped from state), a few at the server's
     # payload limit. Not all: each lands in history before it is refused, and 27 of them would
     # bring the run to the server's 50 MB history limit, where the server terminates any workflow.
@@ -222,27 +234,27 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
         await handle.signal(ActionMessages.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
     await handle.signal(ActionMessages.approve, {"approver": "alice", "comment": HUGE})
     await handle.signal(ActionMessages.reject, {"approver": "bob", "credential": HUGE})
-    record = await eventually(lambda: aiops.action(action_id), lambda r: r.refused_total == 27)
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == 27)
     assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
     assert len(record.refused) == action_contract.MAX_REFUSALS_KEPT
     assert "at most 200 characters" in record.refused[0].reason
     assert len(record.model_dump_json()) < 100_000
     assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
-    inbox = await eventually(lambda: aiops.approval_inbox(config.id), lambda found: len(found) == 1)
+    inbox = await eventually(lambda: aiops.approvals.inbox(config.id), lambda found: len(found) == 1)
     assert [a for a, _ in inbox] == [action_id]
-    approved = await aiops.approve(action_id, "alice")  # and a proper approval still works
+    approved = await aiops.approvals.approve(action_id, "alice")  # and a proper approval still works
     assert [a.approver for a in approved.approvals] == ["alice"]
 
 
 async def test_a_megabyte_config_is_refused_before_anything_is_stored(aiops: AiopsClient, worker) -> None:
     config = agent_config("recorder")
-    await aiops.start_agent(config)
-    await eventually(lambda: aiops.status(config.id), lambda s: s.state == AgentState.RUNNING)
+    await aiops.agents.start(config)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
     raw = config.model_dump(mode="json") | {"settings": {"blob": HUGE}}
     with pytest.raises(WorkflowUpdateFailedError) as refused:
-        await aiops.agent_handle(config.id).execute_update(AgentWorkflow.reconfigure, {"config": raw})
+        await aiops.agents.handle(config.id).execute_update(AgentWorkflow.reconfigure, {"config": raw})
     assert "settings.blob: 1900000 characters, over the 8192-character limit" in str(refused.value.cause)
-    assert [stored.version for stored in await aiops.config_history(config.id)] == [1]  # nothing stored
+    assert [stored.version for stored in await aiops.config.history(config.id)] == [1]  # nothing stored
     e = event()
-    await aiops.send_event(config.id, e)  # the agent is untouched and still decides
-    await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    await aiops.events.send(config.id, e)  # the agent is untouched and still decides
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1)

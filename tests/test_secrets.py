@@ -17,9 +17,9 @@ import pytest
 from pydantic import ValidationError
 from temporalio.client import Client
 
-from activities.secrets import SecretUnavailableError, resolve_secrets
+from agents.secrets import SecretUnavailableError, resolve_secrets
 from aiops.client import AiopsClient
-from aiops.contracts.models import Integration
+from aiops.contracts.config import Integration
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 
@@ -63,8 +63,8 @@ async def test_an_unresolvable_reference_fails_the_agent_with_the_variable_named
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("tunable", integrations=[vault("env:AIOPS_NOT_SET_ANYWHERE")])
-    await aiops.start_agent(config)
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.state == "failed")
+    await aiops.agents.start(config)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "failed")
     assert "environment variable AIOPS_NOT_SET_ANYWHERE is not set" in (status.failure or "")
 
 
@@ -76,14 +76,14 @@ async def test_a_planted_secret_appears_nowhere_in_history_or_the_database(
     config = agent_config(
         "tunable", integrations=[vault("env:AIOPS_PLANTED_TOKEN")], settings={"mode": "act", "limit": 5}
     )
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     e = event("alert")
-    await aiops.send_event(config.id, e)
-    action_id = aiops.action_id(config.id, e.id)
-    record = await aiops.wait_for_action(action_id)
+    await aiops.events.send(config.id, e)
+    action_id = aiops.approvals.action_id(config.id, e.id)
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == "succeeded"
     assert LEDGER["token_seen"] == [hashlib.sha256(secret.encode()).hexdigest()], "the agent got the secret"
-    await aiops.apply_config(
+    await aiops.config.apply(
         config.model_copy(update={"settings": {"mode": "act", "limit": 6}}), author="alice"
     )
 

@@ -171,20 +171,22 @@ def test_seed_config_keeps_the_seed_field_names() -> None:
 
 async def test_snippet_agent_runs_in_a_workflow(aiops: AiopsClient, worker) -> None:
     config = seed_config(id="seed-snippet-agent", type="seed_snippet")
-    await aiops.start_agent(config)
-    await aiops.send_events(config.id, [event("infrastructure_drift"), event("alert")])
-    status = await eventually(lambda: aiops.status(config.id), lambda s: s.counters.events_processed == 1)
+    await aiops.agents.start(config)
+    await aiops.events.send_many(config.id, [event("infrastructure_drift"), event("alert")])
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 1
+    )
     assert status.counters.events_filtered == 1
     assert status.counters.actions_proposed == 0  # its _process_event_specific returns None
 
 
 async def test_seed_event_and_execution_examples_run_end_to_end(aiops: AiopsClient, worker) -> None:
     config = seed_config(id="seed-terraform-agent", type="seed_terraform", approval_required=False)
-    await aiops.start_agent(config)
+    await aiops.agents.start(config)
     drift = event("infrastructure_drift", source="module.vpc")
-    await aiops.send_event(config.id, drift)
-    action_id = aiops.action_id(config.id, drift.id)
-    record = await aiops.wait_for_action(action_id)
+    await aiops.events.send(config.id, drift)
+    action_id = aiops.approvals.action_id(config.id, drift.id)
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.SUCCEEDED
     assert record.result is not None
     assert record.result.message == "Terraform plan generated successfully"

@@ -113,7 +113,7 @@ async def test_every_unproven_decision_is_refused_audited_and_leaves_the_action_
     aiops: AiopsClient, worker, channel: str
 ) -> None:
     _, action_id, record = await pending(aiops)
-    handle = aiops.action_handle(action_id)
+    handle = aiops.approvals.action_handle(action_id)
     for n, (why, attempt, says) in enumerate(ATTEMPTS):
         request = attempt(action_id, record.plan_digest)
         if channel == "signal":
@@ -125,14 +125,14 @@ async def test_every_unproven_decision_is_refused_audited_and_leaves_the_action_
                 )
             cause = refused.value.cause
             assert isinstance(cause, ApplicationError) and says in cause.message, f"{why}: {cause}"
-        seen = await eventually(lambda: aiops.action(action_id), lambda r, n=n: r.refused_total > n)
+        seen = await eventually(lambda: aiops.approvals.action(action_id), lambda r, n=n: r.refused_total > n)
         assert says in seen.refused[-1].reason, f"{why}: {seen.refused[-1].reason}"
         assert seen.refused[-1].channel == channel
-    record = await aiops.action(action_id)
+    record = await aiops.approvals.action(action_id)
     assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
     assert record.refused_total == len(ATTEMPTS)
     rows = await eventually(
-        lambda: aiops.audit_trail(action_id=action_id),
+        lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: sum(r.step == "approval_refused" for r in rs) == len(ATTEMPTS),
     )
     reasons = [r.detail["reason"] for r in rows if r.step == "approval_refused"]
@@ -145,11 +145,11 @@ async def test_every_unproven_decision_is_refused_audited_and_leaves_the_action_
 async def test_a_replayed_token_is_refused_after_its_use(aiops: AiopsClient, worker) -> None:
     _, action_id, record = await pending(aiops, "critical")  # two approvals needed: it stays pending
     request = ApprovalRequest(approver="alice", credential=token(ALICE, action_id, record.plan_digest))
-    handle = aiops.action_handle(action_id)
+    handle = aiops.approvals.action_handle(action_id)
     await handle.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
-    await eventually(lambda: aiops.action(action_id), lambda r: len(r.approvals) == 1)
+    await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.approvals) == 1)
     await handle.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
-    refused = await eventually(lambda: aiops.action(action_id), lambda r: r.refused_total == 1)
+    refused = await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == 1)
     # alice's second approval is refused either way; the token may be used once only
     assert "already approved" in refused.refused[0].reason or "used already" in refused.refused[0].reason
     assert refused.status == ActionStatus.PENDING_APPROVAL
@@ -158,14 +158,14 @@ async def test_a_replayed_token_is_refused_after_its_use(aiops: AiopsClient, wor
 
 async def test_two_signed_approvals_run_a_critical_action_once(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending(aiops, "critical")
-    first = await aiops.approve(action_id, comment="checked the plan", key=ALICE)
+    first = await aiops.approvals.approve(action_id, comment="checked the plan", key=ALICE)
     assert first.status == ActionStatus.PENDING_APPROVAL and first.approvals[0].authenticated
-    await aiops.approve(action_id, comment="me too", key=BOB)
-    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    await aiops.approvals.approve(action_id, comment="me too", key=BOB)
+    done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED
     assert [(a.approver, a.authenticated) for a in done.approvals] == [("alice", True), ("bob", True)]
     assert LEDGER["executed"] == [action_id]
-    rows = await aiops.audit_trail(action_id=action_id)
+    rows = await aiops.audit.rows(action_id=action_id)
     approvals = [r for r in rows if r.step == "approval"]
     assert [(r.actor, r.detail["authenticated"]) for r in approvals] == [("alice", True), ("bob", True)]
 
@@ -192,7 +192,7 @@ async def test_a_pasted_token_approves_through_the_temporal_cli(
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert sent.returncode == 0, sent.stderr
-    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED
     assert [(a.approver, a.channel, a.authenticated) for a in done.approvals] == [("alice", "signal", True)]
 
@@ -209,13 +209,13 @@ async def test_a_key_file_is_made_private_and_names_its_approver(tmp_path: Path)
 async def test_dev_mode_approvals_say_they_are_unauthenticated_everywhere(aiops: AiopsClient, worker) -> None:
     config = agent_config("scripted", approval=team())  # allow_unsigned: dev mode
     _, action_id, _ = await start_pending_action(aiops, config, "high")
-    done = await aiops.approve(action_id, "alice", "by name")
+    done = await aiops.approvals.approve(action_id, "alice", "by name")
     assert done.approvals[0].authenticated is False
     rows = await eventually(
-        lambda: aiops.audit_trail(action_id=action_id), lambda rs: any(r.step == "approval" for r in rs)
+        lambda: aiops.audit.rows(action_id=action_id), lambda rs: any(r.step == "approval" for r in rs)
     )
     assert next(r for r in rows if r.step == "approval").detail["authenticated"] is False
-    finished = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+    finished = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert finished.decision is not None
     details = details_markdown(finished, finished.decision, config.approval)  # the Web UI's current details
     assert "**Approved by** alice (UNAUTHENTICATED, by name only" in details

@@ -153,7 +153,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                 config = agent_config("scripted", approval=team({"alice": ALICE.public_key()}))
                 _, action_id, record = await start_pending_action(aiops, config, "high")
                 # What `aiops approvals token` prints, pasted into the signal dialog below.
-                signed = await aiops.decision_token(action_id, ALICE)
+                signed = await aiops.approvals.token(action_id, ALICE)
                 approval = {**signed.model_dump(exclude_none=True), "comment": APPROVAL["comment"]}
                 other = agent_config("scripted", approval=team())
                 _, other_id, _ = await start_pending_action(aiops, other, "critical")
@@ -238,7 +238,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await _type_data(page, dialog, REFUSED)
                     await dialog.get_by_role("button", name="Submit").click()
                     await expect(dialog).to_be_hidden()
-                    await eventually(lambda: aiops.action(action_id), lambda r: bool(r.refused))
+                    await eventually(lambda: aiops.approvals.action(action_id), lambda r: bool(r.refused))
                     url = page.url
                     await page.keyboard.press("r")
                     await evidence.wait_for_text(["Refused: mallory may not approve (signal"])
@@ -258,7 +258,7 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     # What counts is the signal's effect, read through the client: the dialog itself
                     # sometimes keeps spinning when the action completes during the UI's refresh that
                     # follows a signal (seen with UI 2.54.1); the reload below leaves it behind.
-                    done = await asyncio.wait_for(aiops.wait_for_action(action_id), 60)
+                    done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
                 browser_seconds = time.monotonic() - started
 
                 async with evidence.step("completed"):

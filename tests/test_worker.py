@@ -9,12 +9,23 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+from temporalio import activity
+from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
+from temporalio.api.taskqueue.v1 import PollerInfo, TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.agent_activities import AgentActivities
+from agents.registry import register_worker_plugin
+from agents.services import framework_services, install_services
 from aiops.client import AiopsClient
 from aiops.connection import connect_settings
 from aiops.contracts.action import ActionStatus
+from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.postgres_server import PostgresServer, free_port
@@ -56,15 +67,17 @@ async def test_sigterm_lets_the_running_action_finish(
 ) -> None:
     config = agent_config("scripted")
     e = event("alert", risk="low", sleep=2)
-    action_id = aiops.action_id(config.id, e.id)
+    action_id = aiops.approvals.action_id(config.id, e.id)
     with worker_process(address, task_queue, "graceful", postgres.url) as process:
-        await aiops.send_event(config.id, e, config=config)
-        await eventually(lambda: aiops.action(action_id), lambda r: r.status == ActionStatus.EXECUTING)
+        await aiops.events.send(config.id, e, config=config)
+        await eventually(
+            lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.EXECUTING
+        )
         await asyncio.sleep(0.3)
         process.send_signal(signal.SIGTERM)
         code = await asyncio.to_thread(process.wait, 60)
     assert code == 0
-    history = [h async for h in aiops.action_handle(action_id).fetch_history_events()]
+    history = [h async for h in aiops.approvals.action_handle(action_id).fetch_history_events()]
     completed = [h for h in history if h.HasField("activity_task_completed_event_attributes")]
     failed = [h for h in history if h.HasField("activity_task_failed_event_attributes")]
     assert len(completed) >= 2 and not failed, "plan and execute both completed on the stopping worker"
@@ -109,8 +122,8 @@ async def test_the_worker_process_serves_health_readiness_and_metrics(
     e = event("alert", risk="low")
     with worker_process(address, task_queue, "observable", postgres.url, AIOPS_HTTP_PORT=str(port)):
         base = f"http://127.0.0.1:{port}"
-        await aiops.send_event(config.id, e, config=config)
-        await aiops.wait_for_action(aiops.action_id(config.id, e.id))
+        await aiops.events.send(config.id, e, config=config)
+        await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
         assert await fetch(f"{base}/healthz") == (200, "ok\n")
         status, body = await fetch(f"{base}/readyz")
         assert status == 200
@@ -170,3 +183,50 @@ async def test_two_workers_on_one_host_a_busy_port_is_one_line_or_a_free_port(
         finally:
             fallback.terminate()
             assert await asyncio.to_thread(fallback.wait, 60) == 0
+
+
+async def activity_pollers(client: Client, queue: str) -> list[PollerInfo]:
+    answer = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+        )
+    )
+    return list(answer.pollers)
+
+
+@activity.defn(name="plugin_probe")
+async def plugin_probe() -> str:
+    return "probe"
+
+
+async def test_an_agent_types_plugin_worker_runs_only_where_that_type_is_served(
+    client: Client, task_queue: str
+) -> None:
+    """``register_worker_plugin``: a worker serving the type builds the factory's worker with its
+    own options and runs it beside the others; a worker serving other types never calls it. And
+    building a worker installs the framework services agents ask for, over its client."""
+    calls: list[dict[str, Any]] = []
+
+    def probe_worker(client: Client, task_queue: str, **options: Any) -> Worker:
+        calls.append(options)
+        return Worker(client, task_queue=f"{task_queue}.probe", activities=[plugin_probe], **options)
+
+    register_worker_plugin("plugin-probe", probe_worker)
+    others = build_worker(client, f"{task_queue}-o", AgentActivities(client=client, agent_types=["recorder"]))
+    assert others.extra == [] and calls == []
+
+    install_services(None)
+    group = build_worker(
+        client, task_queue, AgentActivities(client=client, agent_types=["plugin-probe"]), identity="probe-1"
+    )
+    [extra] = group.extra
+    assert extra.task_queue == f"{task_queue}.probe" and calls[0]["identity"] == "probe-1"
+    assert framework_services().client is client
+    async with group:
+        pollers = await eventually(lambda: activity_pollers(client, extra.task_queue), bool)
+        assert {p.identity for p in pollers} == {"probe-1"}
+    served = AgentActivities(client=client, agent_types=["recorder"])
+    forced = build_worker(client, f"{task_queue}-f", served, plugin_types=["plugin-probe"])
+    assert [w.task_queue for w in forced.extra] == [f"{task_queue}-f.probe"]

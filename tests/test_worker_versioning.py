@@ -12,7 +12,7 @@ from temporalio.client import Client
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import AgentVerb
+from aiops.contracts.config import AgentVerb
 from aiops.runtime.worker_build import build_worker, versioned_deployment
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
@@ -45,17 +45,19 @@ async def test_a_versioned_worker_runs_agents_on_its_build(
         await set_current(address, deployment, "1.4.0")
         aiops = AiopsClient(client, task_queue, pool)
         config = agent_config("example")
-        await aiops.start_agent(config)
+        await aiops.agents.start(config)
         drift = event("infrastructure_drift", severity="low")
-        await aiops.send_event(config.id, drift)
-        record = await aiops.wait_for_action(aiops.action_id(config.id, drift.id), appear_within=30)
+        await aiops.events.send(config.id, drift)
+        record = await aiops.approvals.wait_for_action(
+            aiops.approvals.action_id(config.id, drift.id), appear_within=30
+        )
         assert record.status == ActionStatus.SUCCEEDED
-        described = await aiops.agent_handle(config.id).describe()
+        described = await aiops.agents.handle(config.id).describe()
         versioning = described.raw_description.workflow_execution_info.versioning_info
         assert versioning.deployment_version.deployment_name == deployment
         assert versioning.deployment_version.build_id == "1.4.0"
         assert versioning.behavior == 1  # PINNED: a run stays on its build (docs/deploy.md)
-        action = await aiops.action_handle(record.action.id).describe()
+        action = await aiops.approvals.action_handle(record.action.id).describe()
         assert action.raw_description.workflow_execution_info.versioning_info.behavior == 1
 
         # A new build made current: the agent's run stays on 1.4.0 until it continues as new;
@@ -67,15 +69,15 @@ async def test_a_versioned_worker_runs_agents_on_its_build(
         async with newer:
             await set_current(address, deployment, "1.5.0")
             assert await build_of(aiops, config.id) == "1.4.0"
-            applied = await aiops.command(config.id, AgentVerb.UPGRADE)
+            applied = await aiops.agents.command(config.id, AgentVerb.UPGRADE)
             assert applied.changed
             await eventually(lambda: build_of(aiops, config.id), lambda b: b == "1.5.0")
-            status = await aiops.status(config.id)
+            status = await aiops.agents.status(config.id)
             assert status.run_number == 2 and status.counters.events_processed == 1
-            await aiops.stop(config.id)
-            await aiops.agent_handle(config.id).result()
+            await aiops.agents.stop(config.id)
+            await aiops.agents.handle(config.id).result()
 
 
 async def build_of(aiops: AiopsClient, agent_id: str) -> str:
-    described = await aiops.agent_handle(agent_id).describe()
+    described = await aiops.agents.handle(agent_id).describe()
     return str(described.raw_description.workflow_execution_info.versioning_info.deployment_version.build_id)

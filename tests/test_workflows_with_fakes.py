@@ -39,11 +39,12 @@ from aiops.contracts.activities import (
     VerifyCall,
 )
 from aiops.contracts.agent import hooks_task_queue
-from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
 from workflows.action.workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 
 
@@ -172,8 +173,8 @@ def config(**runtime: Any) -> AgentConfig:
 
 
 async def stop_and_wait(aiops: AiopsClient, agent_id: str) -> Any:
-    await aiops.stop(agent_id, reason="test over", actor="alice")
-    return await aiops.agent_handle(agent_id).result()
+    await aiops.agents.stop(agent_id, reason="test over", actor="alice")
+    return await aiops.agents.handle(agent_id).result()
 
 
 async def test_a_poison_event_is_bisected_out_and_the_rest_are_decided(
@@ -181,12 +182,12 @@ async def test_a_poison_event_is_bisected_out_and_the_rest_are_decided(
 ) -> None:
     aiops, faked = fakes
     cfg = config(batch_size=8, local_decisions=False)
-    await aiops.start_agent(cfg)
+    await aiops.agents.start(cfg)
     events = [event("alert") for _ in range(7)]
     poison = event("alert", poison=True)
-    await aiops.send_events(cfg.id, [*events[:3], poison, *events[3:]])
+    await aiops.events.send_many(cfg.id, [*events[:3], poison, *events[3:]])
     await skipping.sleep(600)  # the backoffs between failed batches (2 s, 4 s, ... 32 s) pass at once
-    status = await aiops.status(cfg.id)
+    status = await aiops.agents.status(cfg.id)
     assert sorted(faked.decided) == sorted(e.id for e in events)
     assert status.counters.events_processed == 8
     assert status.counters.decision_errors == 1
@@ -200,10 +201,10 @@ async def test_execution_retries_then_a_failed_verification_rolls_back(
     aiops, faked = fakes
     faked.execute_failures, faked.verify_result = 2, False
     cfg = config()
-    await aiops.start_agent(cfg)
+    await aiops.agents.start(cfg)
     e = event("alert", act=True)
-    await aiops.send_event(cfg.id, e)
-    record = await aiops.wait_for_action(aiops.action_id(cfg.id, e.id))
+    await aiops.events.send(cfg.id, e)
+    record = await aiops.approvals.wait_for_action(aiops.approvals.action_id(cfg.id, e.id))
     assert record.status == ActionStatus.ROLLED_BACK
     assert (faked.calls["execute"], faked.calls["verify"], faked.calls["rollback"]) == (3, 1, 1)
     assert record.plan is not None and record.plan_digest
@@ -214,13 +215,13 @@ async def test_execution_retries_then_a_failed_verification_rolls_back(
 async def test_an_approval_through_the_typed_update_executes_once(fakes: tuple[AiopsClient, Fakes]) -> None:
     aiops, faked = fakes
     cfg = config()
-    await aiops.start_agent(cfg)
+    await aiops.agents.start(cfg)
     e = event("alert", act=True, risk="high")
-    await aiops.send_event(cfg.id, e)
-    action_id = aiops.action_id(cfg.id, e.id)
+    await aiops.events.send(cfg.id, e)
+    action_id = aiops.approvals.action_id(cfg.id, e.id)
     pending = await wait_pending(aiops, action_id)
-    approved = await aiops.approve(action_id, "alice", plan_digest=pending.plan_digest)
+    approved = await aiops.approvals.approve(action_id, "alice", plan_digest=pending.plan_digest)
     assert [a.approver for a in approved.approvals] == ["alice"]
-    record = await aiops.wait_for_action(action_id)
+    record = await aiops.approvals.wait_for_action(action_id)
     assert record.status == ActionStatus.VERIFIED and faked.calls["execute"] == 1
     await stop_and_wait(aiops, cfg.id)

@@ -19,7 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.policy import Outcome, decide
     from workflows.action.details import static_details, static_summary
     from workflows.action.workflow import ActionWorkflow
-    from workflows.agent_state import policy_context
+    from workflows.agent.state import policy_context
 
 
 async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:

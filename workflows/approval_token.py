@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aiops.contracts.config import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
 from aiops.contracts.errors import AiopsError, describe_validation_error
-from aiops.contracts.models import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
 
 KEY_PREFIX = "ed25519:"
 ALGORITHM = "EdDSA"

@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from pydantic import BaseModel, Field
 from temporalio import workflow
-from temporalio.common import RetryPolicy, VersioningBehavior
+from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -77,7 +77,7 @@ class MonitorReport(BaseModel):
         return [*self.agents, *(h for g in self.groups for h in g.verdicts())]
 
 
-@workflow.defn(versioning_behavior=VersioningBehavior.PINNED)  # one short pass
+@workflow.defn
 class HealthMonitorWorkflow:
     async def _check(self, observed: list[AgentObservation], task_queue: str, limit: float) -> None:
         """Run the health checks of the running agents, one activity per agent type on its queue."""

@@ -1,66 +1,53 @@
-"""Small pieces the built-in agents share: settings checks and the JSON files they keep per action.
+"""Small pieces the built-in agents share: types for their settings models, and event-id slugs.
 
-Markers and plans are written atomically (a temporary file, then a rename), so a worker killed
-mid-write leaves either the old file or the new one, never half of one: that is what lets a
-retried execute trust them as its idempotency record.
+Their idempotency records live in the action ledger (``agents.ledger``), not here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import uuid
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Any
+import re
+from typing import Annotated
 
-from aiops.contracts.models import RiskLevel
+from pydantic import AfterValidator, Field
 
+# ----- pieces of typed settings (agents.settings models) -------------------------------------------
 
-def number_problems(settings: Mapping[str, Any], bounds: Iterable[tuple[str, float, float]]) -> list[str]:
-    """Each ``(name, low, high)`` setting, when given, must be a number within the bounds."""
-    problems = []
-    for name, low, high in bounds:
-        value = settings.get(name)
-        if value is None:
-            continue
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            problems.append(f"settings.{name} must be a number")
-        elif not low <= value <= high:
-            problems.append(f"settings.{name} must be between {low} and {high} (got {value})")
-    return problems
+SYSTEM_TREES = ("/proc", "/sys", "/dev", "/etc", "/usr", "/boot")
 
 
-def risk_problems(settings: Mapping[str, Any]) -> list[str]:
-    risk = settings.get("risk_level")
-    levels = [r.value for r in RiskLevel]
-    if risk is not None and risk not in levels:
-        return [f"settings.risk_level must be one of {levels} (got {risk!r})"]
-    return []
+def absolute_path(value: str) -> str:
+    """An absolute path in normal form, the only kind a setting may name (no ``..`` tricks)."""
+    if "\0" in value or "\n" in value:
+        raise ValueError("must not contain NUL or newline characters")
+    if len(value) > 1024:
+        raise ValueError("is longer than 1024 characters")
+    if not value.startswith("/"):
+        raise ValueError(f"{value!r} is not an absolute path (it must start with /)")
+    if os.path.normpath(value) != value or "//" in value:
+        raise ValueError(
+            f"{value!r} is not in normal form (no '..', '.', '//' or trailing '/'); "
+            f"write {os.path.normpath(value)!r}"
+        )
+    return value
 
 
-def same_path(a: str, b: str) -> bool:
-    """Lexically, no I/O: whether two paths name the same file."""
-    return os.path.normpath(a) == os.path.normpath(b)
+def inside(path: str, folder: str) -> bool:
+    """Lexically, no I/O: whether ``path`` is ``folder`` or lies below it."""
+    return path == folder or folder == "/" or path.startswith(folder.rstrip("/") + "/")
 
 
-def digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
+def own_folder(value: str) -> str:
+    """A folder the agent may write its own files to: not ``/`` and not in a system tree."""
+    if value == "/" or any(inside(value, tree) for tree in SYSTEM_TREES):
+        raise ValueError(f"{value!r} is a system directory; use a dedicated folder")
+    return value
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing, unreadable or not an object."""
-    try:
-        loaded = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return loaded if isinstance(loaded, dict) else None
+AbsolutePath = Annotated[str, Field(strict=True, min_length=1), AfterValidator(absolute_path)]
+OwnFolder = Annotated[AbsolutePath, AfterValidator(own_folder)]
 
 
-def write_json(path: Path, body: dict[str, Any]) -> None:
-    """Write ``body`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
-    partial.write_text(json.dumps(body, default=str))
-    os.replace(partial, path)
+def slug(text: str, fallback: str) -> str:
+    """``text`` reduced to a short, safe piece of an event id."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:40] or fallback

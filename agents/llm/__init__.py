@@ -6,6 +6,5 @@ Pydantic AI's plugin) is in ``agents.llm.temporal``; see ``docs/agents/llm.md``.
 """
 
 from agents.llm.agent import LlmAgent
-from agents.llm.runtime import use_client
 
-__all__ = ["LlmAgent", "use_client"]
+__all__ = ["LlmAgent"]

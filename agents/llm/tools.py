@@ -23,8 +23,10 @@ import httpx
 from agents.llm import runtime
 from agents.llm.contracts import DiagnosisDeps
 from agents.llm.settings import McpServerSettings
+from agents.services import framework_services
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AgentError
-from aiops.contracts.models import ActionType, AgentAction, AgentConfig, RiskLevel
+from aiops.contracts.models import ActionType, AgentAction, RiskLevel
 
 audit_log = logging.getLogger("aiops.llm.audit")
 
@@ -146,11 +148,9 @@ async def prometheus_query_range(
 async def agent_status(deps: DiagnosisDeps) -> str:
     if not deps.tools.agent_status:
         raise ToolRefused("the agent_status tool is disabled (settings.tools.agent_status)")
-    from aiops.client import AiopsClient  # the framework's client; imported where it is used
-
-    aiops = AiopsClient(await runtime.get_client(), deps.task_queue)
-    status = await aiops.status(deps.agent_id)
-    inbox = await aiops.approval_inbox(deps.agent_id)
+    services = framework_services()
+    status = await services.agent_status(deps.agent_id, deps.task_queue)
+    inbox = await services.approval_inbox(deps.agent_id, deps.task_queue)
     summary = {
         "state": status.state.value,
         "counters": status.counters.model_dump(),
@@ -165,7 +165,7 @@ async def agent_status(deps: DiagnosisDeps) -> str:
             }
             for p in status.pending_actions[:20]
         ],
-        "waiting_for_approval": [action_id for action_id, _ in inbox[:20]],
+        "waiting_for_approval": inbox[:20],
         "recent_errors": [
             {"at": e.at.isoformat(), "message": e.message[:200], "event_id": e.event_id}
             for e in status.recent_errors[-10:]
@@ -247,10 +247,7 @@ async def read_file_tail(deps: DiagnosisDeps, path: str, tail_lines: int = 100) 
 async def _peer_config(deps: DiagnosisDeps, agent_id: str) -> AgentConfig:
     if agent_id not in deps.tools.peer_agents:
         raise ToolRefused(f"agent {agent_id[:64]!r} is not in settings.tools.peer_agents")
-    from aiops.client import AiopsClient
-
-    status = await AiopsClient(await runtime.get_client(), deps.task_queue).status(agent_id)
-    return status.config
+    return await framework_services().agent_config(agent_id, deps.task_queue)
 
 
 async def run_detector(deps: DiagnosisDeps, agent_id: str) -> str:

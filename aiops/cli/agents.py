@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from temporalio.client import WorkflowExecutionStatus
 
 from aiops.cli.common import KeyOption, current_user, emit_pasteable_signal, key_for, load_config, run, signer
 from aiops.cli.output import (
@@ -26,9 +25,8 @@ from aiops.cli.output import (
 )
 from aiops.client import AiopsClient, CommandRefusedError
 from aiops.contracts import agent as agent_contract
-from aiops.contracts import search_attributes as sa
 from aiops.contracts.agent import AgentState, AgentStatus, CommandApplied, agent_workflow_id
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 
@@ -69,7 +67,7 @@ def list_agents(
 
 
 def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -> None:
-    statuses = run(ctx, lambda aiops: aiops.agent_statuses(state))
+    statuses = run(ctx, lambda aiops: aiops.agents.statuses(state))
 
     def render() -> None:
         if refresh:
@@ -99,41 +97,28 @@ FAILED_WITHIN = timedelta(hours=24)
 
 
 async def _failed_agents(aiops: AiopsClient) -> list[dict[str, Any]]:
-    """Agents on this task queue whose latest workflow failed recently (visibility, then status)."""
-    since = datetime.now(UTC) - FAILED_WITHIN
-    query = agent_contract.agents_query(aiops.task_queue, failed_since=since)
-    found: list[dict[str, Any]] = []
-    async for w in aiops.client.list_workflows(query):
-        agent_id = agent_contract.agent_id_of(w.id)
-        if agent_id is None or w.status != WorkflowExecutionStatus.FAILED:
-            continue
-        entry: dict[str, Any] = {
-            "agent_id": agent_id,
-            "type": w.typed_search_attributes.get(sa.AGENT_TYPE) or "-",
+    """Agents on this task queue whose latest workflow failed recently, as the CLI shows them."""
+    failed = await aiops.agents.failed(since=datetime.now(UTC) - FAILED_WITHIN)
+    return [
+        {
+            "agent_id": f.agent_id,
+            "type": f.type,
             "state": "failed",
-            "failed_at": w.close_time.isoformat() if w.close_time else None,
-            "failure": "",
+            "failed_at": f.failed_at.isoformat() if f.failed_at else None,
+            "failure": f.failure,
         }
-        try:  # a closed workflow still answers its status query (from its history)
-            status = await aiops.status(agent_id)
-            if status.state == AgentState.FAILED:
-                entry["failure"] = status.failure or ""
-        except Exception:  # the listing stands without the detail
-            pass
-        found.append(entry)
-    return sorted(found, key=lambda f: f["agent_id"])
+        for f in failed
+    ]
 
 
 async def _every_agent(aiops: AiopsClient) -> list[str]:
-    query = agent_contract.agents_query(aiops.task_queue)
-    ids = [agent_contract.agent_id_of(w.id) async for w in aiops.client.list_workflows(query)]
-    return sorted(a for a in ids if a is not None)
+    return sorted(await aiops.agents.ids(this_queue=True))
 
 
 @app.command("status")
 def status(ctx: typer.Context, agent: AgentArg) -> None:
     """One agent's state, counters, queue and pending actions."""
-    s = run(ctx, lambda aiops: aiops.status(agent), agent_id=agent)
+    s = run(ctx, lambda aiops: aiops.agents.status(agent), agent_id=agent)
 
     def render() -> None:
         c = s.counters
@@ -248,9 +233,9 @@ def start(
     async def work(aiops: AiopsClient) -> dict[str, object]:
         nonlocal config
         agent_id = config.id if config is not None else str(agent)
-        if await aiops.agent_is_running(agent_id):
+        if await aiops.agents.is_running(agent_id):
             if config is not None:
-                running = (await aiops.status(agent_id)).config
+                running = (await aiops.agents.status(agent_id)).config
                 if _settings_of(running) != _settings_of(config):
                     raise Failed(
                         f"agent {agent_id} is already running with a different config "
@@ -258,8 +243,8 @@ def start(
                     )
             return {"agent_id": agent_id, "workflow_id": agent_workflow_id(agent_id), "started": False}
         if config is None:
-            config = (await aiops.latest_config(agent_id)).config
-        handle = await aiops.start_agent(config, started_by=who)
+            config = (await aiops.config.latest(agent_id)).config
+        handle = await aiops.agents.start(config, started_by=who)
         return {
             "agent_id": agent_id,
             "workflow_id": handle.id,
@@ -298,7 +283,7 @@ def stop(
     actor, key_file = signer(key, who)
     applied = run(
         ctx,
-        lambda aiops: aiops.stop(agent, reason=reason, drain=drain, actor=actor, key=key_file),
+        lambda aiops: aiops.agents.stop(agent, reason=reason, drain=drain, actor=actor, key=key_file),
         agent_id=agent,
     )
     emit(
@@ -348,7 +333,7 @@ def _one_or_all(
 
         async def one(target: str) -> tuple[str, str]:
             try:
-                applied = await aiops.command(target, verb, actor=actor, key=key_file)
+                applied = await aiops.agents.command(target, verb, actor=actor, key=key_file)
             except CommandRefusedError as err:
                 if not every:
                     raise
@@ -422,7 +407,7 @@ def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None, key
     Needs the reset-circuit-breaker role (sre or admin by default)."""
     actor, key_file = signer(key, who)
     applied = run(
-        ctx, lambda aiops: aiops.reset_circuit_breaker(agent, by=actor, key=key_file), agent_id=agent
+        ctx, lambda aiops: aiops.agents.reset_circuit_breaker(agent, by=actor, key=key_file), agent_id=agent
     )
     emit(
         ctx,
@@ -463,7 +448,7 @@ def token(
         )
 
     async def work(aiops: AiopsClient) -> dict[str, object]:
-        request = aiops.command_request(
+        request = aiops.agents.command_request(
             agent, verb, key=key_file, reason=reason, drain=drain, lifetime_seconds=minutes * 60
         )
         body = request.model_dump(mode="json", exclude_none=True, exclude_defaults=True, exclude={"verb"})

@@ -72,7 +72,7 @@ def list_approvals(
 
 
 def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool) -> None:
-    inbox = run(ctx, lambda aiops: aiops.approval_inbox(agent))
+    inbox = run(ctx, lambda aiops: aiops.approvals.inbox(agent))
 
     def render() -> None:
         if refresh:
@@ -110,7 +110,7 @@ def approve_command(action_id: str, record: ActionRecord, who: str) -> str:
 def show(ctx: typer.Context, action: ActionArg) -> None:
     """Everything an approver needs: plan, triggering event, risk, policy, approvals, the approve command."""
     action_id = action_workflow_id(action)
-    record = run(ctx, lambda aiops: aiops.action(action_id))
+    record = run(ctx, lambda aiops: aiops.approvals.action(action_id))
     try:
         who = current_user(None)
     except BadInput:
@@ -232,9 +232,11 @@ def _decide(
     key = key_for(key_path, who)
     name = key.approver if key is not None else current_user(who)
     if approve:
-        record = run(ctx, lambda aiops: aiops.approve(action_id, name, comment, plan_digest=digest, key=key))
+        record = run(
+            ctx, lambda aiops: aiops.approvals.approve(action_id, name, comment, plan_digest=digest, key=key)
+        )
     else:
-        record = run(ctx, lambda aiops: aiops.reject(action_id, name, comment, key=key))
+        record = run(ctx, lambda aiops: aiops.approvals.reject(action_id, name, comment, key=key))
     signed = "signed" if key is not None else "UNSIGNED (the agent's config allows unauthenticated approvals)"
 
     def render() -> None:
@@ -306,7 +308,7 @@ def token(
         )
     request = run(
         ctx,
-        lambda aiops: aiops.decision_token(
+        lambda aiops: aiops.approvals.token(
             action_id, key_file, approve=not reject_it, lifetime_seconds=minutes * 60
         ),
     )

@@ -76,7 +76,7 @@ def tail(
         nonlocal start, last_seq
         rows = run(
             ctx,
-            lambda aiops: aiops.audit_trail(
+            lambda aiops: aiops.audit.rows(
                 agent_id=agent, action_id=action_id, since=start, limit=lines, newest_first=True
             ),
         )
@@ -122,7 +122,7 @@ def verify(
     ] = None,
 ) -> None:
     """Walk the hash chain of one agent, or of all; exit 1 naming the first broken row if any is broken."""
-    reports: list[ChainReport] = run(ctx, lambda aiops: aiops.verify_audit(agent))
+    reports: list[ChainReport] = run(ctx, lambda aiops: aiops.audit.verify(agent))
     if agent is not None and all(r.rows_checked == 0 for r in reports):
         raise Failed(f"the audit log has no rows for agent {agent!r}")
 

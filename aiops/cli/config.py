@@ -62,7 +62,7 @@ def apply(
     who, key_file = signer(key, author)
     applied = run(
         ctx,
-        lambda aiops: aiops.apply_config(config, author=who, comment=comment, key=key_file),
+        lambda aiops: aiops.config.apply(config, author=who, comment=comment, key=key_file),
         agent_id=config.id,
     )
     emit(ctx, applied, lambda: _render_applied(applied))
@@ -76,7 +76,7 @@ def diff(
     new: Annotated[int, typer.Argument(metavar="TO", help="the newer version", min=1)],
 ) -> None:
     """What changed between two stored versions, setting by setting."""
-    changes = run(ctx, lambda aiops: aiops.config_diff(agent, old, new))
+    changes = run(ctx, lambda aiops: aiops.config.diff(agent, old, new))
 
     def render() -> None:
         if not changes:
@@ -95,7 +95,7 @@ def history(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="at most this many versions")] = 50,
 ) -> None:
     """The agent's stored config versions, newest first: version, when, author, comment."""
-    versions = run(ctx, lambda aiops: aiops.config_history(agent, limit))
+    versions = run(ctx, lambda aiops: aiops.config.history(agent, limit))
     if not versions:
         raise Failed(f"agent {agent!r} has no stored config versions")
 
@@ -122,7 +122,7 @@ def rollback(
     who, key_file = signer(key, author)
     applied = run(
         ctx,
-        lambda aiops: aiops.rollback_config(agent, version, author=who, comment=comment, key=key_file),
+        lambda aiops: aiops.config.rollback(agent, version, author=who, comment=comment, key=key_file),
         agent_id=agent,
     )
     emit(ctx, applied, lambda: _render_applied(applied))

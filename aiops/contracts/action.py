@@ -22,7 +22,8 @@ from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import ActionResult, AgentAction, Plan, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 from aiops.contracts.policy import PolicyDecision
 

@@ -4,7 +4,7 @@ Config travels through Temporal history and sits in PostgreSQL, so a secret
 may never be a literal there. A setting whose name says it is a secret
 (``token``, ``password``, ``api_key``, ...) must hold ``env:NAME`` or
 ``file:/path``; the worker resolves the reference inside activities only
-(``activities/secrets.py``).
+(``agents/secrets.py``).
 """
 
 from __future__ import annotations

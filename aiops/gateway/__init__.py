@@ -9,7 +9,7 @@ One module per job:
 * ``auth``: per-source bearer tokens and HMAC-SHA256 signatures;
 * ``ratelimit``: a token bucket per source;
 * ``reload``: watching the config file and swapping in a valid new version;
-* ``delivery``: the only way out, through ``aiops.client.AiopsClient.send_events``;
+* ``delivery``: the only way out, through ``aiops.client.AiopsClient.events``;
 * ``metrics``: the gateway's Prometheus metrics;
 * ``app``: the Starlette application (``/v1/alertmanager``, ``/v1/events``, health, metrics);
 * ``server``: running it on uvicorn.

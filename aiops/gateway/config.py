@@ -18,9 +18,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from activities.secrets import SecretUnavailableError, resolve_reference
-from aiops.contracts.errors import AiopsError
-from aiops.contracts.models import AgentConfig
+from agents.secrets import resolve_reference
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.errors import AiopsError, SecretUnavailableError
 from aiops.contracts.secret_refs import is_reference
 from aiops.gateway.routing import Route
 

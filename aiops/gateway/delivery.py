@@ -1,4 +1,4 @@
-"""Delivery: the only way out of the gateway is ``AiopsClient.send_events`` (one batch per agent and request).
+"""Delivery: the only way out of the gateway is ``AiopsClient.events`` (one batch per agent and request).
 
 A request is answered 2xx only once Temporal has accepted every batch. Transient
 failures (Temporal unreachable, a deadline, the agent between two runs) are retried
@@ -39,8 +39,9 @@ from aiops.client import (
     IntakeRefusedError,
 )
 from aiops.contracts.agent import MAX_EVENTS_PER_INTAKE, EventAnswer, EventOutcome
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AiopsError
-from aiops.contracts.models import AgentConfig, SystemEvent
+from aiops.contracts.models import SystemEvent
 from aiops.gateway.config import Delivery
 from aiops.health_server import temporal_check
 
@@ -310,7 +311,7 @@ class Deliverer:
         """One intake attempt: no patience here, the delivery's own retries and deadline apply."""
         aiops = await self.connector.get()
         async with self._in_flight:
-            return await aiops.submit_events(
+            return await aiops.events.submit(
                 agent_id, events, config=config, patience_seconds=0, rpc_timeout_seconds=rpc_timeout
             )
 
@@ -328,7 +329,7 @@ class Deliverer:
         else:
             answers = await self._submit(agent_id, events, config, settings.timeout_seconds)
         rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
-        if rejected:  # as send_events: no event is reported taken that was not
+        if rejected:  # as events.send_many: no event is reported taken that was not
             raise EventsRejectedError(rejected, answers)
 
     async def _one(

@@ -1,2 +1,3 @@
-"""The worker runtime: building and running a worker, its agent-instance cache, and the
-config listener that carries versions stored by anyone to the running agents."""
+"""The worker runtime: building and running a worker, its agent-instance cache, the framework
+services it lends agent code (``services.py``), and the config listener that carries versions
+stored by anyone to the running agents."""

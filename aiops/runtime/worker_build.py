@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -22,27 +22,30 @@ from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
 from activities.notify_activities import NotifyActivities
+from agents.registry import worker_plugins
+from agents.services import install_services
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
 from aiops.runtime.activation_memory import DetachActivation, detached_runner
+from aiops.runtime.services import WorkerServices
 from workflows.action.workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
-from workflows.detector_workflow import DetectorWorkflow
+from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import OWN_PACKAGES
 
 WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
-LLM_AGENT_TYPE = "llm"  # agents/llm: its diagnoses run on a worker of their own (see build_worker)
 
 
 class WorkerGroup:
     """The Temporal workers one process runs: one on the shared task queue (every workflow and
-    activity) and one per agent type it serves, on that type's hooks queue (the activities that
-    run agent code). Used like a single ``Worker``: ``async with``, ``run()``, ``is_running``."""
+    activity), one per agent type it serves, on that type's hooks queue (the activities that
+    run agent code), and the extra workers the served types registered through the worker-plugin
+    hook. Used like a single ``Worker``: ``async with``, ``run()``, ``is_running``."""
 
     def __init__(self, main: Worker, by_type: dict[str, Worker], extra: Sequence[Worker] = ()) -> None:
         self.main = main
         self.by_type = by_type
-        self.extra = list(extra)  # workers of their own queues, e.g. the llm agent's diagnoses
+        self.extra = list(extra)  # the agent types' plugin workers, on queues of their own
         self._stack: contextlib.AsyncExitStack | None = None
 
     @property
@@ -87,7 +90,7 @@ def build_worker(
     extra_activities: Sequence[Callable[..., Any]] = (),
     max_cached_workflows: int = 1000,
     deployment: WorkerDeploymentConfig | None = None,
-    diagnoses: bool | None = None,
+    plugin_types: Iterable[str] | None = None,
     unsandboxed_packages: Sequence[str] = OWN_PACKAGES,
 ) -> WorkerGroup:
     """The workers for every workflow and activity; ``pool`` backs the config store and audit log.
@@ -97,10 +100,13 @@ def build_worker(
     ever runs where its type is. Without a pool, audit steps are only logged and configs cannot
     be stored.
 
-    ``diagnoses`` (default: when the ``llm`` type is served) adds the worker of the llm agent's
-    diagnoses, ``<task_queue>.llm-diagnosis`` (``agents.llm.temporal``): Pydantic AI's plugin needs
-    a worker of its own. It is imported only then, so a worker without the llm agent never loads
-    Pydantic AI.
+    Agent types may need workers of their own (their workflows on a queue of their own, a worker
+    plugin): they register a factory with ``agents.registry.register_worker_plugin``, and the
+    factories of the types in ``plugin_types`` (default: the types served) are built here, into
+    ``WorkerGroup.extra``. A type not served never has its factory called, nor what it imports.
+
+    Building installs the framework services agents ask for (``agents.services``) over
+    ``client``; in a process building several workers, the latest build's client serves them.
 
     Workflows defined in ``unsandboxed_packages`` (this project's ``workflows``) run outside
     Temporal's sandbox, every other one inside it (see ``workflows/sandbox.py``).
@@ -152,24 +158,23 @@ def build_worker(
         )
         for agent_type in sorted(activities.agent_types)
     }
-    extra: list[Worker] = []
-    if diagnoses if diagnoses is not None else LLM_AGENT_TYPE in activities.agent_types:
-        from agents.llm.temporal import build_diagnosis_worker
-
-        extra.append(build_diagnosis_worker(client, task_queue, **common))
+    install_services(WorkerServices(client))
+    served = activities.agent_types if plugin_types is None else plugin_types
+    extra = [factory(client, task_queue, **common) for factory in worker_plugins(served)]
     return WorkerGroup(main, by_type, extra)
 
 
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:
     """Worker Versioning: this worker serves ``build_id`` of ``deployment_name``.
 
-    Auto-upgrade is only the default, for workflows that say nothing: this project's own are
-    pinned to the build a run started on, and an agent moves to the current build when it
-    continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
+    Every workflow run is pinned to the build it started on (a workflow's own annotation would
+    be refused by unversioned workers, so the versioned worker's default says it): actions,
+    detector ticks and monitor passes end there, and an agent moves to the current build when
+    it continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
     "Versioning workflow code".
     """
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
         use_worker_versioning=True,
-        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+        default_versioning_behavior=VersioningBehavior.PINNED,
     )

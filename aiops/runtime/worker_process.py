@@ -99,7 +99,7 @@ async def run(args: argparse.Namespace) -> int:
         deployment=deployment,
         max_cached_workflows=args.max_cached_workflows,
     )
-    for extra in worker.extra:  # the llm agent's diagnoses, when that type is loaded
+    for extra in worker.extra:  # the plugin workers of the agent types served
         log.info("also polling task queue %r", extra.task_queue)
     listener = ConfigListener(url, client) if url else None
     if listener is not None:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, RefusedApproval
-from aiops.contracts.models import AgentAction, ApprovalSettings, ExpiryAction, SystemEvent
+from aiops.contracts.config import ApprovalSettings, ExpiryAction
+from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
 from workflows.action.details import deadline_step, details_markdown, execute_step, plan_step, static_details
 

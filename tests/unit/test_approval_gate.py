@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
-from aiops.contracts.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
+from aiops.contracts.config import AgentConfig, ApprovalSettings, Approver
+from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
 from workflows.action.approval_gate import approvals_count, check_decision
 

@@ -99,7 +99,7 @@ def test_every_message_name_is_a_handler_of_its_workflow() -> None:
     from temporalio import workflow
 
     from workflows.action.workflow import ActionWorkflow
-    from workflows.agent_workflow import AgentWorkflow
+    from workflows.agent.workflow import AgentWorkflow
 
     for module, cls in ((agent_contract, AgentWorkflow), (action_contract, ActionWorkflow)):
         defn = workflow._Definition.must_from_class(cls)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.policy import PolicyDecision
 from workflows.approval_token import TokenRefused, Verb, Verified, identity_roles, verify_identity
 

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from aiops.contracts.action import ActionStatus
     from aiops.contracts.activities import AuditStep, EscalationNotice
-    from aiops.contracts.models import ExpiryAction, NotifyStep
+    from aiops.contracts.config import ExpiryAction, NotifyStep
     from workflows.action.approval_gate import approvals_count
     from workflows.action.context import ActionContext
     from workflows.action.details import deadline_step, escalation_step

@@ -28,7 +28,8 @@ from aiops.contracts.action import (
     ActionRecord,
     ActionStatus,
 )
-from aiops.contracts.models import AgentAction, ApprovalSettings, ExpiryAction, SystemEvent
+from aiops.contracts.config import ApprovalSettings, ExpiryAction
+from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import PolicyDecision
 from workflows.action.approval_gate import approvals_count
 

@@ -23,8 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.notify_activities import NOTICE_REFUSED, NotifyActivities
     from aiops.contracts.action import ActionInput, ActionRecord
     from aiops.contracts.activities import ApprovalNotice, AuditStep
+    from aiops.contracts.config import NotifyChannel, NotifyStep
     from aiops.contracts.errors import SecretUnavailableError
-    from aiops.contracts.models import NotifyChannel, NotifyStep
     from workflows.action.approval_gate import approvals_count
     from workflows.action.audit import ActionAudit
     from workflows.action.details import notice_step, static_summary

@@ -56,9 +56,8 @@ async def report_to_agent(record: ActionRecord, input: ActionInput, status: Acti
         duration_seconds=(workflow.now() - r.history[0].at).total_seconds() if status.is_final else None,
     )
     try:
-        # By name until the agent's messages are declared in aiops/contracts/agent.py (AgentMessages).
         await workflow.get_external_workflow_handle(input.agent_workflow_id).signal(
-            agent_contract.ACTION_FINISHED, outcome
+            agent_contract.AgentMessages.action_finished, outcome
         )
     except Exception as err:  # the agent may have stopped; the action's record stands
         workflow.logger.info("could not report %s to %s: %s", status.value, input.agent_workflow_id, err)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 
 from temporalio import workflow
-from temporalio.common import VersioningBehavior
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
@@ -54,9 +53,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.failures import cause_message
 
 
-# Pinned (under Worker Versioning): an action ends on the build that started it, so a new build
-# never replays an action's history (docs/deploy.md, "Versioning workflow code").
-@workflow.defn(name=WORKFLOW_TYPE, versioning_behavior=VersioningBehavior.PINNED)
+# Pinned under Worker Versioning (the versioned worker's default, aiops/runtime/worker_build.py):
+# an action ends on the build that started it, so a new build never replays an action's history
+# (docs/deploy.md, "Versioning workflow code").
+@workflow.defn(name=WORKFLOW_TYPE)
 class ActionWorkflow(ActionMessages):
     @workflow.init
     def __init__(self, input: ActionInput) -> None:

@@ -1,0 +1,261 @@
+"""Events: deliver them to an agent through its ``intake`` update, and say what became of each.
+
+A batch the agent cannot take yet (queue full, a continue-as-new under way, the server busy) is
+sent again with backoff; nothing is ever reported taken that the agent did not take.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import timedelta
+from typing import Any
+
+from temporalio.client import (
+    WithStartWorkflowOperation,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from aiops.client.agents import AgentsClient
+from aiops.client.common import Connection, no_agent
+from aiops.client.errors import ClientError, EventsRejectedError, IntakeRefusedError
+from aiops.contracts.agent import (
+    INTAKE_REFUSED,
+    MAX_EVENTS_PER_INTAKE,
+    AgentWorkflowInput,
+    EventAnswer,
+    EventOutcome,
+    IntakeRequest,
+    agent_workflow_id,
+)
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import SystemEvent
+from workflows.agent.workflow import AgentWorkflow
+
+# How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.
+INTAKE_PATIENCE_SECONDS = 60.0
+# How long one intake call waits for the server's answer before it is tried again.
+INTAKE_RPC_TIMEOUT_SECONDS = 10.0
+RETRYABLE_RPC = frozenset(
+    {
+        RPCStatusCode.NOT_FOUND,
+        RPCStatusCode.UNAVAILABLE,
+        RPCStatusCode.DEADLINE_EXCEEDED,
+        RPCStatusCode.ABORTED,
+        # "workflow not ready": a workflow task failed under the storm (new events arrived while it
+        # completed) or the run is closing for continue-as-new; the next attempt reaches it.
+        RPCStatusCode.FAILED_PRECONDITION,
+        # The server's limit of in-flight updates per workflow (10 by default) was reached.
+        RPCStatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+# Intake calls this client keeps in flight per agent: under the server's limit of 10 in-flight
+# updates per workflow, so concurrent senders queue here instead of being refused there.
+INTAKE_IN_FLIGHT_PER_AGENT = 8
+
+
+class EventsClient:
+    """Event delivery: ``client.events`` of an ``AiopsClient``."""
+
+    def __init__(self, connection: Connection, agents: AgentsClient) -> None:
+        self._conn = connection
+        self._agents = agents  # to check that a worker serves an agent before starting it
+        self._intake_gates: dict[str, asyncio.Semaphore] = {}  # agent id -> in-flight intake calls
+        self._batchers: dict[str, _Batcher] = {}  # agent id -> single sends waiting to go together
+
+    async def send(
+        self,
+        agent_id: str,
+        event: SystemEvent | dict[str, Any],
+        config: AgentConfig | None = None,
+        require_worker: bool = True,
+    ) -> EventAnswer:
+        """Deliver one event and return its answer; raises ``EventsRejectedError`` if it was not
+        taken. With ``config``, the agent is started first if it is not running.
+
+        Concurrent calls for one agent are sent together: while one intake call is in flight, the
+        events that arrive meanwhile wait and go as the next batch, so a storm of single sends
+        costs a few updates, not one each (the server takes 10 in-flight updates per workflow).
+        """
+        if config is not None:
+            [answer] = await self.send_many(agent_id, [event], config, require_worker=require_worker)
+            return answer
+        batcher = self._batchers.get(agent_id)
+        if batcher is None:
+            batcher = self._batchers[agent_id] = _Batcher(lambda batch: self.submit(agent_id, batch))
+        answer = await batcher.add(_jsonable(event))
+        if answer.outcome == EventOutcome.REJECTED:
+            raise EventsRejectedError([answer], [answer])
+        return answer
+
+    async def send_many(
+        self,
+        agent_id: str,
+        events: Iterable[SystemEvent | dict[str, Any]],
+        config: AgentConfig | None = None,
+        batch_size: int = MAX_EVENTS_PER_INTAKE,
+        require_worker: bool = True,
+        patience_seconds: float = INTAKE_PATIENCE_SECONDS,
+        rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+    ) -> list[EventAnswer]:
+        """Deliver events and return one answer each (accepted, duplicate or grouped); raises
+        ``EventsRejectedError`` (with every answer) when any event was rejected, so no event is
+        reported taken that was not. See ``submit`` for the answers without raising."""
+        answers = await self.submit(
+            agent_id, events, config, batch_size, require_worker, patience_seconds, rpc_timeout_seconds
+        )
+        rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
+        if rejected:
+            raise EventsRejectedError(rejected, answers)
+        return answers
+
+    async def submit(
+        self,
+        agent_id: str,
+        events: Iterable[SystemEvent | dict[str, Any]],
+        config: AgentConfig | None = None,
+        batch_size: int = MAX_EVENTS_PER_INTAKE,
+        require_worker: bool = True,
+        patience_seconds: float = INTAKE_PATIENCE_SECONDS,
+        rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+    ) -> list[EventAnswer]:
+        """Deliver events through the agent's ``intake`` update: one answer per event, in order.
+
+        A batch the agent cannot take now (queue full, a continue-as-new under way) is sent again
+        with backoff for up to ``patience_seconds``, then ``IntakeRefusedError``; nothing is ever
+        reported taken that the agent did not take. With ``config``, the agent is started first
+        if it is not running (update-with-start: two starters never make two agents).
+        """
+        if config is not None:
+            if config.id != agent_id:
+                raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
+            if require_worker:
+                await self._agents.require_worker_for(config.type)
+        size = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
+        answers: list[EventAnswer] = []
+        batch: list[Any] = []
+        for event in events:
+            batch.append(_jsonable(event))
+            if len(batch) >= size:
+                answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
+                batch = []
+        if batch:
+            answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
+        return answers
+
+    async def _intake(
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+    ) -> list[EventAnswer]:
+        """One batch, split when the agent has room for only part of it; answers in order."""
+        answers: list[EventAnswer] = []
+        rest = batch
+        while rest:
+            taken, room = await self._intake_once(agent_id, rest, config, patience, rpc_timeout)
+            if taken is not None:
+                answers += taken
+                rest = rest[len(taken) :]
+            else:  # room for part of the batch: send that part first
+                answers += await self._intake(agent_id, rest[:room], config, patience, rpc_timeout)
+                rest = rest[room:]
+        return answers
+
+    async def _intake_once(
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+    ) -> tuple[list[EventAnswer] | None, int]:
+        request = IntakeRequest(events=batch, compact=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        delay = 0.05
+        gate = self._intake_gates.setdefault(agent_id, asyncio.Semaphore(INTAKE_IN_FLIGHT_PER_AGENT))
+        while True:
+            try:
+                async with gate:
+                    return await self._intake_call(agent_id, request, config, rpc_timeout), len(batch)
+            except WorkflowUpdateFailedError as err:
+                cause = err.cause
+                if not (isinstance(cause, ApplicationError) and cause.type == INTAKE_REFUSED):
+                    raise ClientError(f"agent {agent_id} could not take the events: {cause}") from err
+                said = cause.details[0] if cause.details else None
+                retryable = isinstance(said, dict) and bool(said.get("retryable"))
+                room = int(said.get("room", 0)) if isinstance(said, dict) else 0
+                if retryable and 0 < room < len(batch):
+                    return None, room
+                if not retryable or loop.time() > deadline:
+                    raise IntakeRefusedError(f"agent {agent_id} refused the events: {cause.message}") from err
+            except WorkflowUpdateRPCTimeoutOrCancelledError:
+                if loop.time() > deadline:  # the server did not answer in time: unreachable or busy
+                    raise
+            except RPCError as err:
+                if err.status == RPCStatusCode.NOT_FOUND and config is None:
+                    raise no_agent(agent_id, err) from err
+                # The run closed under the update (continue-as-new) or the server was busy: again.
+                if loop.time() > deadline or err.status not in RETRYABLE_RPC:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _intake_call(
+        self, agent_id: str, request: IntakeRequest, config: AgentConfig | None, rpc_timeout: float
+    ) -> list[EventAnswer]:
+        """One intake update (update-with-start when ``config`` is given)."""
+        if config is None:
+            answer = await self._conn.agent_handle(agent_id).execute_update(
+                AgentWorkflow.intake, request, rpc_timeout=timedelta(seconds=rpc_timeout)
+            )
+        else:
+            start = WithStartWorkflowOperation(
+                AgentWorkflow.run,
+                AgentWorkflowInput(config=config),
+                id=agent_workflow_id(agent_id),
+                task_queue=self._conn.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+            answer = await self._conn.client.execute_update_with_start_workflow(
+                AgentWorkflow.intake,
+                request,
+                start_workflow_operation=start,
+                rpc_timeout=timedelta(seconds=rpc_timeout),
+            )
+        return answer.expand(request.events)
+
+
+def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
+    return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+
+
+class _Batcher:
+    """Single events for one agent, sent together: one intake call in flight, the rest gather."""
+
+    def __init__(self, send: Callable[[list[Any]], Awaitable[list[EventAnswer]]]) -> None:
+        self._send = send
+        self._waiting: list[tuple[Any, asyncio.Future[EventAnswer]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def add(self, payload: Any) -> EventAnswer:
+        future: asyncio.Future[EventAnswer] = asyncio.get_running_loop().create_future()
+        self._waiting.append((payload, future))
+        if self._draining is None or self._draining.done():
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._waiting:
+            batch, self._waiting = (
+                self._waiting[:MAX_EVENTS_PER_INTAKE],
+                self._waiting[MAX_EVENTS_PER_INTAKE:],
+            )
+            try:
+                answers = await self._send([payload for payload, _ in batch])
+            except Exception as err:  # every caller of this batch learns why it was not taken
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(err)
+                continue
+            for (_, future), answer in zip(batch, answers, strict=True):
+                if not future.done():
+                    future.set_result(answer)
