@@ -270,6 +270,7 @@ def verify_stream(
             value = json.loads(text)
         except json.JSONDecodeError as err:
             report.problems.append(f"{where}: not JSON ({err.msg} at column {err.colno})")
+            continue
         except (ValueError, RecursionError) as err:  # a too long integer, too deep nesting
             report.problems.append(f"{where}: not usable JSON ({err})")
             continue
