@@ -234,6 +234,9 @@ async def test_filters_by_agent_action_and_time(cli: Any, pool: asyncpg.Pool, tm
     assert "--from-position" in error_line(
         await cli("audit", "export", "--from-position", '{"agents": {"a": "x"}}'), 2
     )
+    assert "cannot write" in error_line(await cli("audit", "export", "--agent", agent, "-O", str(tmp_path)))
+    full = error_line(await cli("audit", "export", "--agent", agent, "-O", "/dev/full"))
+    assert "cannot write /dev/full" in full and "stopped after 0 rows" in full
     position = json.dumps({"agents": {agent: everything[5]["seq"]}})
     rest = docs(await exported(cli, tmp_path, "--agent", agent, "--from-position", position))
     assert [d["detail"]["i"] for d in rest] == [6, 7, 8]

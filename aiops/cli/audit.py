@@ -323,10 +323,16 @@ def export(
                 position, agent_id=agent, action_id=action_id, since=start, until=end, batch=batch,
                 follow=follow, interval=interval, stop=stop, on_retry=progress.retry,
             ):  # fmt: skip
-                out.write("".join(f"{line}\n" for line in lines(rows, chosen, index)))
-                out.flush()
-                if output is not None:
-                    os.fsync(out.fileno())
+                try:
+                    out.write("".join(f"{line}\n" for line in lines(rows, chosen, index)))
+                    out.flush()
+                    if output is not None:
+                        os.fsync(out.fileno())
+                except OSError as err:  # a full disk, a closed pipe: not the database's fault
+                    raise Failed(
+                        f"cannot write {output or 'stdout'} ({err.strerror}); stopped after {progress.rows} "
+                        "rows, the position file holds the last batch written"
+                    ) from None
                 if position_file is not None:
                     save_position(position_file, after)
                 progress.add(len(rows), after)
