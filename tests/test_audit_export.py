@@ -23,17 +23,16 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner, Result
 
-from activities.database.audit_log import AuditLog
+from activities.database.audit_log import GENESIS, AuditLog, ChainRow, chain_hash
 from activities.database.pool import open_pool
 from aiops.cli import app
 from aiops.client import AiopsClient
-from aiops.client.audit_export import MAX_LINE_BYTES, verify_stream
+from aiops.client.audit_export import MAX_LINE_BYTES, document, verify_stream
 from aiops.contracts.action import ApprovalRequest
 from aiops.contracts.activities import AuditRecord, AuditStep
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
 
-pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parent.parent
 RUNNER = CliRunner()
 
@@ -92,6 +91,11 @@ def error_line(result: Result, code: int = 1) -> str:
     return last
 
 
+def offline(*args: str) -> Result:
+    """The CLI with no server configured: what ``verify --file`` needs."""
+    return RUNNER.invoke(app, list(args), env={"DATABASE_URL": None, "TEMPORAL_ADDRESS": "127.0.0.1:9"})
+
+
 def check(text: str, partial: bool = False) -> Any:
     return verify_stream(io.BytesIO(text.encode()), "test", partial=partial)
 
@@ -102,6 +106,7 @@ async def exported(cli: Any, tmp_path: Path, *args: str) -> str:
     return out.read_text()
 
 
+@pytest.mark.slow
 async def test_a_real_audit_log_exports_and_verifies_offline(
     cli: Any, pool: asyncpg.Pool, aiops: AiopsClient, worker, tmp_path: Path
 ) -> None:
@@ -159,6 +164,7 @@ async def test_a_real_audit_log_exports_and_verifies_offline(
     )
 
 
+@pytest.mark.slow
 async def test_any_altered_line_fails_and_names_the_row(cli: Any, pool: asyncpg.Pool, tmp_path: Path) -> None:
     agent, other = f"exp-{uuid.uuid4().hex[:8]}", f"exp-{uuid.uuid4().hex[:8]}"
     log = AuditLog(pool)
@@ -208,6 +214,7 @@ async def test_any_altered_line_fails_and_names_the_row(cli: Any, pool: asyncpg.
     assert "is not its seq" in check("\n".join(bulk)).problems[0]
 
 
+@pytest.mark.slow
 async def test_filters_by_agent_action_and_time(cli: Any, pool: asyncpg.Pool, tmp_path: Path) -> None:
     agent = f"exp-{uuid.uuid4().hex[:8]}"
     await AuditLog(pool).append(records(agent, 9))
@@ -242,7 +249,8 @@ async def test_filters_by_agent_action_and_time(cli: Any, pool: asyncpg.Pool, tm
     assert [d["detail"]["i"] for d in rest] == [6, 7, 8]
 
 
-async def test_hostile_export_files_get_a_clear_error(cli: Any, tmp_path: Path) -> None:
+def test_hostile_export_files_get_a_clear_error(tmp_path: Path) -> None:
+    """Offline: no database, no Temporal (the fast tier)."""
     good = json.loads(check_row_text())
     cases: dict[str, tuple[bytes, str]] = {
         "not json": (b"this is not json\n", "line 1: not JSON"),
@@ -259,14 +267,14 @@ async def test_hostile_export_files_get_a_clear_error(cli: Any, tmp_path: Path) 
     for name, (content, words) in cases.items():
         path = tmp_path / "hostile"
         path.write_bytes(content)
-        line = error_line(await cli("audit", "verify", "--file", str(path)))
+        line = error_line(offline("audit", "verify", "--file", str(path)))
         assert words in line, (name, line)
     empty = tmp_path / "empty"
     empty.write_text("\n\n")
-    assert "no audit rows" in error_line(await cli("audit", "verify", "--file", str(empty)))
-    assert "cannot read" in error_line(await cli("audit", "verify", "--file", str(tmp_path / "absent")))
-    assert "not both" in error_line(await cli("audit", "verify", "agent-1", "--file", str(empty)), 2)
-    assert "--file" in error_line(await cli("audit", "verify", "--partial"), 2)
+    assert "no audit rows" in error_line(offline("audit", "verify", "--file", str(empty)))
+    assert "cannot read" in error_line(offline("audit", "verify", "--file", str(tmp_path / "absent")))
+    assert "not both" in error_line(offline("audit", "verify", "agent-1", "--file", str(empty)), 2)
+    assert "--file" in error_line(offline("audit", "verify", "--partial"), 2)
 
 
 def check_row_text() -> str:
@@ -323,6 +331,7 @@ class Follower:
         return await eventually(lambda: asyncio.sleep(0, self.keys()), lambda keys: len(keys) >= n, within=60)
 
 
+@pytest.mark.slow
 async def test_follow_picks_up_new_rows_survives_a_database_restart_and_resumes(
     cli_env: dict[str, str | None], tmp_path: Path
 ) -> None:
@@ -360,3 +369,59 @@ async def test_follow_picks_up_new_rows_survives_a_database_restart_and_resumes(
     finally:
         await pool.close()
         await asyncio.to_thread(server.stop)
+
+
+def synthetic_chain(agent: str, n: int, seqs: Any) -> list[str]:
+    """``n`` documents of one agent's chain, hashed as the database does (no database needed)."""
+    docs, prev = [], GENESIS
+    for i in range(n):
+        at = datetime(2026, 5, 1, tzinfo=UTC) + timedelta(seconds=i)
+        text = json.dumps({"i": i})
+        row_hash = chain_hash(prev, agent, None, "decision", f"{agent}:{i}", "bot", text, at)
+        row = ChainRow(
+            seq=next(seqs), agent_id=agent, action_id=None, step="decision", key=f"{agent}:{i}",
+            actor="bot", detail={"i": i}, detail_text=text, occurred_at=at, recorded_at=at,
+            prev_hash=prev, row_hash=row_hash,
+        )  # fmt: skip
+        docs.append(document(row))
+        prev = row_hash
+    return docs
+
+
+def test_a_partial_chain_verifies_what_it_can_and_says_what_it_cannot(tmp_path: Path) -> None:
+    seqs = iter(range(1, 100))
+    a = synthetic_chain("a", 6, seqs)
+    b = synthetic_chain("b", 3, seqs)
+    whole = check("\n".join(a[:3] + b + a[3:]))
+    assert whole.ok and [(c.agent_id, c.rows, c.links_checked) for c in whole.agents] == [
+        ("a", 6, 5),
+        ("b", 3, 2),
+    ]
+
+    filtered = "\n".join([a[1], a[2], b[0], a[4], a[5]])  # a's rows 0 and 3 were not exported
+    strict = check(filtered)
+    assert (
+        not strict.ok
+        and "does not start its chain" in strict.problems[0]
+        and "--partial" in strict.problems[0]
+    )
+    partial = check(filtered, partial=True)
+    assert partial.ok, partial.problems
+    chain_a = partial.agents[0]
+    assert (chain_a.starts_at_genesis, chain_a.links_checked, chain_a.gaps) == (False, 2, [5])
+    assert (chain_a.first_seq, chain_a.last_seq) == (2, 6)
+
+    # a row altered in a partial export is still caught: its own hash is always checked
+    altered = json.loads(a[4])
+    altered["actor"] = "mallory"
+    report = check("\n".join([a[1], a[2], json.dumps(altered), a[5]]), partial=True)
+    assert not report.ok and "line 3 (agent a, seq 5): altered" in report.problems[0]
+    # and so are rows out of order
+    report = check("\n".join([a[2], a[1]]), partial=True)
+    assert not report.ok and "(agent a, seq 2): out of order" in report.problems[0]
+
+    for args, words in ((["--partial"], "UNCHECKED"), ([], "does not start its chain")):
+        path = tmp_path / "partial.ndjson"
+        path.write_text(filtered)
+        result = offline("audit", "verify", "--file", str(path), *args)
+        assert words in result.stdout + result.stderr, result.stdout + result.stderr
