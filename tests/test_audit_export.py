@@ -242,6 +242,8 @@ async def test_filters_by_agent_action_and_time(cli: Any, pool: asyncpg.Pool, tm
         await cli("audit", "export", "--from-position", '{"agents": {"a": "x"}}'), 2
     )
     assert "cannot write" in error_line(await cli("audit", "export", "--agent", agent, "-O", str(tmp_path)))
+    unsaved = await cli("audit", "export", "--agent", agent, "--position-file", "/proc/aiops-position")
+    assert "cannot save the position" in error_line(unsaved) and unsaved.stdout == ""
     full = error_line(await cli("audit", "export", "--agent", agent, "-O", "/dev/full"))
     assert "cannot write /dev/full" in full and "stopped after 0 rows" in full
     position = json.dumps({"agents": {agent: everything[5]["seq"]}})

@@ -318,6 +318,7 @@ def export(
             with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
                 asyncio.get_running_loop().add_signal_handler(sig, stop.set)
         progress = _Progress(quiet)
+        _save(position_file, position)  # an unwritable position file fails now, not after a batch
         with _opened(output) as out:
             async for rows, after in aiops.audit.tail(
                 position, agent_id=agent, action_id=action_id, since=start, until=end, batch=batch,
@@ -333,13 +334,21 @@ def export(
                         f"cannot write {output or 'stdout'} ({err.strerror}); stopped after {progress.rows} "
                         "rows, the position file holds the last batch written"
                     ) from None
-                if position_file is not None:
-                    save_position(position_file, after)
+                _save(position_file, after)
                 progress.add(len(rows), after)
         progress.done()
         return progress.rows
 
     run(ctx, work)
+
+
+def _save(path: Path | None, position: AuditPosition) -> None:
+    if path is None:
+        return
+    try:
+        save_position(path, position)
+    except OSError as err:
+        raise Failed(f"cannot save the position to {path}: {err.strerror}") from None
 
 
 @contextlib.contextmanager
