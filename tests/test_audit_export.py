@@ -427,3 +427,15 @@ def test_a_partial_chain_verifies_what_it_can_and_says_what_it_cannot(tmp_path: 
         path.write_text(filtered)
         result = offline("audit", "verify", "--file", str(path), *args)
         assert words in result.stdout + result.stderr, result.stdout + result.stderr
+
+
+def test_detail_must_be_exactly_the_hashed_text() -> None:
+    seqs = iter(range(1, 10))
+    [line] = synthetic_chain("a", 1, seqs)
+    doc = json.loads(line)
+    assert check(json.dumps(doc)).ok
+    for detail in ({"i": True}, {"i": 0.0}, {"i": "0"}, {"i": 0, "x": None}, [0]):
+        report = check(json.dumps({**doc, "detail": detail}))
+        assert "line 1 (agent a, seq 1): altered: detail differs" in report.problems[0], detail
+    deep = {**doc, "detail_text": "[" * 100000 + "]" * 100000}
+    assert "altered" in check(json.dumps(deep)).problems[0]

@@ -191,21 +191,19 @@ class _Chains:
         return f"{name}: {problem}"
 
     def _problem(self, row: ExportedRow, check: ChainCheck) -> str | None:
+        first = check.rows == 0
+        if first:
+            check.first_seq = row.seq
+            check.starts_at_genesis = row.prev_hash == GENESIS
         computed = chain_hash(
             row.prev_hash, row.agent_id, row.action_id, row.step, row.key, row.actor,
             row.detail_text, row.occurred_at,
         )  # fmt: skip
         if computed != row.row_hash:
             return "altered: its content no longer matches row_hash"
-        try:
-            same = json.loads(row.detail_text) == row.detail
-        except ValueError:
-            same = False
-        if not same:
+        if not _same_json(row.detail_text, row.detail):
             return "altered: detail differs from detail_text, the hashed text"
-        if check.rows == 0:
-            check.first_seq = row.seq
-            check.starts_at_genesis = row.prev_hash == GENESIS
+        if first:
             if not check.starts_at_genesis and not self.partial:
                 return (
                     "the agent's first row in the file does not start its chain: earlier rows are "
@@ -224,6 +222,16 @@ class _Chains:
             f"does not link to seq {check.last_seq}, the agent's row before it in the file: a row "
             "between them was removed or rows were reordered (verify a filtered export with --partial)"
         )
+
+
+def _same_json(text: str, value: Any) -> bool:
+    """``text`` parses to exactly ``value``: compared as canonical JSON, so ``true`` is not ``1``
+    and ``1.0`` is not ``1`` (Python's ``==`` would say they are)."""
+    try:
+        parsed = json.loads(text)
+        return json.dumps(parsed, sort_keys=True) == json.dumps(value, sort_keys=True)
+    except (ValueError, RecursionError):
+        return False
 
 
 def read_lines(stream: IO[bytes]) -> Iterator[tuple[int, str, str | None]]:
