@@ -12,8 +12,19 @@ from datetime import datetime
 
 import asyncpg
 
-from activities.database.audit_log import AuditLog, AuditPosition, AuditRow, ChainReport, ChainRow, rows_after
+from activities.database.audit_log import (
+    GENESIS,
+    AuditLog,
+    AuditPosition,
+    AuditRow,
+    ChainReport,
+    ChainRow,
+    chain_hash,
+    rows_after,
+)
 from aiops.client.common import Connection
+
+__all__ = ["GENESIS", "AuditClient", "AuditPosition", "AuditRow", "ChainReport", "ChainRow", "chain_hash"]
 
 # What a database restart or a dropped connection looks like to a reader: worth waiting out.
 RECONNECTABLE: tuple[type[BaseException], ...] = (

@@ -12,7 +12,8 @@ that are consecutive in its chain and both present; ``verify_file(partial=True)`
 links it could not check instead of failing on them. Removing the *last* rows of a chain leaves
 no broken link in any copy: compare the row counts with ``aiops audit verify`` on the database.
 
-Nothing here touches the database (the rows come from ``AuditClient.tail``).
+Nothing here touches the database (the rows come from ``AuditClient.tail``; the hash and the
+row types come through ``aiops.client.audit``, the one audit module that reads the database).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from activities.database.audit_log import GENESIS, AuditPosition, ChainRow, chain_hash
+from aiops.client.audit import GENESIS, AuditPosition, ChainRow, chain_hash
 from aiops.client.errors import ClientError
 
 Format = Literal["ndjson", "es-bulk"]
