@@ -238,7 +238,8 @@ def _verify_file(ctx: typer.Context, path: str, fmt: Format | None, partial: boo
     if not report.ok:
         for problem in report.problems[1:]:
             typer.echo(f"  {problem}", err=True)
-        more = f" ({len(report.problems) - 1} more problems above)" if len(report.problems) > 1 else ""
+        others = len(report.problems) - 1
+        more = f" ({others} more problem{'s' if others > 1 else ''} above)" if others else ""
         report_error(f"{report.source}: {report.problems[0]}{more}")
         raise typer.Exit(1)
     if report.rows == 0:
