@@ -155,8 +155,9 @@ def test_a_token_is_stored_only_as_its_hash_line() -> None:
     assert parse_hash_lines(f"# the team\n{line}\n", "T") == {
         "alice": hashlib.sha256(token.encode()).digest()
     }
-    with pytest.raises(CodecConfigError, match="never put the token itself"):
+    with pytest.raises(CodecConfigError, match="entry 1 is not a hash line") as refused:
         parse_hash_lines(token, "T")
+    assert token[:16] not in str(refused.value)  # a token pasted by mistake is not echoed
     with pytest.raises(CodecConfigError, match="not a token name"):
         new_token("alice smith")
 

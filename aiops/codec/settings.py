@@ -77,18 +77,18 @@ def load_keys(spec: str, current: str | None = None, where: str = KEYS_ENV) -> C
     """Parse ``id=reference,...`` and resolve each reference; raise ``CodecConfigError``."""
     keys: dict[str, bytes] = {}
     order: list[str] = []
-    for part in (p.strip() for p in spec.split(",")):
+    for number, part in enumerate((p.strip() for p in spec.split(",")), start=1):
         if not part:
             continue
         key_id, sep, reference = (s.strip() for s in part.partition("="))
         if not sep or not KEY_ID.match(key_id):
             raise CodecConfigError(
-                f"{where}: {part[:80]!r} is not id=reference (an id of letters, digits, '.', '_', '-', "
+                f"{where}: entry {number} is not id=reference (an id of letters, digits, '.', '_', '-', "
                 "then env:NAME or file:/path)"
             )
         if not is_reference(reference):
             raise CodecConfigError(
-                f"{where}: key {key_id!r}: {reference[:8]!r}... is not a reference; a key is never written "
+                f"{where}: key {key_id!r} is not a reference; a key is never written "
                 f'inline: give "env:NAME" or "file:/path"'
             )
         if key_id in keys:

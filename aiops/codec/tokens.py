@@ -28,14 +28,14 @@ def new_token(name: str) -> tuple[str, str]:
 def parse_hash_lines(text: str, where: str) -> dict[str, bytes]:
     """Token name -> SHA-256 digest, from ``name:sha256:<hex>`` lines (``#`` starts a comment)."""
     found: dict[str, bytes] = {}
-    for raw in re.split(r"[,\n]", text):
+    for number, raw in enumerate(re.split(r"[,\n]", text), start=1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         match = HASH_LINE.match(line)
-        if match is None:
+        if match is None:  # never echoed: it may be a token pasted by mistake
             raise CodecConfigError(
-                f"{where}: {line[:40]!r}... is not a hash line name:sha256:<64 hex digits> "
+                f"{where}: entry {number} is not a hash line name:sha256:<64 hex digits> "
                 "(`aiops codec token NAME` prints one; never put the token itself here)"
             )
         found[match.group(1)] = bytes.fromhex(match.group(2))
