@@ -13,9 +13,9 @@ from temporalio.worker import Replayer
 
 from aiops.codec import EncryptionCodec, UnknownKeyError, codec_data_converter
 from tests.test_replay import HISTORIES, load
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
-from workflows.detector_workflow import DetectorWorkflow
+from workflows.action.workflow import ActionWorkflow
+from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import workflow_runner
 
@@ -33,7 +33,7 @@ async def test_a_clear_text_history_replays_with_encryption_on(path: Path) -> No
 
 
 async def test_a_history_sealed_with_a_missing_key_fails_naming_it() -> None:
-    history = load(next(p for p in HISTORIES if p.stem == "action_auto"))
+    history = load(next(p for p in HISTORIES if p.stem == "g1_action_auto"))
     started = history.events[0].workflow_execution_started_event_attributes.input
     sealed = await EncryptionCodec({"gone": bytes(range(32))}, "gone").encode(list(started.payloads))
     del started.payloads[:]
