@@ -44,9 +44,16 @@ fi
 if [ "$llm" = local ]; then
   # The local model (a GGUF file from a PyPI package) on llama.cpp's server (xllamacpp), loopback.
   export AIOPS_LLM_LOCAL_PORT="${AIOPS_LLM_LOCAL_PORT:-18080}"
+  model="${AIOPS_LLM_LOCAL_MODEL:-}"
+  if [ -f "$data/llm.pid" ] && kill -0 "$(cat "$data/llm.pid")" 2>/dev/null \
+    && [ "$(cat "$data/llm.model" 2>/dev/null)" != "$model" ]; then
+    kill "$(cat "$data/llm.pid")"
+    while kill -0 "$(cat "$data/llm.pid")" 2>/dev/null; do sleep 0.2; done
+  fi
   if ! { [ -f "$data/llm.pid" ] && kill -0 "$(cat "$data/llm.pid")" 2>/dev/null; }; then
     .venv/bin/python -m agents.llm.local_model --port "$AIOPS_LLM_LOCAL_PORT" --threads 2 >"$data/llm.log" 2>&1 &
     echo $! >"$data/llm.pid"
+    echo "$model" >"$data/llm.model"
     echo "Started the local model (pid $!) on 127.0.0.1:$AIOPS_LLM_LOCAL_PORT, log in $data/llm.log"
     for _ in $(seq 600); do
       grep -q "^listening on" "$data/llm.log" && break

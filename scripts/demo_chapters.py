@@ -114,11 +114,11 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
     """An alert to an ``llm`` agent: a model diagnoses it (reading the service's log, when it can
     call tools), proposes the one catalog action that fits, and the proposal waits for alice with
     the diagnosis as its evidence. ``mode`` is ``scripted`` (a FunctionModel in the worker) or
-    ``local`` (SmolLM2-135M on llama.cpp, on loopback: ``AIOPS_LLM_LOCAL_PORT``)."""
-    from agents.llm.local_model import endpoint
+    ``local`` (``agents.llm.local_model``, on loopback: ``AIOPS_LLM_LOCAL_PORT``)."""
+    from agents.llm.local_model import chosen, endpoint
 
     local = mode == "local"
-    model = "a tiny local model (SmolLM2-135M on llama.cpp, offline)" if local else "a scripted model"
+    model = f"a small local model ({chosen().label}, offline)" if local else "a scripted model"
     say(f"An llm agent diagnoses an alert with {model} and proposes one action from its catalog")
     logs = DATA / "demo-llm-logs"
     logs.mkdir(parents=True, exist_ok=True)

@@ -148,7 +148,8 @@ def status() -> int:
 # What a data folder of the dev stack holds; a folder with anything else in it is not deleted.
 DATA_ENTRIES = {
     "temporal.db", "temporal.db-shm", "temporal.db-wal", "temporal.log", "temporal.pid",
-    "postgres", "postgres.log", "worker.log", "worker.pid", "worker.modules", "llm.log", "llm.pid",
+    "postgres", "postgres.log", "worker.log", "worker.pid", "worker.modules",
+    "llm.log", "llm.pid", "llm.model",
     "alice.key.json", "terraform", "demo-disk", "demo-disk-state", "demo-llm-logs",
 }  # fmt: skip
 
