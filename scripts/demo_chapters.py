@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from demo_common import DATA, RUN, aiops_cli, alice_key, approvers, save_config, say, show
@@ -163,11 +164,16 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
         },
     )
     print(f"  alert    {alert.data['alertname']} on {alert.source}: {alert.data['summary']}")
+    sent_at = datetime.now(UTC) - timedelta(seconds=1)
     await aiops.events.send(config.id, alert)
     action_id = aiops.approvals.action_id(config.id, alert.id)
     row = None
     for _ in range(4000 if local else 600):  # a local model on 2 cores: tens of seconds
-        rows = [r for r in await aiops.audit.rows(agent_id=config.id) if r.step == "llm_diagnosis"]
+        rows = [
+            r
+            for r in await aiops.audit.rows(agent_id=config.id, since=sent_at)
+            if r.step == "llm_diagnosis" and r.detail.get("event_id") == alert.id
+        ]
         if rows:
             row = rows[0]
             break

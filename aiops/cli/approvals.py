@@ -65,18 +65,26 @@ def list_approvals(
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's actions")] = None,
     watch: WatchOption = None,
     times: TimesOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only the action ids, oldest first, one a line")
+    ] = False,
 ) -> None:
     """Actions waiting for approval: id, agent, risk, age, approvals so far, what they would do.
 
-    --watch SECONDS refreshes the inbox until Ctrl-C.
+    --watch SECONDS refreshes the inbox until Ctrl-C; --quiet prints only the ids, for
+    scripts: ACTION=$(aiops approvals list -q | head -n 1).
     """
-    repeat(watch, times, lambda n: _list_inbox(ctx, agent, watch is not None and n > 0))
+    repeat(watch, times, lambda n: _list_inbox(ctx, agent, watch is not None and n > 0, quiet))
 
 
-def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool) -> None:
+def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool, quiet: bool = False) -> None:
     inbox = run(ctx, lambda aiops: aiops.approvals.inbox(agent))
 
     def render() -> None:
+        if quiet:
+            for action_id, _ in inbox:
+                typer.echo(action_id)
+            return
         if refresh:
             typer.echo(f"--- {when(datetime.now(UTC))}")
         if not inbox:
