@@ -84,7 +84,7 @@ async def test_the_demo_reruns_on_one_data_folder_then_adds_the_llm_chapter() ->
         second = await _demo([], env)
         assert "A fresh story: stopping what an earlier demo run left running" in second
         third = await _demo(["--llm"], env, LLM_STORY)
-        runs = [_one(r"demo run (\S+)", out) for out in (first, second, third)]
+        runs = [_one(r"(?m)^demo run (\S+) \(data in", out) for out in (first, second, third)]
         actions = [
             _one(r"approved (action-demo-terraform:\S+) as alice", out) for out in (first, second, third)
         ]
