@@ -313,6 +313,7 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
         (action_id, "pending_approval", "high")
     ]
     assert parsed(await cli("-o", "json", "approvals", "list", "--agent", "nobody-else")) == []
+    assert ok(await cli("approvals", "list", "-q", "--agent", config.id)).stdout.split() == [action_id]
 
     shown = ok(await cli("approvals", "show", action_id)).stdout
     assert record.plan is not None and record.plan_digest is not None
