@@ -48,7 +48,6 @@ def gateway(
     """
     # The web stack is imported only by this command.
     from aiops.client import AiopsClient
-    from aiops.connection import connect
     from aiops.gateway.app import Gateway
     from aiops.gateway.config import ConfigProblem
     from aiops.gateway.delivery import Connector
@@ -59,7 +58,8 @@ def gateway(
     task_queue = settings(ctx).task_queue
 
     async def connect_client() -> AiopsClient:
-        return AiopsClient(await connect(service_name="aiops-gateway"), task_queue)
+        # With DATABASE_URL, a pool too: the REST API reads config history and audit, and its tokens.
+        return await AiopsClient.connect(task_queue, service_name="aiops-gateway")
 
     try:
         instance = Gateway(routes, Connector(connect_client), reload_every=reload_every)
