@@ -46,7 +46,7 @@ def fuzz(url: str, token: str | None) -> list[tuple[str, str, int]]:
             # accepted": the contracts check more than JSON Schema says (an agent id's pattern is a
             # validator of AgentConfig, a config's id must be the path's), answered 422 with why.
             case.validate_response(response, excluded_checks=[positive_data_acceptance])
-            seen.append((operation.method.upper(), operation.path, response.status_code))
+            seen.append((case.method.upper(), case.operation.path, response.status_code))
 
         call()
     return seen
