@@ -1,6 +1,6 @@
 """``python -m aiops.api``: print the OpenAPI document (what docs/api/openapi.json holds).
 
-    PYTHONPATH=. python -m aiops.api > docs/api/openapi.json
+PYTHONPATH=. python -m aiops.api > docs/api/openapi.json
 """
 
 from __future__ import annotations
