@@ -7,8 +7,12 @@ person's own signature, each refusal answered with the workflow's reason verbati
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -252,3 +256,33 @@ async def test_the_served_openapi_document_is_the_committed_one(
         served = (await http.get("/v1/openapi.json")).json()
     assert served["openapi"].startswith("3.1")
     assert served == committed, "docs/api/openapi.json is stale: python -m aiops.api > docs/api/openapi.json"
+
+
+def _cli(postgres_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": postgres_url, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, "-m", "aiops.cli", "-o", "json", "api-token", *args],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+
+
+async def test_the_api_token_commands_create_list_and_revoke(
+    aiops: AiopsClient, postgres, tmp_path: Path
+) -> None:
+    made = await asyncio.to_thread(
+        _cli, postgres.url, "create", "cli-person", "--role", "operator", "--days", "2"
+    )
+    assert made.returncode == 0, made.stderr
+    created = json.loads(made.stdout)
+    assert created["owner"] == "cli-person" and created["roles"] == ["operator"] and created["token"]
+    listed = json.loads((await asyncio.to_thread(_cli, postgres.url, "list", "--owner", "cli-person")).stdout)
+    assert [t["id"] for t in listed] == [created["id"]] and "token" not in listed[0]
+    async with api_stack(aiops, tmp_path) as api, api.http(created["token"]) as http:
+        assert (await http.get("/v1/me")).json()["name"] == "cli-person"
+        revoked = await asyncio.to_thread(_cli, postgres.url, "revoke", created["id"])
+        assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"], revoked.stderr
+        assert (await http.get("/v1/me")).status_code == 401
+    bad = await asyncio.to_thread(_cli, postgres.url, "create", "x", "--role", "root")
+    assert bad.returncode == 2 and "unknown role(s) root" in bad.stderr
+    unknown = await asyncio.to_thread(_cli, postgres.url, "revoke", "000000000000")
+    assert unknown.returncode == 1 and "no API token" in unknown.stderr
