@@ -16,6 +16,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -25,7 +26,8 @@ from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.config import AgentVerb
 from tests.helpers import agent_config, start_pending_action
-from tests.support.api_stack import ROLE_GROUP, api_stack, login_jwt
+from tests.support.api_stack import AUDIENCE, GROUP_ROLES, ROLE_GROUP, api_stack, login_jwt
+from tests.support.oidc_provider import Provider, serving
 from tests.test_signed_approvals import ALICE, BOB, signed_team, token
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,3 +288,33 @@ async def test_the_api_token_commands_create_list_and_revoke(
     assert bad.returncode == 2 and "unknown role(s) root" in bad.stderr
     unknown = await asyncio.to_thread(_cli, postgres.url, "revoke", "000000000000")
     assert unknown.returncode == 1 and "no API token" in unknown.stderr
+
+
+async def test_a_person_signs_in_at_a_real_oidc_provider_whose_pinned_keys_the_api_trusts(
+    aiops: AiopsClient, tmp_path: Path
+) -> None:
+    provider = Provider(users={"alice": ("s3cret", ["sre-team", "approvers"])}, audience=AUDIENCE)
+    async with serving(provider), httpx.AsyncClient(base_url=provider.issuer) as idp_http:
+        discovery = (await idp_http.get("/.well-known/openid-configuration")).json()
+        pinned = (await idp_http.get(discovery["jwks_uri"])).json()  # what an operator copies into config
+        issuer = {
+            "issuer": provider.issuer,
+            "jwks": pinned,
+            "group_roles": GROUP_ROLES,
+            "algorithms": ["ES256"],
+        }
+
+        async def sign_in(password: str) -> httpx.Response:
+            form = {"grant_type": "password", "username": "alice", "password": password}
+            return await idp_http.post(discovery["token_endpoint"], data=form)
+
+        assert (await sign_in("wrong")).status_code == 400
+        async with api_stack(aiops, tmp_path, issuers=[issuer]) as api:
+            async with api.http((await sign_in("s3cret")).json()["access_token"]) as http:
+                me = (await http.get("/v1/me")).json()
+            assert (me["name"], me["roles"], me["via"]) == ("alice", ["approver", "sre"], "oidc")
+            assert me["issuer"] == provider.issuer and me["token_id"] is None
+            provider.rotate()  # the provider's new key is not the pinned one: refused until pinned
+            async with api.http((await sign_in("s3cret")).json()["access_token"]) as http:
+                answer = await http.get("/v1/me")
+            assert answer.status_code == 401 and "pinned keys" in answer.json()["error"]

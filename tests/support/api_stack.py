@@ -34,14 +34,16 @@ GROUP_ROLES = {
 ROLE_GROUP = {roles[0]: group for group, roles in GROUP_ROLES.items()}
 
 
-def api_config(rate: float = 10_000.0, burst: int = 10_000) -> dict[str, Any]:
+def api_config(
+    rate: float = 10_000.0, burst: int = 10_000, issuers: list[dict] | None = None
+) -> dict[str, Any]:
     issuer = idp.trusted_issuer().model_copy(update={"group_roles": GROUP_ROLES})
     return {
         "version": 1,
         "sources": {"default": {"auth": {"type": "none"}}},
         "limits": {"max_body_bytes": 65536},
         "api": {
-            "issuers": [issuer.model_dump(mode="json")],
+            "issuers": [issuer.model_dump(mode="json"), *(issuers or [])],
             "audience": AUDIENCE,
             "rate_limit": {"per_second": rate, "burst": burst},
         },
