@@ -19,6 +19,7 @@ import asyncio
 import logging
 from typing import Any, Protocol
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -27,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from temporalio.service import RPCError
 
 from activities.database.api_tokens import ApiTokens
+from activities.database.pool import database_url, open_pool
 from aiops.client import AiopsClient
 from aiops.client.errors import (
     ActionNotFoundError,
@@ -204,6 +206,21 @@ class BodyLimit:
         except TimeoutError:
             return JSONResponse({"error": f"the body did not arrive within {within:g}s"}, 408)
         return b"".join(chunks)
+
+
+async def api_pool() -> asyncpg.Pool | None:
+    """The PostgreSQL pool the API reads (``DATABASE_URL``), or None: the event intake must not
+    wait on, or fail with, a database it does not use, so one try, and a warning if it fails."""
+    url = database_url()
+    if not url:
+        return None
+    try:
+        return await open_pool(url, attempts=1, max_size=4)
+    except Exception as err:
+        log.warning(
+            "the REST API has no database (%s): tokens, config history and audit unavailable", one_line(err)
+        )
+        return None
 
 
 class GatewayHost:

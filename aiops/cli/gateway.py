@@ -47,7 +47,9 @@ def gateway(
     while Temporal is down and says so at /readyz.
     """
     # The web stack is imported only by this command.
+    from aiops.api.app import api_pool
     from aiops.client import AiopsClient
+    from aiops.connection import connect
     from aiops.gateway.app import Gateway
     from aiops.gateway.config import ConfigProblem
     from aiops.gateway.delivery import Connector
@@ -58,8 +60,7 @@ def gateway(
     task_queue = settings(ctx).task_queue
 
     async def connect_client() -> AiopsClient:
-        # With DATABASE_URL, a pool too: the REST API reads config history and audit, and its tokens.
-        return await AiopsClient.connect(task_queue, service_name="aiops-gateway")
+        return AiopsClient(await connect(service_name="aiops-gateway"), task_queue, await api_pool())
 
     try:
         instance = Gateway(routes, Connector(connect_client), reload_every=reload_every)
