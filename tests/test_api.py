@@ -19,14 +19,17 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from activities.database.api_tokens import ApiTokens
 from aiops.api.auth import LADDER
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.config import AgentVerb
-from tests.helpers import agent_config, start_pending_action
-from tests.support.api_stack import AUDIENCE, GROUP_ROLES, ROLE_GROUP, api_stack, login_jwt
+from tests.helpers import agent_config, eventually, start_pending_action
+from tests.support.alertmanager import free_port
+from tests.support.api_stack import AUDIENCE, GROUP_ROLES, ROLE_GROUP, api_config, api_stack, login_jwt
 from tests.support.oidc_provider import Provider, serving
 from tests.test_signed_approvals import ALICE, BOB, signed_team, token
 
@@ -318,3 +321,34 @@ async def test_a_person_signs_in_at_a_real_oidc_provider_whose_pinned_keys_the_a
             async with api.http((await sign_in("s3cret")).json()["access_token"]) as http:
                 answer = await http.get("/v1/me")
             assert answer.status_code == 401 and "pinned keys" in answer.json()["error"]
+
+
+async def test_aiops_gateway_as_a_process_serves_the_api_with_its_database(
+    aiops: AiopsClient, postgres, address: str, task_queue: str, tmp_path: Path
+) -> None:
+    """The production wiring: `aiops gateway` with DATABASE_URL opens the API's pool itself."""
+    config_file = tmp_path / "gateway.yaml"
+    config_file.write_text(yaml.safe_dump(api_config()))
+    port, log = free_port(), tmp_path / "gateway.log"
+    env = {**os.environ, "TEMPORAL_ADDRESS": address, "DATABASE_URL": postgres.url, "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "aiops.cli", "--task-queue", task_queue, "gateway",
+               "--routes", str(config_file), "--port", str(port), "--log-format", "text"]  # fmt: skip
+    process = await asyncio.to_thread(
+        subprocess.Popen, command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab")
+    )
+    try:
+        _, text = await ApiTokens(aiops.pool).create(
+            "pat", ["viewer"], datetime.now(UTC) + timedelta(hours=1)
+        )  # type: ignore[arg-type]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            me = await eventually(
+                lambda: http.get("/v1/me", headers={"Authorization": f"Bearer {text}"}),
+                lambda r: r.status_code == 200,
+            )
+            assert me.json()["name"] == "pat", log.read_text()[-2000:]
+            audit = await http.get("/v1/audit?limit=1", headers={"Authorization": f"Bearer {text}"})
+            assert audit.status_code == 200, audit.text
+            assert (await http.get("/v1/me")).status_code == 401
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait, 30)
