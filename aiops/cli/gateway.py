@@ -39,7 +39,8 @@ def gateway(
     log_level: Annotated[str | None, typer.Option("--log-level", help="INFO, DEBUG, ...")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="json (default) or text")] = None,
 ) -> None:
-    """Serve POST /v1/alertmanager and /v1/events, GET /healthz, /readyz and /metrics.
+    """Serve POST /v1/alertmanager and /v1/events, GET /healthz, /readyz and /metrics, and the REST
+    API under /v1 when the config has an `api:` section (docs/api.md; DATABASE_URL for its tokens).
 
     Alerts become events routed to running agents through Temporal; a request is
     answered 200 only once Temporal accepted its events, 503 when it did not (the
