@@ -352,3 +352,44 @@ async def test_aiops_gateway_as_a_process_serves_the_api_with_its_database(
     finally:
         process.terminate()
         await asyncio.to_thread(process.wait, 30)
+
+
+async def test_an_admin_starts_reconfigures_rolls_back_and_stops_an_agent_through_the_api(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    config = agent_config("tunable", settings={"mode": "observe", "limit": 10})
+    acting = config.model_copy(update={"settings": {**config.settings, "mode": "act"}})
+    base = f"/v1/agents/{config.id}"
+    async with api_stack(aiops, tmp_path) as api, api.http(await api.personal("ada", ["admin"])) as http:
+        started = await http.post("/v1/agents", json={"config": config.model_dump(mode="json")})
+        assert started.status_code == 201 and started.json()["agent_id"] == config.id, started.text
+        await eventually(
+            lambda: http.get(base), lambda r: r.status_code == 200 and r.json()["state"] == "running"
+        )
+        listed = (await http.get("/v1/agents", params={"state": "running", "type": "tunable"})).json()
+        assert [s["agent_id"] for s in listed] == [config.id]
+        assert (await http.get("/v1/agents", params={"type": "nothing-of-that-type"})).json() == []
+
+        applied = await http.post(
+            f"{base}/configs", json={"config": acting.model_dump(mode="json"), "comment": "act"}
+        )
+        assert applied.status_code == 200, applied.text
+        assert (applied.json()["version"], applied.json()["previous_version"]) == (2, 1)
+        history = (await http.get(f"{base}/configs")).json()
+        newest = history[0]
+        assert [v["version"] for v in history] == [2, 1]
+        assert (newest["author"], newest["comment"]) == ("ada", "act")
+        diff = (await http.get(f"{base}/configs/diff", params={"old": 1, "new": 2})).json()
+        assert diff == [{"path": "settings.mode", "old": "observe", "new": "act"}]
+
+        rolled = await http.post(f"{base}/configs/rollback", json={"version": 1, "comment": "back"})
+        assert rolled.status_code == 200 and rolled.json()["version"] == 3, rolled.text
+        assert (await http.get(f"{base}/configs/3")).json()["config"]["settings"]["mode"] == "observe"
+        missing = await http.get(f"{base}/configs/99")
+        assert missing.status_code == 404 and "no config version 99" in missing.json()["error"]
+        other = acting.model_copy(update={"id": "someone-else"})
+        wrong = await http.post(f"{base}/configs", json={"config": other.model_dump(mode="json")})
+        assert wrong.status_code == 422 and "not 'tunable-" in wrong.json()["error"]
+
+        stopped = await http.post(f"{base}/stop", json={"drain": True, "reason": "done"})
+        assert stopped.status_code == 200 and stopped.json()["changed"] is True, stopped.text
