@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+from collections import OrderedDict
 from typing import Any, Protocol
 
 import asyncpg
@@ -39,8 +41,8 @@ from aiops.client.errors import (
     ConfigRefusedError,
 )
 from aiops.contracts.errors import AiopsError
-from aiops.gateway.config import Api, LoadedConfig
-from aiops.gateway.ratelimit import RateLimiter
+from aiops.gateway.config import Api, LoadedConfig, RateLimit
+from aiops.gateway.ratelimit import TokenBucket
 
 log = logging.getLogger("aiops.api")
 
@@ -49,9 +51,7 @@ API_OFF = "the REST API is off: add an `api:` section to the gateway config (doc
 
 
 class Host(Protocol):
-    """What the API uses of the gateway it is mounted in: its config, client and rate limiter."""
-
-    limiter: RateLimiter
+    """What the API uses of the gateway it is mounted in: its config in force and its client."""
 
     @property
     def loaded(self) -> LoadedConfig: ...
@@ -67,11 +67,33 @@ class ApiError(AiopsError):
         self.headers = headers
 
 
+class Buckets:
+    """Token buckets per caller (a person, or an address before sign-in), the gateway's
+    ``TokenBucket``; at most ``max_keys`` kept, the least recently used dropped first, so callers
+    from ever new addresses cannot grow the process's memory."""
+
+    def __init__(self, max_keys: int = 10_000) -> None:
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def take(self, key: str, limit: RateLimit) -> int:
+        """0 to pass, else the whole seconds to put in ``Retry-After``."""
+        bucket = self._buckets.pop(key, None)
+        if bucket is None or bucket.limit != limit:
+            bucket = TokenBucket(limit)
+        self._buckets[key] = bucket
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        wait = bucket.take()
+        return 0 if wait == 0 else max(1, math.ceil(wait))
+
+
 class Context:
     """The API's view of its host, kept in ``app.state.context``."""
 
     def __init__(self, host: Host) -> None:
         self.host = host
+        self.limiter = Buckets()
 
     def settings(self) -> Api:
         settings = self.host.loaded.config.api
@@ -225,11 +247,10 @@ async def api_pool() -> asyncpg.Pool | None:
 
 class GatewayHost:
     """A ``Host`` over the gateway: its config in force (reloaded with it), its Temporal
-    connection, its rate limiter."""
+    connection."""
 
     def __init__(self, gateway: Any) -> None:
         self._gateway = gateway
-        self.limiter: RateLimiter = gateway.limiter
 
     @property
     def loaded(self) -> LoadedConfig:

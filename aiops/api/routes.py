@@ -101,7 +101,7 @@ async def _refuse(request: Request, context: Context, who: str, status: int, rea
 
 def _take(context: Context, key: str) -> None:
     settings = context.settings()
-    wait = context.host.limiter.take(key, settings.rate_limit)
+    wait = context.limiter.take(key, settings.rate_limit)
     if wait:
         raise ApiError(
             429,
