@@ -26,8 +26,9 @@ from activities.database.api_tokens import ApiTokens
 from aiops.api.auth import LADDER
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.config import AgentVerb
+from aiops.contracts.config import AgentVerb, ApprovalSettings
 from tests.helpers import agent_config, eventually, start_pending_action
+from tests.support import identity_provider as idp
 from tests.support.alertmanager import free_port
 from tests.support.api_stack import AUDIENCE, GROUP_ROLES, ROLE_GROUP, api_config, api_stack, login_jwt
 from tests.support.oidc_provider import Provider, serving
@@ -393,3 +394,28 @@ async def test_an_admin_starts_reconfigures_rolls_back_and_stops_an_agent_throug
 
         stopped = await http.post(f"{base}/stop", json={"drain": True, "reason": "done"})
         assert stopped.status_code == 200 and stopped.json()["changed"] is True, stopped.text
+
+
+async def test_an_identity_providers_decision_token_is_relayed_for_the_person_it_names(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    """The same provider signs the person in (API audience) and signs their decision (the action's
+    id as audience); the API relays the second, the workflow checks it against its pinned keys."""
+    config = agent_config("scripted", approval=ApprovalSettings(issuers=[idp.trusted_issuer()]))
+    _, action_id, record = await start_pending_action(aiops, config, "high", requested_by="dave")
+    async with api_stack(aiops, tmp_path) as api, api.http(login_jwt("erin", ["sre-team"])) as erin:
+        as_ops = idp.token("erin", ["ops"], action_id, "approve", record.plan_digest)
+        refused = await erin.post(
+            f"/v1/actions/{action_id}/decision", json={"approve": True, "credential": as_ops}
+        )
+        assert refused.status_code == 409 and "erin may not approve high" in refused.json()["error"], (
+            refused.text
+        )
+        good = idp.token("erin", ["sre-team"], action_id, "approve", record.plan_digest)
+        answer = await erin.post(
+            f"/v1/actions/{action_id}/decision", json={"approve": True, "credential": good}
+        )
+        assert answer.status_code == 200, answer.text
+    done = await aiops.approvals.wait_for_action(action_id)
+    assert done.status == ActionStatus.VERIFIED
+    assert [(a.approver, a.authenticated, a.issuer) for a in done.approvals] == [("erin", True, idp.ISSUER)]
