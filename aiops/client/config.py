@@ -7,6 +7,7 @@ and the audit sub-client are the only parts of the client that touch the databas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from temporalio.client import WorkflowUpdateFailedError
@@ -21,6 +22,7 @@ from aiops.contracts.activities import StoredConfig
 from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
 from aiops.contracts.config import AgentConfig
 from aiops.keys import KeyFile
+from aiops.whatif import WhatIfReport, what_if
 from workflows import approval_token
 from workflows.agent.command_gate import reconfigure_digest
 from workflows.agent.workflow import AgentWorkflow
@@ -65,6 +67,19 @@ class ConfigClient:
             raise ConfigRefusedError(message) from err
         except RPCError as err:
             raise no_agent(agent_id, err) from err
+
+    async def what_if(
+        self,
+        candidate: AgentConfig,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        listed_limit: int = 200,
+        progress: Callable[[int], None] | None = None,
+    ) -> WhatIfReport:
+        """What ``candidate`` would have done with what its agent received and proposed in the
+        window, read from the audit log (read-only; see docs/what-if.md). ``progress`` hears the
+        rows read so far, once per page."""
+        return await what_if(self._conn.database(), candidate, since, until, listed_limit, progress)
 
     # ----- the stored versions (PostgreSQL) -----------------------------------------------------
 
