@@ -65,7 +65,9 @@ def full_auto(config: AgentConfig) -> AgentConfig:
     return config.model_copy(update={"automation_level": AutomationLevel.FULL_AUTO})
 
 
-async def test_full_auto_shows_exactly_which_recorded_actions_would_have_run(aiops: AiopsClient, worker) -> None:
+async def test_full_auto_shows_exactly_which_recorded_actions_would_have_run(
+    aiops: AiopsClient, worker
+) -> None:
     config, ids = await record_a_window(aiops)
     rows_before = len(await aiops.audit.rows(agent_id=config.id, limit=10_000))
 
@@ -93,7 +95,9 @@ async def test_full_auto_shows_exactly_which_recorded_actions_would_have_run(aio
     # The critical action still needs two approvals under the candidate, as the policy says.
     same = await aiops.config.what_if(config)
     assert same.changed == 0 and same.changed_decisions == []
-    stricter = config.model_copy(update={"approval": team().model_copy(update={"deny_at_or_above": RiskLevel.HIGH})})
+    stricter = config.model_copy(
+        update={"approval": team().model_copy(update={"deny_at_or_above": RiskLevel.HIGH})}
+    )
     denied = await aiops.config.what_if(stricter)
     assert {d.action_id for d in denied.changed_decisions} == {ids["critical"], ids["high"]}
     assert all(d.candidate.verdict == Verdict.DENY for d in denied.changed_decisions)
