@@ -358,8 +358,12 @@ class AgentConfig(_Strict):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     version: int = Field(default=0, ge=0)
-    # Cases the config must pass before it is applied (see ConfigCase); names are unique.
-    tests: list[ConfigCase] = Field(default_factory=list, max_length=MAX_CONFIG_CASES)
+    # Cases the config must pass before it is applied (see ConfigCase); names are unique. Left
+    # out of the JSON when empty, so a config without cases serializes (and its signed
+    # reconfigure digest, and the recorded histories) exactly as before the field existed.
+    tests: list[ConfigCase] = Field(
+        default_factory=list, max_length=MAX_CONFIG_CASES, exclude_if=lambda cases: not cases
+    )
 
     @field_validator("tests")
     @classmethod
