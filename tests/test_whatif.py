@@ -16,6 +16,7 @@ from typing import Any
 
 from typer.testing import CliRunner
 
+from agents.registry import register_agent
 from aiops.cli import app
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
@@ -23,6 +24,7 @@ from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import AutomationLevel, RiskLevel
 from aiops.whatif import Verdict, WhatIfReport
 from tests.helpers import agent_config, event, eventually, team, wait_pending
+from tests.support.agents_for_tests import TunableAgent
 from tests.support.postgres_server import PostgresServer
 
 RUNNER = CliRunner()
@@ -144,3 +146,40 @@ async def test_the_cli_prints_the_table_and_the_json(
 
     wrong = await cli("what-if", "someone-else", "--config", str(path))
     assert wrong.exit_code == 2 and "not 'someone-else'" in wrong.stderr
+
+
+@register_agent("tunable-pure")
+class PureTunable(TunableAgent):
+    """The tunable test agent, declaring what it is: its hook reads only the event and settings."""
+
+    pure_decisions = True
+
+
+async def test_a_pure_hook_is_re_run_with_the_candidates_settings(aiops: AiopsClient, worker) -> None:
+    config = agent_config("tunable-pure", settings={"mode": "observe"})
+    await aiops.agents.start(config, started_by="test")
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")
+    sent = [event("alert") for _ in range(3)]
+    for e in sent:
+        await aiops.events.send(config.id, e)
+
+    async def audited() -> int:
+        rows = await aiops.audit.rows(agent_id=config.id, limit=1000)
+        return sum(
+            r.step == "event_received" and r.detail.get("event_id") in {e.id for e in sent} for r in rows
+        )
+
+    await eventually(audited, lambda n: n == 3)
+    acting = config.model_copy(update={"settings": {"mode": "act"}})
+
+    report = await aiops.config.what_if(acting)
+
+    assert report.proposals == "rerun" and report.rerun_events == 3, report.proposals_note
+    changed = {d.event_id: d for d in report.changed_decisions}
+    assert set(changed) == {e.id for e in sent}
+    for d in changed.values():
+        assert (d.recorded.verdict, d.candidate.verdict, d.risk) == (Verdict.NOT_PROPOSED, Verdict.RUN, "low")
+    assert (await aiops.agents.status(config.id)).counters.actions_proposed == 0  # nothing started
+
+    same = await aiops.config.what_if(config)
+    assert same.proposals == "rerun" and same.changed == 0

@@ -77,9 +77,11 @@ class ConfigClient:
         progress: Callable[[int], None] | None = None,
     ) -> WhatIfReport:
         """What ``candidate`` would have done with what its agent received and proposed in the
-        window, read from the audit log (read-only; see docs/what-if.md). ``progress`` hears the
-        rows read so far, once per page."""
-        return await what_if(self._conn.database(), candidate, since, until, listed_limit, progress)
+        window, read from the audit log (read-only; see docs/what-if.md); an agent type that
+        declares pure decisions has its hook re-run on the events its workflow histories hold.
+        ``progress`` hears the rows (or re-run events) so far."""
+        pool = self._conn.database()
+        return await what_if(pool, candidate, since, until, listed_limit, progress, self._conn.client)
 
     # ----- the stored versions (PostgreSQL) -----------------------------------------------------
 

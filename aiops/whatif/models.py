@@ -19,6 +19,7 @@ class Verdict(StrEnum):
     CIRCUIT_OPEN = "circuit_open"  # would run on its own, but the circuit breaker was open
     FILTERED = "filtered"  # the candidate's agent does not subscribe to the event's type
     GROUPED = "grouped"  # the candidate groups the event into an incident: decided with it, not alone
+    NOT_PROPOSED = "not_proposed"  # the decision hook proposes nothing (then, or re-run with the candidate)
 
 
 class DecisionView(BaseModel):
@@ -75,8 +76,10 @@ class WhatIfReport(BaseModel):
     # Every row of the window links to the one before it (the hash chain): no row went missing.
     chain_linked: bool = True
     chain_problem: str | None = None
-    # "recorded": the recorded proposals were judged again; the decision hook was not re-run.
+    # "recorded": the recorded proposals were judged again; "rerun": the agent type declares pure
+    # decisions and its hook was re-run with the candidate on the events its histories hold.
     proposals: str = "recorded"
+    rerun_events: int = 0  # events the hook was re-run on
     proposals_note: str = ""
     actions: int = 0
     summary: list[VerdictCount] = Field(default_factory=list)

@@ -16,22 +16,26 @@ from collections.abc import Callable
 from datetime import datetime
 
 import asyncpg
+from temporalio.client import Client
 
 from agents.registry import default_factory, load_agent_modules
 from aiops.contracts.config import AgentConfig
 from aiops.whatif.models import WhatIfReport
+from aiops.whatif.rerun import Proposals, rerun
 from aiops.whatif.simulate import Simulation
 
 PAGE = 5000
+PURE = "pure"
 NOT_RERUN = (
     "the audit log holds each event's type, source, severity and correlation, not its payload, so "
-    "the decision hook cannot be re-run on it; the recorded proposals were judged again"
+    "the decision hook cannot be re-run from it; the recorded proposals were judged again"
 )
 
 
 def agent_facts(candidate: AgentConfig) -> tuple[set[str] | None, str, list[str]]:
     """The event types the candidate's agent subscribes to (None when its type is not installed
-    here), what the what-if does with proposals, and notes."""
+    here), what the what-if does with proposals (``PURE`` when the hook may be re-run), and
+    notes."""
     notes: list[str] = []
     try:
         load_agent_modules()
@@ -42,7 +46,7 @@ def agent_facts(candidate: AgentConfig) -> tuple[set[str] | None, str, list[str]
         notes.append(f"filtering is not re-evaluated: the agent type is not usable here ({err})"[:400])
         return None, NOT_RERUN, notes
     if cls.pure_decisions:
-        return subscribed, f"{candidate.type} declares pure decisions, but {NOT_RERUN}", notes
+        return subscribed, PURE, notes
     return (
         subscribed,
         f"{candidate.type} does not declare pure decisions: the recorded proposals were reused",
@@ -57,10 +61,27 @@ async def what_if(
     until: datetime | None = None,
     listed_limit: int = 200,
     progress: Callable[[int], None] | None = None,
+    client: Client | None = None,
 ) -> WhatIfReport:
-    """What ``candidate`` would have done with its agent's recorded window."""
+    """What ``candidate`` would have done with its agent's recorded window. With ``client``
+    and an agent type that declares pure decisions, its hook is re-run on the events the
+    agent's workflow histories hold (``rerun.py``)."""
     started = time.monotonic()
     subscribed, proposals_note, notes = agent_facts(candidate)
+    proposals: Proposals | None = None
+    if proposals_note == PURE and client is None:
+        proposals_note = f"{candidate.type} declares pure decisions, but {NOT_RERUN}"
+    elif proposals_note == PURE and client is not None:
+        try:
+            proposals = await rerun(client, default_factory, candidate, since, until)
+        except Exception as err:  # the hook cannot run here (its agent does not start): say so
+            proposals_note = f"the decision hook could not be re-run here ({err}); {NOT_RERUN}"[:500]
+    if proposals is not None:
+        proposals_note = (
+            f"{candidate.type} declares pure decisions: its hook was re-run with the candidate on "
+            f"{len(proposals)} events from the agent's workflow histories; events those no longer "
+            "hold (past retention) keep their recorded proposals"
+        )
     report = WhatIfReport(
         agent_id=candidate.id,
         agent_type=candidate.type,
@@ -68,9 +89,11 @@ async def what_if(
         since=since,
         until=until,
         proposals_note=proposals_note,
+        proposals="rerun" if proposals is not None else "recorded",
+        rerun_events=len(proposals or {}),
         notes=notes,
     )
-    sim = Simulation(candidate, subscribed, listed_limit)
+    sim = Simulation(candidate, subscribed, listed_limit, proposals)
     agent_id = candidate.id
     first = await pool.fetchval(
         "SELECT min(seq) FROM audit_log WHERE agent_id = $1"

@@ -34,6 +34,7 @@ from aiops.whatif.models import (
     VerdictCount,
     WhatIfReport,
 )
+from aiops.whatif.rerun import Proposals
 from workflows.agent.incidents import correlation_of
 from workflows.agent.state import policy_context, record_outcome
 
@@ -85,8 +86,15 @@ def _differs(a: DecisionView, b: DecisionView) -> bool:
 class Simulation:
     """The candidate's agent, fed the recorded rows of one agent in chain order."""
 
-    def __init__(self, candidate: AgentConfig, subscribed: set[str] | None, listed_limit: int = 200) -> None:
+    def __init__(
+        self,
+        candidate: AgentConfig,
+        subscribed: set[str] | None,
+        listed_limit: int = 200,
+        rerun: Proposals | None = None,
+    ) -> None:
         self.candidate = candidate
+        self.rerun = rerun  # the candidate hook's proposals by event id, when it was re-run
         self.subscribed = subscribed  # None: not known here (the agent type is not installed)
         self.listed_limit = listed_limit
         self.sim = AgentRunState(config=candidate)
@@ -168,6 +176,7 @@ class Simulation:
             ev.now_filtered += not was_filtered
             return
         ev.no_longer_filtered += was_filtered
+        self._new_proposal(detail, at, was_filtered or was_grouped)
         if str(detail.get("event_id", "")).startswith("incident:"):
             return  # an incident's own event: its grouping was counted with its alerts
         grouped = self._would_group(detail, event_type, at)
@@ -175,20 +184,65 @@ class Simulation:
         ev.now_grouped += grouped and not was_grouped
         ev.no_longer_grouped += was_grouped and not grouped
 
+    def _new_proposal(self, detail: dict[str, Any], at: datetime, not_decided_then: bool) -> None:
+        """An event the re-run hook proposes for where nothing was proposed then: judged too."""
+        event_id = str(detail.get("event_id", ""))
+        if self.rerun is None or detail.get("proposed_action") is not None or not_decided_then:
+            return
+        proposed = self.rerun.get(event_id)
+        if proposed is None:
+            return
+        action_type, risk = proposed
+        recorded = DecisionView(verdict=Verdict.NOT_PROPOSED, reason="nothing was proposed then")
+        self._count(f"new:{event_id}", event_id, risk, f"{action_type} (re-run)", recorded, detail, at)
+
     def _decision(self, action_id: str, detail: dict[str, Any], at: datetime) -> None:
-        self.actions += 1
         recorded = recorded_view(detail)
         try:
             risk = RiskLevel(str(detail.get("risk_level")))
         except ValueError:
             self.notes.add("a decision row without a known risk level was skipped")
             return
-        event_type = str(detail.get("event_type", ""))
         event_id = str(detail.get("event_id", ""))
+        description = str(detail.get("description", ""))
+        if self.rerun is not None and event_id in self.rerun:
+            proposed = self.rerun[event_id]
+            if proposed is None:
+                self.actions += 1
+                nothing = DecisionView(
+                    verdict=Verdict.NOT_PROPOSED, reason="the candidate's decision hook proposes nothing"
+                )
+                self._tally(action_id, event_id, risk, description, recorded, nothing, at)
+                return
+            risk = proposed[1]
+        self._count(action_id, event_id, risk, description, recorded, detail, at)
+
+    def _count(
+        self,
+        action_id: str,
+        event_id: str,
+        risk: RiskLevel,
+        description: str,
+        recorded: DecisionView,
+        detail: dict[str, Any],
+        at: datetime,
+    ) -> None:
+        self.actions += 1
+        event_type = str(detail.get("event_type") or detail.get("type") or "")
         correlated = isinstance(detail.get("correlation_id"), str)
-        candidate = self._judge(
-            action_id, risk, str(detail.get("description", "")), event_type, event_id, correlated, at
-        )
+        candidate = self._judge(action_id, risk, description, event_type, event_id, correlated, at)
+        self._tally(action_id, event_id, risk, description, recorded, candidate, at)
+
+    def _tally(
+        self,
+        action_id: str,
+        event_id: str,
+        risk: RiskLevel,
+        description: str,
+        recorded: DecisionView,
+        candidate: DecisionView,
+        at: datetime,
+    ) -> None:
         self.counts[recorded.verdict].recorded += 1
         self.counts[candidate.verdict].candidate += 1
         if len(self.open) < MAX_OPEN_ACTIONS:
@@ -201,7 +255,7 @@ class Simulation:
                     event_id=event_id,
                     at=at,
                     risk=risk.value,
-                    description=str(detail.get("description", ""))[:200],
+                    description=description[:200],
                     recorded=recorded,
                     candidate=candidate,
                 )
