@@ -115,6 +115,37 @@ def keyed(action: AgentAction) -> AgentAction:
     return action.model_copy(update={"idempotency_key": action.id})
 
 
+async def write_decision_audit(
+    request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
+) -> bool:
+    """Write a decided batch's audit rows with the decision, as the workflow would (same keys: a
+    retried decision rewrites nothing). True when they landed; else the workflow's outbox writes them."""
+    config, now = request.config, datetime.now(UTC)
+    rows = []
+    for event in audit.filtered:
+        rows.append(
+            bounded_record(event_record(
+                config.id, audit.run_id, event, EventDecision(event_id=event.id),
+                audit.attempts.get(event.id, 0), config.version, now, filtered=True,
+            ))
+        )  # fmt: skip
+    by_id = {e.id: e for e in request.events}
+    for decision in decisions:
+        event = by_id[decision.event_id]
+        attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
+        row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
+        rows.append(bounded_record(row))
+    within = _time_left(AUDIT_WRITE_SECONDS)
+    if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
+        return False
+    try:
+        await asyncio.wait_for(to.append(rows), within)
+    except Exception as err:  # the outbox writes them, retrying until they land
+        log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
+        return False
+    return True
+
+
 class AgentActivities:
     """The activities that run agent code. Except ``notify_escalation``, they run on the agent
     type's own task queue (``hooks_task_queue``), which only workers that have the type poll;
@@ -213,41 +244,11 @@ class AgentActivities:
         decisions = await _with_heartbeats(decide_all())
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
         if request.audit is not None and self.audit is not None:
-            result.audited = await self._write_audit(request, request.audit, decisions, self.audit)
+            result.audited = await write_decision_audit(request, request.audit, decisions, self.audit)
         if request.compact:  # the quiet events go without saying (see DecideEventsResult.compact)
             result.decisions = [d for d in decisions if d.action is not None or d.error is not None]
             result.compact = True
         return result
-
-    async def _write_audit(
-        self, request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
-    ) -> bool:
-        """Write the batch's rows as the workflow would (same keys: a retried decision rewrites
-        nothing). True when they landed."""
-        config, now = request.config, datetime.now(UTC)
-        rows = []
-        for event in audit.filtered:
-            rows.append(
-                bounded_record(event_record(
-                    config.id, audit.run_id, event, EventDecision(event_id=event.id),
-                    audit.attempts.get(event.id, 0), config.version, now, filtered=True,
-                ))
-            )  # fmt: skip
-        by_id = {e.id: e for e in request.events}
-        for decision in decisions:
-            event = by_id[decision.event_id]
-            attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
-            row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
-            rows.append(bounded_record(row))
-        within = _time_left(AUDIT_WRITE_SECONDS)
-        if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
-            return False
-        try:
-            await asyncio.wait_for(to.append(rows), within)
-        except Exception as err:  # the outbox writes them, retrying until they land
-            log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
-            return False
-        return True
 
     @activity.defn
     async def stop_agent(self, config: AgentConfig) -> bool:

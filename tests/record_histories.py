@@ -27,7 +27,7 @@ from activities.database.pool import open_pool
 from activities.detector_activities import detector_schedule_id
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
-from aiops.contracts.action import AbortRequest, ActionStatus, HoldRequest
+from aiops.contracts.action import AbortRequest, ActionMessages, ActionStatus, HoldRequest
 from aiops.contracts.agent import StopRequest, agent_workflow_id
 from aiops.contracts.config import AgentVerb, NotifyChannel
 from aiops.contracts.search_attributes import ALL
@@ -37,7 +37,6 @@ from tests.helpers import agent_config, event, eventually, team
 from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.action_workflow import ActionWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 
@@ -106,10 +105,10 @@ async def record(aiops: AiopsClient) -> None:
             lambda k=key: aiops.approvals.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
     await aiops.approvals.action_handle(ids["a-signal"]).signal(
-        ActionWorkflow.approve, {"approver": "mallory"}
+        ActionMessages.approve, {"approver": "mallory"}
     )
     await aiops.approvals.action_handle(ids["a-signal"]).signal(
-        ActionWorkflow.approve, {"approver": "alice", "comment": "ok"}
+        ActionMessages.approve, {"approver": "alice", "comment": "ok"}
     )
     await aiops.approvals.approve(ids["a-update"], "alice")
     await aiops.approvals.approve(ids["a-update"], "carol")
@@ -144,7 +143,7 @@ async def record(aiops: AiopsClient) -> None:
             lambda: aiops.approvals.action(signed_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
         await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 1)
-        await aiops.approvals.action_handle(signed_id).signal(ActionWorkflow.approve, {"approver": "alice"})
+        await aiops.approvals.action_handle(signed_id).signal(ActionMessages.approve, {"approver": "alice"})
         try:
             await aiops.approvals.approve(signed_id, "bob", "unsigned")
         except AiopsError:
@@ -221,12 +220,12 @@ async def record(aiops: AiopsClient) -> None:
         lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
     )
     action = aiops.approvals.action_handle(held_id)
-    await action.signal(ActionWorkflow.abort, AbortRequest(reason="forged"))
+    await action.signal(ActionMessages.abort, AbortRequest(reason="forged"))
     await aiops.agents.pause(commanded.id, key=oscar)
     credential = idp.token("erin", ["sre-team"], held_id, "approve", record_.plan_digest)
-    await action.signal(ActionWorkflow.approve, {"approver": "erin", "credential": credential})
+    await action.signal(ActionMessages.approve, {"approver": "erin", "credential": credential})
     await eventually(lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.APPROVED)
-    await action.signal(ActionWorkflow.release, HoldRequest(epoch=99))
+    await action.signal(ActionMessages.release, HoldRequest(epoch=99))
     await eventually(
         lambda: aiops.audit.rows(action_id=held_id),
         lambda rows: sum(r.step == "command_refused" for r in rows) == 2,

@@ -28,10 +28,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from activities.audit_activities import AuditActivities
     from activities.detector_activities import DetectorActivities
+
 from aiops.contracts import action as action_contract
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.action import ActionInput, ActionRecord
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent.detector import DetectorWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow

@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from aiops.client import AiopsClient, CommandRefusedError, ConfigRefusedError
 from aiops.contracts import action as action_contract
-from aiops.contracts.action import ActionOutcome, ActionStatus, HoldRequest
+from aiops.contracts.action import ActionMessages, ActionOutcome, ActionStatus, HoldRequest
 from aiops.contracts.agent import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
 from aiops.contracts.config import AgentVerb, ApprovalSettings
 from aiops.keys import KeyFile
@@ -35,7 +35,6 @@ from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
 from workflows.agent.command_gate import stop_digest
 from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
@@ -200,8 +199,8 @@ async def test_forged_hold_release_and_abort_change_no_action(aiops: AiopsClient
     config = agent_config("scripted", approval=signed_team())
     _, action_id, record = await start_pending_action(aiops, config, "high", requested_by="dave")
     action = aiops.approvals.action_handle(action_id)
-    await action.signal(ActionWorkflow.abort, action_contract.AbortRequest(reason="forged"))
-    await action.signal(ActionWorkflow.hold, HoldRequest(epoch=99))
+    await action.signal(ActionMessages.abort, action_contract.AbortRequest(reason="forged"))
+    await action.signal(ActionMessages.hold, HoldRequest(epoch=99))
     rows = await eventually(
         lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: sum(r.step == "command_refused" for r in rs) == 2,
@@ -217,7 +216,7 @@ async def test_forged_hold_release_and_abort_change_no_action(aiops: AiopsClient
         lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.APPROVED
     )
     assert held.held
-    await action.signal(ActionWorkflow.release, HoldRequest(epoch=held.hold_epoch + 5))
+    await action.signal(ActionMessages.release, HoldRequest(epoch=held.hold_epoch + 5))
     await eventually(
         lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: sum(r.step == "command_refused" for r in rs) == 3,
@@ -309,7 +308,7 @@ async def test_an_identity_providers_tokens_approve_and_command_by_group(aiops: 
     ]
     for credential, _ in attempts:
         request = action_contract.ApprovalRequest(approver="erin", credential=credential)
-        await action.signal(ActionWorkflow.approve, request.model_dump(exclude_none=True))
+        await action.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
     seen = await eventually(
         lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == len(attempts)
     )
@@ -317,7 +316,7 @@ async def test_an_identity_providers_tokens_approve_and_command_by_group(aiops: 
         assert says in refusal.reason
     good = idp_token("erin", ["sre-team"], action_id, "approve", record.plan_digest)
     await action.signal(
-        ActionWorkflow.approve, action_contract.ApprovalRequest(approver="erin", credential=good).model_dump()
+        ActionMessages.approve, action_contract.ApprovalRequest(approver="erin", credential=good).model_dump()
     )
     done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED

@@ -43,7 +43,7 @@ from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aiops.contracts.config import ISSUER_ALGORITHMS, TrustedIssuer
+from aiops.contracts.config import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
 from aiops.contracts.errors import AiopsError, describe_validation_error
 
 KEY_PREFIX = "ed25519:"
@@ -207,6 +207,15 @@ def verify_identity(
         ) from None
     claims = _claims(signed["payload"])
     return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+
+
+def identity_roles(config: AgentConfig, who: Verified) -> list[str]:
+    """A verified person's roles: the configured approver's of that name, plus (for a token from
+    a trusted issuer) those its groups map to."""
+    approver = config.approval.approver(who.name)
+    roles = set(approver.roles if approver else [])
+    roles.update(who.roles or [])
+    return sorted(roles)
 
 
 def _verified_by_issuer(

@@ -28,7 +28,7 @@ from aiops.contracts.action import (
 )
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 
 
 class ApprovalsClient:

@@ -316,11 +316,6 @@ class ReloadCall(_Contract):
 # ----- health monitor --------------------------------------------------------
 
 
-class ListAgentsCall(_Contract):
-    task_queue: str
-    failed_within_seconds: float = 3600.0
-
-
 class ObserveAgentsCall(_Contract):
     agent_ids: list[str]
     status_timeout_seconds: float = 10.0

@@ -39,6 +39,7 @@ from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import MAX_EVENT_BYTES, WebhookPayload, alert_event, event_size
+from aiops.gateway.codec_server import codec_routes
 from aiops.gateway.config import LoadedConfig, Source, describe
 from aiops.gateway.delivery import Connector, DeliveredIds, Deliverer, one_line
 from aiops.gateway.intake import EventRefused, parse_event
@@ -124,6 +125,7 @@ class Gateway:
                 HttpRoute("/healthz", self.healthz, methods=["GET"]),
                 HttpRoute("/readyz", self.readyz, methods=["GET"]),
                 HttpRoute("/metrics", self.metrics_page, methods=["GET"]),
+                *codec_routes(self.metrics.registry),  # /codec/{encode,decode}: docs/encryption.md
             ],
             lifespan=lifespan,
         )

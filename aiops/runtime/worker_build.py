@@ -27,7 +27,7 @@ from agents.services import install_services
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
 from aiops.runtime.activation_memory import DetachActivation, detached_runner
 from aiops.runtime.services import WorkerServices
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent.detector import DetectorWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow

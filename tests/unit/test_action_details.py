@@ -13,7 +13,7 @@ from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, R
 from aiops.contracts.config import ApprovalSettings, ExpiryAction
 from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
-from workflows.action_details import deadline_step, details_markdown, execute_step, plan_step, static_details
+from workflows.action.details import deadline_step, details_markdown, execute_step, plan_step, static_details
 
 NOW = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 ACTION = AgentAction(

@@ -11,7 +11,7 @@ from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, A
 from aiops.contracts.config import AgentConfig, ApprovalSettings, Approver
 from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
-from workflows.approval_gate import approvals_count, check_decision
+from workflows.action.approval_gate import approvals_count, check_decision
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TEAM = ApprovalSettings(

@@ -15,7 +15,7 @@ from temporalio import workflow
 from temporalio.worker import UnsandboxedWorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 from workflows.agent.detector import DetectorWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow

@@ -18,12 +18,11 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
-    from aiops.contracts.action import AbortRequest, ActionOutcome, HoldRequest
+    from aiops.contracts.action import AbortRequest, ActionMessages, ActionOutcome, HoldRequest
     from aiops.contracts.activities import EventDecision
     from aiops.contracts.agent import ACTION_FINISHED, PendingAction
     from aiops.contracts.models import SystemEvent
     from workflows.action_launch import launch_action
-    from workflows.action_workflow import ActionWorkflow
     from workflows.agent.state import record_outcome
     from workflows.failures import cause_message
 
@@ -94,13 +93,13 @@ class Actions:
     # ----- telling every pending action ------------------------------------------
 
     async def hold_all(self, epoch: int) -> None:
-        await self._tell(ActionWorkflow.hold, HoldRequest(epoch=epoch))
+        await self._tell(ActionMessages.hold, HoldRequest(epoch=epoch))
 
     async def release_all(self, epoch: int) -> None:
-        await self._tell(ActionWorkflow.release, HoldRequest(epoch=epoch))
+        await self._tell(ActionMessages.release, HoldRequest(epoch=epoch))
 
     async def abort_all(self, reason: str) -> None:
-        await self._tell(ActionWorkflow.abort, AbortRequest(reason=reason))
+        await self._tell(ActionMessages.abort, AbortRequest(reason=reason))
 
     async def _tell(self, signal: Any, request: HoldRequest | AbortRequest) -> None:
         async def tell(action_id: str) -> None:

@@ -24,8 +24,7 @@ from pydantic import BaseModel
 
 from aiops.contracts.agent import ReconfigureRequest
 from aiops.contracts.config import AgentConfig, AgentVerb
-from workflows.approval_gate import identity_roles
-from workflows.approval_token import TokenRefused, Verb, verify_identity
+from workflows.approval_token import TokenRefused, Verb, identity_roles, verify_identity
 
 # Token ids of commands already taken are kept (with their expiry) so that none is used twice;
 # tokens live at most a day, so this bounds how many signed commands an agent takes per day.

@@ -11,7 +11,7 @@ from datetime import datetime
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.policy import PolicyDecision
-from workflows.approval_token import TokenRefused, Verb, Verified, verify_identity
+from workflows.approval_token import TokenRefused, Verb, Verified, identity_roles, verify_identity
 
 
 def _by_name(
@@ -106,15 +106,6 @@ def check_decision(
     if request.approver and who.name != request.approver:
         return f"the token is signed by {who.name}, but the request names {request.approver}", None
     return _authority(record, request, who.name, identity_roles(config, who), approve), who
-
-
-def identity_roles(config: AgentConfig, who: Verified) -> list[str]:
-    """A verified person's roles: the configured approver's of that name, plus (for a token from
-    a trusted issuer) those its groups map to."""
-    approver = config.approval.approver(who.name)
-    roles = set(approver.roles if approver else [])
-    roles.update(who.roles or [])
-    return sorted(roles)
 
 
 def approvals_count(record: ActionRecord) -> int:

@@ -25,9 +25,9 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.activities import ApprovalNotice, AuditStep
     from aiops.contracts.config import NotifyChannel, NotifyStep
     from aiops.contracts.errors import SecretUnavailableError
-    from workflows.action_audit import ActionAudit
-    from workflows.action_details import notice_step, static_summary
-    from workflows.approval_gate import approvals_count
+    from workflows.action.approval_gate import approvals_count
+    from workflows.action.audit import ActionAudit
+    from workflows.action.details import notice_step, static_summary
     from workflows.failures import cause_message
 
 NOTICE_RETRY = RetryPolicy(

@@ -17,9 +17,11 @@ from datetime import datetime
 
 from aiops.contracts.action import (
     ABORT,
+    AGENT_MESSAGES,
     APPROVE,
     DECIDE,
     HOLD,
+    PEOPLE_MESSAGES,
     REJECT,
     RELEASE,
     STATUS,
@@ -29,26 +31,8 @@ from aiops.contracts.action import (
 from aiops.contracts.config import ApprovalSettings, ExpiryAction
 from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import PolicyDecision
-from workflows.approval_gate import approvals_count
+from workflows.action.approval_gate import approvals_count
 
-# What a person may send, and what they must not: in the docs, the handlers' descriptions (the Web
-# UI lists them under each name in its signal and update menus) and the static details, so nobody
-# has to guess what a menu entry does.
-PEOPLE_MESSAGES = {
-    DECIDE: 'For people: approve or reject, {"approver", "credential", "approve": true|false, "comment"}; '
-    "the credential is a token signed with your key (`aiops approvals token`). A refusal comes back "
-    "at once, with the reason.",
-    APPROVE: 'For people: approve, {"approver", "credential", "comment"}: paste what `aiops approvals '
-    "token ACTION` prints. A refusal is recorded and shown in Current Details; the decide update "
-    "shows it at once.",
-    REJECT: 'For people: reject, {"approver", "credential", "comment"} (`aiops approvals token --reject`).',
-    STATUS: "Read-only: the whole action record (plan, approvals, refusals, result).",
-}
-AGENT_MESSAGES = {
-    HOLD: "Internal: the agent sends it when paused, so execution waits. Never send it by hand.",
-    RELEASE: "Internal: the agent sends it when resumed. Never send it by hand.",
-    ABORT: "Internal: the agent sends it when it stops without draining. Never send it by hand.",
-}
 _KINDS = {DECIDE: "update", APPROVE: "signal", REJECT: "signal", STATUS: "query"}
 
 _DECIDE_INPUT = {"approver": "<me>", "credential": "<t>", "approve": True}  # <t>: the signed token
