@@ -107,10 +107,19 @@ class Simulation:
         self.versions: set[int] = set()
         self.actions = 0
         self.notes: set[str] = set()
+        self.skipped = 0  # rows not in the form the framework writes
 
     # ----- rows -----------------------------------------------------------------------------
 
     def feed(self, step: str, action_id: str | None, detail: dict[str, Any], at: datetime) -> None:
+        """Take one row; a row that is not what the framework writes (by hand, say) is counted
+        and skipped, never the end of the what-if."""
+        try:
+            self._feed(step, action_id, detail, at)
+        except (ValueError, TypeError, AttributeError):  # pydantic's ValidationError is a ValueError
+            self.skipped += 1
+
+    def _feed(self, step: str, action_id: str | None, detail: dict[str, Any], at: datetime) -> None:
         if step == "event_received" and action_id is None and "event_id" in detail:
             self._event(detail, at)
         elif step == "decision" and action_id is not None:
@@ -339,5 +348,6 @@ class Simulation:
         report.changed_decisions = list(self.listed.values())
         report.listed_limit = self.listed_limit
         report.recorded_config_versions = sorted(self.versions)
-        report.notes = [*report.notes, *sorted(self.notes)]
+        skipped = [f"{self.skipped} rows not in the form the framework writes were skipped"]
+        report.notes = [*report.notes, *sorted(self.notes), *(skipped if self.skipped else [])]
         return report

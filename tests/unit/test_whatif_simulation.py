@@ -117,3 +117,13 @@ def test_events_filtered_and_grouped_then_and_now() -> None:
     assert (ev.grouped_recorded, ev.grouped_candidate, ev.now_grouped, ev.no_longer_grouped) == (1, 3, 3, 1)
     assert ev.incidents_candidate == 2  # e1 opens one; e3 comes after its window
     assert report(sim).recorded_config_versions == [3]
+
+
+def test_rows_not_written_by_the_framework_are_counted_and_skipped() -> None:
+    sim = Simulation(config(), {"alert"})
+    sim.feed("decision", "act-1", decision(1, required_approvals="many"), T0)
+    sim.feed("event_received", None, {"event_id": "e1", "type": "no-such-type", "correlation_id": 5}, T0)
+    sim.feed("action_finished", "act-1", {"status": ["odd"]}, T0)
+    feed(sim, 2, "verified")
+    r = report(sim)
+    assert r.actions == 1 and any("were skipped" in n for n in r.notes)
