@@ -111,9 +111,16 @@ async def test_rate_limit_and_filter_in_the_candidate(aiops: AiopsClient, worker
         update={"approval": team().model_copy(update={"max_auto_executions": 1})}
     )
     report = await aiops.config.what_if(limited)
-    verdicts = {d.action_id: d.candidate.verdict for d in report.changed_decisions}
-    # The low action runs first and spends the one automatic execution: both mediums are limited.
-    assert verdicts == {ids["approved"]: Verdict.RATE_LIMITED, ids["rejected"]: Verdict.RATE_LIMITED}
+    changed = {d.action_id: d.candidate.verdict for d in report.changed_decisions}
+    recorded = {ids["low"]: Verdict.RUN}  # the others waited for approval then
+    verdicts = {name: changed.get(a, recorded.get(a, Verdict.APPROVAL)) for name, a in ids.items()}
+    # One automatic execution per hour: of the three the candidate would run on its own, the
+    # first judged (in the order the decisions were recorded) runs, the other two are limited.
+    auto = [verdicts[n] for n in ("low", "approved", "rejected")]
+    assert sorted(auto) == sorted([Verdict.RUN, Verdict.RATE_LIMITED, Verdict.RATE_LIMITED])
+    assert verdicts["critical"] == verdicts["high"] == Verdict.APPROVAL
+    counts = {c.verdict: c.candidate for c in report.summary}
+    assert (counts[Verdict.RUN], counts[Verdict.RATE_LIMITED]) == (1, 2)
 
 
 async def test_the_cli_prints_the_table_and_the_json(
