@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.agent_instances import AgentInstances
 from activities.database.config_store import ConfigStore
+from agents.config_cases import run_cases
 from agents.secrets import secret_problems
 from aiops.contracts.activities import (
     CONFIG_NOT_STORABLE,
@@ -30,6 +31,7 @@ from aiops.contracts.activities import (
     StoredConfig,
 )
 from aiops.contracts.config import AgentConfig
+from aiops.contracts.config_cases import failed_cases_message
 from aiops.contracts.errors import (
     AgentError,
     InvalidAgentConfigError,
@@ -50,7 +52,9 @@ class ConfigActivities:
 
     @activity.defn
     async def validate_config(self, config: AgentConfig) -> list[str]:
-        """Every problem the agent type and this worker see in ``config`` (empty: usable)."""
+        """Every problem the agent type and this worker see in ``config`` (empty: usable), and
+        then every failing case of its ``tests``, named (run here, not in the workflow's update
+        validator: a case needs the agent's ``process_event``, which is agent code)."""
         try:
             agent = self.instances.factory.create(config)
         except UnknownAgentTypeError as err:
@@ -61,7 +65,10 @@ class ConfigActivities:
             own = agent.validate_config(config)
         except Exception as err:  # a validation hook that crashes has refused the config
             own = [f"the agent's validation failed on this config: {type(err).__name__}: {err}"]
-        return [*own, *secret_problems(config)]
+        problems = [*own, *secret_problems(config)]
+        if problems or not config.tests:  # cases run only on a config the agent can take
+            return problems
+        return failed_cases_message(await run_cases(self.instances.factory, config))
 
     @activity.defn
     async def register_config(self, proposal: ConfigProposal) -> StoredConfig | None:

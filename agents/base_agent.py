@@ -88,6 +88,11 @@ class BaseAgent(ABC, Generic[S]):
     settings_model: ClassVar[type[BaseModel]] = FreeFormSettings
     """Set from the class's type parameter (``BaseAgent[DiskSettings]``); rarely set by hand."""
 
+    pure_decisions: ClassVar[bool] = False
+    """True when ``_process_event_specific`` only reads the event and the agent's settings (no
+    I/O, no model call, no clock): then ``aiops what-if`` and config cases may re-run it freely on
+    recorded or written events. Leave False when deciding asks anything outside (the llm agent)."""
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for base in cls.__dict__.get("__orig_bases__", ()):

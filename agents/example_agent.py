@@ -57,6 +57,8 @@ def drifted_resources(event: SystemEvent) -> list[str]:
 
 @register_agent("example")
 class ExampleAgent(BaseAgent[ExampleSettings]):
+    pure_decisions = True  # deciding reads only the event and the settings
+
     def __init__(self, config: AgentConfig) -> None:
         super().__init__(config)
         self._scratch: str | None = None

@@ -7,6 +7,7 @@ and the audit sub-client are the only parts of the client that touch the databas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from temporalio.client import WorkflowUpdateFailedError
@@ -21,6 +22,7 @@ from aiops.contracts.activities import StoredConfig
 from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
 from aiops.contracts.config import AgentConfig
 from aiops.keys import KeyFile
+from aiops.whatif import WhatIfReport, what_if
 from workflows import approval_token
 from workflows.agent.command_gate import reconfigure_digest
 from workflows.agent.workflow import AgentWorkflow
@@ -69,6 +71,21 @@ class ConfigClient:
             raise ConfigRefusedError(message) from err
         except RPCError as err:
             raise no_agent(agent_id, err) from err
+
+    async def what_if(
+        self,
+        candidate: AgentConfig,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        listed_limit: int = 200,
+        progress: Callable[[int], None] | None = None,
+    ) -> WhatIfReport:
+        """What ``candidate`` would have done with what its agent received and proposed in the
+        window, read from the audit log (read-only; see docs/what-if.md); an agent type that
+        declares pure decisions has its hook re-run on the events its workflow histories hold.
+        ``progress`` hears the rows (or re-run events) so far."""
+        pool = self._conn.database()
+        return await what_if(pool, candidate, since, until, listed_limit, progress, self._conn.client)
 
     # ----- the stored versions (PostgreSQL) -----------------------------------------------------
 

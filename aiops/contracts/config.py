@@ -20,6 +20,7 @@ from aiops.contracts.models import (
     AgentType,
     AutomationLevel,
     RiskLevel,
+    SystemEvent,
     _non_finite,
     _oversized,
     _Strict,
@@ -300,6 +301,49 @@ class ApprovalSettings(_Strict):
         return next((a for a in self.approvers if a.name == name), None)
 
 
+MAX_CONFIG_CASES = 50
+MAX_CASE_EVENT_BYTES = 16_000
+
+
+class CaseOutcome(StrEnum):
+    """What the policy does with a case's proposed action (``aiops.contracts.policy.Outcome``)."""
+
+    RUN = "run"  # runs on its own
+    APPROVAL = "approval"  # waits for approval
+    DENY = "deny"
+
+
+class CaseExpectation(_Strict):
+    """What a config case expects. ``action`` is required: the proposed action type, or null for
+    "proposes nothing"; ``risk`` and ``outcome`` are checked only when given."""
+
+    action: str | None = Field(max_length=100)
+    risk: RiskLevel | None = None
+    outcome: CaseOutcome | None = None
+
+
+class ConfigCase(_Strict):
+    """A test inside a config: this event must lead to this proposal and this policy outcome.
+
+    Run by ``aiops config test``, and on every config change (the reconfigure path's validation
+    activity, on a worker of the agent's type): a config whose cases fail is refused, naming them.
+    The outcome is the policy's with no history (no open circuit breaker, no rate limit spent).
+    """
+
+    name: str = Field(min_length=1, max_length=200)
+    event: SystemEvent
+    expect: CaseExpectation
+
+    @model_validator(mode="after")
+    def _small_event(self) -> ConfigCase:
+        size = len(self.event.model_dump_json())
+        if size > MAX_CASE_EVENT_BYTES:
+            raise ValueError(
+                f"case {self.name[:60]!r}: its event is {size} bytes, over {MAX_CASE_EVENT_BYTES}"
+            )
+        return self
+
+
 class AgentConfig(_Strict):
     id: str
     name: str
@@ -314,6 +358,21 @@ class AgentConfig(_Strict):
     approval: ApprovalSettings = Field(default_factory=ApprovalSettings)
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     version: int = Field(default=0, ge=0)
+    # Cases the config must pass before it is applied (see ConfigCase); names are unique. Left
+    # out of the JSON when empty, so a config without cases serializes (and its signed
+    # reconfigure digest, and the recorded histories) exactly as before the field existed.
+    tests: list[ConfigCase] = Field(
+        default_factory=list, max_length=MAX_CONFIG_CASES, exclude_if=lambda cases: not cases
+    )
+
+    @field_validator("tests")
+    @classmethod
+    def _unique_case_names(cls, value: list[ConfigCase]) -> list[ConfigCase]:
+        names = [c.name for c in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"case names must be unique; named twice: {twice[:5]}")
+        return value
 
     @field_validator("id")
     @classmethod

@@ -39,6 +39,8 @@ REVIEWED = Reviewed(
 class AnsibleAgent(BaseAgent[AnsibleSettings]):
     """Configuration drift by ``ansible-playbook --check --diff``; the approved run converges it."""
 
+    pure_decisions = True  # deciding reads only the event and the settings
+
     def _validate_settings_specific(self, settings: AnsibleSettings) -> list[str]:
         return playbook_problems(settings)
 

@@ -31,6 +31,8 @@ ACTION_KIND = "disk_cleanup"
 class DiskAgent(BaseAgent[DiskSettings]):
     """Watches filesystem usage and cleans configured roots (see the package docstring)."""
 
+    pure_decisions = True  # deciding reads only the event and the settings
+
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.METRIC_THRESHOLD, EventType.ALERT]
 

@@ -29,6 +29,8 @@ from aiops.contracts.models import (
 class PostgresAgent(BaseAgent[PostgresSettings]):
     """Long queries, idle transactions, lock chains, bloat and saturation on one PostgreSQL server."""
 
+    pure_decisions = True  # deciding reads only the event and the settings
+
     @property
     def ledger(self) -> ActionLedger:
         return ActionLedger(self.settings.ledger_dir(self.agent_id))

@@ -36,6 +36,8 @@ WHAT = {"down": "is down", "unhealthy": "fails its health check", "alert": "is a
 class ServiceAgent(BaseAgent[ServiceSettings]):
     """Watches supervisor programs and restarts them, boundedly (see the package docstring)."""
 
+    pure_decisions = True  # deciding reads only the event and the settings
+
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.HEALTH_CHECK, EventType.ALERT]
 

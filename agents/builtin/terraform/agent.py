@@ -43,6 +43,8 @@ REVIEWED = Reviewed(
 class TerraformAgent(BaseAgent[TerraformSettings]):
     """Terraform drift: plan to detect, approve the rendered plan, apply exactly that plan."""
 
+    pure_decisions = True  # deciding reads only the event and the settings
+
     _initialized_dirs: set[str] | None = None
 
     def _validate_settings_specific(self, settings: TerraformSettings) -> list[str]:
