@@ -34,12 +34,12 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.codec import DATA_CONVERTER
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
@@ -96,7 +96,7 @@ async def ui_server() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
     ui_port = free_port()
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=ui_port,
