@@ -24,7 +24,7 @@ APPROVALS = SearchAttributeKey.for_int("AiopsApprovals")  # distinct approvers s
 APPROVALS_NEEDED = SearchAttributeKey.for_int("AiopsApprovalsNeeded")  # 0: no approval needed
 # An agent's health summary (aiops/contracts/health_summary.py): "ok" or flags, set on change.
 HEALTH = SearchAttributeKey.for_keyword("AiopsHealth")
-# An action's one-line summary for the inbox: "type on targets: description", set when it starts.
+# An action's one-line summary for the inbox: "targets: description", set when it starts.
 # Keyword, not Text: a column to read and a prefix to filter on (STARTS_WITH), and SQL visibility
 # stores few Text attributes. Never encrypted (docs/encryption.md): it holds no parameters.
 SUMMARY = SearchAttributeKey.for_keyword("AiopsSummary")

@@ -82,11 +82,12 @@ def static_summary(action: AgentAction) -> str:
 
 def inbox_summary(action: AgentAction) -> str:
     """The inbox's ``AiopsSummary`` column: what the action is, on one safe line of at most
-    ``sa.SUMMARY_MAX_CHARS``. Only the type, targets and description (search attributes are never
-    encrypted: no parameters here); the risk has a column of its own."""
+    ``sa.SUMMARY_MAX_CHARS``: its targets, then its description (search attributes are never
+    encrypted: no parameters here). Targets first and nothing else, so the start of the line, all
+    a 1440 px screen shows of the inbox's last column, says on what; the risk has its own column."""
     targets = ", ".join(action.target_resources[:3]) or "-"
     more = f" (+{len(action.target_resources) - 3})" if len(action.target_resources) > 3 else ""
-    return sa.summary_value(f"{action.type.value} on {targets}{more}: {action.description}")
+    return sa.summary_value(f"{targets}{more}: {action.description}")
 
 
 def static_details(
