@@ -26,9 +26,7 @@ def action(description: str, targets: list[str]) -> AgentAction:
 
 
 def test_it_says_what_the_action_is_and_on_what() -> None:
-    assert inbox_summary(action("restart nginx after OOM", ["web-1"])) == (
-        "web-1: restart nginx after OOM"
-    )
+    assert inbox_summary(action("restart nginx after OOM", ["web-1"])) == "web-1: restart nginx after OOM"
     many = inbox_summary(action("drain", ["a", "b", "c", "d", "e"]))
     assert many == "a, b, c (+2): drain"
 
