@@ -4,7 +4,8 @@ Settings come from the SDK's environment configuration, the same sources the
 ``temporal`` CLI reads: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
 ``TEMPORAL_API_KEY``, the ``TEMPORAL_TLS_*`` variables and the profiles in
 ``temporal.toml`` (``TEMPORAL_PROFILE`` picks one). Everything crossing the
-wire uses the SDK's pydantic data converter, sealed with AES-256-GCM when
+wire uses the project's data converter (``aiops.codec.DATA_CONVERTER``: the SDK's
+pydantic one, with refusals sent without a stack trace), sealed with AES-256-GCM when
 ``AIOPS_CODEC_KEYS`` is set (``aiops.codec``; docs/encryption.md): every
 client and worker of the project connects here, so none writes in clear
 text while another encrypts.
@@ -51,7 +52,7 @@ async def connect(
     data_converter: DataConverter | None = None,
 ) -> Client:
     """A client; with no ``interceptors`` given, tracing per the ``OTEL_*`` environment; with no
-    ``data_converter``, the pydantic one with the codec ``AIOPS_CODEC_KEYS`` configures (a
+    ``data_converter``, the project's, with the codec ``AIOPS_CODEC_KEYS`` configures (a
     ``CodecConfigError`` when that is set but unusable, before anything connects)."""
     if data_converter is None:
         data_converter = data_converter_from_env()

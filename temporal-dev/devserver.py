@@ -41,6 +41,7 @@ SEARCH_ATTRIBUTES = {
     "AiopsApprovals": "Int",
     "AiopsApprovalsNeeded": "Int",
     "AiopsHealth": "Keyword",
+    "AiopsSummary": "Keyword",
 }
 START_TIMEOUT_SECONDS = 60
 

@@ -16,7 +16,6 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -25,6 +24,7 @@ from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.codec import DATA_CONVERTER
 from aiops.connection import connect
 from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
 from aiops.runtime.worker_build import build_worker
@@ -52,7 +52,7 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     load_agent_modules()
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=[
             "--dynamic-config-value",

@@ -1,18 +1,21 @@
 """The Web UI as the approver's console, end to end in a real browser (docs/web-ui.md).
 
 A dev server with its Web UI, a worker, and headless Chromium (Debian's package,
-installed by the test when missing). Two actions wait for approval. The approver
-sets up the inbox as the docs say (columns, relative times, a saved view) and sees
-risk, agent, age and approvals for both; on an action's page the timeline's steps
-read as sentences, and the current details say what to do now. A refusal shows where
-the person acted: in the update dialog at once, and for a signal at the top of the
-current details on the UI's own refresh (R), without reloading the page. Then alice
-approves with More Actions → Send a Signal, and the completed action's details say
-what happened.
+installed by the test when missing) on a 1440x900 screen. Two actions wait for approval.
+The approver sets up the inbox as the docs say (columns, collapsed navigation, relative
+times, a saved view) and sees what each action is (``AiopsSummary``), its age, risk and
+approvals, every column fully on screen; on an action's page the timeline's steps read as
+sentences, and the current details say what to do now. A refusal shows where the person
+acted: in the update dialog at once, with its reason and no stack trace (no worker file
+paths: the project's failure converter), and for a signal at the top of the current
+details on the UI's own refresh (R), without reloading the page. Then alice approves with
+More Actions → Send a Signal, R shows her approval in the details, and the completed
+action's details say what happened.
 
-Screenshots of every step land in the test's tmp_path (``inbox-columns`` and
-``action-timeline`` are the inbox and the action page); a failed step's message
-carries the page's text. Without a browser the test skips with the reason.
+Screenshots of every step land in the test's tmp_path, ``screens/`` (``inbox-columns``,
+``refused-update-dialog`` and ``action-timeline`` are the inbox, the refusal and the action
+page), printed at the end; a failed step's message carries the page's text. Without a
+browser the test skips with the reason.
 """
 
 from __future__ import annotations
@@ -34,12 +37,12 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, async_playwright, expect
 from playwright.async_api import TimeoutError as PlaywrightTimeout
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.codec import DATA_CONVERTER
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
@@ -49,6 +52,7 @@ from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.browser import (
+    LAPTOP_VIEWPORT,
     BrowserUnavailable,
     ChromiumInstall,
     Evidence,
@@ -56,7 +60,7 @@ from tests.support.browser import (
     free_port,
     launch_chromium,
 )
-from workflows.action.details import plan_step, static_summary
+from workflows.action.details import inbox_summary, plan_step, static_summary
 from workflows.approval_token import generate_private_key, private_key_pem
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.
@@ -69,11 +73,13 @@ REFUSED = {"approver": "mallory", "comment": "not on the team"}
 # docs/web-ui.md: the approval inbox's columns and saved view.
 INBOX_COLUMNS = (
     "AiopsRiskLevel",
-    "AiopsAgentId",
-    "AiopsRequestedAt",
     "AiopsApprovals",
     "AiopsApprovalsNeeded",
+    "AiopsSummary",
 )
+# The defaults an inbox does without at 1440 px: the query already says running, the id names the
+# agent (action-<agent>:<event>), and Start is the action's age.
+REMOVED_COLUMNS = ("Status", "Run ID", "Type", "End")
 INBOX_VIEW = "Approval inbox"
 UI_TIMEOUT_MS = 30_000
 
@@ -96,7 +102,7 @@ async def ui_server() -> AsyncIterator[tuple[WorkflowEnvironment, int]]:
     ui_port = free_port()
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         search_attributes=SEARCH_ATTRIBUTES,
         ui=True,
         ui_port=ui_port,
@@ -138,7 +144,9 @@ async def test_approve_a_pending_action_in_the_web_ui(
 
     async with async_playwright() as playwright:
         try:
-            browser = await launch_chromium(playwright, chromium.path, tmp_path / "chromium-profile")
+            browser = await launch_chromium(
+                playwright, chromium.path, tmp_path / "chromium-profile", viewport=LAPTOP_VIEWPORT
+            )
         except BrowserUnavailable as err:
             pytest.skip(f"the Web UI test needs Chromium: {err}")
         try:
@@ -156,7 +164,11 @@ async def test_approve_a_pending_action_in_the_web_ui(
                 signed = await aiops.approvals.token(action_id, ALICE)
                 approval = {**signed.model_dump(exclude_none=True), "comment": APPROVAL["comment"]}
                 other = agent_config("scripted", approval=team())
-                _, other_id, _ = await start_pending_action(aiops, other, "critical")
+                _, other_id, other_record = await start_pending_action(aiops, other, "critical")
+                summaries = {
+                    action_id: inbox_summary(record.action),
+                    other_id: inbox_summary(other_record.action),
+                }
                 started = time.monotonic()
 
                 async with evidence.step("inbox"):
@@ -167,7 +179,8 @@ async def test_approve_a_pending_action_in_the_web_ui(
                         page.get_by_role("link", name=f"agent-{config.id}", exact=True)
                     ).to_have_count(0)
                     await _set_up_the_inbox(page)
-                    # Each pending action's row reads: risk, agent, age, approvals so far and needed.
+                    # Each pending action's row reads: what it is, risk, agent, age, approvals so far
+                    # and needed.
                     for row_of, risk, agent, needed in (
                         (action_id, "high", config.id, 1),
                         (other_id, "critical", other.id, 2),
@@ -175,15 +188,25 @@ async def test_approve_a_pending_action_in_the_web_ui(
                         row = page.get_by_role("row").filter(
                             has=page.get_by_role("link", name=row_of, exact=True)
                         )
+                        await expect(row).to_contain_text(summaries[row_of])
                         await expect(row).to_contain_text(risk)
                         await expect(row).to_contain_text(agent)
                         await expect(row).to_contain_text(re.compile(r"\d+ (second|minute)s? ago"))
                         cells = [c.strip() for c in await row.get_by_role("cell").all_inner_texts()]
-                        assert cells[-2:] == ["0", str(needed)], cells
+                        assert cells[-3:-1] == ["0", str(needed)], cells
                     await page.get_by_role("button", name=INBOX_VIEW).wait_for()
+                    await _fits_the_screen(page, INBOX_COLUMNS, list(summaries.values()))
                 inbox_shot = await evidence.shot("inbox-columns")
                 inbox_text = await evidence.all_text()
-                for needle in (INBOX_VIEW, *INBOX_COLUMNS, action_id, other_id, "critical", "ago"):
+                for needle in (
+                    INBOX_VIEW,
+                    *INBOX_COLUMNS,
+                    action_id,
+                    other_id,
+                    "critical",
+                    "ago",
+                    *summaries.values(),
+                ):
                     assert needle in inbox_text, needle
                 assert inbox_shot.stat().st_size > 10_000  # a real picture of the table, not a blank page
 
@@ -227,6 +250,13 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     await _type_data(page, dialog, {**REFUSED, "approve": True})
                     await dialog.get_by_role("button", name="Submit", exact=True).click()
                     await expect(dialog).to_contain_text("unknown approver 'mallory'")
+                    # The reason, and no stack trace: no worker file paths (aiops.codec.failures).
+                    refused_shot = await evidence.shot("refused-update-dialog")
+                    shown = await evidence.all_text()
+                    assert "unknown approver 'mallory'" in shown
+                    for trace in ("Traceback", 'File "/', '.py", line'):
+                        assert trace not in shown, (trace, shown[-2000:])
+                    assert refused_shot.stat().st_size > 10_000
                     await dialog.get_by_role("button", name="Cancel", exact=True).last.click()
                     await expect(dialog).to_be_hidden()
 
@@ -259,6 +289,17 @@ async def test_approve_a_pending_action_in_the_web_ui(
                     # sometimes keeps spinning when the action completes during the UI's refresh that
                     # follows a signal (seen with UI 2.54.1); the reload below leaves it behind.
                     done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
+
+                async with evidence.step("details-after-signal"):
+                    # The decision is in the current details on the UI's own refresh (R), no reload:
+                    # the UI fetches them only then (docs/web-ui.md), the workflow rewrote them at once.
+                    url = page.url
+                    if await dialog.is_visible():  # still spinning (see above): out of the way
+                        await page.keyboard.press("Escape")
+                    await page.keyboard.press("r")
+                    text = await evidence.wait_for_text(["Approved by alice (signed; signal"])
+                    assert "Waiting for approval: 0 of 1" not in text
+                    assert page.url == url
                 browser_seconds = time.monotonic() - started
 
                 async with evidence.step("completed"):
@@ -305,15 +346,40 @@ async def _set_up_the_inbox(page: Page) -> None:
     await page.get_by_role("button", name="Configure Columns").click()
     for name in INBOX_COLUMNS:
         await page.get_by_role("button", name=f"Add {name} column").click()
-    for name in ("Run ID", "Type", "End"):
+    for name in REMOVED_COLUMNS:
         await page.get_by_role("button", name=f"Remove {name} column").click()
     await page.get_by_role("button", name=re.compile("close", re.I)).first.click()
+    await page.get_by_title("Collapse Navigation").click()  # the table gets the screen's width
     await page.get_by_test_id("timezones-menu-button").click()
     await page.get_by_test_id("timezones-relative-toggle").click()
     await page.get_by_test_id("timezones-menu-button").click()
     await page.get_by_role("button", name="Save as New").click()
     await page.get_by_test_id("workflow-save-view-modal-input").fill(INBOX_VIEW)
     await page.get_by_role("dialog").filter(visible=True).get_by_role("button", name="Save").click()
+
+
+# Where an element lies, and the visible part of the scrolling box that holds it (the table's).
+_VISIBLE_IN_ITS_BOX = """el => {
+    let box = el.parentElement;
+    while (box && !(box.scrollWidth > box.clientWidth && getComputedStyle(box).overflowX !== "visible")) {
+        box = box.parentElement;
+    }
+    const r = el.getBoundingClientRect();
+    const b = box ? box.getBoundingClientRect() : {left: 0, right: window.innerWidth};
+    const to = Math.min(b.right, window.innerWidth);
+    return {left: r.left, right: r.right, from: Math.max(b.left, 0), to};
+}"""
+
+
+async def _fits_the_screen(page: Page, columns: tuple[str, ...], texts: list[str]) -> None:
+    """Every inbox column's header and each of ``texts`` (cells) is fully visible, not cut off
+    by the edge of the table or of the screen, without scrolling."""
+    things = [page.get_by_role("columnheader", name=name, exact=True) for name in columns]
+    things += [page.get_by_role("cell", name=text, exact=True).first for text in texts]
+    for thing in things:
+        where = await thing.evaluate(_VISIBLE_IN_ITS_BOX)
+        what = await thing.inner_text()
+        assert where["from"] <= where["left"] and where["right"] <= where["to"] + 0.5, (what, where)
 
 
 async def _open(page: Page, item: str) -> Locator:

@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.agent import AgentRunState, AgentState, PendingAction
     from aiops.contracts.models import AgentAction, SystemEvent
     from aiops.contracts.policy import Outcome, decide
-    from workflows.action.details import static_details, static_summary
+    from workflows.action.details import inbox_summary, static_details, static_summary
     from workflows.action.workflow import ActionWorkflow
     from workflows.agent.state import policy_context
 
@@ -75,6 +75,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
                     SearchAttributePair(sa.AGENT_TYPE, s.config.type),
                     SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
                     SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
+                    SearchAttributePair(sa.SUMMARY, inbox_summary(action)),
                 ]
             ),
             static_summary=static_summary(action),

@@ -14,7 +14,8 @@ what stays visible on the server without the key.
 """
 
 from aiops.codec.aes import ENCODING, KEY_ID_METADATA, CodecError, EncryptionCodec, UnknownKeyError
-from aiops.codec.converter import codec_data_converter, data_converter_from_env
+from aiops.codec.converter import DATA_CONVERTER, codec_data_converter, data_converter_from_env
+from aiops.codec.failures import AiopsEncodedFailureConverter, AiopsFailureConverter, is_refusal
 from aiops.codec.settings import (
     CURRENT_ENV,
     KEYS_ENV,
@@ -26,9 +27,12 @@ from aiops.codec.settings import (
 
 __all__ = [
     "CURRENT_ENV",
+    "DATA_CONVERTER",
     "ENCODING",
     "KEYS_ENV",
     "KEY_ID_METADATA",
+    "AiopsEncodedFailureConverter",
+    "AiopsFailureConverter",
     "CodecConfigError",
     "CodecError",
     "CodecKeys",
@@ -37,5 +41,6 @@ __all__ = [
     "codec_data_converter",
     "codec_from_env",
     "data_converter_from_env",
+    "is_refusal",
     "load_keys",
 ]

@@ -1,9 +1,14 @@
-"""The data converter every client and worker of the project uses, with or without the codec.
+"""The project's data converter: the one every client, worker and test of the project uses.
 
-With a codec, failures are encoded too (``DefaultFailureConverterWithEncodedAttributes``): a
-failure's message and stack trace are not payloads, so without this option they would reach the
-server in clear, and an exception's message often quotes the data it failed on. The server then
-shows "Encoded failure" in their place; a client with the codec reads them back.
+``DATA_CONVERTER`` (no codec) and ``codec_data_converter(codec)`` are the SDK's pydantic data
+converter with the project's failure converter (``aiops.codec.failures``: a refusal travels as
+its reason, without a stack trace; a bug keeps its stack trace).
+
+With a codec, failures are encoded too (``AiopsEncodedFailureConverter``, the same rule on top of
+the SDK's ``DefaultFailureConverterWithEncodedAttributes``): a failure's message and stack trace
+are not payloads, so without this option they would reach the server in clear, and an exception's
+message often quotes the data it failed on. The server then shows "Encoded failure" in their
+place; a client with the codec reads them back.
 """
 
 from __future__ import annotations
@@ -12,19 +17,21 @@ import dataclasses
 from collections.abc import Mapping
 
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import DataConverter, PayloadCodec
 
+from aiops.codec.failures import AiopsEncodedFailureConverter, AiopsFailureConverter
 from aiops.codec.settings import codec_from_env
+
+# The project's data converter in clear text (tests, replay, anything without AIOPS_CODEC_KEYS).
+DATA_CONVERTER = dataclasses.replace(pydantic_data_converter, failure_converter_class=AiopsFailureConverter)
 
 
 def codec_data_converter(codec: PayloadCodec | None) -> DataConverter:
-    """The pydantic data converter, sealed with ``codec`` when given (and failures encoded)."""
+    """The project's data converter, sealed with ``codec`` when given (and failures encoded)."""
     if codec is None:
-        return pydantic_data_converter
+        return DATA_CONVERTER
     return dataclasses.replace(
-        pydantic_data_converter,
-        payload_codec=codec,
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        DATA_CONVERTER, payload_codec=codec, failure_converter_class=AiopsEncodedFailureConverter
     )
 
 

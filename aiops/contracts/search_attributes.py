@@ -8,6 +8,7 @@ person can work from the Web UI's workflow list, not only from ``aiops approvals
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
@@ -23,6 +24,11 @@ APPROVALS = SearchAttributeKey.for_int("AiopsApprovals")  # distinct approvers s
 APPROVALS_NEEDED = SearchAttributeKey.for_int("AiopsApprovalsNeeded")  # 0: no approval needed
 # An agent's health summary (aiops/contracts/health_summary.py): "ok" or flags, set on change.
 HEALTH = SearchAttributeKey.for_keyword("AiopsHealth")
+# An action's one-line summary for the inbox: "targets: description", set when it starts.
+# Keyword, not Text: a column to read and a prefix to filter on (STARTS_WITH), and SQL visibility
+# stores few Text attributes. Never encrypted (docs/encryption.md): it holds no parameters.
+SUMMARY = SearchAttributeKey.for_keyword("AiopsSummary")
+SUMMARY_MAX_CHARS = 200
 
 ALL: tuple[SearchAttributeKey[Any], ...] = (
     AGENT_ID,
@@ -34,6 +40,7 @@ ALL: tuple[SearchAttributeKey[Any], ...] = (
     APPROVALS,
     APPROVALS_NEEDED,
     HEALTH,
+    SUMMARY,
 )
 
 # The names the ``temporal`` CLI (``--type``, ``start-dev --search-attribute Name=Type``) takes.
@@ -52,6 +59,19 @@ def cli_type(key: SearchAttributeKey[Any]) -> str:
 REGISTER_COMMAND = "temporal operator search-attribute create " + " ".join(
     f"--name {key.name} --type {cli_type(key)}" for key in ALL
 )
+
+
+# Control characters (C0, DEL, C1) and the bidi controls that can make a column read other than
+# it is stored (overrides, embeddings, isolates, marks), zero-width characters, and the line and
+# paragraph separators.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
+
+
+def summary_value(text: str, limit: int = SUMMARY_MAX_CHARS) -> str:
+    """``text`` as one safe line for ``AiopsSummary``: control and bidi characters become spaces,
+    runs of white space one space, and a text longer than ``limit`` ends in "…" within it."""
+    line = " ".join(_UNSAFE.sub(" ", text).split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
 def quoted(value: str) -> str:

@@ -106,8 +106,15 @@ def _tail(log: list[str]) -> str:
     return log[-1][-1500:] if log else "(no output)"
 
 
-async def launch_chromium(playwright: Any, path: str, user_data_dir: Path) -> Any:
-    """A headless Chromium context on a new, empty profile directory.
+DEFAULT_VIEWPORT = {"width": 1600, "height": 1000}
+# An ordinary laptop screen: the approval inbox's columns must fit it (docs/web-ui.md).
+LAPTOP_VIEWPORT = {"width": 1440, "height": 900}
+
+
+async def launch_chromium(
+    playwright: Any, path: str, user_data_dir: Path, viewport: dict[str, int] | None = None
+) -> Any:
+    """A headless Chromium context on a new, empty profile, ``viewport`` wide (1600x1000 unless told).
 
     Playwright refuses ``--user-data-dir`` in ``args``; a persistent context
     passes the same flag itself.
@@ -119,7 +126,7 @@ async def launch_chromium(playwright: Any, path: str, user_data_dir: Path) -> An
             executable_path=path,
             headless=True,
             args=CHROMIUM_FLAGS,
-            viewport={"width": 1600, "height": 1000},
+            viewport=viewport or DEFAULT_VIEWPORT,
             timeout=60_000,
         )
     except Exception as err:

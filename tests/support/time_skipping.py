@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from aiops.codec import DATA_CONVERTER
 from aiops.namespace_setup import ensure_search_attributes
 
 TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
@@ -23,7 +23,7 @@ TEST_SERVER = str(Path(sys.executable).parent / "temporal-test-server")
 @asynccontextmanager
 async def time_skipping_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=TEST_SERVER, data_converter=pydantic_data_converter
+        test_server_existing_path=TEST_SERVER, data_converter=DATA_CONVERTER
     )
     await ensure_search_attributes(env.client)
     try:

@@ -15,6 +15,7 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 
+from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import (
     ABORT,
     AGENT_MESSAGES,
@@ -77,6 +78,16 @@ def wrapped_command(verb: str, workflow_id: str, name: str, body: Mapping[str, o
 def static_summary(action: AgentAction) -> str:
     targets = ", ".join(action.target_resources[:3]) or "-"
     return f"[{action.risk_level.value}] {action.type.value} on {targets}: {action.description}"[:200]
+
+
+def inbox_summary(action: AgentAction) -> str:
+    """The inbox's ``AiopsSummary`` column: what the action is, on one safe line of at most
+    ``sa.SUMMARY_MAX_CHARS``: its targets, then its description (search attributes are never
+    encrypted: no parameters here). Targets first and nothing else, so the start of the line, all
+    a 1440 px screen shows of the inbox's last column, says on what; the risk has its own column."""
+    targets = ", ".join(action.target_resources[:3]) or "-"
+    more = f" (+{len(action.target_resources) - 3})" if len(action.target_resources) > 3 else ""
+    return sa.summary_value(f"{targets}{more}: {action.description}")
 
 
 def static_details(
