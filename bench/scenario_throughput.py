@@ -20,7 +20,14 @@ from temporalio.client import Client, WorkflowHandle
 
 from aiops.client import AiopsClient
 from aiops.client.events import INTAKE_IN_FLIGHT_PER_AGENT
-from aiops.contracts.agent import WORKFLOW_TYPE, AgentState, AgentStatus, EventOutcome, agent_workflow_id
+from aiops.contracts.agent import (
+    WORKFLOW_TYPE,
+    AgentMessages,
+    AgentState,
+    AgentStatus,
+    EventOutcome,
+    agent_workflow_id,
+)
 from bench.bench_common import Counter, bounded, event_payload, profiled, wait_until
 from bench.raw_workflows import RawDecider, RawFleetSink
 from tests.helpers import agent_config
@@ -398,7 +405,7 @@ async def history_per_event(bench: Bench, k: int) -> tuple[float, float, float, 
     await asyncio.sleep(0.5)
     first_signal = (await handle_signal.describe()).raw_description.workflow_execution_info.history_length
     for i in range(k):
-        await handle_signal.signal("submit_event", event_payload(i))
+        await handle_signal.signal(AgentMessages.submit_event, event_payload(i))
         await wait_until(lambda i=i: _processed_at_least(bench, by_signal, 2 + i))
     await asyncio.sleep(0.5)
     signal = await _added(handle_signal, first_signal)

@@ -49,6 +49,7 @@ from agents.llm.proposal import (
 from agents.llm.settings import LlmSettings, diagnosis_timeout, parse_settings, settings_problems
 from agents.registry import register_agent, register_worker_plugin
 from agents.services import framework_services
+from aiops.contracts.agent import AgentMessages, agent_workflow_id
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
 from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
@@ -203,8 +204,10 @@ class LlmAgent(BaseAgent):
         )
         try:
             client: Client = runtime.get_client()
-            await client.get_workflow_handle(f"agent-{target}").signal(
-                "submit_event", alert.model_dump(mode="json")
+            # A signal, not the intake update: an agent escalating to itself would wait on its own
+            # decision. The signal is the agent's declared entry point (AgentMessages).
+            await client.get_workflow_handle(agent_workflow_id(target)).signal(
+                AgentMessages.submit_event, alert.model_dump(mode="json")
             )
         except Exception as err:  # escalation is best effort: the no-proposal is logged either way
             outcomes.warning("llm agent %s could not escalate to %s: %s", self.agent_id, target, err)
