@@ -22,7 +22,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client.agents import AgentsClient
 from aiops.client.common import Connection, no_agent
-from aiops.client.errors import ClientError, EventsRejectedError, IntakeRefusedError
+from aiops.client.errors import ClientError, EventsRejectedError, EventTooLargeError, IntakeRefusedError
 from aiops.contracts.agent import (
     INTAKE_REFUSED,
     MAX_EVENTS_PER_INTAKE,
@@ -32,6 +32,7 @@ from aiops.contracts.agent import (
     IntakeRequest,
     agent_workflow_id,
 )
+from aiops.contracts.limits import MAX_EVENT_BYTES, MAX_INTAKE_BYTES, UNMEASURABLE, json_size, over_budget
 from aiops.contracts.models import AgentConfig, SystemEvent
 from workflows.agent_workflow import AgentWorkflow
 
@@ -86,7 +87,9 @@ class EventsClient:
         batcher = self._batchers.get(agent_id)
         if batcher is None:
             batcher = self._batchers[agent_id] = _Batcher(lambda batch: self.submit(agent_id, batch))
-        answer = await batcher.add(_jsonable(event))
+        payload = _jsonable(event)
+        checked_size(payload)
+        answer = await batcher.add(payload)
         if answer.outcome == EventOutcome.REJECTED:
             raise EventsRejectedError([answer], [answer])
         return answer
@@ -129,20 +132,15 @@ class EventsClient:
         reported taken that the agent did not take. With ``config``, the agent is started first
         if it is not running (update-with-start: two starters never make two agents).
         """
+        payloads = [_jsonable(event) for event in events]
+        sizes = [checked_size(payload, index) for index, payload in enumerate(payloads)]  # before anything
         if config is not None:
             if config.id != agent_id:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             if require_worker:
                 await self._agents.require_worker_for(config.type)
-        size = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
         answers: list[EventAnswer] = []
-        batch: list[Any] = []
-        for event in events:
-            batch.append(_jsonable(event))
-            if len(batch) >= size:
-                answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
-                batch = []
-        if batch:
+        for batch in batches(payloads, sizes, batch_size):
             answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
         return answers
 
@@ -225,6 +223,40 @@ class EventsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+
+
+def checked_size(payload: Any, index: int = 0) -> int:
+    """An event's size as the agent's intake measures it; ``EventTooLargeError`` over the limit.
+
+    Checked here, before anything is sent: an update over Temporal's payload limit fails the agent's
+    workflow task instead of answering, so the sender would wait out its patience for an opaque error.
+    """
+    name = payload.get("id") if isinstance(payload, dict) else None
+    what = f"event {str(name)[:64]!r}" if isinstance(name, str) else f"event #{index + 1}"
+    size = json_size(payload)
+    if size >= UNMEASURABLE:
+        raise EventTooLargeError(f"{what} is nested too deeply to encode as JSON")
+    if size > MAX_EVENT_BYTES:
+        raise EventTooLargeError(over_budget(what, size, MAX_EVENT_BYTES) + " of one event; nothing was sent")
+    return size
+
+
+def batches(payloads: list[Any], sizes: list[int], batch_size: int) -> list[list[Any]]:
+    """The payloads in order, at most ``batch_size`` (and ``MAX_EVENTS_PER_INTAKE``) a batch and at most
+    ``MAX_INTAKE_BYTES`` of JSON together, so no update is over Temporal's payload limit."""
+    count = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
+    out: list[list[Any]] = []
+    batch: list[Any] = []
+    total = 0
+    for payload, size in zip(payloads, sizes, strict=True):
+        if batch and (len(batch) >= count or total + size + 1 > MAX_INTAKE_BYTES):
+            out.append(batch)
+            batch, total = [], 0
+        batch.append(payload)
+        total += size + 1
+    if batch:
+        out.append(batch)
+    return out
 
 
 class _Batcher:

@@ -19,9 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from aiops.contracts.models import SystemEvent
 from aiops.gateway.routing import Route
 
-# The agent workflow refuses events over this many bytes (MAX_EVENT_BYTES in workflows/agent_state.py);
-# the gateway refuses them up front, with the reason, instead of letting a signal drop them silently.
-MAX_EVENT_BYTES = 32_000
+# The agent workflow refuses events over MAX_EVENT_BYTES (aiops.contracts.limits); the gateway
+# refuses them up front, with the reason, instead of letting a signal drop them silently.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -36,9 +36,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route as HttpRoute
 
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
-from aiops.gateway.alertmanager import MAX_EVENT_BYTES, WebhookPayload, alert_event, event_size
+from aiops.gateway.alertmanager import WebhookPayload, alert_event, event_size
 from aiops.gateway.config import LoadedConfig, Source, describe
 from aiops.gateway.delivery import Connector, DeliveredIds, Deliverer, one_line
 from aiops.gateway.metrics import GatewayMetrics
