@@ -80,7 +80,7 @@ class AgentType(StrEnum):
     CUSTOM = "custom"
 
 
-AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AGENT_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def _non_finite(value: Any, where: str) -> list[str]:
