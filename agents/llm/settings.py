@@ -69,7 +69,9 @@ class BudgetSettings(_Settings):
     per_hour: Limits = Field(default_factory=_hourly)
 
 
-ParameterName = Annotated[str, Field(pattern=r"\A[A-Za-z_][A-Za-z0-9_]{0,63}\Z")]
+# Pydantic checks ``pattern`` with Rust's regex engine, where ``$`` is the end of the text (no final
+# newline slips through, unlike Python's ``re``).
+ParameterName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
 
 
 class ParameterSpec(_Settings):

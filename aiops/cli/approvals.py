@@ -21,6 +21,7 @@ from aiops.cli.output import (
     emit,
     pairs,
     repeat,
+    shown,
     table,
     when,
 )
@@ -213,7 +214,7 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
             )
         out = console()
         for part in parts:
-            out.print(part)
+            out.print(shown(part) if isinstance(part, Text) else part)  # tables escape cell by cell
             out.print()
 
     emit(ctx, entry(action_id, record), render)

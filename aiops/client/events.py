@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
@@ -139,6 +140,7 @@ class EventsClient:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             if require_worker:
                 await self._agents.require_worker_for(config.type)
+                await self._agents.check_config(config)
         answers: list[EventAnswer] = []
         for batch in batches(payloads, sizes, batch_size):
             answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
@@ -233,12 +235,27 @@ def checked_size(payload: Any, index: int = 0) -> int:
     """
     name = payload.get("id") if isinstance(payload, dict) else None
     what = f"event {str(name)[:64]!r}" if isinstance(name, str) else f"event #{index + 1}"
-    size = json_size(payload)
+    size = _intake_size(payload)
     if size >= UNMEASURABLE:
         raise EventTooLargeError(f"{what} is nested too deeply to encode as JSON")
     if size > MAX_EVENT_BYTES:
         raise EventTooLargeError(over_budget(what, size, MAX_EVENT_BYTES) + " of one event; nothing was sent")
     return size
+
+
+# The longest timestamp the intake can give an event that has none (microseconds, UTC).
+_LONGEST_NOW = datetime(2000, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC)
+
+
+def _intake_size(payload: Any) -> int:
+    """The size the intake measures, ``len(event.model_dump_json())``, with the timestamp it would
+    add; a payload that is not an event is measured as JSON (the agent says what is wrong with it)."""
+    if isinstance(payload, dict):
+        try:
+            return len(SystemEvent.model_validate({"timestamp": _LONGEST_NOW, **payload}).model_dump_json())
+        except (ValidationError, RecursionError, ValueError):
+            pass
+    return json_size(payload)
 
 
 def batches(payloads: list[Any], sizes: list[int], batch_size: int) -> list[list[Any]]:

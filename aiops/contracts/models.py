@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiops.contracts.secret_refs import is_reference, literal_secret_problems
+from aiops.contracts.text import name_problem
 
 
 class EventType(StrEnum):
@@ -145,6 +146,16 @@ class SystemEvent(_Strict):
     timestamp: datetime = Field(default_factory=_wall_clock)
     data: dict[str, Any] = Field(default_factory=dict)
     correlation_id: str | None = None
+
+    @field_validator("id", "source", "correlation_id")
+    @classmethod
+    def _names_are_visible(cls, value: str | None) -> str | None:
+        """Ids, the source and the correlation id name things a person reads and workflow ids are
+        built from: no control, invisible or bidi character (``aiops.contracts.text``)."""
+        problem = name_problem(value, "it") if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class AgentAction(_Strict):

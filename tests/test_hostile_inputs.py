@@ -1,0 +1,267 @@
+"""Hostile input at every entry point the client, the CLI, the gateway and the llm plugin own.
+
+Each value is tried at its limit, just over it and far over it (5 MB), with control characters,
+deep nesting, NaN and wrong types: every one is refused with a message that says what, with no
+traceback, no 5xx and nothing stored, or taken and decided. Against real servers (Temporal dev
+server, PostgreSQL); the stuck-task guard (tests/conftest.py) reads every history these tests touch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
+from pydantic_ai.models.function import AgentInfo, FunctionModel
+from pydantic_ai.usage import RequestUsage
+from temporalio import workflow
+from temporalio.client import Client
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+from typer.testing import CliRunner, Result
+
+from aiops.cli import app
+from aiops.client import AiopsClient
+from aiops.client.errors import ConfigRefusedError, EventTooLargeError
+from aiops.contracts.action import ActionStatus
+from aiops.contracts.limits import MAX_ACTION_INPUT_BYTES, MAX_EVENT_BYTES, json_size
+from tests.conftest import STUCK_TASK_MARKER, failed_workflow_tasks
+from tests.helpers import agent_config, event, eventually, team, wait_pending
+from tests.support.llm_models import RESTART_ANSWER, register
+from tests.support.postgres_server import PostgresServer
+
+FIVE_MB = 5 * 1024 * 1024
+RUNNER = CliRunner()
+
+
+def sized_event(total: int, **fields: Any) -> dict[str, Any]:
+    """An event dict whose JSON is exactly ``total`` bytes (as the intake measures it)."""
+    base = {"id": fields.pop("id", f"evt-{uuid.uuid4().hex[:12]}"), "type": "alert", "source": "x", **fields}
+    base["data"] = {"blob": ""}
+    from aiops.contracts.models import SystemEvent
+
+    empty = len(SystemEvent.model_validate(base).model_dump_json())
+    base["data"] = {"blob": "a" * (total - empty)}
+    return base
+
+
+def nested(depth: int) -> Any:
+    value: Any = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# ----- the stuck-task guard itself ------------------------------------------------------------------
+
+
+@workflow.defn(name="AlwaysFailingTask")
+class AlwaysFailingTask:
+    @workflow.run
+    async def run(self) -> None:
+        raise RuntimeError("a bug in workflow code")  # not an ApplicationError: the task fails, retried
+
+
+@pytest.mark.allow_failed_workflow_tasks(reason="provokes a failed workflow task to see the guard name it")
+async def test_the_stuck_task_guard_names_the_workflow_and_the_failure(client: Client) -> None:
+    from datetime import UTC, datetime
+
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    queue = f"tq-{uuid.uuid4()}"
+    workflow_id = f"always-failing-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        client, task_queue=queue, workflows=[AlwaysFailingTask], workflow_runner=UnsandboxedWorkflowRunner()
+    ):
+        handle = await client.start_workflow(AlwaysFailingTask.run, id=workflow_id, task_queue=queue)
+        problems = await eventually(lambda: failed_workflow_tasks(client, since), bool, within=30)
+    await handle.terminate("test over")
+    [problem] = [p for p in problems if p.startswith(workflow_id)]
+    assert "AlwaysFailingTask" in problem and "a bug in workflow code" in problem, problem
+    assert "WORKFLOW_WORKER_UNHANDLED_FAILURE" in problem, problem
+    assert STUCK_TASK_MARKER == "allow_failed_workflow_tasks"
+
+
+# ----- the client: events checked before anything is sent ------------------------------------------
+
+
+async def test_the_client_refuses_an_oversized_event_at_once_and_takes_one_at_the_limit(
+    aiops: AiopsClient, worker
+) -> None:
+    config = agent_config("example")
+    await aiops.agents.start(config)
+    at_limit = sized_event(MAX_EVENT_BYTES)
+    [answer] = await aiops.events.send_many(config.id, [at_limit])
+    assert answer.outcome.value == "accepted"
+
+    just_over = sized_event(MAX_EVENT_BYTES + 1)
+    far_over = sized_event(FIVE_MB)
+    for payload in (just_over, far_over):
+        with pytest.raises(EventTooLargeError, match=f"over the {MAX_EVENT_BYTES}-byte limit"):
+            await aiops.events.send(config.id, payload)
+        with pytest.raises(EventTooLargeError, match=payload["id"]):
+            await aiops.events.send_many(config.id, [sized_event(100), payload])  # nothing of it sent
+    with pytest.raises(EventTooLargeError, match="nested too deeply"):
+        deep = {"id": "deep", "type": "alert", "source": "x", "data": {"n": nested(10_000)}}
+        await aiops.events.send(config.id, deep)
+
+    # A batch of events at the limit goes in several updates, each under the payload limit.
+    batch = [sized_event(MAX_EVENT_BYTES) for _ in range(80)]  # 2.5 MB together
+    answers = await aiops.events.send_many(config.id, batch)
+    assert [a.outcome.value for a in answers] == ["accepted"] * 80
+    status = await aiops.agents.status(config.id)
+    assert status.counters.events_received == 81, status.counters
+
+
+# ----- the CLI: files and flags of `events send`, `agents start --config` ---------------------------
+
+
+@pytest.fixture
+def cli_env(address: str, postgres: PostgresServer, task_queue: str) -> dict[str, str | None]:
+    return {
+        "TEMPORAL_ADDRESS": address,
+        "TEMPORAL_NAMESPACE": "default",
+        "TEMPORAL_PROFILE": None,
+        "DATABASE_URL": postgres.url,
+        "AIOPS_TASK_QUEUE": task_queue,
+        "AIOPS_USER": "tester",
+        "COLUMNS": "250",
+    }
+
+
+async def cli(env: dict[str, str | None], *args: str) -> Result:
+    return await asyncio.to_thread(RUNNER.invoke, app, list(args), env=env)
+
+
+def refused(result: Result, code: int, *needles: str) -> str:
+    message = result.stderr + result.stdout
+    assert result.exit_code == code, f"exit {result.exit_code}: {message}"
+    assert "Traceback" not in message, message
+    for needle in needles:
+        assert needle in message, f"{needle!r} not in {message!r}"
+    return message
+
+
+async def test_events_send_refuses_oversized_nan_deep_and_wrong_files_before_connecting(
+    cli_env: dict[str, str | None], tmp_path: Path
+) -> None:
+    offline = {**cli_env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}  # a refusal here never needs a server
+    send = ("events", "send", "some-agent")
+    cases: list[tuple[str, Any, tuple[str, ...]]] = [
+        ("just-over.json", sized_event(MAX_EVENT_BYTES + 1), ("over the", f"{MAX_EVENT_BYTES}-byte limit")),
+        ("far-over.json", sized_event(FIVE_MB), ("over the", f"{MAX_EVENT_BYTES}-byte limit")),
+        ("list-of-big.json", [sized_event(100), sized_event(MAX_EVENT_BYTES * 2)], ("[1]", "over the")),
+        ("wrong-type.json", {"id": 5, "type": "alert", "source": ["x"]}, ("invalid event",)),
+        ("control.json", {"id": "a\u202e", "type": "alert", "source": "x\x00"}, ("invalid event",)),
+    ]
+    for name, document, needles in cases:
+        path = tmp_path / name
+        path.write_text(json.dumps(document))
+        refused(await cli(offline, *send, "--file", str(path)), 2, *needles)
+    deep = tmp_path / "deep.json"  # 10,000 nested lists: more than json.dumps can even write
+    deep.write_text(
+        '{"id": "d", "type": "alert", "source": "x", "data": {"n": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    )
+    refused(await cli(offline, *send, "--file", str(deep)), 2, "nested too deeply")
+    nan = tmp_path / "nan.json"
+    nan.write_text('{"id": "n", "type": "alert", "source": "x", "data": {"v": NaN}}')
+    refused(await cli(offline, *send, "--file", str(nan)), 2, "NaN")
+    refused(await cli(offline, *send, "-t", "alert", "-s", "x", "--data", '{"v": Infinity}'), 2, "Infinity")
+    big_data = json.dumps({"blob": "a" * (MAX_EVENT_BYTES + 10)})
+    refused(await cli(offline, *send, "-t", "alert", "-s", "x", "--data", big_data), 2, "over the")
+
+
+@pytest.mark.parametrize(
+    ("agent_type", "settings", "needle"),
+    [
+        ("disk", {"roots": [{"path": "/", "globs": ["*.log"]}]}, "'/' may not be a cleanup root"),
+        ("disk", {"roots": [{"path": "/srv/logs", "globs": ["*"]}]}, "settings.roots"),
+        ("service", {"services": [{"name": "web; rm -rf /"}]}, "supervisor program name"),
+        ("service", {"services": [{"name": "web", "health_url": "file:///etc/shadow"}]}, "health_url"),
+        ("tunable", {"backup": {"api_key": "env:AIOPS_NOT_SET_ANYWHERE"}}, "AIOPS_NOT_SET_ANYWHERE"),
+    ],
+)
+async def test_agents_start_refuses_a_config_the_agent_type_refuses_before_anything_is_stored(
+    cli_env: dict[str, str | None],
+    aiops: AiopsClient,
+    pool: asyncpg.Pool,
+    worker,
+    tmp_path: Path,
+    agent_type: str,
+    settings: dict[str, Any],
+    needle: str,
+) -> None:
+    config = agent_config(agent_type, settings=settings)
+    path = tmp_path / "agent.json"
+    path.write_text(config.model_dump_json())
+    message = refused(await cli(cli_env, "agents", "start", "--config", str(path)), 1, needle)
+    assert "nothing was stored or started" in message
+    with pytest.raises(ConfigRefusedError, match=needle.replace("[", r"\[")):
+        await aiops.agents.start(config)
+    assert not await aiops.agents.is_running(config.id)
+    stored = await pool.fetchval("SELECT count(*) FROM agent_config_versions WHERE agent_id = $1", config.id)
+    assert stored == 0
+
+
+# ----- the llm plugin: a model's tool arguments and answers -------------------------------------------
+
+
+CATALOG = [
+    {
+        "name": "restart-web",
+        "action_type": "restart_service",
+        "targets": ["service/*"],
+        "parameters": {"reason": {"type": "string", "enum": ["oom", "hang", "config"]}},
+        "risk_floor": "medium",
+    }
+]
+
+
+def hostile_model(path_bytes: int) -> FunctionModel:
+    """Answers every alert validly, after first calling ``read_file_tail`` with a huge path."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        usage = RequestUsage(input_tokens=50, output_tokens=10)
+        if not any(isinstance(m, ModelResponse) for m in messages):
+            path = "/" + "a" * path_bytes
+            return ModelResponse(
+                parts=[ToolCallPart("read_file_tail", {"path": path}, tool_call_id="call-0")], usage=usage
+            )
+        answer = ToolCallPart(info.output_tools[0].name, RESTART_ANSWER, tool_call_id="answer")
+        return ModelResponse(parts=[answer], usage=usage)
+
+    return FunctionModel(respond, model_name="hostile")
+
+
+@pytest.mark.parametrize("path_bytes", [100_000, 2_000_000])
+async def test_a_huge_tool_argument_is_a_refused_call_and_the_agent_keeps_deciding(
+    aiops: AiopsClient, worker, tmp_path: Path, path_bytes: int
+) -> None:
+    name = f"hostile-{uuid.uuid4().hex[:8]}"
+    config = agent_config(
+        "llm",
+        settings={
+            "endpoint": register(name, hostile_model(path_bytes)),
+            "catalog": CATALOG,
+            "tools": {"file_roots": [str(tmp_path)]},
+        },
+        runtime={"local_decisions": False, "decision_timeout_seconds": 120},
+        approval=team(),
+    )
+    await aiops.agents.start(config)
+    for _ in range(2):  # the agent answers queries and decides the next alert too
+        alert = event("alert", source="service/checkout", severity="high")
+        await aiops.events.send(config.id, alert)
+        record = await wait_pending(aiops, aiops.approvals.action_id(config.id, alert.id))
+        assert record.status == ActionStatus.PENDING_APPROVAL
+        assert json_size(record.action.model_dump(mode="json")) <= MAX_ACTION_INPUT_BYTES
+        [call] = record.action.parameters["diagnosis"]["tool_calls"]
+        assert call["ok"] is False and "refused" in call["result"], call
+        assert "over the 16384-byte limit" in call["result"], call
+        assert "a" * 1000 not in json.dumps(call), "the argument is never copied into the action"
+        status = await aiops.agents.status(config.id)
+        assert status.state.value == "running"
