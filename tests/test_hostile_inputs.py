@@ -29,7 +29,7 @@ from aiops.cli import app
 from aiops.client import AiopsClient
 from aiops.client.errors import ConfigRefusedError, EventTooLargeError
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.limits import MAX_ACTION_INPUT_BYTES, MAX_EVENT_BYTES, json_size
+from aiops.contracts.limits import MAX_ACTION_INPUT_BYTES, MAX_EVENT_BYTES, MAX_TOOL_ARGUMENT_BYTES, json_size
 from tests.conftest import STUCK_TASK_MARKER, failed_workflow_tasks
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support.llm_models import RESTART_ANSWER, register
@@ -237,7 +237,7 @@ def hostile_model(path_bytes: int) -> FunctionModel:
     return FunctionModel(respond, model_name="hostile")
 
 
-@pytest.mark.parametrize("path_bytes", [100_000, 2_000_000])
+@pytest.mark.parametrize("path_bytes", [16_000, 100_000, 2_000_000, FIVE_MB])
 async def test_a_huge_tool_argument_is_a_refused_call_and_the_agent_keeps_deciding(
     aiops: AiopsClient, worker, tmp_path: Path, path_bytes: int
 ) -> None:
@@ -261,7 +261,10 @@ async def test_a_huge_tool_argument_is_a_refused_call_and_the_agent_keeps_decidi
         assert json_size(record.action.model_dump(mode="json")) <= MAX_ACTION_INPUT_BYTES
         [call] = record.action.parameters["diagnosis"]["tool_calls"]
         assert call["ok"] is False and "refused" in call["result"], call
-        assert "over the 16384-byte limit" in call["result"], call
+        if path_bytes < MAX_TOOL_ARGUMENT_BYTES:  # at the limit: the call runs (and the path is refused)
+            assert "outside the configured file roots" in call["result"], call
+        else:
+            assert f"over the {MAX_TOOL_ARGUMENT_BYTES}-byte limit" in call["result"], call
         assert "a" * 1000 not in json.dumps(call), "the argument is never copied into the action"
         status = await aiops.agents.status(config.id)
         assert status.state.value == "running"

@@ -58,7 +58,10 @@ def arguments_size(args: Any) -> int:
 
 
 def refusal(size: int) -> str:
-    return "refused: " + over_budget("the tool call's arguments", size, MAX_TOOL_ARGUMENT_BYTES)
+    return (
+        f"refused: the tool call's arguments are {size} bytes, over the {MAX_TOOL_ARGUMENT_BYTES}-byte "
+        "limit of one call; call the tool with shorter arguments"
+    )
 
 
 def oversized(args: Any) -> str | None:
