@@ -56,6 +56,8 @@ from workflows.command_gate import stop_digest
 VALIDATE_CONFIG_ACTIVITY = "validate_config"
 # How long the agent type's config check may take on a worker (it reads, never changes anything).
 CONFIG_CHECK_SECONDS = 30.0
+# A refused config is not asked about again for this long (a fixed config has another digest).
+REFUSED_CACHE_SECONDS = 5.0
 # What a server answers when it cannot run a standalone activity: the config check is skipped.
 STANDALONE_UNSUPPORTED = frozenset(
     {RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.PERMISSION_DENIED}
@@ -82,6 +84,7 @@ class AgentsClient:
         self._conn = connection
         self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
         self._checked_at: dict[str, float] = {}  # config digest -> when its agent type accepted it
+        self._refused: dict[str, tuple[float, str]] = {}  # config digest -> (when, why) it was refused
 
     async def start(
         self, config: AgentConfig, started_by: str = "", require_worker: bool = True
@@ -118,6 +121,9 @@ class AgentsClient:
         checked = self._checked_at.get(digest)
         if checked is not None and loop.time() - checked < SERVED_CACHE_SECONDS:
             return  # the same config, accepted a moment ago (a storm of sends with a config)
+        refused = self._refused.get(digest)
+        if refused is not None and loop.time() - refused[0] < REFUSED_CACHE_SECONDS:
+            raise ConfigRefusedError(refused[1])  # refused a moment ago: not one activity per send
         try:
             problems = await self._conn.client.execute_activity(
                 VALIDATE_CONFIG_ACTIVITY,
@@ -138,10 +144,14 @@ class AgentsClient:
             raise ClientError(f"could not check the config of agent {config.id!r}: {why}") from err
         if problems:
             listed = "; ".join(problems[:20])
-            raise ConfigRefusedError(
+            message = (
                 f"agent type {config.type!r} refuses the config of agent {config.id!r}, so nothing was "
                 f"stored or started: {listed}"
             )
+            if len(self._refused) > 1000:
+                self._refused.clear()
+            self._refused[digest] = (loop.time(), message)
+            raise ConfigRefusedError(message)
         if len(self._checked_at) > 1000:
             self._checked_at.clear()
         self._checked_at[digest] = loop.time()

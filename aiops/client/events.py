@@ -23,7 +23,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client.agents import AgentsClient
 from aiops.client.common import Connection, no_agent
-from aiops.client.errors import ClientError, EventsRejectedError, EventTooLargeError, IntakeRefusedError
+from aiops.client.errors import (
+    ClientError,
+    ConfigRefusedError,
+    EventsRejectedError,
+    EventTooLargeError,
+    IntakeRefusedError,
+)
 from aiops.contracts.agent import (
     INTAKE_REFUSED,
     MAX_EVENTS_PER_INTAKE,
@@ -140,7 +146,12 @@ class EventsClient:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             if require_worker:
                 await self._agents.require_worker_for(config.type)
-                await self._agents.check_config(config)
+                try:
+                    await self._agents.check_config(config)
+                except ConfigRefusedError:
+                    if not await self._agents.is_running(agent_id):
+                        raise  # the agent would start with it and fail: refused, nothing taken
+                    config = None  # the running agent takes the events; its config is not changed here
         answers: list[EventAnswer] = []
         for batch in batches(payloads, sizes, batch_size):
             answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aiops.contracts.models import SystemEvent
+from aiops.contracts.text import escape_for_display
 from aiops.gateway.routing import Route
 
 # The agent workflow refuses events over MAX_EVENT_BYTES (aiops.contracts.limits); the gateway
@@ -96,11 +97,13 @@ def alert_event(payload: WebhookPayload, alert: Alert, route: Route, source: str
     return SystemEvent(
         id=alert_event_id(fingerprint, alert.status, alert.starts_at),
         type=route.event_type,
-        source=route.event_source(alert.labels),
+        # A label value may hold control or bidi characters, which an event's names refuse: they are
+        # written as escapes (``\u202e``) instead, so the alert is still decided and reads as it is.
+        source=escape_for_display(route.event_source(alert.labels)),
         severity=route.severity(alert.labels),
         timestamp=(ends_at or datetime.now(UTC)) if resolved else alert.starts_at,
         data=data,
-        correlation_id=payload.group_key,
+        correlation_id=escape_for_display(payload.group_key),
     )
 
 

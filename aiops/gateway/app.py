@@ -10,9 +10,11 @@ finishes in-flight requests).
 
 Every request is answered with JSON. A refusal is a 4xx whose ``error`` is one line:
 unknown source (404), too large (413), too slow to send (408), bad token or
-signature (401), rate-limited (429 with ``Retry-After``), malformed JSON (400),
-wrong schema (422). A 200 means Temporal accepted every routed event; 503 (with
-``Retry-After``) means it did not, and the sender should deliver again.
+signature (401), malformed JSON (400), wrong schema (422). A 200 means every routed
+event was taken by its agent; 503 (with ``Retry-After``) means it was not (Temporal
+away, an agent not running or whose config its type refuses, the source over its
+rate limit), and the sender should deliver again: Alertmanager retries a 5xx within
+its flush, while it drops a 4xx until the next group interval.
 """
 
 from __future__ import annotations
@@ -189,8 +191,10 @@ class Gateway:
             raise Refused(401, problem, headers)
         wait = self.limiter.take(intake.source_name, source.rate_limit)
         if wait:
+            # 503, not 429: Alertmanager retries a 5xx within the flush (with backoff) but drops a
+            # 4xx until the next group_interval; the sender learns the truth and delivers again.
             raise Refused(
-                429,
+                503,
                 f"source {intake.source_name!r} is over its rate limit "
                 f"({source.rate_limit.per_second:g}/s, burst {source.rate_limit.burst}); retry in {wait}s",
                 {"Retry-After": str(wait)},
