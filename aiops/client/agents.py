@@ -132,7 +132,7 @@ class AgentsClient:
                 task_queue=hooks_task_queue(self._conn.task_queue, config.type),
                 start_to_close_timeout=timedelta(seconds=CONFIG_CHECK_SECONDS),
                 schedule_to_close_timeout=timedelta(seconds=2 * CONFIG_CHECK_SECONDS),
-                retry_policy=RetryPolicy(maximum_attempts=2),
+                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=["NotFoundError"]),
                 result_type=list[str],
             )
         except RPCError as err:
@@ -140,7 +140,10 @@ class AgentsClient:
                 return
             raise
         except ActivityFailureError as err:
-            why = err.cause or err
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "NotFoundError":
+                return  # a worker of this type without the check (an older build): its start checks
+            why = cause or err
             raise ClientError(f"could not check the config of agent {config.id!r}: {why}") from err
         if problems:
             listed = "; ".join(problems[:20])
