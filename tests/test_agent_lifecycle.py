@@ -102,7 +102,7 @@ async def test_an_agent_started_anyway_fails_saying_no_worker_serves_its_type(
 
 async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClient, worker) -> None:
     config = agent_config("init_fails")
-    with pytest.raises(ConfigRefusedError, match="settings.endpoint is required"):
+    with pytest.raises(ConfigRefusedError, match=r"settings\.endpoint is required"):
         await aiops.agents.start(config)  # the client asks the type first: nothing is started
     handle = await aiops.agents.start(config, require_worker=False)  # the workflow's own check
     with pytest.raises(WorkflowFailureError) as failure:
