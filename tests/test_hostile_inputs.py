@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
@@ -30,10 +31,24 @@ from aiops.client import AiopsClient
 from aiops.client.errors import ConfigRefusedError, EventTooLargeError
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.limits import MAX_ACTION_INPUT_BYTES, MAX_EVENT_BYTES, MAX_TOOL_ARGUMENT_BYTES, json_size
+from aiops.gateway import auth
+from aiops.gateway.delivery import Connector
 from tests.conftest import STUCK_TASK_MARKER, failed_workflow_tasks
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from tests.support.llm_models import RESTART_ANSWER, register
 from tests.support.postgres_server import PostgresServer
+from tests.test_gateway import (  # importing it registers the gateway_probe agent type
+    HMAC_KEY,
+    PROBE,
+    TOKEN,
+    am_alert,
+    am_payload,
+    bearer,
+    gateway_config,
+    serving,
+    start_probe,
+    write_config,
+)
 
 FIVE_MB = 5 * 1024 * 1024
 RUNNER = CliRunner()
@@ -268,3 +283,135 @@ async def test_a_huge_tool_argument_is_a_refused_call_and_the_agent_keeps_decidi
         assert "a" * 1000 not in json.dumps(call), "the argument is never copied into the action"
         status = await aiops.agents.status(config.id)
         assert status.state.value == "running"
+
+
+# ----- the gateway: every HTTP route --------------------------------------------------------------
+
+
+async def test_the_gateway_refuses_hostile_bodies_with_the_reason_and_never_a_5xx(
+    aiops: AiopsClient, worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("GW_TEST_HMAC", HMAC_KEY)
+
+    probe = await start_probe(aiops)
+    routes = [{"name": "all", "agents": [probe.id]}]
+    config_file = write_config(tmp_path / "gw.json", gateway_config(1, routes))  # max_body_bytes 16384
+    limit = 16384
+    async with (
+        serving(config_file, Connector.of(aiops)) as (server, _),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        events = f"{server.url}/v1/events/slow"  # auth none; a rate limit of 0.2/s, burst 2
+        am = f"{server.url}/v1/alertmanager/am"
+
+        async def post(url: str, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+            answer = await http.post(
+                url, content=content, headers={"Content-Type": "application/json", **(headers or {})}
+            )
+            assert answer.status_code < 500 or answer.status_code == 503, answer.text
+            assert "Traceback" not in answer.text
+            return answer
+
+        hostile: list[tuple[bytes, int, str]] = [
+            (b"x" * (limit + 1), 413, "over the limit"),
+            (b"x" * FIVE_MB, 413, "over the limit"),
+            (b"[" * 8000 + b"]" * 8000, 400, "nested too deeply"),
+            (
+                b'{"id": "n", "type": "alert", "source": "x", "data": {"v": NaN}}',
+                400,
+                "NaN is not a JSON number",
+            ),
+            (b'{"id": "i", "type": "alert", "source": "x", "data": {"v": -Infinity}}', 400, "Infinity"),
+            (
+                json.dumps({"id": "web\n", "type": "alert", "source": "x"}).encode(),
+                422,
+                "control or invisible",
+            ),
+            (json.dumps({"id": "a", "type": "alert", "source": "x\u202e"}).encode(), 422, "\\u202e"),
+            (json.dumps({"id": 5, "type": "alert", "source": ["x"]}).encode(), 422, "invalid event"),
+            (json.dumps("just a string").encode(), 422, "must be a JSON object"),
+            (b"\xff\xfe not utf-8", 400, "malformed JSON"),
+        ]
+        hook = f"{server.url}/v1/events/hook"
+
+        for body, status, needle in hostile:
+            answer = await post(hook, body, {"X-Aiops-Signature": auth.sign(HMAC_KEY.encode(), body)})
+            assert answer.status_code == status, (body[:80], answer.text)
+            assert needle in answer.json()["error"], (needle, answer.text)
+
+        # At the limit: taken and decided. Over the rate limit: 503 with Retry-After (never 429).
+        at_limit = json.dumps(sized_event(limit - 200)).encode()
+        answer = await post(hook, at_limit, {"X-Aiops-Signature": auth.sign(HMAC_KEY.encode(), at_limit)})
+        assert answer.status_code == 200 and answer.json()["delivered"] == 1, answer.text
+        for _ in range(2):
+            await post(events, json.dumps(sized_event(100)).encode())
+        limited = await post(events, json.dumps(sized_event(100)).encode())
+        assert limited.status_code == 503 and int(limited.headers["retry-after"]) >= 1
+        assert "over its rate limit" in limited.json()["error"]
+
+        # Bidi and control characters in alert labels: decided, with the source written visibly.
+        planted = am_alert(instance="db-1\u202e\u2066txt.exe")
+        answer = await post(am, json.dumps(am_payload(planted)).encode(), bearer())
+        assert answer.status_code == 200 and answer.json()["delivered"] == 1, answer.text
+        status = await eventually(
+            lambda: aiops.agents.status(probe.id), lambda s: s.counters.events_processed >= 4
+        )
+        assert status.counters.events_rejected == 0 and status.counters.events_received == 4
+
+        [alert] = [e for e in PROBE[probe.id] if e.id.startswith("am:")]
+        assert alert.source == "db-1\\u202e\\u2066txt.exe" and alert.data["labels"]["instance"].endswith(
+            "txt.exe"
+        )
+
+
+async def test_a_route_config_its_type_refuses_is_503_until_fixed_then_every_alert_is_decided(
+    aiops: AiopsClient, worker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("GW_TEST_HMAC", HMAC_KEY)
+
+    agent_id = f"tunable-{uuid.uuid4().hex[:8]}"
+    refused_config = agent_config(
+        "tunable",
+        id=agent_id,
+        integrations=[
+            {
+                "name": "vault",
+                "type": "hashicorp_vault",
+                "config": {"url": "https://v", "token": "env:AIOPS_HOSTILE_UNSET"},
+            }
+        ],
+    )
+    agent_file = tmp_path / "agent.json"
+    agent_file.write_text(refused_config.model_dump_json())
+    routes = [{"name": "all", "agents": [agent_id], "agent_configs": {agent_id: "agent.json"}}]
+    config_file = write_config(tmp_path / "gw.json", gateway_config(1, routes))
+    alerts = [am_alert(instance=f"db-{i}") for i in range(3)]
+    async with (
+        serving(config_file, Connector.of(aiops)) as (server, gateway),
+        httpx.AsyncClient(timeout=30) as http,
+    ):
+        am = f"{server.url}/v1/alertmanager/am"
+        answer = await http.post(am, json=am_payload(*alerts), headers=bearer())
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["retry-after"]) >= 1
+        assert "AIOPS_HOSTILE_UNSET" in answer.json()["error"], answer.text
+        assert "nothing was stored or started" in answer.json()["error"]
+        assert not await aiops.agents.is_running(agent_id), "no run was started to park the alerts in"
+
+        fixed = refused_config.model_copy(update={"integrations": []})
+        write_config(agent_file, fixed.model_dump(mode="json"))
+        await eventually(lambda: _version_after(gateway, fixed), bool, within=10)
+        answer = await eventually(
+            lambda: http.post(am, json=am_payload(*alerts), headers=bearer()), lambda a: a.status_code == 200
+        )
+        assert answer.json()["delivered"] == 3
+    status = await eventually(
+        lambda: aiops.agents.status(agent_id), lambda s: s.counters.events_processed >= 3
+    )
+    assert status.counters.events_received == 3 and status.state.value == "running"
+
+
+async def _version_after(gateway: Any, fixed: Any) -> bool:
+    return gateway.holder.current.agent_configs.get(fixed.id) == fixed

@@ -200,11 +200,13 @@ class Gateway:
                 {"Retry-After": str(wait)},
             )
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_no_constant)
         except json.JSONDecodeError as err:
             raise Refused(400, f"malformed JSON: {err.msg} (line {err.lineno} column {err.colno})") from None
         except (UnicodeDecodeError, RecursionError):
             raise Refused(400, "malformed JSON: not UTF-8 text, or nested too deeply") from None
+        except ValueError as err:  # NaN or Infinity: Python's json reads them, JSON has none
+            raise Refused(400, f"malformed JSON: {err}") from None
 
     def _alerts(self, document: Any, intake: Intake) -> None:
         config = intake.loaded.config
@@ -329,6 +331,10 @@ class Gateway:
             "results": intake.results,
         }
         return self._answer(intake, 200, body)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _read_body(request: Request, limit: int, within: float) -> bytes:
