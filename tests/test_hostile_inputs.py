@@ -415,3 +415,71 @@ async def test_a_route_config_its_type_refuses_is_503_until_fixed_then_every_ale
 
 async def _version_after(gateway: Any, fixed: Any) -> bool:
     return gateway.holder.current.agent_configs.get(fixed.id) == fixed
+
+
+async def test_config_files_are_refused_at_the_limit_of_every_field_with_nothing_stored(
+    cli_env: dict[str, str | None], pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """`agents start --config` and `config apply`: 5 MB, NaN, deep nesting, control characters and
+    wrong types are refused before anything connects (exit 2), each with what is wrong."""
+    offline = {**cli_env, "TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    good = json.loads(agent_config("example").model_dump_json())
+    deep = json.dumps(good)[:-1] + ', "settings": {"n": ' + "[" * 10_000 + "]" * 10_000 + "}}"
+    cases: list[tuple[str, str, str]] = [
+        ("big", json.dumps({**good, "settings": {"blob": "x" * FIVE_MB}}), "over the 8192-character limit"),
+        (
+            "huge",
+            json.dumps({**good, "settings": {f"k{i}": "x" * 8000 for i in range(10)}}),
+            "65536-byte limit",
+        ),
+        ("nan", json.dumps(good)[:-1] + ', "thresholds": {"cpu": NaN}}', "NaN is not a JSON number"),
+        ("deep", deep, "nested too deeply"),
+        ("control", json.dumps({**good, "id": "web\n"}), "id:"),
+        ("bidi", json.dumps({**good, "id": "web\u202e"}), "id:"),
+        ("types", json.dumps({**good, "enabled": "yes please", "retry": []}), "invalid config"),
+        ("list", json.dumps([good]), "must be a JSON object"),
+    ]
+    for name, text, needle in cases:
+        path = tmp_path / f"{name}.json"
+        path.write_text(text)
+        for command in (("agents", "start", "--config", str(path)), ("config", "apply", str(path))):
+            refused(await cli(offline, *command), 2, needle)
+    stored = await pool.fetchval("SELECT count(*) FROM agent_config_versions WHERE agent_id = $1", good["id"])
+    assert stored == 0
+
+
+def garbage_model(answer_bytes: int) -> FunctionModel:
+    """Answers with ``answer_bytes`` of text that is no answer at all."""
+
+    def respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        from pydantic_ai.messages import TextPart
+
+        return ModelResponse(
+            parts=[TextPart("{" * answer_bytes)], usage=RequestUsage(input_tokens=5, output_tokens=5)
+        )
+
+    return FunctionModel(respond, model_name="garbage")
+
+
+async def test_a_model_answer_of_5_mb_is_no_proposal_and_the_agent_keeps_deciding(
+    aiops: AiopsClient, worker
+) -> None:
+    name = f"garbage-{uuid.uuid4().hex[:8]}"
+    config = agent_config(
+        "llm",
+        settings={
+            "endpoint": {**register(name, garbage_model(FIVE_MB)), "use_tools": False},
+            "catalog": CATALOG,
+        },
+        runtime={"local_decisions": False, "decision_timeout_seconds": 120},
+        approval=team(),
+    )
+    await aiops.agents.start(config)
+    for count in (1, 2):
+        await aiops.events.send(config.id, event("alert", source="service/checkout"))
+        status = await eventually(
+            lambda: aiops.agents.status(config.id),
+            lambda s, c=count: s.counters.events_processed == c,
+            within=60,
+        )
+        assert status.state.value == "running" and status.counters.actions_proposed == 0
