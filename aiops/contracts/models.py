@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from aiops.contracts.secret_refs import is_reference, literal_secret_problems
-from aiops.contracts.text import name_problem
+from aiops.contracts.text import VisibleName
 
 
 class EventType(StrEnum):
@@ -139,23 +139,14 @@ def _wall_clock() -> datetime:
 class SystemEvent(_Strict):
     """Something that happened in an operated system, delivered to an agent."""
 
-    id: str = Field(default_factory=_new_event_id, min_length=1, max_length=128)
+    # Names a person reads and workflow ids are built from: no control, invisible or bidi character.
+    id: VisibleName = Field(default_factory=_new_event_id, min_length=1, max_length=128)
     type: EventType
-    source: str = Field(min_length=1)
+    source: VisibleName = Field(min_length=1)
     severity: Severity = Severity.MEDIUM
     timestamp: datetime = Field(default_factory=_wall_clock)
     data: dict[str, Any] = Field(default_factory=dict)
-    correlation_id: str | None = None
-
-    @field_validator("id", "source", "correlation_id")
-    @classmethod
-    def _names_are_visible(cls, value: str | None) -> str | None:
-        """Ids, the source and the correlation id name things a person reads and workflow ids are
-        built from: no control, invisible or bidi character (``aiops.contracts.text``)."""
-        problem = name_problem(value, "it") if value is not None else None
-        if problem is not None:
-            raise ValueError(problem)
-        return value
+    correlation_id: VisibleName | None = None
 
 
 class AgentAction(_Strict):
@@ -242,8 +233,8 @@ class Approver(_Strict):
     generate``) verifies the tokens they sign; without one they can decide only where
     ``approval.allow_unsigned`` (dev mode) is set."""
 
-    name: str = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(default_factory=list, max_length=50)
+    name: VisibleName = Field(min_length=1, max_length=200)
+    roles: list[VisibleName] = Field(default_factory=list, max_length=50)
     public_key: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
 
 
@@ -462,7 +453,7 @@ class ApprovalSettings(_Strict):
 
 class AgentConfig(_Strict):
     id: str
-    name: str
+    name: VisibleName
     type: str
     enabled: bool = True
     automation_level: AutomationLevel = AutomationLevel.SEMI_AUTO

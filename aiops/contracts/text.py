@@ -9,6 +9,9 @@ so an approver sees ``\\u202e`` where an alert source planted one.
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 # Unicode categories that are invisible or reorder text: controls, formats (bidi overrides and
 # isolates, zero-width characters, the BOM), surrogates, private use, unassigned, line separators.
@@ -28,6 +31,18 @@ def name_problem(value: str, what: str = "the value") -> str | None:
                 "names, ids and targets may not"
             )
     return None
+
+
+def visible(value: str) -> str:
+    """``value`` if it can name something; ``ValueError`` (a validation problem) if not."""
+    problem = name_problem(value, "it")
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A string that names something people read (ids, sources, display names, roles).
+VisibleName = Annotated[str, AfterValidator(visible)]
 
 
 def _escape(char: str) -> str:

@@ -120,3 +120,15 @@ def test_a_secret_reference_and_a_matcher_are_exact_too() -> None:
 def test_cli_json_is_strict_and_says_what_is_wrong(text: str, needle: str) -> None:
     with pytest.raises(BadInput, match=needle):
         parse_json(text, "--data")
+
+
+@pytest.mark.parametrize("bad", ["alice\n", "al\u202eice", "\x1b[31mbob"])
+def test_config_names_shown_to_people_refuse_control_characters(bad: str) -> None:
+    from aiops.contracts.models import AgentConfig, Approver
+
+    with pytest.raises(ValidationError, match="control or invisible character"):
+        Approver(name=bad)
+    with pytest.raises(ValidationError, match="control or invisible character"):
+        Approver(name="alice", roles=["sre", bad])
+    with pytest.raises(ValidationError, match="control or invisible character"):
+        AgentConfig(id="a", name=bad, type="example")
