@@ -483,3 +483,36 @@ async def test_a_model_answer_of_5_mb_is_no_proposal_and_the_agent_keeps_decidin
             within=60,
         )
         assert status.state.value == "running" and status.counters.actions_proposed == 0
+
+
+MAXIMAL_ANSWER = {
+    "diagnosis": {
+        "summary": "s" * 2000,
+        "evidence": [{"observation": "o" * 2000, "tool_call_id": "call-0"} for _ in range(20)],
+        "confidence": 0.9,
+    },
+    "proposal": {**RESTART_ANSWER["proposal"], "why": "w" * 2000},
+}
+
+
+async def test_a_maximal_valid_answer_becomes_a_proposal_with_all_its_evidence(
+    aiops: AiopsClient, worker
+) -> None:
+    """About 50 KB of answer: over a tool call's argument bound, but the answer is bounded as an
+    answer, so nothing of it is refused or cut."""
+    from tests.support.llm_models import scripted
+
+    name = f"maximal-{uuid.uuid4().hex[:8]}"
+    config = agent_config(
+        "llm",
+        settings={"endpoint": register(name, scripted(answer=MAXIMAL_ANSWER)), "catalog": CATALOG},
+        runtime={"local_decisions": False, "decision_timeout_seconds": 120},
+        approval=team(),
+    )
+    await aiops.agents.start(config)
+    alert = event("alert", source="service/checkout")
+    await aiops.events.send(config.id, alert)
+    record = await wait_pending(aiops, aiops.approvals.action_id(config.id, alert.id))
+    diagnosis = record.action.parameters["diagnosis"]
+    assert len(diagnosis["evidence"]) == 20 and diagnosis["summary"] == "s" * 2000
+    assert json_size(record.action.model_dump(mode="json")) <= MAX_ACTION_INPUT_BYTES

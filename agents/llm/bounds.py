@@ -84,15 +84,20 @@ def recorded_arguments(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def bound_response(response: ModelResponse) -> ModelResponse:
+def bound_response(response: ModelResponse, output_tools: frozenset[str] = frozenset()) -> ModelResponse:
     """The model's answer with oversized tool-call arguments replaced by a marker and text cut to
-    ``MAX_MODEL_ANSWER_BYTES``: run in the model-request activity, so its result stays small."""
+    ``MAX_MODEL_ANSWER_BYTES``: run in the model-request activity, so its result stays small.
+
+    A call of an output tool (``output_tools``: the answer itself, in ``tool`` output mode) is the
+    answer, bounded like answer text: over ``MAX_MODEL_ANSWER_BYTES`` it is replaced by the marker
+    too, which fails the answer's validation (repaired once, like garbage)."""
     parts: list[ModelResponsePart] = []
     changed = False
     for part in response.parts:
         if isinstance(part, ToolCallPart):
             size = arguments_size(part.args)
-            if size > MAX_TOOL_ARGUMENT_BYTES:
+            limit = MAX_MODEL_ANSWER_BYTES if part.tool_name in output_tools else MAX_TOOL_ARGUMENT_BYTES
+            if size > limit:
                 part = dataclasses.replace(cast(Any, part), args={OVERSIZED: refusal(size)})
                 changed = True
         elif isinstance(part, TextPart) and len(part.content) > MAX_MODEL_ANSWER_BYTES // 4:
@@ -171,6 +176,8 @@ class BoundedToolCalls(AbstractCapability[DiagnosisDeps]):
         tool_def: ToolDefinition,
         args: Any,
     ) -> Any:
+        if tool_def.kind == "output":  # the answer itself: bounded as an answer (bound_response)
+            return args
         reason = oversized(call.args) or (oversized(args) if isinstance(args, (str, dict)) else None)
         if reason is None:
             return args

@@ -54,7 +54,8 @@ class Heartbeating(WrapperModel):
     ) -> ModelResponse:
         async with runtime.heartbeating():
             response = await self.wrapped.request(messages, model_settings, model_request_parameters)
-        return bound_response(response)  # the activity's result: never over its budget
+        output_tools = frozenset(t.name for t in model_request_parameters.output_tools)
+        return bound_response(response, output_tools)  # the activity's result: never over its budget
 
 
 def build_model(endpoint: EndpointSettings) -> Model:

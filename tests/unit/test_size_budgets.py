@@ -121,6 +121,15 @@ def test_a_model_answer_with_huge_arguments_leaves_the_activity_small() -> None:
     assert bounds.bound_response(plain) is plain
 
 
+def test_the_answer_itself_is_bounded_as_an_answer_not_as_a_tool_argument() -> None:
+    answer = ToolCallPart("final_result", {"diagnosis": {"summary": "s" * 100_000}}, tool_call_id="a")
+    kept = bounds.bound_response(ModelResponse(parts=[answer]), frozenset({"final_result"}))
+    assert kept.parts[0] is answer
+    too_big = ToolCallPart("final_result", {"summary": "s" * (MAX_MODEL_ANSWER_BYTES + 1)}, tool_call_id="b")
+    cut = bounds.bound_response(ModelResponse(parts=[too_big]), frozenset({"final_result"})).parts[0]
+    assert isinstance(cut, ToolCallPart) and bounds.OVERSIZED in str(cut.args)
+
+
 @pytest.mark.parametrize(
     ("args", "refused"),
     [
