@@ -132,3 +132,19 @@ def test_config_names_shown_to_people_refuse_control_characters(bad: str) -> Non
         Approver(name="alice", roles=["sre", bad])
     with pytest.raises(ValidationError, match="control or invisible character"):
         AgentConfig(id="a", name=bad, type="example")
+
+
+def test_pydantic_patterns_are_exact_too() -> None:
+    """Pydantic checks ``pattern`` with Rust's regex engine, whose ``$`` is the end of the text."""
+    from agents.llm.settings import CatalogEntry
+    from aiops.contracts.models import Approver
+    from aiops.gateway.alertmanager import Alert
+
+    alert = {"status": "firing", "labels": {"a": "b"}, "startsAt": "2024-05-01T10:00:00Z"}
+    assert Alert.model_validate({**alert, "fingerprint": "abc"}).fingerprint == "abc"
+    with pytest.raises(ValidationError):
+        Alert.model_validate({**alert, "fingerprint": "abc\n"})
+    with pytest.raises(ValidationError):
+        Approver(name="a", public_key="ed25519:" + "A" * 43 + "\n")
+    with pytest.raises(ValidationError):
+        CatalogEntry.model_validate({"name": "restart\n", "action_type": "notify", "targets": ["x"]})
