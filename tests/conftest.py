@@ -145,7 +145,7 @@ async def no_failed_workflow_tasks(request: pytest.FixtureRequest) -> AsyncItera
     if "env" not in request.fixturenames:
         yield
         return
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    since = datetime.now(UTC)
     yield
     marker = request.node.get_closest_marker(STUCK_TASK_MARKER)
     if marker is not None:
@@ -164,14 +164,19 @@ async def no_failed_workflow_tasks(request: pytest.FixtureRequest) -> AsyncItera
 
 
 async def failed_workflow_tasks(client: Client, since: datetime) -> list[str]:
-    """``workflow id (run): cause: message`` for every non-routine failed task since ``since``."""
-    stamp = since.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """``workflow id (run): cause: message`` for every non-routine failed task since ``since``.
+
+    The list looks a second further back (visibility times are rounded); a failure is counted only
+    if it happened at or after ``since``, so one test's failures never land on the next one."""
+    stamp = (since - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     query = f"StartTime >= '{stamp}' OR CloseTime >= '{stamp}'"
     problems: list[str] = []
     async for execution in client.list_workflows(query, limit=MAX_CHECKED_WORKFLOWS):
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         async for event in handle.fetch_history_events():
             if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                continue
+            if event.event_time.ToDatetime(tzinfo=UTC) < since:
                 continue
             failed = event.workflow_task_failed_event_attributes
             if failed.cause in ROUTINE_TASK_FAILURES:
