@@ -49,16 +49,9 @@ from aiops.contracts.activities import (
     attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
 
 log = logging.getLogger("aiops.activities")
 
@@ -122,6 +115,37 @@ def keyed(action: AgentAction) -> AgentAction:
     return action.model_copy(update={"idempotency_key": action.id})
 
 
+async def write_decision_audit(
+    request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
+) -> bool:
+    """Write a decided batch's audit rows with the decision, as the workflow would (same keys: a
+    retried decision rewrites nothing). True when they landed; else the workflow's outbox writes them."""
+    config, now = request.config, datetime.now(UTC)
+    rows = []
+    for event in audit.filtered:
+        rows.append(
+            bounded_record(event_record(
+                config.id, audit.run_id, event, EventDecision(event_id=event.id),
+                audit.attempts.get(event.id, 0), config.version, now, filtered=True,
+            ))
+        )  # fmt: skip
+    by_id = {e.id: e for e in request.events}
+    for decision in decisions:
+        event = by_id[decision.event_id]
+        attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
+        row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
+        rows.append(bounded_record(row))
+    within = _time_left(AUDIT_WRITE_SECONDS)
+    if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
+        return False
+    try:
+        await asyncio.wait_for(to.append(rows), within)
+    except Exception as err:  # the outbox writes them, retrying until they land
+        log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
+        return False
+    return True
+
+
 class AgentActivities:
     """The activities that run agent code. Except ``notify_escalation``, they run on the agent
     type's own task queue (``hooks_task_queue``), which only workers that have the type poll;
@@ -129,7 +153,7 @@ class AgentActivities:
     workflow task, and then answers ``unserved`` when this worker lacks the type."""
 
     HOOKS = ("initialize_agent", "detect", "decide_events", "stop_agent", "plan_action",
-             "execute_action", "execute_action_logged", "verify_action", "rollback_action")  # fmt: skip
+             "execute_action", "verify_action", "rollback_action")  # fmt: skip
 
     def __init__(
         self,
@@ -220,41 +244,11 @@ class AgentActivities:
         decisions = await _with_heartbeats(decide_all())
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
         if request.audit is not None and self.audit is not None:
-            result.audited = await self._write_audit(request, request.audit, decisions, self.audit)
+            result.audited = await write_decision_audit(request, request.audit, decisions, self.audit)
         if request.compact:  # the quiet events go without saying (see DecideEventsResult.compact)
             result.decisions = [d for d in decisions if d.action is not None or d.error is not None]
             result.compact = True
         return result
-
-    async def _write_audit(
-        self, request: DecideEventsInput, audit: DecisionAudit, decisions: list[EventDecision], to: AuditLog
-    ) -> bool:
-        """Write the batch's rows as the workflow would (same keys: a retried decision rewrites
-        nothing). True when they landed."""
-        config, now = request.config, datetime.now(UTC)
-        rows = []
-        for event in audit.filtered:
-            rows.append(
-                bounded_record(event_record(
-                    config.id, audit.run_id, event, EventDecision(event_id=event.id),
-                    audit.attempts.get(event.id, 0), config.version, now, filtered=True,
-                ))
-            )  # fmt: skip
-        by_id = {e.id: e for e in request.events}
-        for decision in decisions:
-            event = by_id[decision.event_id]
-            attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
-            row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
-            rows.append(bounded_record(row))
-        within = _time_left(AUDIT_WRITE_SECONDS)
-        if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
-            return False
-        try:
-            await asyncio.wait_for(to.append(rows), within)
-        except Exception as err:  # the outbox writes them, retrying until they land
-            log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
-            return False
-        return True
 
     @activity.defn
     async def stop_agent(self, config: AgentConfig) -> bool:
@@ -281,13 +275,9 @@ class AgentActivities:
             return PlannedHere(problem=f"{type(err).__name__}: {err}"[:500])
 
     @activity.defn
-    async def execute_action(self, call: ActionCall) -> ActionResult:
-        """Run the action; its id is the idempotency key the agent must use."""
-        return await self._execute(call)
-
-    @activity.defn
-    async def execute_action_logged(self, call: ActionCall) -> ExecutionOutcome:
-        """Run the action and keep a log of every attempt for the audit trail.
+    async def execute_action(self, call: ActionCall) -> ExecutionOutcome:
+        """Run the action (its id is the idempotency key the agent must use) and keep a log of
+        every attempt for the audit trail.
 
         Each attempt appends itself to the log the previous attempt left in its
         heartbeat details; the log comes back with the result, or in the details
@@ -375,7 +365,7 @@ class AgentActivities:
         target = notice.target.removeprefix("agent:")
         try:
             await self.client.get_workflow_handle(agent_contract.agent_workflow_id(target)).signal(
-                agent_contract.SUBMIT_EVENT, alert.model_dump(mode="json")
+                agent_contract.AgentMessages.submit_event, alert.model_dump(mode="json")
             )
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
@@ -398,7 +388,8 @@ class AgentActivities:
             raise ApplicationError("no Temporal client to ask the agent", non_retryable=True)
         try:
             agent = self.client.get_workflow_handle(agent_workflow_id)
-            return await agent.query(agent_contract.HOLD_STATE, result_type=agent_contract.HoldState)
+            state: agent_contract.HoldState = await agent.query(agent_contract.AgentMessages.hold_state)
+            return state
         except RPCError as err:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
@@ -420,7 +411,7 @@ class AgentActivities:
                 return None
             raise
         published = described.typed_search_attributes.get(sa.ACTION_STATUS)
-        status = next((s for s in ActionStatus if published in (s.value, s.legacy_search_value)), None)
+        status = next((s for s in ActionStatus if published == s.value), None)
         if status is None:
             return None
         final = status.is_final

@@ -16,7 +16,7 @@ import asyncio
 from agents.base_agent import BaseAgent
 from agents.registry import AgentFactory, default_factory
 from agents.secrets import resolve_secrets
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 
 
 class AgentInstances:

@@ -29,13 +29,13 @@ from aiops.contracts.activities import (
     ReloadCall,
     StoredConfig,
 )
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import (
     AgentError,
     InvalidAgentConfigError,
     UnknownAgentTypeError,
     describe_validation_error,
 )
-from aiops.contracts.models import AgentConfig
 
 NO_STORE = (
     "this worker has no configuration store; start it with DATABASE_URL pointing at PostgreSQL "

@@ -24,8 +24,9 @@ from temporalio.exceptions import ApplicationError
 
 from agents.secrets import resolve_reference
 from aiops.contracts.activities import ApprovalNotice, NoticeDelivery
+from aiops.contracts.config import PAGERDUTY_EVENTS_URL, NotifyStep, NotifyType
 from aiops.contracts.errors import SecretUnavailableError
-from aiops.contracts.models import PAGERDUTY_EVENTS_URL, NotifyStep, NotifyType, RiskLevel
+from aiops.contracts.models import RiskLevel
 from aiops.contracts.secret_refs import is_reference
 
 log = logging.getLogger("aiops.notify")

@@ -5,6 +5,7 @@ Nothing here imports Temporal worker code, so agent packages stay plain Python.
 
 from agents.base_agent import AgentLifecycle, BaseAgent
 from agents.registry import AgentFactory, default_factory, load_agent_modules, register_agent
+from aiops.contracts.config import AgentConfig, Integration, RetrySettings, RuntimeSettings
 from aiops.contracts.errors import (
     AgentError,
     AgentLifecycleError,
@@ -16,16 +17,12 @@ from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
-    AgentConfig,
     AgentType,
     AutomationLevel,
     EventType,
     HealthReport,
-    Integration,
     Plan,
-    RetrySettings,
     RiskLevel,
-    RuntimeSettings,
     Severity,
     SystemEvent,
 )

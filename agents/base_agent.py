@@ -42,16 +42,9 @@ from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from agents.settings import FreeFormSettings, parse_settings
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AgentLifecycleError, InvalidAgentConfigError, NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    HealthReport,
-    Plan,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, HealthReport, Plan, SystemEvent
 
 T = TypeVar("T")
 # Unparameterized, an agent's settings are ``Any`` to the type checker (agents that parse their own

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 
 _MISSING = "<absent>"
 

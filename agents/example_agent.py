@@ -18,11 +18,11 @@ from agents.base_agent import BaseAgent
 from agents.ledger import ActionLedger
 from agents.registry import register_agent
 from agents.settings import AgentSettings
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import (
     ActionResult,
     ActionType,
     AgentAction,
-    AgentConfig,
     EventType,
     Plan,
     RiskLevel,

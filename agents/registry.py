@@ -23,8 +23,8 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from agents.base_agent import BaseAgent
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import UnknownAgentTypeError
-from aiops.contracts.models import AgentConfig
 
 if TYPE_CHECKING:
     from temporalio.client import Client

@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import SecretUnavailableError
-from aiops.contracts.models import AgentConfig
 from aiops.contracts.secret_refs import is_reference, is_secret_name
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
 
     from aiops.contracts.agent import AgentStatus
-    from aiops.contracts.models import AgentConfig
+    from aiops.contracts.config import AgentConfig
 
 
 class FrameworkServicesUnavailableError(AiopsError):

@@ -4,7 +4,10 @@ Settings come from the SDK's environment configuration, the same sources the
 ``temporal`` CLI reads: ``TEMPORAL_ADDRESS``, ``TEMPORAL_NAMESPACE``,
 ``TEMPORAL_API_KEY``, the ``TEMPORAL_TLS_*`` variables and the profiles in
 ``temporal.toml`` (``TEMPORAL_PROFILE`` picks one). Everything crossing the
-wire uses the SDK's pydantic data converter.
+wire uses the SDK's pydantic data converter, sealed with AES-256-GCM when
+``AIOPS_CODEC_KEYS`` is set (``aiops.codec``; docs/encryption.md): every
+client and worker of the project connects here, so none writes in clear
+text while another encrypts.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from temporalio.client import Client, Interceptor
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
+from aiops.codec import data_converter_from_env
 from aiops.tracing import tracing_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -44,13 +48,18 @@ async def connect(
     identity: str | None = None,
     runtime: Runtime | None = None,
     service_name: str = "aiops-client",
+    data_converter: DataConverter | None = None,
 ) -> Client:
-    """A client; with no ``interceptors`` given, tracing per the ``OTEL_*`` environment."""
+    """A client; with no ``interceptors`` given, tracing per the ``OTEL_*`` environment; with no
+    ``data_converter``, the pydantic one with the codec ``AIOPS_CODEC_KEYS`` configures (a
+    ``CodecConfigError`` when that is set but unusable, before anything connects)."""
+    if data_converter is None:
+        data_converter = data_converter_from_env()
     settings = connect_settings(address, namespace)
     if identity:
         settings["identity"] = identity
     if interceptors is None:
         interceptors = tracing_interceptors(service_name)
     return await Client.connect(
-        **settings, data_converter=pydantic_data_converter, interceptors=interceptors, runtime=runtime
+        **settings, data_converter=data_converter, interceptors=interceptors, runtime=runtime
     )

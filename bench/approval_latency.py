@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 from aiops.keys import KeyFile
 from bench.probe_workflow import SignalToActivityProbe
 from bench.stack import bench_stack

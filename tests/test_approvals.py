@@ -11,11 +11,10 @@ import pytest
 
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts import action as action_contract
-from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest
+from aiops.contracts.action import ActionMessages, ActionRecord, ActionStatus, ApprovalRequest
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
 
 
 async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: str = "dave"):
@@ -107,10 +106,10 @@ async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker)
 
 async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClient, worker) -> None:
     _, action_id, _ = await pending_action(aiops)
-    await aiops.approvals.action_handle(action_id).signal(ActionWorkflow.approve, {"approver": "mallory"})
-    await aiops.approvals.action_handle(action_id).signal(ActionWorkflow.approve, {"aprover": "alice"})
+    await aiops.approvals.action_handle(action_id).signal(ActionMessages.approve, {"approver": "mallory"})
+    await aiops.approvals.action_handle(action_id).signal(ActionMessages.approve, {"aprover": "alice"})
     await aiops.approvals.action_handle(action_id).signal(
-        ActionWorkflow.approve, {"approver": "oscar", "comment": "pls"}
+        ActionMessages.approve, {"approver": "oscar", "comment": "pls"}
     )
     record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 3)
     assert record.status == ActionStatus.PENDING_APPROVAL

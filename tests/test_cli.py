@@ -26,7 +26,8 @@ from aiops.cli import app
 from aiops.client import AiopsClient
 from aiops.contracts.action import ApprovalRequest
 from aiops.contracts.activities import AuditRecord, AuditStep
-from aiops.contracts.models import AgentConfig, Approver, SystemEvent
+from aiops.contracts.config import AgentConfig, Approver
+from aiops.contracts.models import SystemEvent
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT

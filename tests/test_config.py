@@ -18,13 +18,13 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from aiops.client import AgentNotRunningError, AiopsClient, ConfigRefusedError
-from aiops.contracts.models import AgentConfig, Integration
+from aiops.contracts.config import AgentConfig, Integration
 from aiops.runtime.config_listener import ConfigListener
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 def tunable(**settings: object) -> AgentConfig:

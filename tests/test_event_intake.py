@@ -15,7 +15,7 @@ from aiops.contracts.agent import AgentState, EventOutcome, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:

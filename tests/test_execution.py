@@ -79,7 +79,7 @@ async def test_failed_verification_rolls_back(aiops: AiopsClient, worker) -> Non
     assert record.rollback_result is not None and record.rollback_result.success
     assert LEDGER["rolled_back"] == [record.action.id]
     statuses = [h.status for h in record.history]
-    assert statuses[-3:] == [ActionStatus.SUCCEEDED, ActionStatus.VERIFYING, ActionStatus.ROLLED_BACK]
+    assert statuses[-3:] == [ActionStatus.EXECUTING, ActionStatus.VERIFYING, ActionStatus.ROLLED_BACK]
     status = await eventually(
         lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_failed == 1
     )

@@ -16,7 +16,8 @@ from temporalio.testing import WorkflowEnvironment
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import ApprovalRule, RiskLevel
+from aiops.contracts.config import ApprovalRule
+from aiops.contracts.models import RiskLevel
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER

@@ -28,7 +28,7 @@ from agents import ActionResult, AgentAction, BaseAgent, EventType, SystemEvent,
 from aiops.client import AiopsClient
 from aiops.client.events import EventsClient
 from aiops.connection import connect
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.gateway import auth
 from aiops.gateway.app import Gateway
 from aiops.gateway.delivery import Connector

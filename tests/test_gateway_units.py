@@ -13,7 +13,8 @@ import pytest
 from pydantic import ValidationError
 
 from aiops.contracts.agent import EventAnswer, EventOutcome
-from aiops.contracts.models import AgentConfig, EventType, Severity, SystemEvent
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import EventType, Severity, SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import WebhookPayload, alert_event, alert_event_id
 from aiops.gateway.config import Auth, ConfigProblem, RateLimit, load_config

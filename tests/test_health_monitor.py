@@ -39,7 +39,7 @@ from aiops.metrics import Telemetry, create_telemetry, series
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)

@@ -27,15 +27,15 @@ from activities.notify_activities import DEFAULT_UI_URL, UI_URL_ENV
 from agents.secrets import secret_problems
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
-from aiops.contracts.models import (
+from aiops.contracts.config import (
     MAX_NOTIFY_CHANNELS,
     AgentConfig,
     ApprovalRule,
     ExpiryAction,
     NotifyChannel,
     NotifyStep,
-    RiskLevel,
 )
+from aiops.contracts.models import RiskLevel
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER

@@ -252,7 +252,7 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
         "StartChildWorkflow:ActionWorkflow",
         "RunWorkflow:ActionWorkflow",
         "RunActivity:plan_action_here",  # the dry run, a local activity where the worker has the type
-        "RunActivity:execute_action_logged",
+        "RunActivity:execute_action",
     }
     assert expected <= names, sorted(names)
 
@@ -264,7 +264,7 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
     )
     assert executing["workflow_id"] == action_id and executing["run_id"]
     assert executing["agent_id"] == config.id and executing["event_id"] == low.id
-    assert executing["activity_type"] == AgentActivities.execute_action_logged.__name__
+    assert executing["activity_type"] == AgentActivities.execute_action.__name__
     assert executing["trace_id"] == trace_id, "the log line carries the trace it belongs to"
     refused = next(line for line in lines if line["message"].startswith("refused signal from oscar"))
     assert refused["workflow_id"] == pending and refused["run_id"]

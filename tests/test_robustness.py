@@ -6,18 +6,19 @@ import asyncio
 import subprocess
 
 import pytest
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import RawValue
 
 from aiops.client import AiopsClient
 from aiops.contracts import action as action_contract
 from aiops.contracts import agent as agent_contract
-from aiops.contracts.action import ActionStatus, action_workflow_id
+from aiops.contracts.action import ActionMessages, ActionStatus, action_workflow_id
 from aiops.contracts.agent import AgentState, agent_workflow_id
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team, wait_pending
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.workflow import AgentWorkflow
 
 
 async def cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -84,6 +85,36 @@ async def test_signals_without_input_or_with_extra_input_are_harmless(
     assert status.state == AgentState.RUNNING
     await aiops.approvals.approve(action_id, "alice")
     assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
+
+
+async def test_an_unreadable_approval_is_refused_and_audited_and_the_action_still_waits(
+    aiops: AiopsClient, worker
+) -> None:
+    """An approve or reject signal whose payload no converter can read (broken JSON, an unknown
+    encoding) is refused and audited by the workflow, not dropped by the SDK with a traceback; the
+    action keeps waiting and a proper approval afterwards goes through."""
+    _, action_id, _ = await start_pending_action(aiops, agent_config("scripted", approval=team()))
+    handle = aiops.approvals.action_handle(action_id)
+    broken = Payload(metadata={"encoding": b"json/plain"}, data=b'{"approver": "alice"')
+    unknown = Payload(metadata={"encoding": b"binary/who-knows"}, data=b"\x00\x01")
+    await handle.signal(action_contract.APPROVE, RawValue(broken))  # as the temporal CLI names it
+    await handle.signal(ActionMessages.reject, RawValue(unknown))
+
+    record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.refused) == 2)
+    assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
+    assert [(r.approved, r.channel) for r in record.refused] == [(True, "signal"), (False, "signal")]
+    assert all("the payload is not JSON" in r.reason for r in record.refused), record.refused
+    assert "binary/who-knows" in record.refused[1].reason
+    rows = await eventually(
+        lambda: aiops.audit.rows(action_id=action_id),
+        lambda rows: sum(r.step == "approval_refused" for r in rows) == 2,
+    )
+    assert all("not JSON" in r.detail["reason"] for r in rows if r.step == "approval_refused")
+
+    await aiops.approvals.approve(action_id, "alice")
+    done = await aiops.approvals.wait_for_action(action_id)
+    assert done.status == ActionStatus.VERIFIED
+    assert [a.approver for a in done.approvals] == ["alice"]
 
 
 async def test_the_automatic_execution_limit_holds_within_one_batch(aiops: AiopsClient, worker) -> None:
@@ -205,9 +236,9 @@ async def test_megabyte_approval_fields_are_refused_and_every_query_still_answer
     # payload limit. Not all: each lands in history before it is refused, and 27 of them would
     # bring the run to the server's 50 MB history limit, where the server terminates any workflow.
     for n in range(25):
-        await handle.signal(ActionWorkflow.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
-    await handle.signal(ActionWorkflow.approve, {"approver": "alice", "comment": HUGE})
-    await handle.signal(ActionWorkflow.reject, {"approver": "bob", "credential": HUGE})
+        await handle.signal(ActionMessages.approve, {"approver": HUGE if n < 3 else "x" * 50_000})
+    await handle.signal(ActionMessages.approve, {"approver": "alice", "comment": HUGE})
+    await handle.signal(ActionMessages.reject, {"approver": "bob", "credential": HUGE})
     record = await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == 27)
     assert record.status == ActionStatus.PENDING_APPROVAL and record.approvals == []
     assert len(record.refused) == action_contract.MAX_REFUSALS_KEPT

@@ -19,7 +19,7 @@ from temporalio.client import Client
 
 from agents.secrets import SecretUnavailableError, resolve_secrets
 from aiops.client import AiopsClient, ConfigRefusedError
-from aiops.contracts.models import Integration
+from aiops.contracts.config import Integration
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
 

@@ -25,13 +25,12 @@ from temporalio.exceptions import ApplicationError
 
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts import action as action_contract
-from aiops.contracts.action import ActionStatus, ApprovalRequest, DecisionRequest
+from aiops.contracts.action import ActionMessages, ActionStatus, ApprovalRequest, DecisionRequest
 from aiops.keys import KeyFile, generate
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_details import details_markdown
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.details import details_markdown
 from workflows.approval_token import generate_private_key, private_key_pem, sign
 
 
@@ -118,11 +117,11 @@ async def test_every_unproven_decision_is_refused_audited_and_leaves_the_action_
     for n, (why, attempt, says) in enumerate(ATTEMPTS):
         request = attempt(action_id, record.plan_digest)
         if channel == "signal":
-            await handle.signal(ActionWorkflow.approve, request.model_dump(exclude_none=True))
+            await handle.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
         else:
             with pytest.raises(WorkflowUpdateFailedError) as refused:
                 await handle.execute_update(
-                    ActionWorkflow.decide, DecisionRequest(approve=True, **request.model_dump())
+                    ActionMessages.decide, DecisionRequest(approve=True, **request.model_dump())
                 )
             cause = refused.value.cause
             assert isinstance(cause, ApplicationError) and says in cause.message, f"{why}: {cause}"
@@ -147,9 +146,9 @@ async def test_a_replayed_token_is_refused_after_its_use(aiops: AiopsClient, wor
     _, action_id, record = await pending(aiops, "critical")  # two approvals needed: it stays pending
     request = ApprovalRequest(approver="alice", credential=token(ALICE, action_id, record.plan_digest))
     handle = aiops.approvals.action_handle(action_id)
-    await handle.signal(ActionWorkflow.approve, request.model_dump(exclude_none=True))
+    await handle.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
     await eventually(lambda: aiops.approvals.action(action_id), lambda r: len(r.approvals) == 1)
-    await handle.signal(ActionWorkflow.approve, request.model_dump(exclude_none=True))
+    await handle.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
     refused = await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == 1)
     # alice's second approval is refused either way; the token may be used once only
     assert "already approved" in refused.refused[0].reason or "used already" in refused.refused[0].reason

@@ -1,6 +1,6 @@
 """Signed agent commands against the real dev server and PostgreSQL: the refusal matrix.
 
-Pause, resume, stop, reset-circuit-breaker and reconfigure change an agent only with a token
+Pause, resume, stop, reset-circuit-breaker, upgrade and reconfigure change an agent only with a token
 the agent verifies (a personal key or a trusted identity provider) from someone whose role
 allows it. Every other attempt, by signal (as the Web UI and the ``temporal`` CLI send it) or by
 the ``command`` update, is refused, audited by the agent itself, and changes nothing. Hold,
@@ -22,23 +22,22 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from aiops.client import AiopsClient, CommandRefusedError, ConfigRefusedError
 from aiops.contracts import action as action_contract
-from aiops.contracts.action import ActionOutcome, ActionStatus, HoldRequest
-from aiops.contracts.agent import AgentState, CommandRequest, StopRequest, agent_workflow_id
-from aiops.contracts.models import AgentVerb, ApprovalSettings
+from aiops.contracts.action import ActionMessages, ActionOutcome, ActionStatus, HoldRequest
+from aiops.contracts.agent import AgentCommand, AgentState, CommandRequest, StopRequest, agent_workflow_id
+from aiops.contracts.config import AgentVerb, ApprovalSettings
 from aiops.keys import KeyFile
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, eventually, start_pending_action, team
+from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support import identity_provider as idp
 from tests.support.agents_for_tests import LEDGER
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.agent.command_gate import stop_digest
+from workflows.agent.workflow import AgentWorkflow
 from workflows.approval_token import generate_private_key, private_key_pem, sign
-from workflows.command_gate import stop_digest
 
 
 def key(name: str) -> KeyFile:
@@ -200,8 +199,8 @@ async def test_forged_hold_release_and_abort_change_no_action(aiops: AiopsClient
     config = agent_config("scripted", approval=signed_team())
     _, action_id, record = await start_pending_action(aiops, config, "high", requested_by="dave")
     action = aiops.approvals.action_handle(action_id)
-    await action.signal(ActionWorkflow.abort, action_contract.AbortRequest(reason="forged"))
-    await action.signal(ActionWorkflow.hold, HoldRequest(epoch=99))
+    await action.signal(ActionMessages.abort, action_contract.AbortRequest(reason="forged"))
+    await action.signal(ActionMessages.hold, HoldRequest(epoch=99))
     rows = await eventually(
         lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: sum(r.step == "command_refused" for r in rs) == 2,
@@ -217,7 +216,7 @@ async def test_forged_hold_release_and_abort_change_no_action(aiops: AiopsClient
         lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.APPROVED
     )
     assert held.held
-    await action.signal(ActionWorkflow.release, HoldRequest(epoch=held.hold_epoch + 5))
+    await action.signal(ActionMessages.release, HoldRequest(epoch=held.hold_epoch + 5))
     await eventually(
         lambda: aiops.audit.rows(action_id=action_id),
         lambda rs: sum(r.step == "command_refused" for r in rs) == 3,
@@ -254,7 +253,7 @@ async def test_a_config_change_needs_the_reconfigure_role_and_is_bound_to_its_co
     handle = aiops.agents.handle(config.id)
     other = config.model_copy(update={"thresholds": {"disk": 0.1}})
     from aiops.contracts.agent import ReconfigureRequest
-    from workflows.command_gate import reconfigure_digest
+    from workflows.agent.command_gate import reconfigure_digest
 
     signed_other = ReconfigureRequest(config=other, actor="bob", author="bob")
     forged = ReconfigureRequest(
@@ -309,7 +308,7 @@ async def test_an_identity_providers_tokens_approve_and_command_by_group(aiops: 
     ]
     for credential, _ in attempts:
         request = action_contract.ApprovalRequest(approver="erin", credential=credential)
-        await action.signal(ActionWorkflow.approve, request.model_dump(exclude_none=True))
+        await action.signal(ActionMessages.approve, request.model_dump(exclude_none=True))
     seen = await eventually(
         lambda: aiops.approvals.action(action_id), lambda r: r.refused_total == len(attempts)
     )
@@ -317,7 +316,7 @@ async def test_an_identity_providers_tokens_approve_and_command_by_group(aiops: 
         assert says in refusal.reason
     good = idp_token("erin", ["sre-team"], action_id, "approve", record.plan_digest)
     await action.signal(
-        ActionWorkflow.approve, action_contract.ApprovalRequest(approver="erin", credential=good).model_dump()
+        ActionMessages.approve, action_contract.ApprovalRequest(approver="erin", credential=good).model_dump()
     )
     done = await asyncio.wait_for(aiops.approvals.wait_for_action(action_id), 60)
     assert done.status == ActionStatus.VERIFIED
@@ -403,3 +402,49 @@ async def test_a_forged_action_finished_counts_nothing(aiops: AiopsClient, worke
         lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1
     )
     assert counted.pending_actions == []
+
+
+async def test_an_upgrade_continues_the_agent_as_new_with_its_state_and_queue(
+    aiops: AiopsClient, worker, address: str, tmp_path: Path, task_queue: str
+) -> None:
+    """``upgrade`` (sre or admin) moves an agent to the code its workers run now: it continues as
+    new at the next safe point, paused as it was, its queue carried; refusals are audited."""
+    config = await running(aiops)
+    await aiops.agents.pause(config.id, key=OSCAR)  # the events below wait in the queue
+    await aiops.events.send_many(config.id, [event("alert", risk="low", id=f"up-{n}") for n in range(3)])
+    handle = aiops.agents.handle(config.id)
+    first_run = (await handle.describe()).run_id
+    with pytest.raises(CommandRefusedError, match="oscar may not upgrade"):
+        await aiops.agents.command(config.id, AgentVerb.UPGRADE, key=OSCAR)
+    await handle.signal(AgentWorkflow.upgrade, AgentCommand(actor="bob"))  # unsigned: refused
+    await eventually(
+        lambda: aiops.audit.rows(agent_id=config.id),
+        lambda rs: [r.detail["verb"] for r in refusals(rs)] == ["upgrade", "upgrade"],
+    )
+    assert (await aiops.agents.status(config.id)).run_number == 1
+
+    applied = await aiops.agents.command(config.id, AgentVerb.UPGRADE, key=ALICE)
+    assert applied.changed and applied.authenticated and applied.actor == "alice"
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.run_number == 2)
+    assert status.state == AgentState.PAUSED and status.queue_length == 3
+    before = await aiops.client.get_workflow_handle(agent_workflow_id(config.id), run_id=first_run).describe()
+    assert before.status == WorkflowExecutionStatus.CONTINUED_AS_NEW
+
+    # The CLI, for every running agent on the task queue (this test's only one).
+    await eventually(aiops.agents.ids, lambda ids: config.id in ids)
+    bob_file = tmp_path / "bob.json"
+    bob_file.write_text(BOB.model_dump_json())
+    upgraded = await asyncio.to_thread(
+        cli, address, task_queue, "agents", "upgrade", "--all", "--key", str(bob_file)
+    )
+    assert upgraded.returncode == 0 and f"upgrade: 1 agent(s) as bob: {config.id}" in upgraded.stdout, (
+        upgraded.stdout + upgraded.stderr
+    )
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.run_number == 3)
+    assert status.state == AgentState.PAUSED and status.queue_length == 3
+
+    await aiops.agents.resume(config.id, key=BOB)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 3)
+    rows = await aiops.audit.rows(agent_id=config.id)
+    asked = [r.actor for r in rows if r.detail.get("state") == "upgrade_requested"]
+    assert asked == ["alice", "bob"]

@@ -56,7 +56,7 @@ from tests.support.browser import (
     free_port,
     launch_chromium,
 )
-from workflows.action_details import plan_step, static_summary
+from workflows.action.details import plan_step, static_summary
 from workflows.approval_token import generate_private_key, private_key_pem
 
 # The backstop covers a first-time `apt-get install chromium`; the browser part itself takes seconds.

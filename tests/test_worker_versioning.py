@@ -1,4 +1,5 @@
-"""Worker Versioning: a worker that serves one build of a deployment runs agents once it is current."""
+"""Worker Versioning: a worker that serves one build of a deployment runs agents once it is current;
+runs are pinned to their build, and an agent moves to a newer one when it continues as new."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from temporalio.client import Client
 from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
+from aiops.contracts.config import AgentVerb
 from aiops.runtime.worker_build import build_worker, versioned_deployment
 from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, event
+from tests.helpers import agent_config, event, eventually
 
 
 async def set_current(address: str, deployment: str, build_id: str) -> None:
@@ -54,5 +56,28 @@ async def test_a_versioned_worker_runs_agents_on_its_build(
         versioning = described.raw_description.workflow_execution_info.versioning_info
         assert versioning.deployment_version.deployment_name == deployment
         assert versioning.deployment_version.build_id == "1.4.0"
-        assert versioning.behavior == 2  # AUTO_UPGRADE: agents follow the current build
-        await aiops.agents.stop(config.id)
+        assert versioning.behavior == 1  # PINNED: a run stays on its build (docs/deploy.md)
+        action = await aiops.approvals.action_handle(record.action.id).describe()
+        assert action.raw_description.workflow_execution_info.versioning_info.behavior == 1
+
+        # A new build made current: the agent's run stays on 1.4.0 until it continues as new;
+        # the upgrade command does that now, and the next run starts on 1.5.0, state kept.
+        newer = build_worker(
+            client, task_queue, AgentActivities(client=client), pool=pool,
+            deployment=versioned_deployment(deployment, "1.5.0"),
+        )  # fmt: skip
+        async with newer:
+            await set_current(address, deployment, "1.5.0")
+            assert await build_of(aiops, config.id) == "1.4.0"
+            applied = await aiops.agents.command(config.id, AgentVerb.UPGRADE)
+            assert applied.changed
+            await eventually(lambda: build_of(aiops, config.id), lambda b: b == "1.5.0")
+            status = await aiops.agents.status(config.id)
+            assert status.run_number == 2 and status.counters.events_processed == 1
+            await aiops.agents.stop(config.id)
+            await aiops.agents.handle(config.id).result()
+
+
+async def build_of(aiops: AiopsClient, agent_id: str) -> str:
+    described = await aiops.agents.handle(agent_id).describe()
+    return str(described.raw_description.workflow_execution_info.versioning_info.deployment_version.build_id)

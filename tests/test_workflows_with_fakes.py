@@ -39,11 +39,12 @@ from aiops.contracts.activities import (
     VerifyCall,
 )
 from aiops.contracts.agent import hooks_task_queue
-from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, EventType, Plan
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan
 from tests.helpers import event, wait_pending
 from tests.support.time_skipping import time_skipping_server
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
+from workflows.action.workflow import ActionWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.sandbox import workflow_runner
 
 
@@ -105,8 +106,8 @@ class Fakes:
         async def plan_action_here(call: ActionCall) -> PlannedHere:
             return PlannedHere(planned=True, plan=await plan_action(call))
 
-        @fake(AgentActivities.execute_action_logged)
-        async def execute_action_logged(call: ActionCall) -> ExecutionOutcome:
+        @fake(AgentActivities.execute_action)
+        async def execute_action(call: ActionCall) -> ExecutionOutcome:
             self.calls["execute"] += 1
             if self.calls["execute"] <= self.execute_failures:
                 raise ApplicationError("transient failure")
@@ -133,7 +134,7 @@ class Fakes:
 
         self.all = [
             register_config, initialize_agent, decide_events, stop_agent, plan_action, plan_action_here,
-            execute_action_logged, verify_action, rollback_action, notify_escalation, record_audit,
+            execute_action, verify_action, rollback_action, notify_escalation, record_audit,
         ]  # fmt: skip
 
 

@@ -17,9 +17,9 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.agent import AgentRunState, AgentState, PendingAction
     from aiops.contracts.models import AgentAction, SystemEvent
     from aiops.contracts.policy import Outcome, decide
-    from workflows.action_details import static_details, static_summary
-    from workflows.action_workflow import ActionWorkflow
-    from workflows.agent_state import policy_context
+    from workflows.action.details import static_details, static_summary
+    from workflows.action.workflow import ActionWorkflow
+    from workflows.agent.state import policy_context
 
 
 async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:

@@ -32,8 +32,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from aiops.contracts.config import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
 from aiops.contracts.errors import AiopsError, describe_validation_error
-from aiops.contracts.models import ISSUER_ALGORITHMS, TrustedIssuer
 
 KEY_PREFIX = "ed25519:"
 ALGORITHM = "EdDSA"
@@ -42,7 +42,9 @@ DEFAULT_LIFETIME_SECONDS = 15 * 60
 # Clocks of signer and server differ a little: a token issued this far in the future is accepted.
 CLOCK_SKEW_SECONDS = 120
 
-Verb = Literal["approve", "reject", "pause", "resume", "stop", "reset-circuit-breaker", "reconfigure"]
+Verb = Literal[
+    "approve", "reject", "pause", "resume", "stop", "reset-circuit-breaker", "reconfigure", "upgrade"
+]
 # Verbs whose token names what it allows (a plan digest, a command's digest): approving a plan,
 # stopping (draining or aborting), a config change. Rejecting, pausing, resuming and closing the
 # breaker mean the same whatever the moment, so their tokens carry no digest.
@@ -205,6 +207,15 @@ def verify_identity(
         ) from None
     claims = _claims(signed["payload"])
     return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+
+
+def identity_roles(config: AgentConfig, who: Verified) -> list[str]:
+    """A verified person's roles: the configured approver's of that name, plus (for a token from
+    a trusted issuer) those its groups map to."""
+    approver = config.approval.approver(who.name)
+    roles = set(approver.roles if approver else [])
+    roles.update(who.roles or [])
+    return sorted(roles)
 
 
 def _verified_by_issuer(

@@ -25,11 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.audit_activities import AuditActivities
     from aiops.contracts.activities import AuditBatch, AuditRecord
     from aiops.contracts.audit_rows import bounded_record
-    from workflows.patch_baseline import PatchBaseline
 
-# Steps recorded before this patch was deployed had no audit rows; replaying their
-# histories must not schedule activities they never had.
-AUDIT_PATCH = "audit-log-v1"
 AUDIT_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1),
     maximum_interval=timedelta(seconds=30),
@@ -41,10 +37,7 @@ MAX_BYTES_PER_CALL = 512 * 1024
 
 
 class AuditOutbox:
-    def __init__(self, patches: PatchBaseline) -> None:
-        # Asked once, in the workflow's first activation: a patch first asked later (say
-        # right after a local activity) did not replay reliably.
-        self._enabled = patches.has(AUDIT_PATCH)
+    def __init__(self) -> None:
         self._queue: list[AuditRecord] = []
         self._in_flight = False  # a record_audit activity
         # False once a worker said it has no audit log (no database): rows then go nowhere, and
@@ -52,7 +45,7 @@ class AuditOutbox:
         self._sink = True
 
     def add(self, record: AuditRecord) -> None:
-        if not self._enabled or not self._sink:
+        if not self._sink:
             return
         self._queue.append(bounded_record(record))
         self._start()
@@ -64,7 +57,7 @@ class AuditOutbox:
 
     @property
     def has_sink(self) -> bool:
-        return self._enabled and self._sink
+        return self._sink
 
     def sink_available(self, available: bool) -> None:
         """What the last worker said: whether it has an audit log to write to."""

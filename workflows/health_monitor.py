@@ -11,8 +11,7 @@ tasks) and the agents of types whose health-check hook does real checks are
 observed in pages (status query as heartbeat, health-check hook, worker
 resources). Each is classified with the pure rules of ``aiops/contracts/health.py``; the
 snapshot is recorded (and the gauges), and every transition since the last
-snapshot is alerted. Passes started before ``health-fleet-v1`` observed every
-agent.
+snapshot is alerted.
 """
 
 from __future__ import annotations
@@ -33,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         FleetTriage,
         HealthAlert,
         HealthSnapshot,
-        ListAgentsCall,
         Observations,
         ObserveAgentsCall,
         PendingApprovals,
@@ -77,10 +75,6 @@ class MonitorReport(BaseModel):
     def verdicts(self) -> list[AgentHealth]:
         """Every agent's verdict, observed or judged in a group."""
         return [*self.agents, *(h for g in self.groups for h in g.verdicts())]
-
-
-HOOKS_QUEUE_PATCH = "hooks-queue-v1"  # passes recorded before it ran health checks in observe_agents
-FLEET_PATCH = "health-fleet-v1"  # passes recorded before it observed every agent (see triage_fleet)
 
 
 @workflow.defn
@@ -162,59 +156,33 @@ class HealthMonitorWorkflow:
     @workflow.run
     async def run(self, input: MonitorInput) -> MonitorReport:
         run_id = workflow.info().run_id
-        groups: list[FleetGroup] = []
-        counted: dict[str, int] = {}
-        approvals: PendingApprovals | None = None
-        fleet = workflow.patched(FLEET_PATCH)
-        if fleet:
-            (ids, groups, counted), approvals = await asyncio.gather(
-                self._triage(input),
-                workflow.execute_local_activity_method(
-                    HealthActivities.summarize_approvals,
-                    input.task_queue,
-                    start_to_close_timeout=timedelta(seconds=60),
-                    retry_policy=RETRY,
-                ),
-            )
-        else:
-            ids = await workflow.execute_activity_method(
-                HealthActivities.list_agents,
-                ListAgentsCall(
-                    task_queue=input.task_queue, failed_within_seconds=input.failed_within_seconds
-                ),
+        (ids, groups, counted), approvals = await asyncio.gather(
+            self._triage(input),
+            workflow.execute_local_activity_method(
+                HealthActivities.summarize_approvals,
+                input.task_queue,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RETRY,
-            )
-            if input.alert_agent_id in ids:
-                ids.remove(input.alert_agent_id)  # the alerting agent's own trouble shows in its status
+            ),
+        )
         timeout = input.thresholds.status_timeout_seconds
         healths: list[AgentHealth] = []
         observations = []
-        # Health checks run agent code: on each agent type's own queue, where the type is.
-        by_type = workflow.patched(HOOKS_QUEUE_PATCH)
         for start in range(0, len(ids), PAGE):
             seen: Observations = await workflow.execute_activity_method(
                 HealthActivities.observe_agents,
                 ObserveAgentsCall(
                     agent_ids=ids[start : start + PAGE],
                     status_timeout_seconds=timeout,
-                    run_checks=not by_type,
+                    run_checks=False,  # health checks run agent code: on each type's own queue
                 ),
                 start_to_close_timeout=timedelta(seconds=60 + 3 * timeout),
                 retry_policy=RETRY,
             )
-            if by_type:
-                await self._check(seen.agents, input.task_queue, timeout)
+            await self._check(seen.agents, input.task_queue, timeout)
             observations.extend(seen.agents)
             verdicts = [classify(o, seen.worker, input.thresholds) for o in seen.agents]
             healths.extend(v for v in verdicts if v is not None)
-        if approvals is None:
-            approvals = await workflow.execute_activity_method(
-                HealthActivities.summarize_approvals,
-                input.task_queue,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RETRY,
-            )
         snapshot = HealthSnapshot(
             monitor_run=run_id,
             taken_at=workflow.now(),
@@ -223,21 +191,12 @@ class HealthMonitorWorkflow:
             approvals=approvals,
             groups=groups,
         )
-        previous: dict[str, HealthStatus]
-        if fleet:
-            previous = await workflow.execute_local_activity_method(
-                HealthActivities.record_health,
-                snapshot,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RETRY,
-            )
-        else:
-            previous = await workflow.execute_activity_method(
-                HealthActivities.record_health,
-                snapshot,
-                start_to_close_timeout=timedelta(seconds=60),
-                retry_policy=RETRY,
-            )
+        previous: dict[str, HealthStatus] = await workflow.execute_local_activity_method(
+            HealthActivities.record_health,
+            snapshot,
+            start_to_close_timeout=timedelta(seconds=60),
+            retry_policy=RETRY,
+        )
         # Agents judged in a group matter to transitions only if they were something else before (or
         # the group is not healthy): the others stay out of memory, as they stayed out of history.
         grouped = [

@@ -7,7 +7,7 @@ project's ``workflows`` package it did neither any more:
 
 - The package is passed through the sandbox. Re-importing ``agent_workflow.py`` compiled it again
   for every agent run: about 150 KB of code objects per cached agent (half of an idle agent's
-  memory) and 5 ms of CPU per start; ``action_workflow.py`` cost 60 KB and 3 ms per action. The
+  memory) and 5 ms of CPU per start; the action workflow's cost 60 KB and 3 ms per action. The
   SDK's documented remedy is to pass such modules through. They hold no module state a run could
   leak (constants and pure functions).
 - A passed-through module runs with the real modules it imported, so the sandbox no longer saw

@@ -245,3 +245,101 @@ class AuditLog:
                     )
                 expected_prev = r["row_hash"]
         return ChainReport(agent_id=agent_id, rows_checked=checked, ok=True)
+
+
+class ChainRow(AuditRow):
+    """An audit row with ``detail_text``: PostgreSQL's rendering of the stored ``jsonb``, the exact
+    text its hash covers. An export carries it so a copy can be verified without the database
+    (re-rendering ``detail`` would not do: ``jsonb`` keeps ``1.50`` and orders keys its own way)."""
+
+    detail_text: str
+
+
+class AuditPosition(BaseModel):
+    """How far a reader of the audit log has got: the last ``seq`` it has taken of each agent.
+
+    Per agent, not one global ``seq``: ``seq`` comes from a sequence, so two agents' concurrent
+    appends can commit out of ``seq`` order and a global "after seq N" would skip the row that
+    commits late. One agent's appends are serialized by its advisory lock (taken before ``seq`` is
+    drawn, held until commit), so within an agent rows become visible in ``seq`` order and "after
+    my last seq of this agent" misses nothing and repeats nothing.
+    """
+
+    agents: dict[str, int] = {}
+
+    def after(self, rows: list[ChainRow]) -> AuditPosition:
+        """The position once ``rows`` (in ``seq`` order) have been taken."""
+        agents = dict(self.agents)
+        for row in rows:
+            agents[row.agent_id] = max(agents.get(row.agent_id, 0), row.seq)
+        return AuditPosition(agents=agents)
+
+
+# Every agent in the log without reading every row: a loose index scan on (agent_id, seq); then,
+# per agent, its rows after the reader's position on the same index; merged by seq.
+_ROWS_AFTER = """
+WITH RECURSIVE agents(agent_id) AS (
+    (SELECT agent_id FROM audit_log WHERE ($1::text IS NULL OR agent_id = $1) ORDER BY agent_id LIMIT 1)
+    UNION ALL
+    SELECT (SELECT l.agent_id FROM audit_log l WHERE l.agent_id > a.agent_id
+            AND ($1::text IS NULL OR l.agent_id = $1) ORDER BY l.agent_id LIMIT 1)
+    FROM agents a WHERE a.agent_id IS NOT NULL
+)
+SELECT r.* FROM agents a
+LEFT JOIN unnest($2::text[], $3::bigint[]) AS p(agent_id, last_seq) ON p.agent_id = a.agent_id
+CROSS JOIN LATERAL (
+    SELECT l.seq, l.agent_id, l.action_id, l.step, l.idempotency_key, l.actor, l.detail::text AS detail,
+           l.occurred_at, l.recorded_at, l.prev_hash, l.row_hash
+    FROM audit_log l
+    WHERE l.agent_id = a.agent_id AND l.seq > coalesce(p.last_seq, 0)
+      AND ($4::text IS NULL OR l.action_id = $4)
+      AND ($5::timestamptz IS NULL OR l.occurred_at >= $5)
+      AND ($6::timestamptz IS NULL OR l.occurred_at < $6)
+    ORDER BY l.seq LIMIT $7
+) r
+WHERE a.agent_id IS NOT NULL
+ORDER BY r.seq LIMIT $7
+"""
+
+
+async def rows_after(
+    pool: asyncpg.Pool,
+    position: AuditPosition,
+    limit: int,
+    agent_id: str | None = None,
+    action_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ChainRow]:
+    """The next at most ``limit`` rows after ``position``, in ``seq`` order, with their hash-chain
+    fields: one page of a keyset walk (bounded memory however long the log), and the one read a
+    tailer repeats (``position.after(rows)`` is where the next call starts). Filters narrow the
+    rows; the position stays exact because it is kept per agent (see ``AuditPosition``)."""
+    agents = list(position.agents)
+    found = await pool.fetch(
+        _ROWS_AFTER,
+        agent_id,
+        agents,
+        [position.agents[a] for a in agents],
+        action_id,
+        since,
+        until,
+        limit,
+    )
+    return [
+        ChainRow(
+            seq=r["seq"],
+            agent_id=r["agent_id"],
+            action_id=r["action_id"],
+            step=r["step"],
+            key=r["idempotency_key"],
+            actor=r["actor"],
+            detail=json.loads(r["detail"]),
+            detail_text=r["detail"],
+            occurred_at=r["occurred_at"],
+            recorded_at=r["recorded_at"],
+            prev_hash=r["prev_hash"],
+            row_hash=r["row_hash"],
+        )
+        for r in found
+    ]

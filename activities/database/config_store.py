@@ -15,7 +15,7 @@ import asyncpg
 
 from agents.config_diff import same_settings
 from aiops.contracts.activities import StoredConfig
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 
 NOTIFY_CHANNEL = "aiops_config"
 

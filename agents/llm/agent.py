@@ -49,16 +49,9 @@ from agents.llm.proposal import (
 from agents.llm.settings import LlmSettings, diagnosis_timeout, parse_settings, settings_problems
 from agents.registry import register_agent, register_worker_plugin
 from agents.services import framework_services
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
 
 outcomes = logging.getLogger("aiops.llm")
 DEFAULT_TASK_QUEUE = "aiops-agents"

@@ -16,7 +16,7 @@ from temporalio.client import Client
 
 from agents.base_agent import BaseAgent
 from agents.services import framework_services
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 
 
 def get_client() -> Client:

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from aiops.contracts.models import AGENT_ID_PATTERN, ActionType, AgentConfig, RiskLevel
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import AGENT_ID_PATTERN, ActionType, RiskLevel
 from aiops.contracts.secret_refs import is_reference
 
 # The agent workflow waits for a decision at most ``runtime.decision_timeout_seconds``; a diagnosis

@@ -24,8 +24,9 @@ from agents.llm import runtime
 from agents.llm.contracts import DiagnosisDeps
 from agents.llm.settings import McpServerSettings
 from agents.services import framework_services
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AgentError
-from aiops.contracts.models import ActionType, AgentAction, AgentConfig, RiskLevel
+from aiops.contracts.models import ActionType, AgentAction, RiskLevel
 
 audit_log = logging.getLogger("aiops.llm.audit")
 

@@ -49,8 +49,6 @@ BUDGET_RETRY = RetryPolicy(maximum_attempts=3, initial_interval=timedelta(second
 AUDIT_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10))
 # Time kept back from the diagnosis timeout to record the outcome (and charge the budget).
 WRAP_UP_SECONDS = 5.0
-# Diagnoses started before they wrote their own audit row end without one.
-AUDIT_PATCH = "llm-diagnosis-audit-v1"
 AUDIT_ACTIVITY = "record_audit"  # AuditActivities.record_audit, on the framework's task queue
 
 
@@ -64,8 +62,7 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
         result = await self._diagnose(request)
         outcome = outcome_of(result)
         metrics.record(result, outcome, workflow.now() - started)
-        if workflow.patched(AUDIT_PATCH):
-            await _audit(request, result, outcome, started)
+        await _audit(request, result, outcome, started)
         return result
 
     async def _diagnose(self, request: DiagnosisInput) -> DiagnosisResult:

@@ -1,4 +1,4 @@
-"""``aiops agents``: list, inspect, start, stop, pause and resume agents."""
+"""``aiops agents``: list, inspect, start, stop, pause, resume and upgrade agents."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from aiops.cli.output import (
 from aiops.client import AiopsClient, CommandRefusedError
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import AgentState, AgentStatus, CommandApplied, agent_workflow_id
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 
 app = typer.Typer(help="List, inspect, start, stop, pause and resume agents.", no_args_is_help=True)
 
@@ -386,6 +386,21 @@ def resume(
     _one_or_all(ctx, AgentVerb.RESUME, agent, every, who, key)
 
 
+@app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    agent: OptionalAgentArg = None,
+    every: AllOption = False,
+    who: AsOption = None,
+    key: KeyOption = None,
+) -> None:
+    """Move an agent, or every agent (--all), to the workflow code its workers run now: it
+    continues as new at the next safe point (the batch in hand decided, handlers finished),
+    keeping its state, queue and pending actions. Use after deploying a new build (see
+    docs/deploy.md). Needs the upgrade role (sre or admin by default)."""
+    _one_or_all(ctx, AgentVerb.UPGRADE, agent, every, who, key)
+
+
 @app.command("reset-breaker")
 def reset_breaker(ctx: typer.Context, agent: AgentArg, who: AsOption = None, key: KeyOption = None) -> None:
     """Close an agent's open circuit breaker: automatic execution resumes under its policy.
@@ -410,7 +425,8 @@ def token(
     ctx: typer.Context,
     agent: AgentArg,
     verb: Annotated[
-        AgentVerb, typer.Argument(metavar="VERB", help="pause, resume, stop or reset-circuit-breaker")
+        AgentVerb,
+        typer.Argument(metavar="VERB", help="pause, resume, stop, reset-circuit-breaker or upgrade"),
     ],
     drain: DrainOption = True,
     reason: Annotated[str, typer.Option("--reason", "-r", help="why (stop), for the audit log")] = "",
@@ -450,4 +466,5 @@ _SIGNALS = {
     AgentVerb.RESUME: agent_contract.RESUME,
     AgentVerb.STOP: agent_contract.STOP,
     AgentVerb.RESET_CIRCUIT_BREAKER: agent_contract.RESET_CIRCUIT_BREAKER,
+    AgentVerb.UPGRADE: agent_contract.UPGRADE,
 }

@@ -28,8 +28,9 @@ from aiops.cli.output import BadInput, CliError, Failed, describe_validation, em
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
 from aiops.contracts.action import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.limits import MAX_EVENT_BYTES, over_budget
-from aiops.contracts.models import AgentConfig, SystemEvent
+from aiops.contracts.models import SystemEvent
 
 T = TypeVar("T")
 

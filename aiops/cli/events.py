@@ -15,7 +15,8 @@ from aiops.cli.common import event_from, load_config, parse_json, read_text, run
 from aiops.cli.output import BadInput, Failed, console, describe_validation, emit, settings
 from aiops.client import AiopsClient
 from aiops.contracts.agent import EventAnswer, EventOutcome
-from aiops.contracts.models import AgentConfig, EventType, Severity, SystemEvent
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import EventType, Severity, SystemEvent
 
 app = typer.Typer(help="Send events to agents.", no_args_is_help=True)
 

@@ -48,8 +48,10 @@ def gateway(
     """
     # The web stack is imported only by this command.
     from aiops.client import AiopsClient
+    from aiops.codec import CodecConfigError
     from aiops.connection import connect
     from aiops.gateway.app import Gateway
+    from aiops.gateway.codec_server import check_settings
     from aiops.gateway.config import ConfigProblem
     from aiops.gateway.delivery import Connector
     from aiops.gateway.server import bind, serve
@@ -62,8 +64,9 @@ def gateway(
         return AiopsClient(await connect(service_name="aiops-gateway"), task_queue)
 
     try:
+        check_settings()  # the keys and the codec server's tokens: wrong ones stop it here
         instance = Gateway(routes, Connector(connect_client), reload_every=reload_every)
-    except ConfigProblem as err:
+    except (ConfigProblem, CodecConfigError) as err:
         raise BadInput(str(err)) from None
     try:
         sock = bind(host, port)

@@ -46,11 +46,11 @@ from aiops.contracts.agent import (
     agent_workflow_id,
     hooks_task_queue,
 )
-from aiops.contracts.models import AgentConfig, AgentVerb
+from aiops.contracts.config import AgentConfig, AgentVerb
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.agent_workflow import AgentWorkflow
-from workflows.command_gate import stop_digest
+from workflows.agent.command_gate import stop_digest
+from workflows.agent.workflow import AgentWorkflow
 
 # ``ConfigActivities.validate_config``, served on each agent type's hooks queue.
 VALIDATE_CONFIG_ACTIVITY = "validate_config"

@@ -28,7 +28,7 @@ from aiops.contracts.action import (
 )
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.action_workflow import ActionWorkflow
+from workflows.action.workflow import ActionWorkflow
 
 
 class ApprovalsClient:
@@ -68,7 +68,8 @@ class ApprovalsClient:
         deadline = asyncio.get_running_loop().time() + appear_within
         while True:
             try:
-                return await handle.result()
+                record: ActionRecord = await handle.result()
+                return record
             except RPCError as err:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise

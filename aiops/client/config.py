@@ -19,11 +19,11 @@ from aiops.client.common import Connection, no_agent
 from aiops.client.errors import ClientError, ConfigRefusedError
 from aiops.contracts.activities import StoredConfig
 from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 from aiops.keys import KeyFile
 from workflows import approval_token
-from workflows.agent_workflow import AgentWorkflow
-from workflows.command_gate import reconfigure_digest
+from workflows.agent.command_gate import reconfigure_digest
+from workflows.agent.workflow import AgentWorkflow
 
 
 class ConfigClient:

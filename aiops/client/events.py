@@ -39,9 +39,10 @@ from aiops.contracts.agent import (
     IntakeRequest,
     agent_workflow_id,
 )
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.limits import MAX_EVENT_BYTES, MAX_INTAKE_BYTES, UNMEASURABLE, json_size, over_budget
-from aiops.contracts.models import AgentConfig, SystemEvent
-from workflows.agent_workflow import AgentWorkflow
+from aiops.contracts.models import SystemEvent
+from workflows.agent.workflow import AgentWorkflow
 
 # How long a batch the agent cannot take yet (queue full, continue-as-new) is sent again.
 INTAKE_PATIENCE_SECONDS = 60.0

@@ -1,9 +1,11 @@
 """The public contract of ``ActionWorkflow``: ids, input, messages, the record, queries, errors.
 
-Clients, the CLI, activities and tests import this module (or call the
-workflow's methods by reference); nothing outside ``workflows/`` imports the
-workflow's internals. ``ActionRecord`` is both the ``status`` query's answer
-and the workflow's result, so the approver, the CLI and the audit read one shape.
+Clients, the CLI, activities and tests import this module; nothing outside ``workflows/`` imports
+the workflow's internals. Its messages are declared once, as the handler stubs of
+``ActionMessages`` (which ``ActionWorkflow`` subclasses): senders name them by reference, e.g.
+``handle.signal(ActionMessages.approve, ...)``, and never by a string they could misspell.
+``ActionRecord`` is both the ``status`` query's answer and the workflow's result, so the approver,
+the CLI and the audit read one shape.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.models import ActionResult, AgentAction, AgentConfig, Plan, SystemEvent
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import ActionResult, AgentAction, Plan, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 from aiops.contracts.policy import PolicyDecision
 
 WORKFLOW_TYPE = "ActionWorkflow"
 WORKFLOW_ID_PREFIX = "action-"
 
-# ----- message names (for callers that cannot call the method by reference) ----
+# ----- message names (the Web UI, the `temporal` CLI and recorded histories use them) ----
 
 APPROVE = "approve"  # signal: ApprovalRequest (Web UI, `temporal workflow signal`)
 REJECT = "reject"  # signal: ApprovalRequest
@@ -84,16 +91,13 @@ class ActionStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
 
     @property
-    def legacy_search_value(self) -> str:
-        """The CamelCase form actions started before status-spelling-v1 put in ``AiopsActionStatus``;
-        today every surface (search attribute, status, CLI, audit) says ``pending_approval``."""
-        return "".join(part.capitalize() for part in self.value.split("_"))
-
-    @property
     def is_final(self) -> bool:
+        """Nothing can follow this status: the action has ended (see workflows/action_lifecycle.py)."""
         return self in FINAL_STATUSES
 
 
+# The statuses an action ends in: those with no way out in the lifecycle's transition table
+# (workflows/action_lifecycle.py; its unit test keeps the two in line).
 FINAL_STATUSES = frozenset(
     {
         ActionStatus.REJECTED,
@@ -123,7 +127,7 @@ class ActionInput(BaseModel):
     # audit activity, as its rows would go nowhere.
     audit_log: bool = True
     # The agent type has a plan hook (a dry run); without one the plan step, which would only
-    # answer "no dry run", is skipped (inputs of older actions lack it: they plan as before).
+    # answer "no dry run", is skipped.
     has_plan: bool = True
 
 
@@ -172,8 +176,8 @@ class ApprovalRecord(BaseModel):
     at: datetime
     channel: str
     plan_digest: str | None = None
-    # Proven by a signed token the workflow verified; False: the name alone (dev mode, or an
-    # action started before signed approvals), which every view says.
+    # Proven by a signed token the workflow verified; False: the name alone (dev mode), which
+    # every view says.
     authenticated: bool = False
     token_id: str | None = None
     issuer: str | None = None  # the trusted identity provider that vouched (None: a personal key)
@@ -245,12 +249,89 @@ def plan_digest(plan: Plan | None) -> str:
 def pending_approvals_query(task_queue: str | None = None, agent_id: str | None = None) -> str:
     """The approval inbox: running actions waiting for a decision (on a queue, of an agent)."""
     pending = ActionStatus.PENDING_APPROVAL
-    query = (
-        f"{sa.ACTION_STATUS.name} IN ({sa.quoted(pending.value)}, {sa.quoted(pending.legacy_search_value)})"
-        " AND ExecutionStatus = 'Running'"
-    )
+    query = f"{sa.ACTION_STATUS.name} = {sa.quoted(pending.value)} AND ExecutionStatus = 'Running'"
     if task_queue is not None:
         query += f" AND TaskQueue = {sa.quoted(task_queue)}"
     if agent_id is not None:
         query += f" AND {sa.AGENT_ID.name} = {sa.quoted(agent_id)}"
     return query
+
+
+# ----- the messages, declared once ------------------------------------------------------------
+
+# What a person may send, and what they must not: in the docs, the handlers' descriptions (the Web
+# UI lists them under each name in its signal and update menus) and the static details, so nobody
+# has to guess what a menu entry does.
+PEOPLE_MESSAGES = {
+    DECIDE: 'For people: approve or reject, {"approver", "credential", "approve": true|false, "comment"}; '
+    "the credential is a token signed with your key (`aiops approvals token`). A refusal comes back "
+    "at once, with the reason.",
+    APPROVE: 'For people: approve, {"approver", "credential", "comment"}: paste what `aiops approvals '
+    "token ACTION` prints. A refusal is recorded and shown in Current Details; the decide update "
+    "shows it at once.",
+    REJECT: 'For people: reject, {"approver", "credential", "comment"} (`aiops approvals token --reject`).',
+    STATUS: "Read-only: the whole action record (plan, approvals, refusals, result).",
+}
+AGENT_MESSAGES = {
+    HOLD: "Internal: the agent sends it when paused, so execution waits. Never send it by hand.",
+    RELEASE: "Internal: the agent sends it when resumed. Never send it by hand.",
+    ABORT: "Internal: the agent sends it when it stops without draining. Never send it by hand.",
+}
+
+# The payload of a signal people type by hand. Its senders send any JSON value (an
+# ``ApprovalRequest``'s fields); the handler gets it undecoded, as a ``RawValue`` (the SDK reads the
+# annotation at run time and then skips decoding), so that what cannot be decoded is refused and
+# audited by the workflow instead of dropped by the SDK with a traceback.
+if TYPE_CHECKING:
+    HandTyped = Any
+else:
+    HandTyped = RawValue
+
+# What a hand-typed signal sent with no input at all arrives as (``temporal workflow signal``
+# without ``--input``): refused like an empty request, never dropped.
+NO_INPUT = RawValue(Payload())
+
+
+class ActionMessages:
+    """Every message ``ActionWorkflow`` takes, as handler stubs: the one declaration of their names,
+    payload types and descriptions (``ActionWorkflow`` subclasses this and re-declares each handler
+    with the same decorator, as the SDK requires of an override).
+
+    The approve and reject signals are typed by hand (Web UI, ``temporal`` CLI), so they take the
+    payload raw: the workflow decodes it itself, and refuses and audits what it cannot read instead
+    of the SDK dropping the signal with a traceback. The agent's messages are typed.
+    """
+
+    @workflow.signal(name=APPROVE, description=PEOPLE_MESSAGES[APPROVE])
+    def approve(self, payload: HandTyped = NO_INPUT) -> None:
+        """A person approves: an ``ApprovalRequest`` as JSON. A refusal is recorded and audited."""
+
+    @workflow.signal(name=REJECT, description=PEOPLE_MESSAGES[REJECT])
+    def reject(self, payload: HandTyped = NO_INPUT) -> None:
+        """A person rejects: an ``ApprovalRequest`` as JSON. A refusal is recorded and audited."""
+
+    @workflow.update(name=DECIDE, description=PEOPLE_MESSAGES[DECIDE])
+    def decide(self, request: DecisionRequest) -> ActionRecord:
+        """A person approves or rejects and learns the outcome at once (``aiops approvals``): a
+        refusal fails the update with the reason (error type ``APPROVAL_REFUSED``), after the
+        workflow recorded and audited it."""
+        raise NotImplementedError("a stub: ActionWorkflow handles it")
+
+    @workflow.signal(name=HOLD, description=AGENT_MESSAGES[HOLD])
+    def hold(self, request: HoldRequest | None = None) -> None:
+        """From the agent, when it is paused: do not start executing until released (only a
+        prompt: the workflow confirms it with the agent's own state)."""
+
+    @workflow.signal(name=RELEASE, description=AGENT_MESSAGES[RELEASE])
+    def release(self, request: HoldRequest | None = None) -> None:
+        """From the agent, when it resumes: executing may start (confirmed with the agent)."""
+
+    @workflow.signal(name=ABORT, description=AGENT_MESSAGES[ABORT])
+    def abort(self, request: AbortRequest | None = None) -> None:
+        """From the agent, when it stops without draining: end the action unless it is already
+        executing (confirmed with the agent)."""
+
+    @workflow.query(name=STATUS, description=PEOPLE_MESSAGES[STATUS])
+    def status(self) -> ActionRecord:
+        """The whole action record (plan, approvals, refusals, result)."""
+        raise NotImplementedError("a stub: ActionWorkflow answers it")

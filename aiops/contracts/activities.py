@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiops.contracts.config import AgentConfig, NotifyChannel, NotifyStep
 from aiops.contracts.errors import (
     InvalidAgentConfigError,
     NonRetryableActionError,
@@ -27,17 +28,7 @@ from aiops.contracts.health import (
     HealthTransition,
     WorkerResources,
 )
-from aiops.contracts.models import (
-    ActionResult,
-    AgentAction,
-    AgentConfig,
-    EventType,
-    NotifyChannel,
-    NotifyStep,
-    Plan,
-    RiskLevel,
-    SystemEvent,
-)
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, RiskLevel, SystemEvent
 
 
 class _Contract(BaseModel):
@@ -323,11 +314,6 @@ class ReloadCall(_Contract):
 
 
 # ----- health monitor --------------------------------------------------------
-
-
-class ListAgentsCall(_Contract):
-    task_queue: str
-    failed_within_seconds: float = 3600.0
 
 
 class ObserveAgentsCall(_Contract):

@@ -10,19 +10,24 @@ module (or call the workflow's methods by reference); nothing outside
 - every message's input and result model, and the names a raw caller (the
   ``temporal`` CLI, the Web UI, another workflow) sends them by;
 - the visibility queries that find agents;
-- the error types the workflow fails or refuses with.
+- the error types the workflow fails or refuses with;
+- ``AgentMessages``: every message, declared once; senders call its methods by reference.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from temporalio import workflow
 
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.models import AgentConfig, AgentVerb, EventType, RiskLevel, Severity, SystemEvent
+from aiops.contracts.action import ActionOutcome
+from aiops.contracts.config import AgentConfig, AgentVerb
+from aiops.contracts.models import EventType, RiskLevel, Severity, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
@@ -39,9 +44,10 @@ PAUSE = "pause"  # signal: AgentCommand
 RESUME = "resume"  # signal: AgentCommand
 STOP = "stop"  # signal: StopRequest
 RESET_CIRCUIT_BREAKER = "reset_circuit_breaker"  # signal: AgentCommand
+UPGRADE = "upgrade"  # signal: AgentCommand (continue as new at the next safe point)
 ACTION_FINISHED = "action_finished"  # signal, from action workflows: ActionOutcome (a status change)
 RECONFIGURE = "reconfigure"  # update: ReconfigureRequest -> ConfigApplied
-COMMAND = "command"  # update: CommandRequest -> CommandApplied (pause/resume/stop/reset, answered)
+COMMAND = "command"  # update: CommandRequest -> CommandApplied (pause/resume/stop/reset/upgrade)
 HOLD_STATE = "hold_state"  # query -> HoldState: what the agent's actions confirm a hold, release or abort by
 STATUS = "status"  # query -> AgentStatus
 PENDING_ACTIONS = "pending_actions"  # query -> list[PendingAction]
@@ -110,6 +116,7 @@ class AgentCounters(BaseModel):
     actions_succeeded: int = 0
     actions_failed: int = 0
     actions_rejected: int = 0
+    commands_refused: int = 0  # malformed, unsigned, not allowed, forged or replayed commands
 
 
 class RecentProblem(BaseModel):
@@ -127,7 +134,7 @@ class PendingAction(BaseModel):
     proposed_at: datetime
 
 
-# ----- incidents (see incidents.py) ------------------------------------------------
+# ----- incidents (see workflows/agent/incidents.py) ---------------------------------
 
 SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
 
@@ -242,9 +249,9 @@ class StopRequest(AgentCommand):
 
 
 class CommandRequest(AgentCommand):
-    """The ``command`` update's argument: pause, resume, stop (``reason``, ``drain``) or reset the
-    circuit breaker, answered with what happened or refused with why (the signals of the same
-    names take the same checks but cannot answer)."""
+    """The ``command`` update's argument: pause, resume, stop (``reason``, ``drain``), reset the
+    circuit breaker or upgrade (continue as new on today's code), answered with what happened or
+    refused with why (the signals of the same names take the same checks but cannot answer)."""
 
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
@@ -415,3 +422,77 @@ def agents_query(
         query + " AND (ExecutionStatus = 'Running' OR "
         f"(ExecutionStatus = 'Failed' AND CloseTime > {sa.quoted(failed_since.isoformat())}))"
     )
+
+
+# ----- messages, declared once -------------------------------------------------------------
+
+
+class AgentMessages:
+    """Every message ``AgentWorkflow`` takes, with its name and types; the workflow subclasses this
+    and re-declares each handler with the same decorator. Senders that cannot import the workflow
+    (activities, other workflows, clients) send by method reference: ``handle.signal(
+    AgentMessages.submit_event, event)``. ``Any``: a signal people type by hand (the Web UI, the
+    ``temporal`` CLI), decoded and checked by the agent, which refuses, counts and audits junk.
+    Handlers that answer are ``abstractmethod``: only the workflow has something to answer with."""
+
+    @workflow.signal(name=SUBMIT_EVENT)
+    def submit_event(self, payload: Any = None) -> None:
+        """One event as JSON (the Web UI, ``temporal workflow signal``, the health monitor)."""
+
+    @workflow.signal(name=SUBMIT_EVENTS)
+    def submit_events(self, payload: Any = None) -> None:
+        """A list of events, or ``{"events": [...]}`` (people, and the agent's detector ticks)."""
+
+    @workflow.update  # named INTAKE by its method name
+    @abstractmethod
+    def intake(self, request: IntakeRequest) -> IntakeAnswer:
+        """Events with an answer for each (the client's path); refused whole when the agent is full."""
+
+    @workflow.signal(name=PAUSE)
+    async def pause(self, command: Any = None) -> None:
+        """An ``AgentCommand``: stop deciding events and hold approved actions not yet started."""
+
+    @workflow.signal(name=RESUME)
+    async def resume(self, command: Any = None) -> None:
+        """An ``AgentCommand``: decide events again and release held actions."""
+
+    @workflow.signal(name=RESET_CIRCUIT_BREAKER)
+    def reset_circuit_breaker(self, command: Any = None) -> None:
+        """An ``AgentCommand``: a person closes the circuit breaker."""
+
+    @workflow.signal(name=STOP)
+    def stop(self, request: Any = None) -> None:
+        """A ``StopRequest``: drain the queue first (default), or abort actions not yet executing."""
+
+    @workflow.signal(name=UPGRADE)
+    def upgrade(self, command: Any = None) -> None:
+        """An ``AgentCommand``: continue as new at the next safe point, on today's code."""
+
+    @workflow.update  # named COMMAND by its method name
+    @abstractmethod
+    async def command(self, request: CommandRequest) -> CommandApplied:
+        """Any of the commands above, answered with what happened or refused (and audited) with why."""
+
+    @workflow.update  # named RECONFIGURE by its method name (a name= here loses the result type)
+    @abstractmethod
+    async def reconfigure(self, payload: Any = None) -> ConfigApplied:
+        """A ``ReconfigureRequest`` (a config, a rollback or a stored version), applied between batches."""
+
+    @workflow.signal(name=ACTION_FINISHED)
+    def action_finished(self, outcome: ActionOutcome) -> None:
+        """An action's status change or end (sent by its ActionWorkflow; an end is confirmed first)."""
+
+    @workflow.query(name=HOLD_STATE)
+    @abstractmethod
+    def hold_state(self) -> HoldState:
+        """What the agent's actions confirm a hold, release or abort signal against."""
+
+    @workflow.query(name=STATUS)
+    @abstractmethod
+    def status(self) -> AgentStatus:
+        """The agent's state, counters, queue, pending actions and recent problems."""
+
+    @workflow.query(name=PENDING_ACTIONS)
+    @abstractmethod
+    def pending_actions(self) -> list[PendingAction]:
+        """The actions proposed and not yet final."""

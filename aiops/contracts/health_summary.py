@@ -99,7 +99,7 @@ def closer_look(
     if problems:
         return "the server reports " + ", ".join(problems)
     if summary is None:
-        return "no health summary (its run started before health-summary-v1)"
+        return "no health summary (not published yet)"
     if state not in JUDGED_BY_SUMMARY:
         return f"state {state or 'unknown'}"
     if summary != OK:

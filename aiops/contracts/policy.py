@@ -15,7 +15,8 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
-from aiops.contracts.models import AgentAction, AgentConfig, AutomationLevel, RiskLevel
+from aiops.contracts.config import AgentConfig
+from aiops.contracts.models import AgentAction, AutomationLevel, RiskLevel
 
 
 class Outcome(StrEnum):

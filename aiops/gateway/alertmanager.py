@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aiops.contracts.limits import MAX_EVENT_BYTES as MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from aiops.contracts.text import escape_for_display
 from aiops.gateway.routing import Route
 
-# The agent workflow refuses events over MAX_EVENT_BYTES (aiops.contracts.limits); the gateway
-# refuses them up front, with the reason, instead of letting a signal drop them silently.
+# The agent workflow refuses events over MAX_EVENT_BYTES (aiops.contracts.limits, re-exported here
+# for the gateway's intake); the gateway refuses them up front, with the reason, instead of letting
+# a signal drop them silently.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

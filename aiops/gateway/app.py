@@ -42,8 +42,10 @@ from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import WebhookPayload, alert_event, event_size
+from aiops.gateway.codec_server import codec_routes
 from aiops.gateway.config import LoadedConfig, Source, describe
 from aiops.gateway.delivery import Connector, DeliveredIds, Deliverer, one_line
+from aiops.gateway.intake import EventRefused, parse_event
 from aiops.gateway.metrics import GatewayMetrics
 from aiops.gateway.ratelimit import RateLimiter
 from aiops.gateway.reload import ConfigHolder
@@ -126,6 +128,7 @@ class Gateway:
                 HttpRoute("/healthz", self.healthz, methods=["GET"]),
                 HttpRoute("/readyz", self.readyz, methods=["GET"]),
                 HttpRoute("/metrics", self.metrics_page, methods=["GET"]),
+                *codec_routes(self.metrics.registry),  # /codec/{encode,decode}: docs/encryption.md
             ],
             lifespan=lifespan,
         )
@@ -260,20 +263,10 @@ class Gateway:
         events: list[tuple[SystemEvent, int]] = []
         for index, item in enumerate(items):
             where = f"event {index}" if isinstance(document, list) else "the event"
-            if not isinstance(item, dict):
-                raise Refused(422, f"{where}: an event must be a JSON object, got {type(item).__name__}")
-            if "id" not in item:
-                raise Refused(
-                    422, f"{where}: id: field required (every event needs an id so a resend is dropped)"
-                )
             try:
-                event = SystemEvent.model_validate(item)
-            except ValidationError as err:
-                raise Refused(422, f"{where}: invalid event: {describe(err)}") from None
-            size = event_size(event)
-            if size > MAX_EVENT_BYTES:
-                raise Refused(422, f"{where}: {size} bytes, over the agents' {MAX_EVENT_BYTES}-byte limit")
-            events.append((event, size))
+                events.append(parse_event(item, where))
+            except EventRefused as err:
+                raise Refused(422, str(err)) from None
         for event, size in events:
             routes = select_routes(config.routes, event_labels(event), intake.source_name)
             result: dict[str, Any] = {"event_id": event.id}

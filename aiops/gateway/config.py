@@ -19,8 +19,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.secrets import resolve_reference
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AiopsError, SecretUnavailableError
-from aiops.contracts.models import AgentConfig
 from aiops.contracts.secret_refs import is_reference
 from aiops.gateway.routing import Route
 

@@ -39,8 +39,9 @@ from aiops.client import (
     IntakeRefusedError,
 )
 from aiops.contracts.agent import MAX_EVENTS_PER_INTAKE, EventAnswer, EventOutcome
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import AiopsError
-from aiops.contracts.models import AgentConfig, SystemEvent
+from aiops.contracts.models import SystemEvent
 from aiops.gateway.config import Delivery
 from aiops.health_server import temporal_check
 

@@ -31,7 +31,8 @@ M = TypeVar("M")
 
 def _detached(message: M) -> M:
     """The same protobuf message, parsed anew: it no longer keeps its parent message alive."""
-    return type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
+    parsed: M = type(message).FromString(message.SerializeToString())  # type: ignore[attr-defined]
+    return parsed
 
 
 class DetachedRunner(ProjectWorkflowRunner):

@@ -19,8 +19,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.config_store import NOTIFY_CHANNEL, notification
-from aiops.contracts.agent import ConfigApplied, ReconfigureRequest, agent_workflow_id
-from workflows.agent_workflow import AgentWorkflow
+from aiops.contracts.agent import AgentMessages, ConfigApplied, ReconfigureRequest, agent_workflow_id
 
 log = logging.getLogger("aiops.config_listener")
 
@@ -98,8 +97,8 @@ class ConfigListener:
         """Ask the running agent to take ``version``; None when no such agent runs."""
         handle = self.client.get_workflow_handle(agent_workflow_id(agent_id))
         try:
-            applied = await handle.execute_update(
-                AgentWorkflow.reconfigure, ReconfigureRequest(version=version)
+            applied: ConfigApplied = await handle.execute_update(
+                AgentMessages.reconfigure, ReconfigureRequest(version=version)
             )
         except WorkflowUpdateFailedError as err:
             log.warning("agent %s refused config version %d: %s", agent_id, version, err.cause)

@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from aiops.client import AiopsClient
 from aiops.contracts.agent import AgentStatus
-from aiops.contracts.models import AgentConfig
+from aiops.contracts.config import AgentConfig
 
 
 class WorkerServices:

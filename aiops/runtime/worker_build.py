@@ -27,9 +27,9 @@ from agents.services import install_services
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
 from aiops.runtime.activation_memory import DetachActivation, detached_runner
 from aiops.runtime.services import WorkerServices
-from workflows.action_workflow import ActionWorkflow
-from workflows.agent_workflow import AgentWorkflow
-from workflows.detector_workflow import DetectorWorkflow
+from workflows.action.workflow import ActionWorkflow
+from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import OWN_PACKAGES
 
@@ -167,13 +167,14 @@ def build_worker(
 def versioned_deployment(deployment_name: str, build_id: str) -> WorkerDeploymentConfig:
     """Worker Versioning: this worker serves ``build_id`` of ``deployment_name``.
 
-    Every workflow here auto-upgrades: agents run for months and actions can wait hours for an
-    approval, so pinning them to the build that started them would keep old workers alive for
-    ever. Changes to running workflows are guarded with ``workflow.patched`` and proven by the
-    replay test over recorded histories before a build is made current.
+    Every workflow run is pinned to the build it started on (a workflow's own annotation would
+    be refused by unversioned workers, so the versioned worker's default says it): actions,
+    detector ticks and monitor passes end there, and an agent moves to the current build when
+    it continues as new (``aiops agents upgrade`` asks for that now). See docs/deploy.md,
+    "Versioning workflow code".
     """
     return WorkerDeploymentConfig(
         version=WorkerDeploymentVersion(deployment_name=deployment_name, build_id=build_id),
         use_worker_versioning=True,
-        default_versioning_behavior=VersioningBehavior.AUTO_UPGRADE,
+        default_versioning_behavior=VersioningBehavior.PINNED,
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
+from aiops.codec import CodecConfigError, EncryptionCodec, data_converter_from_env
 from aiops.connection import connect
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.contracts.health import HealthThresholds
@@ -50,6 +51,15 @@ async def run(args: argparse.Namespace) -> int:
         except OSError as err:
             log.error("%s", http_bind_error(args.http_host, args.http_port, err))
             return 2
+    # Encryption settings next: a wrong key stops the worker here, before it could write anything.
+    try:
+        converter = data_converter_from_env()
+    except CodecConfigError as err:
+        log.error("payload encryption: %s", err)
+        return 2
+    codec = converter.payload_codec
+    if isinstance(codec, EncryptionCodec):
+        log.info("payload encryption on: sealing with key %r, opening with %s", codec.current, codec.key_ids)
     types = load_agent_modules(args.agent_module)
     log.info("agent types available: %s", ", ".join(types))
     identity = args.identity or f"aiops-worker@{socket.gethostname()}:{os.getpid()}"
@@ -58,7 +68,9 @@ async def run(args: argparse.Namespace) -> int:
     telemetry = create_telemetry(
         gauge_ttl=max(300.0, 3 * args.health_every), fleet_gauge_ttl=fleet_gauge_ttl(args.health_every)
     )
-    client = await connect(identity=identity, runtime=telemetry.runtime, service_name="aiops-worker")
+    client = await connect(
+        identity=identity, runtime=telemetry.runtime, service_name="aiops-worker", data_converter=converter
+    )
     if args.register_search_attributes:
         added = await ensure_search_attributes(client)
         if added:

@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from aiops.contracts.models import TrustedIssuer
+from aiops.contracts.config import TrustedIssuer
 
 ISSUER = "https://login.example.test"
 KID = "idp-1"

@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, RefusedApproval
-from aiops.contracts.models import AgentAction, ApprovalSettings, ExpiryAction, SystemEvent
+from aiops.contracts.config import ApprovalSettings, ExpiryAction
+from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
-from workflows.action_details import deadline_step, details_markdown, execute_step, plan_step, static_details
+from workflows.action.details import deadline_step, details_markdown, execute_step, plan_step, static_details
 
 NOW = datetime(2026, 1, 1, 10, 0, tzinfo=UTC)
 ACTION = AgentAction(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from aiops.contracts.agent import AgentCounters, AgentRunState, AgentState
+from aiops.contracts.config import AgentConfig
 from aiops.contracts.health import AgentObservation, HealthStatus, HealthThresholds, WorkerResources, classify
 from aiops.contracts.health_summary import (
     OK,
@@ -20,9 +21,8 @@ from aiops.contracts.health_summary import (
     queue_silence,
     summary_covers,
 )
-from aiops.contracts.models import AgentConfig
 from tests.helpers import event
-from workflows.agent_state import status_of
+from workflows.agent.state import status_of
 
 WORKER = WorkerResources(worker="w", memory_mb=100, disk_free_ratio=0.5)
 

@@ -8,9 +8,10 @@ import pytest
 
 from aiops.contracts.action import ActionOutcome, ActionStatus
 from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, ReconfigureRequest, StopRequest
-from aiops.contracts.models import AgentConfig, ApprovalSettings, RiskLevel
-from workflows.agent_state import policy_context, record_outcome, status_of
-from workflows.config_change import parse_request, refusal
+from aiops.contracts.config import AgentConfig, ApprovalSettings
+from aiops.contracts.models import RiskLevel
+from workflows.agent.config_change import parse_request, refusal
+from workflows.agent.state import policy_context, record_outcome, status_of
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 CONFIG = AgentConfig(id="a1", name="a", type="example", approval=ApprovalSettings(circuit_breaker_failures=2))

@@ -1,4 +1,5 @@
-"""Who may approve or reject: ``refusal_reason`` for every rule, as a table."""
+"""Who may approve or reject: ``check_decision`` for every rule, as a table (by name, in dev
+mode, where no token is needed), then what a signed token changes."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from datetime import UTC, datetime
 import pytest
 
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, ApprovalRequest
-from aiops.contracts.models import AgentAction, AgentConfig, ApprovalSettings, Approver, SystemEvent
+from aiops.contracts.config import AgentConfig, ApprovalSettings, Approver
+from aiops.contracts.models import AgentAction, SystemEvent
 from aiops.contracts.policy import Outcome, PolicyDecision
-from workflows.approval_gate import approvals_count, refusal_reason
+from workflows.action.approval_gate import approvals_count, check_decision
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TEAM = ApprovalSettings(
@@ -21,6 +23,7 @@ TEAM = ApprovalSettings(
     ]
 )
 CONFIG = AgentConfig(id="a1", name="a", type="example", approval=TEAM)
+DEV_MODE = CONFIG.model_copy(update={"approval": TEAM.model_copy(update={"allow_unsigned": True})})
 
 
 def record(status: ActionStatus = ActionStatus.PENDING_APPROVAL, **extra: object) -> ActionRecord:
@@ -60,7 +63,7 @@ APPROVED_BY_ALICE = [ApprovalRecord(approver="alice", approved=True, comment="",
         (record(), CONFIG, ApprovalRequest(approver="mallory"), True, "unknown approver 'mallory' (known"),
         (
             record(),
-            CONFIG.model_copy(update={"approval": ApprovalSettings()}),
+            CONFIG.model_copy(update={"approval": ApprovalSettings(allow_unsigned=True)}),
             ApprovalRequest(approver="alice"),
             True,
             "this agent has no approvers",
@@ -86,10 +89,13 @@ APPROVED_BY_ALICE = [ApprovalRecord(approver="alice", approved=True, comment="",
         (record(), CONFIG, ApprovalRequest(approver="alice", plan_digest="abc123"), True, None),
     ],
 )
-def test_refusal_reason(
+def test_check_decision_by_name(
     rec: ActionRecord, config: AgentConfig, request_: ApprovalRequest, approve: bool, reason: str | None
 ) -> None:
-    got = refusal_reason(rec, config, request_, approve)
+    if config is CONFIG:
+        config = DEV_MODE
+    got, claims = check_decision(rec, config, request_, approve, "action-a1:e1", NOW)
+    assert claims is None  # no token: nothing proven, whatever the verdict
     if reason is None:
         assert got is None
     else:
@@ -104,7 +110,6 @@ def test_approvals_are_counted_per_distinct_approver() -> None:
 
 
 def test_check_decision_needs_a_token_unless_the_config_allows_names_alone() -> None:
-    from workflows.approval_gate import check_decision
     from workflows.approval_token import generate_private_key, public_key_text, sign
 
     key = generate_private_key()
@@ -112,12 +117,16 @@ def test_check_decision_needs_a_token_unless_the_config_allows_names_alone() -> 
     signed = CONFIG.model_copy(
         update={"approval": TEAM.model_copy(update={"approvers": [alice, *TEAM.approvers[1:]]})}
     )
-    dev_mode = CONFIG.model_copy(update={"approval": TEAM.model_copy(update={"allow_unsigned": True})})
     by_name = ApprovalRequest(approver="alice")
 
     reason, _ = check_decision(record(), signed, by_name, True, "action-a1:e1", NOW)
     assert reason is not None and "is not signed" in reason
-    assert check_decision(record(), dev_mode, by_name, True, "action-a1:e1", NOW) == (None, None)
+    assert check_decision(record(), DEV_MODE, by_name, True, "action-a1:e1", NOW) == (None, None)
+    # Unsigned and not dev mode: what no name could ever do is said first.
+    reason, _ = check_decision(
+        record(), signed, ApprovalRequest(approver="mallory"), True, "action-a1:e1", NOW
+    )
+    assert reason is not None and "unknown approver 'mallory'" in reason
 
     token = sign(key, "alice", "action-a1:e1", "approve", "abc123", NOW)
     reason, claims = check_decision(

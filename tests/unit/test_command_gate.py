@@ -1,4 +1,4 @@
-"""Who may command an agent, table-tested without a server (``workflows/command_gate.py``), and
+"""Who may command an agent, table-tested without a server (``workflows/agent/command_gate.py``), and
 tokens from a trusted identity provider (``approval_token.verify_identity``)."""
 
 from __future__ import annotations
@@ -13,20 +13,20 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from pydantic import ValidationError
 
-from aiops.contracts.models import AgentConfig, AgentVerb, ApprovalSettings, Approver, TrustedIssuer
+from aiops.contracts.config import AgentConfig, AgentVerb, ApprovalSettings, Approver, TrustedIssuer
+from workflows.agent.command_gate import (
+    MAX_USED_COMMAND_TOKENS,
+    check_command,
+    command_digest,
+    forget_expired,
+    stop_digest,
+)
 from workflows.approval_token import (
     TokenRefused,
     generate_private_key,
     public_key_text,
     sign,
     verify_identity,
-)
-from workflows.command_gate import (
-    MAX_USED_COMMAND_TOKENS,
-    check_command,
-    command_digest,
-    forget_expired,
-    stop_digest,
 )
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)

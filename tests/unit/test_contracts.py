@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
+from temporalio.common import RawValue
 
 from aiops.contracts import action as action_contract
 from aiops.contracts import agent as agent_contract
@@ -64,7 +65,7 @@ def test_visibility_queries_quote_every_value() -> None:
     since = agents_query("q", failed_since=datetime(2026, 1, 1, tzinfo=UTC))
     assert "ExecutionStatus = 'Failed' AND CloseTime > '2026-01-01T00:00:00+00:00'" in since
     inbox = pending_approvals_query("q", "db-1")
-    assert inbox.startswith("AiopsActionStatus IN ('pending_approval', 'PendingApproval')")
+    assert inbox.startswith("AiopsActionStatus = 'pending_approval' AND ExecutionStatus = 'Running'")
     assert "AiopsAgentId = 'db-1'" in inbox
 
 
@@ -97,8 +98,8 @@ def test_person_messages_are_bounded(model: type, payload: dict[str, object]) ->
 def test_every_message_name_is_a_handler_of_its_workflow() -> None:
     from temporalio import workflow
 
-    from workflows.action_workflow import ActionWorkflow
-    from workflows.agent_workflow import AgentWorkflow
+    from workflows.action.workflow import ActionWorkflow
+    from workflows.agent.workflow import AgentWorkflow
 
     for module, cls in ((agent_contract, AgentWorkflow), (action_contract, ActionWorkflow)):
         defn = workflow._Definition.must_from_class(cls)
@@ -108,6 +109,36 @@ def test_every_message_name_is_a_handler_of_its_workflow() -> None:
         ) and not v[:1].isupper()}  # fmt: skip
         assert names <= handlers, names - handlers
         assert defn.name == module.WORKFLOW_TYPE
+
+
+def test_the_action_messages_are_declared_once_and_handled_as_declared() -> None:
+    """``ActionMessages`` (the contract) declares every message ``ActionWorkflow`` takes: the same
+    names and descriptions on the workflow's overrides, and no handler it does not declare."""
+    from temporalio import workflow
+
+    from aiops.contracts.action import ActionMessages
+    from workflows.action.workflow import ActionWorkflow
+
+    def declared(member: object) -> tuple[str | None, str | None]:
+        for key in ("__temporal_signal_definition", "__temporal_query_definition"):
+            if hasattr(member, key):
+                found = getattr(member, key)
+                return found.name, found.description
+        found = member._defn  # type: ignore[attr-defined]  # an update's descriptor
+        return found.name, found.description
+
+    stubs = {k: declared(v) for k, v in vars(ActionMessages).items() if not k.startswith("_")}
+    assert {name for name, _ in stubs.values()} == {
+        action_contract.APPROVE, action_contract.REJECT, action_contract.DECIDE, action_contract.HOLD,
+        action_contract.RELEASE, action_contract.ABORT, action_contract.STATUS,
+    }  # fmt: skip
+    assert all(description for _, description in stubs.values())
+    overrides = {k: declared(vars(ActionWorkflow)[k]) for k in stubs}
+    assert overrides == stubs
+    defn = workflow._Definition.must_from_class(ActionWorkflow)
+    handled = {*defn.signals, *defn.updates, *defn.queries}
+    assert handled == {name for name, _ in stubs.values()}
+    assert defn.signals[action_contract.APPROVE].arg_types == [RawValue]  # decoded by the workflow
 
 
 @pytest.mark.parametrize(

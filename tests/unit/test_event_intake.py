@@ -9,8 +9,9 @@ import pytest
 
 from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision
 from aiops.contracts.agent import AgentRunState, AgentState
-from aiops.contracts.models import AgentAction, AgentConfig, EventType, RuntimeSettings, SystemEvent
-from workflows.event_intake import (
+from aiops.contracts.config import AgentConfig, RuntimeSettings
+from aiops.contracts.models import AgentAction, EventType, SystemEvent
+from workflows.agent.event_intake import (
     MAX_EVENT_BYTES,
     Admission,
     EventIntake,

@@ -124,7 +124,7 @@ def test_cli_json_is_strict_and_says_what_is_wrong(text: str, needle: str) -> No
 
 @pytest.mark.parametrize("bad", ["alice\n", "al\u202eice", "\x1b[31mbob"])
 def test_config_names_shown_to_people_refuse_control_characters(bad: str) -> None:
-    from aiops.contracts.models import AgentConfig, Approver
+    from aiops.contracts.config import AgentConfig, Approver
 
     with pytest.raises(ValidationError, match="control or invisible character"):
         Approver(name=bad)
@@ -137,7 +137,7 @@ def test_config_names_shown_to_people_refuse_control_characters(bad: str) -> Non
 def test_pydantic_patterns_are_exact_too() -> None:
     """Pydantic checks ``pattern`` with Rust's regex engine, whose ``$`` is the end of the text."""
     from agents.llm.settings import CatalogEntry
-    from aiops.contracts.models import Approver
+    from aiops.contracts.config import Approver
     from aiops.gateway.alertmanager import Alert
 
     alert = {"status": "firing", "labels": {"a": "b"}, "startsAt": "2024-05-01T10:00:00Z"}

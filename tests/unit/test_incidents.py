@@ -6,9 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiops.contracts.agent import AgentRunState
-from aiops.contracts.models import RuntimeSettings, SystemEvent
-from workflows.event_intake import Admission, EventIntake
-from workflows.incidents import MAX_ALERTS_KEPT, IncidentBook, correlation_of
+from aiops.contracts.config import RuntimeSettings
+from aiops.contracts.models import SystemEvent
+from workflows.agent.event_intake import Admission, EventIntake
+from workflows.agent.incidents import MAX_ALERTS_KEPT, IncidentBook, correlation_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,0 +1,88 @@
+"""One action run's shared state and services, and the one way its status changes.
+
+``ActionWorkflow``'s components (approvals, the approval wait, holds, execution) each get this
+context instead of reaching back into the workflow: the action's input, its record (the ``status``
+query's answer and the result), the flags the paths share (rejected, aborted), the audit trail and
+the approval notices. Every status change goes through ``ActionContext.set_status``: it checks the
+lifecycle's transition table, counts and publishes; ``finish`` ends the run the same way on every
+path.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from aiops.contracts.action import ActionInput, ActionRecord, ActionStatus, StatusChange
+    from aiops.contracts.activities import AuditStep
+    from workflows import metrics
+    from workflows.action.audit import ActionAudit
+    from workflows.action.notices import ActionNotices
+    from workflows.action.publishing import publish_status, report_to_agent, show_details
+    from workflows.action_lifecycle import check_transition
+
+
+class ActionContext:
+    def __init__(self, input: ActionInput) -> None:
+        self.input = input
+        self.record = ActionRecord(
+            action=input.action,
+            event=input.event,
+            config_version=input.config.version,
+            decision=input.decision,
+            held=input.held,
+            hold_epoch=input.hold_epoch,
+        )
+        self.rejected = False  # a person rejected it (the reason is in record.error)
+        self.aborted: str | None = None  # the agent stopped without draining, confirmed: why
+        self.audit = ActionAudit(lambda: self.record)
+        self.audit.sink_available(input.audit_log)
+        self.notices = ActionNotices(input, self.audit)
+
+    @property
+    def agent_type(self) -> str:
+        return self.input.config.type
+
+    def set_status(self, status: ActionStatus, note: str = "", publish: bool = True) -> None:
+        """The one status setter: every change is checked against the lifecycle
+        (``workflows/action_lifecycle.py``), kept in the record's history, counted, and (unless
+        ``publish`` is False) published to the search attributes and the current details."""
+        r = self.record
+        if r.history and r.status == status and note in ("", r.history[-1].note):
+            return  # already there
+        # The first status has no predecessor; every later change must be in the lifecycle's table.
+        check_transition(r.status if r.history else None, status)
+        if r.status == ActionStatus.PENDING_APPROVAL and status != ActionStatus.PENDING_APPROVAL:
+            pending_since = next(h.at for h in r.history if h.status == ActionStatus.PENDING_APPROVAL)
+            waited = workflow.now() - pending_since
+            metrics.observe_approval_wait(self.agent_type, r.action.risk_level.value, waited)
+        r.status = status
+        r.history.append(StatusChange(status=status, at=workflow.now(), note=note))
+        if not status.is_final:  # final statuses are counted once, by finish
+            metrics.count_action_status(self.agent_type, status.value)
+        if not publish:
+            return
+        publish_status(r, self.input)
+        self.refresh_details()
+
+    def refresh_details(self) -> None:
+        show_details(self.record, self.input)
+
+    async def report(self, status: ActionStatus) -> None:
+        """Tell the agent where this action is (it waits for the final report)."""
+        await report_to_agent(self.record, self.input, status)
+
+    async def finish(self, status: ActionStatus, note: str) -> ActionRecord:
+        """End the run in ``status``: counted, audited, reported to the agent, and returned only
+        once its approval notices settled and its audit rows landed."""
+        if status in (ActionStatus.FAILED, ActionStatus.DENIED, ActionStatus.REJECTED) and note:
+            self.record.error = note
+        self.set_status(status, note)
+        metrics.count_action_status(self.agent_type, status.value)
+        took = workflow.now() - self.record.history[0].at
+        metrics.observe_action_duration(self.agent_type, status.value, took)
+        self.audit.record(AuditStep.ACTION_FINISHED, "finished", status=status.value, note=note)
+        await self.report(status)
+        await self.notices.settled()  # approval notices delivered, given up or cancelled
+        await self.audit.drained()  # the run ends only once its audit rows have landed
+        return self.record

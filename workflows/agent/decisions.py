@@ -1,0 +1,138 @@
+"""Deciding the queue, one batch per step: one decision activity per batch, so a storm does not
+become a history explosion.
+
+A batch is decided in a local activity when the agent's config allows it (fast, few history
+events) and the workflow task is not already long, else in a regular activity on the agent
+type's hooks queue. The decision writes the batch's audit rows itself when it can; a failed
+batch is bisected to find a poison event (``event_intake.py``). Each proposed action is started
+by ``actions.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.agent_activities import AgentActivities
+    from aiops.contracts.activities import (
+        NON_RETRYABLE_AGENT_ERRORS,
+        DecideEventsInput,
+        DecideEventsResult,
+        DecisionAudit,
+        EventDecision,
+        every_decision,
+    )
+    from aiops.contracts.models import SystemEvent
+    from workflows.failures import cause_message
+
+if TYPE_CHECKING:
+    from workflows.agent.actions import Actions
+    from workflows.agent.context import AgentContext
+
+DECIDE_RETRY = RetryPolicy(
+    maximum_attempts=3,
+    initial_interval=timedelta(seconds=1),
+    non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
+)
+# Local-activity batches one workflow task may decide before the next goes by a regular activity.
+LOCAL_BATCHES_PER_TASK = 10
+# A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
+DECIDE_HEARTBEAT = timedelta(seconds=10)
+
+
+class Decisions:
+    def __init__(self, ctx: AgentContext, actions: Actions) -> None:
+        self._ctx = ctx
+        self._actions = actions
+        self._task_length = 0  # the history length at the last batch: see _task_is_long
+        self._batches_in_task = 0
+
+    async def decide_batch(self) -> None:
+        ctx = self._ctx
+        batch, filtered = ctx.intake.next_batch()
+        result = DecideEventsResult()
+        # The decision writes the batch's audit rows itself: then an event costs no audit activity.
+        if batch:
+            try:
+                result = await self._decide(batch, filtered)
+            except ActivityError as err:
+                await self._batch_failed(batch, cause_message(err))
+                return
+            ctx.audit_log_is(result.audit_log)
+        # The result's own form decides how it is read (replay reads what was recorded).
+        settled = ctx.intake.settle(batch, filtered, every_decision(batch, result))
+        ctx.count("filtered", len(settled.filtered))
+        # No decision ran, or its write failed: the outbox writes them (if there is an audit log
+        # at all: without one no row is even built).
+        if not result.audited and ctx.audit.has_sink:
+            for event in settled.filtered:
+                ctx.audit.event(event, EventDecision(event_id=event.id), filtered=True)
+            for event, decision in settled.audited:
+                ctx.audit.event(event, decision)
+        for message, event_id in settled.notes:
+            ctx.note_error(message, event_id)
+        ctx.count("processed", settled.processed)
+        if settled.proposals:
+            await asyncio.gather(*(self._actions.start(e, d) for e, d in settled.proposals))
+        if settled.retry_after_seconds is not None:
+            await workflow.sleep(timedelta(seconds=settled.retry_after_seconds))
+
+    async def _batch_failed(self, batch: list[SystemEvent], reason: str) -> None:
+        ctx = self._ctx
+        failure = ctx.intake.batch_failed(batch, reason)
+        ctx.note_error(failure.note)
+        if failure.gave_up is not None:
+            event = failure.gave_up
+            ctx.count("processed")
+            ctx.note_error(failure.gave_up_note, event.id)
+            ctx.audit.event(event, EventDecision(event_id=event.id, error=reason, retryable=False))
+            return
+        await workflow.sleep(timedelta(seconds=failure.retry_after_seconds))
+
+    async def _decide(self, batch: list[SystemEvent], filtered: list[SystemEvent]) -> DecideEventsResult:
+        """One activity call decides the whole batch (local by default: fast, few history events)."""
+        s = self._ctx.state
+        runtime = s.config.runtime
+        audit = None
+        if self._ctx.audit.has_sink:
+            tried = s.decide_attempts
+            attempts = {e.id: tried[e.id] for e in [*batch, *filtered] if e.id in tried}
+            audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
+        request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
+        timeout = timedelta(seconds=runtime.decision_timeout_seconds)
+        if runtime.local_decisions and not self._task_is_long():
+            decided = await workflow.execute_local_activity_method(
+                AgentActivities.decide_events,
+                request,
+                start_to_close_timeout=timeout,
+                retry_policy=DECIDE_RETRY,
+            )
+            if not decided.unserved:
+                return decided
+            # This worker lacks the agent's type (another pool's agent): decide where the type is.
+        return await workflow.execute_activity_method(
+            AgentActivities.decide_events,
+            request,
+            task_queue=self._ctx.hooks_queue(),
+            start_to_close_timeout=timeout,
+            # A worker that dies mid-decision is noticed within this, not after the whole timeout.
+            heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
+            retry_policy=DECIDE_RETRY,
+        )
+
+    def _task_is_long(self) -> bool:
+        """Whether this workflow task already decided ``LOCAL_BATCHES_PER_TASK`` batches in local
+        activities (a long backlog): the next batch is then decided by a regular activity, which
+        ends the task, so no task grows without bound while more events and updates arrive. The
+        history length changes only between tasks, so it tells (deterministically) whether the
+        last batch was in this one."""
+        length = workflow.info().get_current_history_length()
+        self._batches_in_task = self._batches_in_task + 1 if length == self._task_length else 1
+        self._task_length = length
+        return self._batches_in_task > LOCAL_BATCHES_PER_TASK

@@ -1,0 +1,260 @@
+"""The agent's event intake: admission, the bounded queue, batching, and poison-event bisection.
+
+Pure and deterministic: no Temporal calls, ``now`` is passed in, so the unit
+tests drive it directly. ``EventIntake`` works on the ``AgentRunState`` it is
+given (the queue, dedup window and attempt counts live there and are carried
+across continue-as-new); what it keeps itself (sizes, the current batch limit,
+consecutive failures) is rebuilt from that state in every run. The workflow
+does the side effects an answer asks for: audit rows, metrics, starting
+actions, sleeping before a retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import ValidationError
+
+from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attempts_after
+from aiops.contracts.agent import AgentRunState
+from aiops.contracts.errors import AiopsError, describe_validation_error
+from aiops.contracts.limits import MAX_EVENT_BYTES
+from aiops.contracts.models import SystemEvent
+from workflows.agent.incidents import IncidentBook, correlation_of
+
+# The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
+MAX_QUEUE_BYTES = 1_000_000
+MAX_DECIDE_BACKOFF_SECONDS = 60
+
+
+class Admission(StrEnum):
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    GROUPED = "grouped"  # joined an open incident (see incidents.py) instead of the queue
+
+
+class EventRejected(AiopsError):
+    """A payload that is not a usable event, or one the queue cannot take; the message says why."""
+
+
+def parse_event(payload: Any, now: datetime) -> SystemEvent:
+    """Turn a signal payload into an event, or raise ``EventRejected`` saying why.
+
+    A missing timestamp becomes the workflow's ``now`` (never the wall clock), and
+    a missing id is an error: without an id an event cannot be deduplicated.
+    """
+    if isinstance(payload, SystemEvent):
+        return payload
+    if not isinstance(payload, dict):
+        raise EventRejected(f"event must be a JSON object, got {type(payload).__name__}")
+    if "id" not in payload:
+        raise EventRejected("id: field required (every event needs an id for deduplication)")
+    if "timestamp" not in payload:
+        payload = {**payload, "timestamp": now}
+    try:
+        return SystemEvent.model_validate(payload)
+    except ValidationError as err:
+        raise EventRejected(describe_validation_error(err)) from None
+
+
+def event_size(event: SystemEvent) -> int:
+    return len(event.model_dump_json())
+
+
+def events_of(payload: Any) -> list[Any]:
+    """The items of a ``submit_events`` payload (a list, or ``{"events": [...]}``)."""
+    items = payload.get("events") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        raise EventRejected('submit_events needs a JSON list of events or {"events": [...]}')
+    return items
+
+
+@dataclass
+class Taken:
+    """What admission did with one payload: its event, and the incident it joined if grouped."""
+
+    admission: Admission
+    event: SystemEvent
+    incident: str | None = None
+
+
+@dataclass
+class Settlement:
+    """What one decided batch came to, in the order the workflow must act on it."""
+
+    filtered: list[SystemEvent]
+    audited: list[tuple[SystemEvent, EventDecision]] = field(default_factory=list)
+    proposals: list[tuple[SystemEvent, EventDecision]] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (message, event id)
+    processed: int = 0
+    retry_after_seconds: int | None = None
+
+
+@dataclass
+class BatchFailure:
+    """What a failed decision step came to: a culprit given up on, or a smaller batch after a pause."""
+
+    note: str
+    gave_up: SystemEvent | None = None
+    gave_up_note: str = ""
+    retry_after_seconds: int = 0
+
+
+class EventIntake:
+    def __init__(self, state: AgentRunState) -> None:
+        self._s = state
+        self._seen: set[str] = set(state.seen_event_ids)
+        self._sizes: dict[str, int] = {e.id: event_size(e) for e in state.queue}
+        self.queue_bytes = sum(self._sizes.values())
+        self.batch_limit = state.config.runtime.batch_size
+        self._failures = 0  # decision steps failed in a row
+        self.incidents = IncidentBook(state.incidents, state.incidents_opened)
+
+    # ----- admission --------------------------------------------------------
+
+    def take(self, payload: Any, now: datetime) -> Taken:
+        """Queue one event payload; raises ``EventRejected`` with the reason when it cannot."""
+        event = parse_event(payload, now)
+        size = event_size(event)
+        s = self._s
+        if size > MAX_EVENT_BYTES:
+            raise EventRejected(
+                f"event {event.id} is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit; "
+                "keep large payloads elsewhere and send a reference in data"
+            )
+        if len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES:
+            raise EventRejected(
+                f"event {event.id}: the queue is full ({len(s.queue)} events, {self.queue_bytes} bytes "
+                f"waiting; the agent is {s.state.value}); resend it later"
+            )
+        s.counters.events_received += 1
+        s.last_event_at = now
+        if event.id in self._seen:
+            s.counters.events_deduplicated += 1
+            return Taken(Admission.DUPLICATE, event)
+        self._remember(event.id)
+        key = correlation_of(event, s.config.runtime)
+        window = s.config.runtime.incident_window_seconds
+        if key is not None and window is not None and self.incidents.add(key, event, now, window):
+            s.incidents_opened = self.incidents.opened
+            return Taken(Admission.GROUPED, event, key)
+        self._queue(event, size)
+        return Taken(Admission.ACCEPTED, event)
+
+    def _queue(self, event: SystemEvent, size: int) -> None:
+        self._s.queue.append(event)
+        self._sizes[event.id] = size
+        self.queue_bytes += size
+
+    def release_incidents(self, now: datetime, all_now: bool = False) -> list[SystemEvent]:
+        """Queue the incidents whose window has passed (``all_now``: every undecided one, as when
+        the agent stops), one event each; close the resolved ones."""
+        due = self.incidents.due(now, all_now)
+        for event in due:  # bounded in size by the alerts an incident keeps
+            self._queue(event, event_size(event))
+        self.incidents.close_resolved()
+        return due
+
+    def _remember(self, event_id: str) -> None:
+        """Add ``event_id`` to the bounded dedup window (oldest forgotten first)."""
+        s = self._s
+        s.seen_event_ids.append(event_id)
+        self._seen.add(event_id)
+        excess = len(s.seen_event_ids) - s.config.runtime.dedup_window
+        if excess > 0:
+            for old in s.seen_event_ids[:excess]:
+                self._seen.discard(old)
+            del s.seen_event_ids[:excess]
+
+    # ----- batching ---------------------------------------------------------
+
+    def next_batch(self) -> tuple[list[SystemEvent], list[SystemEvent]]:
+        """The next batch off the head of the queue: (subscribed events, filtered ones).
+
+        Filtering happens here, not at admission, because events may arrive before
+        initialization has told the workflow which types the agent subscribes to.
+        """
+        s = self._s
+        batch = s.queue[: max(1, min(self.batch_limit, s.config.runtime.batch_size))]
+        wanted = set(s.subscribed_event_types)
+        return [e for e in batch if e.type in wanted], [e for e in batch if e.type not in wanted]
+
+    def settle(
+        self, batch: list[SystemEvent], filtered: list[SystemEvent], decisions: list[EventDecision]
+    ) -> Settlement:
+        """Take a decided batch off the queue; transient errors go back to its end for a retry."""
+        s = self._s
+        self._failures = 0
+        self.batch_limit = s.config.runtime.batch_size
+        del s.queue[: len(batch) + len(filtered)]
+        self._forget([*batch, *filtered])
+        s.counters.events_filtered += len(filtered)
+        out = Settlement(filtered=filtered)
+        by_id = {e.id: e for e in batch}
+        retry: list[SystemEvent] = []
+        for decision in decisions:
+            event = by_id.get(decision.event_id)
+            if event is None:
+                continue
+            out.audited.append((event, decision))
+            if decision.error is not None:
+                attempts = attempts_after(s.decide_attempts.get(event.id, 0), decision)
+                if attempts:
+                    s.decide_attempts[event.id] = attempts
+                    retry.append(event)
+                    out.notes.append((f"{decision.error} (attempt {attempts}; will retry)", event.id))
+                    continue
+                s.decide_attempts.pop(event.id, None)
+                s.counters.events_processed += 1
+                s.counters.decision_errors += 1
+                out.processed += 1
+                out.notes.append((decision.error, event.id))
+                continue
+            s.decide_attempts.pop(event.id, None)
+            s.counters.events_processed += 1
+            out.processed += 1
+            if decision.action is not None:
+                out.proposals.append((event, decision))
+        if retry:
+            s.queue.extend(retry)
+            for e in retry:
+                self._sizes[e.id] = event_size(e)
+                self.queue_bytes += self._sizes[e.id]
+            out.retry_after_seconds = 2 ** max(s.decide_attempts[e.id] for e in retry)
+        return out
+
+    def batch_failed(self, batch: list[SystemEvent], reason: str) -> BatchFailure:
+        """The decision step itself failed: halve the batch until the culprit stands alone.
+
+        Events stay queued; a lone event that keeps failing is given up on (counted as
+        a decision error and dropped), so one poison event cannot stall the agent.
+        """
+        s = self._s
+        self._failures += 1
+        failure = BatchFailure(note=f"deciding {len(batch)} event(s) failed: {reason}")
+        if len(batch) == 1:
+            event = batch[0]
+            attempts = s.decide_attempts.get(event.id, 0) + 1
+            s.decide_attempts[event.id] = attempts
+            if attempts >= MAX_DECIDE_ATTEMPTS:
+                s.queue.remove(event)
+                self._forget([event])
+                s.decide_attempts.pop(event.id, None)
+                s.counters.events_processed += 1
+                s.counters.decision_errors += 1
+                failure.gave_up = event
+                failure.gave_up_note = f"gave up on event after {attempts} failed decisions: {reason}"
+                return failure
+        self.batch_limit = max(1, len(batch) // 2)
+        failure.retry_after_seconds = min(2**self._failures, MAX_DECIDE_BACKOFF_SECONDS)
+        return failure
+
+    def config_switched(self) -> None:
+        self.batch_limit = self._s.config.runtime.batch_size
+
+    def _forget(self, events: list[SystemEvent]) -> None:
+        for e in events:
+            self.queue_bytes -= self._sizes.pop(e.id, 0)
