@@ -148,7 +148,7 @@ async def test_a_version_stored_by_another_process_reaches_the_running_agent(
     script = (
         "import asyncio, asyncpg, sys\n"
         "from activities.database.config_store import ConfigStore\n"
-        "from aiops.contracts.models import AgentConfig\n"
+        "from aiops.contracts.config import AgentConfig\n"
         "async def main():\n"
         "    pool = await asyncpg.create_pool(sys.argv[1])\n"
         "    config = AgentConfig.model_validate_json(sys.argv[2])\n"
