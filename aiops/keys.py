@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -24,6 +25,9 @@ from workflows.approval_token import generate_private_key, private_key_pem, publ
 
 KEY_FILE_ENV = "AIOPS_KEY_FILE"
 MAX_KEY_FILE_BYTES = 16_384
+# A name that is typed on command lines, shown in tables and audit rows, and matched against
+# configs: letters, digits and ``. _ - @`` (an e-mail address works), starting with a letter or digit.
+APPROVER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,199}")
 
 
 class KeyFileError(AiopsError):
@@ -58,8 +62,19 @@ def default_path() -> Path:
     return Path.home() / ".config" / "aiops" / "key.json"
 
 
+def check_approver_name(approver: str) -> str:
+    """``approver`` if it is a valid approver name, else ``KeyFileError`` saying what a name may hold."""
+    if not APPROVER_NAME.fullmatch(approver):
+        raise KeyFileError(
+            f"{approver[:60]!r} is not an approver name: 1 to 200 letters, digits, '.', '_', '-' or '@', "
+            "starting with a letter or digit (e.g. alice, alice.smith@example.com)"
+        )
+    return approver
+
+
 def generate(approver: str, path: Path, overwrite: bool = False) -> KeyFile:
     """Write a new key pair for ``approver`` to ``path`` (readable by its owner only)."""
+    check_approver_name(approver)
     if path.exists() and not overwrite:
         raise KeyFileError(f"{path} exists; pass --force to replace it (its approvals would stop verifying)")
     key_file = KeyFile(approver=approver, private_key=private_key_pem(generate_private_key()).decode())

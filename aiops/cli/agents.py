@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from aiops.cli.common import KeyOption, current_user, emit_pasteable_signal, key_for, load_config, run, signer
+from aiops.cli.common import KeyOption, emit_pasteable_signal, key_for, load_config, run, signer
 from aiops.cli.output import (
     BadInput,
     Failed,
@@ -216,19 +216,24 @@ def start(
     started_by: Annotated[
         str | None,
         typer.Option(
-            "--as", metavar="NAME", help="who starts it (default: $AIOPS_USER, else your user name)"
+            "--as",
+            metavar="NAME",
+            help="who starts it (default: the approver of your key file, else $AIOPS_USER)",
         ),
     ] = None,
+    key: KeyOption = None,
 ) -> None:
     """Start an agent from a config file, or restart one from its latest stored config.
 
     Starting an agent that already runs changes nothing: with the same config it
     succeeds, with a different one it fails and says to use `aiops config apply`.
+    The start is recorded as by the approver of --key (like every command that changes
+    something); the config itself says who may command the agent from then on.
     """
     if (agent is None) == (config_file is None):
         raise BadInput("give either --config FILE.json or the AGENT id to restart from its stored config")
     config = load_config(config_file) if config_file is not None else None
-    who = current_user(started_by)
+    who, _ = signer(key, started_by)
 
     async def work(aiops: AiopsClient) -> dict[str, object]:
         nonlocal config

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,6 +41,7 @@ AsOption = Annotated[
     ),
 ]
 CommentOption = Annotated[str, typer.Option("--comment", "-m", help="why, for the audit log")]
+PLAN_DIGEST = re.compile(r"[0-9a-f]{64}")  # aiops.contracts.action.plan_digest: a sha256, in hex
 
 
 def entry(action_id: str, record: ActionRecord) -> dict[str, Any]:
@@ -64,18 +66,26 @@ def list_approvals(
     agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's actions")] = None,
     watch: WatchOption = None,
     times: TimesOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="only the action ids, oldest first, one a line")
+    ] = False,
 ) -> None:
     """Actions waiting for approval: id, agent, risk, age, approvals so far, what they would do.
 
-    --watch SECONDS refreshes the inbox until Ctrl-C.
+    --watch SECONDS refreshes the inbox until Ctrl-C; --quiet prints only the ids, for
+    scripts: ACTION=$(aiops approvals list -q | head -n 1).
     """
-    repeat(watch, times, lambda n: _list_inbox(ctx, agent, watch is not None and n > 0))
+    repeat(watch, times, lambda n: _list_inbox(ctx, agent, watch is not None and n > 0, quiet))
 
 
-def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool) -> None:
+def _list_inbox(ctx: typer.Context, agent: str | None, refresh: bool, quiet: bool = False) -> None:
     inbox = run(ctx, lambda aiops: aiops.approvals.inbox(agent))
 
     def render() -> None:
+        if quiet:
+            for action_id, _ in inbox:
+                typer.echo(action_id)
+            return
         if refresh:
             typer.echo(f"--- {when(datetime.now(UTC))}")
         if not inbox:
@@ -104,7 +114,38 @@ def approve_command(action_id: str, record: ActionRecord, who: str) -> str:
         words = ["aiops", "approvals", "approve", action_id, "--key", "<your key file>"]
     if record.plan_digest:
         words += ["--plan-digest", record.plan_digest]
-    return shlex.join(words) + " --comment '<why>'"
+    return command_lines([*words, "--comment", "<why>"])
+
+
+def command_lines(words: list[str], width: int = 96) -> str:
+    """A shell command that fits ``width`` columns: one ``--option value`` a line, with
+    backslash continuations, once it is longer; pasted, it is still one command."""
+    one = shlex.join(words)
+    if len(one) + 2 <= width:
+        return "  " + one
+    lines: list[str] = []
+    for word in words:
+        if word.startswith("-") or not lines:
+            lines.append(shlex.quote(word))
+        else:
+            lines[-1] += " " + shlex.quote(word)
+    return "  " + " \\\n      ".join(lines)
+
+
+def plan_lines(record: ActionRecord) -> list[str]:
+    """The plan once: its summary, one line per change, then the details that do not repeat them."""
+    plan = record.plan
+    if plan is None:
+        return ["plan: none (the agent has no dry run for this action)"]
+    lines = [f"plan: {plan.summary}", f"  digest {record.plan_digest}"]
+    lines += [f"  {change}" for change in plan.changes]
+    listed = {change.strip() for change in plan.changes}
+    details = [line for line in (plan.details or "").splitlines() if line.strip() not in listed]
+    while details and not details[0].strip():
+        details.pop(0)
+    if details:
+        lines += ["", *details]
+    return lines
 
 
 @app.command("show")
@@ -163,14 +204,7 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
                 title="triggering event",
             ),
         ]
-        if record.plan is not None:
-            plan_lines = [f"plan (digest {record.plan_digest}): {record.plan.summary}"]
-            plan_lines += [f"  {change}" for change in record.plan.changes]
-            if record.plan.details:
-                plan_lines += ["", record.plan.details]
-            parts.append(Text("\n".join(plan_lines)))
-        else:
-            parts.append(Text("plan: none (the agent has no dry run for this action)"))
+        parts.append(Text("\n".join(plan_lines(record))))
         if record.approvals:
             rows = [
                 (
@@ -203,13 +237,12 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
         if record.status == ActionStatus.PENDING_APPROVAL:
             parts.append(
                 Text(
-                    "approve with:\n  "
+                    "approve with:\n"
                     + approve_command(action_id, record, who)
-                    + "\nreject with:\n  "
-                    + shlex.join(reject_words)
-                    + " --comment '<why>'"
-                    + "\nfor the Web UI (Send a Signal) or `temporal workflow signal --input`:\n  "
-                    + shlex.join(["aiops", "approvals", "token", action_id])
+                    + "\nreject with:\n"
+                    + command_lines([*reject_words, "--comment", "<why>"])
+                    + "\nfor the Web UI (Send a Signal) or `temporal workflow signal --input`:\n"
+                    + command_lines(["aiops", "approvals", "token", action_id])
                 )
             )
         out = console()
@@ -270,7 +303,20 @@ def approve(
 ) -> None:
     """Approve an action, signed with your key; a refusal (untrusted key, missing role, ...) exits 1
     with the reason."""
-    _decide(ctx, action, True, who, comment, plan_digest, key)
+    _decide(ctx, action, True, who, comment, _well_formed_digest(plan_digest), key)
+
+
+def _well_formed_digest(given: str | None) -> str | None:
+    """A mistyped digest is bad input (exit 2), not a plan that changed since it was reviewed."""
+    if given is None:
+        return None
+    digest = given.strip().lower()
+    if not PLAN_DIGEST.fullmatch(digest):
+        raise BadInput(
+            f"--plan-digest {given[:80]!r} is malformed: a plan digest is 64 hexadecimal characters, "
+            "as `aiops approvals show` prints it"
+        )
+    return digest
 
 
 @app.command("reject")

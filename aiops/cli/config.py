@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from activities.database.pool import DATABASE_URL_ENV
 from aiops.cli.common import KeyOption, load_config, run, signer
 from aiops.cli.output import Failed, compact, console, emit, table
+from aiops.client import AiopsClient, ConfigRefusedError
+from aiops.contracts.activities import UNKNOWN_CONFIG_VERSION
 from aiops.contracts.agent import ConfigApplied
 
 app = typer.Typer(
@@ -120,9 +124,16 @@ def rollback(
     """Store a copy of an old version as the next version and hot-reload the agent with it
     (signed with your key, like `config apply`)."""
     who, key_file = signer(key, author)
-    applied = run(
-        ctx,
-        lambda aiops: aiops.config.rollback(agent, version, author=who, comment=comment, key=key_file),
-        agent_id=agent,
-    )
+
+    async def work(aiops: AiopsClient) -> ConfigApplied:
+        # A missing version of a running agent is named here, in one line (an agent that is not
+        # running is reported as such by the rollback itself).
+        if os.environ.get(DATABASE_URL_ENV) and await aiops.agents.is_running(agent):
+            await aiops.config.version(agent, version)
+        try:
+            return await aiops.config.rollback(agent, version, author=who, comment=comment, key=key_file)
+        except ConfigRefusedError as err:  # the worker's error type is no news to the operator
+            raise Failed(str(err).replace(f"{UNKNOWN_CONFIG_VERSION}: ", "")) from None
+
+    applied = run(ctx, work, agent_id=agent)
     emit(ctx, applied, lambda: _render_applied(applied))

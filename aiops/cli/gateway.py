@@ -39,7 +39,8 @@ def gateway(
     log_level: Annotated[str | None, typer.Option("--log-level", help="INFO, DEBUG, ...")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="json (default) or text")] = None,
 ) -> None:
-    """Serve POST /v1/alertmanager and /v1/events, GET /healthz, /readyz and /metrics.
+    """Serve POST /v1/alertmanager and /v1/events, GET /healthz, /readyz and /metrics, and the REST
+    API under /v1 when the config has an `api:` section (docs/api.md; DATABASE_URL for its tokens).
 
     Alerts become events routed to running agents through Temporal; a request is
     answered 200 only once Temporal accepted its events, 503 when it did not (the
@@ -47,6 +48,7 @@ def gateway(
     while Temporal is down and says so at /readyz.
     """
     # The web stack is imported only by this command.
+    from aiops.api.app import api_pool
     from aiops.client import AiopsClient
     from aiops.codec import CodecConfigError
     from aiops.connection import connect
@@ -61,7 +63,7 @@ def gateway(
     task_queue = settings(ctx).task_queue
 
     async def connect_client() -> AiopsClient:
-        return AiopsClient(await connect(service_name="aiops-gateway"), task_queue)
+        return AiopsClient(await connect(service_name="aiops-gateway"), task_queue, await api_pool())
 
     try:
         check_settings()  # the keys and the codec server's tokens: wrong ones stop it here

@@ -32,10 +32,9 @@ def generate(
 ) -> None:
     """Make a key pair for NAME: the private key stays in FILE (mode 0600); put the printed public
     key in each agent's config under approval.approvers (name, roles, public_key)."""
-    if not name.strip() or len(name) > 200:
-        raise BadInput("NAME must be 1 to 200 characters")
     path = (out or keys.default_path()).expanduser()
     try:
+        keys.check_approver_name(name)
         key_file = keys.generate(name, path, overwrite=force)
     except keys.KeyFileError as err:
         raise BadInput(str(err)) from None

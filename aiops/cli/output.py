@@ -22,7 +22,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel, ValidationError
 from rich import box
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.table import Table
 from rich.text import Text
 from typer.core import TyperGroup
@@ -177,13 +177,40 @@ def say(ctx: typer.Context, message: str) -> None:
     typer.echo(message, err=settings(ctx).json)
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> Table:
-    t = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False)
-    for name in columns:
-        t.add_column(name, overflow="fold")
-    for row in rows:
-        t.add_row(*(cell(value) for value in row))
-    return t
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> FittedTable:
+    return FittedTable(columns, [[cell(value) for value in row] for row in rows], title)
+
+
+class FittedTable:
+    """A table as wide as its content when that fits the terminal (``COLUMNS``); when it does not,
+    one block of ``COLUMN  value`` lines per row instead, so a narrow terminal never gets a table
+    whose ids are broken across lines or whose rows wrap into each other."""
+
+    def __init__(self, columns: Sequence[str], rows: list[list[Text]], title: str | None) -> None:
+        self.columns, self.rows, self.title = list(columns), rows, title
+
+    def as_table(self) -> Table:
+        t = Table(
+            title=self.title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False, show_edge=False
+        )
+        for name in self.columns:
+            t.add_column(name, overflow="fold")
+        for row in self.rows:
+            t.add_row(*row)
+        return t
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        whole = self.as_table()
+        unbounded = options.update_width(100_000)  # Measurement.get would clamp to the width
+        if whole.__rich_measure__(console, unbounded).maximum <= options.max_width:
+            yield whole
+            return
+        if self.title:
+            yield Text(self.title)
+        for index, row in enumerate(self.rows):
+            if index:
+                yield Text("")
+            yield pairs(zip(self.columns, row, strict=True))
 
 
 def cell(value: Any) -> Text:

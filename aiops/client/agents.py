@@ -290,13 +290,17 @@ class AgentsClient:
         (unsigned, forged, no role, ...) raises ``CommandRefusedError`` with the reason, which
         the agent has audited. Signed with ``key`` (or this client's key when it is the actor's)."""
         request = self.command_request(agent_id, verb, actor=actor, key=key, reason=reason, drain=drain)
+        return await self.send_command(agent_id, request)
+
+    async def send_command(self, agent_id: str, request: CommandRequest) -> CommandApplied:
+        """Send a command as it is (signed by whoever made it: what the REST API relays)."""
         try:
             return await self.handle(agent_id).execute_update(AgentWorkflow.command, request)
         except WorkflowUpdateFailedError as err:
             cause = err.cause
             if isinstance(cause, ApplicationError) and cause.type == COMMAND_REFUSED:
                 raise CommandRefusedError(f"refused: {cause.message}") from err
-            raise ClientError(f"the {verb.value} could not be applied: {cause}") from err
+            raise ClientError(f"the {request.verb.value} could not be applied: {cause}") from err
         except RPCError as err:
             raise no_agent(agent_id, err) from err
 

@@ -176,6 +176,10 @@ class ApprovalsClient:
             plan_digest=plan_digest,
             credential=credential,
         )
+        return await self.decide(action_id, request)
+
+    async def decide(self, action_id: str, request: DecisionRequest) -> ActionRecord:
+        """Send a decision as it is (signed by whoever made it: what the REST API relays)."""
         try:
             return await self.action_handle(action_id).execute_update(ActionWorkflow.decide, request)
         except WorkflowUpdateFailedError as err:

@@ -48,6 +48,10 @@ class ConfigClient:
         request = ReconfigureRequest(rollback_to=version, author=author, comment=comment, actor=author)
         return await self._reconfigure(agent_id, request, key)
 
+    async def reconfigure(self, agent_id: str, request: ReconfigureRequest) -> ConfigApplied:
+        """Send a config change as it is (signed by whoever made it: what the REST API relays)."""
+        return await self._reconfigure(agent_id, request)
+
     async def _reconfigure(
         self, agent_id: str, request: ReconfigureRequest, key: KeyFile | None = None
     ) -> ConfigApplied:

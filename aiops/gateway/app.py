@@ -35,8 +35,10 @@ from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount
 from starlette.routing import Route as HttpRoute
 
+from aiops.api.app import api_app
 from aiops.contracts.errors import AiopsError
 from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
@@ -129,6 +131,7 @@ class Gateway:
                 HttpRoute("/readyz", self.readyz, methods=["GET"]),
                 HttpRoute("/metrics", self.metrics_page, methods=["GET"]),
                 *codec_routes(self.metrics.registry),  # /codec/{encode,decode}: docs/encryption.md
+                Mount("/", app=api_app(self)),  # the REST API (docs/api.md), after the routes above
             ],
             lifespan=lifespan,
         )

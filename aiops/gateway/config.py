@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.secrets import resolve_reference
-from aiops.contracts.config import AgentConfig
+from aiops.contracts.config import AgentConfig, TrustedIssuer
 from aiops.contracts.errors import AiopsError, SecretUnavailableError
 from aiops.contracts.secret_refs import is_reference
 from aiops.gateway.routing import Route
@@ -86,12 +86,27 @@ class Delivery(_Strict):
     in_flight_per_agent: int = Field(default=8, ge=1, le=8)
 
 
+class Api(_Strict):
+    """The REST API under ``/v1`` (docs/api.md): served when this section is present.
+
+    ``issuers``: identity providers whose JWTs name the caller (keys pinned, as in
+    ``approval.issuers``); their tokens must carry ``aud`` = ``audience``. ``rate_limit`` is per
+    person. ``decide_roles``: who may relay a decision (the workflow still checks the signature
+    and the approver's roles of the action's own config)."""
+
+    issuers: list[TrustedIssuer] = Field(default_factory=list, max_length=20)
+    audience: str = Field(default="aiops-api", min_length=1, max_length=500)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    decide_roles: list[str] = Field(default_factory=lambda: ["approver", "operator", "sre", "admin"])
+
+
 class GatewayConfig(_Strict):
     version: int = Field(ge=1)
     sources: dict[str, Source] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     limits: Limits = Field(default_factory=Limits)
     delivery: Delivery = Field(default_factory=Delivery)
+    api: Api | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> GatewayConfig:
