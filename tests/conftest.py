@@ -10,11 +10,13 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
+from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -39,6 +41,22 @@ SUGGEST_CONTINUE_AS_NEW_AT = 600
 # A test that needs one of these real servers is in the slow tier; `pytest -m "not slow"` runs the
 # rest (pure unit tests, and workflow tests with fake activities on the time-skipping server).
 REAL_SERVER_FIXTURES = frozenset({"env", "postgres", "pool", "skipping_env"})
+
+
+STUCK_TASK_MARKER = "allow_failed_workflow_tasks"
+# The SDK's routine cause: a signal or update arrived while the task completed, so the server
+# refuses the completion and the worker runs a new task with it; nothing is lost or retried wrong.
+ROUTINE_TASK_FAILURES = frozenset({WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND})
+# How many workflows one test's check reads at most (a storm test touches a few hundred).
+MAX_CHECKED_WORKFLOWS = 500
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{STUCK_TASK_MARKER}(reason): this test provokes failed workflow tasks on purpose; the stuck-task "
+        "guard does not fail it (give the reason)",
+    )
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -126,3 +144,63 @@ async def sealed_client(address: str, monkeypatch: pytest.MonkeyPatch) -> Client
     sealed = await connect(address)
     assert sealed.data_converter.payload_codec is not None
     return sealed
+
+
+# ----- the guard against stuck workflow tasks ------------------------------------------------------
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def no_failed_workflow_tasks(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After every test that used the session's dev server: read the histories of the workflows it
+    touched (started or closed since the test began) and fail on any ``WorkflowTaskFailed`` other than
+    the SDK's routine ``UnhandledCommand``. A failed task is how a too-large payload, a bug in workflow
+    code or a non-determinism shows itself, and it retries forever without failing any test on its own.
+
+    One visibility list and one history read per workflow; nothing for a test without the server.
+    A test that provokes failed tasks on purpose says so with ``@pytest.mark.allow_failed_workflow_tasks``.
+    """
+    if "env" not in request.fixturenames:
+        yield
+        return
+    since = datetime.now(UTC)
+    yield
+    marker = request.node.get_closest_marker(STUCK_TASK_MARKER)
+    if marker is not None:
+        return
+    environment: WorkflowEnvironment = request.getfixturevalue("env")
+    problems = await failed_workflow_tasks(environment.client, since)
+    if problems:
+        listed = "\n  ".join(problems[:10])
+        more = f"\n  (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        pytest.fail(
+            f"{len(problems)} failed workflow task(s) in workflows this test touched "
+            f"(a stuck or retrying workflow; mark the test {STUCK_TASK_MARKER}(reason) if deliberate):"
+            f"\n  {listed}{more}",
+            pytrace=False,
+        )
+
+
+async def failed_workflow_tasks(client: Client, since: datetime) -> list[str]:
+    """``workflow id (run): cause: message`` for every non-routine failed task since ``since``.
+
+    The list looks a second further back (visibility times are rounded); a failure is counted only
+    if it happened at or after ``since``, so one test's failures never land on the next one."""
+    stamp = (since - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    query = f"StartTime >= '{stamp}' OR CloseTime >= '{stamp}'"
+    problems: list[str] = []
+    async for execution in client.list_workflows(query, limit=MAX_CHECKED_WORKFLOWS):
+        handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        async for event in handle.fetch_history_events():
+            if event.event_type != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+                continue
+            if event.event_time.ToDatetime(tzinfo=UTC) < since:
+                continue
+            failed = event.workflow_task_failed_event_attributes
+            if failed.cause in ROUTINE_TASK_FAILURES:
+                continue
+            cause = WorkflowTaskFailedCause.Name(failed.cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_")
+            message = failed.failure.message.splitlines()[0][:300] if failed.failure.message else ""
+            problems.append(
+                f"{execution.id} ({execution.workflow_type}, event {event.event_id}): {cause}: {message}"
+            )
+    return problems

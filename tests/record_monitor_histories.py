@@ -72,7 +72,8 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
     fine, ailing, pager = agent_config("recorder"), agent_config("ailing"), agent_config("recorder")
     broken = agent_config("init_fails")
     for config in (fine, ailing, pager, broken):
-        await aiops.agents.start(config)
+        # the broken one past the client's config check, to reach its failing start
+        await aiops.agents.start(config, require_worker=config is not broken)
     await eventually(lambda: health(aiops, fine.id), lambda h: h == "ok")
     monitor = MonitorInput(
         task_queue=aiops.task_queue,

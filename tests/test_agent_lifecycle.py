@@ -8,7 +8,7 @@ import uuid
 import pytest
 from temporalio.client import WorkflowFailureError
 
-from aiops.client import AgentNotRunningError, AgentTypeNotServedError, AiopsClient
+from aiops.client import AgentNotRunningError, AgentTypeNotServedError, AiopsClient, ConfigRefusedError
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.agent import AgentState
 from tests.helpers import agent_config, event, eventually
@@ -102,7 +102,9 @@ async def test_an_agent_started_anyway_fails_saying_no_worker_serves_its_type(
 
 async def test_invalid_config_for_the_type_fails_initialization(aiops: AiopsClient, worker) -> None:
     config = agent_config("init_fails")
-    handle = await aiops.agents.start(config)
+    with pytest.raises(ConfigRefusedError, match=r"settings\.endpoint is required"):
+        await aiops.agents.start(config)  # the client asks the type first: nothing is started
+    handle = await aiops.agents.start(config, require_worker=False)  # the workflow's own check
     with pytest.raises(WorkflowFailureError) as failure:
         await handle.result()
     assert "settings.endpoint is required" in str(failure.value.cause)

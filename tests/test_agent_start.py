@@ -73,7 +73,9 @@ async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(
     """The init_fails type's hook fails: the local start leaves it to the initialize activity,
     whose retries and failure are what they always were."""
     config = agent_config("init_fails", runtime={"local_decisions": True})
-    handle = await aiops.agents.start(config)
+    # require_worker=False: past the client's config check (which refuses this config up front), to
+    # reach the workflow's own start path
+    handle = await aiops.agents.start(config, require_worker=False)
     try:
         await asyncio.wait_for(handle.result(), 120)
     except Exception:

@@ -592,8 +592,9 @@ async def test_operator_edges_output_anywhere_kill_switch_breaker_reset_and_fail
     """-o after the command; pause/resume --all; reset-breaker; --state failed lists failed agents."""
     first, second = agent_config("scripted"), agent_config("scripted")
     broken = agent_config("init_fails")
-    for config in (first, second, broken):
+    for config in (first, second):
         await aiops.agents.start(config)
+    await aiops.agents.start(broken, require_worker=False)  # past the up-front config check: a failed agent
     for config in (first, second):
         await eventually(lambda c=config: aiops.agents.status(c.id), lambda s: s.state == "running")
 

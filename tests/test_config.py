@@ -18,7 +18,7 @@ import pytest_asyncio
 from temporalio.client import Client, WorkflowUpdateFailedError
 
 from aiops.client import AgentNotRunningError, AiopsClient, ConfigRefusedError
-from aiops.contracts.config import AgentConfig
+from aiops.contracts.config import AgentConfig, Integration
 from aiops.runtime.config_listener import ConfigListener
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
@@ -186,11 +186,13 @@ async def test_a_config_postgresql_cannot_store_is_refused_not_retried_for_ever(
 ) -> None:
     config = tunable()
     await started(aiops, config)
+    # A NUL in free-form integration config (a name with one is refused by the model itself).
+    nul = [Integration(name="notes", type="custom", config={"note": "nul\x00"})]
     with pytest.raises(ConfigRefusedError, match="PostgreSQL cannot store it"):
         await asyncio.wait_for(
-            aiops.config.apply(config.model_copy(update={"name": "nul\x00"}), author="x"), 30
+            aiops.config.apply(config.model_copy(update={"integrations": nul}), author="x"), 30
         )
-    broken = tunable().model_copy(update={"name": "nul\x00"})
+    broken = tunable().model_copy(update={"integrations": nul})
     await aiops.agents.start(broken)
     status = await eventually(lambda: aiops.agents.status(broken.id), lambda s: s.state == "failed")
     assert "PostgreSQL cannot store it" in (status.failure or "")

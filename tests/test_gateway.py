@@ -467,7 +467,7 @@ async def test_every_bad_request_gets_a_4xx_with_a_one_line_reason(
             answer = await http.post(slow, json=unrouted)
             assert answer.status_code == 200 and answer.json()["results"][0]["outcome"] == "unrouted"
         answer = await http.post(slow, json=unrouted)
-        assert answer.status_code == 429 and int(answer.headers["retry-after"]) >= 1
+        assert answer.status_code == 503 and int(answer.headers["retry-after"]) >= 1
         assert "over its rate limit" in answer.json()["error"]
 
         answer = await http.post(
@@ -489,7 +489,7 @@ async def test_every_bad_request_gets_a_4xx_with_a_one_line_reason(
             == 2
         )
         assert (
-            metric(page, "aiops_gateway_requests_total", endpoint="alertmanager", source="slow", code="429")
+            metric(page, "aiops_gateway_requests_total", endpoint="alertmanager", source="slow", code="503")
             == 1
         )
         assert metric(page, "aiops_gateway_events_total", source="slow", outcome="unrouted") == 2

@@ -137,7 +137,8 @@ async def test_a_failing_agent_is_marked_unhealthy_and_the_alert_reaches_the_ale
 
     async with build_worker(client, task_queue, AgentActivities(client=client), pool=pool):
         for config in (ailing, fine, pager, broken):
-            await aiops.agents.start(config)
+            # the broken one past the client's config check, to reach its failing start
+            await aiops.agents.start(config, require_worker=config is not broken)
         await eventually(lambda: aiops.agents.ids(), lambda ids: {ailing.id, fine.id, pager.id} <= set(ids))
         # The healthy agent is counted, not listed; the alerting agent is left out of both.
         await eventually(

@@ -221,6 +221,11 @@ async def test_failed_initialization_hands_back_the_queued_events(aiops: AiopsCl
 HUGE = "x" * 1_900_000  # under the server's 2 MB payload limit, far over anything a person types
 
 
+@pytest.mark.allow_failed_workflow_tasks(
+    reason="1.9 MB signals sent while a workflow task runs overflow the server's 2 MB buffer of "
+    "pending events; the server then fails that task (FORCE_CLOSE_COMMAND) to flush them, and the "
+    "next task takes them: the action stays running and answers (asserted below)"
+)
 async def test_megabyte_approval_fields_are_refused_and_every_query_still_answers(
     aiops: AiopsClient, worker
 ) -> None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from temporalio.client import Client
 
 from agents.secrets import SecretUnavailableError, resolve_secrets
-from aiops.client import AiopsClient
+from aiops.client import AiopsClient, ConfigRefusedError
 from aiops.contracts.config import Integration
 from tests.helpers import agent_config, event, eventually
 from tests.support.agents_for_tests import LEDGER
@@ -63,7 +63,10 @@ async def test_an_unresolvable_reference_fails_the_agent_with_the_variable_named
     aiops: AiopsClient, worker
 ) -> None:
     config = agent_config("tunable", integrations=[vault("env:AIOPS_NOT_SET_ANYWHERE")])
-    await aiops.agents.start(config)
+    with pytest.raises(ConfigRefusedError, match="AIOPS_NOT_SET_ANYWHERE is not set"):
+        await aiops.agents.start(config)  # refused up front, nothing started
+    assert not await aiops.agents.is_running(config.id)
+    await aiops.agents.start(config, require_worker=False)  # past the client's check: the worker's own
     status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "failed")
     assert "environment variable AIOPS_NOT_SET_ANYWHERE is not set" in (status.failure or "")
 

@@ -34,10 +34,15 @@ from temporalio.common import RetryPolicy
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.workflow import ActivityConfig
 
-from agents.llm import models, runtime, tools
+from agents.llm import bounds, models, runtime, tools
 from agents.llm.contracts import BUDGET_WORKFLOW_TYPE, DiagnosisDeps, DiagnosisInput
 from agents.llm.proposal import ModelAnswer, ToolCallRecord, Usage, compact_answer_type
 from agents.llm.settings import Limits, LlmSettings
+from aiops.contracts.limits import (
+    MAX_RECORDED_ARGUMENT_BYTES,
+    MAX_RECORDED_RESULT_BYTES,
+    MAX_RECORDED_TOOL_CALLS,
+)
 
 AGENT_NAME = "aiops_diagnosis"
 TOOLSET_ID = "aiops_readonly"
@@ -228,7 +233,14 @@ diagnosis_agent: Agent[DiagnosisDeps, ModelAnswer] = Agent(
     instructions=system_prompt,
     toolsets=[toolset.filtered(tool_available), mcp_tools],
     retries={"tools": 1, "output": 1},
-    capabilities=[ResolveModelId(models.resolve), durability],
+    # Bounds first: a refused tool call never reaches the durable toolset, and every model request
+    # is fitted under the payload budget before it becomes an activity's input (agents.llm.bounds).
+    capabilities=[
+        ResolveModelId(models.resolve),
+        bounds.BoundedToolCalls(),
+        bounds.history_fitter(),
+        durability,
+    ],
 )
 
 
@@ -433,18 +445,36 @@ def tool_calls_of(messages: list[ModelMessage], max_bytes: int) -> list[ToolCall
                 if isinstance(part, ToolCallPart) and (
                     part.tool_name in TOOL_NAMES or part.tool_name.startswith(tools.MCP_PREFIX)
                 ):
-                    calls[part.tool_call_id] = ToolCallRecord(
-                        tool_call_id=part.tool_call_id,
-                        tool=part.tool_name,
-                        arguments=part.args_as_dict(),
+                    if len(calls) >= MAX_RECORDED_TOOL_CALLS:
+                        continue  # the usage counts every call; the record keeps the first ones
+                    calls[part.tool_call_id[:200]] = ToolCallRecord(
+                        tool_call_id=part.tool_call_id[:200],
+                        tool=part.tool_name[:200],
+                        arguments=_arguments_of(part),
                         ok=False,
                         result="(no result)",
                     )
         elif isinstance(message, ModelRequest):
             for request_part in message.parts:
-                if isinstance(request_part, ToolReturnPart) and request_part.tool_call_id in calls:
+                if isinstance(request_part, ToolReturnPart) and request_part.tool_call_id[:200] in calls:
                     text = request_part.model_response_str()
-                    record = calls[request_part.tool_call_id]
-                    record.result = tools.bounded(text, max_bytes)
-                    record.ok = "\nerror: " not in text[:40] and "\nrefused: " not in text[:40]
+                    record = calls[request_part.tool_call_id[:200]]
+                    record.result = tools.bounded(text, min(max_bytes, MAX_RECORDED_RESULT_BYTES))
+                    record.ok = (
+                        request_part.outcome == "success"
+                        and "\nerror: " not in text[:40]
+                        and "\nrefused: " not in text[:40]
+                        and not text.startswith("refused: ")
+                    )
     return list(calls.values())
+
+
+def _arguments_of(part: ToolCallPart) -> dict[str, Any]:
+    """The call's arguments as recorded: bounded, and the refusal's reason for refused ones."""
+    reason = bounds.oversized(part.args)
+    if reason is not None:
+        return {"_refused": reason}
+    try:
+        return bounds.recorded_arguments(part.args_as_dict())
+    except ValueError:  # not a JSON object: the model's text, bounded
+        return bounds.recorded_arguments({"_unparsed": str(part.args)[:MAX_RECORDED_ARGUMENT_BYTES]})

@@ -23,6 +23,7 @@ from pydantic_ai.settings import ModelSettings
 from temporalio import activity
 
 from agents.llm import runtime
+from agents.llm.bounds import bound_response
 from agents.llm.contracts import DiagnosisDeps
 from agents.llm.settings import EndpointSettings
 
@@ -42,7 +43,8 @@ def unregister_model(name: str) -> None:
 
 class Heartbeating(WrapperModel):
     """A model whose requests heartbeat the model-request activity they run in: a worker killed
-    mid-request is noticed within the heartbeat timeout and the request retried elsewhere."""
+    mid-request is noticed within the heartbeat timeout and the request retried elsewhere. Its
+    answers are bounded there too (``agents.llm.bounds.bound_response``)."""
 
     async def request(
         self,
@@ -51,7 +53,9 @@ class Heartbeating(WrapperModel):
         model_request_parameters: ModelRequestParameters,
     ) -> ModelResponse:
         async with runtime.heartbeating():
-            return await self.wrapped.request(messages, model_settings, model_request_parameters)
+            response = await self.wrapped.request(messages, model_settings, model_request_parameters)
+        output_tools = frozenset(t.name for t in model_request_parameters.output_tools)
+        return bound_response(response, output_tools)  # the activity's result: never over its budget
 
 
 def build_model(endpoint: EndpointSettings) -> Model:

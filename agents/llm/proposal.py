@@ -16,12 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from agents.llm.settings import CatalogEntry, LlmSettings, ParameterSpec
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.limits import MAX_ACTION_INPUT_BYTES, json_size, over_budget
 from aiops.contracts.models import AgentAction, RiskLevel, SystemEvent
 
 MAX_TEXT = 2000
 # A target is a resource name: no whitespace, quotes, shell or glob metacharacters, whatever the
 # catalog's patterns would otherwise match (fnmatch's ``*`` matches ``;`` and spaces too).
-TARGET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/@=+-]{0,199}$")
+TARGET = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.:/@=+-]{0,199}\Z")
 MAX_DESCRIPTION = 4000
 
 
@@ -30,7 +31,9 @@ class Evidence(BaseModel):
 
     observation: str = Field(max_length=MAX_TEXT, description="what was observed")
     tool_call_id: str | None = Field(
-        default=None, description="the id of the tool call whose result shows it; null for the alert itself"
+        default=None,
+        max_length=200,
+        description="the id of the tool call whose result shows it; null for the alert itself",
     )
 
 
@@ -273,7 +276,7 @@ def to_action(result: DiagnosisResult, settings: LlmSettings, event: SystemEvent
         f"catalog floor {entry.risk_floor.value}); "
         f"{len(result.tool_calls)} read-only tool call(s)"
     )
-    return AgentAction(
+    action = AgentAction(
         id=f"llm_{event.id}",
         agent_id=result.agent_id,
         type=entry.action_type,
@@ -294,10 +297,43 @@ def to_action(result: DiagnosisResult, settings: LlmSettings, event: SystemEvent
                 "catalog_risk_floor": entry.risk_floor.value,
                 "model": result.model,
                 "usage": result.usage.model_dump(),
-                "tool_calls": [c.model_dump(mode="json") for c in result.tool_calls],
+                "tool_calls": [_shown(c) for c in result.tool_calls[:ACTION_TOOL_CALLS]],
             },
         },
     )
+    return fitted(action)
+
+
+# What an action keeps of the diagnosis' tool calls: the approver's evidence, not the whole record
+# (the ``llm_diagnosis`` audit row has every call).
+ACTION_TOOL_CALLS = 20
+ACTION_TOOL_RESULT_CHARS = 2000
+
+
+def _shown(call: ToolCallRecord) -> dict[str, Any]:
+    shown = call.model_dump(mode="json")
+    if len(call.result) > ACTION_TOOL_RESULT_CHARS:
+        cut = call.result[:ACTION_TOOL_RESULT_CHARS]
+        shown["result"] = f"{cut}\n[truncated: {len(call.result)} characters]"
+    return shown
+
+
+def fitted(action: AgentAction) -> AgentAction:
+    """The action if its start input fits ``MAX_ACTION_INPUT_BYTES``; else the diagnosis' tool calls,
+    then its evidence, are dropped (with a note saying so); ``ProposalRefused`` if it still does not
+    fit. An action's input over the budget would fail the agent's workflow task on every retry."""
+    size = json_size(action.model_dump(mode="json"))
+    if size <= MAX_ACTION_INPUT_BYTES:
+        return action
+    diagnosis = dict(action.parameters.get("diagnosis") or {})
+    for key in ("tool_calls", "evidence"):
+        if key in diagnosis:
+            diagnosis[key] = [over_budget("the action", size, MAX_ACTION_INPUT_BYTES) + f"; {key} left out"]
+            action = action.model_copy(update={"parameters": {**action.parameters, "diagnosis": diagnosis}})
+            size = json_size(action.model_dump(mode="json"))
+            if size <= MAX_ACTION_INPUT_BYTES:
+                return action
+    raise ProposalRefused(over_budget("the proposed action", size, MAX_ACTION_INPUT_BYTES))
 
 
 # Keys the llm agent adds to a proposal's parameters; stripped before an executor agent sees them.

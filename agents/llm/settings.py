@@ -8,7 +8,7 @@ model-request activity on the worker that sends the request.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -70,6 +70,11 @@ class BudgetSettings(_Settings):
     per_hour: Limits = Field(default_factory=_hourly)
 
 
+# Pydantic checks ``pattern`` with Rust's regex engine, where ``$`` is the end of the text (no final
+# newline slips through, unlike Python's ``re``).
+ParameterName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")]
+
+
 class ParameterSpec(_Settings):
     type: Literal["string", "integer", "number", "boolean"] = "string"
     enum: list[str | int | float | bool] | None = None
@@ -86,7 +91,8 @@ class CatalogEntry(_Settings):
     description: str = Field(default="", max_length=500)
     # fnmatch patterns a target resource must match (at least one); the model names one target.
     targets: list[str] = Field(min_length=1, max_length=50)
-    parameters: dict[str, ParameterSpec] = Field(default_factory=dict)
+    # At most 20 parameters with plain names: a proposal's parameters are bounded by its entry's.
+    parameters: dict[ParameterName, ParameterSpec] = Field(default_factory=dict, max_length=20)
     risk_floor: RiskLevel = RiskLevel.MEDIUM
     # A running agent (by id) whose hooks plan, execute, verify and roll the action back; None:
     # advisory only (approving it records the decision; executing it reports that nothing ran).
@@ -99,8 +105,8 @@ class PrometheusSettings(_Settings):
     max_range_points: int = Field(default=500, ge=1, le=11_000)
 
 
-MCP_SERVER_NAME = re.compile(r"^[a-z][a-z0-9]{0,19}$")
-MCP_TOOL_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MCP_SERVER_NAME = re.compile(r"\A[a-z][a-z0-9]{0,19}\Z")
+MCP_TOOL_NAME = re.compile(r"\A[A-Za-z0-9_.-]{1,64}\Z")
 
 
 class McpServerSettings(_Settings):

@@ -22,6 +22,7 @@ from aiops.cli.output import (
     emit,
     pairs,
     repeat,
+    shown,
     table,
     when,
 )
@@ -246,7 +247,7 @@ def show(ctx: typer.Context, action: ActionArg) -> None:
             )
         out = console()
         for part in parts:
-            out.print(part)
+            out.print(shown(part) if isinstance(part, Text) else part)  # tables escape cell by cell
             out.print()
 
     emit(ctx, entry(action_id, record), render)

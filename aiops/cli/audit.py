@@ -44,7 +44,7 @@ from aiops.client.audit_export import (
 
 app = typer.Typer(help="Read the audit log and verify its tamper-evident hash chains.", no_args_is_help=True)
 
-_RELATIVE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_RELATIVE = re.compile(r"\A\s*(\d+)\s*([smhdw])\s*\Z")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 

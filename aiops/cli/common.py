@@ -29,6 +29,7 @@ from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
 from aiops.connection import connect_settings
 from aiops.contracts.action import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
 from aiops.contracts.config import AgentConfig
+from aiops.contracts.limits import MAX_EVENT_BYTES, over_budget
 from aiops.contracts.models import SystemEvent
 
 T = TypeVar("T")
@@ -181,24 +182,44 @@ def action_workflow_id(given: str) -> str:
 # ----- reading files --------------------------------------------------------------
 
 
+# The largest input file a command reads (a --jsonl batch of events at most this size): a bigger one
+# is refused before it is read, so a wrong file (a disk image, /dev/zero) costs nothing.
+MAX_INPUT_FILE_BYTES = 64 * 1024 * 1024
+
+
 def read_text(path: Path) -> str:
-    if str(path) == "-":
-        return sys.stdin.read()
     try:
-        return path.read_text(encoding="utf-8")
+        if str(path) == "-":
+            data = sys.stdin.buffer.read(MAX_INPUT_FILE_BYTES + 1)
+        else:
+            with path.open("rb") as handle:
+                data = handle.read(MAX_INPUT_FILE_BYTES + 1)
+        if len(data) > MAX_INPUT_FILE_BYTES:
+            raise BadInput(f"{path}: over the {MAX_INPUT_FILE_BYTES}-byte limit of an input file")
+        return data.decode("utf-8")
     except FileNotFoundError:
         raise BadInput(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise BadInput(f"{path}: cannot read it: {err}") from None
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
 def parse_json(text: str, what: str) -> Any:
+    """Strict JSON: no NaN or Infinity (Python's json accepts them, nothing downstream should), and a
+    document nested too deeply to decode is refused with that reason, not a traceback."""
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as err:
         raise BadInput(
             f"{what} is not valid JSON: {err.msg} (line {err.lineno} column {err.colno})"
         ) from None
+    except ValueError as err:
+        raise BadInput(f"{what} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise BadInput(f"{what} is nested too deeply") from None
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -219,9 +240,21 @@ def event_from(payload: Any, where: str) -> SystemEvent:
     if "id" not in payload:
         raise BadInput(f"{where}: id: field required (every event needs an id so a resend is deduplicated)")
     try:
-        return SystemEvent.model_validate(payload)
+        event = SystemEvent.model_validate(payload)
     except ValidationError as err:
         raise BadInput(f"{where}: invalid event: {describe_validation(err)}") from None
+    return sized(event, where)
+
+
+def sized(event: SystemEvent, where: str) -> SystemEvent:
+    """The event if the agent's intake can take it; refused here, before anything connects, if not."""
+    try:
+        size = len(event.model_dump_json())
+    except (ValueError, RecursionError):
+        raise BadInput(f"{where}: the event cannot be encoded as JSON (nested too deeply)") from None
+    if size > MAX_EVENT_BYTES:
+        raise BadInput(f"{where}: {over_budget('the event', size, MAX_EVENT_BYTES)} of one event")
+    return event
 
 
 def emit_pasteable_signal(

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aiops.cli.common import event_from, load_config, parse_json, read_text, run
+from aiops.cli.common import event_from, load_config, parse_json, read_text, run, sized
 from aiops.cli.output import BadInput, Failed, console, describe_validation, emit, settings
 from aiops.client import AiopsClient
 from aiops.contracts.agent import EventAnswer, EventOutcome
@@ -159,7 +159,7 @@ def _from_flags(
         if not isinstance(payload, dict):
             raise BadInput(f"--data must be a JSON object, got {type(payload).__name__}")
     try:
-        return SystemEvent(
+        event = SystemEvent(
             id=event_id or f"evt-{uuid.uuid4().hex[:16]}",
             type=event_type,
             source=source,
@@ -169,6 +169,7 @@ def _from_flags(
         )
     except ValidationError as err:
         raise BadInput(f"invalid event: {describe_validation(err)}") from None
+    return sized(event, "--data")
 
 
 def _from_file(path: Path) -> list[SystemEvent]:

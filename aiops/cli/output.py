@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover  (older typer on click)
 
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.text import escape_for_display, escape_in_json
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -89,7 +90,7 @@ def one_line(text: str) -> str:
 
 
 def report_error(message: str) -> None:
-    typer.echo(f"error: {one_line(message)}", err=True)
+    typer.echo(f"error: {escape_for_display(one_line(message))}", err=True)
 
 
 def describe_validation(err: ValidationError) -> str:
@@ -130,7 +131,7 @@ def jsonable(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    typer.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+    typer.echo(escape_in_json(json.dumps(jsonable(value), indent=2, ensure_ascii=False)))
 
 
 def emit(ctx: typer.Context, data: Any, render: Callable[[], None]) -> None:
@@ -213,19 +214,29 @@ class FittedTable:
 
 
 def cell(value: Any) -> Text:
+    """One table cell. Text from agents, events and alerts is untrusted: every control, invisible and
+    bidi-override character is shown as its escape (``\\u202e``), never obeyed by the terminal."""
     if value is None:
         return Text("-")
     if isinstance(value, Text):
-        return value
+        return shown(value)
     if isinstance(value, datetime):
         return Text(when(value))
     if isinstance(value, bool):
         return Text("yes" if value else "no")
     if isinstance(value, StrEnum):
-        return Text(value.value)
+        return Text(escape_for_display(value.value))
     if isinstance(value, dict | list):
         return Text(compact(value))
-    return Text(str(value))
+    return Text(escape_for_display(str(value), keep_newlines=True))
+
+
+def shown(text: Text | str) -> Text:
+    """``text`` safe to print: its control, invisible and bidi characters escaped (newlines kept)."""
+    if isinstance(text, str):
+        return Text(escape_for_display(text, keep_newlines=True))
+    plain = escape_for_display(text.plain, keep_newlines=True)
+    return text if plain == text.plain else Text(plain, style=text.style)
 
 
 def pairs(rows: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
@@ -241,7 +252,7 @@ def pairs(rows: Iterable[tuple[str, Any]], title: str | None = None) -> Table:
 
 
 def compact(value: Any, limit: int | None = None) -> str:
-    text = json.dumps(jsonable(value), ensure_ascii=False, separators=(", ", ": "))
+    text = escape_for_display(json.dumps(jsonable(value), ensure_ascii=False, separators=(", ", ": ")))
     if limit is not None and len(text) > limit:
         return text[: limit - 1] + "…"
     return text

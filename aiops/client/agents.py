@@ -7,15 +7,22 @@ update, signed when a key is at hand, so the caller learns at once whether the a
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.client import (
+    ActivityFailureError,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -25,6 +32,7 @@ from aiops.client.errors import (
     AgentTypeNotServedError,
     ClientError,
     CommandRefusedError,
+    ConfigRefusedError,
 )
 from aiops.contracts import agent as agent_contract
 from aiops.contracts import search_attributes as sa
@@ -44,6 +52,16 @@ from workflows import approval_token
 from workflows.agent.command_gate import stop_digest
 from workflows.agent.workflow import AgentWorkflow
 
+# ``ConfigActivities.validate_config``, served on each agent type's hooks queue.
+VALIDATE_CONFIG_ACTIVITY = "validate_config"
+# How long the agent type's config check may take on a worker (it reads, never changes anything).
+CONFIG_CHECK_SECONDS = 30.0
+# A refused config is not asked about again for this long (a fixed config has another digest).
+REFUSED_CACHE_SECONDS = 5.0
+# What a server answers when it cannot run a standalone activity: the config check is skipped.
+STANDALONE_UNSUPPORTED = frozenset(
+    {RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.FAILED_PRECONDITION, RPCStatusCode.PERMISSION_DENIED}
+)
 # A worker that just started may take a moment to poll; a type nobody serves is refused after this.
 SERVED_CHECK_SECONDS = 5.0
 SERVED_CACHE_SECONDS = 60.0
@@ -65,6 +83,8 @@ class AgentsClient:
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
         self._served_at: dict[str, float] = {}  # agent type -> when a worker was last seen serving it
+        self._checked_at: dict[str, float] = {}  # config digest -> when its agent type accepted it
+        self._refused: dict[str, tuple[float, str]] = {}  # config digest -> (when, why) it was refused
 
     async def start(
         self, config: AgentConfig, started_by: str = "", require_worker: bool = True
@@ -76,6 +96,7 @@ class AgentsClient:
         """
         if require_worker:
             await self.require_worker_for(config.type)
+            await self.check_config(config)
         return await self._conn.client.start_workflow(
             AgentWorkflow.run,
             AgentWorkflowInput(config=config, started_by=started_by),
@@ -85,6 +106,58 @@ class AgentsClient:
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             static_summary=f"agent {config.id} ({config.type})",
         )
+
+    async def check_config(self, config: AgentConfig) -> None:
+        """``ConfigRefusedError`` with the agent type's own messages when it refuses ``config``.
+
+        The very check ``aiops config apply`` runs (the ``validate_config`` activity, on a worker
+        that serves the type, with that worker's environment for ``env:`` references), run here as
+        a standalone activity before anything is stored or started. A server that cannot run
+        standalone activities (older than 1.32, or with them disabled) is not asked: the agent's
+        start then checks the config and fails with the same messages.
+        """
+        loop = asyncio.get_running_loop()
+        digest = hashlib.sha256(config.model_dump_json().encode()).hexdigest()
+        checked = self._checked_at.get(digest)
+        if checked is not None and loop.time() - checked < SERVED_CACHE_SECONDS:
+            return  # the same config, accepted a moment ago (a storm of sends with a config)
+        refused = self._refused.get(digest)
+        if refused is not None and loop.time() - refused[0] < REFUSED_CACHE_SECONDS:
+            raise ConfigRefusedError(refused[1])  # refused a moment ago: not one activity per send
+        try:
+            problems = await self._conn.client.execute_activity(
+                VALIDATE_CONFIG_ACTIVITY,
+                config,
+                id=f"validate-config-{config.id}-{uuid.uuid4().hex[:12]}",
+                task_queue=hooks_task_queue(self._conn.task_queue, config.type),
+                start_to_close_timeout=timedelta(seconds=CONFIG_CHECK_SECONDS),
+                schedule_to_close_timeout=timedelta(seconds=2 * CONFIG_CHECK_SECONDS),
+                retry_policy=RetryPolicy(maximum_attempts=2, non_retryable_error_types=["NotFoundError"]),
+                result_type=list[str],
+            )
+        except RPCError as err:
+            if err.status in STANDALONE_UNSUPPORTED:
+                return
+            raise
+        except ActivityFailureError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError) and cause.type == "NotFoundError":
+                return  # a worker of this type without the check (an older build): its start checks
+            why = cause or err
+            raise ClientError(f"could not check the config of agent {config.id!r}: {why}") from err
+        if problems:
+            listed = "; ".join(problems[:20])
+            message = (
+                f"agent type {config.type!r} refuses the config of agent {config.id!r}, so nothing was "
+                f"stored or started: {listed}"
+            )
+            if len(self._refused) > 1000:
+                self._refused.clear()
+            self._refused[digest] = (loop.time(), message)
+            raise ConfigRefusedError(message)
+        if len(self._checked_at) > 1000:
+            self._checked_at.clear()
+        self._checked_at[digest] = loop.time()
 
     def handle(self, agent_id: str) -> WorkflowHandle[Any, Any]:
         return self._conn.agent_handle(agent_id)

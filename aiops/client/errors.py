@@ -13,6 +13,7 @@ __all__ = [
     "ClientError",
     "CommandRefusedError",
     "ConfigRefusedError",
+    "EventTooLargeError",
     "EventsRejectedError",
     "IntakeRefusedError",
 ]
@@ -55,3 +56,8 @@ class EventsRejectedError(ClientError):
         reasons = "; ".join(f"{a.event_id or '?'}: {a.reason}" for a in rejected[:5])
         more = f" (and {len(rejected) - 5} more)" if len(rejected) > 5 else ""
         super().__init__(f"{len(rejected)} of {len(answers)} event(s) rejected: {reasons}{more}")
+
+
+class EventTooLargeError(ClientError):
+    """An event (or what one update would carry) over its size budget: refused before anything is
+    sent, since the agent could never take it; the message names the event, its size and the limit."""

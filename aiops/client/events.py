@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from temporalio.client import (
     WithStartWorkflowOperation,
     WorkflowUpdateFailedError,
@@ -22,7 +23,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client.agents import AgentsClient
 from aiops.client.common import Connection, no_agent
-from aiops.client.errors import ClientError, EventsRejectedError, IntakeRefusedError
+from aiops.client.errors import (
+    ClientError,
+    ConfigRefusedError,
+    EventsRejectedError,
+    EventTooLargeError,
+    IntakeRefusedError,
+)
 from aiops.contracts.agent import (
     INTAKE_REFUSED,
     MAX_EVENTS_PER_INTAKE,
@@ -33,6 +40,7 @@ from aiops.contracts.agent import (
     agent_workflow_id,
 )
 from aiops.contracts.config import AgentConfig
+from aiops.contracts.limits import MAX_EVENT_BYTES, MAX_INTAKE_BYTES, UNMEASURABLE, json_size, over_budget
 from aiops.contracts.models import SystemEvent
 from workflows.agent.workflow import AgentWorkflow
 
@@ -87,7 +95,9 @@ class EventsClient:
         batcher = self._batchers.get(agent_id)
         if batcher is None:
             batcher = self._batchers[agent_id] = _Batcher(lambda batch: self.submit(agent_id, batch))
-        answer = await batcher.add(_jsonable(event))
+        payload = _jsonable(event)
+        checked_size(payload)
+        answer = await batcher.add(payload)
         if answer.outcome == EventOutcome.REJECTED:
             raise EventsRejectedError([answer], [answer])
         return answer
@@ -130,20 +140,21 @@ class EventsClient:
         reported taken that the agent did not take. With ``config``, the agent is started first
         if it is not running (update-with-start: two starters never make two agents).
         """
+        payloads = [_jsonable(event) for event in events]
+        sizes = [checked_size(payload, index) for index, payload in enumerate(payloads)]  # before anything
         if config is not None:
             if config.id != agent_id:
                 raise ClientError(f"config is for agent {config.id!r}, not {agent_id!r}")
             if require_worker:
                 await self._agents.require_worker_for(config.type)
-        size = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
+                try:
+                    await self._agents.check_config(config)
+                except ConfigRefusedError:
+                    if not await self._agents.is_running(agent_id):
+                        raise  # the agent would start with it and fail: refused, nothing taken
+                    config = None  # the running agent takes the events; its config is not changed here
         answers: list[EventAnswer] = []
-        batch: list[Any] = []
-        for event in events:
-            batch.append(_jsonable(event))
-            if len(batch) >= size:
-                answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
-                batch = []
-        if batch:
+        for batch in batches(payloads, sizes, batch_size):
             answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
         return answers
 
@@ -226,6 +237,55 @@ class EventsClient:
 
 def _jsonable(event: SystemEvent | dict[str, Any]) -> Any:
     return event.model_dump(mode="json") if isinstance(event, SystemEvent) else event
+
+
+def checked_size(payload: Any, index: int = 0) -> int:
+    """An event's size as the agent's intake measures it; ``EventTooLargeError`` over the limit.
+
+    Checked here, before anything is sent: an update over Temporal's payload limit fails the agent's
+    workflow task instead of answering, so the sender would wait out its patience for an opaque error.
+    """
+    name = payload.get("id") if isinstance(payload, dict) else None
+    what = f"event {str(name)[:64]!r}" if isinstance(name, str) else f"event #{index + 1}"
+    size = _intake_size(payload)
+    if size >= UNMEASURABLE:
+        raise EventTooLargeError(f"{what} is nested too deeply to encode as JSON")
+    if size > MAX_EVENT_BYTES:
+        raise EventTooLargeError(over_budget(what, size, MAX_EVENT_BYTES) + " of one event; nothing was sent")
+    return size
+
+
+# The longest timestamp the intake can give an event that has none (microseconds, UTC).
+_LONGEST_NOW = datetime(2000, 1, 1, 0, 0, 0, 999_999, tzinfo=UTC)
+
+
+def _intake_size(payload: Any) -> int:
+    """The size the intake measures, ``len(event.model_dump_json())``, with the timestamp it would
+    add; a payload that is not an event is measured as JSON (the agent says what is wrong with it)."""
+    if isinstance(payload, dict):
+        try:
+            return len(SystemEvent.model_validate({"timestamp": _LONGEST_NOW, **payload}).model_dump_json())
+        except (ValidationError, RecursionError, ValueError):
+            pass
+    return json_size(payload)
+
+
+def batches(payloads: list[Any], sizes: list[int], batch_size: int) -> list[list[Any]]:
+    """The payloads in order, at most ``batch_size`` (and ``MAX_EVENTS_PER_INTAKE``) a batch and at most
+    ``MAX_INTAKE_BYTES`` of JSON together, so no update is over Temporal's payload limit."""
+    count = max(1, min(batch_size, MAX_EVENTS_PER_INTAKE))
+    out: list[list[Any]] = []
+    batch: list[Any] = []
+    total = 0
+    for payload, size in zip(payloads, sizes, strict=True):
+        if batch and (len(batch) >= count or total + size + 1 > MAX_INTAKE_BYTES):
+            out.append(batch)
+            batch, total = [], 0
+        batch.append(payload)
+        total += size + 1
+    if batch:
+        out.append(batch)
+    return out
 
 
 class _Batcher:

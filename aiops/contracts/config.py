@@ -26,6 +26,7 @@ from aiops.contracts.models import (
     _Strict,
 )
 from aiops.contracts.secret_refs import is_reference, literal_secret_problems
+from aiops.contracts.text import VisibleName
 
 
 class Integration(_Strict):
@@ -81,8 +82,8 @@ class Approver(_Strict):
     generate``) verifies the tokens they sign; without one they can decide only where
     ``approval.allow_unsigned`` (dev mode) is set."""
 
-    name: str = Field(min_length=1, max_length=200)
-    roles: list[str] = Field(default_factory=list, max_length=50)
+    name: VisibleName = Field(min_length=1, max_length=200)
+    roles: list[VisibleName] = Field(default_factory=list, max_length=50)
     public_key: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
 
 
@@ -346,7 +347,7 @@ class ConfigCase(_Strict):
 
 class AgentConfig(_Strict):
     id: str
-    name: str
+    name: VisibleName
     type: str
     enabled: bool = True
     automation_level: AutomationLevel = AutomationLevel.SEMI_AUTO

@@ -17,6 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aiops.contracts.text import VisibleName
+
 
 class EventType(StrEnum):
     INFRASTRUCTURE_DRIFT = "infrastructure_drift"
@@ -78,7 +80,7 @@ class AgentType(StrEnum):
     CUSTOM = "custom"
 
 
-AGENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+AGENT_ID_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def _non_finite(value: Any, where: str) -> list[str]:
@@ -136,13 +138,14 @@ def _wall_clock() -> datetime:
 class SystemEvent(_Strict):
     """Something that happened in an operated system, delivered to an agent."""
 
-    id: str = Field(default_factory=_new_event_id, min_length=1, max_length=128)
+    # Names a person reads and workflow ids are built from: no control, invisible or bidi character.
+    id: VisibleName = Field(default_factory=_new_event_id, min_length=1, max_length=128)
     type: EventType
-    source: str = Field(min_length=1)
+    source: VisibleName = Field(min_length=1)
     severity: Severity = Severity.MEDIUM
     timestamp: datetime = Field(default_factory=_wall_clock)
     data: dict[str, Any] = Field(default_factory=dict)
-    correlation_id: str | None = None
+    correlation_id: VisibleName | None = None
 
 
 class AgentAction(_Strict):

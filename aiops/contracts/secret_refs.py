@@ -16,7 +16,7 @@ SECRET_NAME = re.compile(
     r"(token|password|passwd|secret|api_?key|private_?key|access_?key|credentials?|auth_header)$",
     re.IGNORECASE,
 )
-REFERENCE = re.compile(r"^(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)$")
+REFERENCE = re.compile(r"\A(env:[A-Za-z_][A-Za-z0-9_]*|file:/.+)\Z")
 
 
 def is_secret_name(name: str) -> bool:

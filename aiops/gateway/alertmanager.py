@@ -16,12 +16,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aiops.contracts.limits import MAX_EVENT_BYTES as MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
+from aiops.contracts.text import escape_for_display
 from aiops.gateway.routing import Route
 
-# The agent workflow refuses events over this many bytes (MAX_EVENT_BYTES in workflows/agent/event_intake.py);
-# the gateway refuses them up front, with the reason, instead of letting a signal drop them silently.
-MAX_EVENT_BYTES = 32_000
+# The agent workflow refuses events over MAX_EVENT_BYTES (aiops.contracts.limits, re-exported here
+# for the gateway's intake); the gateway refuses them up front, with the reason, instead of letting
+# a signal drop them silently.
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -97,11 +99,13 @@ def alert_event(payload: WebhookPayload, alert: Alert, route: Route, source: str
     return SystemEvent(
         id=alert_event_id(fingerprint, alert.status, alert.starts_at),
         type=route.event_type,
-        source=route.event_source(alert.labels),
+        # A label value may hold control or bidi characters, which an event's names refuse: they are
+        # written as escapes (``\u202e``) instead, so the alert is still decided and reads as it is.
+        source=escape_for_display(route.event_source(alert.labels)),
         severity=route.severity(alert.labels),
         timestamp=(ends_at or datetime.now(UTC)) if resolved else alert.starts_at,
         data=data,
-        correlation_id=payload.group_key,
+        correlation_id=escape_for_display(payload.group_key),
     )
 
 

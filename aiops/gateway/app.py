@@ -10,9 +10,11 @@ finishes in-flight requests).
 
 Every request is answered with JSON. A refusal is a 4xx whose ``error`` is one line:
 unknown source (404), too large (413), too slow to send (408), bad token or
-signature (401), rate-limited (429 with ``Retry-After``), malformed JSON (400),
-wrong schema (422). A 200 means Temporal accepted every routed event; 503 (with
-``Retry-After``) means it did not, and the sender should deliver again.
+signature (401), malformed JSON (400), wrong schema (422). A 200 means every routed
+event was taken by its agent; 503 (with ``Retry-After``) means it was not (Temporal
+away, an agent not running or whose config its type refuses, the source over its
+rate limit), and the sender should deliver again: Alertmanager retries a 5xx within
+its flush, while it drops a 4xx until the next group interval.
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ from starlette.routing import Route as HttpRoute
 
 from aiops.api.app import api_app
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
-from aiops.gateway.alertmanager import MAX_EVENT_BYTES, WebhookPayload, alert_event, event_size
+from aiops.gateway.alertmanager import WebhookPayload, alert_event, event_size
 from aiops.gateway.codec_server import codec_routes
 from aiops.gateway.config import LoadedConfig, Source, describe
 from aiops.gateway.delivery import Connector, DeliveredIds, Deliverer, one_line
@@ -194,18 +197,22 @@ class Gateway:
             raise Refused(401, problem, headers)
         wait = self.limiter.take(intake.source_name, source.rate_limit)
         if wait:
+            # 503, not 429: Alertmanager retries a 5xx within the flush (with backoff) but drops a
+            # 4xx until the next group_interval; the sender learns the truth and delivers again.
             raise Refused(
-                429,
+                503,
                 f"source {intake.source_name!r} is over its rate limit "
                 f"({source.rate_limit.per_second:g}/s, burst {source.rate_limit.burst}); retry in {wait}s",
                 {"Retry-After": str(wait)},
             )
         try:
-            return json.loads(body)
+            return json.loads(body, parse_constant=_no_constant)
         except json.JSONDecodeError as err:
             raise Refused(400, f"malformed JSON: {err.msg} (line {err.lineno} column {err.colno})") from None
         except (UnicodeDecodeError, RecursionError):
             raise Refused(400, "malformed JSON: not UTF-8 text, or nested too deeply") from None
+        except ValueError as err:  # NaN or Infinity: Python's json reads them, JSON has none
+            raise Refused(400, f"malformed JSON: {err}") from None
 
     def _alerts(self, document: Any, intake: Intake) -> None:
         config = intake.loaded.config
@@ -320,6 +327,10 @@ class Gateway:
             "results": intake.results,
         }
         return self._answer(intake, 200, body)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 async def _read_body(request: Request, limit: int, within: float) -> bytes:

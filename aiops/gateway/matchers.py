@@ -35,7 +35,7 @@ class Matcher:
         pattern = None
         if op in (Op.REGEX, Op.NOT_REGEX):
             try:
-                pattern = re.compile(f"^(?:{value})$", re.DOTALL)
+                pattern = re.compile(f"\\A(?:{value})\\Z", re.DOTALL)
             except re.error as err:
                 raise ValueError(
                     f"{name}{op.value}{value!r}: not a valid regular expression: {err}"

@@ -21,12 +21,12 @@ from pydantic import ValidationError
 from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attempts_after
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.errors import AiopsError, describe_validation_error
+from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from workflows.agent.incidents import IncidentBook, correlation_of
 
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
 MAX_QUEUE_BYTES = 1_000_000
-MAX_EVENT_BYTES = 32_000
 MAX_DECIDE_BACKOFF_SECONDS = 60
 
 

@@ -14,7 +14,7 @@ from agents.settings import AgentSettings, SettingProblems
 from aiops.contracts.models import RiskLevel
 
 MAX_WINDOW = 7 * 24 * 3600
-PROGRAM_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+PROGRAM_NAME = re.compile(r"\A[A-Za-z0-9_.:-]{1,128}\Z")
 
 
 def _url_problem(url: str, unix: bool) -> str | None:
