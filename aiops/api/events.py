@@ -41,8 +41,10 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
         408: "the body arrived too slowly",
         413: "the body is over the size limit",
         422: "not an event (or an Alertmanager webhook payload, version 4)",
-        429: "the source is over its rate limit (see Retry-After)",
-        503: "Temporal did not take every event: nothing is lost, deliver again (see Retry-After)",
+        503: (
+            "not every event was taken (Temporal unavailable, the source over its rate limit, or an "
+            "agent whose config its type refuses): nothing is lost, deliver again (see Retry-After)"
+        ),
     }.items()
 }
 NOTE = (
