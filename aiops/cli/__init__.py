@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from aiops.cli import agents, approvals, audit, config, dev, events, gateway, keys, redis
+from aiops.cli import agents, approvals, audit, config, dev, evaluate, events, gateway, keys, redis
 from aiops.cli.output import AiopsGroup, OutputFormat, Settings
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.tracing import shutdown_tracing
@@ -66,6 +66,7 @@ app.add_typer(approvals.app, name="approvals")
 app.add_typer(keys.app, name="keys")
 app.add_typer(config.app, name="config")
 app.add_typer(audit.app, name="audit")
+app.add_typer(evaluate.app, name="eval")
 app.command(
     "worker",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
