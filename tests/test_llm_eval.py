@@ -215,3 +215,9 @@ async def test_a_few_cases_with_the_tiny_local_model(local_model: int) -> None: 
 
 
 from tests.test_agent_llm_local import local_model  # noqa: E402,F401  (the module-scoped server fixture)
+
+
+def test_eval_commands_have_help() -> None:
+    for command in (["eval"], ["eval", "run"], ["eval", "export"]):
+        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "120"})
+        assert result.exit_code == 0 and "Usage:" in result.stdout, (command, result.stdout)
