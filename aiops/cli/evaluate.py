@@ -14,7 +14,6 @@ docs/agents/llm.md, "Evaluation".
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,10 +50,7 @@ def _candidate(path: Path | None) -> tuple[LlmSettings | None, set[str]]:
         candidate = load_candidate(text, str(path))
     except EvalInputError as err:
         raise BadInput(str(err)) from None
-    document: Any = json.loads(text)
-    if isinstance(document, dict) and isinstance(document.get("type"), str):
-        document = document.get("settings", {})
-    return candidate, set(document) if isinstance(document, dict) else set()
+    return candidate, set(candidate.model_fields_set)  # the fields the file sets
 
 
 def _render(report: Report) -> None:
