@@ -189,10 +189,12 @@ async def test_export_turns_recorded_diagnoses_into_cases_that_replay(
     assert case.recorded["outcome"] == "none_proposed"
 
     (logs / "checkout.log").unlink()
+    audited = len(await aiops.audit.rows(limit=100_000))
     replay = case.model_copy(update={"label": case.label.model_copy(update={"expected": "no_action"})})
     report = await evaluate([replay], LlmSettings.model_validate(SCRIPTED), {"endpoint"})
     [scored] = report.cases
     assert scored.verdict == "right" and scored.tool_calls == 1 and scored.unrecorded_calls == 0
+    assert len(await aiops.audit.rows(limit=100_000)) == audited  # the eval wrote no audit row
 
 
 # ----- the tiny local model (slow) -----------------------------------------------------------------
