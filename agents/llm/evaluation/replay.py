@@ -83,7 +83,8 @@ class ReplayLog:
     """What the replay answered: calls found in the recording and calls that were not."""
 
     answered: int = 0
-    unrecorded: list[str] = field(default_factory=list)  # call keys, bounded
+    unrecorded_count: int = 0
+    unrecorded: list[str] = field(default_factory=list)  # the first ten call keys, bounded
 
 
 class ReplayToolset(WrapperToolset[DiagnosisDeps]):
@@ -109,10 +110,9 @@ class ReplayToolset(WrapperToolset[DiagnosisDeps]):
                 if text.startswith(tools.TOOL_OUTPUT_OPEN):  # recorded as the model saw it
                     return text
                 return tools.delimit(tools.bounded(text, ctx.deps.tools.max_bytes))
-        if len(self._log.unrecorded) < 50:
+        self._log.unrecorded_count += 1
+        if len(self._log.unrecorded) < 10:
             self._log.unrecorded.append(key[:300])
-        else:
-            self._log.unrecorded.append("")
         return tools.delimit(NOT_RECORDED)
 
 
@@ -239,7 +239,7 @@ async def replay_case(
         case_id=case.id,
         result=result,
         outcome=outcome_of(result),
-        unrecorded_calls=len(log.unrecorded),
-        unrecorded=[k for k in log.unrecorded if k][:10],
+        unrecorded_calls=log.unrecorded_count,
+        unrecorded=log.unrecorded,
         seconds=round(seconds, 3),
     )
