@@ -201,16 +201,16 @@ async def test_export_turns_recorded_diagnoses_into_cases_that_replay(
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(780)
 async def test_a_few_cases_with_the_tiny_local_model(local_model: int) -> None:  # noqa: F811
-    """Three cases through SmolLM2-135M: each answered (or failed) within its bound and scored;
+    """Two cases through SmolLM2-135M: each answered (or failed) within its bound and scored;
     the toy's accuracy is reported, not asserted."""
     from agents.llm.local_model import endpoint
 
-    cases = [c for c in load_cases() if c.id in ("oom-kill-checkout", "healthcheck-flap", "hung-mailer")]
+    cases = [c for c in load_cases() if c.id in ("oom-kill-checkout", "healthcheck-flap")]
     candidate = LlmSettings.model_validate({"endpoint": endpoint(local_model)})
     report = await evaluate(cases, candidate, {"endpoint"}, case_timeout=240)
-    assert report.summary.cases == 3
+    assert report.summary.cases == 2
     assert all(c.verdict != "unscored" for c in report.cases)
     assert report.summary.model == "openai:smollm2-135m"
     print(report.summary.model_dump_json())
