@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from pydantic_ai import Agent, RunContext
+from pydantic_ai import Agent, AgentRetries, RunContext
 from pydantic_ai.capabilities import ResolveModelId
 from pydantic_ai.durable_exec.temporal import TemporalDurability
 from pydantic_ai.messages import ModelMessage, ModelRequest, ModelResponse, ToolCallPart, ToolReturnPart
@@ -225,6 +225,9 @@ durability: TemporalDurability[DiagnosisDeps] = TemporalDurability(
     ),
 )
 
+# One repair request for a failing tool call or a malformed answer (the eval's agent uses it too).
+RETRIES: AgentRetries = {"tools": 1, "output": 1}
+
 diagnosis_agent: Agent[DiagnosisDeps, ModelAnswer] = Agent(
     models.MODEL_ID,
     name=AGENT_NAME,
@@ -232,7 +235,7 @@ diagnosis_agent: Agent[DiagnosisDeps, ModelAnswer] = Agent(
     output_type=ModelAnswer,
     instructions=system_prompt,
     toolsets=[toolset.filtered(tool_available), mcp_tools],
-    retries={"tools": 1, "output": 1},
+    retries=RETRIES,
     # Bounds first: a refused tool call never reaches the durable toolset, and every model request
     # is fitted under the payload budget before it becomes an activity's input (agents.llm.bounds).
     capabilities=[

@@ -80,6 +80,11 @@ def _build_model(endpoint: EndpointSettings) -> Model:
         api_key = resolve_reference(endpoint.api_key_ref, "settings.endpoint.api_key_ref")
     elif endpoint.api_key_ref is None:
         api_key = "none"  # a local server without authentication
+    return openai_model(endpoint, api_key)
+
+
+def openai_model(endpoint: EndpointSettings, api_key: str) -> Model:
+    """The OpenAI-compatible model of ``endpoint`` with this (resolved) key; also the eval's."""
     client = AsyncOpenAI(
         base_url=endpoint.base_url,
         api_key=api_key,

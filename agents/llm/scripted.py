@@ -6,6 +6,11 @@ in the worker process (``AIOPS_AGENT_MODULES=agents.llm,agents.llm.scripted``). 
 ``read_file_tail`` tool is offered, it reads the log first; then it proposes the first catalog entry
 whose target patterns match the alert's source, citing the log when it shows an out-of-memory kill,
 and proposes nothing otherwise. Its answer goes through the same checks as any model's.
+
+It also registers ``scripted-label`` for ``aiops eval`` (CI): replaying a case, it makes the case's
+recorded tool calls (one per turn, those offered), then the case script's extra calls (calls the
+recording does not hold), and answers the case's label (or the script's ``propose``, to test an
+out-of-catalog attempt), citing the calls. It proves the eval pipeline end to end, not a model.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from pydantic_ai.models.function import AgentInfo, FunctionModel
 from pydantic_ai.usage import RequestUsage
 
 from agents.llm.diagnosis import ALERT_CLOSE, ALERT_OPEN
+from agents.llm.evaluation.cases import CURRENT_CASE
 from agents.llm.models import register_model
 
 SCRIPTED = "scripted"
+SCRIPTED_LABEL = "scripted-label"
 CATALOG_HEADER = "Action catalog (trusted, from the operator's config):\n"
 
 
@@ -121,4 +128,61 @@ def _respond(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
     return ModelResponse(parts=[TextPart(json.dumps(answer))], usage=usage)
 
 
+def _output(answer: dict[str, Any], info: AgentInfo, usage: RequestUsage) -> ModelResponse:
+    if info.output_tools:
+        return ModelResponse(
+            parts=[ToolCallPart(info.output_tools[0].name, answer, tool_call_id="answer")], usage=usage
+        )
+    return ModelResponse(parts=[TextPart(json.dumps(answer))], usage=usage)
+
+
+def _parameters(catalog: list[Any], entry_name: str) -> dict[str, Any]:
+    """Values for the entry's required parameters: the first allowed one, or a plain word."""
+    entry = next((e for e in catalog if isinstance(e, dict) and e.get("name") == entry_name), None)
+    values: dict[str, Any] = {}
+    for key, spec in (entry or {}).get("parameters", {}).items():
+        if isinstance(spec, dict) and spec.get("required"):
+            enum = spec.get("enum")
+            kind = spec.get("type", "string")
+            values[key] = (
+                enum[0] if enum else {"integer": 1, "number": 1.0, "boolean": True}.get(kind, "eval")
+            )
+    return values
+
+
+def _respond_from_label(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+    usage = RequestUsage(input_tokens=len(_prompt(messages)) // 4, output_tokens=60)
+    case = CURRENT_CASE.get()
+    if case is None:
+        raise LookupError("the scripted-label model answers only inside `aiops eval`")
+    offered = {t.name for t in info.function_tools}
+    calls = [c for c in case.tool_calls if c.tool in offered]
+    calls += case.script.extra_calls if case.script is not None else []
+    step = sum(1 for m in messages if isinstance(m, ModelResponse))
+    if step < len(calls):
+        call = calls[step]
+        return ModelResponse(
+            parts=[ToolCallPart(call.tool, dict(call.arguments), tool_call_id=f"rec-{step}")], usage=usage
+        )
+    wanted = case.script.propose if case.script is not None and case.script.propose else case.label.action
+    evidence = [
+        {"observation": f"the {c.tool} result", "tool_call_id": f"rec-{i}"} for i, c in enumerate(calls)
+    ]
+    answer: dict[str, Any] = {
+        "diagnosis": {"summary": case.title or "as labelled", "evidence": evidence[:20], "confidence": 0.9},
+        "proposal": None,
+    }
+    if wanted is not None:
+        catalog = _parsed(_between(_prompt(messages), CATALOG_HEADER, "\n")) or []
+        answer["proposal"] = {
+            "catalog_entry": wanted.catalog_entry,
+            "target": wanted.target,
+            "parameters": _parameters(catalog, wanted.catalog_entry),
+            "risk_level": "low",
+            "why": "as the label says",
+        }
+    return _output(answer, info, usage)
+
+
 register_model(SCRIPTED, FunctionModel(_respond, model_name=SCRIPTED))
+register_model(SCRIPTED_LABEL, FunctionModel(_respond_from_label, model_name=SCRIPTED_LABEL))

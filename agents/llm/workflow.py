@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         from_compact,
         outcome_of,
     )
+    from agents.llm.settings import EndpointSettings, LlmSettings
     from aiops.contracts.action import action_workflow_id
     from aiops.contracts.activities import AuditBatch, AuditRecord, AuditStep
     from aiops.contracts.audit_rows import bounded_record
@@ -101,9 +102,7 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
         )
         run_usage = None
         messages = []
-        model_settings: ModelSettings = {"max_tokens": endpoint.max_output_tokens}
-        if endpoint.temperature is not None:
-            model_settings["temperature"] = endpoint.temperature
+        model_settings = model_settings_for(endpoint)
         try:
             async with d.diagnosis_agent.iter(
                 d.user_prompt(request),
@@ -135,21 +134,7 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
             result.usage = d.usage_of(run_usage)
         result.tool_calls = d.tool_calls_of(messages, settings.tools.max_bytes)
         if answer is not None:
-            result.diagnosis = answer.diagnosis
-            known = {c.tool_call_id for c in result.tool_calls}
-            result.unsupported_evidence = [
-                e.tool_call_id
-                for e in answer.diagnosis.evidence
-                if e.tool_call_id and e.tool_call_id not in known
-            ]
-            if answer.proposal is None:
-                result.no_proposal_reason = NONE_PROPOSED
-            else:
-                try:
-                    _, result.risk_level = check_proposal(answer.proposal, settings)
-                    result.proposal = answer.proposal
-                except ProposalRefused as err:
-                    result.no_proposal_reason = f"{PROPOSAL_REFUSED}: {err}"
+            settle(result, answer, settings)
         if result.usage.requests or result.usage.total_tokens:
             await workflow.execute_activity(
                 d.budget_charge,
@@ -164,6 +149,33 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
                 retry_policy=BUDGET_RETRY,
             )
         return result
+
+
+def model_settings_for(endpoint: EndpointSettings) -> ModelSettings:
+    """The model request settings of an endpoint (pure; the eval uses it too)."""
+    model_settings: ModelSettings = {"max_tokens": endpoint.max_output_tokens}
+    if endpoint.temperature is not None:
+        model_settings["temperature"] = endpoint.temperature
+    return model_settings
+
+
+def settle(result: DiagnosisResult, answer: ModelAnswer, settings: LlmSettings) -> None:
+    """Record the model's answer in ``result``: the diagnosis, the evidence that cites no tool call
+    of the run, and the proposal only when the catalog accepts it (else the reason). Pure: it runs
+    in workflow code, and in ``aiops eval`` on the same answer."""
+    result.diagnosis = answer.diagnosis
+    known = {c.tool_call_id for c in result.tool_calls}
+    result.unsupported_evidence = [
+        e.tool_call_id for e in answer.diagnosis.evidence if e.tool_call_id and e.tool_call_id not in known
+    ]
+    if answer.proposal is None:
+        result.no_proposal_reason = NONE_PROPOSED
+        return
+    try:
+        _, result.risk_level = check_proposal(answer.proposal, settings)
+        result.proposal = answer.proposal
+    except ProposalRefused as err:
+        result.no_proposal_reason = f"{PROPOSAL_REFUSED}: {err}"
 
 
 async def _audit(request: DiagnosisInput, result: DiagnosisResult, outcome: str, started: datetime) -> None:

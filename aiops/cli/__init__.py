@@ -24,6 +24,7 @@ from aiops.cli import (
     codec,
     config,
     dev,
+    evaluate,
     events,
     gateway,
     keys,
@@ -82,6 +83,7 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(codec.app, name="codec")
 app.add_typer(api_tokens.app, name="api-token")
 app.command("what-if")(whatif.what_if)
+app.add_typer(evaluate.app, name="eval")
 app.command(
     "worker",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
