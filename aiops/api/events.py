@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
 from aiops.api.app import ApiError
-from aiops.api.models import ErrorBody
+from aiops.api.models import error_responses
 from aiops.contracts.models import SystemEvent
 from aiops.gateway.alertmanager import WebhookPayload
 
@@ -32,9 +32,8 @@ class IntakeAnswer(BaseModel):
     results: list[dict[str, Any]]
 
 
-_ANSWERS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
+_ANSWERS = error_responses(
+    {
         400: "malformed JSON",
         401: "the source's bearer token or HMAC signature is missing or wrong",
         404: "unknown source",
@@ -43,8 +42,8 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
         422: "not an event (or an Alertmanager webhook payload, version 4)",
         429: "the source is over its rate limit (see Retry-After)",
         503: "Temporal did not take every event: nothing is lost, deliver again (see Retry-After)",
-    }.items()
-}
+    }
+)
 NOTE = (
     "Served by the gateway's intake with the source's own auth (gateway config `sources`: "
     "`Authorization: Bearer <token>` or `X-Aiops-Signature: sha256=<hex>`), not an API token. "
