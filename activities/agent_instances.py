@@ -31,15 +31,21 @@ class AgentInstances:
         async with lock:
             agent = self._agents.get(config.id)
             if agent is None:
-                agent = self.factory.create(resolve_secrets(config))
-                await agent.initialize()
-                await agent.start()
-                self._agents[config.id] = agent
-                self._configs[config.id] = config
+                agent = await self._build(config)
             elif self._is_newer(config):
                 await agent.reload_config(resolve_secrets(config))
                 self._configs[config.id] = config
             return agent
+
+    async def _build(self, config: AgentConfig) -> BaseAgent:
+        """Create, initialize and start the agent ``config`` describes, and cache it with that
+        config (the caller holds the agent's lock)."""
+        agent = self.factory.create(resolve_secrets(config))
+        await agent.initialize()
+        await agent.start()
+        self._agents[config.id] = agent
+        self._configs[config.id] = config
+        return agent
 
     def _is_newer(self, config: AgentConfig) -> bool:
         """Reload only forward: an action decided under an older version must not drag the
@@ -56,11 +62,7 @@ class AgentInstances:
         async with lock:
             agent = self._agents.get(new.id)
             if agent is None:
-                agent = self.factory.create(resolve_secrets(old))
-                await agent.initialize()
-                await agent.start()
-                self._agents[new.id] = agent
-                self._configs[new.id] = old
+                agent = await self._build(old)
             if self._configs.get(new.id) != new:
                 await agent.reload_config(resolve_secrets(new))
                 self._configs[new.id] = new

@@ -14,18 +14,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-)
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.schedules import upsert_schedule
+from activities.schedules import every_interval, upsert_schedule
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.activities import DetectorInput, DetectorSchedule
 
@@ -55,16 +47,13 @@ class DetectorActivities:
                 if err.status != RPCStatusCode.NOT_FOUND:
                     raise
             return None
-        schedule = Schedule(
-            action=ScheduleActionStartWorkflow(
-                agent_contract.DETECTOR_WORKFLOW_TYPE,
-                DetectorInput(config=call.config, agent_workflow_id=call.agent_workflow_id),
-                id=detector_workflow_id(agent_id),
-                task_queue=call.task_queue,
-                execution_timeout=max(timedelta(seconds=every * 3), timedelta(minutes=5)),
-            ),
-            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=timedelta(seconds=every))]),
-            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        schedule = every_interval(
+            agent_contract.DETECTOR_WORKFLOW_TYPE,
+            DetectorInput(config=call.config, agent_workflow_id=call.agent_workflow_id),
+            workflow_id=detector_workflow_id(agent_id),
+            task_queue=call.task_queue,
+            every=timedelta(seconds=every),
+            timeout=max(timedelta(seconds=every * 3), timedelta(minutes=5)),
         )
         return await upsert_schedule(self.client, sid, schedule)
 

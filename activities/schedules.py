@@ -7,13 +7,35 @@ changes nothing that matters.
 
 from __future__ import annotations
 
+from datetime import timedelta
+from typing import Any
+
 from temporalio.client import (
     Client,
     Schedule,
+    ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+
+
+def every_interval(
+    workflow: Any, arg: Any, *, workflow_id: str, task_queue: str, every: timedelta, timeout: timedelta
+) -> Schedule:
+    """A schedule that starts ``workflow(arg)`` every ``every``, skipping a tick while the previous
+    run is still going (a slow check never piles up behind itself), each run bounded by ``timeout``."""
+    return Schedule(
+        action=ScheduleActionStartWorkflow(
+            workflow, arg, id=workflow_id, task_queue=task_queue, execution_timeout=timeout
+        ),
+        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    )
 
 
 async def upsert_schedule(client: Client, schedule_id: str, schedule: Schedule) -> str:

@@ -14,21 +14,21 @@ import tempfile
 
 from pydantic import Field
 
-from agents.base_agent import BaseAgent
-from agents.ledger import ActionLedger
-from agents.registry import register_agent
-from agents.settings import AgentSettings
-from aiops.contracts.config import AgentConfig
-from aiops.contracts.models import (
+from agents import (
     ActionResult,
     ActionType,
     AgentAction,
+    AgentConfig,
+    BaseAgent,
     EventType,
     Plan,
     RiskLevel,
     Severity,
     SystemEvent,
+    register_agent,
 )
+from agents.ledger import ActionLedger
+from agents.settings import AgentSettings
 
 RISK_BY_SEVERITY = {
     Severity.INFO: RiskLevel.LOW,

@@ -11,17 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from temporalio.client import (
-    Client,
-    Schedule,
-    ScheduleActionStartWorkflow,
-    ScheduleIntervalSpec,
-    ScheduleOverlapPolicy,
-    SchedulePolicy,
-    ScheduleSpec,
-)
+from temporalio.client import Client, Schedule
 
-from activities.schedules import upsert_schedule
+from activities.schedules import every_interval, upsert_schedule
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 
 
@@ -30,16 +22,13 @@ def schedule_id(task_queue: str) -> str:
 
 
 def _schedule(every: timedelta, monitor: MonitorInput) -> Schedule:
-    return Schedule(
-        action=ScheduleActionStartWorkflow(
-            HealthMonitorWorkflow.run,
-            monitor,
-            id=f"health-monitor-{monitor.task_queue}",
-            task_queue=monitor.task_queue,
-            execution_timeout=max(every * 5, timedelta(minutes=5)),
-        ),
-        spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=every)]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+    return every_interval(
+        HealthMonitorWorkflow.run,
+        monitor,
+        workflow_id=f"health-monitor-{monitor.task_queue}",
+        task_queue=monitor.task_queue,
+        every=every,
+        timeout=max(every * 5, timedelta(minutes=5)),
     )
 
 

@@ -39,6 +39,24 @@ class AuditRow(BaseModel):
     row_hash: str
 
 
+def _row_fields(r: asyncpg.Record) -> dict[str, Any]:
+    """An ``AuditRow``'s fields from a row selected with the audit_log columns (``detail::text``):
+    the one mapping from column names to fields, shared by ``rows`` and ``rows_after``."""
+    return {
+        "seq": r["seq"],
+        "agent_id": r["agent_id"],
+        "action_id": r["action_id"],
+        "step": r["step"],
+        "key": r["idempotency_key"],
+        "actor": r["actor"],
+        "detail": json.loads(r["detail"]),
+        "occurred_at": r["occurred_at"],
+        "recorded_at": r["recorded_at"],
+        "prev_hash": r["prev_hash"],
+        "row_hash": r["row_hash"],
+    }
+
+
 class ChainReport(BaseModel):
     agent_id: str
     rows_checked: int
@@ -184,22 +202,7 @@ class AuditLog:
             until,
             limit,
         )
-        return [
-            AuditRow(
-                seq=r["seq"],
-                agent_id=r["agent_id"],
-                action_id=r["action_id"],
-                step=r["step"],
-                key=r["idempotency_key"],
-                actor=r["actor"],
-                detail=json.loads(r["detail"]),
-                occurred_at=r["occurred_at"],
-                recorded_at=r["recorded_at"],
-                prev_hash=r["prev_hash"],
-                row_hash=r["row_hash"],
-            )
-            for r in found
-        ]
+        return [AuditRow(**_row_fields(r)) for r in found]
 
     async def agents(self) -> list[str]:
         return [
@@ -326,20 +329,4 @@ async def rows_after(
         until,
         limit,
     )
-    return [
-        ChainRow(
-            seq=r["seq"],
-            agent_id=r["agent_id"],
-            action_id=r["action_id"],
-            step=r["step"],
-            key=r["idempotency_key"],
-            actor=r["actor"],
-            detail=json.loads(r["detail"]),
-            detail_text=r["detail"],
-            occurred_at=r["occurred_at"],
-            recorded_at=r["recorded_at"],
-            prev_hash=r["prev_hash"],
-            row_hash=r["row_hash"],
-        )
-        for r in found
-    ]
+    return [ChainRow(**_row_fields(r), detail_text=r["detail"]) for r in found]

@@ -21,9 +21,9 @@ import json
 from datetime import UTC, datetime
 
 import jwt
-from pydantic import BaseModel
 
 from activities.database.api_tokens import PREFIX, ApiTokens
+from aiops.api.models import Me
 from aiops.contracts.config import ISSUER_ALGORITHMS, TrustedIssuer
 from aiops.contracts.errors import AiopsError
 from aiops.gateway.config import Api
@@ -32,14 +32,8 @@ LADDER = ("viewer", "operator", "sre", "admin")
 CLOCK_SKEW_SECONDS = 60
 
 
-class Principal(BaseModel):
-    """The person a call names: ``via`` says how they proved it (``oidc`` or ``token``)."""
-
-    name: str
-    roles: list[str]
-    via: str
-    issuer: str | None = None
-    token_id: str | None = None
+Principal = Me
+"""The person a call names (``/v1/me`` returns it as it is)."""
 
 
 class Unauthenticated(AiopsError):

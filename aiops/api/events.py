@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body
 from pydantic import BaseModel
 
 from aiops.api.app import ApiError
-from aiops.api.models import ErrorBody
+from aiops.api.models import error_responses
 from aiops.contracts.models import SystemEvent
 from aiops.gateway.alertmanager import WebhookPayload
 
@@ -32,9 +32,8 @@ class IntakeAnswer(BaseModel):
     results: list[dict[str, Any]]
 
 
-_ANSWERS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
+_ANSWERS = error_responses(
+    {
         400: "malformed JSON",
         401: "the source's bearer token or HMAC signature is missing or wrong",
         404: "unknown source",
@@ -45,8 +44,8 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {
             "not every event was taken (Temporal unavailable, the source over its rate limit, or an "
             "agent whose config its type refuses): nothing is lost, deliver again (see Retry-After)"
         ),
-    }.items()
-}
+    }
+)
 NOTE = (
     "Served by the gateway's intake with the source's own auth (gateway config `sources`: "
     "`Authorization: Bearer <token>` or `X-Aiops-Signature: sha256=<hex>`), not an API token. "

@@ -7,6 +7,8 @@ workflows and the database produce.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from aiops.contracts.action import ActionRecord
@@ -22,6 +24,12 @@ class ErrorBody(BaseModel):
     """Every refusal and failure: one line that says what (and what to do)."""
 
     error: str
+
+
+def error_responses(meanings: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """A router's ``responses``: each status code with ``ErrorBody`` and what it means there, so
+    the OpenAPI document says why each refusal happens, route module by route module."""
+    return {status: {"model": ErrorBody, "description": text} for status, text in meanings.items()}
 
 
 class CommandBody(_Body):
@@ -76,6 +84,8 @@ class InboxItem(BaseModel):
 
 
 class Me(BaseModel):
+    """The person a call names: ``via`` says how they proved it (``oidc`` or ``token``)."""
+
     name: str
     roles: list[str]
     via: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -24,13 +24,13 @@ from aiops.api.models import (
     ApplyBody,
     CommandBody,
     DecisionBody,
-    ErrorBody,
     InboxItem,
     Me,
     RollbackBody,
     StartBody,
     Started,
     StopBody,
+    error_responses,
 )
 from aiops.contracts.action import ActionRecord, DecisionRequest
 from aiops.contracts.activities import StoredConfig
@@ -47,9 +47,8 @@ from aiops.contracts.models import RiskLevel
 
 log = logging.getLogger("aiops.api")
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody, "description": text}
-    for status, text in {
+_ERRORS = error_responses(
+    {
         400: "bad request",
         401: "no usable bearer token (audited)",
         403: "the caller's roles do not allow this (audited)",
@@ -60,8 +59,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         422: "the request does not match the schema",
         429: "over the rate limit (see Retry-After)",
         503: "Temporal or PostgreSQL unavailable",
-    }.items()
-}
+    }
+)
 router = APIRouter(prefix="/v1", responses=_ERRORS)
 bearer_scheme = HTTPBearer(
     auto_error=False,
@@ -153,7 +152,7 @@ Anyone = Annotated[Principal, Depends(caller(None))]
 @router.get("/me", response_model=Me, tags=["auth"])
 async def me(who: Anyone) -> Me:
     """Who the bearer token names, and their roles."""
-    return Me(**who.model_dump())
+    return who
 
 
 # ----- agents ---------------------------------------------------------------------------------

@@ -63,16 +63,25 @@ def parse_since(text: str, now: datetime | None = None, option: str = "--since")
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
 
+# The row filters ``tail`` and ``export`` share: declared once so both commands take them alike.
+AgentFilter = Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's rows")]
+ActionFilter = Annotated[
+    str | None, typer.Option("--action", help="only this action's rows (action-<agent>:<event>)")
+]
+SinceFilter = Annotated[
+    str | None, typer.Option("--since", metavar="1h|ISO-TIME", help="only rows that happened since then")
+]
+UntilFilter = Annotated[
+    str | None, typer.Option("--until", metavar="1h|ISO-TIME", help="only rows that happened before then")
+]
+
+
 @app.command("tail")
 def tail(
     ctx: typer.Context,
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's rows")] = None,
-    action: Annotated[
-        str | None, typer.Option("--action", help="only this action's rows (action-<agent>:<event>)")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", metavar="1h|ISO-TIME", help="only rows that happened since then")
-    ] = None,
+    agent: AgentFilter = None,
+    action: ActionFilter = None,
+    since: SinceFilter = None,
     lines: Annotated[int, typer.Option("-n", "--lines", min=1, max=10000, help="the last N rows")] = 50,
     follow: Annotated[
         float | None,
@@ -249,16 +258,10 @@ def _verify_file(ctx: typer.Context, path: str, fmt: Format | None, partial: boo
 @app.command("export")
 def export(
     ctx: typer.Context,
-    agent: Annotated[str | None, typer.Option("--agent", "-a", help="only this agent's rows")] = None,
-    action: Annotated[
-        str | None, typer.Option("--action", help="only this action's rows (action-<agent>:<event>)")
-    ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", metavar="1h|ISO-TIME", help="only rows that happened since then")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", metavar="1h|ISO-TIME", help="only rows that happened before then")
-    ] = None,
+    agent: AgentFilter = None,
+    action: ActionFilter = None,
+    since: SinceFilter = None,
+    until: UntilFilter = None,
     fmt: Annotated[
         str, typer.Option("--format", metavar="ndjson|es-bulk", help="one document per line, or _bulk bodies")
     ] = "ndjson",

@@ -5,25 +5,26 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from aiops.cli.output import BadInput, Failed, settings
 
 
+def routes_option(help: str) -> Any:
+    """The ``--routes`` option of every command that reads the gateway config (``aiops gateway``,
+    ``aiops source redis``): one file, one environment variable, whatever the command uses of it."""
+    return typer.Option(
+        "--routes", "-r", metavar="FILE.yaml", envvar="AIOPS_GATEWAY_ROUTES", help=help, dir_okay=False
+    )
+
+
 def gateway(
     ctx: typer.Context,
     routes: Annotated[
         Path,
-        typer.Option(
-            "--routes",
-            "-r",
-            metavar="FILE.yaml",
-            envvar="AIOPS_GATEWAY_ROUTES",
-            help="the gateway config: sources, routes, limits (YAML or JSON; reloaded when it changes)",
-            dir_okay=False,
-        ),
+        routes_option("the gateway config: sources, routes, limits (YAML or JSON; reloaded when it changes)"),
     ],
     host: Annotated[
         str, typer.Option("--host", envvar="AIOPS_GATEWAY_HOST", help="address to listen on")

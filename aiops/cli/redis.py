@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
+from aiops.cli.gateway import routes_option
 from aiops.cli.output import AiopsGroup, BadInput, Failed, describe_validation, settings
 
 source_app = typer.Typer(cls=AiopsGroup, no_args_is_help=True, help="Read events from an event bus.")
@@ -57,15 +58,7 @@ def _on_signals(stop: Any) -> None:
 def source_redis(
     ctx: typer.Context,
     routes: Annotated[
-        Path,
-        typer.Option(
-            "--routes",
-            "-r",
-            metavar="FILE.yaml",
-            envvar="AIOPS_GATEWAY_ROUTES",
-            help="the gateway config: its routes, delivery settings and agent configs apply",
-            dir_okay=False,
-        ),
+        Path, routes_option("the gateway config: its routes, delivery settings and agent configs apply")
     ],
     stream: Annotated[list[str], typer.Option("--stream", "-s", help="a stream to read (repeat for more)")],
     url: Url = "redis://127.0.0.1:6379/0",

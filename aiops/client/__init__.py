@@ -14,28 +14,9 @@ next. ``AiopsClient`` is the facade; each subject is a sub-client of it:
 read PostgreSQL.
 """
 
-from aiops.client.errors import (
-    ActionNotFoundError,
-    AgentNotRunningError,
-    AgentTypeNotServedError,
-    AiopsError,
-    ClientError,
-    CommandRefusedError,
-    ConfigRefusedError,
-    EventsRejectedError,
-    IntakeRefusedError,
-)
+from aiops.client import errors
+from aiops.client.errors import *  # noqa: F403 (what the client raises is public: errors.__all__)
 from aiops.client.facade import AiopsClient
 
-__all__ = [
-    "ActionNotFoundError",
-    "AgentNotRunningError",
-    "AgentTypeNotServedError",
-    "AiopsClient",
-    "AiopsError",
-    "ClientError",
-    "CommandRefusedError",
-    "ConfigRefusedError",
-    "EventsRejectedError",
-    "IntakeRefusedError",
-]
+__all__ = ["AiopsClient"]
+__all__ += errors.__all__

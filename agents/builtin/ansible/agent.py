@@ -7,22 +7,22 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents.base_agent import BaseAgent
-from agents.builtin.ansible.playbook import PlaybookRun, installed, run_playbook
-from agents.builtin.ansible.settings import AnsibleSettings, playbook_problems
-from agents.ledger import ActionLedger, ledger_key
-from agents.registry import register_agent
-from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed, text_digest
-from aiops.contracts.errors import AgentError
-from aiops.contracts.models import (
+from agents import (
     ActionResult,
     ActionType,
     AgentAction,
+    AgentError,
+    BaseAgent,
     EventType,
     Plan,
     Severity,
     SystemEvent,
+    register_agent,
 )
+from agents.builtin.ansible.playbook import PlaybookRun, installed, run_playbook
+from agents.builtin.ansible.settings import AnsibleSettings, playbook_problems
+from agents.ledger import ActionLedger, ledger_key
+from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed, text_digest
 
 REVIEWED = Reviewed(
     label="ansible check",

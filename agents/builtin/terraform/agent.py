@@ -9,24 +9,24 @@ import os
 import uuid
 from pathlib import Path
 
-from agents.base_agent import BaseAgent
-from agents.builtin.terraform.runner import tail
-from agents.builtin.terraform.settings import TerraformSettings
-from agents.builtin.terraform.workspace import SavedPlan, Workspace, apply_line, counts, summary_line
-from agents.ledger import ActionLedger
-from agents.registry import register_agent
-from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed
-from aiops.contracts.errors import AgentError
-from aiops.contracts.models import (
+from agents import (
     ActionResult,
     ActionType,
     AgentAction,
+    AgentError,
+    BaseAgent,
     EventType,
     Plan,
     RiskLevel,
     Severity,
     SystemEvent,
+    register_agent,
 )
+from agents.builtin.terraform.runner import tail
+from agents.builtin.terraform.settings import TerraformSettings
+from agents.builtin.terraform.workspace import SavedPlan, Workspace, apply_line, counts, summary_line
+from agents.ledger import ActionLedger
+from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed
 
 REVIEWED = Reviewed(
     label="terraform plan",
