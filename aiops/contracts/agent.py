@@ -116,6 +116,9 @@ class AgentCounters(BaseModel):
     actions_succeeded: int = 0
     actions_failed: int = 0
     actions_rejected: int = 0
+    # Proposals refused before an action was started: the composed input was over its budget
+    # (aiops/contracts/budgets.py); the reason is in recent_errors and the audit trail.
+    actions_refused: int = 0
     commands_refused: int = 0  # malformed, unsigned, not allowed, forged or replayed commands
 
 
