@@ -392,6 +392,8 @@ class AgentStatus(BaseModel):
     consecutive_failures: int
     recent_action_seconds: list[float] = Field(default_factory=list)
     incidents: list[IncidentSummary] = Field(default_factory=list)
+    # Set when the answer was over its size budget and lists were cut: says what was left out.
+    truncated: str | None = None
 
 
 class AgentRunSummary(BaseModel):

@@ -27,7 +27,9 @@ TEMPORAL_PAYLOAD_LIMIT = 2 * 1024 * 1024  # the server's default blob size limit
 # The input of one ActionWorkflow (the action, its event, the agent's config, the policy verdict).
 ACTION_INPUT_BUDGET = 512 * 1024
 # The state continue-as-new carries to the next run (queue, dedup window, pending actions, ...).
-CARRIED_STATE_BUDGET = 1024 * 1024
+# Larger than the others: a full queue alone may hold 1,000,000 bytes of events (MAX_QUEUE_BYTES),
+# and continue-as-new is the only command of its task, so half a megabyte of room is enough.
+CARRIED_STATE_BUDGET = 1536 * 1024
 # A query's or an update's answer (status, pending_actions).
 ANSWER_BUDGET = 1024 * 1024
 

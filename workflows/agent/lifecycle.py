@@ -32,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import describe_validation_error
+    from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
     from workflows.agent.state import MAX_PENDING_ACTIONS
@@ -75,6 +76,7 @@ class Lifecycle:
     def __init__(self, ctx: AgentContext, actions: Actions) -> None:
         self._ctx = ctx
         self._actions = actions
+        self._postponed = False  # continue-as-new waited for the carried state to fit (said once)
 
     # ----- starting -------------------------------------------------------------
 
@@ -225,6 +227,14 @@ class Lifecycle:
         await workflow.wait_condition(
             lambda: workflow.all_handlers_finished() and ctx.audit.is_drained() and not ctx.confirming
         )
+        measured, shed = fit_carried(ctx.state)
+        for said in shed:
+            ctx.note_error(f"before continue-as-new: {said}")
+        if not measured.fits:  # nothing else is safe to shed: the next batches shrink the queue
+            if not self._postponed:
+                ctx.note_error(f"continue-as-new postponed: {measured.reason}")
+            self._postponed = True
+            return
         workflow.continue_as_new(
             AgentWorkflowInput(config=ctx.state.config, carried=ctx.state),
             initial_versioning_behavior=self.next_run_versioning(),

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         PendingAction,
     )
     from workflows.agent.actions import Actions
+    from workflows.agent.carried import bound_status
     from workflows.agent.commands import Commands
     from workflows.agent.context import AgentContext
     from workflows.agent.decisions import Decisions
@@ -170,7 +171,7 @@ class AgentWorkflow(AgentMessages):
 
     @workflow.query(name=STATUS)
     def status(self) -> AgentStatus:
-        return status_of(self._ctx.state)
+        return bound_status(status_of(self._ctx.state))
 
     @workflow.query(name=PENDING_ACTIONS)
     def pending_actions(self) -> list[PendingAction]:
