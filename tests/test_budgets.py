@@ -94,7 +94,7 @@ def test_action_input_is_checked_before_its_start() -> None:
 
 
 async def test_a_3mb_proposal_is_refused_and_the_agent_decides_on(
-    aiops: AiopsClient, client: Client, worker
+    aiops: AiopsClient, client: Client, worker: object
 ) -> None:
     config = agent_config("oversized", approval=team())
     await aiops.agents.start(config)
