@@ -158,12 +158,22 @@ class Incident(BaseModel):
     opened_at: datetime
     decide_at: datetime
     decided_event_id: str | None = None
-    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)  # by fingerprint
+    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)  # a sample, by fingerprint
     alerts_total: int = 0
+    # Firing alerts beyond the sample (see workflows/agent/incidents.py): digests of their
+    # fingerprints up to a bound, then a count whose resolution is approximate.
+    firing_tracked: list[str] = Field(default_factory=list)
+    firing_untracked: int = 0
+
+    @property
+    def firing(self) -> int:
+        """How many of its alerts are firing: the sample's, the tracked and the counted ones."""
+        sampled = sum(a.status == "firing" for a in self.alerts.values())
+        return sampled + len(self.firing_tracked) + self.firing_untracked
 
     @property
     def resolved(self) -> bool:
-        return bool(self.alerts) and all(a.status == "resolved" for a in self.alerts.values())
+        return self.alerts_total > 0 and self.firing == 0
 
     @property
     def severity(self) -> Severity:
