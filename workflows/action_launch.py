@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from temporalio import workflow
-from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
@@ -19,11 +19,21 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.agent import AgentRunState, AgentState, PendingAction
     from aiops.contracts.budgets import ACTION_INPUT_BUDGET, largest_fields, measure
     from aiops.contracts.errors import AiopsError
-    from aiops.contracts.models import AgentAction, SystemEvent
+    from aiops.contracts.models import AgentAction, RiskLevel, SystemEvent
     from aiops.contracts.policy import Outcome, decide
     from workflows.action.details import static_details, static_summary
     from workflows.action.workflow import ActionWorkflow
     from workflows.agent.state import policy_context
+
+
+# Temporal's task-queue priority (1 first .. 5 last, 3 by default): an action's workflow tasks
+# and, since they inherit it, its activities (plan, execute, verify, notices) are dispatched by
+# risk, so under a storm critical and high-risk work waits behind no low-risk backlog.
+PRIORITY_BY_RISK = {RiskLevel.CRITICAL: 1, RiskLevel.HIGH: 2, RiskLevel.MEDIUM: 3, RiskLevel.LOW: 4}
+
+
+def action_priority(risk: RiskLevel) -> Priority:
+    return Priority(priority_key=PRIORITY_BY_RISK.get(risk, 3))
 
 
 class ActionTooLargeError(AiopsError):
@@ -109,6 +119,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
             task_queue=workflow.info().task_queue,
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            priority=action_priority(action.risk_level),
             search_attributes=TypedSearchAttributes(
                 [
                     SearchAttributePair(sa.AGENT_ID, s.config.id),
