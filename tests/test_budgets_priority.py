@@ -13,7 +13,7 @@ from workflows.action_launch import PRIORITY_BY_RISK, action_priority
 
 def test_priority_follows_risk() -> None:
     keys = [
-        action_priority(r).priority_key
+        action_priority(r).priority_key or 0
         for r in (RiskLevel.CRITICAL, RiskLevel.HIGH, RiskLevel.MEDIUM, RiskLevel.LOW)
     ]
     assert keys == sorted(keys) and keys[0] == 1 and len(set(keys)) == 4
