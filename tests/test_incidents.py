@@ -23,7 +23,9 @@ def storm(groups: int, per_group: int, status: str = "firing") -> list[SystemEve
     ]
 
 
-async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: AiopsClient, worker) -> None:
+async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(
+    aiops: AiopsClient, worker: object
+) -> None:
     config = agent_config("scripted", runtime={"incident_window_seconds": 2})
     await aiops.agents.start(config)
     firing = storm(20, 25)
@@ -48,3 +50,31 @@ async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: Aio
     )
     status = await eventually(lambda: aiops.agents.status(config.id), lambda s: len(s.incidents) == 19)
     assert status.counters.actions_proposed == 20
+
+
+async def test_an_incident_of_500_alerts_decides_once_on_the_450_still_firing(
+    aiops: AiopsClient, worker: object
+) -> None:
+    """Only 50 alerts are kept whole: when exactly those resolve, the 450 others still fire."""
+    config = agent_config("scripted", runtime={"incident_window_seconds": 5})
+    await aiops.agents.start(config)
+    firing = storm(1, 500)
+    await aiops.events.send_many(config.id, firing, batch_size=500)
+    await aiops.events.send_many(config.id, storm(1, 50, "resolved"), batch_size=50)
+
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1, within=60
+    )
+    assert status.counters.actions_proposed == 1
+    assert [(i.decided, i.firing) for i in status.incidents] == [(True, 450)]
+    record = await aiops.approvals.action(
+        aiops.approvals.action_id(config.id, status.incidents[0].action_event_id or "")
+    )
+    assert record.event.data["incident"]["firing"] == 450
+    assert len(record.event.data["alerts"]) == 50  # the sample, bounded
+
+    # their resends are not a second decision, and resolving the rest closes the incident
+    await aiops.events.send_many(config.id, firing[100:200], batch_size=100)
+    await aiops.events.send_many(config.id, storm(1, 500, "resolved")[50:], batch_size=450)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.incidents == [])
+    assert status.counters.actions_proposed == 1
