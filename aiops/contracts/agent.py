@@ -109,6 +109,9 @@ class AgentCounters(BaseModel):
     events_processed: int = 0
     events_deduplicated: int = 0
     events_rejected: int = 0
+    # Events that arrived by signal with the queue full: kept by the agent's overflow workflow
+    # and handed back through intake later (each is then counted received once more).
+    events_spilled: int = 0
     events_filtered: int = 0
     decision_errors: int = 0
     actions_proposed: int = 0

@@ -97,6 +97,8 @@ class AgentWorkflow(AgentMessages):
         self._health_watch = asyncio.create_task(publish_health(s))
         while True:
             await life.wait_for_work()
+            if ctx.spill:
+                await life.spill()
             if ctx.detector_stale:
                 ctx.detector_stale = False
                 await life.sync_detector(active=True)
