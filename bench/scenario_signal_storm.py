@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporalio.service import RPCError
+
 from aiops.client import AiopsClient
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
@@ -56,13 +58,26 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         rss_before = peak_rss = rss_kib(stack.worker_pid)
         peak_held = peak_status = 0
 
+        refused = 0
+
         async def send(i: int) -> None:
-            async with gate:
-                payload = {"id": f"{prefix}-{i}", "type": "alert", "source": f"h{i % 50}", "data": {"n": i}}
-                await handle.signal(agent_contract.SUBMIT_EVENT, payload)
+            """A polite sender: a signal the server refuses (the run's signal limit, just before
+            the agent continues as new) never reached history; it is sent again after a pause."""
+            nonlocal refused
+            payload = {"id": f"{prefix}-{i}", "type": "alert", "source": f"h{i % 50}", "data": {"n": i}}
+            pause = 0.1
+            while True:
+                async with gate:
+                    try:
+                        await handle.signal(agent_contract.SUBMIT_EVENT, payload)
+                        return
+                    except RPCError:
+                        refused += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
         started = time.monotonic()
-        sending = asyncio.create_task(asyncio.gather(*(send(i) for i in range(args.events))))
+        sending = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(args.events))))
         while True:
             status = await aiops.agents.status(config.id)
             peak_rss = max(peak_rss, rss_kib(stack.worker_pid))
@@ -82,7 +97,8 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         f"all processed in "
         f"{elapsed:.1f} s ({args.events / elapsed:.0f}/s); processed {c.events_processed}, received "
         f"{c.events_received}, spilled {c.events_spilled}, rejected {c.events_rejected}, deduplicated "
-        f"{c.events_deduplicated}; runs {status.run_number}; overflow held at most {peak_held}; worker RSS "
+        f"{c.events_deduplicated}; signals the server refused before history (sent again) {refused}; "
+        f"runs {status.run_number}; overflow held at most {peak_held}; worker RSS "
         f"{rss_before / 1024:.0f} MiB before, {peak_rss / 1024:.0f} MiB at peak "
         f"(+{(peak_rss - rss_before) / 1024:.0f} MiB for the one agent and its overflow); largest status "
         f"{peak_status / 1024:.0f} KiB",

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from aiops.contracts.agent import MAX_EVENTS_PER_INTAKE, agent_workflow_id
+from aiops.contracts.budgets import json_size
 
 OVERFLOW_WORKFLOW_TYPE = "AgentOverflowWorkflow"
 HOLD_EVENTS = "hold_events"  # signal to the overflow: list of event dicts to keep and hand back
@@ -44,3 +45,19 @@ class HandBackResult(BaseModel):
     room: int = 0  # events that would fit now, when refused
     kept: list[str] = Field(default_factory=list)
     reason: str = ""
+
+
+# Spilled and handed-back events travel in batches of at most this many bytes (an event may be
+# 32,000 bytes, so 500 of them could pass Temporal's 2 MB payload limit).
+OVERFLOW_BATCH_BYTES = 512 * 1024
+
+
+def first_batch(events: list[dict[str, Any]], most: int) -> int:
+    """How many of ``events``, from the first, make one batch: at most ``most`` and
+    ``OVERFLOW_BATCH_BYTES`` together (always at least one)."""
+    total = 0
+    for n, event in enumerate(events[:most]):
+        total += json_size(event)
+        if n and total > OVERFLOW_BATCH_BYTES:
+            return n
+    return min(len(events), most)

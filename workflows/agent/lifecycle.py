@@ -34,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import describe_validation_error
-    from aiops.contracts.overflow import SpillRequest
+    from aiops.contracts.overflow import SpillRequest, first_batch
     from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
@@ -214,7 +214,8 @@ class Lifecycle:
         workflow (signal-with-start), in batches; nothing is refused after it reached history."""
         ctx = self._ctx
         while ctx.spill:
-            events, ctx.spill = ctx.spill[:MAX_EVENTS_PER_INTAKE], ctx.spill[MAX_EVENTS_PER_INTAKE:]
+            n = first_batch(ctx.spill, MAX_EVENTS_PER_INTAKE)
+            events, ctx.spill = ctx.spill[:n], ctx.spill[n:]
             await workflow.execute_activity_method(
                 OverflowActivities.spill_events,
                 SpillRequest(

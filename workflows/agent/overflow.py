@@ -23,12 +23,14 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.overflow_activities import OverflowActivities
     from aiops.contracts.agent import MAX_EVENTS_PER_INTAKE
+    from aiops.contracts.budgets import CARRIED_STATE_BUDGET, json_size
     from aiops.contracts.overflow import (
         HOLD_EVENTS,
         OVERFLOW_HELD,
         OVERFLOW_WORKFLOW_TYPE,
         HandBackRequest,
         OverflowInput,
+        first_batch,
     )
 
 FIRST_BATCH = 100
@@ -51,6 +53,9 @@ class AgentOverflowWorkflow:
     def held(self) -> int:
         return len(self._held)
 
+    def _carriable(self) -> bool:
+        return json_size(self._held) <= CARRIED_STATE_BUDGET
+
     @workflow.run
     async def run(self, input: OverflowInput) -> int:
         batch, backoff = FIRST_BATCH, 1.0
@@ -62,7 +67,7 @@ class AgentOverflowWorkflow:
                     if not self._held and workflow.all_handlers_finished():
                         return self._handed_back
                     continue
-            sending = self._held[: min(batch, MAX_EVENTS_PER_INTAKE)]
+            sending = self._held[: first_batch(self._held, min(batch, MAX_EVENTS_PER_INTAKE))]
             result = await workflow.execute_activity_method(
                 OverflowActivities.hand_back,
                 HandBackRequest(agent_id=input.agent_id, events=sending),
@@ -86,7 +91,8 @@ class AgentOverflowWorkflow:
             else:
                 await workflow.sleep(timedelta(seconds=backoff))
                 backoff = min(backoff * 2, MAX_BACKOFF)
-            if workflow.info().is_continue_as_new_suggested():
+            # What it holds must fit the next run's input; until then it hands back first.
+            if workflow.info().is_continue_as_new_suggested() and self._carriable():
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
                     OverflowInput(agent_id=input.agent_id, held=self._held, handed_back=self._handed_back)
