@@ -245,12 +245,13 @@ class Lifecycle:
     async def continue_as_new(self) -> None:
         """Once every handler has finished and the audit is drained: the next run, on today's build."""
         ctx = self._ctx
-        await self.spill()
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and ctx.audit.is_drained() and not ctx.confirming
-        )
-        if ctx.spill:  # signals that came in meanwhile: spilled before the run ends
+        while True:  # signals that come in while spilling are spilled too before the run ends
             await self.spill()
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() and ctx.audit.is_drained() and not ctx.confirming
+            )
+            if not ctx.spill:
+                break
         measured, shed = fit_carried(ctx.state)
         for said in shed:
             ctx.note_error(f"before continue-as-new: {said}")

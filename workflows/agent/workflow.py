@@ -110,6 +110,7 @@ class AgentWorkflow(AgentMessages):
                 break
             if ctx.run_is_full():  # also while draining for a stop: the request is carried
                 await life.continue_as_new()
+        await life.spill()  # what the full queue could not take is recorded by the overflow
         return await life.stop()
 
     # ----- messages (declared, with their docs, in AgentMessages) ------------------------
