@@ -27,7 +27,8 @@ from temporalio import workflow
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionOutcome
 from aiops.contracts.config import AgentConfig, AgentVerb
-from aiops.contracts.models import EventType, RiskLevel, Severity, SystemEvent
+from aiops.contracts.incidents import Incident, IncidentSummary  # the carried state holds them
+from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
@@ -110,7 +111,7 @@ class AgentCounters(BaseModel):
     events_deduplicated: int = 0
     events_rejected: int = 0
     # Events that arrived by signal with the queue full: kept by the agent's overflow workflow
-    # and handed back through intake later (each is then counted received once more).
+    # and handed back through intake later (counted received when it comes back).
     events_spilled: int = 0
     events_filtered: int = 0
     decision_errors: int = 0
@@ -138,63 +139,6 @@ class PendingAction(BaseModel):
     risk_level: RiskLevel
     description: str
     proposed_at: datetime
-
-
-# ----- incidents (see workflows/agent/incidents.py) ---------------------------------
-
-SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
-
-
-class IncidentAlert(BaseModel):
-    event_id: str
-    fingerprint: str
-    source: str
-    severity: Severity
-    status: str = "firing"
-    summary: str = ""
-    at: datetime
-
-
-class Incident(BaseModel):
-    key: str
-    number: int  # the n-th incident of this key in this agent's life
-    opened_at: datetime
-    decide_at: datetime
-    decided_event_id: str | None = None
-    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)  # a sample, by fingerprint
-    alerts_total: int = 0
-    # Firing alerts beyond the sample (see workflows/agent/incidents.py): digests of their
-    # fingerprints up to a bound, then a count whose resolution is approximate.
-    firing_tracked: list[str] = Field(default_factory=list)
-    firing_untracked: int = 0
-
-    @property
-    def firing(self) -> int:
-        """How many of its alerts are firing: the sample's, the tracked and the counted ones."""
-        sampled = sum(a.status == "firing" for a in self.alerts.values())
-        return sampled + len(self.firing_tracked) + self.firing_untracked
-
-    @property
-    def resolved(self) -> bool:
-        return self.alerts_total > 0 and self.firing == 0
-
-    @property
-    def severity(self) -> Severity:
-        return max(
-            (a.severity for a in self.alerts.values()), key=SEVERITY_ORDER.index, default=Severity.INFO
-        )
-
-
-class IncidentSummary(BaseModel):
-    """What ``status`` shows of an open incident."""
-
-    key: str
-    opened_at: datetime
-    decided: bool
-    action_event_id: str | None
-    alerts: int
-    firing: int
-    severity: Severity
 
 
 # ----- messages ----------------------------------------------------------------------

@@ -6,12 +6,11 @@ from datetime import UTC, datetime
 
 from aiops.contracts.agent import (
     AgentRunState,
-    Incident,
-    IncidentAlert,
     PendingAction,
     RecentProblem,
 )
 from aiops.contracts.budgets import json_size
+from aiops.contracts.incidents import Incident, IncidentAlert
 from aiops.contracts.models import RiskLevel, Severity, SystemEvent
 from tests.helpers import agent_config
 from workflows.agent.carried import KEEP_PROBLEMS, bound_status, fit_carried

@@ -28,8 +28,8 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiops.contracts.agent import Incident, IncidentAlert, IncidentSummary
 from aiops.contracts.config import RuntimeSettings
+from aiops.contracts.incidents import Incident, IncidentAlert, IncidentSummary
 from aiops.contracts.models import EventType, SystemEvent
 
 MAX_OPEN_INCIDENTS = 500  # carried state stays bounded; past it, events are decided alone
