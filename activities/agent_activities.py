@@ -49,6 +49,7 @@ from aiops.contracts.activities import (
     attempts_after,
 )
 from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.budgets import bound_decisions
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
 from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
@@ -241,7 +242,8 @@ class AgentActivities:
 
         # As a regular activity (slow deciders, such as the llm agent waiting for its diagnosis)
         # it heartbeats, so a dead worker is noticed in seconds, not after the decision timeout.
-        decisions = await _with_heartbeats(decide_all())
+        # Bounded before they become the result: an oversized proposal must not wedge the agent.
+        decisions = bound_decisions(await _with_heartbeats(decide_all()))
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
         if request.audit is not None and self.audit is not None:
             result.audited = await write_decision_audit(request, request.audit, decisions, self.audit)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
+import pytest
+
 from aiops.client import AiopsClient
 from aiops.contracts.models import SystemEvent
+from aiops.gateway.delivery import Connector
 from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
+from tests.support.alertmanager import Alertmanager
 
 
 def storm(groups: int, per_group: int, status: str = "firing") -> list[SystemEvent]:
@@ -23,7 +30,9 @@ def storm(groups: int, per_group: int, status: str = "firing") -> list[SystemEve
     ]
 
 
-async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: AiopsClient, worker) -> None:
+async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(
+    aiops: AiopsClient, worker: object
+) -> None:
     config = agent_config("scripted", runtime={"incident_window_seconds": 2})
     await aiops.agents.start(config)
     firing = storm(20, 25)
@@ -48,3 +57,69 @@ async def test_a_storm_of_500_alerts_in_20_groups_is_decided_20_times(aiops: Aio
     )
     status = await eventually(lambda: aiops.agents.status(config.id), lambda s: len(s.incidents) == 19)
     assert status.counters.actions_proposed == 20
+
+
+async def test_an_incident_of_500_alerts_decides_once_on_the_450_still_firing(
+    aiops: AiopsClient, worker: object
+) -> None:
+    """Only 50 alerts are kept whole: when exactly those resolve, the 450 others still fire."""
+    config = agent_config("scripted", runtime={"incident_window_seconds": 5})
+    await aiops.agents.start(config)
+    firing = storm(1, 500)
+    await aiops.events.send_many(config.id, firing, batch_size=500)
+    await aiops.events.send_many(config.id, storm(1, 50, "resolved"), batch_size=50)
+
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1, within=60
+    )
+    assert status.counters.actions_proposed == 1
+    assert [(i.decided, i.firing) for i in status.incidents] == [(True, 450)]
+    record = await aiops.approvals.action(
+        aiops.approvals.action_id(config.id, status.incidents[0].action_event_id or "")
+    )
+    assert record.event.data["incident"]["firing"] == 450
+    assert len(record.event.data["alerts"]) == 50  # the sample, bounded
+
+    # their resends are not a second decision, and resolving the rest closes the incident
+    await aiops.events.send_many(config.id, firing[100:200], batch_size=100)
+    await aiops.events.send_many(config.id, storm(1, 500, "resolved")[50:], batch_size=450)
+    status = await eventually(lambda: aiops.agents.status(config.id), lambda s: s.incidents == [])
+    assert status.counters.actions_proposed == 1
+
+
+@pytest.mark.slow
+async def test_through_a_real_alertmanager_500_alerts_of_which_50_resolve_decide_once(
+    aiops: AiopsClient, worker: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_gateway import TOKEN, gateway_config, serving, write_config
+
+    monkeypatch.setenv("GW_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("GW_TEST_HMAC", "unused")
+    config = agent_config("scripted", runtime={"incident_window_seconds": 10})
+    await aiops.agents.start(config)
+    routes = [{"name": "all", "agents": [config.id]}]
+    document = gateway_config(1, routes, limits={"max_body_bytes": 4 * 1024 * 1024})
+    async with serving(write_config(tmp_path / "gw.json", document), Connector.of(aiops)) as (server, _):
+        am = Alertmanager(f"{server.url}/v1/alertmanager/am", bearer_token=TOKEN).start()
+        try:
+            alerts = [{"labels": {"alertname": "Wide", "instance": f"h{i}"}} for i in range(500)]
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(f"{am.url}/api/v2/alerts", json=alerts)
+                assert answer.status_code == 200, answer.text
+                await eventually(
+                    lambda: aiops.agents.status(config.id),
+                    lambda s: s.counters.events_received >= 500,
+                    within=20,
+                )
+                resolved = [{**a, "endsAt": "2000-01-01T00:00:00Z"} for a in alerts[:50]]
+                assert (await http.post(f"{am.url}/api/v2/alerts", json=resolved)).status_code == 200
+            status = await eventually(
+                lambda: aiops.agents.status(config.id),
+                lambda s: s.counters.actions_proposed >= 1 and any(i.decided for i in s.incidents),
+                within=60,
+            )
+            assert [(i.decided, i.firing) for i in status.incidents] == [(True, 450)], am.log()
+            assert status.counters.actions_proposed == 1
+            assert (await am.notifications())[1] == 0, am.log()
+        finally:
+            am.stop()

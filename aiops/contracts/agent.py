@@ -27,7 +27,8 @@ from temporalio import workflow
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionOutcome
 from aiops.contracts.config import AgentConfig, AgentVerb
-from aiops.contracts.models import EventType, RiskLevel, Severity, SystemEvent
+from aiops.contracts.incidents import Incident, IncidentSummary  # the carried state holds them
+from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
@@ -109,6 +110,9 @@ class AgentCounters(BaseModel):
     events_processed: int = 0
     events_deduplicated: int = 0
     events_rejected: int = 0
+    # Events that arrived by signal with the queue full: kept by the agent's overflow workflow
+    # and handed back through intake later (counted received when it comes back).
+    events_spilled: int = 0
     events_filtered: int = 0
     decision_errors: int = 0
     actions_proposed: int = 0
@@ -116,6 +120,9 @@ class AgentCounters(BaseModel):
     actions_succeeded: int = 0
     actions_failed: int = 0
     actions_rejected: int = 0
+    # Proposals refused before an action was started: the composed input was over its budget
+    # (aiops/contracts/budgets.py); the reason is in recent_errors and the audit trail.
+    actions_refused: int = 0
     commands_refused: int = 0  # malformed, unsigned, not allowed, forged or replayed commands
 
 
@@ -132,53 +139,6 @@ class PendingAction(BaseModel):
     risk_level: RiskLevel
     description: str
     proposed_at: datetime
-
-
-# ----- incidents (see workflows/agent/incidents.py) ---------------------------------
-
-SEVERITY_ORDER = [Severity.INFO, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
-
-
-class IncidentAlert(BaseModel):
-    event_id: str
-    fingerprint: str
-    source: str
-    severity: Severity
-    status: str = "firing"
-    summary: str = ""
-    at: datetime
-
-
-class Incident(BaseModel):
-    key: str
-    number: int  # the n-th incident of this key in this agent's life
-    opened_at: datetime
-    decide_at: datetime
-    decided_event_id: str | None = None
-    alerts: dict[str, IncidentAlert] = Field(default_factory=dict)  # by fingerprint
-    alerts_total: int = 0
-
-    @property
-    def resolved(self) -> bool:
-        return bool(self.alerts) and all(a.status == "resolved" for a in self.alerts.values())
-
-    @property
-    def severity(self) -> Severity:
-        return max(
-            (a.severity for a in self.alerts.values()), key=SEVERITY_ORDER.index, default=Severity.INFO
-        )
-
-
-class IncidentSummary(BaseModel):
-    """What ``status`` shows of an open incident."""
-
-    key: str
-    opened_at: datetime
-    decided: bool
-    action_event_id: str | None
-    alerts: int
-    firing: int
-    severity: Severity
 
 
 # ----- messages ----------------------------------------------------------------------
@@ -389,6 +349,8 @@ class AgentStatus(BaseModel):
     consecutive_failures: int
     recent_action_seconds: list[float] = Field(default_factory=list)
     incidents: list[IncidentSummary] = Field(default_factory=list)
+    # Set when the answer was over its size budget and lists were cut: says what was left out.
+    truncated: str | None = None
 
 
 class AgentRunSummary(BaseModel):

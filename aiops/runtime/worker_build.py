@@ -22,6 +22,7 @@ from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
 from activities.health_activities import HealthActivities
 from activities.notify_activities import NotifyActivities
+from activities.overflow_activities import OverflowActivities
 from agents.registry import worker_plugins
 from agents.services import install_services
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE, hooks_task_queue
@@ -29,11 +30,12 @@ from aiops.runtime.activation_memory import DetachActivation, detached_runner
 from aiops.runtime.services import WorkerServices
 from workflows.action.workflow import ActionWorkflow
 from workflows.agent.detector import DetectorWorkflow
+from workflows.agent.overflow import AgentOverflowWorkflow
 from workflows.agent.workflow import AgentWorkflow
 from workflows.health_monitor import HealthMonitorWorkflow
 from workflows.sandbox import OWN_PACKAGES
 
-WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow]
+WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkflow, AgentOverflowWorkflow]
 
 
 class WorkerGroup:
@@ -140,6 +142,7 @@ def build_worker(
             *health.hooks(),
             *detectors.all(),
             *notify.all(),
+            *OverflowActivities(client).all(),
             *extra_activities,
         ],
         max_cached_workflows=max_cached_workflows,

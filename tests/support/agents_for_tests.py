@@ -204,3 +204,17 @@ class WatchingAgent(BaseAgent):
 
     def _get_subscribed_event_types(self) -> list[EventType]:
         return [EventType.INFRASTRUCTURE_DRIFT]
+
+
+@register_agent("oversized")
+class OversizedAgent(RecorderAgent):
+    """Proposes an action whose parameters carry ``data.size`` bytes (a runaway tool argument);
+    without ``size`` it proposes an ordinary action."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        record("decided", event.id)
+        action = _action(self, event)
+        size = int(event.data.get("size", 0))
+        if size:
+            action.parameters = {"path": "x" * size}
+        return action

@@ -19,10 +19,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from aiops.contracts.action import AbortRequest, ActionMessages, ActionOutcome, HoldRequest
-    from aiops.contracts.activities import EventDecision
+    from aiops.contracts.activities import AuditStep, EventDecision
     from aiops.contracts.agent import ACTION_FINISHED, PendingAction
     from aiops.contracts.models import SystemEvent
-    from workflows.action_launch import launch_action
+    from workflows.action_launch import ActionTooLargeError, launch_action
     from workflows.agent.state import record_outcome
     from workflows.failures import cause_message
 
@@ -39,8 +39,22 @@ class Actions:
 
     async def start(self, event: SystemEvent, decision: EventDecision) -> None:
         assert decision.action is not None
-        if await launch_action(self._ctx.state, event, decision.action):
-            self._ctx.children_this_run += 1
+        try:
+            if await launch_action(self._ctx.state, event, decision.action):
+                self._ctx.children_this_run += 1
+        except ActionTooLargeError as too_large:
+            self.refuse(event, too_large.reason)
+
+    def refuse(self, event: SystemEvent, reason: str) -> None:
+        """A proposal that cannot become an action (its input is over budget): refused, never
+        started, so the agent's workflow task cannot fail on it. Counted, audited, in status."""
+        ctx = self._ctx
+        ctx.state.counters.actions_refused += 1
+        message = f"refused the action proposed for {event.id}: {reason}"
+        ctx.note_error(message, event.id)
+        ctx.audit.record(
+            AuditStep.DECISION, f"action_refused:{event.id}", refused=True, event_id=event.id, reason=reason
+        )
 
     def pending(self) -> list[PendingAction]:
         return list(self._ctx.state.pending_actions.values())

@@ -38,6 +38,7 @@ class AgentContext:
         self.audit = AgentAudit(state)
         self.audit.sink_available(state.audit_log)  # as the last run learned it
         self.confirming: dict[str, asyncio.Task[None]] = {}  # actions whose claimed end is being confirmed
+        self.spill: list[dict[str, Any]] = []  # signalled events the full queue could not take (overflow.py)
 
     def hooks_queue(self) -> str:
         """The task queue of this agent type's hooks, which only workers that have the type poll."""

@@ -40,6 +40,14 @@ class EventRejected(AiopsError):
     """A payload that is not a usable event, or one the queue cannot take; the message says why."""
 
 
+class QueueFull(EventRejected):
+    """A usable event the queue has no room for now (``event``): a signal's is spilled, not lost."""
+
+    def __init__(self, message: str, event: SystemEvent) -> None:
+        super().__init__(message)
+        self.event = event
+
+
 def parse_event(payload: Any, now: datetime) -> SystemEvent:
     """Turn a signal payload into an event, or raise ``EventRejected`` saying why.
 
@@ -126,9 +134,10 @@ class EventIntake:
                 "keep large payloads elsewhere and send a reference in data"
             )
         if len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES:
-            raise EventRejected(
+            raise QueueFull(
                 f"event {event.id}: the queue is full ({len(s.queue)} events, {self.queue_bytes} bytes "
-                f"waiting; the agent is {s.state.value}); resend it later"
+                f"waiting; the agent is {s.state.value}); resend it later",
+                event,
             )
         s.counters.events_received += 1
         s.last_event_at = now

@@ -10,6 +10,16 @@ agent as ONE event (type ``alert``, id ``incident:<key digest>:<n>``) whose
 ``data.alerts`` holds every alert seen so far; later alerts of a decided
 incident only update it. Alerts whose ``data.status`` is ``resolved`` resolve
 their alert; an incident whose alerts are all resolved closes.
+
+Memory stays bounded whatever the incident's size, and it decides on everything still firing:
+the first ``MAX_ALERTS_KEPT`` alerts are kept whole (the sample the decision sees), the firing
+alerts beyond them are tracked by a 12-character digest of their fingerprint up to
+``MAX_FIRING_TRACKED``, and past that only counted (``firing_untracked``). A resend of a tracked
+or sampled alert changes nothing; a resolution of one untracks it. The approximation, only past
+both bounds: a resolution of an untracked alert lowers the count by one (Alertmanager resolves
+only what fired), and a resend of an untracked firing alert raises it, so the count can be too
+high (the incident stays open and decides) but never reaches 0 while something still fires.
+The incident event says how many fire (``data.incident.firing``).
 """
 
 from __future__ import annotations
@@ -18,12 +28,13 @@ import hashlib
 from datetime import datetime, timedelta
 from typing import Any
 
-from aiops.contracts.agent import Incident, IncidentAlert, IncidentSummary
 from aiops.contracts.config import RuntimeSettings
+from aiops.contracts.incidents import Incident, IncidentAlert, IncidentSummary
 from aiops.contracts.models import EventType, SystemEvent
 
 MAX_OPEN_INCIDENTS = 500  # carried state stays bounded; past it, events are decided alone
-MAX_ALERTS_KEPT = 50  # per incident; the rest are counted
+MAX_ALERTS_KEPT = 50  # per incident, whole; the rest are tracked by digest, then counted
+MAX_FIRING_TRACKED = 500  # digests per incident (about 7.5 KB carried)
 
 
 def correlation_of(event: SystemEvent, runtime: RuntimeSettings) -> str | None:
@@ -44,6 +55,20 @@ def _fingerprint(event: SystemEvent) -> str:
         return found[:128]
     # One alert keeps its identity across firing and resolved: drop the status from the id.
     return event.id.replace(":resolved:", ":").replace(":firing:", ":")[:128]
+
+
+def _track(incident: Incident, fingerprint: str, resolved: bool) -> None:
+    """Follow an alert beyond the sample: by digest while there is room, else by count."""
+    digest = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+    if digest in incident.firing_tracked:
+        if resolved:
+            incident.firing_tracked.remove(digest)
+    elif resolved:
+        incident.firing_untracked = max(0, incident.firing_untracked - 1)
+    elif len(incident.firing_tracked) < MAX_FIRING_TRACKED:
+        incident.firing_tracked.append(digest)
+    else:
+        incident.firing_untracked += 1
 
 
 class IncidentBook:
@@ -67,7 +92,9 @@ class IncidentBook:
         status = str(event.data.get("status", "firing"))
         fingerprint = _fingerprint(event)
         incident.alerts_total += 1
-        if fingerprint in incident.alerts or len(incident.alerts) < MAX_ALERTS_KEPT:
+        if fingerprint not in incident.alerts and len(incident.alerts) >= MAX_ALERTS_KEPT:
+            _track(incident, fingerprint, resolved=status == "resolved")
+        else:
             annotations = event.data.get("annotations")
             summary = annotations.get("summary", "") if isinstance(annotations, dict) else ""
             incident.alerts[fingerprint] = IncidentAlert(
@@ -118,7 +145,7 @@ def summaries(incidents: dict[str, Incident]) -> list[IncidentSummary]:
             decided=i.decided_event_id is not None,
             action_event_id=i.decided_event_id,
             alerts=i.alerts_total,
-            firing=sum(a.status == "firing" for a in i.alerts.values()),
+            firing=i.firing,
             severity=i.severity,
         )
         for i in sorted(incidents.values(), key=lambda i: i.opened_at)
@@ -141,6 +168,7 @@ def incident_event(incident: Incident, now: datetime) -> SystemEvent:
                 "key": incident.key,
                 "opened_at": incident.opened_at.isoformat(),
                 "alerts_total": incident.alerts_total,
+                "firing": incident.firing,
                 "sources": sources[:20],
             },
             "alerts": alerts,

@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         IntakeAnswer,
         IntakeRequest,
     )
-    from workflows.agent.event_intake import MAX_QUEUE_BYTES, Admission, EventRejected, events_of
+    from workflows.agent.event_intake import MAX_QUEUE_BYTES, Admission, EventRejected, QueueFull, events_of
     from workflows.agent.raw import UndecodablePayload, decoded
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ class Intake:
         except UndecodablePayload as err:
             self._ctx.reject(str(err))
             return
-        self.take_all([payload])
+        self.take_all([payload], spill=True)
 
     def submit_events(self, raw: RawValue) -> None:
         """A batch of events in one signal (a list, or ``{"events": [...]}``)."""
@@ -55,7 +55,7 @@ class Intake:
         except (UndecodablePayload, EventRejected) as err:
             self._ctx.reject(str(err))
             return
-        self.take_all(items)
+        self.take_all(items, spill=True)
 
     def intake(self, request: IntakeRequest) -> IntakeAnswer:
         self._ctx.signals_this_run += 1
@@ -89,7 +89,9 @@ class Intake:
             details = {"retryable": retryable, "room": room}  # room: events that would fit now
             raise ApplicationError(refusal, details, type=INTAKE_REFUSED, non_retryable=True)
 
-    def take_all(self, payloads: list[Any], keep_accepted: bool = True) -> list[EventAnswer]:
+    def take_all(
+        self, payloads: list[Any], keep_accepted: bool = True, spill: bool = False
+    ) -> list[EventAnswer]:
         """Admit each payload and answer for each (without ``keep_accepted``: only for those not
         accepted, with their index; see ``IntakeRequest.compact``). The metrics are counted once
         per message, not once per event (a storm's batches of hundreds made that a tenth of the
@@ -102,6 +104,10 @@ class Intake:
             try:
                 taken = ctx.intake.take(payload, now)
             except EventRejected as err:
+                if spill and isinstance(err, QueueFull):  # it reached history by signal: kept
+                    ctx.spill.append(err.event.model_dump(mode="json"))  # by the overflow (overflow.py)
+                    ctx.state.counters.events_spilled += 1
+                    continue
                 ctx.reject(str(err))
                 given = payload.get("id") if isinstance(payload, dict) else None
                 answers.append(

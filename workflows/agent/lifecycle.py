@@ -22,9 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
     from activities.config_activities import ConfigActivities
     from activities.detector_activities import DetectorActivities
+    from activities.overflow_activities import OverflowActivities
     from aiops.contracts.activities import AgentInitialized, ConfigProposal, DetectorSchedule, StartAgentCall
     from aiops.contracts.agent import (
         AGENT_INITIALIZATION_FAILED,
+        MAX_EVENTS_PER_INTAKE,
         AgentRunState,
         AgentRunSummary,
         AgentState,
@@ -32,6 +34,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import describe_validation_error
+    from aiops.contracts.overflow import SpillRequest, first_batch
+    from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
     from workflows.agent.state import MAX_PENDING_ACTIONS
@@ -75,6 +79,7 @@ class Lifecycle:
     def __init__(self, ctx: AgentContext, actions: Actions) -> None:
         self._ctx = ctx
         self._actions = actions
+        self._postponed = False  # continue-as-new waited for the carried state to fit (said once)
 
     # ----- starting -------------------------------------------------------------
 
@@ -187,6 +192,7 @@ class Lifecycle:
         def ready() -> bool:
             return (
                 self.has_work()
+                or bool(ctx.spill)
                 or s.stop_request is not None
                 or ctx.run_is_full()
                 or ctx.detector_stale
@@ -202,6 +208,23 @@ class Lifecycle:
                 await workflow.wait_condition(ready, timeout=wait)
             except TimeoutError:
                 pass
+
+    async def spill(self) -> None:
+        """Hand the signalled events the full queue could not take to this agent's overflow
+        workflow (signal-with-start), in batches; nothing is refused after it reached history."""
+        ctx = self._ctx
+        while ctx.spill:
+            n = first_batch(ctx.spill, MAX_EVENTS_PER_INTAKE)
+            events, ctx.spill = ctx.spill[:n], ctx.spill[n:]
+            await workflow.execute_activity_method(
+                OverflowActivities.spill_events,
+                SpillRequest(
+                    agent_id=ctx.state.config.id, task_queue=workflow.info().task_queue, events=events
+                ),
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RetryPolicy(maximum_interval=timedelta(seconds=30)),  # until it lands
+            )
+            ctx.record_lifecycle("events_spilled", count=len(events))
 
     def release_incidents(self) -> None:
         """Hand the incidents whose window passed to the queue (all of them when draining to stop)."""
@@ -222,9 +245,21 @@ class Lifecycle:
     async def continue_as_new(self) -> None:
         """Once every handler has finished and the audit is drained: the next run, on today's build."""
         ctx = self._ctx
-        await workflow.wait_condition(
-            lambda: workflow.all_handlers_finished() and ctx.audit.is_drained() and not ctx.confirming
-        )
+        while True:  # signals that come in while spilling are spilled too before the run ends
+            await self.spill()
+            await workflow.wait_condition(
+                lambda: workflow.all_handlers_finished() and ctx.audit.is_drained() and not ctx.confirming
+            )
+            if not ctx.spill:
+                break
+        measured, shed = fit_carried(ctx.state)
+        for said in shed:
+            ctx.note_error(f"before continue-as-new: {said}")
+        if not measured.fits:  # nothing else is safe to shed: the next batches shrink the queue
+            if not self._postponed:
+                ctx.note_error(f"continue-as-new postponed: {measured.reason}")
+            self._postponed = True
+            return
         workflow.continue_as_new(
             AgentWorkflowInput(config=ctx.state.config, carried=ctx.state),
             initial_versioning_behavior=self.next_run_versioning(),

@@ -53,6 +53,7 @@ with workflow.unsafe.imports_passed_through():
         PendingAction,
     )
     from workflows.agent.actions import Actions
+    from workflows.agent.carried import bound_status
     from workflows.agent.commands import Commands
     from workflows.agent.context import AgentContext
     from workflows.agent.decisions import Decisions
@@ -96,6 +97,8 @@ class AgentWorkflow(AgentMessages):
         self._health_watch = asyncio.create_task(publish_health(s))
         while True:
             await life.wait_for_work()
+            if ctx.spill:
+                await life.spill()
             if ctx.detector_stale:
                 ctx.detector_stale = False
                 await life.sync_detector(active=True)
@@ -107,6 +110,7 @@ class AgentWorkflow(AgentMessages):
                 break
             if ctx.run_is_full():  # also while draining for a stop: the request is carried
                 await life.continue_as_new()
+        await life.spill()  # what the full queue could not take is recorded by the overflow
         return await life.stop()
 
     # ----- messages (declared, with their docs, in AgentMessages) ------------------------
@@ -170,7 +174,7 @@ class AgentWorkflow(AgentMessages):
 
     @workflow.query(name=STATUS)
     def status(self) -> AgentStatus:
-        return status_of(self._ctx.state)
+        return bound_status(status_of(self._ctx.state))
 
     @workflow.query(name=PENDING_ACTIONS)
     def pending_actions(self) -> list[PendingAction]:

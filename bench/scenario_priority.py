@@ -1,0 +1,97 @@
+"""Critical work first: a high-risk action's event → waiting-for-approval, with and without a storm.
+
+    python bench/scenario_priority.py [--storm 10000] [--agents 10] [--samples 5]
+
+One dev server (in memory) and the bench worker in its own process. The figure: from
+``events.send`` of an event whose action is high risk (``bench_approval``, task-queue priority 2)
+until its action's record says ``pending_approval``; first ``--samples`` times on a quiet
+worker, then the same while ``--storm`` low-risk events (``bench_auto``: each becomes a low
+action, priority 4, that plans, executes and verifies at once) are sent to ``--agents`` agents
+through ``events.send_many``. The storm shares the task queue and the one worker with the
+sample; the action's workflow tasks and activities wait behind none of the low ones. The
+agent's own queue is FIFO: the sample goes to its own agent, as an operator's critical agent
+would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from aiops.client import AiopsClient
+from aiops.contracts.action import ActionStatus
+from bench.bench_common import event_payload, wait_until
+from bench.stack import bench_stack
+from tests.helpers import agent_config
+
+
+async def sample(aiops: AiopsClient, agent_id: str) -> float:
+    """Seconds from sending one event to its action waiting for approval."""
+    event = event_payload(0, prefix="critical")
+    action_id = aiops.approvals.action_id(agent_id, event["id"])
+    started = time.monotonic()
+    await aiops.events.send(agent_id, event)
+
+    async def waiting() -> bool:
+        try:
+            return (await aiops.approvals.action(action_id)).status == ActionStatus.PENDING_APPROVAL
+        except Exception:  # not started yet
+            return False
+
+    await wait_until(waiting, within=600, poll=0.02)
+    return time.monotonic() - started
+
+
+async def storm(aiops: AiopsClient, agent_ids: list[str], n: int) -> None:
+    per_agent = n // len(agent_ids)
+
+    async def one(i: int, agent_id: str) -> None:
+        events = [event_payload(j, prefix=f"low{i}") for j in range(per_agent)]
+        await aiops.events.send_many(agent_id, events)
+
+    await asyncio.gather(*(one(i, a) for i, a in enumerate(agent_ids)))
+
+
+async def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--storm", type=int, default=10_000)
+    parser.add_argument("--agents", type=int, default=10)
+    parser.add_argument("--samples", type=int, default=5)
+    args = parser.parse_args(argv)
+    async with bench_stack(in_memory=True) as stack:
+        aiops = AiopsClient(stack.env.client, stack.task_queue)
+        critical = agent_config("bench_approval")
+        await aiops.agents.start(critical)
+        lows = [agent_config("bench_auto") for _ in range(args.agents)]
+        for config in lows:
+            await aiops.agents.start(config)
+        await sample(aiops, critical.id)  # warm-up
+        quiet = [await sample(aiops, critical.id) for _ in range(args.samples)]
+        started = time.monotonic()
+        sending = asyncio.create_task(storm(aiops, [c.id for c in lows], args.storm))
+        await asyncio.sleep(2)  # the storm is under way: its actions fill the queue
+        loaded = [await sample(aiops, critical.id) for _ in range(args.samples)]
+        await sending
+        sent_in = time.monotonic() - started
+        statuses = [await aiops.agents.status(c.id) for c in lows]
+        proposed = sum(s.counters.actions_proposed for s in statuses)
+    figures = {"quiet_p50": statistics.median(quiet), "storm_p50": statistics.median(loaded)}
+    print(
+        f"high-risk event → waiting for approval, p50 of {args.samples}: "
+        f"quiet {figures['quiet_p50'] * 1000:.0f} ms "
+        f"(max {max(quiet) * 1000:.0f}), during a storm of {args.storm} low events to {args.agents} agents "
+        f"{figures['storm_p50'] * 1000:.0f} ms (max {max(loaded) * 1000:.0f}); the storm was sent in "
+        f"{sent_in:.1f} s and had proposed {proposed} low actions when the samples ended",
+        flush=True,
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

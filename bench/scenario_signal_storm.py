@@ -1,0 +1,116 @@
+"""A storm of raw signals into a small queue: every event decided exactly once, none refused.
+
+    python bench/scenario_signal_storm.py [--events 20000] [--in-flight 50] [--max-queue 500]
+
+One dev server (in memory) and the bench worker in its own process; one ``bench_observer``
+agent with ``runtime.max_queue`` set small, so most of the storm finds the queue full and is
+spilled to the agent's overflow workflow (``agent-<id>:overflow``), which hands it back through
+``intake``. ``--events`` ``submit_event`` signals go straight to the workflow (the raw client,
+``--in-flight`` at once). Reported: the time until the agent's state shows every event
+processed, events spilled, rejected (must be 0), processed (must equal ``--events``), runs,
+the most the overflow held at once, and the memory: the worker's RSS growth during the storm
+(the agent, its overflow and their caches in one process), and the largest ``status`` answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.service import RPCError
+
+from aiops.client import AiopsClient
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.agent import agent_workflow_id
+from aiops.contracts.budgets import json_size
+from aiops.contracts.overflow import OVERFLOW_HELD, overflow_workflow_id
+from bench.stack import bench_stack
+from tests.helpers import agent_config
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--in-flight", type=int, default=50)
+    parser.add_argument("--max-queue", type=int, default=500)
+    args = parser.parse_args(argv)
+    async with bench_stack(in_memory=True) as stack:
+        aiops = AiopsClient(stack.env.client, stack.task_queue)
+        config = agent_config("bench_observer", runtime={"max_queue": args.max_queue})
+        await aiops.agents.start(config)
+        handle = stack.env.client.get_workflow_handle(agent_workflow_id(config.id))
+        overflow = stack.env.client.get_workflow_handle(overflow_workflow_id(config.id))
+        gate = asyncio.Semaphore(args.in_flight)
+        prefix = uuid.uuid4().hex[:8]
+        rss_before = peak_rss = rss_kib(stack.worker_pid)
+        peak_held = peak_status = 0
+
+        refused = 0
+
+        async def send(i: int) -> None:
+            """A polite sender: a signal the server refuses (the run's signal limit, just before
+            the agent continues as new) never reached history; it is sent again after a pause."""
+            nonlocal refused
+            payload = {"id": f"{prefix}-{i}", "type": "alert", "source": f"h{i % 50}", "data": {"n": i}}
+            pause = 0.1
+            while True:
+                async with gate:
+                    try:
+                        await handle.signal(agent_contract.SUBMIT_EVENT, payload)
+                        return
+                    except RPCError:
+                        refused += 1
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
+
+        started = time.monotonic()
+        sending = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(args.events))))
+        while True:
+            try:
+                status = await aiops.agents.status(config.id)
+            except Exception as err:  # a busy agent may not answer a query within the RPC timeout
+                print(f"    status not answered: {err}", flush=True)
+                await asyncio.sleep(1)
+                continue
+            peak_rss = max(peak_rss, rss_kib(stack.worker_pid))
+            peak_status = max(peak_status, json_size(status))
+            try:
+                peak_held = max(peak_held, await overflow.query(OVERFLOW_HELD, result_type=int))
+            except Exception:  # not started yet, or ended
+                pass
+            if sending.done() and status.counters.events_processed >= args.events:
+                break
+            await asyncio.sleep(0.5)
+        elapsed = time.monotonic() - started
+        await sending
+    c = status.counters
+    print(
+        f"{args.events} raw signals ({args.in_flight} in flight, max_queue {args.max_queue}): "
+        f"all processed in "
+        f"{elapsed:.1f} s ({args.events / elapsed:.0f}/s); processed {c.events_processed}, received "
+        f"{c.events_received}, spilled {c.events_spilled}, rejected {c.events_rejected}, deduplicated "
+        f"{c.events_deduplicated}; signals the server refused before history (sent again) {refused}; "
+        f"runs {status.run_number}; overflow held at most {peak_held}; worker RSS "
+        f"{rss_before / 1024:.0f} MiB before, {peak_rss / 1024:.0f} MiB at peak "
+        f"(+{(peak_rss - rss_before) / 1024:.0f} MiB for the one agent and its overflow); largest status "
+        f"{peak_status / 1024:.0f} KiB",
+        flush=True,
+    )
+    return {"seconds": elapsed, "spilled": c.events_spilled, "rss_growth_kib": peak_rss - rss_before}
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,44 @@
+"""Signals that find the queue full are kept, not dropped: each is decided exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from temporalio.client import Client
+
+from aiops.client import AiopsClient
+from aiops.contracts import agent as agent_contract
+from aiops.contracts.agent import agent_workflow_id
+from aiops.contracts.overflow import overflow_workflow_id
+from tests.helpers import agent_config, eventually
+from tests.support.agents_for_tests import LEDGER
+
+
+async def test_5000_raw_signals_into_a_small_queue_are_each_decided_once(
+    aiops: AiopsClient, client: Client, worker: object
+) -> None:
+    config = agent_config("recorder", runtime={"max_queue": 20, "batch_size": 10})
+    await aiops.agents.start(config)
+    handle = client.get_workflow_handle(agent_workflow_id(config.id))
+    prefix = f"ovf-{uuid.uuid4().hex[:8]}"
+    ids = [f"{prefix}-{i}" for i in range(5000)]
+    gate = asyncio.Semaphore(50)
+
+    async def send(event_id: str) -> None:
+        async with gate:
+            payload = {"id": event_id, "type": "alert", "source": "storm", "data": {}}
+            await handle.signal(agent_contract.SUBMIT_EVENT, payload)
+
+    await asyncio.gather(*(send(i) for i in ids))
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed >= 5000, within=540
+    )
+    assert status.counters.events_rejected == 0, status.recent_rejections
+    assert status.counters.events_spilled > 0, "the queue was never full: the test proved nothing"
+    assert status.counters.events_processed == 5000
+    decided = [d for d in LEDGER["decided"] if d.startswith(prefix)]
+    assert sorted(decided) == sorted(ids), "each decided exactly once"
+    for workflow_id in (agent_workflow_id(config.id), overflow_workflow_id(config.id)):
+        history = [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
+        assert not [e for e in history if e.HasField("workflow_task_failed_event_attributes")], workflow_id
