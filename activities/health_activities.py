@@ -54,6 +54,26 @@ log = logging.getLogger("aiops.health")
 CONCURRENT_OBSERVATIONS = 20
 
 
+def observation_of(agent_id: str, status: AgentStatus, now: datetime) -> AgentObservation:
+    """What the health monitor reads from an agent's status (pure; the health classification's
+    property tests feed it the same way, so they test this mapping and not a copy of it)."""
+    c = status.counters
+    last = status.last_event_at or status.started_at
+    return AgentObservation(
+        agent_id=agent_id,
+        agent_type=status.type,
+        state=status.state.value,
+        error_rate=status.error_rate,
+        decisions=c.events_processed,
+        success_rate=status.success_rate,
+        finished_actions=c.actions_succeeded + c.actions_failed,
+        queue_length=status.queue_length,
+        circuit_open=status.circuit_open,
+        recent_action_seconds=status.recent_action_seconds,
+        heartbeat_age_seconds=(now - last).total_seconds() if last else None,
+    )
+
+
 class HealthActivities:
     def __init__(
         self,
@@ -94,21 +114,7 @@ class HealthActivities:
         except RPCError as err:
             problem = "not running" if err.status == RPCStatusCode.NOT_FOUND else err.message
             return AgentObservation(agent_id=agent_id, reachable=False, problem=problem[:200])
-        c = status.counters
-        last = status.last_event_at or status.started_at
-        observation = AgentObservation(
-            agent_id=agent_id,
-            agent_type=status.type,
-            state=status.state.value,
-            error_rate=status.error_rate,
-            decisions=c.events_processed,
-            success_rate=status.success_rate,
-            finished_actions=c.actions_succeeded + c.actions_failed,
-            queue_length=status.queue_length,
-            circuit_open=status.circuit_open,
-            recent_action_seconds=status.recent_action_seconds,
-            heartbeat_age_seconds=(datetime.now(UTC) - last).total_seconds() if last else None,
-        )
+        observation = observation_of(agent_id, status, datetime.now(UTC))
         if run_checks and status.state.value in ("running", "paused"):
             result = await self._check(status, limit)
             observation.checks, observation.check_error = result.checks, result.error

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aiops.contracts.config import ISSUER_ALGORITHMS, AgentConfig, TrustedIssuer
+from aiops.contracts.config import AgentConfig, TrustedIssuer, UntrustedSigning
 from aiops.contracts.errors import AiopsError, describe_validation_error
 
 KEY_PREFIX = "ed25519:"
@@ -228,19 +228,12 @@ def _verified_by_issuer(
     now: datetime,
     used: set[str],
 ) -> Verified:
-    algorithm = header.get("alg")
-    if algorithm not in issuer.algorithms or algorithm not in ISSUER_ALGORITHMS:
-        raise TokenRefused(
-            f"the token is signed with {str(algorithm)[:20]!r}; {issuer.issuer} may sign with "
-            f"{', '.join(issuer.algorithms)}"
-        )
     try:
-        key_set = jwt.PyJWKSet.from_dict(dict(issuer.jwks))
-    except jwt.PyJWTError as err:
-        raise TokenRefused(f"the pinned key set of {issuer.issuer} is not usable: {err}") from None
-    kid = header.get("kid")
-    candidates = [k for k in key_set.keys if kid is None or k.key_id == kid]
+        algorithm, candidates = issuer.signing_keys(header, "the token")
+    except UntrustedSigning as err:
+        raise TokenRefused(str(err)) from None
     if not candidates:
+        kid = header.get("kid")
         raise TokenRefused(
             f"the token names key {str(kid)[:60]!r}, not in the pinned key set of {issuer.issuer}"
         )
@@ -262,14 +255,7 @@ def _verified_by_issuer(
     name = raw.get(issuer.name_claim)
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise TokenRefused(f"the token's {issuer.name_claim!r} claim is not a name (1 to 200 characters)")
-    groups = raw.get(issuer.groups_claim, [])
-    if isinstance(groups, str):
-        groups = [groups]
-    if not isinstance(groups, list):
-        groups = []
-    roles = sorted(
-        {role for g in groups[:200] if isinstance(g, str) for role in issuer.group_roles.get(g, [])}
-    )
+    roles = issuer.roles_of(raw.get(issuer.groups_claim, []))
     checked = _checked(claims, workflow_id, verb, digest, now, used)
     return Verified(claims=checked, name=name, roles=roles, issuer=issuer.issuer)
 

@@ -8,15 +8,21 @@ worker from the last completed one without repeating it. Whatever happens, the w
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from pydantic_ai import AgentRun
     from pydantic_ai.durable_exec.temporal import PydanticAIWorkflow
     from pydantic_ai.exceptions import UsageLimitExceeded
+    from pydantic_ai.messages import ModelMessage
     from pydantic_ai.settings import ModelSettings
 
     from agents.llm import diagnosis as d
@@ -100,41 +106,20 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
             endpoint=endpoint,
             tools=settings.tools,
         )
-        run_usage = None
-        messages = []
-        model_settings = model_settings_for(endpoint)
-        try:
-            async with d.diagnosis_agent.iter(
+        await drive_model(
+            d.diagnosis_agent.iter(
                 d.user_prompt(request),
                 deps=deps,
                 output_type=d.output_spec(settings),
                 usage_limits=d.usage_limits(limits),
-                model_settings=model_settings,
+                model_settings=model_settings_for(endpoint),
                 timeout=max(request.timeout_seconds - WRAP_UP_SECONDS, 1.0),
-            ) as run:
-                try:
-                    async for _ in run:
-                        pass
-                finally:
-                    run_usage = run.usage
-                    messages = run.all_messages()
-            output = run.result.output if run.result is not None else None
-            answer = output if output is None or isinstance(output, ModelAnswer) else from_compact(output)
-        except UsageLimitExceeded as err:
-            result.refused = True
-            result.no_proposal_reason = f"{EVENT_BUDGET_SPENT}: {err}"
-            answer = None
-        except TimeoutError:
-            result.no_proposal_reason = f"{TOO_SLOW} {request.timeout_seconds:g}s"
-            answer = None
-        except Exception as err:  # model down, garbage output, a failing activity: no proposal
-            result.no_proposal_reason = f"the model gave no usable answer: {_cause(err)}"
-            answer = None
-        if run_usage is not None:
-            result.usage = d.usage_of(run_usage)
-        result.tool_calls = d.tool_calls_of(messages, settings.tools.max_bytes)
-        if answer is not None:
-            settle(result, answer, settings)
+            ),
+            result,
+            settings,
+            timeout_seconds=request.timeout_seconds,
+            describe=_cause,
+        )
         if result.usage.requests or result.usage.total_tokens:
             await workflow.execute_activity(
                 d.budget_charge,
@@ -149,6 +134,49 @@ class DiagnosisWorkflow(PydanticAIWorkflow):
                 retry_policy=BUDGET_RETRY,
             )
         return result
+
+
+async def drive_model(
+    started: AbstractAsyncContextManager[AgentRun[Any, Any]],
+    result: DiagnosisResult,
+    settings: LlmSettings,
+    *,
+    timeout_seconds: float,
+    describe: Callable[[Exception], str],
+    limit_seconds: float | None = None,
+) -> None:
+    """Run one model loop to its end and record in ``result`` what it gave: usage, tool calls, the
+    settled answer, or the reason there is no proposal (budget spent, too slow, a failing model).
+
+    One function for the worker's workflow and for ``aiops eval``, so an eval scores exactly what a
+    worker would have recorded. ``limit_seconds`` bounds the loop here (the eval); the workflow
+    bounds it in ``iter`` instead. ``describe`` words an unexpected failure."""
+    run_usage = None
+    messages: list[ModelMessage] = []
+    answer: ModelAnswer | None = None
+    try:
+        async with started as run:
+            try:
+                async with asyncio.timeout(limit_seconds) if limit_seconds is not None else nullcontext():
+                    async for _ in run:
+                        pass
+            finally:
+                run_usage = run.usage
+                messages = run.all_messages()
+        output = run.result.output if run.result is not None else None
+        answer = output if output is None or isinstance(output, ModelAnswer) else from_compact(output)
+    except UsageLimitExceeded as err:
+        result.refused = True
+        result.no_proposal_reason = f"{EVENT_BUDGET_SPENT}: {err}"
+    except TimeoutError:
+        result.no_proposal_reason = f"{TOO_SLOW} {timeout_seconds:g}s"
+    except Exception as err:  # model down, garbage output, a failing activity: no proposal
+        result.no_proposal_reason = f"the model gave no usable answer: {describe(err)}"
+    if run_usage is not None:
+        result.usage = d.usage_of(run_usage)
+    result.tool_calls = d.tool_calls_of(messages, settings.tools.max_bytes)
+    if answer is not None:
+        settle(result, answer, settings)
 
 
 def model_settings_for(endpoint: EndpointSettings) -> ModelSettings:

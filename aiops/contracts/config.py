@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import (
     AGENT_ID_PATTERN,
     MAX_CONFIG_BYTES,
@@ -162,6 +163,36 @@ class TrustedIssuer(_Strict):
         if any(k.key_type == "oct" for k in keys):
             raise ValueError("a shared-secret ('oct') key cannot prove who signed; pin public keys only")
         return value
+
+    def signing_keys(self, header: dict[str, Any], token: str) -> tuple[str, list[Any]]:
+        """The algorithm a token's (unverified) header names and the pinned keys (``jwt.PyJWK``)
+        that may have signed it: one check for approval tokens and API sign-in alike, so both
+        refuse the same algorithms and keys. Raises ``UntrustedSigning`` naming what is wrong;
+        ``token`` is how the message calls the token ("the token", "the JWT")."""
+        import jwt
+
+        algorithm = header.get("alg")
+        if algorithm not in self.algorithms or algorithm not in ISSUER_ALGORITHMS:
+            raise UntrustedSigning(
+                f"{token} is signed with {str(algorithm)[:20]!r}; "
+                f"{self.issuer} may sign with {', '.join(self.algorithms)}"
+            )
+        try:
+            key_set = jwt.PyJWKSet.from_dict(dict(self.jwks))
+        except jwt.PyJWTError as err:
+            raise UntrustedSigning(f"the pinned key set of {self.issuer} is not usable: {err}") from None
+        kid = header.get("kid")
+        return str(algorithm), [k for k in key_set.keys if kid is None or k.key_id == kid]
+
+    def roles_of(self, groups: object) -> list[str]:
+        """The roles ``group_roles`` gives the groups a token's ``groups_claim`` names (one group
+        or a list; anything else names none; at most 200 looked at)."""
+        named = [groups] if isinstance(groups, str) else groups if isinstance(groups, list) else []
+        return sorted({r for g in named[:200] if isinstance(g, str) for r in self.group_roles.get(g, [])})
+
+
+class UntrustedSigning(AiopsError):
+    """A token signed with an algorithm or a key set its issuer's pinned settings do not allow."""
 
 
 def _default_rules() -> dict[RiskLevel, ApprovalRule]:

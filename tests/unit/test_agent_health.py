@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from activities import health_activities
 from aiops.contracts.agent import AgentCounters, AgentRunState, AgentState
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.health import AgentObservation, HealthStatus, HealthThresholds, WorkerResources, classify
@@ -65,21 +66,8 @@ def test_the_summary_names_what_needs_a_look(run_state: AgentRunState, summary: 
 
 
 def observation_of(run_state: AgentRunState) -> AgentObservation:
-    """What the monitor's status query would have made of this state (as activities do)."""
-    status = status_of(run_state)
-    c = status.counters
-    return AgentObservation(
-        agent_id="a",
-        agent_type="t",
-        state=status.state.value,
-        error_rate=status.error_rate,
-        decisions=c.events_processed,
-        success_rate=status.success_rate,
-        finished_actions=c.actions_succeeded + c.actions_failed,
-        queue_length=status.queue_length,
-        circuit_open=status.circuit_open,
-        recent_action_seconds=status.recent_action_seconds,
-    )
+    """What the monitor's status query makes of this state (the activity's own mapping)."""
+    return health_activities.observation_of("a", status_of(run_state), datetime.now(UTC))
 
 
 STATES = [

@@ -13,7 +13,6 @@ recorded); nothing is audited and no budget ledger is charged.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from dataclasses import dataclass, field
@@ -22,7 +21,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.capabilities import ResolveModelId
-from pydantic_ai.exceptions import UsageLimitExceeded
 from pydantic_ai.models import Model, ModelResolutionContext
 from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import AbstractToolset, ToolsetTool, WrapperToolset
@@ -32,15 +30,12 @@ from agents.llm import models, tools
 from agents.llm.contracts import DiagnosisDeps, DiagnosisInput
 from agents.llm.evaluation.cases import CURRENT_CASE, Case, RecordedCall
 from agents.llm.proposal import (
-    EVENT_BUDGET_SPENT,
-    TOO_SLOW,
     DiagnosisResult,
     ModelAnswer,
-    from_compact,
     outcome_of,
 )
 from agents.llm.settings import LlmSettings
-from agents.llm.workflow import model_settings_for, settle
+from agents.llm.workflow import drive_model, model_settings_for
 
 NOT_RECORDED = (
     "error: not available in the recording (this tool call was not made when the case was recorded)"
@@ -200,41 +195,24 @@ async def replay_case(
     agent = eval_agent(case.tool_calls, log)
     token = CURRENT_CASE.set(case)
     started = time.monotonic()
-    run_usage = None
-    messages: list[Any] = []
-    answer: ModelAnswer | None = None
     try:
-        async with agent.iter(
-            d.user_prompt(request),
-            deps=deps,
-            output_type=d.output_spec(settings),
-            usage_limits=d.usage_limits(settings.budgets.per_event),
-            model_settings=model_settings_for(endpoint),
-        ) as run:
-            try:
-                async with asyncio.timeout(timeout):
-                    async for _ in run:
-                        pass
-            finally:
-                run_usage = run.usage
-                messages = run.all_messages()
-        output = run.result.output if run.result is not None else None
-        answer = output if output is None or isinstance(output, ModelAnswer) else from_compact(output)
-    except UsageLimitExceeded as err:
-        result.refused = True
-        result.no_proposal_reason = f"{EVENT_BUDGET_SPENT}: {err}"
-    except TimeoutError:
-        result.no_proposal_reason = f"{TOO_SLOW} {timeout:g}s"
-    except Exception as err:  # model down, garbage output: no proposal, as in a worker
-        result.no_proposal_reason = f"the model gave no usable answer: {type(err).__name__}: {str(err)[:400]}"
+        await drive_model(
+            agent.iter(
+                d.user_prompt(request),
+                deps=deps,
+                output_type=d.output_spec(settings),
+                usage_limits=d.usage_limits(settings.budgets.per_event),
+                model_settings=model_settings_for(endpoint),
+            ),
+            result,
+            settings,
+            timeout_seconds=timeout,
+            describe=_described,
+            limit_seconds=timeout,
+        )
     finally:
         CURRENT_CASE.reset(token)
     seconds = time.monotonic() - started
-    if run_usage is not None:
-        result.usage = d.usage_of(run_usage)
-    result.tool_calls = d.tool_calls_of(messages, settings.tools.max_bytes)
-    if answer is not None:
-        settle(result, answer, settings)
     return CaseRun(
         case_id=case.id,
         result=result,
@@ -243,3 +221,8 @@ async def replay_case(
         unrecorded=log.unrecorded,
         seconds=round(seconds, 3),
     )
+
+
+def _described(err: Exception) -> str:
+    """A failed model call in an eval, in the words the eval has always used (outermost, bounded)."""
+    return f"{type(err).__name__}: {str(err)[:400]}"
