@@ -66,7 +66,9 @@ bearer_scheme = HTTPBearer(
     auto_error=False,
     description="An identity provider's JWT (api.issuers) or a personal API token (aiops api-token create)",
 )
-AgentId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+AgentId = Annotated[str, Path(pattern=AGENT_ID_PATTERN)]
+AgentFilter = Annotated[str | None, Query(pattern=AGENT_ID_PATTERN)]
 ActionId = Annotated[str, Path(min_length=1, max_length=500, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 
 
@@ -278,7 +280,7 @@ async def rollback_config(
 async def inbox(
     request: Request,
     who: Viewer,
-    agent_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
+    agent_id: AgentFilter = None,
     risk: RiskLevel | None = None,
 ) -> list[InboxItem]:
     """The actions waiting for a decision, oldest first, optionally of one agent or one risk."""
@@ -317,7 +319,7 @@ async def decide(request: Request, who: Decider, action_id: ActionId, body: Deci
 async def audit_rows(
     request: Request,
     who: Viewer,
-    agent_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
+    agent_id: AgentFilter = None,
     action_id: Annotated[str | None, Query(max_length=500)] = None,
     since: datetime | None = None,
     until: datetime | None = None,
@@ -332,7 +334,7 @@ async def audit_rows(
 async def audit_verify(
     request: Request,
     who: Viewer,
-    agent_id: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")] = None,
+    agent_id: AgentFilter = None,
 ) -> list[ChainReport]:
     """Check the hash chain of one agent, or of every agent."""
     return await (await _context(request).client()).audit.verify(agent_id)

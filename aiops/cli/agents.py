@@ -365,45 +365,43 @@ def _one_or_all(
         raise Failed(f"{len(refused)} agent(s) refused to {verb.value}")
 
 
-@app.command("pause")
-def pause(
-    ctx: typer.Context,
-    agent: OptionalAgentArg = None,
-    every: AllOption = False,
-    who: AsOption = None,
-    key: KeyOption = None,
-) -> None:
+def _fleet_verb(name: str, verb: AgentVerb, doc: str) -> None:
+    """Register ``aiops agents NAME AGENT|--all``: the verbs that apply to one agent or the
+    whole fleet differ only in the verb sent and the help, so one command body serves all."""
+
+    def command(
+        ctx: typer.Context,
+        agent: OptionalAgentArg = None,
+        every: AllOption = False,
+        who: AsOption = None,
+        key: KeyOption = None,
+    ) -> None:
+        _one_or_all(ctx, verb, agent, every, who, key)
+
+    command.__name__ = name.replace("-", "_")
+    app.command(name, help=doc)(command)
+
+
+_fleet_verb(
+    "pause",
+    AgentVerb.PAUSE,
     """Pause an agent, or every agent (--all: the kill switch): events queue up, approved actions
     not yet started wait. Resume with `aiops agents resume AGENT|--all`. Signed with your key;
-    needs the pause role (operator, sre or admin by default)."""
-    _one_or_all(ctx, AgentVerb.PAUSE, agent, every, who, key)
-
-
-@app.command("resume")
-def resume(
-    ctx: typer.Context,
-    agent: OptionalAgentArg = None,
-    every: AllOption = False,
-    who: AsOption = None,
-    key: KeyOption = None,
-) -> None:
-    """Resume a paused agent, or every agent (--all). Needs the resume role (sre or admin)."""
-    _one_or_all(ctx, AgentVerb.RESUME, agent, every, who, key)
-
-
-@app.command("upgrade")
-def upgrade(
-    ctx: typer.Context,
-    agent: OptionalAgentArg = None,
-    every: AllOption = False,
-    who: AsOption = None,
-    key: KeyOption = None,
-) -> None:
+    needs the pause role (operator, sre or admin by default).""",
+)
+_fleet_verb(
+    "resume",
+    AgentVerb.RESUME,
+    """Resume a paused agent, or every agent (--all). Needs the resume role (sre or admin).""",
+)
+_fleet_verb(
+    "upgrade",
+    AgentVerb.UPGRADE,
     """Move an agent, or every agent (--all), to the workflow code its workers run now: it
     continues as new at the next safe point (the batch in hand decided, handlers finished),
     keeping its state, queue and pending actions. Use after deploying a new build (see
-    docs/deploy.md). Needs the upgrade role (sre or admin by default)."""
-    _one_or_all(ctx, AgentVerb.UPGRADE, agent, every, who, key)
+    docs/deploy.md). Needs the upgrade role (sre or admin by default).""",
+)
 
 
 @app.command("reset-breaker")

@@ -26,6 +26,7 @@ from activities.database.pool import DATABASE_URL_ENV
 from aiops import keys
 from aiops.cli.output import BadInput, CliError, Failed, describe_validation, emit, settings
 from aiops.client import AgentNotRunningError, AiopsClient, AiopsError
+from aiops.client.event_input import event_from_json
 from aiops.connection import connect_settings
 from aiops.contracts.action import WORKFLOW_ID_PREFIX as ACTION_WORKFLOW_PREFIX
 from aiops.contracts.config import AgentConfig
@@ -235,14 +236,7 @@ def load_config(path: Path) -> AgentConfig:
 
 def event_from(payload: Any, where: str) -> SystemEvent:
     """An event from a JSON value; events from files need their ``id`` (it is how a resend is spotted)."""
-    if not isinstance(payload, dict):
-        raise BadInput(f"{where}: an event must be a JSON object, got {type(payload).__name__}")
-    if "id" not in payload:
-        raise BadInput(f"{where}: id: field required (every event needs an id so a resend is deduplicated)")
-    try:
-        event = SystemEvent.model_validate(payload)
-    except ValidationError as err:
-        raise BadInput(f"{where}: invalid event: {describe_validation(err)}") from None
+    event = event_from_json(payload, where, BadInput, describe_validation)
     return sized(event, where)
 
 

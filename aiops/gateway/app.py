@@ -44,6 +44,7 @@ from aiops.contracts.limits import MAX_EVENT_BYTES
 from aiops.contracts.models import SystemEvent
 from aiops.gateway import auth
 from aiops.gateway.alertmanager import WebhookPayload, alert_event, event_size
+from aiops.gateway.body import read_body
 from aiops.gateway.codec_server import codec_routes
 from aiops.gateway.config import LoadedConfig, Source, describe
 from aiops.gateway.delivery import Connector, DeliveredIds, Deliverer, one_line
@@ -188,7 +189,8 @@ class Gateway:
         source: Source | None = config.sources.get(intake.source_name)
         if source is None:
             raise Refused(404, f"unknown source {intake.source_name[:64]!r}: it is not in the gateway config")
-        body = await _read_body(request, config.limits.max_body_bytes, config.limits.read_timeout_seconds)
+        limits = config.limits
+        body = await read_body(request, limits.max_body_bytes, limits.read_timeout_seconds, Refused)
         problem = auth.check(
             source.auth, intake.loaded.secrets.get(intake.source_name), request.headers, body
         )
@@ -331,21 +333,3 @@ class Gateway:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
-
-
-async def _read_body(request: Request, limit: int, within: float) -> bytes:
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise Refused(413, f"the body is {declared} bytes, over the limit of {limit}")
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(within):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise Refused(413, f"the body is over the limit of {limit} bytes")
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Refused(408, f"the body did not arrive within {within:g}s") from None
-    return b"".join(chunks)

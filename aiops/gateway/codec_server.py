@@ -23,7 +23,6 @@ Every refusal is one line of JSON (``{"error": ...}``), logged and counted in
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -44,6 +43,7 @@ from aiops.codec import CodecConfigError, CodecError, EncryptionCodec, codec_fro
 from aiops.codec.tokens import parse_hash_lines
 from aiops.contracts.errors import SecretUnavailableError
 from aiops.contracts.secret_refs import is_reference
+from aiops.gateway.body import read_body
 
 log = logging.getLogger("aiops.gateway.codec")
 
@@ -125,7 +125,7 @@ class CodecServer:
             if request.method == "OPTIONS":
                 return self._answer("preflight", 204, None, cors, request)
             self._authenticate(request)
-            body = await self._read(request)
+            body = await read_body(request, self.settings.max_bytes, READ_TIMEOUT_SECONDS, _Refused)
             return self._answer(operation, 200, await self._transform(operation, body), cors, request)
         except _Refused as refusal:
             return self._answer(operation, refusal.status, {"error": refusal.reason}, cors, request)
@@ -159,24 +159,6 @@ class CodecServer:
             matched |= hmac.compare_digest(digest, expected)
         if not matched:
             raise _Refused(401, "bad codec server token")
-
-    async def _read(self, request: Request) -> bytes:
-        limit = self.settings.max_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _Refused(413, f"the body is {declared} bytes, over the limit of {limit}")
-        chunks: list[bytes] = []
-        size = 0
-        try:
-            async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-                async for chunk in request.stream():
-                    size += len(chunk)
-                    if size > limit:
-                        raise _Refused(413, f"the body is over the limit of {limit} bytes")
-                    chunks.append(chunk)
-        except TimeoutError:
-            raise _Refused(408, f"the body did not arrive within {READ_TIMEOUT_SECONDS:g}s") from None
-        return b"".join(chunks)
 
     async def _transform(self, operation: str, body: bytes) -> dict[str, object]:
         message = Payloads()

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
+from aiops.client.event_input import event_from_json
 from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import SystemEvent
 from aiops.gateway.alertmanager import MAX_EVENT_BYTES, event_size
@@ -23,14 +22,7 @@ class EventRefused(AiopsError):
 
 def parse_event(item: Any, where: str) -> tuple[SystemEvent, int]:
     """The event in ``item`` (a decoded JSON value) and its size in JSON bytes, or ``EventRefused``."""
-    if not isinstance(item, dict):
-        raise EventRefused(f"{where}: an event must be a JSON object, got {type(item).__name__}")
-    if "id" not in item:
-        raise EventRefused(f"{where}: id: field required (every event needs an id so a resend is dropped)")
-    try:
-        event = SystemEvent.model_validate(item)
-    except ValidationError as err:
-        raise EventRefused(f"{where}: invalid event: {describe(err)}") from None
+    event = event_from_json(item, where, EventRefused, describe)
     size = event_size(event)
     if size > MAX_EVENT_BYTES:
         raise EventRefused(f"{where}: {size} bytes, over the agents' {MAX_EVENT_BYTES}-byte limit")
