@@ -356,7 +356,9 @@ async def test_follow_picks_up_new_rows_survives_a_database_restart_and_resumes(
         await AuditLog(pool).append(records(agent, 2, first=7))
         await follower.has(9)
         stderr = await follower.stop()
-        assert "the database is unreachable" in stderr and "exported 9 rows" in stderr, stderr
+        # Rows 7-8 were written only after the restart, so has(9) proves it survived; whether it
+        # also saw the database gone depends on whether a poll fell inside the outage.
+        assert "exported 9 rows" in stderr, stderr
         saved = json.loads(follower.position.read_text())
         assert saved["agents"][agent] == json.loads(follower.out.read_text().splitlines()[-1])["seq"]
 
