@@ -24,7 +24,6 @@ from aiops.cli import (
     codec,
     config,
     dev,
-    evaluate,
     events,
     gateway,
     keys,
@@ -83,7 +82,19 @@ app.add_typer(audit.app, name="audit")
 app.add_typer(codec.app, name="codec")
 app.add_typer(api_tokens.app, name="api-token")
 app.command("what-if")(whatif.what_if)
-app.add_typer(evaluate.app, name="eval")
+try:  # the llm plugin's evaluation needs Pydantic AI, an optional extra (not in the default image)
+    from aiops.cli import evaluate
+
+    app.add_typer(evaluate.app, name="eval")
+except ImportError as missing:  # pragma: no cover - exercised by the container image's smoke test
+    _eval_missing = f"aiops eval needs the llm extra (pip install 'aiops-agents[llm]'): {missing}"
+
+    @app.command("eval", help="Evaluate the llm diagnoser offline (needs the llm extra).")
+    def _eval_unavailable() -> None:
+        typer.echo(f"error: {_eval_missing}", err=True)
+        raise typer.Exit(2)
+
+
 app.command(
     "worker",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
