@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from temporalio.client import Client
 
 from aiops.client import AiopsClient
@@ -15,6 +16,11 @@ from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
 
 
+@pytest.mark.allow_failed_workflow_tasks(
+    reason="50 raw signals in flight at once outrun the agent's workflow tasks: when the events the "
+    "server buffers during one task overflow its limit, it fails that task (FORCE_CLOSE_COMMAND) to "
+    "flush them and the next task takes them all; what matters, each event decided once, is asserted"
+)
 async def test_5000_raw_signals_into_a_small_queue_are_each_decided_once(
     aiops: AiopsClient, client: Client, worker: object
 ) -> None:
