@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic import ValidationError
 from temporalio.client import (
@@ -66,6 +66,16 @@ RETRYABLE_RPC = frozenset(
 INTAKE_IN_FLIGHT_PER_AGENT = 8
 
 
+class IntakeOptions(TypedDict, total=False):
+    """How events are delivered, as ``submit`` takes them (its defaults apply to what is left out):
+    ``send_many`` passes them on, so the two are one delivery and cannot drift apart."""
+
+    batch_size: int
+    require_worker: bool
+    patience_seconds: float
+    rpc_timeout_seconds: float
+
+
 class EventsClient:
     """Event delivery: ``client.events`` of an ``AiopsClient``."""
 
@@ -107,17 +117,12 @@ class EventsClient:
         agent_id: str,
         events: Iterable[SystemEvent | dict[str, Any]],
         config: AgentConfig | None = None,
-        batch_size: int = MAX_EVENTS_PER_INTAKE,
-        require_worker: bool = True,
-        patience_seconds: float = INTAKE_PATIENCE_SECONDS,
-        rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+        **options: Unpack[IntakeOptions],
     ) -> list[EventAnswer]:
         """Deliver events and return one answer each (accepted, duplicate or grouped); raises
         ``EventsRejectedError`` (with every answer) when any event was rejected, so no event is
-        reported taken that was not. See ``submit`` for the answers without raising."""
-        answers = await self.submit(
-            agent_id, events, config, batch_size, require_worker, patience_seconds, rpc_timeout_seconds
-        )
+        reported taken that was not. See ``submit`` for the options and the answers without raising."""
+        answers = await self.submit(agent_id, events, config, **options)
         rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
         if rejected:
             raise EventsRejectedError(rejected, answers)
