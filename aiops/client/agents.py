@@ -11,7 +11,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from temporalio.api.enums.v1 import TaskQueueKind, TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
@@ -26,7 +26,7 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aiops.client.common import Connection, no_agent
+from aiops.client.common import Connection, no_agent, update_refused
 from aiops.client.errors import (
     AgentNotRunningError,
     AgentTypeNotServedError,
@@ -75,6 +75,16 @@ class FailedAgent:
     type: str  # "-" when the workflow carries no agent type
     failed_at: datetime | None
     failure: str  # the agent's own account, "" when its status could not be read
+
+
+class CommandOptions(TypedDict, total=False):
+    """Who commands and how, as ``AgentsClient.command_request`` takes them (its defaults apply to
+    what is left out): ``command`` passes them on, so the two cannot drift apart."""
+
+    actor: str
+    key: KeyFile | None
+    reason: str
+    drain: bool
 
 
 class AgentsClient:
@@ -278,29 +288,21 @@ class AgentsClient:
         return await self.command(agent_id, AgentVerb.RESET_CIRCUIT_BREAKER, actor=by, key=key)
 
     async def command(
-        self,
-        agent_id: str,
-        verb: AgentVerb,
-        actor: str = "",
-        key: KeyFile | None = None,
-        reason: str = "",
-        drain: bool = True,
+        self, agent_id: str, verb: AgentVerb, **options: Unpack[CommandOptions]
     ) -> CommandApplied:
         """Ask the agent, through its ``command`` update, and learn what happened; a refusal
         (unsigned, forged, no role, ...) raises ``CommandRefusedError`` with the reason, which
-        the agent has audited. Signed with ``key`` (or this client's key when it is the actor's)."""
-        request = self.command_request(agent_id, verb, actor=actor, key=key, reason=reason, drain=drain)
-        return await self.send_command(agent_id, request)
+        the agent has audited. Signed with ``key`` (or this client's key when it is the actor's);
+        the options are ``command_request``'s."""
+        return await self.send_command(agent_id, self.command_request(agent_id, verb, **options))
 
     async def send_command(self, agent_id: str, request: CommandRequest) -> CommandApplied:
         """Send a command as it is (signed by whoever made it: what the REST API relays)."""
         try:
             return await self.handle(agent_id).execute_update(AgentWorkflow.command, request)
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == COMMAND_REFUSED:
-                raise CommandRefusedError(f"refused: {cause.message}") from err
-            raise ClientError(f"the {request.verb.value} could not be applied: {cause}") from err
+            verb = f"the {request.verb.value}"
+            raise update_refused(err, COMMAND_REFUSED, CommandRefusedError, verb) from err
         except RPCError as err:
             raise no_agent(agent_id, err) from err
 

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from temporalio.client import WorkflowHandle, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from aiops.client.common import Connection, checked_agent_id
+from aiops.client.common import Connection, checked_agent_id, update_refused
 from aiops.client.errors import ActionNotFoundError, ClientError
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import (
@@ -183,10 +182,7 @@ class ApprovalsClient:
         try:
             return await self.action_handle(action_id).execute_update(ActionWorkflow.decide, request)
         except WorkflowUpdateFailedError as err:
-            cause = err.cause
-            if isinstance(cause, ApplicationError) and cause.type == APPROVAL_REFUSED:
-                raise ClientError(f"refused: {cause.message}") from err
-            raise ClientError(f"the decision could not be applied: {cause}") from err
+            raise update_refused(err, APPROVAL_REFUSED, ClientError, "the decision") from err
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.database.pool import DATABASE_URL_ENV
@@ -63,6 +64,18 @@ def no_agent(agent_id: str, err: RPCError) -> Exception:
             f"(AiopsClient.agents.start, or send the event with a config to start it)"
         )
     return err
+
+
+def update_refused(
+    err: WorkflowUpdateFailedError, refused_type: str, refused: type[ClientError], what: str
+) -> ClientError:
+    """What a failed update (``command``, ``decide``) means to the caller: the workflow's own
+    refusal (``refused_type``) as ``refused`` with its reason, anything else as ``what`` that could
+    not be applied."""
+    cause = err.cause
+    if isinstance(cause, ApplicationError) and cause.type == refused_type:
+        return refused(f"refused: {cause.message}")
+    return ClientError(f"{what} could not be applied: {cause}")
 
 
 def checked_agent_id(agent_id: str | None) -> str | None:
