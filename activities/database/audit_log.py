@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 from pydantic import BaseModel
@@ -55,6 +55,18 @@ def _row_fields(r: asyncpg.Record) -> dict[str, Any]:
         "prev_hash": r["prev_hash"],
         "row_hash": r["row_hash"],
     }
+
+
+class AuditQuery(TypedDict, total=False):
+    """Which rows ``AuditLog.rows`` reads (its defaults apply to what is left out): declared once,
+    so the client's ``audit.rows`` takes exactly these and passes them on."""
+
+    agent_id: str | None
+    action_id: str | None
+    since: datetime | None
+    until: datetime | None
+    limit: int
+    newest_first: bool
 
 
 class ChainReport(BaseModel):

@@ -327,7 +327,9 @@ async def audit_rows(
 ) -> list[AuditRow]:
     """The newest audit rows, of one agent or action, in a time window."""
     client = await _context(request).client()
-    return await client.audit.rows(agent_id, action_id, since, until, limit, newest_first=True)
+    return await client.audit.rows(
+        agent_id=agent_id, action_id=action_id, since=since, until=until, limit=limit, newest_first=True
+    )
 
 
 @router.get("/audit/verify", response_model=list[ChainReport], tags=["audit"])

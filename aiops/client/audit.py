@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from typing import Unpack
 
 import asyncpg
 
@@ -16,6 +17,7 @@ from activities.database.audit_log import (
     GENESIS,
     AuditLog,
     AuditPosition,
+    AuditQuery,
     AuditRow,
     ChainReport,
     ChainRow,
@@ -24,7 +26,16 @@ from activities.database.audit_log import (
 )
 from aiops.client.common import Connection
 
-__all__ = ["GENESIS", "AuditClient", "AuditPosition", "AuditRow", "ChainReport", "ChainRow", "chain_hash"]
+__all__ = [
+    "GENESIS",
+    "AuditClient",
+    "AuditPosition",
+    "AuditQuery",
+    "AuditRow",
+    "ChainReport",
+    "ChainRow",
+    "chain_hash",
+]
 
 # What a database restart or a dropped connection looks like to a reader: worth waiting out.
 RECONNECTABLE: tuple[type[BaseException], ...] = (
@@ -42,18 +53,10 @@ class AuditClient:
     def __init__(self, connection: Connection) -> None:
         self._conn = connection
 
-    async def rows(
-        self,
-        agent_id: str | None = None,
-        action_id: str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 1000,
-        newest_first: bool = False,
-    ) -> list[AuditRow]:
-        """Rows of one agent or action (or all), in a time window, oldest first unless asked."""
-        log = AuditLog(self._conn.database())
-        return await log.rows(agent_id, action_id, since, until, limit, newest_first)
+    async def rows(self, **query: Unpack[AuditQuery]) -> list[AuditRow]:
+        """Rows of one agent or action (or all), in a time window, oldest first unless asked:
+        ``AuditQuery`` names the filters, ``AuditLog.rows`` gives their defaults."""
+        return await AuditLog(self._conn.database()).rows(**query)
 
     async def verify(self, agent_id: str | None = None) -> list[ChainReport]:
         """Check the hash chain of one agent, or of every agent in the log."""
