@@ -247,15 +247,27 @@ async def config_version(
     return await (await _context(request).client()).config.version(agent_id, version)
 
 
+async def _reconfigure(
+    request: Request, who: Principal, agent_id: str, body: ApplyBody | RollbackBody
+) -> ConfigApplied:
+    """Relay a new config or a rollback as the caller's own change, with the credential they signed."""
+    change = ReconfigureRequest(
+        config=body.config if isinstance(body, ApplyBody) else None,
+        rollback_to=body.version if isinstance(body, RollbackBody) else None,
+        author=who.name,
+        actor=who.name,
+        comment=body.comment,
+        credential=body.credential,
+    )
+    return await (await _context(request).client()).config.reconfigure(agent_id, change)
+
+
 @router.post("/agents/{agent_id}/configs", response_model=ConfigApplied, tags=["configs"])
 async def apply_config(request: Request, who: Admin, agent_id: AgentId, body: ApplyBody) -> ConfigApplied:
     """Apply a new config as the next version (validated on a worker, hot-reloaded)."""
     if body.config.id != agent_id:
         raise ApiError(422, f"the config is agent {body.config.id!r}'s, not {agent_id!r}'s")
-    change = ReconfigureRequest(
-        config=body.config, author=who.name, actor=who.name, comment=body.comment, credential=body.credential
-    )
-    return await (await _context(request).client()).config.reconfigure(agent_id, change)
+    return await _reconfigure(request, who, agent_id, body)
 
 
 @router.post("/agents/{agent_id}/configs/rollback", response_model=ConfigApplied, tags=["configs"])
@@ -263,14 +275,7 @@ async def rollback_config(
     request: Request, who: Admin, agent_id: AgentId, body: RollbackBody
 ) -> ConfigApplied:
     """Store a copy of an earlier version as the next version and apply it."""
-    change = ReconfigureRequest(
-        rollback_to=body.version,
-        author=who.name,
-        actor=who.name,
-        comment=body.comment,
-        credential=body.credential,
-    )
-    return await (await _context(request).client()).config.reconfigure(agent_id, change)
+    return await _reconfigure(request, who, agent_id, body)
 
 
 # ----- actions --------------------------------------------------------------------------------
