@@ -272,6 +272,17 @@ class Coalescer:
             self._pump(agent_id, lane)
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One agent's part of a request: its events, the config that starts it (if a route names one)
+    and the events' JSON size (which bounds a coalesced update)."""
+
+    agent_id: str
+    events: list[SystemEvent]
+    config: AgentConfig | None
+    size: int
+
+
 class Deliverer:
     def __init__(self, connector: Connector) -> None:
         self.connector = connector
@@ -297,12 +308,9 @@ class Deliverer:
         """Send each agent its batch; return the agents whose batch Temporal did not accept.
 
         ``sizes``: the JSON bytes of each agent's batch, which bounds a coalesced update."""
-        results = await asyncio.gather(
-            *(
-                self._one(agent_id, events, configs.get(agent_id), settings, (sizes or {}).get(agent_id, 0))
-                for agent_id, events in batches.items()
-            )
-        )
+        sizes = sizes or {}
+        parts = [_Batch(a, events, configs.get(a), sizes.get(a, 0)) for a, events in batches.items()]
+        results = await asyncio.gather(*(self._one(part, settings) for part in parts))
         return [r for r in results if r is not None]
 
     async def _submit(
@@ -315,38 +323,26 @@ class Deliverer:
                 agent_id, events, config=config, patience_seconds=0, rpc_timeout_seconds=rpc_timeout
             )
 
-    async def _attempt(
-        self,
-        agent_id: str,
-        events: list[SystemEvent],
-        config: AgentConfig | None,
-        settings: Delivery,
-        size: int,
-    ) -> None:
+    async def _attempt(self, batch: _Batch, settings: Delivery) -> None:
+        agent_id, events, config = batch.agent_id, batch.events, batch.config
         if settings.coalesce:
             coalescer = self.coalescer(settings)
-            answers = await coalescer.submit(agent_id, events, size, config, settings.timeout_seconds)
+            answers = await coalescer.submit(agent_id, events, batch.size, config, settings.timeout_seconds)
         else:
             answers = await self._submit(agent_id, events, config, settings.timeout_seconds)
         rejected = [a for a in answers if a.outcome == EventOutcome.REJECTED]
         if rejected:  # as events.send_many: no event is reported taken that was not
             raise EventsRejectedError(rejected, answers)
 
-    async def _one(
-        self,
-        agent_id: str,
-        events: list[SystemEvent],
-        config: AgentConfig | None,
-        settings: Delivery,
-        size: int,
-    ) -> Failure | None:
+    async def _one(self, batch: _Batch, settings: Delivery) -> Failure | None:
+        agent_id = batch.agent_id
         delay = FIRST_BACKOFF_SECONDS
         last = "no attempt made"
         try:
             async with asyncio.timeout(settings.timeout_seconds):
                 for attempt in range(1, settings.attempts + 1):
                     try:
-                        await self._attempt(agent_id, events, config, settings, size)
+                        await self._attempt(batch, settings)
                         return None
                     except AgentNotRunningError:
                         return Failure(agent_id, f"agent {agent_id!r} is not running", not_running=True)
