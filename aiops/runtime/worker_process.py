@@ -20,6 +20,7 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from activities.database.pool import DATABASE_URL_ENV, database_url, open_pool
 from agents.registry import MODULES_ENV_VAR, load_agent_modules
@@ -219,6 +220,85 @@ def _cache_size(text: str) -> int:
     return value
 
 
+class _EnvOption(NamedTuple):
+    """A worker option whose default is read from the environment: ``env`` when set, else
+    ``fallback``. argparse parses that default as it parses the flag (``kind``), so a bad value in
+    the environment is refused the same way, naming the flag. ``kind=bool`` is a switch, on for
+    1, true or yes."""
+
+    flag: str
+    env: str
+    fallback: str | None
+    kind: Callable[[str], Any]
+    help: str
+
+    def add_to(self, parser: argparse.ArgumentParser) -> None:
+        if self.kind is bool:
+            on = os.environ.get(self.env, "").lower() in ("1", "true", "yes")
+            parser.add_argument(self.flag, action="store_true", default=on, help=self.help)
+        else:
+            default = os.environ.get(self.env, self.fallback)
+            parser.add_argument(self.flag, type=self.kind, default=default, help=self.help)
+
+
+# How the worker serves its probes and metrics, checks its agents' health and sizes its cache.
+_SERVING_OPTIONS = (
+    _EnvOption(
+        "--http-host",
+        "AIOPS_HTTP_HOST",
+        DEFAULT_HOST,
+        str,
+        "address of /healthz, /readyz and /metrics (env AIOPS_HTTP_HOST; default %(default)s, this "
+        "host only: give 0.0.0.0 in a container or pod, where probes and Prometheus come from outside)",
+    ),
+    _EnvOption(
+        "--http-port",
+        "AIOPS_HTTP_PORT",
+        "9464",
+        int,
+        "port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
+    ),
+    _EnvOption(
+        "--http-port-fallback",
+        "AIOPS_HTTP_PORT_FALLBACK",
+        None,
+        bool,
+        "when --http-port is in use, take a free port and log it (env AIOPS_HTTP_PORT_FALLBACK=1); "
+        "without it a busy port stops the worker with exit status 2",
+    ),
+    _EnvOption(
+        "--health-every",
+        "AIOPS_HEALTH_EVERY",
+        "60",
+        float,
+        "seconds between health checks of this queue's agents (a Temporal Schedule; 0: leave it alone)",
+    ),
+    _EnvOption(
+        "--health-alert-agent",
+        "AIOPS_HEALTH_ALERT_AGENT",
+        None,
+        str,
+        "agent id that receives an agent_health event on each health transition",
+    ),
+    _EnvOption(
+        "--health-thresholds",
+        "AIOPS_HEALTH_THRESHOLDS",
+        None,
+        str,
+        "health thresholds as JSON or a JSON file (see aiops/contracts/health.py HealthThresholds)",
+    ),
+    _EnvOption(
+        "--max-cached-workflows",
+        "AIOPS_MAX_CACHED_WORKFLOWS",
+        str(DEFAULT_CACHED_WORKFLOWS),
+        _cache_size,
+        "workflows kept in memory (env AIOPS_MAX_CACHED_WORKFLOWS; default %(default)s): every "
+        "running agent and pending action this worker serves should fit, or each event, query and "
+        "health check replays a history; an idle agent costs a few hundred KB",
+    ),
+)
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run an AIOps agent worker.")
     parser.add_argument(
@@ -260,49 +340,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help=f"run without PostgreSQL ({DATABASE_URL_ENV} unset): no audit log, no config store",
     )
-    parser.add_argument(
-        "--http-host",
-        default=os.environ.get("AIOPS_HTTP_HOST", DEFAULT_HOST),
-        help="address of /healthz, /readyz and /metrics (env AIOPS_HTTP_HOST; default %(default)s, this "
-        "host only: give 0.0.0.0 in a container or pod, where probes and Prometheus come from outside)",
-    )
-    parser.add_argument(
-        "--http-port",
-        type=int,
-        default=int(os.environ.get("AIOPS_HTTP_PORT", "9464")),
-        help="port of /healthz, /readyz and /metrics (env AIOPS_HTTP_PORT; 0 picks a free one, -1 disables)",
-    )
-    parser.add_argument(
-        "--http-port-fallback",
-        action="store_true",
-        default=os.environ.get("AIOPS_HTTP_PORT_FALLBACK", "").lower() in ("1", "true", "yes"),
-        help="when --http-port is in use, take a free port and log it (env AIOPS_HTTP_PORT_FALLBACK=1); "
-        "without it a busy port stops the worker with exit status 2",
-    )
-    parser.add_argument(
-        "--health-every",
-        type=float,
-        default=float(os.environ.get("AIOPS_HEALTH_EVERY", "60")),
-        help="seconds between health checks of this queue's agents (a Temporal Schedule; 0: leave it alone)",
-    )
-    parser.add_argument(
-        "--health-alert-agent",
-        default=os.environ.get("AIOPS_HEALTH_ALERT_AGENT"),
-        help="agent id that receives an agent_health event on each health transition",
-    )
-    parser.add_argument(
-        "--health-thresholds",
-        default=os.environ.get("AIOPS_HEALTH_THRESHOLDS"),
-        help="health thresholds as JSON or a JSON file (see aiops/contracts/health.py HealthThresholds)",
-    )
-    parser.add_argument(
-        "--max-cached-workflows",
-        type=_cache_size,
-        default=os.environ.get("AIOPS_MAX_CACHED_WORKFLOWS", str(DEFAULT_CACHED_WORKFLOWS)),
-        help="workflows kept in memory (env AIOPS_MAX_CACHED_WORKFLOWS; default %(default)s): every "
-        "running agent and pending action this worker serves should fit, or each event, query and "
-        "health check replays a history; an idle agent costs a few hundred KB",
-    )
+    for option in _SERVING_OPTIONS:
+        option.add_to(parser)
     parser.add_argument("--log-level", default=os.environ.get(LEVEL_ENV, "INFO"), help=f"env {LEVEL_ENV}")
     parser.add_argument(
         "--log-format",
