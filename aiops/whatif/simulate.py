@@ -18,6 +18,7 @@ by the actions in flight and the listed changes, never by the window's length.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -81,6 +82,19 @@ def _differs(a: DecisionView, b: DecisionView) -> bool:
     if a.verdict != Verdict.APPROVAL:
         return False
     return a.required_approvals != b.required_approvals or sorted(a.allowed_roles) != sorted(b.allowed_roles)
+
+
+@dataclass(frozen=True, slots=True)
+class _Proposal:
+    """One proposal being judged (recorded then, or made by the re-run hook): its action, the
+    event it answers, its risk and description, the decision recorded then, and when."""
+
+    action_id: str
+    event_id: str
+    risk: RiskLevel
+    description: str
+    recorded: DecisionView
+    at: datetime
 
 
 class Simulation:
@@ -203,7 +217,8 @@ class Simulation:
             return
         action_type, risk = proposed
         recorded = DecisionView(verdict=Verdict.NOT_PROPOSED, reason="nothing was proposed then")
-        self._count(f"new:{event_id}", event_id, risk, f"{action_type} (re-run)", recorded, detail, at)
+        proposal = _Proposal(f"new:{event_id}", event_id, risk, f"{action_type} (re-run)", recorded, at)
+        self._count(proposal, detail)
 
     def _decision(self, action_id: str, detail: dict[str, Any], at: datetime) -> None:
         recorded = recorded_view(detail)
@@ -213,7 +228,7 @@ class Simulation:
             self.notes.add("a decision row without a known risk level was skipped")
             return
         event_id = str(detail.get("event_id", ""))
-        description = str(detail.get("description", ""))
+        proposal = _Proposal(action_id, event_id, risk, str(detail.get("description", "")), recorded, at)
         if self.rerun is not None and event_id in self.rerun:
             proposed = self.rerun[event_id]
             if proposed is None:
@@ -221,64 +236,39 @@ class Simulation:
                 nothing = DecisionView(
                     verdict=Verdict.NOT_PROPOSED, reason="the candidate's decision hook proposes nothing"
                 )
-                self._tally(action_id, event_id, risk, description, recorded, nothing, at)
+                self._tally(proposal, nothing)
                 return
-            risk = proposed[1]
-        self._count(action_id, event_id, risk, description, recorded, detail, at)
+            proposal = replace(proposal, risk=proposed[1])
+        self._count(proposal, detail)
 
-    def _count(
-        self,
-        action_id: str,
-        event_id: str,
-        risk: RiskLevel,
-        description: str,
-        recorded: DecisionView,
-        detail: dict[str, Any],
-        at: datetime,
-    ) -> None:
+    def _count(self, proposal: _Proposal, detail: dict[str, Any]) -> None:
         self.actions += 1
         event_type = str(detail.get("event_type") or detail.get("type") or "")
         correlated = isinstance(detail.get("correlation_id"), str)
-        candidate = self._judge(action_id, risk, description, event_type, event_id, correlated, at)
-        self._tally(action_id, event_id, risk, description, recorded, candidate, at)
+        self._tally(proposal, self._judge(proposal, event_type, correlated))
 
-    def _tally(
-        self,
-        action_id: str,
-        event_id: str,
-        risk: RiskLevel,
-        description: str,
-        recorded: DecisionView,
-        candidate: DecisionView,
-        at: datetime,
-    ) -> None:
+    def _tally(self, proposal: _Proposal, candidate: DecisionView) -> None:
+        recorded = proposal.recorded
         self.counts[recorded.verdict].recorded += 1
         self.counts[candidate.verdict].candidate += 1
         if len(self.open) < MAX_OPEN_ACTIONS:
-            self.open[action_id] = candidate.verdict
+            self.open[proposal.action_id] = candidate.verdict
         if _differs(recorded, candidate):
             self.changed += 1
             if len(self.listed) < self.listed_limit:
-                self.listed[action_id] = ChangedDecision(
-                    action_id=action_id,
-                    event_id=event_id,
-                    at=at,
-                    risk=risk.value,
-                    description=description[:200],
+                self.listed[proposal.action_id] = ChangedDecision(
+                    action_id=proposal.action_id,
+                    event_id=proposal.event_id,
+                    at=proposal.at,
+                    risk=proposal.risk.value,
+                    description=proposal.description[:200],
                     recorded=recorded,
                     candidate=candidate,
                 )
 
-    def _judge(
-        self,
-        action_id: str,
-        risk: RiskLevel,
-        description: str,
-        event_type: str,
-        event_id: str,
-        correlated: bool,
-        at: datetime,
-    ) -> DecisionView:
+    def _judge(self, proposal: _Proposal, event_type: str, correlated: bool) -> DecisionView:
+        action_id, risk, description = proposal.action_id, proposal.risk, proposal.description
+        event_id, at = proposal.event_id, proposal.at
         if self._would_filter(event_type):
             return DecisionView(
                 verdict=Verdict.FILTERED, reason=f"the candidate's agent does not subscribe to {event_type}"
