@@ -9,7 +9,15 @@ from typing import Annotated, Any
 
 import typer
 
-from aiops.cli.common import KeyOption, emit_pasteable_signal, key_for, load_config, run, signer
+from aiops.cli.common import (
+    KeyOption,
+    emit_pasteable_signal,
+    input_file_option,
+    key_for,
+    load_config,
+    run,
+    signer,
+)
 from aiops.cli.output import (
     BadInput,
     Failed,
@@ -204,14 +212,7 @@ def start(
     ] = None,
     config_file: Annotated[
         Path | None,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE.json",
-            help="start the agent this AgentConfig (JSON) describes",
-            dir_okay=False,
-            allow_dash=True,
-        ),
+        input_file_option("--config", "-c", help="start the agent this AgentConfig (JSON) describes"),
     ] = None,
     started_by: Annotated[
         str | None,

@@ -136,6 +136,12 @@ def current_user(given: str | None = None) -> str:
     )
 
 
+def input_file_option(*names: str, help: str, metavar: str = "FILE.json", stdin: bool = True) -> Any:
+    """The option naming a file a command reads (with ``read_text``, which bounds its size): never
+    a directory, and ``-`` for stdin unless ``stdin`` is False."""
+    return typer.Option(*names, metavar=metavar, help=help, dir_okay=False, allow_dash=stdin)
+
+
 KeyOption = Annotated[
     Path | None,
     typer.Option(

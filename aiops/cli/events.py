@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from aiops.cli.common import event_from, load_config, parse_json, read_text, run, sized
+from aiops.cli.common import event_from, input_file_option, load_config, parse_json, read_text, run, sized
 from aiops.cli.output import BadInput, Failed, console, describe_validation, emit, settings
 from aiops.client import AiopsClient
 from aiops.contracts.agent import EventAnswer, EventOutcome
@@ -48,33 +48,27 @@ def send(
     correlation_id: Annotated[str | None, typer.Option("--correlation-id", help="correlation id")] = None,
     file: Annotated[
         Path | None,
-        typer.Option(
+        input_file_option(
             "--file",
             "-f",
-            metavar="FILE.json",
             help="send the event in this JSON file (an object, or a list of them); '-' reads stdin",
-            dir_okay=False,
-            allow_dash=True,
         ),
     ] = None,
     jsonl: Annotated[
         Path | None,
-        typer.Option(
+        input_file_option(
             "--jsonl",
             metavar="FILE.jsonl",
             help="send every event in this file, one JSON object a line, in batches; '-' reads stdin",
-            dir_okay=False,
-            allow_dash=True,
         ),
     ] = None,
     config_file: Annotated[
         Path | None,
-        typer.Option(
+        input_file_option(
             "--config",
             "-c",
-            metavar="FILE.json",
             help="the agent's config: start the agent with it if it is not running",
-            dir_okay=False,
+            stdin=False,
         ),
     ] = None,
     batch_size: Annotated[

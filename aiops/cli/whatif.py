@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from aiops.cli.audit import parse_since
-from aiops.cli.common import load_config, run
+from aiops.cli.common import input_file_option, load_config, run
 from aiops.cli.output import BadInput, console, emit, settings, table
 from aiops.contracts.config import AgentConfig
 from aiops.whatif import DecisionView, WhatIfReport
@@ -114,17 +114,7 @@ def _when(at: datetime | None) -> str:
 def what_if(
     ctx: typer.Context,
     agent: Annotated[str, typer.Argument(metavar="AGENT", help="the agent's id")],
-    config_file: Annotated[
-        Path,
-        typer.Option(
-            "--config",
-            "-c",
-            metavar="FILE.json",
-            help="the candidate AgentConfig",
-            dir_okay=False,
-            allow_dash=True,
-        ),
-    ],
+    config_file: Annotated[Path, input_file_option("--config", "-c", help="the candidate AgentConfig")],
     since: SinceOption = "7d",
     until: UntilOption = None,
     limit: LimitOption = 200,
