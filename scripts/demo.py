@@ -40,10 +40,12 @@ from demo_common import (
     say,
     show,
 )
+from demo_waits import pending_action, poll, run_detector
 
 from agents import AgentConfig, SystemEvent
 from agents.builtin.terraform.runner import run_terraform
 from aiops.client import AiopsClient
+from aiops.client.audit import AuditRow
 from aiops.contracts import action as action_contract
 from aiops.contracts.action import ActionRecord, ActionStatus
 
@@ -73,12 +75,11 @@ def summary(detail: dict[str, object]) -> str:
 
 async def audit_trail(aiops: AiopsClient, agent_id: str, action_id: str) -> None:
     """The rows the audit log holds for the action, from PostgreSQL, and the chain's verdict."""
-    rows = []
-    for _ in range(100):  # the last rows land just after the action's final status
-        rows = await aiops.audit.rows(action_id=action_id)
-        if rows and rows[-1].step == "action_finished":
-            break
-        await asyncio.sleep(0.1)
+    rows = await poll(  # the last rows land just after the action's final status
+        lambda: aiops.audit.rows(action_id=action_id),
+        100,
+        lambda rows: bool(rows) and rows[-1].step == "action_finished",
+    )
     for row in rows:
         actor = f" by {row.actor}" if row.actor and not row.actor.startswith("aiops-worker") else ""
         print(f"  #{row.seq:<5} {row.occurred_at:%H:%M:%S}  {row.step:<18}{actor}  {summary(row.detail)}")
@@ -123,36 +124,15 @@ def terraform_agent(agent_id: str, name: str, automation: str, module: Path) -> 
     )
 
 
-async def run_detector(aiops: AiopsClient, agent_id: str) -> None:
-    """Trigger the agent's detector schedule now (the agent creates it when it starts)."""
-    schedule = aiops.client.get_schedule_handle(f"aiops-detector-{agent_id}")
-    for _ in range(200):
-        try:
-            await schedule.describe()
-            break
-        except Exception:
-            await asyncio.sleep(0.1)
-    await schedule.trigger()
-
-
 async def finished_action(aiops: AiopsClient, agent_id: str, since: datetime) -> ActionRecord | None:
     """The first action of ``agent_id`` that finished since ``since`` (from the audit log)."""
-    for _ in range(600):
+
+    async def finished() -> list[AuditRow]:
         rows = await aiops.audit.rows(agent_id=agent_id, since=since)
-        done = [r for r in rows if r.step == "action_finished" and r.action_id]
-        if done:
-            return await aiops.approvals.wait_for_action(str(done[0].action_id))
-        await asyncio.sleep(0.1)
-    return None
+        return [r for r in rows if r.step == "action_finished" and r.action_id]
 
-
-async def pending_action(aiops: AiopsClient, agent_id: str) -> str | None:
-    for _ in range(600):
-        waiting = await aiops.approvals.pending(agent_id)
-        if waiting:
-            return waiting[0]
-        await asyncio.sleep(0.1)
-    return None
+    done = await poll(finished, 600)
+    return await aiops.approvals.wait_for_action(str(done[0].action_id)) if done else None
 
 
 async def main(leave_pending: bool, llm: str | None = None) -> int:

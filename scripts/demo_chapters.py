@@ -12,10 +12,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from demo_common import DATA, RUN, aiops_cli, alice_key, approvers, save_config, say, show
+from demo_waits import pending_action, poll, run_detector
 
 from agents import AgentConfig, SystemEvent
 from aiops import keys
 from aiops.client import AiopsClient
+from aiops.client.audit import AuditRow
 from aiops.contracts.action import ActionStatus
 
 
@@ -67,22 +69,9 @@ async def disk_story(aiops: AiopsClient) -> bool:
         )
         save_config(config)
         await aiops.agents.start(config, started_by="demo")
-        schedule = aiops.client.get_schedule_handle(f"aiops-detector-{config.id}")
-        for _ in range(100):  # the agent creates its detector schedule when it starts
-            try:
-                await schedule.describe()
-                break
-            except Exception:
-                await asyncio.sleep(0.1)
         say("Its detector (a Temporal Schedule per agent) runs now instead of in an hour")
-        await schedule.trigger()
-        action_id = None
-        for _ in range(300):
-            waiting = await aiops.approvals.pending(config.id)
-            if waiting:
-                action_id = waiting[0]
-                break
-            await asyncio.sleep(0.1)
+        await run_detector(aiops, config.id, attempts=100)
+        action_id = await pending_action(aiops, config.id, attempts=300)
         if action_id is None:
             print("  the disk agent proposed nothing; see the worker log")
             return False
@@ -167,17 +156,13 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
     sent_at = datetime.now(UTC) - timedelta(seconds=1)
     await aiops.events.send(config.id, alert)
     action_id = aiops.approvals.action_id(config.id, alert.id)
-    row = None
-    for _ in range(4000 if local else 600):  # a local model on 2 cores: tens of seconds
-        rows = [
-            r
-            for r in await aiops.audit.rows(agent_id=config.id, since=sent_at)
-            if r.step == "llm_diagnosis" and r.detail.get("event_id") == alert.id
-        ]
-        if rows:
-            row = rows[0]
-            break
-        await asyncio.sleep(0.1)
+
+    async def diagnoses() -> list[AuditRow]:
+        rows = await aiops.audit.rows(agent_id=config.id, since=sent_at)
+        return [r for r in rows if r.step == "llm_diagnosis" and r.detail.get("event_id") == alert.id]
+
+    found = await poll(diagnoses, 4000 if local else 600)  # a local model on 2 cores: tens of seconds
+    row = found[0] if found else None
     if row is None:
         print("  the diagnosis did not finish; see the worker log")
         return False
@@ -192,10 +177,7 @@ async def llm_story(aiops: AiopsClient, mode: str) -> bool:
         print(f"  no proposal: {detail.get('no_proposal_reason')}")
         print(f"  the model's diagnosis: {detail.get('summary')!r}")
         return local  # a toy model may decline (the demo says so); the scripted one always proposes
-    for _ in range(300):
-        if action_id in await aiops.approvals.pending(config.id):
-            break
-        await asyncio.sleep(0.1)
+    await poll(lambda: aiops.approvals.pending(config.id), 300, lambda waiting: action_id in waiting)
     say("The proposal waits for a person, with the model's diagnosis as its evidence")
     aiops_cli("approvals", "show", action_id)
     say("alice reads it, restarts checkout by hand, and rejects the proposal (signed)")
