@@ -301,8 +301,8 @@ class AgentsClient:
         try:
             return await self.handle(agent_id).execute_update(AgentWorkflow.command, request)
         except WorkflowUpdateFailedError as err:
-            verb = f"the {request.verb.value}"
-            raise update_refused(err, COMMAND_REFUSED, CommandRefusedError, verb) from err
+            what = f"the {request.verb.value}"
+            raise update_refused(err, COMMAND_REFUSED, CommandRefusedError, what) from err
         except RPCError as err:
             raise no_agent(agent_id, err) from err
 
