@@ -24,7 +24,6 @@ import json
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from webauthn.helpers import decode_credential_public_key
 
 from aiops.contracts.errors import AiopsError
 
@@ -73,6 +72,10 @@ class PasskeyCredential(_Strict):
 
     @model_validator(mode="after")
     def _usable(self) -> PasskeyCredential:
+        # Imported here: a module imported anew in Temporal's sandbox must not load py_webauthn's
+        # C-extension dependencies (cbor2) a second time; see workflows/sandbox.py.
+        from webauthn.helpers import decode_credential_public_key
+
         try:
             decode_credential_public_key(b64url_decode(self.public_key))
         except Exception as err:  # the library raises several kinds for a broken COSE key
