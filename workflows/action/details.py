@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from urllib.parse import quote
 
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import (
@@ -73,6 +74,13 @@ def wrapped_command(verb: str, workflow_id: str, name: str, body: Mapping[str, o
         f"  --name {name} \\",
         f"  --input '{json.dumps(body, separators=(',', ':'))}'",
     ]
+
+
+def console_link(console_url: str | None, action_id: str) -> str:
+    """The action's page in the approver's console (``approval.console_url``); empty when unset."""
+    if not console_url:
+        return ""
+    return f"{console_url.rstrip('/')}/console/actions/{quote(action_id, safe=':@')}"
 
 
 def static_summary(action: AgentAction) -> str:
@@ -168,6 +176,9 @@ def details_markdown(
     if record.error and status != ActionStatus.REJECTED:
         facts.append(f"**Error**: {record.error}")
     lines = [f"### {headline}", "", *(f"- {fact}" for fact in facts)]
+    link = console_link(approval.console_url if approval is not None else None, record.action.id)
+    if link:  # the text stays short in the narrow column; the link behind it is whole
+        lines += ["", f"[Open it in the console]({link})"]
     if record.plan is not None:
         lines += ["", f"**Plan** (digest `{(record.plan_digest or '')[:12]}`): {record.plan.summary}"]
         if record.plan.changes:
