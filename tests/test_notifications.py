@@ -126,6 +126,7 @@ def test_the_console_link_comes_from_console_url_only_and_an_unsafe_url_is_refus
         console_link("https://aiops.example/base/", "action-web:am:f1@2")
         == "https://aiops.example/base/console/actions/action-web:am:f1@2"
     )
+    assert console_link("http://c", "a/b c\u00e9") == "http://c/console/actions/a%2Fb%20c%C3%A9"
     # a character that would end Slack's <url|text> or Markdown's [text](url) early is refused
     for unsafe in (
         "https://x|y",

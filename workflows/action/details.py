@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import datetime
-from urllib.parse import quote
 
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import (
@@ -80,7 +79,16 @@ def console_link(console_url: str | None, action_id: str) -> str:
     """The action's page in the approver's console (``approval.console_url``); empty when unset."""
     if not console_url:
         return ""
-    return f"{console_url.rstrip('/')}/console/actions/{quote(action_id, safe=':@')}"
+    return f"{console_url.rstrip('/')}/console/actions/{_path_segment(action_id)}"
+
+
+def _path_segment(text: str) -> str:
+    """``text`` percent-encoded for a URL path segment (action ids are safe by construction; this
+    only guards the link; no urllib in workflow modules, see tests/unit/test_workflow_determinism)."""
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "_.:@-") else "".join(f"%{b:02X}" for b in ch.encode())
+        for ch in text
+    )
 
 
 def static_summary(action: AgentAction) -> str:
