@@ -1,4 +1,6 @@
-"""Through a real Alertmanager: alerts for an agent whose config its type refuses are never taken.
+"""Through a real Alertmanager: what the gateway cannot hand an agent is never answered as taken.
+
+Alerts for an agent whose config its type refuses are never taken.
 
 The gateway answers 503 with ``Retry-After`` while the agent type refuses the config the route
 starts the agent with (a 2xx would make Alertmanager forget the alerts; a 4xx drops them until
@@ -6,6 +8,9 @@ the next group interval), Alertmanager keeps retrying, and once the config is fi
 is decided, each exactly once. Two ways to fix it are proven: the config file the route names is
 corrected (the gateway reloads it), or an operator starts the agent with a good config
 (``aiops agents start --config``), after which the route's refused file no longer matters.
+
+Alerts Alertmanager itself leaves out of a notification (the receiver's ``max_alerts``) cannot be
+fetched by any answer: they are counted and named instead of silently missing.
 """
 
 from __future__ import annotations
@@ -23,7 +28,16 @@ from aiops.gateway.delivery import Connector
 from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
 from tests.support.alertmanager import Alertmanager
-from tests.test_gateway import TOKEN, gateway_config, metric, serving, write_config
+from tests.test_gateway import (
+    TOKEN,
+    am_alert,
+    am_payload,
+    bearer,
+    gateway_config,
+    metric,
+    serving,
+    write_config,
+)
 
 ALERTS = 20  # in two Alertmanager groups
 
@@ -137,3 +151,49 @@ async def _loaded(gateway: Any, agent_id: str) -> Any:
 
 async def _decided(ours: set[str]) -> Counter[str]:
     return decisions(ours)
+
+
+@pytest.mark.slow
+async def test_alerts_alertmanager_truncates_are_counted_and_named_not_silently_missing(
+    aiops: AiopsClient, worker: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GW_TEST_TOKEN", TOKEN)
+    monkeypatch.setenv("GW_TEST_HMAC", "unused")
+    agent = agent_config("tunable", settings={"mode": "observe"})
+    await aiops.agents.start(agent)
+    routes = [{"name": "all", "agents": [agent.id]}]
+    async with serving(
+        write_config(tmp_path / "gw.json", gateway_config(1, routes)), Connector.of(aiops)
+    ) as (
+        server,
+        _,
+    ):
+        am = Alertmanager(f"{server.url}/v1/alertmanager/am", bearer_token=TOKEN, max_alerts=2).start()
+        try:
+            alerts = [
+                {"labels": {"alertname": "Cut", "instance": f"h{i}", "agent": agent.id}} for i in range(5)
+            ]
+            async with httpx.AsyncClient() as http:
+                assert (await http.post(f"{am.url}/api/v2/alerts", json=alerts)).status_code == 200
+                page = await eventually(
+                    lambda: http.get(f"{server.url}/metrics"),
+                    lambda p: counted(p.text, "truncated") >= 3 and counted(p.text, "accepted") >= 2,
+                )
+            assert counted(page.text, "truncated") == 3 and counted(page.text, "accepted") == 2, page.text
+            status = await eventually(
+                lambda: aiops.agents.status(agent.id), lambda s: s.counters.events_processed >= 2
+            )
+            taken = status.counters.events_received - status.counters.events_deduplicated
+            assert taken == 2, "Alertmanager sent two; the other three never came"
+            # and the sender reads it in the answer
+            payload = {**am_payload(am_alert(agent=agent.id)), "truncatedAlerts": 7}
+            async with httpx.AsyncClient() as http:
+                answer = await http.post(f"{server.url}/v1/alertmanager/am", json=payload, headers=bearer())
+            assert answer.status_code == 200 and answer.json()["truncated"] == 7, answer.text
+            assert (await am.notifications())[1] == 0, am.log()
+        finally:
+            am.stop()
+
+
+def counted(page: str, outcome: str) -> float:
+    return metric(page, "aiops_gateway_events_total", source="am", outcome=outcome)
