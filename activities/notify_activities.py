@@ -83,6 +83,7 @@ def webhook_body(notice: ApprovalNotice, link: str) -> dict[str, Any]:
         "escalation_target": notice.escalation_target,
         "outcome": notice.outcome,
         "link": link,
+        "console_link": notice.console_link or None,  # null: no approval.console_url configured
         "approve_command": notice.approve_command,
         "cli_command": notice.cli_command,
     }
@@ -107,7 +108,7 @@ def slack_body(notice: ApprovalNotice, link: str) -> dict[str, Any]:
         {"type": "header", "text": {"type": "plain_text", "text": _HEADLINES[notice.step][:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": f"*{notice.summary}*"[:3000]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(facts)[:3000]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"<{link}|Evidence in the Temporal Web UI>"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _links(notice, link)}},
     ]
     if notice.step in (NotifyStep.PENDING, NotifyStep.ESCALATED):
         command = f"Approve with:\n```{notice.approve_command}```"
@@ -140,12 +141,29 @@ def pagerduty_body(notice: ApprovalNotice, routing_key: str, link: str) -> dict[
                 "deadline": notice.deadline.isoformat() if notice.deadline else None,
                 "approve_command": notice.approve_command,
                 "cli_command": notice.cli_command,
+                "console_link": notice.console_link or None,
             },
         },
         "client": "aiops-agents",
         "client_url": link,
-        "links": [{"href": link, "text": "Evidence in the Temporal Web UI"}],
+        "links": [
+            *([{"href": notice.console_link, "text": console_text(notice)}] if notice.console_link else []),
+            {"href": link, "text": "Evidence in the Temporal Web UI"},
+        ],
     }
+
+
+def _links(notice: ApprovalNotice, link: str) -> str:
+    """Slack's link line: the console (where the approver decides) first, when there is one."""
+    evidence = f"<{link}|Evidence in the Temporal Web UI>"
+    if not notice.console_link:
+        return evidence
+    return f"<{notice.console_link}|{console_text(notice)}> \u00b7 {evidence}"
+
+
+def console_text(notice: ApprovalNotice) -> str:
+    waiting = notice.step in (NotifyStep.PENDING, NotifyStep.ESCALATED)
+    return "Decide in the console" if waiting else "The action in the console"
 
 
 class NotifyActivities:

@@ -120,6 +120,18 @@ async def test_through_a_real_alertmanager_500_alerts_of_which_50_resolve_decide
             )
             assert [(i.decided, i.firing) for i in status.incidents] == [(True, 450)], am.log()
             assert status.counters.actions_proposed == 1
+            # none lost: 500 firing and 50 resolved events taken (Alertmanager's resends of a changed
+            # group are the duplicates), none refused
+            counters = status.counters
+            assert counters.events_received - counters.events_deduplicated == 550, counters
+            assert counters.events_rejected == 0
+            # bounded memory: the decision carries the count and a sample, not 450 alerts
+            [incident] = status.incidents
+            record = await aiops.approvals.action(
+                aiops.approvals.action_id(config.id, incident.action_event_id or "")
+            )
+            assert record.event.data["incident"]["firing"] == 450
+            assert len(record.event.data["alerts"]) == 50
             assert (await am.notifications())[1] == 0, am.log()
         finally:
             am.stop()

@@ -31,6 +31,7 @@ from aiops.contracts.config import (
     MAX_NOTIFY_CHANNELS,
     AgentConfig,
     ApprovalRule,
+    ApprovalSettings,
     ExpiryAction,
     NotifyChannel,
     NotifyStep,
@@ -41,6 +42,7 @@ from tests.helpers import agent_config, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
 from tests.support.http_receiver import Receiver, http_receiver
 from tests.support.time_skipping import time_skipping_server
+from workflows.action.details import console_link
 
 SLACK_PATH = "/services/T000/B000/slack-secret-path"
 
@@ -118,6 +120,26 @@ def test_unresolvable_channel_references_are_config_problems(monkeypatch: pytest
     ]
 
 
+def test_the_console_link_comes_from_console_url_only_and_an_unsafe_url_is_refused() -> None:
+    assert console_link(None, "action-web:e1") == ""
+    assert (
+        console_link("https://aiops.example/base/", "action-web:am:f1@2")
+        == "https://aiops.example/base/console/actions/action-web:am:f1@2"
+    )
+    assert console_link("http://c", "a/b c\u00e9") == "http://c/console/actions/a%2Fb%20c%C3%A9"
+    # a character that would end Slack's <url|text> or Markdown's [text](url) early is refused
+    for unsafe in (
+        "https://x|y",
+        "https://x/a)b",
+        "https://x/<b>",
+        "https://x/a b",
+        "javascript:x",
+        "https://x/\u202e",
+    ):
+        with pytest.raises(ValidationError, match="console_url"):
+            ApprovalSettings(console_url=unsafe)
+
+
 # ----- delivery, on the real dev server and PostgreSQL ----------------------------------------------
 
 
@@ -140,11 +162,13 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
                     type="slack", url="env:AIOPS_TEST_SLACK_URL", ui_url="https://temporal.example"
                 ),
                 NotifyChannel(type="pagerduty", routing_key="env:AIOPS_TEST_PD_KEY", url=receiver.url("/pd")),
-            ]
+            ],
+            "console_url": "https://console.example:8443/",
         }
     )
     config = agent_config("scripted", approval=approval)
     _, action_id, record = await start_pending_action(aiops, config, "high")
+    console = f"https://console.example:8443/console/actions/{action_id}"
     await eventually(
         lambda: _async(receiver),
         lambda r: len(r.accepted("/hook")) == 1 and bool(r.accepted(SLACK_PATH)) and bool(r.accepted("/pd")),
@@ -164,7 +188,7 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
         "digest": record.plan_digest,
     }
     assert body["approve_command"] == record.approve_command and action_id in body["approve_command"]
-    assert body["link"] == link
+    assert body["link"] == link and body["console_link"] == console
     assert body["approvals"] == 0 and body["required_approvals"] == 1 and body["deadline"]
 
     # Slack: the summary, risk, plan digest, the evidence link (on the channel's UI) and the command.
@@ -175,12 +199,20 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
     assert record.plan_digest and record.plan_digest in text and "*Risk*: high" in text
     assert f"https://temporal.example/namespaces/default/workflows/{quote(action_id, safe='')}" in text
     assert json.dumps(record.approve_command)[1:-1] in text
+    assert f"<{console}|Decide in the console>" in text
 
     # PagerDuty: a trigger keyed by the action, with the resolved routing key.
     [trigger] = receiver.to("/pd")
     assert trigger.body["event_action"] == "trigger" and trigger.body["dedup_key"] == action_id
     assert trigger.body["routing_key"] == routing_key
     assert trigger.body["payload"]["severity"] == "error" and trigger.body["client_url"] == link
+    assert trigger.body["links"][0] == {"href": console, "text": "Decide in the console"}
+    assert trigger.body["payload"]["custom_details"]["console_link"] == console
+
+    # The Web UI's current details name the same page.
+    metadata = await aiops.approvals.action_handle(action_id).query("__temporal_workflow_metadata")
+    current = metadata["currentDetails"] if isinstance(metadata, dict) else metadata.current_details
+    assert f"[Open it in the console]({console})" in current
 
     await aiops.approvals.approve(action_id, "alice", "notified and approved")
     done = await aiops.approvals.wait_for_action(action_id)
@@ -190,6 +222,7 @@ async def test_approvers_are_told_on_every_channel_retried_once_per_step_and_aud
     assert resolve.body == {"routing_key": routing_key, "event_action": "resolve", "dedup_key": action_id}
     resolved = [r.body for r in receiver.to("/hook") if r.body["step"] == "resolved"]
     assert [b["outcome"] for b in resolved] == ["approved by alice"]
+    assert [b["console_link"] for b in resolved] == [console]
     for path in ("/hook", SLACK_PATH, "/pd"):
         keys = [r.headers["idempotency-key"] for r in receiver.accepted(path)]
         assert len(keys) == 2 and len(set(keys)) == 2, f"once per step at {path}: {keys}"
@@ -225,6 +258,7 @@ async def test_a_refusing_receiver_is_not_retried_and_the_give_up_is_audited(
     done = await aiops.approvals.wait_for_action(action_id)
     assert done.status == ActionStatus.EXPIRED
     assert [r.status for r in receiver.to("/gone")] == [404]
+    assert receiver.to("/gone")[0].body["console_link"] is None, "no approval.console_url: no link"
     [row] = [r for r in await aiops.audit.rows(action_id=action_id) if r.step == "notification"]
     assert row.detail["delivered"] is False and row.detail["notice"] == "pending"
     assert "answered 404" in row.detail["error"]

@@ -220,6 +220,7 @@ class ApprovalNotice(_Contract):
     approve_command: str = ""
     cli_command: str = ""
     outcome: str = ""  # expired or resolved: what ended the wait
+    console_link: str = ""  # the action in the approver's console; empty: no console_url configured
 
 
 class NoticeDelivery(_Contract):

@@ -324,6 +324,16 @@ class ApprovalSettings(_Strict):
     circuit_breaker_failures: int = Field(default=3, ge=1)
     # Who is told when an action starts waiting, escalates, expires or is decided (see NotifyChannel).
     notify: list[NotifyChannel] = Field(default_factory=list, max_length=MAX_NOTIFY_CHANNELS)
+    # The approver's console (served by the API process): notices and the Web UI details link each
+    # action to <console_url>/console/actions/<action id>. None: no console link anywhere. A base
+    # URL (host, port, path; no query) of characters safe inside Slack's and Markdown's link syntax.
+    # Left out of the JSON when unset, so signed reconfigure digests and histories stay as before.
+    console_url: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[A-Za-z0-9._~:/@%+-]+$",
+        exclude_if=lambda url: url is None,
+    )
     # Dev mode: approvals and agent commands by name alone, without a signed token. Off unless
     # set: then every view (status, Web UI details, CLI, audit row) says it was unauthenticated.
     allow_unsigned: bool = False

@@ -82,6 +82,7 @@ class Intake:
     results: list[dict[str, Any]] = field(default_factory=list)
     unrouted: int = 0
     rejected: int = 0
+    truncated: int = 0  # alerts Alertmanager left out of the notification (its webhook max_alerts)
     _taken: set[tuple[str, str]] = field(default_factory=set)  # (agent, event id): constant time
 
     def add(self, agent_id: str, event: SystemEvent, size: int) -> bool:
@@ -227,6 +228,16 @@ class Gateway:
                 422,
                 f"{len(payload.alerts)} alerts, over the limit of {config.limits.max_events_per_request}",
             )
+        if payload.truncated_alerts:
+            # Alertmanager cut them (the receiver's max_alerts) and counts them notified: no retry
+            # brings them, so they are said loudly, not silently missing (docs/gateway.md).
+            intake.truncated = payload.truncated_alerts
+            log.warning(
+                "Alertmanager left %d alert(s) of group %s out of the notification (its webhook "
+                "max_alerts): the agents never see them; set max_alerts: 0 on the aiops receiver",
+                payload.truncated_alerts,
+                payload.group_key[:200],
+            )
         for alert in payload.alerts:
             routes = select_routes(config.routes, alert.labels, intake.source_name)
             result: dict[str, Any] = {"fingerprint": alert.stable_fingerprint(), "status": alert.status}
@@ -290,6 +301,8 @@ class Gateway:
             count.labels(source, "unrouted").inc(intake.unrouted)
         if intake.rejected:
             count.labels(source, "rejected").inc(intake.rejected)
+        if intake.truncated:
+            count.labels(source, "truncated").inc(intake.truncated)
         batches = {agent: events for agent, events in intake.batches.items() if events}
         failures = await self.deliverer.deliver(
             batches, loaded.agent_configs, loaded.config.delivery, intake.sizes
@@ -326,6 +339,7 @@ class Gateway:
             "delivered": delivered,
             "unrouted": intake.unrouted,
             "rejected": intake.rejected,
+            "truncated": intake.truncated,
             "results": intake.results,
         }
         return self._answer(intake, 200, body)

@@ -6,8 +6,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # outcome of each event: accepted (Temporal took the signal), duplicate (accepted, and this gateway
 # had delivered the same event id to that agent before: the agent drops it), unrouted (no route took
-# it), rejected (refused before delivery: bad schema or too large), failed (delivery failed: 503)
-OUTCOMES = ("accepted", "duplicate", "unrouted", "rejected", "failed")
+# it), rejected (refused before delivery: bad schema or too large), failed (delivery failed: 503),
+# truncated (left out of the notification by Alertmanager's webhook max_alerts: never received)
+OUTCOMES = ("accepted", "duplicate", "unrouted", "rejected", "failed", "truncated")
 
 
 class GatewayMetrics:
@@ -21,7 +22,7 @@ class GatewayMetrics:
         )
         self.events = Counter(
             "aiops_gateway_events",
-            "Events by source and outcome (accepted, duplicate, unrouted, rejected, failed)",
+            "Events by source and outcome (accepted, duplicate, unrouted, rejected, failed, truncated)",
             ["source", "outcome"],
             registry=self.registry,
         )

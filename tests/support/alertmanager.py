@@ -106,12 +106,15 @@ class Alertmanager:
         group_by: tuple[str, ...] = ("alertname",),
         group_interval: str = "500ms",
         repeat_interval: str = "1h",
+        max_alerts: int = 0,
     ) -> None:
         self.server_bin, self.amtool_bin = alertmanager_binaries()
         self.folder = Path(tempfile.mkdtemp(prefix="alertmanager-"))
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         webhook: dict = {"url": webhook_url, "send_resolved": True}
+        if max_alerts:  # the webhook then sends at most this many alerts of a group, and truncatedAlerts
+            webhook["max_alerts"] = max_alerts
         if bearer_token is not None:
             webhook["http_config"] = {"authorization": {"type": "Bearer", "credentials": bearer_token}}
         config = {

@@ -75,6 +75,22 @@ def wrapped_command(verb: str, workflow_id: str, name: str, body: Mapping[str, o
     ]
 
 
+def console_link(console_url: str | None, action_id: str) -> str:
+    """The action's page in the approver's console (``approval.console_url``); empty when unset."""
+    if not console_url:
+        return ""
+    return f"{console_url.rstrip('/')}/console/actions/{_path_segment(action_id)}"
+
+
+def _path_segment(text: str) -> str:
+    """``text`` percent-encoded for a URL path segment (action ids are safe by construction; this
+    only guards the link; no urllib in workflow modules, see tests/unit/test_workflow_determinism)."""
+    return "".join(
+        ch if ch.isascii() and (ch.isalnum() or ch in "_.:@-") else "".join(f"%{b:02X}" for b in ch.encode())
+        for ch in text
+    )
+
+
 def static_summary(action: AgentAction) -> str:
     targets = ", ".join(action.target_resources[:3]) or "-"
     return f"[{action.risk_level.value}] {action.type.value} on {targets}: {action.description}"[:200]
@@ -168,6 +184,9 @@ def details_markdown(
     if record.error and status != ActionStatus.REJECTED:
         facts.append(f"**Error**: {record.error}")
     lines = [f"### {headline}", "", *(f"- {fact}" for fact in facts)]
+    link = console_link(approval.console_url if approval is not None else None, record.action.id)
+    if link:  # the text stays short in the narrow column; the link behind it is whole
+        lines += ["", f"[Open it in the console]({link})"]
     if record.plan is not None:
         lines += ["", f"**Plan** (digest `{(record.plan_digest or '')[:12]}`): {record.plan.summary}"]
         if record.plan.changes:

@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.errors import SecretUnavailableError
     from workflows.action.approval_gate import approvals_count
     from workflows.action.audit import ActionAudit
-    from workflows.action.details import notice_step, static_summary
+    from workflows.action.details import console_link, notice_step, static_summary
     from workflows.failures import cause_message
 
 NOTICE_RETRY = RetryPolicy(
@@ -116,6 +116,7 @@ class ActionNotices:
             # Who decides comes from $AIOPS_USER or the approver's key file (see docs/cli.md).
             cli_command=f"aiops approvals approve {action.id} --comment '<why>'",
             outcome=outcome,
+            console_link=console_link(approval.console_url, action.id),
         )
 
     async def _deliver(self, notice: ApprovalNotice, after: list[asyncio.Task[None]]) -> None:
