@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -52,7 +51,7 @@ from aiops.contracts.audit_rows import bounded_record, event_record
 from aiops.contracts.budgets import bound_decisions
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
+from aiops.contracts.models import ActionResult, AgentAction, Plan, SystemEvent, escalation_alert
 
 log = logging.getLogger("aiops.activities")
 
@@ -355,12 +354,10 @@ class AgentActivities:
             return
         if self.client is None:
             raise ApplicationError("no Temporal client to deliver the escalation", non_retryable=True)
-        alert = SystemEvent(
-            id=f"escalation-{hashlib.sha256(notice.action_id.encode()).hexdigest()[:32]}",
-            type=EventType.ALERT,
+        alert = escalation_alert(
+            "escalation",
+            notice.action_id,
             source=f"action/{notice.action_id}",
-            severity=Severity.HIGH,
-            timestamp=datetime.now(UTC),
             data={"action_id": notice.action_id, "agent_id": notice.agent_id, "message": notice.message},
             correlation_id=notice.action_id,
         )
