@@ -126,6 +126,13 @@ class _Strict(BaseModel):
     )
 
 
+class CarriesConfig(BaseModel):
+    """A model that may carry an agent's config (workflow inputs, status, records): a validation
+    error names the field and the problem but never echoes the input, which may hold settings."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
 def _new_event_id() -> str:
     """A client's default event id; workflows only parse events that carry one (``parse_event``)."""
     return str(uuid.uuid4())  # not workflow code: clients only
