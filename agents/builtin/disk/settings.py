@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
-from agents.builtin.common import AbsolutePath, OwnFolder, inside
+from agents.builtin.common import AbsolutePath, OwnFolder, distinct, inside
 from agents.settings import AgentSettings, SettingProblems, Where
 from aiops.contracts.models import RiskLevel
 
@@ -110,9 +110,7 @@ class DiskSettings(AgentSettings):
     @field_validator("mounts")
     @classmethod
     def _distinct(cls, mounts: list[str]) -> list[str]:
-        if len(set(mounts)) != len(mounts):
-            raise ValueError("lists a mount point twice")
-        return mounts
+        return distinct(mounts, "a mount point")
 
     @model_validator(mode="after")
     def _consistent(self) -> DiskSettings:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
-from agents.builtin.common import OwnFolder
+from agents.builtin.common import OwnFolder, distinct
 from agents.settings import AgentSettings, SettingProblems
 from aiops.contracts.models import RiskLevel
 
@@ -110,9 +110,7 @@ class ServiceSettings(AgentSettings):
     @field_validator("services")
     @classmethod
     def _distinct(cls, services: list[Service]) -> list[Service]:
-        if len({s.name for s in services}) != len(services):
-            raise ValueError("lists a program twice")
-        return services
+        return distinct(services, "a program", key=lambda s: s.name)
 
     @field_validator("escalation_risk")
     @classmethod
