@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -26,6 +26,7 @@ from pydantic.fields import FieldInfo
 from aiops.contracts.errors import AiopsError
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 Where = tuple[int | str, ...]
@@ -54,6 +55,15 @@ class FreeFormSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def distinct(items: list[T], problem: str, key: Callable[[T], Hashable] | None = None) -> list[T]:
+    """``items`` if no two are the same (or share a ``key``), else ``problem`` as a validator's
+    ValueError: a list setting that names one thing twice is a slip, not a wish to act twice."""
+    keys = [key(item) for item in items] if key is not None else items
+    if len(set(keys)) != len(keys):
+        raise ValueError(problem)
+    return items
 
 
 def parse_settings(model: type[M], raw: Mapping[str, Any], agent_type: str) -> tuple[M | None, list[str]]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Hashable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
@@ -47,17 +46,6 @@ def own_folder(value: str) -> str:
 
 AbsolutePath = Annotated[str, Field(strict=True, min_length=1), AfterValidator(absolute_path)]
 OwnFolder = Annotated[AbsolutePath, AfterValidator(own_folder)]
-
-T = TypeVar("T")
-
-
-def distinct(items: list[T], what: str, key: Callable[[T], Hashable] | None = None) -> list[T]:
-    """``items`` if no two are the same (or share a ``key``): a list setting that names one thing
-    twice is a copy-paste slip that would make the agent watch or act on it twice."""
-    keys = [key(item) for item in items] if key is not None else items
-    if len(set(keys)) != len(keys):
-        raise ValueError(f"lists {what} twice")
-    return items
 
 
 def slug(text: str, fallback: str) -> str:

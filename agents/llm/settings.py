@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.settings import distinct
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import AGENT_ID_PATTERN, ActionType, RiskLevel
 from aiops.contracts.secret_refs import is_reference
@@ -19,6 +20,15 @@ from aiops.contracts.secret_refs import is_reference
 # The agent workflow waits for a decision at most ``runtime.decision_timeout_seconds``; a diagnosis
 # (several model round trips and tool calls) needs far more than the 30 s default.
 MIN_DECISION_TIMEOUT_SECONDS = 60.0
+
+
+def _each_matching(values: list[str], pattern: re.Pattern[str], problem: str, cut: int) -> list[str]:
+    """``values`` if each matches ``pattern``, else ``problem`` naming the first that does not
+    (cut to ``cut`` characters: the value may be junk of any length)."""
+    for value in values:
+        if not pattern.match(value):
+            raise ValueError(problem.format(value[:cut]))
+    return values
 
 
 class _Settings(BaseModel):
@@ -131,10 +141,7 @@ class McpServerSettings(_Settings):
     @field_validator("read_only_tools")
     @classmethod
     def _tools(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not MCP_TOOL_NAME.match(name):
-                raise ValueError(f"read_only_tools: {name[:80]!r} is not a tool name")
-        return names
+        return _each_matching(names, MCP_TOOL_NAME, "read_only_tools: {!r} is not a tool name", cut=80)
 
     @field_validator("url")
     @classmethod
@@ -172,18 +179,12 @@ class ToolSettings(_Settings):
     @field_validator("mcp_servers")
     @classmethod
     def _unique_servers(cls, servers: list[McpServerSettings]) -> list[McpServerSettings]:
-        names = [server.name for server in servers]
-        if len(names) != len(set(names)):
-            raise ValueError("MCP server names must be unique")
-        return servers
+        return distinct(servers, "MCP server names must be unique", key=lambda server: server.name)
 
     @field_validator("peer_agents")
     @classmethod
     def _agent_ids(cls, ids: list[str]) -> list[str]:
-        for agent_id in ids:
-            if not AGENT_ID_PATTERN.match(agent_id):
-                raise ValueError(f"tools.peer_agents: {agent_id[:100]!r} is not an agent id")
-        return ids
+        return _each_matching(ids, AGENT_ID_PATTERN, "tools.peer_agents: {!r} is not an agent id", cut=100)
 
 
 class LlmSettings(_Settings):
@@ -199,10 +200,7 @@ class LlmSettings(_Settings):
     @field_validator("catalog")
     @classmethod
     def _unique_names(cls, catalog: list[CatalogEntry]) -> list[CatalogEntry]:
-        names = [entry.name for entry in catalog]
-        if len(names) != len(set(names)):
-            raise ValueError("catalog entry names must be unique")
-        return catalog
+        return distinct(catalog, "catalog entry names must be unique", key=lambda entry: entry.name)
 
     @field_validator("escalation_agent")
     @classmethod

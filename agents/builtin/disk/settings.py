@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
-from agents.builtin.common import AbsolutePath, OwnFolder, distinct, inside
-from agents.settings import AgentSettings, SettingProblems, Where
+from agents.builtin.common import AbsolutePath, OwnFolder, inside
+from agents.settings import AgentSettings, SettingProblems, Where, distinct
 from aiops.contracts.models import RiskLevel
 
 Mode = Literal["delete", "quarantine"]
@@ -110,7 +110,7 @@ class DiskSettings(AgentSettings):
     @field_validator("mounts")
     @classmethod
     def _distinct(cls, mounts: list[str]) -> list[str]:
-        return distinct(mounts, "a mount point")
+        return distinct(mounts, "lists a mount point twice")
 
     @model_validator(mode="after")
     def _consistent(self) -> DiskSettings:

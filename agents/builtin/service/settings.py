@@ -9,8 +9,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
-from agents.builtin.common import OwnFolder, distinct
-from agents.settings import AgentSettings, SettingProblems
+from agents.builtin.common import OwnFolder
+from agents.settings import AgentSettings, SettingProblems, distinct
 from aiops.contracts.models import RiskLevel
 
 MAX_WINDOW = 7 * 24 * 3600
@@ -110,7 +110,7 @@ class ServiceSettings(AgentSettings):
     @field_validator("services")
     @classmethod
     def _distinct(cls, services: list[Service]) -> list[Service]:
-        return distinct(services, "a program", key=lambda s: s.name)
+        return distinct(services, "lists a program twice", key=lambda s: s.name)
 
     @field_validator("escalation_risk")
     @classmethod
