@@ -24,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_instances import AgentInstances
 from activities.database.audit_log import AuditLog
+from agents.base_agent import BaseAgent
 from aiops.contracts import agent as agent_contract
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionOutcome, ActionStatus
@@ -255,10 +256,16 @@ class AgentActivities:
     async def stop_agent(self, config: AgentConfig) -> bool:
         return await self.instances.stop(config)
 
+    async def _action_hook(
+        self, call: ActionCall, hook: Callable[[BaseAgent[Any], AgentAction], Awaitable[T]]
+    ) -> T:
+        """Run one of the agent's action hooks on the keyed action, heartbeating while it runs."""
+        agent = await _run_hook(self.instances.get(call.config))
+        return await _with_heartbeats(_run_hook(hook(agent, keyed(call.action))))
+
     @activity.defn
     async def plan_action(self, call: ActionCall) -> Plan | None:
-        agent = await _run_hook(self.instances.get(call.config))
-        return await _with_heartbeats(_run_hook(agent.plan(keyed(call.action))))
+        return await self._action_hook(call, BaseAgent.plan)
 
     @activity.defn
     async def plan_action_here(self, call: ActionCall) -> PlannedHere:
@@ -336,8 +343,7 @@ class AgentActivities:
 
     @activity.defn
     async def rollback_action(self, call: ActionCall) -> ActionResult | None:
-        agent = await _run_hook(self.instances.get(call.config))
-        return await _with_heartbeats(_run_hook(agent.rollback(keyed(call.action))))
+        return await self._action_hook(call, BaseAgent.rollback)
 
     @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> None:
