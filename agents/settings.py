@@ -20,13 +20,12 @@ import typing
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
 from aiops.contracts.errors import AiopsError
 
 M = TypeVar("M", bound=BaseModel)
-T = TypeVar("T")
 
 
 Where = tuple[int | str, ...]
@@ -57,13 +56,18 @@ class FreeFormSettings(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-def distinct(items: list[T], problem: str, key: Callable[[T], Hashable] | None = None) -> list[T]:
-    """``items`` if no two are the same (or share a ``key``), else ``problem`` as a validator's
-    ValueError: a list setting that names one thing twice is a slip, not a wish to act twice."""
-    keys = [key(item) for item in items] if key is not None else items
-    if len(set(keys)) != len(keys):
-        raise ValueError(problem)
-    return items
+def distinct(problem: str, key: Callable[[Any], Hashable] | None = None) -> AfterValidator:
+    """A list setting's check, ``Annotated[list[X], distinct(problem)]``: no two items the same
+    (or sharing a ``key``), else ``problem``. A list that names one thing twice is a slip, not a
+    wish to act twice. It runs after the list's own checks (its length), as a field validator does."""
+
+    def check(items: list[Any]) -> list[Any]:
+        keys = [key(item) for item in items] if key is not None else items
+        if len(set(keys)) != len(keys):
+            raise ValueError(problem)
+        return items
+
+    return AfterValidator(check)
 
 
 def parse_settings(model: type[M], raw: Mapping[str, Any], agent_type: str) -> tuple[M | None, list[str]]:

@@ -164,7 +164,9 @@ class ToolSettings(_Settings):
     peer_agents: list[str] = Field(default_factory=list, max_length=20)
     agent_status: bool = True  # the agent's own status, pending approvals and recent problems
     # MCP servers whose read-only tools the model may call (agents/llm/tools.py, mcp_toolset).
-    mcp_servers: list[McpServerSettings] = Field(default_factory=list, max_length=5)
+    mcp_servers: Annotated[
+        list[McpServerSettings], distinct("MCP server names must be unique", key=lambda s: s.name)
+    ] = Field(default_factory=list, max_length=5)
     max_bytes: int = Field(default=8192, ge=256, le=262_144)  # per tool result
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)  # per tool call
 
@@ -176,11 +178,6 @@ class ToolSettings(_Settings):
                 raise ValueError(f"tools.file_roots: {root[:100]!r} is not an absolute path")
         return roots
 
-    @field_validator("mcp_servers")
-    @classmethod
-    def _unique_servers(cls, servers: list[McpServerSettings]) -> list[McpServerSettings]:
-        return distinct(servers, "MCP server names must be unique", key=lambda server: server.name)
-
     @field_validator("peer_agents")
     @classmethod
     def _agent_ids(cls, ids: list[str]) -> list[str]:
@@ -190,17 +187,14 @@ class ToolSettings(_Settings):
 class LlmSettings(_Settings):
     endpoint: EndpointSettings = Field(default_factory=EndpointSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
-    catalog: list[CatalogEntry] = Field(default_factory=list, max_length=50)
+    catalog: Annotated[
+        list[CatalogEntry], distinct("catalog entry names must be unique", key=lambda e: e.name)
+    ] = Field(default_factory=list, max_length=50)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     # How long one diagnosis may run; defaults to the decision timeout minus a margin.
     diagnosis_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     escalation_agent: str | None = None  # an agent id that receives an alert for every "no proposal"
     instructions: str = Field(default="", max_length=4000)  # added to the built-in system prompt
-
-    @field_validator("catalog")
-    @classmethod
-    def _unique_names(cls, catalog: list[CatalogEntry]) -> list[CatalogEntry]:
-        return distinct(catalog, "catalog entry names must be unique", key=lambda entry: entry.name)
 
     @field_validator("escalation_agent")
     @classmethod
