@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import socket
@@ -25,6 +24,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.agent_instances import AgentInstances
 from activities.database.audit_log import AuditLog
+from agents.base_agent import BaseAgent
 from aiops.contracts import agent as agent_contract
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionOutcome, ActionStatus
@@ -52,7 +52,7 @@ from aiops.contracts.audit_rows import bounded_record, event_record
 from aiops.contracts.budgets import bound_decisions
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
+from aiops.contracts.models import ActionResult, AgentAction, Plan, SystemEvent, escalation_alert
 
 log = logging.getLogger("aiops.activities")
 
@@ -256,10 +256,16 @@ class AgentActivities:
     async def stop_agent(self, config: AgentConfig) -> bool:
         return await self.instances.stop(config)
 
+    async def _action_hook(
+        self, call: ActionCall, hook: Callable[[BaseAgent[Any], AgentAction], Awaitable[T]]
+    ) -> T:
+        """Run one of the agent's action hooks on the keyed action, heartbeating while it runs."""
+        agent = await _run_hook(self.instances.get(call.config))
+        return await _with_heartbeats(_run_hook(hook(agent, keyed(call.action))))
+
     @activity.defn
     async def plan_action(self, call: ActionCall) -> Plan | None:
-        agent = await _run_hook(self.instances.get(call.config))
-        return await _with_heartbeats(_run_hook(agent.plan(keyed(call.action))))
+        return await self._action_hook(call, BaseAgent.plan)
 
     @activity.defn
     async def plan_action_here(self, call: ActionCall) -> PlannedHere:
@@ -337,8 +343,7 @@ class AgentActivities:
 
     @activity.defn
     async def rollback_action(self, call: ActionCall) -> ActionResult | None:
-        agent = await _run_hook(self.instances.get(call.config))
-        return await _with_heartbeats(_run_hook(agent.rollback(keyed(call.action))))
+        return await self._action_hook(call, BaseAgent.rollback)
 
     @activity.defn
     async def notify_escalation(self, notice: EscalationNotice) -> None:
@@ -355,12 +360,10 @@ class AgentActivities:
             return
         if self.client is None:
             raise ApplicationError("no Temporal client to deliver the escalation", non_retryable=True)
-        alert = SystemEvent(
-            id=f"escalation-{hashlib.sha256(notice.action_id.encode()).hexdigest()[:32]}",
-            type=EventType.ALERT,
+        alert = escalation_alert(
+            "escalation",
+            notice.action_id,
             source=f"action/{notice.action_id}",
-            severity=Severity.HIGH,
-            timestamp=datetime.now(UTC),
             data={"action_id": notice.action_id, "agent_id": notice.agent_id, "message": notice.message},
             correlation_id=notice.action_id,
         )

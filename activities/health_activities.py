@@ -32,19 +32,9 @@ from activities.fleet_triage import FleetTriager
 from activities.worker_resources import worker_resources
 from agents.base_agent import BaseAgent
 from aiops.contracts import action as action_contract
+from aiops.contracts import activities as calls
 from aiops.contracts import agent as agent_contract
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.activities import (
-    CheckAgentsCall,
-    CheckResult,
-    FleetTriage,
-    HealthAlert,
-    HealthSnapshot,
-    Observations,
-    ObserveAgentsCall,
-    PendingApprovals,
-    TriageCall,
-)
 from aiops.contracts.agent import AgentStatus
 from aiops.contracts.health import AgentObservation, HealthStatus
 from aiops.contracts.models import EventType, Severity, SystemEvent
@@ -89,7 +79,7 @@ class HealthActivities:
         self.meter = meter or runtime.metric_meter
 
     @activity.defn
-    async def observe_agents(self, call: ObserveAgentsCall) -> Observations:
+    async def observe_agents(self, call: calls.ObserveAgentsCall) -> calls.Observations:
         gate = asyncio.Semaphore(CONCURRENT_OBSERVATIONS)
 
         async def observe(agent_id: str) -> AgentObservation:
@@ -97,7 +87,7 @@ class HealthActivities:
                 return await self._observe(agent_id, call.status_timeout_seconds, call.run_checks)
 
         agents = await asyncio.gather(*(observe(a) for a in call.agent_ids))
-        return Observations(agents=list(agents), worker=worker_resources())
+        return calls.Observations(agents=list(agents), worker=worker_resources())
 
     def _count_status_query(self, purpose: str) -> None:
         self.meter.create_counter(
@@ -120,20 +110,20 @@ class HealthActivities:
             observation.checks, observation.check_error = result.checks, result.error
         return observation
 
-    async def _check(self, status: AgentStatus, limit: float) -> CheckResult:
+    async def _check(self, status: AgentStatus, limit: float) -> calls.CheckResult:
         try:
             agent = await asyncio.wait_for(self.instances.get(status.config), limit)
             report = await asyncio.wait_for(agent.health_check(), limit)
-            return CheckResult(checks=report.checks)
+            return calls.CheckResult(checks=report.checks)
         except Exception as err:  # the check itself failing is a finding, not an activity failure
-            return CheckResult(error=f"{type(err).__name__}: {err}"[:300])
+            return calls.CheckResult(error=f"{type(err).__name__}: {err}"[:300])
 
     @activity.defn
-    async def check_agents(self, call: CheckAgentsCall) -> dict[str, CheckResult]:
+    async def check_agents(self, call: calls.CheckAgentsCall) -> dict[str, calls.CheckResult]:
         """Run the health-check hooks of agents of one type (on that type's queue)."""
         gate = asyncio.Semaphore(CONCURRENT_OBSERVATIONS)
 
-        async def check(agent_id: str) -> tuple[str, CheckResult]:
+        async def check(agent_id: str) -> tuple[str, calls.CheckResult]:
             async with gate:
                 handle = self.client.get_workflow_handle(agent_contract.agent_workflow_id(agent_id))
                 self._count_status_query("check")
@@ -143,7 +133,7 @@ class HealthActivities:
                         rpc_timeout=timedelta(seconds=call.timeout_seconds),
                     )
                 except RPCError as err:
-                    return agent_id, CheckResult(error=f"status unavailable: {err.message}"[:300])
+                    return agent_id, calls.CheckResult(error=f"status unavailable: {err.message}"[:300])
                 return agent_id, await self._check(status, call.timeout_seconds)
 
         return dict(await asyncio.gather(*(check(a) for a in call.agent_ids)))
@@ -156,7 +146,7 @@ class HealthActivities:
         return cls._health_check_specific is not BaseAgent._health_check_specific
 
     @activity.defn
-    async def triage_fleet(self, call: TriageCall) -> FleetTriage:
+    async def triage_fleet(self, call: calls.TriageCall) -> calls.FleetTriage:
         """The fleet on the task queue from visibility, sorted without listing every agent.
 
         Listed: the agents that need a closer look (one query), the ``ok`` agents of types with a
@@ -168,10 +158,10 @@ class HealthActivities:
         return await FleetTriager(self.client, self.instances, self.snapshots, call).run()
 
     @activity.defn
-    async def summarize_approvals(self, task_queue: str) -> PendingApprovals:
+    async def summarize_approvals(self, task_queue: str) -> calls.PendingApprovals:
         query = action_contract.pending_approvals_query(task_queue)
         now = datetime.now(UTC)
-        summary = PendingApprovals()
+        summary = calls.PendingApprovals()
         async for w in self.client.list_workflows(query):
             agent_type = w.typed_search_attributes.get(sa.AGENT_TYPE) or "unknown"
             summary.count_by_type[agent_type] = summary.count_by_type.get(agent_type, 0) + 1
@@ -181,7 +171,7 @@ class HealthActivities:
         return summary
 
     @activity.defn
-    async def record_health(self, snapshot: HealthSnapshot) -> dict[str, HealthStatus]:
+    async def record_health(self, snapshot: calls.HealthSnapshot) -> dict[str, HealthStatus]:
         """Store the verdicts and export them; return the previous recorded status of each agent
         whose status may need an alert (every agent but those healthy now and before, or new)."""
         grouped = [h for g in snapshot.groups for h in g.verdicts()]
@@ -209,7 +199,7 @@ class HealthActivities:
         return {a: s for a, s in previous.items() if not (s == quiet and now.get(a) == quiet)}
 
     @activity.defn
-    async def raise_health_alert(self, alert: HealthAlert) -> bool:
+    async def raise_health_alert(self, alert: calls.HealthAlert) -> bool:
         """Log, count and deliver one transition; True when an alerting agent received it."""
         t = alert.transition
         was = t.previous.value if t.previous else "unknown"

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Hashable, Mapping
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from pydantic.fields import FieldInfo
 
 from aiops.contracts.errors import AiopsError
@@ -54,6 +54,20 @@ class FreeFormSettings(BaseModel):
     """
 
     model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def distinct(problem: str, key: Callable[[Any], Hashable] | None = None) -> AfterValidator:
+    """A list setting's check, ``Annotated[list[X], distinct(problem)]``: no two items the same
+    (or sharing a ``key``), else ``problem``. A list that names one thing twice is a slip, not a
+    wish to act twice. It runs after the list's own checks (its length), as a field validator does."""
+
+    def check(items: list[Any]) -> list[Any]:
+        keys = [key(item) for item in items] if key is not None else items
+        if len(set(keys)) != len(keys):
+            raise ValueError(problem)
+        return items
+
+    return AfterValidator(check)
 
 
 def parse_settings(model: type[M], raw: Mapping[str, Any], agent_type: str) -> tuple[M | None, list[str]]:

@@ -38,6 +38,7 @@ with workflow.unsafe.imports_passed_through():
         TriageCall,
     )
     from aiops.contracts.agent import hooks_task_queue
+    from aiops.contracts.fields import same_named
     from aiops.contracts.health import (
         AgentHealth,
         AgentObservation,
@@ -111,12 +112,15 @@ class HealthMonitorWorkflow:
         triage: FleetTriage = await workflow.execute_local_activity_method(
             HealthActivities.triage_fleet,
             TriageCall(
-                task_queue=input.task_queue,
-                failed_within_seconds=input.failed_within_seconds,
-                thresholds=input.thresholds,
                 skip_agent_id=input.alert_agent_id,
-                worker_silence_seconds=input.worker_silence_seconds,
-                observe_all=input.observe_all,
+                **same_named(
+                    input,
+                    "task_queue",
+                    "failed_within_seconds",
+                    "thresholds",
+                    "worker_silence_seconds",
+                    "observe_all",
+                ),
             ),
             start_to_close_timeout=timedelta(seconds=120),
             retry_policy=RETRY,

@@ -20,9 +20,8 @@ and ``runtime.decision_timeout_seconds`` of at least 60 (300 or more is typical)
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -52,7 +51,7 @@ from agents.services import framework_services
 from aiops.contracts.agent import AgentMessages, agent_workflow_id
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
-from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, Severity, SystemEvent
+from aiops.contracts.models import ActionResult, AgentAction, EventType, Plan, SystemEvent, escalation_alert
 
 outcomes = logging.getLogger("aiops.llm")
 DEFAULT_TASK_QUEUE = "aiops-agents"
@@ -187,13 +186,10 @@ class LlmAgent(BaseAgent):
         target = self.settings.escalation_agent
         if target is None or result.no_proposal_reason == NONE_PROPOSED:
             return
-        digest = hashlib.sha256(f"{self.agent_id}\n{event.id}".encode()).hexdigest()[:32]
-        alert = SystemEvent(
-            id=f"llm-no-proposal-{digest}",
-            type=EventType.ALERT,
+        alert = escalation_alert(
+            "llm-no-proposal",
+            f"{self.agent_id}\n{event.id}",
             source=f"agent/{self.agent_id}",
-            severity=Severity.HIGH,
-            timestamp=datetime.now(UTC),
             data={
                 "agent_id": self.agent_id,
                 "event_id": event.id,

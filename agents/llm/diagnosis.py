@@ -8,7 +8,7 @@ registered): ``agents.llm.temporal`` lists what a worker registers.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -85,15 +85,17 @@ def system_prompt(ctx: RunContext[DiagnosisDeps]) -> str:
 toolset: FunctionToolset[DiagnosisDeps] = FunctionToolset(id=TOOLSET_ID)
 
 
+async def _audited(
+    ctx: RunContext[DiagnosisDeps], tool: Callable[..., Awaitable[str]], **arguments: Any
+) -> str:
+    """Call ``tools.<name>`` with the model's arguments, bounded and logged under that name."""
+    return await tools.audited(ctx.deps, tool.__name__, arguments, lambda: tool(ctx.deps, **arguments))
+
+
 @toolset.tool
 async def prometheus_query(ctx: RunContext[DiagnosisDeps], query: str, at: str | None = None) -> str:
     """Run a PromQL instant query (optionally at an RFC 3339 time or unix timestamp ``at``)."""
-    return await tools.audited(
-        ctx.deps,
-        "prometheus_query",
-        {"query": query, "at": at},
-        lambda: tools.prometheus_query(ctx.deps, query, at),
-    )
+    return await _audited(ctx, tools.prometheus_query, query=query, at=at)
 
 
 @toolset.tool
@@ -101,38 +103,27 @@ async def prometheus_query_range(
     ctx: RunContext[DiagnosisDeps], query: str, minutes_back: int = 30, step_seconds: int = 60
 ) -> str:
     """Run a PromQL range query over the last ``minutes_back`` minutes."""
-    args = {"query": query, "minutes_back": minutes_back, "step_seconds": step_seconds}
-    return await tools.audited(
-        ctx.deps,
-        "prometheus_query_range",
-        args,
-        lambda: tools.prometheus_query_range(ctx.deps, query, minutes_back, step_seconds),
+    return await _audited(
+        ctx, tools.prometheus_query_range, query=query, minutes_back=minutes_back, step_seconds=step_seconds
     )
 
 
 @toolset.tool
 async def agent_status(ctx: RunContext[DiagnosisDeps]) -> str:
     """This agent's state, counters, pending actions, approvals waiting and recent errors."""
-    return await tools.audited(ctx.deps, "agent_status", {}, lambda: tools.agent_status(ctx.deps))
+    return await _audited(ctx, tools.agent_status)
 
 
 @toolset.tool
 async def read_file_tail(ctx: RunContext[DiagnosisDeps], path: str, tail_lines: int = 100) -> str:
     """The last lines of a file (a log) under the configured file roots; absolute path."""
-    return await tools.audited(
-        ctx.deps,
-        "read_file_tail",
-        {"path": path, "tail_lines": tail_lines},
-        lambda: tools.read_file_tail(ctx.deps, path, tail_lines),
-    )
+    return await _audited(ctx, tools.read_file_tail, path=path, tail_lines=tail_lines)
 
 
 @toolset.tool
 async def run_detector(ctx: RunContext[DiagnosisDeps], agent_id: str) -> str:
     """Run another agent's read-only detector once and list what it finds."""
-    return await tools.audited(
-        ctx.deps, "run_detector", {"agent_id": agent_id}, lambda: tools.run_detector(ctx.deps, agent_id)
-    )
+    return await _audited(ctx, tools.run_detector, agent_id=agent_id)
 
 
 @toolset.tool
@@ -144,12 +135,13 @@ async def dry_run_plan(
     parameters: dict[str, str | int | float | bool] | None = None,
 ) -> str:
     """Ask another agent for the dry-run plan of an action (nothing is changed)."""
-    args = {"agent_id": agent_id, "action_type": action_type, "targets": targets, "parameters": parameters}
-    return await tools.audited(
-        ctx.deps,
-        "dry_run_plan",
-        args,
-        lambda: tools.dry_run_plan(ctx.deps, agent_id, action_type, targets, parameters),
+    return await _audited(
+        ctx,
+        tools.dry_run_plan,
+        agent_id=agent_id,
+        action_type=action_type,
+        targets=targets,
+        parameters=parameters,
     )
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from agents.settings import distinct
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.models import AGENT_ID_PATTERN, ActionType, RiskLevel
 from aiops.contracts.secret_refs import is_reference
@@ -19,6 +20,15 @@ from aiops.contracts.secret_refs import is_reference
 # The agent workflow waits for a decision at most ``runtime.decision_timeout_seconds``; a diagnosis
 # (several model round trips and tool calls) needs far more than the 30 s default.
 MIN_DECISION_TIMEOUT_SECONDS = 60.0
+
+
+def _each_matching(values: list[str], pattern: re.Pattern[str], problem: str, cut: int) -> list[str]:
+    """``values`` if each matches ``pattern``, else ``problem`` naming the first that does not
+    (cut to ``cut`` characters: the value may be junk of any length)."""
+    for value in values:
+        if not pattern.match(value):
+            raise ValueError(problem.format(value[:cut]))
+    return values
 
 
 class _Settings(BaseModel):
@@ -131,10 +141,7 @@ class McpServerSettings(_Settings):
     @field_validator("read_only_tools")
     @classmethod
     def _tools(cls, names: list[str]) -> list[str]:
-        for name in names:
-            if not MCP_TOOL_NAME.match(name):
-                raise ValueError(f"read_only_tools: {name[:80]!r} is not a tool name")
-        return names
+        return _each_matching(names, MCP_TOOL_NAME, "read_only_tools: {!r} is not a tool name", cut=80)
 
     @field_validator("url")
     @classmethod
@@ -157,7 +164,9 @@ class ToolSettings(_Settings):
     peer_agents: list[str] = Field(default_factory=list, max_length=20)
     agent_status: bool = True  # the agent's own status, pending approvals and recent problems
     # MCP servers whose read-only tools the model may call (agents/llm/tools.py, mcp_toolset).
-    mcp_servers: list[McpServerSettings] = Field(default_factory=list, max_length=5)
+    mcp_servers: Annotated[
+        list[McpServerSettings], distinct("MCP server names must be unique", key=lambda s: s.name)
+    ] = Field(default_factory=list, max_length=5)
     max_bytes: int = Field(default=8192, ge=256, le=262_144)  # per tool result
     timeout_seconds: float = Field(default=20.0, gt=0, le=300)  # per tool call
 
@@ -169,40 +178,23 @@ class ToolSettings(_Settings):
                 raise ValueError(f"tools.file_roots: {root[:100]!r} is not an absolute path")
         return roots
 
-    @field_validator("mcp_servers")
-    @classmethod
-    def _unique_servers(cls, servers: list[McpServerSettings]) -> list[McpServerSettings]:
-        names = [server.name for server in servers]
-        if len(names) != len(set(names)):
-            raise ValueError("MCP server names must be unique")
-        return servers
-
     @field_validator("peer_agents")
     @classmethod
     def _agent_ids(cls, ids: list[str]) -> list[str]:
-        for agent_id in ids:
-            if not AGENT_ID_PATTERN.match(agent_id):
-                raise ValueError(f"tools.peer_agents: {agent_id[:100]!r} is not an agent id")
-        return ids
+        return _each_matching(ids, AGENT_ID_PATTERN, "tools.peer_agents: {!r} is not an agent id", cut=100)
 
 
 class LlmSettings(_Settings):
     endpoint: EndpointSettings = Field(default_factory=EndpointSettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
-    catalog: list[CatalogEntry] = Field(default_factory=list, max_length=50)
+    catalog: Annotated[
+        list[CatalogEntry], distinct("catalog entry names must be unique", key=lambda e: e.name)
+    ] = Field(default_factory=list, max_length=50)
     tools: ToolSettings = Field(default_factory=ToolSettings)
     # How long one diagnosis may run; defaults to the decision timeout minus a margin.
     diagnosis_timeout_seconds: float | None = Field(default=None, gt=0, le=3600)
     escalation_agent: str | None = None  # an agent id that receives an alert for every "no proposal"
     instructions: str = Field(default="", max_length=4000)  # added to the built-in system prompt
-
-    @field_validator("catalog")
-    @classmethod
-    def _unique_names(cls, catalog: list[CatalogEntry]) -> list[CatalogEntry]:
-        names = [entry.name for entry in catalog]
-        if len(names) != len(set(names)):
-            raise ValueError("catalog entry names must be unique")
-        return catalog
 
     @field_validator("escalation_agent")
     @classmethod

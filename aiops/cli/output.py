@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover  (older typer on click)
 
 from aiops.contracts.agent import DEFAULT_TASK_QUEUE
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.fields import map_leaves
 from aiops.contracts.text import escape_for_display, escape_in_json
 
 EXIT_OK = 0
@@ -121,13 +122,7 @@ def console(stderr: bool = False) -> Console:
 
 
 def jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {k: jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    return value
+    return map_leaves(value, lambda v: v.model_dump(mode="json") if isinstance(v, BaseModel) else v)
 
 
 def print_json(value: Any) -> None:

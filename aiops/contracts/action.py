@@ -23,7 +23,7 @@ from temporalio.common import RawValue
 
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.config import AgentConfig
-from aiops.contracts.models import ActionResult, AgentAction, Plan, SystemEvent
+from aiops.contracts.models import ActionResult, AgentAction, CarriesConfig, Plan, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 from aiops.contracts.policy import PolicyDecision
 
@@ -113,9 +113,7 @@ FINAL_STATUSES = frozenset(
 # ----- start input -------------------------------------------------------------------
 
 
-class ActionInput(BaseModel):
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
-
+class ActionInput(CarriesConfig):
     action: AgentAction
     event: SystemEvent
     config: AgentConfig
@@ -198,10 +196,8 @@ class StatusChange(BaseModel):
     note: str = ""
 
 
-class ActionRecord(BaseModel):
+class ActionRecord(CarriesConfig):
     """The ``status`` query's answer and the workflow's result."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
 
     action: AgentAction
     event: SystemEvent

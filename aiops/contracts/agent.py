@@ -28,7 +28,7 @@ from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionOutcome
 from aiops.contracts.config import AgentConfig, AgentVerb
 from aiops.contracts.incidents import Incident, IncidentSummary  # the carried state holds them
-from aiops.contracts.models import EventType, RiskLevel, SystemEvent
+from aiops.contracts.models import CarriesConfig, EventType, RiskLevel, SystemEvent
 from aiops.contracts.operator_message import MAX_NAME, MAX_TEXT, OperatorMessage
 
 WORKFLOW_TYPE = "AgentWorkflow"
@@ -276,10 +276,8 @@ class ConfigApplied(BaseModel):
 # ----- start input, carried state, status and result ------------------------------------
 
 
-class AgentRunState(BaseModel):
+class AgentRunState(CarriesConfig):
     """The whole state of an agent: what ``status`` reads and what continue-as-new carries."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
 
     config: AgentConfig
     state: AgentState = AgentState.INITIALIZING
@@ -313,20 +311,16 @@ class AgentRunState(BaseModel):
     audit_log: bool = True
 
 
-class AgentWorkflowInput(BaseModel):
+class AgentWorkflowInput(CarriesConfig):
     """What starts an agent: its config, or the state a previous run carried."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
 
     config: AgentConfig
     carried: AgentRunState | None = None
     started_by: str = ""
 
 
-class AgentStatus(BaseModel):
+class AgentStatus(CarriesConfig):
     """The ``status`` query's answer."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
 
     agent_id: str
     name: str
@@ -353,10 +347,8 @@ class AgentStatus(BaseModel):
     truncated: str | None = None
 
 
-class AgentRunSummary(BaseModel):
+class AgentRunSummary(CarriesConfig):
     """What a finished agent run returns."""
-
-    model_config = ConfigDict(hide_input_in_errors=True)  # may carry a config: never echo it
 
     agent_id: str
     state: AgentState

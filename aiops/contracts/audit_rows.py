@@ -14,6 +14,7 @@ from typing import Any
 
 from aiops.contracts.action import action_workflow_id
 from aiops.contracts.activities import AuditRecord, AuditStep, EventDecision
+from aiops.contracts.fields import map_leaves
 from aiops.contracts.models import SystemEvent
 
 # A single text in a row (an event source, a comment, an error) is cut to this many characters.
@@ -21,19 +22,17 @@ MAX_TEXT = 2000
 MAX_KEY = 500
 
 
+def _cut(value: Any) -> Any:
+    if not isinstance(value, str) or len(value) <= MAX_TEXT:
+        return value
+    suffix = f"... ({len(value)} chars)"
+    return value[: MAX_TEXT - len(suffix)] + suffix
+
+
 def bounded(value: Any) -> Any:
     """``value`` with every string cut to at most ``MAX_TEXT`` characters, so no row can be huge
     (idempotent: a cut text fits, and is not cut again)."""
-    if isinstance(value, str):
-        if len(value) <= MAX_TEXT:
-            return value
-        suffix = f"... ({len(value)} chars)"
-        return value[: MAX_TEXT - len(suffix)] + suffix
-    if isinstance(value, dict):
-        return {k: bounded(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [bounded(v) for v in value]
-    return value
+    return map_leaves(value, _cut)
 
 
 def bounded_record(record: AuditRecord) -> AuditRecord:

@@ -8,6 +8,7 @@ dropped value.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import uuid  # not workflow code: only clients draw an event's id (parse_event requires one)
@@ -125,6 +126,13 @@ class _Strict(BaseModel):
     )
 
 
+class CarriesConfig(BaseModel):
+    """A model that may carry an agent's config (workflow inputs, status, records): a validation
+    error names the field and the problem but never echoes the input, which may hold settings."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+
 def _new_event_id() -> str:
     """A client's default event id; workflows only parse events that carry one (``parse_event``)."""
     return str(uuid.uuid4())  # not workflow code: clients only
@@ -146,6 +154,22 @@ class SystemEvent(_Strict):
     timestamp: datetime = Field(default_factory=_wall_clock)
     data: dict[str, Any] = Field(default_factory=dict)
     correlation_id: VisibleName | None = None
+
+
+def escalation_alert(
+    prefix: str, key: str, source: str, data: dict[str, Any], correlation_id: str
+) -> SystemEvent:
+    """A high-severity alert one agent's work sends another agent (not workflow code: it reads the
+    clock). Its id is ``prefix`` and a digest of ``key``, so a retried sender delivers the same
+    event, which the target deduplicates."""
+    return SystemEvent(
+        id=f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:32]}",
+        type=EventType.ALERT,
+        source=source,
+        severity=Severity.HIGH,
+        data=data,
+        correlation_id=correlation_id,
+    )
 
 
 class AgentAction(_Strict):

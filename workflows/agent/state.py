@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from aiops.contracts.action import ActionOutcome, ActionStatus
 from aiops.contracts.agent import AgentRunState, AgentState, AgentStatus, HoldState, RecentProblem
+from aiops.contracts.fields import same_named
 from aiops.contracts.policy import PolicyContext
 from workflows.agent.incidents import summaries
 
@@ -49,15 +50,18 @@ def status_of(state: AgentRunState) -> AgentStatus:
         if counters.events_processed
         else 0.0,
         success_rate=(counters.actions_succeeded / finished) if finished else None,
-        last_event_at=state.last_event_at,
-        started_at=state.started_at,
-        recent_errors=state.recent_errors,
-        recent_rejections=state.recent_rejections,
-        failure=state.failure,
-        run_number=state.run_number,
-        circuit_open=state.circuit_open,
-        consecutive_failures=state.consecutive_failures,
-        recent_action_seconds=state.recent_action_seconds,
+        **same_named(
+            state,
+            "last_event_at",
+            "started_at",
+            "recent_errors",
+            "recent_rejections",
+            "failure",
+            "run_number",
+            "circuit_open",
+            "consecutive_failures",
+            "recent_action_seconds",
+        ),
         incidents=summaries(state.incidents),
     )
 

@@ -11,10 +11,10 @@ import os
 import stat
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
+from pydantic import AfterValidator, Field, StrictBool, model_validator
 
 from agents.builtin.common import AbsolutePath, OwnFolder, inside
-from agents.settings import AgentSettings, SettingProblems, Where
+from agents.settings import AgentSettings, SettingProblems, Where, distinct
 from aiops.contracts.models import RiskLevel
 
 Mode = Literal["delete", "quarantine"]
@@ -86,7 +86,7 @@ class Root(AgentSettings):
 class DiskSettings(AgentSettings):
     """See docs/agents/disk.md for each setting."""
 
-    mounts: list[AbsolutePath] = Field(
+    mounts: Annotated[list[AbsolutePath], distinct("lists a mount point twice")] = Field(
         min_length=1, max_length=64, description='mount points to watch, e.g. ["/var/log"]'
     )
     roots: list[Root] = Field(
@@ -106,13 +106,6 @@ class DiskSettings(AgentSettings):
     throttle_seconds: float = Field(default=0.0, strict=True, ge=0, le=10)
     risk_level: RiskLevel | None = None
     verify_min_freed_ratio: float = Field(default=0.5, strict=True, ge=0, le=1)
-
-    @field_validator("mounts")
-    @classmethod
-    def _distinct(cls, mounts: list[str]) -> list[str]:
-        if len(set(mounts)) != len(mounts):
-            raise ValueError("lists a mount point twice")
-        return mounts
 
     @model_validator(mode="after")
     def _consistent(self) -> DiskSettings:

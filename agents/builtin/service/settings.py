@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field, StrictBool, field_validator, model_validator
 
 from agents.builtin.common import OwnFolder
-from agents.settings import AgentSettings, SettingProblems
+from agents.settings import AgentSettings, SettingProblems, distinct
 from aiops.contracts.models import RiskLevel
 
 MAX_WINDOW = 7 * 24 * 3600
@@ -92,7 +92,7 @@ class ServiceSettings(AgentSettings):
     """See docs/agents/service.md for each setting."""
 
     supervisor: SupervisorSettings = SupervisorSettings()
-    services: list[Service] = Field(
+    services: Annotated[list[Service], distinct("lists a program twice", key=lambda s: s.name)] = Field(
         min_length=1,
         max_length=100,
         description='supervisor programs to watch, e.g. [{"name": "web", '
@@ -106,13 +106,6 @@ class ServiceSettings(AgentSettings):
     risk_when_unhealthy: RiskLevel = RiskLevel.MEDIUM
     escalation_risk: RiskLevel = RiskLevel.HIGH
     state_dir: OwnFolder = "/var/lib/aiops/service"
-
-    @field_validator("services")
-    @classmethod
-    def _distinct(cls, services: list[Service]) -> list[Service]:
-        if len({s.name for s in services}) != len(services):
-            raise ValueError("lists a program twice")
-        return services
 
     @field_validator("escalation_risk")
     @classmethod

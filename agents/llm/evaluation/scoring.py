@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from agents.llm.evaluation.cases import Case, Label, Target
 from agents.llm.evaluation.replay import CaseRun
+from aiops.contracts.fields import same_named
 
 Verdict = Literal["right", "wrong", "miss", "error", "unscored"]
 ERROR_OUTCOMES = frozenset({"model_error", "timeout", "budget_per_event", "budget_per_hour"})
@@ -84,7 +85,6 @@ def score(case: Case, run: CaseRun) -> CaseScore:
     proposed = _describe(proposal)
     if out_of_catalog:
         proposed = "refused: " + (result.no_proposal_reason or "")[len("proposal refused: ") :][:120]
-    usage = result.usage
     return CaseScore(
         id=case.id,
         title=case.title,
@@ -93,14 +93,10 @@ def score(case: Case, run: CaseRun) -> CaseScore:
         verdict=verdict(label, proposal, run.outcome in ERROR_OUTCOMES),
         out_of_catalog=out_of_catalog,
         tool_calls=len(result.tool_calls),
-        unrecorded_calls=run.unrecorded_calls,
-        requests=usage.requests,
-        input_tokens=usage.input_tokens,
-        output_tokens=usage.output_tokens,
-        seconds=run.seconds,
         reason=result.no_proposal_reason,
         summary=result.diagnosis.summary[:300] if result.diagnosis else None,
-        unrecorded=run.unrecorded,
+        **same_named(run, "unrecorded_calls", "seconds", "unrecorded"),
+        **same_named(result.usage, "requests", "input_tokens", "output_tokens"),
     )
 
 
