@@ -32,8 +32,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from aiops.contracts.config import AgentConfig, TrustedIssuer, UntrustedSigning
+from aiops.contracts.config import AgentConfig, ApprovalSettings, TrustedIssuer, UntrustedSigning
 from aiops.contracts.errors import AiopsError, describe_validation_error
+from aiops.contracts.passkey import PasskeyError, is_passkey_envelope
+from workflows.passkey import verify_passkey
 
 KEY_PREFIX = "ed25519:"
 ALGORITHM = "EdDSA"
@@ -156,8 +158,13 @@ def verify_identity(
     digest: str | None,
     now: datetime,
     used_token_ids: set[str],
+    passkeys: ApprovalSettings | None = None,
 ) -> Verified:
     """Who ``token`` proves may ask ``verb`` of this workflow now; ``TokenRefused`` otherwise.
+
+    A ``passkey:`` credential (a WebAuthn assertion, ``workflows/passkey.py``) is checked against
+    the approvers' registered passkeys and relying party of ``passkeys`` (the pinned config's
+    approval settings); where none are given (agent commands) passkeys are not accepted.
 
     ``keys`` maps approver names to their ``ed25519:`` public keys and ``issuers`` are the
     trusted identity providers, both from the config the workflow pins. A token with an ``iss``
@@ -166,6 +173,8 @@ def verify_identity(
     claim, and the time, are checked here against the workflow's own clock, so replaying this
     check gives the same answer.
     """
+    if is_passkey_envelope(token):
+        return _verified_by_passkey(token, passkeys, workflow_id, verb, digest, now, used_token_ids)
     try:
         header = jwt.get_unverified_header(token)
         unverified = json.loads(
@@ -207,6 +216,28 @@ def verify_identity(
         ) from None
     claims = _claims(signed["payload"])
     return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+
+
+def _verified_by_passkey(
+    credential: str,
+    settings: ApprovalSettings | None,
+    workflow_id: str,
+    verb: Verb,
+    digest: str | None,
+    now: datetime,
+    used: set[str],
+) -> Verified:
+    if settings is None or verb not in ("approve", "reject"):
+        raise TokenRefused("a passkey signs decisions on actions only; sign this with a token")
+    try:
+        name, token_id, expires = verify_passkey(credential, settings, workflow_id, verb, digest, now, used)
+    except PasskeyError as err:
+        raise TokenRefused(str(err)) from None
+    moment = int(now.timestamp())
+    claims = ApprovalClaims(
+        sub=name, aud=workflow_id, verb=verb, digest=digest, iat=moment, exp=expires, jti=token_id
+    )
+    return Verified(claims=claims, name=name)
 
 
 def identity_roles(config: AgentConfig, who: Verified) -> list[str]:

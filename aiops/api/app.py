@@ -125,7 +125,7 @@ def status_of(err: Exception) -> int:
 
 
 def build(host: Host) -> FastAPI:
-    from aiops.api import events, routes  # the endpoints, each a thin call on the client facade
+    from aiops.api import events, passkeys, routes  # the endpoints, each a thin call on the client facade
 
     app = FastAPI(
         title="AIOps agents API",
@@ -138,6 +138,7 @@ def build(host: Host) -> FastAPI:
     app.state.context = Context(host)
     app.include_router(routes.router)
     app.include_router(events.router)
+    app.include_router(passkeys.router)
 
     @app.exception_handler(ApiError)
     async def _refused(request: Request, err: ApiError) -> JSONResponse:

@@ -26,6 +26,7 @@ from aiops.contracts.models import (
     _oversized,
     _Strict,
 )
+from aiops.contracts.passkey import MAX_PASSKEYS_PER_APPROVER, PasskeyCredential
 from aiops.contracts.secret_refs import is_reference, literal_secret_problems
 from aiops.contracts.text import VisibleName
 
@@ -86,6 +87,8 @@ class Approver(_Strict):
     name: VisibleName = Field(min_length=1, max_length=200)
     roles: list[VisibleName] = Field(default_factory=list, max_length=50)
     public_key: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
+    # Passkeys (WebAuthn) that sign their decisions too: the lines enrollment prints (docs/passkeys.md).
+    passkeys: list[PasskeyCredential] = Field(default_factory=list, max_length=MAX_PASSKEYS_PER_APPROVER)
 
 
 class ApprovalRule(_Strict):
@@ -320,6 +323,22 @@ class ApprovalSettings(_Strict):
     issuers: list[TrustedIssuer] = Field(default_factory=list, max_length=10)
     # Who may pause, resume, stop, reset the circuit breaker of, or reconfigure the agent.
     command_roles: dict[AgentVerb, list[str]] = Field(default_factory=_default_command_roles)
+    # The WebAuthn relying party the approvers' passkeys belong to: its id (a host name, like
+    # "aiops.example.com") and the exact origins the console is served from.
+    passkey_rp_id: str | None = Field(default=None, max_length=253, pattern=r"^[a-z0-9.-]+$")
+    passkey_origins: list[str] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _passkeys_usable(self) -> ApprovalSettings:
+        ids = [p.id for a in self.approvers for p in a.passkeys]
+        if ids and not (self.passkey_rp_id and self.passkey_origins):
+            raise ValueError("approvers have passkeys: set approval.passkey_rp_id and passkey_origins")
+        if len(set(ids)) != len(ids):
+            raise ValueError("a passkey id is registered twice (each passkey belongs to one approver)")
+        for origin in self.passkey_origins:
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"passkey origin {origin[:80]!r} is not like https://host[:port]")
+        return self
 
     def roles_for(self, verb: AgentVerb) -> list[str]:
         roles = self.command_roles.get(verb)

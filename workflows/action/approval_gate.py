@@ -99,7 +99,15 @@ def check_decision(
     used = {a.token_id for a in record.approvals if a.token_id}
     try:
         who = verify_identity(
-            request.credential, keys, settings.issuers, workflow_id, verb, record.plan_digest, now, used
+            request.credential,
+            keys,
+            settings.issuers,
+            workflow_id,
+            verb,
+            record.plan_digest,
+            now,
+            used,
+            passkeys=settings,
         )
     except TokenRefused as err:
         return str(err), None
