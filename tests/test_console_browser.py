@@ -15,6 +15,7 @@ from playwright.async_api import async_playwright
 
 from aiops.client import AiopsClient
 from aiops.contracts.activities import AuditStep
+from aiops.contracts.passkey import PasskeyClaims, PasskeyCredential, b64url, passkey_challenge
 from tests.helpers import agent_config, eventually, start_pending_action
 from tests.support.browser import (
     LAPTOP_VIEWPORT,
@@ -139,3 +140,156 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
         refused = await aiops.audit.rows(None, action_id, None, None, 100)
         assert any(r.step == AuditStep.APPROVAL_REFUSED and "not for this action" in str(r) for r in refused)
         assert len(list((tmp_path / "screens").glob("*.png"))) >= 7
+
+
+async def virtual_authenticator(page: Any) -> Any:
+    """A platform authenticator in the browser, through DevTools: it answers WebAuthn without a person."""
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("WebAuthn.enable")
+    # No resident keys: a second passkey of the same person must not replace the first (a
+    # discoverable credential of the same user and relying party would).
+    options = {"protocol": "ctap2", "transport": "internal", "hasResidentKey": False,
+               "hasUserVerification": True, "isUserVerified": True}  # fmt: skip
+    await cdp.send("WebAuthn.addVirtualAuthenticator", {"options": options})
+    return cdp
+
+
+async def enroll(evidence: Evidence, stack: ConsoleStack, name: str) -> PasskeyCredential:
+    page = evidence.page
+    await page.goto(f"{stack.url}/console/passkeys")
+    await page.click("#enroll")
+    await evidence.wait_for_text(["Put this line under your passkeys:", '"public_key"'])
+    await evidence.shot(f"enrolled-{name}")
+    line = await page.inner_text("#enroll-line")
+    return PasskeyCredential.model_validate_json(line.removeprefix("- "))
+
+
+async def sign_out(evidence: Evidence, stack: ConsoleStack) -> None:
+    await evidence.page.click("text=Sign out")
+    await evidence.page.wait_for_url(f"{stack.url}/console/signin")
+
+
+def tampered(**update: Any) -> Any:
+    """A route handler that alters the API's passkey challenge (and re-derives its challenge), as a
+    hostile page or proxy could: the browser then signs claims the workflow must refuse."""
+
+    async def handler(route: Any) -> None:
+        response = await route.fetch()
+        offer = await response.json()
+        claims = PasskeyClaims.model_validate(offer["claims"]).model_copy(
+            update={k: v for k, v in update.items() if k != "allow_credentials"}
+        )
+        offer["claims"] = claims.model_dump(mode="json")
+        offer["challenge"] = b64url(passkey_challenge(claims))
+        if "allow_credentials" in update:
+            offer["allow_credentials"] = update["allow_credentials"]
+        await route.fulfill(response=response, json=offer)
+
+    return handler
+
+
+async def decide_with_passkey(evidence: Evidence, verb: str = "approve") -> None:
+    await evidence.page.click(f"button.passkey.{verb}")
+
+
+async def test_passkeys_enroll_and_decide_and_every_wrong_assertion_is_refused_on_the_page(
+    aiops: AiopsClient, worker, tmp_path: Path, browser: Any
+) -> None:
+    async with console_stack(aiops, tmp_path) as stack:
+        page = await browser.new_page()
+        await virtual_authenticator(page)
+        evidence = Evidence(page, tmp_path / "screens")
+
+        async with evidence.step("enrolled"):
+            await sign_in(evidence, stack, "alice")
+            alice_key = await enroll(evidence, stack, "alice")
+            await sign_out(evidence, stack)
+            await sign_in(evidence, stack, "bob")
+            bob_key = await enroll(evidence, stack, "bob")
+            await sign_out(evidence, stack)
+
+        team = signed_team()
+        keys = {"alice": alice_key, "bob": bob_key}
+        approval = team.model_copy(
+            update={
+                "approvers": [a.model_copy(update={"passkeys": [keys[a.name]]}) if a.name in keys else a
+                              for a in team.approvers],
+                "passkey_rp_id": "localhost",
+                "passkey_origins": [stack.url],
+            }
+        )  # fmt: skip
+        first = agent_config("scripted", approval=approval)
+        second = agent_config("scripted", approval=approval)
+        _, action_id, record = await start_pending_action(aiops, first, "critical", requested_by="dave")
+        _, other_id, _ = await start_pending_action(aiops, second, "critical", requested_by="dave")
+
+        await sign_in(evidence, stack, "alice")
+        spare = await enroll(evidence, stack, "alice-spare")  # enrolled, never added to the config
+        await page.goto(f"{stack.url}/console/actions/{action_id}")
+
+        async with evidence.step("refused-another-plan"):
+            await page.route("**/passkey-challenge", tampered(digest="0" * 64))
+            await decide_with_passkey(evidence)
+            await evidence.wait_for_text(["Refused:", "approves another plan"])
+            await page.unroute("**/passkey-challenge")
+
+        sent: list[str] = []
+
+        async def keep(route: Any) -> None:
+            sent.append(route.request.post_data)
+            await route.continue_()
+
+        async with evidence.step("alice-approved-with-passkey"):
+            await page.route("**/decision", keep)
+            await page.fill("#comment", "checked the plan")
+            await decide_with_passkey(evidence)
+            await evidence.wait_for_text(["1 of 2 needed", "alice approved", "checked the plan"])
+            await page.unroute("**/decision")
+
+        async with evidence.step("refused-replayed"):
+
+            async def replay(route: Any) -> None:
+                await route.continue_(post_data=sent[0])
+
+            await page.route("**/decision", replay)
+            await decide_with_passkey(evidence)
+            await evidence.wait_for_text(["Refused:", "already used"])
+            await page.unroute("**/decision")
+
+        await page.goto(f"{stack.url}/console/actions/{other_id}")
+        async with evidence.step("refused-another-action"):
+            await page.route("**/passkey-challenge", tampered(aud=action_id))
+            await decide_with_passkey(evidence)
+            await evidence.wait_for_text(["Refused:", "made for another action"])
+            await page.unroute("**/passkey-challenge")
+
+        async with evidence.step("refused-unregistered"):
+            await page.route("**/passkey-challenge", tampered(allow_credentials=[spare.id]))
+            await decide_with_passkey(evidence)
+            await evidence.wait_for_text(["Refused:", "unregistered credential"])
+            await page.unroute("**/passkey-challenge")
+
+        async with evidence.step("bob-second-approver-executed"):
+            await sign_out(evidence, stack)
+            await sign_in(evidence, stack, "bob")
+            await page.goto(f"{stack.url}/console/actions/{action_id}")
+            await decide_with_passkey(evidence)
+            await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final)
+            await page.reload()
+            await evidence.wait_for_text(["bob approved", "alice approved", "verified", "Result: succeeded"])
+
+        done = await aiops.approvals.action(action_id)
+        passkeyed = [(a.approver, str(a.token_id).startswith("passkey:")) for a in done.approvals]
+        assert passkeyed == [("alice", True), ("bob", True)]
+        assert done.plan_digest == record.plan_digest
+        refusals = [
+            (action_id, "approves another plan"),
+            (action_id, "already used"),
+            (other_id, "made for another action"),
+            (other_id, "unregistered credential"),
+        ]
+        for refused_on, says in refusals:
+            rows = await aiops.audit.rows(None, refused_on, None, None, 200)
+            assert any(
+                r.step == AuditStep.APPROVAL_REFUSED and says in r.detail.get("reason", "") for r in rows
+            ), says

@@ -286,7 +286,8 @@ async def decide(request: Request) -> Response:
     try:
         record = await client.approvals.decide(action_id, decision)
     except AiopsError as err:
-        return await _action_page(request, session, action_id, record, status_of(err), refusal=one_line(err))
+        said = one_line(err).removeprefix("refused: ")
+        return await _action_page(request, session, action_id, record, status_of(err), refusal=said)
     return await _action_page(request, session, action_id, record, decided=f"{verb} recorded")
 
 

@@ -39,7 +39,7 @@
     var data = null;
     try { data = await answer.json(); } catch (e) { data = null; }
     if (!answer.ok) {
-      var why = data && data.error ? data.error : "HTTP " + answer.status;
+      var why = data && data.error ? data.error.replace(/^refused:\s*/i, "") : "HTTP " + answer.status;
       throw new Error(why);
     }
     return data;
@@ -140,7 +140,7 @@
         authenticatorAttachment: credential.authenticatorAttachment || null,
       };
       var answer = await call("/v1/passkeys/registration", body);
-      var line = typeof answer === "string" ? answer : (answer.line || answer.config_line || JSON.stringify(answer));
+      var line = "- " + JSON.stringify(answer);
       document.getElementById("enroll-line").textContent = line;
       document.getElementById("enroll-done").hidden = false;
     } catch (err) {
