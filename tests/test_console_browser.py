@@ -269,9 +269,19 @@ async def test_passkeys_enroll_and_decide_and_every_wrong_assertion_is_refused_o
             await evidence.wait_for_text(["Refused:", "unregistered credential"])
             await page.unroute("**/passkey-challenge")
 
-        async with evidence.step("bob-second-approver-executed"):
+        async with evidence.step("passkey-sign-in-refused-without-a-registered-passkey"):
             await sign_out(evidence, stack)
-            await sign_in(evidence, stack, "bob")
+            await page.fill("#signin-name", "carol")
+            await page.click("#signin-passkey")
+            await evidence.wait_for_text(["Refused:", "'carol' has no registered passkey"])
+
+        async with evidence.step("bob-signed-in-with-passkey"):
+            await page.fill("#signin-name", "bob")
+            await page.click("#signin-passkey")
+            await page.wait_for_url(f"{stack.url}/console/")
+            await evidence.wait_for_text(["Signed in as bob", "via passkey", second.id, "1 of 2"])
+
+        async with evidence.step("bob-second-approver-executed"):
             await page.goto(f"{stack.url}/console/actions/{action_id}")
             await decide_with_passkey(evidence)
             await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final)

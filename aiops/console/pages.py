@@ -8,6 +8,7 @@ elsewhere (``aiops approvals token``) and relays it, as the API does. Nothing he
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import UTC, datetime
@@ -16,9 +17,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from aiops.api.app import Buckets, one_line, status_of
@@ -29,7 +31,7 @@ from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import RiskLevel
 from aiops.contracts.operator_message import MAX_CREDENTIAL, MAX_TEXT
 
-from . import views
+from . import passkey_signin, views
 from .app import ConsoleState, cookies_of
 from .oidc import SignInRefused
 from .session import FLOW_SECONDS, CookieNames, Session, SessionRefused, csrf_matches, new_session
@@ -163,13 +165,81 @@ async def signin_callback(request: Request) -> Response:
 def _signed_in(settings: Any, state: ConsoleState, principal: Principal) -> Response:
     """Set the session and go on to the inbox from a page of our own: a redirect straight from
     the identity provider's cross-site navigation would not carry the SameSite=Strict cookie."""
+    return _open_session(render("signed_in.html", me=principal), settings, state, principal)
+
+
+def _open_session(answer: Response, settings: Any, state: ConsoleState, principal: Principal) -> Response:
     names = CookieNames(settings.public_url)
     session = new_session(principal, settings.session_hours)
-    answer = render("signed_in.html", me=principal)
     cookie = state.signer(settings).dump("session", session.model_dump(mode="json"))
     answer.set_cookie(names.session, cookie, **names.attributes("strict", int(settings.session_hours * 3600)))
     answer.delete_cookie(names.flow, path="/")
     return answer
+
+
+async def _json(request: Request) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise Refused(415, "send JSON (Content-Type: application/json)")
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise Refused(400, "the body is not JSON") from None
+
+
+async def _passkey_keys(request: Request, name: str) -> list[passkey_signin.Registered]:
+    state = _state(request)
+    configs = await passkey_signin.known_configs(await state.host.aiops(), state.host.loaded.agent_configs)
+    return passkey_signin.registered(name, configs)
+
+
+async def signin_passkey_options(request: Request) -> JSONResponse:
+    """The challenge for a passkey sign-in as ``name``; the flow is kept in this browser's cookie."""
+    settings = _settings(request)
+    state = _state(request)
+    api = state.api()
+    assert api is not None
+    if request.app.state.limiter.take(f"console-address:{_remote(request)}", api.rate_limit):
+        raise Refused(429, "over the console's rate limit; wait a moment")
+    body = await _json(request)
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(passkey_signin.NAME_PATTERN, name):
+        raise Refused(422, "name the person signing in (1 to 200 characters)")
+    try:
+        options, flow = request.app.state.passkeys.options(name, await _passkey_keys(request, name))
+    except passkey_signin.PasskeySignInRefused as err:
+        await state.refused(name, "POST", request.url.path, 401, str(err), _remote(request))
+        return JSONResponse({"error": str(err)}, 401)
+    answer = JSONResponse(options)
+    names = CookieNames(settings.public_url)
+    cookie = state.signer(settings).dump("passkey sign-in", flow)
+    answer.set_cookie(names.flow, cookie, **names.attributes("lax", FLOW_SECONDS))
+    return answer
+
+
+async def signin_passkey(request: Request) -> Response:
+    """Verify the passkey's assertion and open the session; the script then goes to the inbox."""
+    settings = _settings(request)
+    state = _state(request)
+    names = CookieNames(settings.public_url)
+    who = ""
+    try:
+        try:
+            assertion = passkey_signin.SignInAssertion.model_validate(await _json(request))
+        except ValidationError:
+            raise passkey_signin.PasskeySignInRefused("the passkey sign-in is malformed") from None
+        who = assertion.name
+        cookie = request.cookies.get(names.flow)
+        if not cookie:
+            raise passkey_signin.PasskeySignInRefused("this browser has no passkey sign-in under way")
+        flow = state.signer(settings).load("passkey sign-in", cookie)
+        keys = await _passkey_keys(request, assertion.name)
+        principal = request.app.state.passkeys.verify(flow, assertion, keys)
+    except SessionRefused as err:
+        await state.refused(who, "POST", request.url.path, 401, str(err), _remote(request))
+        answer: Response = JSONResponse({"error": str(err)}, 401)
+        answer.delete_cookie(names.flow, path="/")
+        return answer
+    return _open_session(JSONResponse({"next": "/console/"}), settings, state, principal)
 
 
 async def signout(request: Request) -> Response:
@@ -326,6 +396,8 @@ def build(state: ConsoleState) -> Starlette:
             Route("/console/signin", signin),
             Route("/console/signin/oidc", signin_oidc),
             Route("/console/signin/callback", signin_callback),
+            Route("/console/signin/passkey-options", signin_passkey_options, methods=["POST"]),
+            Route("/console/signin/passkey", signin_passkey, methods=["POST"]),
             Route("/console/signout", signout, methods=["POST"]),
             Route("/console/passkeys", passkeys),
             Route("/console/actions/{action_id:path}/decide", decide, methods=["POST"]),
@@ -336,4 +408,5 @@ def build(state: ConsoleState) -> Starlette:
     )
     app.state.console = state
     app.state.limiter = Buckets()
+    app.state.passkeys = passkey_signin.PasskeySignIn()
     return app

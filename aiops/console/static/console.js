@@ -148,11 +148,48 @@
     }
   }
 
+  // ----- sign-in with a passkey: options -> assertion -> session -----------------------------
+
+  async function signInWithPasskey(event) {
+    event.preventDefault();
+    hide("signin-passkey-refusal");
+    try {
+      var name = document.getElementById("signin-name").value;
+      var options = await call("/console/signin/passkey-options", { name: name });
+      var assertion = await navigator.credentials.get({
+        publicKey: {
+          challenge: fromB64url(options.challenge),
+          rpId: options.rp_id,
+          allowCredentials: options.allow_credentials.map(function (id) {
+            return { type: "public-key", id: fromB64url(id) };
+          }),
+          userVerification: "required",
+          timeout: options.timeout_ms,
+        },
+      });
+      if (!assertion) throw new Error("the browser gave no passkey assertion");
+      var r = assertion.response;
+      var answer = await call("/console/signin/passkey", {
+        name: name,
+        credential_id: toB64url(assertion.rawId),
+        authenticator_data: toB64url(r.authenticatorData),
+        client_data_json: toB64url(r.clientDataJSON),
+        signature: toB64url(r.signature),
+        user_handle: r.userHandle ? toB64url(r.userHandle) : null,
+      });
+      window.location.assign(answer.next);
+    } catch (err) {
+      show("signin-passkey-refusal", "Refused: " + (err && err.message ? err.message : String(err)));
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("button.passkey").forEach(function (button) {
       button.addEventListener("click", function () { decide(button); });
     });
     var enrollButton = document.getElementById("enroll");
     if (enrollButton) enrollButton.addEventListener("click", enroll);
+    var signInForm = document.getElementById("signin-passkey-form");
+    if (signInForm) signInForm.addEventListener("submit", signInWithPasskey);
   });
 })();
