@@ -15,8 +15,10 @@ import pytest
 
 from aiops.client import AiopsClient
 from aiops.console.app import CSP
+from aiops.contracts.passkey import b64url_decode
 from tests.helpers import agent_config, start_pending_action
 from tests.support.console_stack import CLIENT_ID, PASSWORD, ConsoleStack, console_stack
+from tests.support.soft_authenticator import SoftAuthenticator
 from tests.test_signed_approvals import ALICE, signed_team, token
 
 pytestmark = pytest.mark.slow
@@ -147,3 +149,66 @@ async def test_csrf_is_required_on_every_post_and_a_pasted_token_decides(
         assert answer.status_code == 200 and "approve recorded" in answer.text, answer.text
         done = await aiops.approvals.wait_for_action(action_id)
         assert [(a.approver, a.comment, a.authenticated) for a in done.approvals] == [("alice", "go", True)]
+
+
+async def test_passkey_sign_in_names_only_a_registered_verified_passkey_once(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    async with console_stack(aiops, tmp_path) as stack, stack.http() as http:
+        laptop, stranger = (
+            SoftAuthenticator("localhost", stack.url),
+            SoftAuthenticator("localhost", stack.url),
+        )
+        team = signed_team()
+        approval = team.model_copy(
+            update={
+                "approvers": [
+                    a.model_copy(update={"passkeys": [laptop.config_line("laptop")]})
+                    if a.name == "alice"
+                    else a
+                    for a in team.approvers
+                ],
+                "passkey_rp_id": "localhost",
+                "passkey_origins": [stack.url],
+            }
+        )
+        await aiops.agents.start(agent_config("scripted", approval=approval))
+
+        async def options(name: str) -> tuple[bytes, str]:
+            answer = await http.post("/console/signin/passkey-options", json={"name": name})
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["allow_credentials"] == [laptop.id] and answer.json()["rp_id"] == "localhost"
+            return b64url_decode(answer.json()["challenge"]), cookie_value(
+                set_cookies(answer)["aiops-signin"]
+            )
+
+        async def sign_in(flow: str, name: str, key: SoftAuthenticator, signed: dict) -> httpx.Response:
+            body = {"name": name, "credential_id": key.id, **signed}
+            return await http.post(
+                "/console/signin/passkey", json=body, headers={"cookie": f"aiops-signin={flow}"}
+            )
+
+        nobody = await http.post("/console/signin/passkey-options", json={"name": "carol"})
+        assert nobody.status_code == 401 and "'carol' has no registered passkey" in nobody.json()["error"]
+        challenge, flow = await options("alice")
+        wrong = [
+            ("alice", stranger, stranger.get(challenge), "unregistered credential"),
+            ("alice", laptop, laptop.get(challenge, origin="http://evil.example"), "does not verify"),
+            ("alice", laptop, laptop.get(challenge, user_verified=False), "does not verify"),
+            ("alice", laptop, laptop.get(b"another challenge"), "does not verify"),
+            ("bob", laptop, laptop.get(challenge), "another person"),
+        ]
+        for name, key, signed, says in wrong:
+            answer = await sign_in(flow, name, key, signed)
+            assert answer.status_code == 401 and says in answer.json()["error"], (says, answer.text)
+        good = laptop.get(challenge)
+        answer = await sign_in(flow, "alice", laptop, good)
+        assert answer.status_code == 200 and answer.json() == {"next": "/console/"}, answer.text
+        session = set_cookies(answer)["aiops-session"]
+        assert "HttpOnly" in session and "SameSite=strict" in session
+        me = (await http.get("/v1/me", headers={"cookie": f"aiops-session={cookie_value(session)}"})).json()
+        assert (me["name"], me["roles"], me["via"]) == ("alice", ["approver", "viewer"], "passkey")
+        replayed = await sign_in(flow, "alice", laptop, good)
+        assert replayed.status_code == 401 and "already used" in replayed.json()["error"]
+        stored = [r for r in await stack.tokens.refusals(100) if r.path.startswith("/console/signin/passkey")]
+        assert len(stored) == len(wrong) + 2
