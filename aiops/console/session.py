@@ -23,6 +23,7 @@ import os
 import secrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -49,8 +50,10 @@ class Session(BaseModel):
 
 
 def loopback(public_url: str) -> bool:
-    host = public_url.split("://", 1)[-1].split(":", 1)[0].split("/", 1)[0]
-    return public_url.startswith("http://") and host in ("localhost", "127.0.0.1", "[::1]")
+    """Whether the console is served on a loopback ``http://`` address (a secure context to
+    browsers, where a ``Secure`` cookie would not be set over plain HTTP)."""
+    parts = urlsplit(public_url)
+    return parts.scheme == "http" and parts.hostname in ("localhost", "127.0.0.1", "::1")
 
 
 def _b64(data: bytes) -> str:
