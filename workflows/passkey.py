@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from webauthn import verify_authentication_response
-from webauthn.helpers.exceptions import WebAuthnException
-
 from aiops.contracts.config import ApprovalSettings
 from aiops.contracts.passkey import PasskeyError, b64url_decode, parse_envelope, passkey_challenge
 
@@ -49,6 +46,11 @@ def verify_passkey(
 ) -> tuple[str, str, int]:
     """``(approver name, token id, expiry)`` if the assertion proves ``verb`` on this workflow
     now; ``PasskeyError`` saying why otherwise (``verify_identity`` refuses with it)."""
+    # Imported here, not with the module: workflows imported anew in Temporal's sandbox (an agent
+    # author's) must not load py_webauthn's C-extension dependencies a second time.
+    from webauthn import verify_authentication_response
+    from webauthn.helpers.exceptions import WebAuthnException
+
     assertion = parse_envelope(credential)
     claims = assertion.claims
     if claims.aud != workflow_id:

@@ -79,6 +79,10 @@ class RuntimeSettings(_Strict):
     detect_every_seconds: float | None = Field(default=None, ge=10, le=MAX_SECONDS)
 
 
+def _unused(value: object) -> bool:
+    return value is None or value == []
+
+
 class Approver(_Strict):
     """A person who may decide actions. ``public_key`` (``ed25519:...``, from ``aiops keys
     generate``) verifies the tokens they sign; without one they can decide only where
@@ -88,7 +92,11 @@ class Approver(_Strict):
     roles: list[VisibleName] = Field(default_factory=list, max_length=50)
     public_key: str | None = Field(default=None, pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
     # Passkeys (WebAuthn) that sign their decisions too: the lines enrollment prints (docs/passkeys.md).
-    passkeys: list[PasskeyCredential] = Field(default_factory=list, max_length=MAX_PASSKEYS_PER_APPROVER)
+    # Left out of dumps while unused (as are the rp settings below), so a config without passkeys
+    # serializes, and its reconfigure tokens' digests stay, as before they existed.
+    passkeys: list[PasskeyCredential] = Field(
+        default_factory=list, max_length=MAX_PASSKEYS_PER_APPROVER, exclude_if=_unused
+    )
 
 
 class ApprovalRule(_Strict):
@@ -325,8 +333,10 @@ class ApprovalSettings(_Strict):
     command_roles: dict[AgentVerb, list[str]] = Field(default_factory=_default_command_roles)
     # The WebAuthn relying party the approvers' passkeys belong to: its id (a host name, like
     # "aiops.example.com") and the exact origins the console is served from.
-    passkey_rp_id: str | None = Field(default=None, max_length=253, pattern=r"^[a-z0-9.-]+$")
-    passkey_origins: list[str] = Field(default_factory=list, max_length=10)
+    passkey_rp_id: str | None = Field(
+        default=None, max_length=253, pattern=r"^[a-z0-9.-]+$", exclude_if=_unused
+    )
+    passkey_origins: list[str] = Field(default_factory=list, max_length=10, exclude_if=_unused)
 
     @model_validator(mode="after")
     def _passkeys_usable(self) -> ApprovalSettings:

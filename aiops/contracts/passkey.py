@@ -21,10 +21,9 @@ import base64
 import binascii
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from webauthn.helpers import decode_credential_public_key
 
 from aiops.contracts.errors import AiopsError
 
@@ -73,6 +72,10 @@ class PasskeyCredential(_Strict):
 
     @model_validator(mode="after")
     def _usable(self) -> PasskeyCredential:
+        # Imported here: a module imported anew in Temporal's sandbox must not load py_webauthn's
+        # C-extension dependencies (cbor2) a second time; see workflows/sandbox.py.
+        from webauthn.helpers import decode_credential_public_key
+
         try:
             decode_credential_public_key(b64url_decode(self.public_key))
         except Exception as err:  # the library raises several kinds for a broken COSE key
@@ -142,6 +145,27 @@ class PasskeyAssertion(_Strict):
             response["userHandle"] = self.user_handle.rstrip("=")
         raw_id = self.credential_id.rstrip("=")
         return {"id": raw_id, "rawId": raw_id, "type": "public-key", "response": response}
+
+
+def assertion_from_browser(claims: PasskeyClaims, credential: dict[str, Any]) -> PasskeyAssertion:
+    """The assertion of a browser's ``PublicKeyCredential.toJSON()`` (after
+    ``navigator.credentials.get``) over ``claims``' challenge; ``PasskeyError`` if it is not one."""
+    response = credential.get("response")
+    if not isinstance(response, dict):
+        raise PasskeyError("the credential has no 'response' object (PublicKeyCredential.toJSON())")
+    try:
+        return PasskeyAssertion(
+            claims=claims,
+            credential_id=credential.get("rawId") or credential.get("id"),
+            authenticator_data=response.get("authenticatorData"),
+            client_data_json=response.get("clientDataJSON"),
+            signature=response.get("signature"),
+            user_handle=response.get("userHandle") or None,
+        )
+    except ValidationError as err:
+        raise PasskeyError(
+            f"the browser's credential is not an assertion: {err.errors()[0]['msg']}"
+        ) from None
 
 
 def is_passkey_envelope(credential: str) -> bool:

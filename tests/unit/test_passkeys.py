@@ -21,6 +21,8 @@ from aiops.contracts.passkey import (
     PasskeyAssertion,
     PasskeyClaims,
     PasskeyCredential,
+    PasskeyError,
+    assertion_from_browser,
     b64url,
     canonical_claims,
     parse_envelope,
@@ -235,3 +237,14 @@ def test_the_assertion_model_names_every_field_base64url() -> None:
         "signature",
         "user_handle",
     }
+
+
+def test_a_browser_credential_becomes_an_assertion_or_a_reason() -> None:
+    c = claims()
+    made = ALICE.assert_claims(c)
+    browser = made.browser_json()
+    assert assertion_from_browser(c, browser) == made
+    assert verify(assertion_from_browser(c, browser).envelope()).name == "alice"
+    for broken in ({}, {"response": "x"}, {**browser, "response": {"signature": "!"}}):
+        with pytest.raises(PasskeyError):
+            assertion_from_browser(c, broken)
