@@ -54,10 +54,11 @@ async def browser(chromium: ChromiumInstall, tmp_path: Path) -> AsyncIterator[An
             await context.close()
 
 
-async def sign_in(evidence: Evidence, stack: ConsoleStack, user: str) -> None:
-    """From the console's front door through the identity provider's login form, back signed in."""
+async def sign_in(evidence: Evidence, stack: ConsoleStack, user: str, start: str = "/console/") -> None:
+    """From a console page (the front door, or an approval notice's link to an action) through
+    the identity provider's login form, back to that page signed in."""
     page = evidence.page
-    await page.goto(f"{stack.url}/console/")
+    await page.goto(f"{stack.url}{start}")
     await evidence.wait_for_text(["Sign in", "sign in first", f"Sign in with {stack.provider.issuer}"])
     await page.click("#signin-oidc")
     await page.wait_for_selector("#username")
@@ -65,8 +66,8 @@ async def sign_in(evidence: Evidence, stack: ConsoleStack, user: str) -> None:
     await page.fill("#username", user)
     await page.fill("#password", PASSWORD)
     await page.click("#login")
-    await page.wait_for_url(f"{stack.url}/console/")
-    await evidence.wait_for_text([f"Signed in as {user}", "Waiting for a decision"])
+    await page.wait_for_url(f"{stack.url}{start}")
+    await evidence.wait_for_text([f"Signed in as {user}"])
 
 
 async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_execute(
@@ -86,6 +87,7 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
 
         async with evidence.step("alice-signed-in-inbox"):
             await sign_in(evidence, stack, "alice")
+            await evidence.wait_for_text(["Waiting for a decision"])
             await evidence.wait_for_text(
                 [config.id, "critical", "0 of 2", "Agent", "Risk", "Age", "Approvals"]
             )
@@ -120,14 +122,13 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
                 ["approve recorded", "1 of 2 needed", "alice approved", "disk is full, go"]
             )
 
-        async with evidence.step("bob-signed-in"):
+        async with evidence.step("bob-signed-in-from-the-actions-link"):
             await page.click("text=Sign out")
             await page.wait_for_url(f"{stack.url}/console/signin")
-            await sign_in(evidence, stack, "bob")
-            await evidence.wait_for_text([config.id, "1 of 2"])
+            await sign_in(evidence, stack, "bob", start=f"/console/actions/{action_id}")  # a notice's link
+            await evidence.wait_for_text([action_id, "1 of 2 needed", "alice approved"])
 
         async with evidence.step("bob-approved-executed"):
-            await page.goto(f"{stack.url}/console/actions/{action_id}")
             await page.click("summary")
             await page.fill("textarea[name=credential]", token(BOB, action_id, digest))
             await page.click("#token-form button[value=approve]")
@@ -276,13 +277,13 @@ async def test_passkeys_enroll_and_decide_and_every_wrong_assertion_is_refused_o
             await evidence.wait_for_text(["Refused:", "'carol' has no registered passkey"])
 
         async with evidence.step("bob-signed-in-with-passkey"):
+            await page.goto(f"{stack.url}/console/actions/{action_id}")  # a notice's link, signed out
             await page.fill("#signin-name", "bob")
             await page.click("#signin-passkey")
-            await page.wait_for_url(f"{stack.url}/console/")
-            await evidence.wait_for_text(["Signed in as bob", "via passkey", second.id, "1 of 2"])
+            await page.wait_for_url(f"{stack.url}/console/actions/{action_id}")
+            await evidence.wait_for_text(["Signed in as bob", "via passkey", "1 of 2 needed"])
 
         async with evidence.step("bob-second-approver-executed"):
-            await page.goto(f"{stack.url}/console/actions/{action_id}")
             await decide_with_passkey(evidence)
             await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final)
             await page.reload()

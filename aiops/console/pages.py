@@ -40,6 +40,15 @@ STATIC = Path(__file__).parent / "static"
 STATIC_FILES = {"console.js": "text/javascript", "console.css": "text/css"}
 ACTION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
 AGENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# Where a sign-in may lead back to: a console page of this origin (an approval notice's link),
+# never another site ("//host", "/\\host") or a script URL.
+NEXT = re.compile(r"^/console/(?![/\\])[A-Za-z0-9_.:@%/?=&+-]{0,600}$")
+HOME = "/console/"
+
+
+def safe_next(value: object) -> str:
+    return value if isinstance(value, str) and NEXT.match(value) and "//" not in value else HOME
+
 
 templates = Environment(
     loader=PackageLoader("aiops.console", "templates"),
@@ -123,13 +132,15 @@ async def _check_csrf(request: Request, session: Session, form: Any) -> None:
 async def signin(request: Request) -> Response:
     settings = _settings(request)
     why = request.query_params.get("why", "")[:300]
-    return render("signin.html", issuer=settings.issuer, me=None, error=why)
+    target = safe_next(request.query_params.get("next"))
+    return render("signin.html", issuer=settings.issuer, me=None, error=why, next=target)
 
 
 async def signin_oidc(request: Request) -> Response:
     settings = _settings(request)
     state = _state(request)
     url, flow = await state.oidc.begin(settings, _client_secret(settings))
+    flow["next"] = safe_next(request.query_params.get("next"))
     answer = RedirectResponse(url, 303)
     names = CookieNames(settings.public_url)
     cookie = state.signer(settings).dump("sign-in", flow)
@@ -159,13 +170,15 @@ async def signin_callback(request: Request) -> Response:
         answer = render("signin.html", 401, issuer=settings.issuer, me=None, error=str(err))
         answer.delete_cookie(names.flow, path="/")
         return answer
-    return _signed_in(settings, state, principal)
+    return _signed_in(settings, state, principal, safe_next(flow.get("next")))
 
 
-def _signed_in(settings: Any, state: ConsoleState, principal: Principal) -> Response:
-    """Set the session and go on to the inbox from a page of our own: a redirect straight from
-    the identity provider's cross-site navigation would not carry the SameSite=Strict cookie."""
-    return _open_session(render("signed_in.html", me=principal), settings, state, principal)
+def _signed_in(settings: Any, state: ConsoleState, principal: Principal, target: str) -> Response:
+    """Set the session and go on (to the inbox, or the page the sign-in started from) from a page
+    of our own: a redirect straight from the identity provider's cross-site navigation would not
+    carry the SameSite=Strict cookie."""
+    page = render("signed_in.html", me=principal, next=target)
+    return _open_session(page, settings, state, principal)
 
 
 def _open_session(answer: Response, settings: Any, state: ConsoleState, principal: Principal) -> Response:
@@ -206,6 +219,7 @@ async def signin_passkey_options(request: Request) -> JSONResponse:
         raise Refused(422, "name the person signing in (1 to 200 characters)")
     try:
         options, flow = request.app.state.passkeys.options(name, await _passkey_keys(request, name))
+        flow["next"] = safe_next(body.get("next"))
     except passkey_signin.PasskeySignInRefused as err:
         await state.refused(name, "POST", request.url.path, 401, str(err), _remote(request))
         return JSONResponse({"error": str(err)}, 401)
@@ -239,7 +253,8 @@ async def signin_passkey(request: Request) -> Response:
         answer: Response = JSONResponse({"error": str(err)}, 401)
         answer.delete_cookie(names.flow, path="/")
         return answer
-    return _open_session(JSONResponse({"next": "/console/"}), settings, state, principal)
+    answer = JSONResponse({"next": safe_next(flow.get("next"))})
+    return _open_session(answer, settings, state, principal)
 
 
 async def signout(request: Request) -> Response:
@@ -382,7 +397,9 @@ def _refused(request: Request, err: Exception) -> Response:
         status = 503 if isinstance(err, SessionRefused) else status_of(err)
         err = Refused(status, one_line(err))
     if err.status == 401:
-        return RedirectResponse("/console/signin?" + urlencode({"why": err.reason}), 303)
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        query = {"why": err.reason, "next": safe_next(back) if request.method == "GET" else HOME}
+        return RedirectResponse("/console/signin?" + urlencode(query), 303)
     session = _session(request)
     me = session.principal if session else None
     return render("error.html", err.status, me=me, csrf=session.csrf if session else "", error=err.reason)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from aiops.api.auth import Principal
 from aiops.console import views
-from aiops.console.pages import render
+from aiops.console.pages import HOME, render, safe_next
 from aiops.console.session import CookieNames, SessionRefused, Signer, csrf_matches, loopback, new_session
 from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRecord, StatusChange
 from aiops.contracts.models import ActionType, AgentAction, Plan, RiskLevel, SystemEvent
@@ -181,3 +181,11 @@ def test_every_template_and_the_script_need_no_build_step() -> None:
         text = template.read_text()
         assert not re.search(r"<script(?![^>]*\bsrc=)", text), template.name  # no inline script
         assert "<style" not in text and " style=" not in text, template.name
+
+
+def test_a_sign_in_leads_back_only_to_a_console_page_of_this_origin() -> None:
+    assert safe_next("/console/actions/action-a:e1?x=1") == "/console/actions/action-a:e1?x=1"
+    hostile = ["//evil.example", "/console//evil.example", "/console/\\evil", "https://evil.example"]
+    hostile += ["javascript:alert(1)", '/console/x"><script>', "/consolex", "/console/" + "a" * 700]
+    for value in [*hostile, None, 3]:
+        assert safe_next(value) == HOME, value

@@ -155,7 +155,8 @@
     hide("signin-passkey-refusal");
     try {
       var name = document.getElementById("signin-name").value;
-      var options = await call("/console/signin/passkey-options", { name: name });
+      var next = event.target.getAttribute("data-next") || "/console/";
+      var options = await call("/console/signin/passkey-options", { name: name, next: next });
       var assertion = await navigator.credentials.get({
         publicKey: {
           challenge: fromB64url(options.challenge),
