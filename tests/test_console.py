@@ -17,6 +17,7 @@ from aiops.client import AiopsClient
 from aiops.console.app import CSP
 from aiops.contracts.passkey import b64url_decode
 from tests.helpers import agent_config, start_pending_action
+from tests.support.api_stack import api_stack
 from tests.support.console_stack import CLIENT_ID, PASSWORD, ConsoleStack, console_stack
 from tests.support.soft_authenticator import SoftAuthenticator
 from tests.test_signed_approvals import ALICE, signed_team, token
@@ -212,3 +213,11 @@ async def test_passkey_sign_in_names_only_a_registered_verified_passkey_once(
         assert replayed.status_code == 401 and "already used" in replayed.json()["error"]
         stored = [r for r in await stack.tokens.refusals(100) if r.path.startswith("/console/signin/passkey")]
         assert len(stored) == len(wrong) + 2
+
+
+async def test_the_console_is_off_without_its_settings(aiops: AiopsClient, tmp_path: Path) -> None:
+    async with api_stack(aiops, tmp_path) as api, api.http() as http:
+        answer = await http.get("/console/")
+        assert answer.status_code == 404 and "the console is off: add `api.console`" in answer.text
+        assert answer.headers["content-security-policy"] == CSP
+        assert (await http.get("/v1/me", headers={"cookie": "aiops-session=x.y"})).status_code == 401

@@ -30,6 +30,18 @@ from tests.test_signed_approvals import ALICE, BOB, signed_team, token
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
+# The llm agent's evidence as the action carries it (agents/llm/proposal.py), with hostile text.
+DIAGNOSIS = {
+    "summary": "disk /var is 97% full <script>alert(1)</script>",
+    "confidence": 0.82,
+    "why": "logs grew after the deploy",
+    "evidence": [{"observation": "97% used", "tool_call_id": "call-1"}],
+    "tool_calls": [
+        {"tool_call_id": "call-1", "tool": "prometheus_query", "ok": True,
+         "arguments": {"query": "node_filesystem_avail_bytes{mountpoint='/var'}"}, "result": "0.03"}
+    ],
+}  # fmt: skip
+
 
 @pytest.fixture(scope="module")
 def chromium() -> ChromiumInstall:
@@ -74,11 +86,15 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
     aiops: AiopsClient, worker, tmp_path: Path, browser: Any
 ) -> None:
     config = agent_config("scripted", approval=signed_team())
-    _, action_id, record = await start_pending_action(aiops, config, "critical", requested_by="dave")
+    _, action_id, record = await start_pending_action(
+        aiops, config, "critical", requested_by="dave", diagnosis=DIAGNOSIS
+    )
     digest = record.plan_digest
     assert digest is not None
     async with console_stack(aiops, tmp_path) as stack:
         page = await browser.new_page()
+        dialogs: list[str] = []
+        page.on("dialog", lambda d: dialogs.append(d.message))
         violations: list[str] = []
         page.on(
             "console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None
@@ -104,7 +120,10 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
             await page.click(f"text={record.action.description.splitlines()[0][:30]}")
             await evidence.wait_for_text(
                 [action_id, "pending_approval", "The plan", digest, "The triggering event", "The policy",
-                 "0 of 2 needed", "Deadline", "Approve with passkey"]
+                 "critical actions always need approval", "0 of 2 needed", "Deadline",
+                 "escalated once to on-call", "Approve with passkey", "LLM diagnosis",
+                 "disk /var is 97% full", "confidence 0.82",
+                 "prometheus_query", "node_filesystem_avail_bytes", "<script>alert(1)</script>"]
             )  # fmt: skip
 
         async with evidence.step("refused-token-for-another-action"):
@@ -137,7 +156,7 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
             await page.reload()
             await evidence.wait_for_text(["verified", "Result: succeeded"])
 
-        assert not violations, violations
+        assert not violations and not dialogs, (violations, dialogs)  # the hostile text never ran
         refused = await aiops.audit.rows(None, action_id, None, None, 100)
         assert any(r.step == AuditStep.APPROVAL_REFUSED and "not for this action" in str(r) for r in refused)
         assert len(list((tmp_path / "screens").glob("*.png"))) >= 7

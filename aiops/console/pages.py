@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
+from temporalio.service import RPCError
 
 from aiops.api.app import Buckets, one_line, status_of
 from aiops.api.auth import Principal, has_role
@@ -393,7 +394,9 @@ async def home(request: Request) -> Response:
 
 
 def _refused(request: Request, err: Exception) -> Response:
-    if not isinstance(err, Refused):  # the client's or the sign-in's own errors: their line, their status
+    if isinstance(err, RPCError):
+        err = Refused(503, one_line(f"Temporal refused or failed: {err}"))
+    elif not isinstance(err, Refused):  # the client's or the sign-in's own errors: their line, status
         status = 503 if isinstance(err, SessionRefused) else status_of(err)
         err = Refused(status, one_line(err))
     if err.status == 401:
@@ -421,7 +424,7 @@ def build(state: ConsoleState) -> Starlette:
             Route("/console/actions/{action_id:path}", action),
             Route("/console/static/{name}", static),
         ],
-        exception_handlers={AiopsError: _refused},
+        exception_handlers={AiopsError: _refused, RPCError: _refused},
     )
     app.state.console = state
     app.state.limiter = Buckets()
