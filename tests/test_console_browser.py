@@ -153,8 +153,9 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
             await page.click("#token-form button[value=approve]")
             await evidence.wait_for_text(["approve recorded", "bob approved"])
             await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final)
-            await page.reload()
+            await page.reload()  # a GET: the decision's POST was redirected, a reload does not repeat it
             await evidence.wait_for_text(["verified", "Result: succeeded"])
+            assert "no longer pending" not in await evidence.all_text()
 
         assert not violations and not dialogs, (violations, dialogs)  # the hostile text never ran
         refused = await aiops.audit.rows(None, action_id, None, None, 100)

@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import ValidationError
@@ -307,7 +307,9 @@ async def _record(request: Request, action_id: str) -> ActionRecord:
 async def action(request: Request) -> Response:
     session = await _person(request)
     action_id = request.path_params["action_id"]
-    return await _action_page(request, session, action_id, await _record(request, action_id))
+    decided = request.query_params.get("decided", "")
+    shown = f"{decided} recorded" if decided in ("approve", "reject") else ""
+    return await _action_page(request, session, action_id, await _record(request, action_id), decided=shown)
 
 
 async def _action_page(
@@ -374,7 +376,8 @@ async def decide(request: Request) -> Response:
     except AiopsError as err:
         said = one_line(err).removeprefix("refused: ")
         return await _action_page(request, session, action_id, record, status_of(err), refusal=said)
-    return await _action_page(request, session, action_id, record, decided=f"{verb} recorded")
+    # Post/redirect/get: reloading the page shows the action again, never decides twice.
+    return RedirectResponse(f"/console/actions/{quote(action_id, safe=':@')}?decided={verb}", 303)
 
 
 async def passkeys(request: Request) -> Response:
