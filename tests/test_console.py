@@ -135,6 +135,18 @@ async def test_csrf_is_required_on_every_post_and_a_pasted_token_decides(
         stored = [r for r in await stack.tokens.refusals(100) if "CSRF" in r.reason]
         assert len(stored) == 3 and all(r.who == "alice" and r.status == 403 for r in stored)
 
+        viewer, viewer_csrf = await signed_in(stack, http, "vic")
+        page = await http.get(f"/console/actions/{action_id}", headers={"cookie": f"aiops-session={viewer}"})
+        assert (
+            "may read this action but not decide it" in page.text and "Approve with passkey" not in page.text
+        )
+        answer = await http.post(
+            f"/console/actions/{action_id}/decide",
+            data={**form, "csrf": viewer_csrf},
+            headers={"cookie": f"aiops-session={viewer}"},
+        )
+        assert answer.status_code == 403 and "vic (viewer) may not POST" in answer.text
+        assert any(r.who == "vic" and r.status == 403 for r in await stack.tokens.refusals(100))
         other = token(ALICE, action_id + "x", record.plan_digest)
         answer = await http.post(
             f"/console/actions/{action_id}/decide",
