@@ -264,6 +264,9 @@ class GatewayHost:
 
 
 def api_app(gateway: Any) -> ASGIApp:
-    """The API as one ASGI app to mount in the gateway's Starlette app."""
+    """The API as one ASGI app to mount in the gateway's Starlette app, the web console in front
+    of it (aiops/console, docs/console.md: its pages, and its signed-in session for ``/v1``)."""
+    from aiops.console.app import wrap
+
     host = GatewayHost(gateway)
-    return BodyLimit(build(host), host)
+    return BodyLimit(wrap(build(host), host), host)

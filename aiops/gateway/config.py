@@ -86,6 +86,26 @@ class Delivery(_Strict):
     in_flight_per_agent: int = Field(default=8, ge=1, le=8)
 
 
+class Console(_Strict):
+    """The web console under ``/console`` (docs/console.md), served with the API when present.
+
+    ``issuer``: the identity provider people sign in with (authorization code with PKCE); it must
+    be one of ``api.issuers``, whose pinned keys check its ID tokens (``aud`` = ``client_id``).
+    ``public_url``: where people reach the gateway (the redirect URI is
+    ``<public_url>/console/signin/callback``); session cookies are ``Secure`` unless it is a
+    loopback ``http://`` address. ``secret_env``: the environment variable holding the key that
+    signs session cookies (32 bytes or more); unset, a random key per process (sessions end
+    with it)."""
+
+    issuer: str = Field(min_length=1, max_length=500)
+    client_id: str = Field(min_length=1, max_length=200)
+    client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,100}$")
+    public_url: str = Field(pattern=r"^https?://[^/?#\s]+$", max_length=500)
+    scope: str = Field(default="openid profile groups", max_length=500)
+    session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
+    secret_env: str = Field(default="AIOPS_CONSOLE_SECRET", pattern=r"^[A-Z_][A-Z0-9_]{0,100}$")
+
+
 class Api(_Strict):
     """The REST API under ``/v1`` (docs/api.md): served when this section is present.
 
@@ -98,6 +118,7 @@ class Api(_Strict):
     audience: str = Field(default="aiops-api", min_length=1, max_length=500)
     rate_limit: RateLimit = Field(default_factory=RateLimit)
     decide_roles: list[str] = Field(default_factory=lambda: ["approver", "operator", "sre", "admin"])
+    console: Console | None = None  # the web console (docs/console.md)
 
 
 class GatewayConfig(_Strict):
