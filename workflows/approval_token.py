@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid  # not workflow code: sign() runs in clients, for a token id
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -125,6 +126,28 @@ def sign(
     return jwt.encode(claims, key, algorithm=ALGORITHM, headers={"kid": approver})
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What a credential must prove: ``verb`` on the workflow ``workflow_id`` (for ``digest``,
+    where the verb is bound to one), valid at ``at`` (``workflow.now()``, the replayed clock), and
+    with a token id not in ``used`` (those the workflow has accepted already)."""
+
+    workflow_id: str
+    verb: Verb
+    digest: str | None
+    at: datetime
+    used: set[str]
+
+    @property
+    def moment(self) -> int:
+        """``at`` in whole seconds, as a credential's ``iat`` and ``exp`` are."""
+        return int(self.at.timestamp())
+
+    def expired(self, exp: int) -> datetime | None:
+        """When a credential valid until ``exp`` expired, if it has by ``at``; None otherwise."""
+        return datetime.fromtimestamp(exp, tz=self.at.tzinfo) if exp <= self.moment else None
+
+
 class Verified(BaseModel):
     """Who a verified token proves: ``name`` (an approver's, or mapped from an identity
     provider's claims), the roles the provider's groups give (None for a personal key: the
@@ -173,8 +196,9 @@ def verify_identity(
     claim, and the time, are checked here against the workflow's own clock, so replaying this
     check gives the same answer.
     """
+    expected = Expected(workflow_id, verb, digest, now, used_token_ids)
     if is_passkey_envelope(token):
-        return _verified_by_passkey(token, passkeys, workflow_id, verb, digest, now, used_token_ids)
+        return _verified_by_passkey(token, passkeys, expected)
     try:
         header = jwt.get_unverified_header(token)
         unverified = json.loads(
@@ -193,7 +217,7 @@ def verify_identity(
                 f"the token is issued by {str(issuer_name)[:120]!r}, which the config does not trust "
                 f"(trusted issuers: {trusted})"
             )
-        return _verified_by_issuer(token, header, issuer, workflow_id, verb, digest, now, used_token_ids)
+        return _verified_by_issuer(token, header, issuer, expected)
     if header.get("alg") != ALGORITHM:
         raise TokenRefused(
             f"the token is signed with {str(header.get('alg'))[:20]!r}; only {ALGORITHM} is accepted"
@@ -215,27 +239,24 @@ def verify_identity(
             f"the token's signature does not match {subject}'s public key (forged or altered)"
         ) from None
     claims = _claims(signed["payload"])
-    return Verified(claims=_checked(claims, workflow_id, verb, digest, now, used_token_ids), name=claims.sub)
+    return Verified(claims=_checked(claims, expected), name=claims.sub)
 
 
-def _verified_by_passkey(
-    credential: str,
-    settings: ApprovalSettings | None,
-    workflow_id: str,
-    verb: Verb,
-    digest: str | None,
-    now: datetime,
-    used: set[str],
-) -> Verified:
-    if settings is None or verb not in ("approve", "reject"):
+def _verified_by_passkey(credential: str, settings: ApprovalSettings | None, expected: Expected) -> Verified:
+    if settings is None or expected.verb not in ("approve", "reject"):
         raise TokenRefused("a passkey signs decisions on actions only; sign this with a token")
     try:
-        name, token_id, expires = verify_passkey(credential, settings, workflow_id, verb, digest, now, used)
+        name, token_id, expires = verify_passkey(credential, settings, expected)
     except PasskeyError as err:
         raise TokenRefused(str(err)) from None
-    moment = int(now.timestamp())
     claims = ApprovalClaims(
-        sub=name, aud=workflow_id, verb=verb, digest=digest, iat=moment, exp=expires, jti=token_id
+        sub=name,
+        aud=expected.workflow_id,
+        verb=expected.verb,
+        digest=expected.digest,
+        iat=expected.moment,
+        exp=expires,
+        jti=token_id,
     )
     return Verified(claims=claims, name=name)
 
@@ -250,14 +271,7 @@ def identity_roles(config: AgentConfig, who: Verified) -> list[str]:
 
 
 def _verified_by_issuer(
-    token: str,
-    header: dict[str, object],
-    issuer: TrustedIssuer,
-    workflow_id: str,
-    verb: Verb,
-    digest: str | None,
-    now: datetime,
-    used: set[str],
+    token: str, header: dict[str, object], issuer: TrustedIssuer, expected: Expected
 ) -> Verified:
     try:
         algorithm, candidates = issuer.signing_keys(header, "the token")
@@ -287,7 +301,7 @@ def _verified_by_issuer(
     if not isinstance(name, str) or not 0 < len(name) <= 200:
         raise TokenRefused(f"the token's {issuer.name_claim!r} claim is not a name (1 to 200 characters)")
     roles = issuer.roles_of(raw.get(issuer.groups_claim, []))
-    checked = _checked(claims, workflow_id, verb, digest, now, used)
+    checked = _checked(claims, expected)
     return Verified(claims=checked, name=name, roles=roles, issuer=issuer.issuer)
 
 
@@ -298,9 +312,8 @@ def _claims(payload: bytes) -> ApprovalClaims:
         raise TokenRefused(f"the token's claims are invalid: {describe_validation_error(err)}") from None
 
 
-def _checked(
-    claims: ApprovalClaims, workflow_id: str, verb: Verb, digest: str | None, now: datetime, used: set[str]
-) -> ApprovalClaims:
+def _checked(claims: ApprovalClaims, expected: Expected) -> ApprovalClaims:
+    workflow_id, verb, digest = expected.workflow_id, expected.verb, expected.digest
     if claims.aud != workflow_id:
         target = "this action" if verb in ("approve", "reject") else "this agent"
         raise TokenRefused(f"the token is for {claims.aud[:120]!r}, not for {target} ({workflow_id})")
@@ -316,17 +329,15 @@ def _checked(
             f"the token allows a different {verb} (digest {str(claims.digest)[:12]}, this request's is "
             f"{str(digest)[:12]}): sign the request you send"
         )
-    moment = int(now.timestamp())
-    if claims.exp <= moment:
-        expired = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
+    if (expired := expected.expired(claims.exp)) is not None:
         raise TokenRefused(f"the token expired at {expired:%Y-%m-%d %H:%M:%S} UTC; sign a new one")
-    if claims.iat > moment + CLOCK_SKEW_SECONDS:
+    if claims.iat > expected.moment + CLOCK_SKEW_SECONDS:
         raise TokenRefused("the token is issued in the future; check the signer's clock")
     if claims.exp - claims.iat > MAX_LIFETIME_SECONDS:
         raise TokenRefused(
             f"the token lives {timedelta(seconds=claims.exp - claims.iat)}, over the limit of "
             f"{timedelta(seconds=MAX_LIFETIME_SECONDS)}"
         )
-    if claims.jti in used:
+    if claims.jti in expected.used:
         raise TokenRefused(f"the token {claims.jti[:40]} was used already; sign a new one")
     return claims

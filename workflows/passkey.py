@@ -20,10 +20,14 @@ inside the signed challenge instead, and the aud binds the assertion to one acti
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from aiops.contracts.config import ApprovalSettings
 from aiops.contracts.passkey import PasskeyError, b64url_decode, parse_envelope, passkey_challenge
+
+if TYPE_CHECKING:  # approval_token imports this module: only the type is needed here
+    from workflows.approval_token import Expected
 
 # A passkey assertion may be asked for at most this long before it expires.
 MAX_PASSKEY_LIFETIME_SECONDS = 3600
@@ -35,17 +39,9 @@ def passkey_token_id(nonce: str) -> str:
     return TOKEN_ID_PREFIX + nonce
 
 
-def verify_passkey(
-    credential: str,
-    settings: ApprovalSettings,
-    workflow_id: str,
-    verb: str,
-    digest: str | None,
-    now: datetime,
-    used: set[str],
-) -> tuple[str, str, int]:
-    """``(approver name, token id, expiry)`` if the assertion proves ``verb`` on this workflow
-    now; ``PasskeyError`` saying why otherwise (``verify_identity`` refuses with it)."""
+def verify_passkey(credential: str, settings: ApprovalSettings, expected: Expected) -> tuple[str, str, int]:
+    """``(approver name, token id, expiry)`` if the assertion proves what is ``expected``;
+    ``PasskeyError`` saying why otherwise (``verify_identity`` refuses with it)."""
     # Imported here, not with the module: workflows imported anew in Temporal's sandbox (an agent
     # author's) must not load py_webauthn's C-extension dependencies a second time.
     from webauthn import verify_authentication_response
@@ -53,6 +49,7 @@ def verify_passkey(
 
     assertion = parse_envelope(credential)
     claims = assertion.claims
+    workflow_id, verb, digest = expected.workflow_id, expected.verb, expected.digest
     if claims.aud != workflow_id:
         raise PasskeyError(
             f"the passkey assertion was made for another action ({claims.aud[:120]}), not this one "
@@ -65,13 +62,11 @@ def verify_passkey(
             f"the passkey assertion approves another plan ({str(claims.digest)[:12]}), the current plan "
             f"is {str(digest)[:12]}: review the current plan and sign again"
         )
-    moment = int(now.timestamp())
-    if claims.exp <= moment:
-        expired = datetime.fromtimestamp(claims.exp, tz=now.tzinfo)
+    if (expired := expected.expired(claims.exp)) is not None:
         raise PasskeyError(
             f"the passkey assertion expired at {expired:%Y-%m-%d %H:%M:%S} UTC; ask for a new challenge"
         )
-    if claims.exp - moment > MAX_PASSKEY_LIFETIME_SECONDS:
+    if claims.exp - expected.moment > MAX_PASSKEY_LIFETIME_SECONDS:
         raise PasskeyError(
             f"the passkey assertion lives until {claims.exp}, over the limit of "
             f"{timedelta(seconds=MAX_PASSKEY_LIFETIME_SECONDS)} from now"
@@ -91,7 +86,7 @@ def verify_passkey(
             "passkeys in the config this action checks against (enroll it: docs/passkeys.md)"
         )
     token_id = passkey_token_id(claims.nonce)
-    if token_id in used:
+    if token_id in expected.used:
         raise PasskeyError(
             f"the passkey assertion was already used (nonce {claims.nonce[:16]}); ask for a new challenge"
         )

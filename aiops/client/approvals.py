@@ -17,14 +17,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from aiops.client.common import Connection, checked_agent_id, update_refused
 from aiops.client.errors import ActionNotFoundError, ClientError
 from aiops.contracts import action as action_contract
-from aiops.contracts.action import (
-    APPROVAL_REFUSED,
-    ActionRecord,
-    ActionStatus,
-    ApprovalRequest,
-    DecisionRequest,
-    action_workflow_id,
-)
+from aiops.contracts.action import ActionRecord, ActionStatus, ApprovalRequest, DecisionRequest
 from aiops.keys import KeyFile
 from workflows import approval_token
 from workflows.action.workflow import ActionWorkflow
@@ -41,7 +34,7 @@ class ApprovalsClient:
     @staticmethod
     def action_id(agent_id: str, event_id: str) -> str:
         """The id of the action the agent proposes for one event (one event, one action)."""
-        return action_workflow_id(agent_id, event_id)
+        return action_contract.action_workflow_id(agent_id, event_id)
 
     def action_handle(self, action_id: str) -> WorkflowHandle[Any, Any]:
         return self._conn.client.get_workflow_handle(action_id)
@@ -182,7 +175,7 @@ class ApprovalsClient:
         try:
             return await self.action_handle(action_id).execute_update(ActionWorkflow.decide, request)
         except WorkflowUpdateFailedError as err:
-            raise update_refused(err, APPROVAL_REFUSED, ClientError, "the decision") from err
+            raise update_refused(err, action_contract.APPROVAL_REFUSED, ClientError, "the decision") from err
         except RPCError as err:
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise

@@ -7,22 +7,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agents import (
-    ActionResult,
-    ActionType,
-    AgentAction,
-    AgentError,
-    BaseAgent,
-    EventType,
-    Plan,
-    Severity,
-    SystemEvent,
-    register_agent,
-)
+from agents import ActionResult, ActionType, AgentAction, EventType, Plan, Severity, SystemEvent
+from agents.base_agent import BaseAgent
 from agents.builtin.ansible.playbook import PlaybookRun, installed, run_playbook
 from agents.builtin.ansible.settings import AnsibleSettings, playbook_problems
 from agents.ledger import ActionLedger, ledger_key
+from agents.registry import register_agent
 from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed, text_digest
+from aiops.contracts.errors import AgentError
 
 REVIEWED = Reviewed(
     label="ansible check",

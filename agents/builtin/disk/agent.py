@@ -5,24 +5,16 @@ from __future__ import annotations
 import asyncio
 import os
 
-from agents import (
-    ActionResult,
-    ActionType,
-    AgentAction,
-    BaseAgent,
-    EventType,
-    NonRetryableActionError,
-    Plan,
-    Severity,
-    SystemEvent,
-    register_agent,
-)
+from agents import ActionResult, ActionType, AgentAction, EventType, Plan, Severity, SystemEvent
+from agents.base_agent import BaseAgent
 from agents.builtin.common import slug
 from agents.builtin.disk.execute import execute_files, restore, verify
 from agents.builtin.disk.plan import check_planned, describe, planned_files
 from agents.builtin.disk.scan import scan, usage
 from agents.builtin.disk.settings import QUARANTINE, DiskSettings, path_problems
 from agents.ledger import ActionLedger, ledger_key
+from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
 
 ACTION_KIND = "disk_cleanup"
 

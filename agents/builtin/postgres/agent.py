@@ -8,22 +8,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from agents import (
-    ActionResult,
-    ActionType,
-    AgentAction,
-    AgentError,
-    BaseAgent,
-    EventType,
-    NonRetryableActionError,
-    Plan,
-    SystemEvent,
-    register_agent,
-)
+from agents import ActionResult, ActionType, AgentAction, EventType, Plan, SystemEvent
+from agents.base_agent import BaseAgent
 from agents.builtin.postgres import events, execute, plan, queries
 from agents.builtin.postgres.checks import BLOAT, CONNECTIONS, IMPACT, Check, is_check
 from agents.builtin.postgres.settings import PostgresSettings
 from agents.ledger import ActionLedger
+from agents.registry import register_agent
+from aiops.contracts.errors import AgentError, NonRetryableActionError
 
 
 @register_agent("postgres")

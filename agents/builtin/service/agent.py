@@ -9,24 +9,16 @@ import xmlrpc.client
 from pathlib import Path
 from typing import Any
 
-from agents import (
-    ActionResult,
-    ActionType,
-    AgentAction,
-    BaseAgent,
-    EventType,
-    NonRetryableActionError,
-    Plan,
-    Severity,
-    SystemEvent,
-    register_agent,
-)
+from agents import ActionResult, ActionType, AgentAction, EventType, Plan, Severity, SystemEvent
+from agents.base_agent import BaseAgent
 from agents.builtin.common import slug
 from agents.builtin.service.history import RestartHistory
 from agents.builtin.service.restart import healthy_within, restart_once
 from agents.builtin.service.settings import Service, ServiceSettings
 from agents.builtin.service.supervisor import DOWN_STATES, Supervisor, SupervisorError, check_http, describe
 from agents.ledger import ActionLedger
+from agents.registry import register_agent
+from aiops.contracts.errors import NonRetryableActionError
 
 ACTION_KIND = "service_restart"
 WHAT = {"down": "is down", "unhealthy": "fails its health check", "alert": "is alerting"}

@@ -9,24 +9,15 @@ import os
 import uuid
 from pathlib import Path
 
-from agents import (
-    ActionResult,
-    ActionType,
-    AgentAction,
-    AgentError,
-    BaseAgent,
-    EventType,
-    Plan,
-    RiskLevel,
-    Severity,
-    SystemEvent,
-    register_agent,
-)
+from agents import ActionResult, ActionType, AgentAction, EventType, Plan, RiskLevel, Severity, SystemEvent
+from agents.base_agent import BaseAgent
 from agents.builtin.terraform.runner import tail
 from agents.builtin.terraform.settings import TerraformSettings
 from agents.builtin.terraform.workspace import SavedPlan, Workspace, apply_line, counts, summary_line
 from agents.ledger import ActionLedger
+from agents.registry import register_agent
 from agents.reviewed_change import DryRun, Reviewed, clip, execute_reviewed
+from aiops.contracts.errors import AgentError
 
 REVIEWED = Reviewed(
     label="terraform plan",
@@ -118,13 +109,12 @@ class TerraformAgent(BaseAgent[TerraformSettings]):
             risk = RiskLevel.HIGH if event.data.get("destroy") else RiskLevel.MEDIUM
         else:
             risk = RiskLevel.HIGH  # an outside report of drift: we do not know what the apply does
-        resources = [str(r) for r in event.data.get("resources") or []] or [where]
         return AgentAction(
             id=f"tf-{event.id}",
             agent_id=self.agent_id,
             type=ActionType.TERRAFORM_APPLY,
             description=f"terraform apply the reviewed plan in {where}",
-            target_resources=resources,
+            target_resources=[str(r) for r in event.data.get("resources") or []] or [where],
             risk_level=risk,
             estimated_impact=str(event.data.get("summary") or "reconciles the drifted resources"),
             parameters={"working_dir": where, "detected_sha256": event.data.get("plan_sha256")},
