@@ -18,12 +18,16 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.agent_activities import AgentActivities
+from activities.audit_activities import AuditActivities
+from activities.database.audit_log import AuditLog
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.agent import AgentState, hooks_task_queue
+from aiops.runtime.activation_memory import detached_runner
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, wait_pending
 from tests.support.agents_for_tests import LEDGER
+from workflows.action.workflow import ActionWorkflow
 
 
 async def scheduled_activities(client: Client, workflow_id: str) -> list[str]:
@@ -124,14 +128,22 @@ async def test_an_agent_type_without_a_plan_hook_skips_the_plan_step(
 async def test_an_action_plans_on_the_types_queue_when_its_worker_lacks_the_type(
     client: Client, task_queue: str, pool: asyncpg.Pool
 ) -> None:
-    """The workflow worker serves no scripted code; only a worker on the type's hooks queue does.
-    The local plan leaves it to the usual activity there, and the action runs as before."""
+    """The worker running the action's workflow task serves no scripted code (its local plan is a
+    worker's without the type); only the type's hook activities do. The local plan leaves it to the
+    usual activity, and the action runs as before."""
     plain = AgentActivities(client=client, agent_types=["example"])
     scripted = AgentActivities(client=client, agent_types=["scripted"])
     aiops = AiopsClient(client, task_queue, pool)
+    without_the_type = [plain.plan_action_here, plain.agent_hold_state, plain.action_outcome]
     async with (
         build_worker(client, task_queue, plain, pool=pool),
-        Worker(client, task_queue=hooks_task_queue(task_queue, "scripted"), activities=scripted.hooks()),
+        Worker(
+            client,
+            task_queue=hooks_task_queue(task_queue, "scripted"),  # where the type's actions run
+            workflows=[ActionWorkflow],
+            activities=[*scripted.hooks(), *without_the_type, *AuditActivities(AuditLog(pool)).all()],
+            workflow_runner=detached_runner(),
+        ),
     ):
         config = agent_config("scripted")
         alert = event("alert", risk="low")

@@ -65,6 +65,11 @@ class CanaryAgent(ScriptedAgent):
         return ActionResult(success=True, message=f"done: {action.parameters.get('result_note')}")
 
 
+def on_queues(task_queue: str) -> str:
+    """The workflows on the task queue and on its agent types' queues (where actions run)."""
+    return f'TaskQueue="{task_queue}" OR TaskQueue STARTS_WITH "{task_queue}."'
+
+
 async def server_bytes(raw: Client, queries: Iterable[str], expect_at_least: int) -> bytes:
     """Everything the server holds about the workflows the queries match, as the server has it:
     each history's events, each description (memo, search attributes, pending activities and
@@ -97,7 +102,7 @@ async def test_the_search_finds_a_canary_the_server_holds_in_clear(client: Clien
         "NoSuchWorkflow", secret["event"], id=f"clear-{uuid.uuid4()}", task_queue=task_queue
     )
     try:
-        blob = await server_bytes(client, [f'TaskQueue="{task_queue}"'], 1)
+        blob = await server_bytes(client, [f'TaskQueue="{task_queue}"'], 1)  # the agent alone
         assert leaked(blob, secret) == ["event"]
     finally:
         await handle.terminate()
@@ -133,7 +138,7 @@ async def test_an_action_runs_end_to_end_and_the_server_sees_no_canary(
     rows = await aiops.audit.rows(action_id=action_id)
     assert any(secret["comment"] in r.model_dump_json() for r in rows), rows  # audited, readable
 
-    blob = await server_bytes(client, [f'TaskQueue="{task_queue}"'], 2)
+    blob = await server_bytes(client, [on_queues(task_queue)], 2)
     # The inbox's AiopsSummary (the description, so the plan's canary) is in clear by design, like
     # every search attribute (docs/encryption.md): cut it out, then nothing else may carry a canary.
     summary = json.dumps(inbox_summary(record.action)).encode()
@@ -177,7 +182,7 @@ async def test_a_diagnosis_by_the_llm_agent_leaves_no_canary_on_the_server(
         await aiops.approvals.approve(action_id, "alice", comment=secret["comment"])
         assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.VERIFIED
 
-    queues = [f'TaskQueue="{task_queue}"', f'TaskQueue="{diagnosis_task_queue(task_queue)}"']
+    queues = [on_queues(task_queue), f'TaskQueue="{diagnosis_task_queue(task_queue)}"']
     blob = await server_bytes(client, queues, 4)  # two agents, the action, the diagnosis
     assert leaked(blob, secret) == []
     assert b"binary/encrypted" in blob
@@ -221,7 +226,7 @@ async def test_actions_started_under_key_a_finish_after_the_worker_moves_to_key_
         later = under_b.approvals.action_id(config.id, alert.id)
         assert (await under_b.approvals.wait_for_action(later)).status == ActionStatus.VERIFIED
 
-    blob = await server_bytes(client, [f'TaskQueue="{task_queue}"'], 4)
+    blob = await server_bytes(client, [on_queues(task_queue)], 4)
     assert leaked(blob, secret) == []
     history = await client.get_workflow_handle(pending[0]).fetch_history()
     assert _key_ids(json.loads(history.to_json())) == {

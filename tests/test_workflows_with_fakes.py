@@ -160,7 +160,14 @@ async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClien
             activities=[*faked.all, real.agent_hold_state, real.action_outcome, real.start_agent],
             workflow_runner=workflow_runner(),
         ),
-        Worker(skipping.client, task_queue=hooks, activities=faked.all),
+        # The type's queue runs its actions too (aiops/runtime/worker_build.py), with their hooks.
+        Worker(
+            skipping.client,
+            task_queue=hooks,
+            workflows=[ActionWorkflow],
+            activities=[*faked.all, real.agent_hold_state, real.action_outcome],
+            workflow_runner=workflow_runner(),
+        ),
     ):
         yield AiopsClient(skipping.client, task_queue), faked
 

@@ -16,7 +16,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     from aiops.contracts import search_attributes as sa
     from aiops.contracts.action import ActionInput, ActionStatus, action_workflow_id
-    from aiops.contracts.agent import AgentRunState, AgentState, PendingAction
+    from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, hooks_task_queue
     from aiops.contracts.budgets import ACTION_INPUT_BUDGET, largest_fields, measure
     from aiops.contracts.errors import AiopsError
     from aiops.contracts.models import AgentAction, RiskLevel, SystemEvent
@@ -116,7 +116,11 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
             ActionWorkflow.run,
             input,
             id=action_id,
-            task_queue=workflow.info().task_queue,
+            # On the agent type's own queue, where only workers that have the type poll: the
+            # action's hooks (plan, execute, verify) are scheduled on the queue of the workflow
+            # that schedules them, so the worker completing the task starts them at once (eager
+            # activity dispatch), a round trip through matching less (docs/scale.md, "Latency").
+            task_queue=hooks_task_queue(workflow.info().task_queue, s.config.type),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             priority=action_priority(action.risk_level),

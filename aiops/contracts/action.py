@@ -243,11 +243,15 @@ def plan_digest(plan: Plan | None) -> str:
 
 
 def pending_approvals_query(task_queue: str | None = None, agent_id: str | None = None) -> str:
-    """The approval inbox: running actions waiting for a decision (on a queue, of an agent)."""
+    """The approval inbox: running actions waiting for a decision (on a queue, of an agent).
+
+    An action runs on its agent type's queue, ``<task queue>.<agent type>`` (an action started
+    before that, on the task queue itself), so the queue's inbox is both."""
     pending = ActionStatus.PENDING_APPROVAL
     query = f"{sa.ACTION_STATUS.name} = {sa.quoted(pending.value)} AND ExecutionStatus = 'Running'"
     if task_queue is not None:
-        query += f" AND TaskQueue = {sa.quoted(task_queue)}"
+        on_queue, on_types = sa.quoted(task_queue), sa.quoted(f"{task_queue}.")
+        query += f" AND (TaskQueue = {on_queue} OR TaskQueue STARTS_WITH {on_types})"
     if agent_id is not None:
         query += f" AND {sa.AGENT_ID.name} = {sa.quoted(agent_id)}"
     return query

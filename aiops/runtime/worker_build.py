@@ -40,9 +40,10 @@ WORKFLOWS = [AgentWorkflow, ActionWorkflow, HealthMonitorWorkflow, DetectorWorkf
 
 class WorkerGroup:
     """The Temporal workers one process runs: one on the shared task queue (every workflow and
-    activity), one per agent type it serves, on that type's hooks queue (the activities that
-    run agent code), and the extra workers the served types registered through the worker-plugin
-    hook. Used like a single ``Worker``: ``async with``, ``run()``, ``is_running``."""
+    activity), one per agent type it serves, on that type's hooks queue (the type's actions and
+    the activities that run agent code), and the extra workers the served types registered
+    through the worker-plugin hook. Used like a single ``Worker``: ``async with``, ``run()``,
+    ``is_running``."""
 
     def __init__(self, main: Worker, by_type: dict[str, Worker], extra: Sequence[Worker] = ()) -> None:
         self.main = main
@@ -128,35 +129,45 @@ def build_worker(
         "graceful_shutdown_timeout": graceful_shutdown,
         "deployment_config": deployment,
     }
+    # Hooks are registered on the shared queue too: decisions run as local activities there, and
+    # actions started there (before the type queues ran actions) still schedule hooks there.
+    every_activity = [
+        *activities.all(),
+        *config.all(),
+        *audit.all(),
+        *health.all(),
+        *health.hooks(),
+        *detectors.all(),
+        *notify.all(),
+        *OverflowActivities(client).all(),
+        *extra_activities,
+    ]
+    runner: dict[str, Any] = {
+        "max_cached_workflows": max_cached_workflows,
+        "workflow_runner": detached_runner(unsandboxed_packages),
+        "interceptors": [DetachActivation()],  # with the runner: see aiops/runtime/activation_memory.py
+    }
     main = Worker(
         client,
         task_queue=task_queue,
         workflows=[*WORKFLOWS, *extra_workflows],
-        # Hooks are registered here too: decisions run as local activities on this queue, and
-        # workflows started before the hooks queues existed still schedule hooks here.
-        activities=[
-            *activities.all(),
-            *config.all(),
-            *audit.all(),
-            *health.all(),
-            *health.hooks(),
-            *detectors.all(),
-            *notify.all(),
-            *OverflowActivities(client).all(),
-            *extra_activities,
-        ],
-        max_cached_workflows=max_cached_workflows,
-        workflow_runner=detached_runner(unsandboxed_packages),
-        interceptors=[DetachActivation()],  # with the runner: see aiops/runtime/activation_memory.py
+        activities=every_activity,
+        **runner,
         **common,
     )
-    hooks = [*activities.hooks(), *config.hooks(), *health.hooks()]
+    # One worker per agent type on its own queue: the type's actions run there, with every
+    # activity they schedule (hooks, audit rows, notices), so each is dispatched eagerly to the
+    # worker whose workflow task scheduled it; other hooks (health checks, config checks) come
+    # from the shared queue's workflows and the client. Only workers that have the type poll it.
     by_type = {
         agent_type: Worker(
             client,
             task_queue=hooks_task_queue(task_queue, agent_type),
-            activities=hooks,
+            workflows=[ActionWorkflow],
+            activities=every_activity,
             max_concurrent_activity_task_polls=2,  # one queue per type: keep the idle pollers few
+            max_concurrent_workflow_task_polls=2,
+            **runner,
             **common,
         )
         for agent_type in sorted(activities.agent_types)

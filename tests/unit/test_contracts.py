@@ -67,6 +67,7 @@ def test_visibility_queries_quote_every_value() -> None:
     inbox = pending_approvals_query("q", "db-1")
     assert inbox.startswith("AiopsActionStatus = 'pending_approval' AND ExecutionStatus = 'Running'")
     assert "AiopsAgentId = 'db-1'" in inbox
+    assert "(TaskQueue = 'q' OR TaskQueue STARTS_WITH 'q.')" in inbox  # the types' queues too
 
 
 def test_every_person_message_carries_an_actor_and_room_for_a_credential() -> None:

@@ -171,8 +171,15 @@ class Execution:
         )
 
     def _hooks_queue(self) -> str:
-        """Where this agent type's code runs: its own task queue, which only its workers poll."""
-        return agent_contract.hooks_task_queue(workflow.info().task_queue, self._ctx.agent_type)
+        """Where this agent type's code runs: its own task queue, which only its workers poll.
+
+        An action runs on that queue itself (``workflows/action_launch.py``), so its hooks go to
+        its own queue and are dispatched eagerly to the worker that schedules them; an action
+        started on the shared queue (before the type queues ran actions) sends them there."""
+        own = workflow.info().task_queue
+        if own.endswith(f".{self._ctx.agent_type}"):
+            return own
+        return agent_contract.hooks_task_queue(own, self._ctx.agent_type)
 
     def _heartbeat_timeout(self) -> timedelta:
         """The configured heartbeat timeout, else a default of seconds: the worker heartbeats while
