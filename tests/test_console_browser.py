@@ -158,7 +158,7 @@ async def test_an_approver_signs_in_reads_the_evidence_decides_and_watches_it_ex
             assert "no longer pending" not in await evidence.all_text()
 
         assert not violations and not dialogs, (violations, dialogs)  # the hostile text never ran
-        refused = await aiops.audit.rows(None, action_id, None, None, 100)
+        refused = await aiops.audit.rows(action_id=action_id, limit=100)
         assert any(r.step == AuditStep.APPROVAL_REFUSED and "not for this action" in str(r) for r in refused)
         assert len(list((tmp_path / "screens").glob("*.png"))) >= 7
 
@@ -320,7 +320,7 @@ async def test_passkeys_enroll_and_decide_and_every_wrong_assertion_is_refused_o
             (other_id, "unregistered credential"),
         ]
         for refused_on, says in refusals:
-            rows = await aiops.audit.rows(None, refused_on, None, None, 200)
+            rows = await aiops.audit.rows(action_id=refused_on, limit=200)
             assert any(
                 r.step == AuditStep.APPROVAL_REFUSED and says in r.detail.get("reason", "") for r in rows
             ), says
