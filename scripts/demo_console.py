@@ -68,7 +68,8 @@ def console_commands(path: Path) -> None:
     """The commands that serve the API and the console from the config just written."""
     say(f"The REST API and the approver's console: a gateway config is ready in {shown(path)}")
     print('  In your shell, from this folder (source .venv/bin/activate; eval "$(aiops dev up)"):')
-    print(f"    aiops gateway --routes {shown(path)} --log-format text 2>{shown(DATA / 'gateway.log')} &")
+    log, pid = shown(DATA / "gateway.log"), shown(DATA / "gateway.pid")  # stop.sh stops it by its pid
+    print(f"    aiops gateway --routes {shown(path)} 2>{log} & echo $! >{pid}")
     print("    TOKEN=$(aiops api-token create alice --role sre --role approver -q)  # printed once")
     pretty = "python -m json.tool | head -n 20"
     print(f'    curl -s -H "Authorization: Bearer $TOKEN" {URL}/v1/actions | {pretty}')
