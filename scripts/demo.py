@@ -40,6 +40,7 @@ from demo_common import (
     say,
     show,
 )
+from demo_console import console_commands, write_gateway_config
 from demo_waits import pending_action, poll, run_detector
 
 from agents import AgentConfig, SystemEvent
@@ -152,6 +153,7 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
     for config in (prod, staging):
         save_config(config)
         await aiops.agents.start(config, started_by="demo")
+    gateway = write_gateway_config()  # for the REST API and the console after the demo
     for config in (prod, staging):
         for _ in range(100):
             status = await aiops.agents.status(config.id)
@@ -210,7 +212,8 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
         print(
             f'  (More actions → Send a Signal, name "{action_contract.APPROVE}", input: the token\'s JSON).'
         )
-        print("  Stop everything with: bash temporal-dev/stop.sh (add --reset to delete its data)")
+        console_commands(gateway)
+        print("\n  Stop everything with: bash temporal-dev/stop.sh (add --reset to delete its data)")
         return 0
 
     say("A name alone is not enough: an unsigned approval claiming to be alice is refused (and audited)")
@@ -240,6 +243,7 @@ async def main(leave_pending: bool, llm: str | None = None) -> int:
             f"{c.events_filtered} filtered, {c.actions_proposed} actions proposed, "
             f"{c.actions_succeeded} succeeded"
         )
+    console_commands(gateway)
     print(f"\n  Web UI: {UI}   (the stack and the worker keep running; stop them: bash temporal-dev/stop.sh)")
     print(f"  As alice in your shell: source .venv/bin/activate; export AIOPS_KEY_FILE={key}")
     await aiops.close()

@@ -151,6 +151,7 @@ DATA_ENTRIES = {
     "temporal.db", "temporal.db-shm", "temporal.db-wal", "temporal.log", "temporal.pid",
     "postgres", "postgres.log", "worker.log", "worker.pid", "worker.modules",
     "llm.log", "llm.pid", "llm.model",
+    "gateway.yaml", "gateway.log", "gateway.pid",  # the demo's gateway config, and its process if started
     "alice.key.json", "terraform", "demo-disk", "demo-disk-state", "demo-llm-logs",
 }  # fmt: skip
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop the local dev stack, any demo worker and the demo's local model.
+# Stop the local dev stack, any demo worker, the demo's local model and a gateway started beside it.
 #   bash temporal-dev/stop.sh           the data in temporal-dev/.data (or $AIOPS_DEV_DATA) stays
 #   bash temporal-dev/stop.sh --reset   ... and then delete it: agents, actions, audit log, demo key
 set -euo pipefail
@@ -13,7 +13,9 @@ for arg in "$@"; do
   esac
 done
 data="${AIOPS_DEV_DATA:-temporal-dev/.data}"
-for name in worker llm; do  # the demo's worker and its local model (demo.sh --llm=local)
+# The demo's worker, its local model (demo.sh --llm=local) and a gateway whose pid was written there
+# (aiops gateway --routes "$data/gateway.yaml" & echo $! >"$data/gateway.pid").
+for name in worker llm gateway; do
   pidfile="$data/$name.pid"
   if [ -f "$pidfile" ]; then
     pid="$(cat "$pidfile")"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from activities.database.api_tokens import ApiTokens
+from activities.database.api_tokens import TOKEN_PATTERN, ApiTokens
 from aiops.api.auth import LADDER
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
@@ -288,6 +288,8 @@ async def test_the_api_token_commands_create_list_and_revoke(
         revoked = await asyncio.to_thread(_cli, postgres.url, "revoke", created["id"])
         assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"], revoked.stderr
         assert (await http.get("/v1/me")).status_code == 401
+    quiet = await asyncio.to_thread(_cli, postgres.url, "create", "cli-person", "--role", "viewer", "-q")
+    assert quiet.returncode == 0 and TOKEN_PATTERN.fullmatch(quiet.stdout.strip()), quiet.stdout
     bad = await asyncio.to_thread(_cli, postgres.url, "create", "x", "--role", "root")
     assert bad.returncode == 2 and "unknown role(s) root" in bad.stderr
     unknown = await asyncio.to_thread(_cli, postgres.url, "revoke", "000000000000")

@@ -7,15 +7,18 @@ calls, each refusal audited. The browser scenarios are in tests/test_console_bro
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
+import yaml
 
 from aiops.client import AiopsClient
 from aiops.console.app import CSP
 from aiops.contracts.passkey import b64url_decode
+from aiops.gateway.config import ConfigProblem, GatewayConfig, load_config
 from tests.helpers import agent_config, start_pending_action
 from tests.support.api_stack import api_stack
 from tests.support.console_stack import CLIENT_ID, PASSWORD, ConsoleStack, console_stack
@@ -235,3 +238,126 @@ async def test_the_console_is_off_without_its_settings(aiops: AiopsClient, tmp_p
         assert answer.status_code == 404 and "the console is off: add `api.console`" in answer.text
         assert answer.headers["content-security-policy"] == CSP
         assert (await http.get("/v1/me", headers={"cookie": "aiops-session=x.y"})).status_code == 401
+
+
+def form_csrf(page: str) -> str:
+    """The sign-in page's token form's anti-CSRF value."""
+    return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+
+
+async def token_form(http: httpx.AsyncClient) -> tuple[str, str]:
+    """Load the sign-in page as a browser does: its form cookie and the value the form echoes."""
+    page = await http.get("/console/signin")
+    assert page.status_code == 200, page.text
+    line = set_cookies(page)["aiops-signin-form"]
+    assert "HttpOnly" in line and "SameSite=lax" in line and "Path=/" in line
+    return cookie_value(line), form_csrf(page.text)
+
+
+async def post_token(
+    http: httpx.AsyncClient, text: str, form: tuple[str, str] | None = None
+) -> httpx.Response:
+    cookie, csrf = form or await token_form(http)
+    return await http.post(
+        "/console/signin/token",
+        data={"token": text, "csrf": csrf, "next": "/console/"},
+        headers={"cookie": f"aiops-signin-form={cookie}"},
+    )
+
+
+async def test_a_console_without_an_identity_provider_signs_in_with_an_api_token_and_shows_the_inbox(
+    aiops: AiopsClient, worker, tmp_path: Path
+) -> None:
+    config = agent_config("scripted", approval=signed_team())
+    _, action_id, _ = await start_pending_action(aiops, config, "high", requested_by="dave")
+    async with console_stack(aiops, tmp_path, issuer=None, client_id=None) as stack, stack.http() as http:
+        page = await http.get("/console/signin")
+        assert "signin-oidc" not in page.text and "Sign in with http" not in page.text  # no IdP button
+        assert 'id="signin-token-form"' in page.text and 'id="signin-passkey-form"' in page.text
+        assert page.headers["content-security-policy"] == CSP and "<script>" not in page.text
+        idp = await http.get("/console/signin/oidc")
+        assert idp.status_code == 404 and "no identity provider" in idp.text
+
+        _, text = await stack.tokens.create(
+            "alice", ["sre", "approver"], datetime.now(UTC) + timedelta(hours=1)
+        )
+        answer = await post_token(http, text)
+        assert answer.status_code == 200 and "Signed in as <strong>alice</strong>" in answer.text, answer.text
+        line = set_cookies(answer)["aiops-session"]
+        assert "HttpOnly" in line and "SameSite=strict" in line and "Path=/" in line
+        max_age = int(line.split("Max-Age=", 1)[1].split(";", 1)[0])
+        assert 3500 < max_age <= 3600, "the session ends with the token (1 h), not after session_hours (8 h)"
+        session = {"cookie": f"aiops-session={cookie_value(line)}"}
+        inbox = await http.get("/console/", headers=session)
+        assert inbox.status_code == 200 and config.id in inbox.text, inbox.text
+        assert quote(action_id, safe="/") in inbox.text and "(approver, sre, via token)" in inbox.text
+        me = (await http.get("/v1/me", headers=session)).json()
+        assert (me["name"], me["roles"], me["via"]) == ("alice", ["approver", "sre"], "token")
+        csrf = inbox.text.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        decision = {"approve": True, "credential": "x"}
+        refused = await http.post(f"/v1/actions/{action_id}/decision", json=decision, headers=session)
+        assert refused.status_code == 403 and "CSRF token" in refused.json()["error"]  # as any session
+        relayed = await http.post(
+            f"/v1/actions/{action_id}/decision", json=decision, headers={**session, "x-csrf-token": csrf}
+        )
+        assert relayed.status_code == 409, relayed.text  # past the session's checks, to the workflow's
+
+
+async def test_a_wrong_expired_or_revoked_token_is_refused_and_audited(
+    aiops: AiopsClient, tmp_path: Path
+) -> None:
+    async with console_stack(aiops, tmp_path, issuer=None, client_id=None) as stack, stack.http() as http:
+        now = datetime.now(UTC)
+        _, expired = await stack.tokens.create("erin", ["sre"], now - timedelta(minutes=1))
+        revoked_token, revoked = await stack.tokens.create("rob", ["sre"], now + timedelta(days=1))
+        await stack.tokens.revoke(revoked_token.id)
+        _, good = await stack.tokens.create("alice", ["approver", "viewer"], now + timedelta(days=1))
+        before = {r.seq for r in await stack.tokens.refusals(1000)}
+        cookie, csrf = await token_form(http)
+        wrong = [
+            (await post_token(http, "hunter2"), "", "not a personal API token"),
+            (await post_token(http, "aiops_pat_0123456789ab_" + "A" * 43), "", "unknown API token"),
+            (await post_token(http, expired), "erin", "expired at"),
+            (await post_token(http, revoked), "rob", "was revoked at"),
+            (await post_token(http, good, (cookie, csrf[:-2] + "zz")), "", "CSRF token is missing or wrong"),
+            (await post_token(http, good, ("", csrf)), "", "no sign-in form under way"),
+            (await post_token(http, good, (cookie[:-3] + "abc", csrf)), "", "not signed by this console"),
+        ]
+        for answer, _, says in wrong:
+            assert answer.status_code == 401 and says in answer.text, (says, answer.text)
+            assert "aiops-session" not in set_cookies(answer) and 'id="signin-token-form"' in answer.text
+            assert good not in answer.text and revoked not in answer.text  # never echoed back
+        stored = [r for r in await stack.tokens.refusals(1000) if r.seq not in before]
+        assert len(stored) == len(wrong) and all(r.status == 401 for r in stored)
+        for (_, who, says), row in zip(wrong, reversed(stored), strict=True):
+            assert says in row.reason and row.who == who, (says, row)
+
+        answer = await post_token(http, good)
+        assert answer.status_code == 200, answer.text
+        session = {"cookie": f"aiops-session={cookie_value(set_cookies(answer)['aiops-session'])}"}
+        assert (await http.get("/console/", headers=session)).status_code == 200
+        token_id = (await http.get("/v1/me", headers=session)).json()["token_id"]
+        await stack.tokens.revoke(token_id)  # checked again on every request the session makes
+        page = await http.get("/console/", headers=session)
+        assert page.status_code == 303 and page.headers["location"].startswith("/console/signin?why=")
+        assert "was+revoked" in page.headers["location"]
+        me = await http.get("/v1/me", headers=session)
+        assert me.status_code == 401 and "was revoked at" in me.json()["error"]
+        after = [r for r in await stack.tokens.refusals(1000) if r.seq not in before and r.who == "alice"]
+        assert {r.path for r in after} == {"/console/", "/v1/me"}
+
+
+def test_a_console_config_without_an_identity_provider_validates(tmp_path: Path) -> None:
+    base = {"version": 1, "sources": {"demo": {"auth": {"type": "none"}}}}
+    console = {"public_url": "http://127.0.0.1:9470"}
+    config = GatewayConfig.model_validate({**base, "api": {"console": console}})
+    assert config.api is not None and config.api.console is not None and config.api.console.issuer is None
+    for extra, says in (
+        ({"client_id": "aiops-console"}, "issuer and client_id go together"),
+        ({"issuer": "https://login.example.com"}, "issuer and client_id go together"),
+        ({"client_secret_env": "SECRET"}, "client_secret_env is the identity provider's client secret"),
+    ):
+        path = tmp_path / "gateway.yaml"
+        path.write_text(yaml.safe_dump({**base, "api": {"console": {**console, **extra}}}))
+        with pytest.raises(ConfigProblem, match=says):
+            load_config(path)

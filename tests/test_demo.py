@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from aiops.gateway.config import load_config
 from tests.support.postgres_server import free_port
 from tests.support.processes import ROOT
 
@@ -48,6 +49,10 @@ STORY = [
     "$ aiops approvals approve action-demo-disk:",
     "status verified",
     "left: ['app.log']",
+    # The REST API and the console, after the demo: the gateway config and the commands to use it.
+    "a gateway config is ready in",
+    "aiops api-token create alice --role sre --role approver -q",
+    "/console/ and sign in with the token",
 ]
 LLM_STORY = [
     "An llm agent diagnoses an alert with a scripted model",
@@ -89,8 +94,13 @@ async def test_the_demo_reruns_on_one_data_folder_then_adds_the_llm_chapter() ->
             _one(r"approved (action-demo-terraform:\S+) as alice", out) for out in (first, second, third)
         ]
         assert len(set(runs)) == 3 and len(set(actions)) == 3, (runs, actions)
-        for name in ("alice.key.json", "demo-terraform.json", "demo-staging.json", "demo-disk.json"):
+        for name in (
+            "alice.key.json", "demo-terraform.json", "demo-staging.json", "demo-disk.json", "gateway.yaml",
+        ):  # fmt: skip
             assert (data / name).is_file(), f"{name}: the README's commands use it after the demo"
+        gateway = load_config(data / "gateway.yaml")  # what `aiops gateway --routes` serves
+        assert gateway.version == 1, "the same config on every run: its version never had to rise"
+        assert gateway.config.api and gateway.config.api.console and gateway.config.api.console.issuer is None
     finally:
         reset = await asyncio.to_thread(
             subprocess.run, ["bash", "temporal-dev/stop.sh", "--reset"], cwd=ROOT, env=env,

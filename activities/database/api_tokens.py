@@ -97,6 +97,12 @@ class ApiTokens:
         row = await self.pool.fetchrow("SELECT * FROM api_tokens WHERE token_hash = $1", token_hash(text))
         return None if row is None else _token(row)
 
+    async def get(self, token_id: str) -> ApiToken | None:
+        """The stored token with this id (a console session signed in with it checks it is still
+        usable on every request)."""
+        row = await self.pool.fetchrow("SELECT * FROM api_tokens WHERE id = $1", token_id[:40])
+        return None if row is None else _token(row)
+
     async def listed(self, owner: str | None = None) -> list[ApiToken]:
         rows = await self.pool.fetch(
             "SELECT * FROM api_tokens WHERE $1::text IS NULL OR owner = $1 ORDER BY created_at, id", owner

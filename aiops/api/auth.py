@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 
 import jwt
 
-from activities.database.api_tokens import PREFIX, ApiTokens
+from activities.database.api_tokens import PREFIX, ApiToken, ApiTokens
 from aiops.api.models import Me
 from aiops.contracts.config import TrustedIssuer, UntrustedSigning
 from aiops.contracts.errors import AiopsError
@@ -80,6 +80,11 @@ async def _personal(token: str, tokens: ApiTokens | None) -> Principal:
     stored = await tokens.find(token)
     if stored is None:
         raise Unauthenticated("unknown API token")
+    return usable(stored)
+
+
+def usable(stored: ApiToken) -> Principal:
+    """The person a stored token names, unless it is revoked or expired (``Unauthenticated``)."""
     if stored.revoked_at is not None:
         raise Unauthenticated(
             f"the API token {stored.id} of {stored.owner} was revoked at "

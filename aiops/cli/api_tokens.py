@@ -62,6 +62,9 @@ def create(
     ],
     days: Annotated[int, typer.Option("--days", min=1, max=MAX_DAYS, help="it expires after DAYS")] = 30,
     comment: Annotated[str, typer.Option("--comment", help="what it is for")] = "",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="print only the token's text, for TOKEN=$(...)")
+    ] = False,
 ) -> None:
     """Create a token for NAME with these roles; its text is printed once (only its hash is stored)."""
     unknown = sorted(set(role) - set(ROLES))
@@ -71,6 +74,10 @@ def create(
         raise BadInput("NAME must be 1 to 200 characters")
     expires = datetime.now(UTC) + timedelta(days=days)
     token, text = _run(lambda tokens: tokens.create(owner, role, expires, comment))
+
+    if quiet:
+        typer.echo(text)
+        return
 
     def render() -> None:
         typer.echo(f"API token {token.id} for {owner} ({', '.join(token.roles)}), expires {when(expires)}:")

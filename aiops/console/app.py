@@ -28,6 +28,7 @@ from aiops.gateway.config import Api, Console
 
 from .oidc import Oidc
 from .session import CSRF_HEADER, CookieNames, Session, SessionRefused, Signer, csrf_matches
+from .token_signin import TokenSignInRefused, TokenUnchecked, still_usable
 
 log = logging.getLogger("aiops.console")
 
@@ -72,6 +73,24 @@ class ConsoleState:
         if not cookie:
             return None
         return self.signer(settings).session(cookie)
+
+    async def tokens(self) -> ApiTokens | None:
+        try:
+            pool = (await self.host.aiops()).pool
+        except Exception as err:  # Temporal or PostgreSQL unreachable: the token cannot be checked
+            raise TokenUnchecked(f"cannot check API tokens now: {one_line(err, 200)}") from None
+        return ApiTokens(pool) if pool is not None else None
+
+    async def still_signed_in(self, session: Session, method: str, path: str, remote: str) -> None:
+        """A session opened with an API token holds only while the token does: checked on every
+        request; ``TokenSignInRefused`` (written to ``api_refusals``) once revoked or expired."""
+        if session.principal.via != "token":
+            return
+        try:
+            await still_usable(session, await self.tokens())
+        except TokenSignInRefused as err:
+            await self.refused(err.who, method, path, 401, str(err), remote)
+            raise
 
     async def refused(self, who: str, method: str, path: str, status: int, reason: str, remote: str) -> None:
         """Write a refusal where the API writes its own (``api_refusals``); log it either way."""
@@ -137,6 +156,13 @@ class ConsoleLayer:
             who = session.principal.name
             reason = f"the console's CSRF token is missing or wrong for {who}: reload the page"
             return await self._refuse(scope, session.principal.name, 403, reason)
+        client = scope.get("client") or ("", 0)
+        try:
+            await self.state.still_signed_in(session, scope["method"], scope.get("path", ""), client[0])
+        except TokenSignInRefused as err:  # already written to api_refusals
+            return JSONResponse({"error": str(err)}, 401)
+        except TokenUnchecked as err:
+            return JSONResponse({"error": str(err)}, 503)
         scope.setdefault("state", {})["console_principal"] = session.principal
         return None
 

@@ -34,6 +34,19 @@ class SignInRefused(SessionRefused):
     """The identity provider's answer cannot sign anyone in; the message says why."""
 
 
+class NoIdentityProvider(SignInRefused):
+    """The console has no ``issuer``: sign-in is by API token or passkey only."""
+
+
+def provider(settings: Console) -> tuple[str, str]:
+    """The console's identity provider and its client id; ``NoIdentityProvider`` without one."""
+    if settings.issuer is None or settings.client_id is None:
+        raise NoIdentityProvider(
+            "this console has no identity provider (console.issuer): sign in with an API token or a passkey"
+        )
+    return settings.issuer, settings.client_id
+
+
 class Oidc:
     """One console's client of its identity provider (discovery cached for the process)."""
 
@@ -41,10 +54,11 @@ class Oidc:
         self._discovered: dict[str, tuple[float, dict[str, Any]]] = {}
 
     def issuer(self, settings: Console, issuers: list[TrustedIssuer]) -> TrustedIssuer:
-        found = next((i for i in issuers if i.issuer == settings.issuer), None)
+        wanted, _ = provider(settings)
+        found = next((i for i in issuers if i.issuer == wanted), None)
         if found is None:
             raise SignInRefused(
-                f"console.issuer {settings.issuer!r} is not one of api.issuers: its keys must be pinned there"
+                f"console.issuer {wanted!r} is not one of api.issuers: its keys must be pinned there"
             )
         return found
 
@@ -71,7 +85,7 @@ class Oidc:
     @staticmethod
     def _client(settings: Console, secret: str | None) -> AsyncOAuth2Client:
         return AsyncOAuth2Client(
-            client_id=settings.client_id,
+            client_id=provider(settings)[1],
             client_secret=secret,
             scope=settings.scope,
             redirect_uri=settings.public_url.rstrip("/") + CALLBACK,
@@ -82,7 +96,7 @@ class Oidc:
 
     async def begin(self, settings: Console, secret: str | None) -> tuple[str, dict[str, Any]]:
         """The identity provider's authorization URL, and the flow to keep in the browser's cookie."""
-        document = await self.discovery(settings.issuer)
+        document = await self.discovery(provider(settings)[0])
         flow = {
             "state": secrets.token_urlsafe(24),
             "nonce": secrets.token_urlsafe(24),
@@ -116,7 +130,8 @@ class Oidc:
         if not code or len(code) > 2000:
             raise SignInRefused("the identity provider's redirect carries no code")
         trusted = self.issuer(settings, issuers)
-        document = await self.discovery(settings.issuer)
+        issuer, client_id = provider(settings)
+        document = await self.discovery(issuer)
         async with self._client(settings, secret) as client:
             try:
                 token = await client.fetch_token(
@@ -128,7 +143,7 @@ class Oidc:
         if not isinstance(id_token, str):
             raise SignInRefused("the identity provider's answer holds no ID token (is 'openid' in scope?)")
         try:
-            principal = verify_jwt(id_token, [trusted], settings.client_id, datetime.now(UTC))
+            principal = verify_jwt(id_token, [trusted], client_id, datetime.now(UTC))
         except Unauthenticated as err:
             raise SignInRefused(f"the ID token is refused: {err}") from None
         claims = jwt.decode(id_token, options={"verify_signature": False})  # verified just above

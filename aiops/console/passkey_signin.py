@@ -10,7 +10,8 @@ checks the assertion: challenge, relying party, origin, user verification, signa
 A passkey sign-in grants ``viewer`` and ``approver``: reading the inbox and relaying decisions,
 each of which still needs its own passkey touch, verified by the action's workflow against the
 action's own config. Anything more (starting agents, applying configs) takes the identity
-provider's sign-in, where the person's groups say what they may do.
+provider's sign-in, where the person's groups say what they may do, or an API token's, whose
+roles do.
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ class PasskeySignIn:
         if not keys:
             raise PasskeySignInRefused(
                 f"{name[:80]!r} has no registered passkey in the running agents' configs: sign in with "
-                "the identity provider, enroll one (Passkeys), and have an admin add its line"
+                "the identity provider or an API token, enroll one (Passkeys), and have an admin add its line"
             )
         rp_ids = sorted({k.rp_id for k in keys})
         rp_id = rp_ids[0]

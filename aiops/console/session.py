@@ -6,7 +6,10 @@ kept past its time. The session cookie is ``HttpOnly``, ``SameSite=Strict`` and 
 (except on a loopback ``http://`` address, which browsers treat as a secure context), named
 ``__Host-`` when it is Secure so no subdomain can set it. The flow cookie (the OIDC state, nonce
 and PKCE verifier, or a passkey sign-in challenge) is ``SameSite=Lax``: it must come back on the
-identity provider's redirect, a cross-site navigation.
+identity provider's redirect, a cross-site navigation. The sign-in form's cookie (the random
+value the API token form must echo) is ``SameSite=Lax`` too: a cross-site page cannot post a
+token of its own choosing into someone's browser (login CSRF), as it is not sent on a cross-site
+POST.
 
 Each session holds a random CSRF token; every POST form carries it as ``csrf`` and every script
 call sends it as ``X-CSRF-Token``, compared in constant time.
@@ -111,8 +114,12 @@ class Signer:
             raise SessionRefused("the session cookie is not readable") from None
 
 
-def new_session(principal: Principal, hours: float) -> Session:
-    return Session(principal=principal, csrf=secrets.token_urlsafe(24), expires=time.time() + hours * 3600)
+def new_session(principal: Principal, hours: float, until: float | None = None) -> Session:
+    """A session of ``hours``, ending sooner at ``until`` (a signed-in API token's own expiry)."""
+    expires = time.time() + hours * 3600
+    if until is not None:
+        expires = min(expires, until)
+    return Session(principal=principal, csrf=secrets.token_urlsafe(24), expires=expires)
 
 
 def csrf_matches(session: Session, offered: str | None) -> bool:
@@ -126,6 +133,9 @@ class CookieNames:
         self.secure = not loopback(public_url)
         self.session = "__Host-aiops-session" if self.secure else "aiops-session"
         self.flow = "__Host-aiops-signin" if self.secure else "aiops-signin"
+        # The sign-in page's own token form: its anti-CSRF value, apart from the flow cookie so
+        # that starting (and abandoning) a passkey or identity provider sign-in leaves it usable.
+        self.form = "__Host-aiops-signin-form" if self.secure else "aiops-signin-form"
 
     def attributes(self, same_site: str, max_age: int | None) -> dict[str, Any]:
         return {

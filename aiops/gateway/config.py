@@ -91,19 +91,32 @@ class Console(_Strict):
 
     ``issuer``: the identity provider people sign in with (authorization code with PKCE); it must
     be one of ``api.issuers``, whose pinned keys check its ID tokens (``aud`` = ``client_id``).
+    Optional: without one, people sign in with a personal API token or a passkey, and the
+    sign-in page shows no identity provider's button.
     ``public_url``: where people reach the gateway (the redirect URI is
     ``<public_url>/console/signin/callback``); session cookies are ``Secure`` unless it is a
     loopback ``http://`` address. ``secret_env``: the environment variable holding the key that
     signs session cookies (32 bytes or more); unset, a random key per process (sessions end
     with it)."""
 
-    issuer: str = Field(min_length=1, max_length=500)
-    client_id: str = Field(min_length=1, max_length=200)
+    issuer: str | None = Field(default=None, min_length=1, max_length=500)
+    client_id: str | None = Field(default=None, min_length=1, max_length=200)
     client_secret_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]{0,100}$")
     public_url: str = Field(pattern=r"^https?://[^/?#\s]+$", max_length=500)
     scope: str = Field(default="openid profile groups", max_length=500)
     session_hours: float = Field(default=8.0, gt=0, le=24 * 7)
     secret_env: str = Field(default="AIOPS_CONSOLE_SECRET", pattern=r"^[A-Z_][A-Z0-9_]{0,100}$")
+
+    @model_validator(mode="after")
+    def _identity_provider(self) -> Console:
+        if (self.issuer is None) != (self.client_id is None):
+            raise ValueError(
+                "issuer and client_id go together: both for sign-in with an identity provider, "
+                "neither for sign-in with API tokens and passkeys only"
+            )
+        if self.issuer is None and self.client_secret_env is not None:
+            raise ValueError("client_secret_env is the identity provider's client secret: it needs issuer")
+        return self
 
 
 class Api(_Strict):
