@@ -157,19 +157,39 @@ async def test_one_touch_signs_in_and_decides_and_each_wrong_assertion_is_refuse
         assert any("'bob'" in r.reason and r.who == "bob" for r in stored)
 
 
-async def test_one_touch_refuses_what_is_not_a_decision(aiops: AiopsClient, tmp_path: Path) -> None:
+def alice_with(key: SoftAuthenticator, url: str) -> Any:
+    """The signed team with ``key`` registered to alice, for the console at ``url``."""
+    team = signed_team()
+    return team.model_copy(
+        update={
+            "approvers": [
+                a.model_copy(update={"passkeys": [key.config_line()]}) if a.name == "alice" else a
+                for a in team.approvers
+            ],
+            "passkey_rp_id": "localhost",
+            "passkey_origins": [url],
+        }
+    )
+
+
+async def test_one_touch_refuses_what_is_not_a_decision(
+    aiops: AiopsClient, worker: Any, tmp_path: Path
+) -> None:
     stack: ConsoleStack
     async with console_stack(aiops, tmp_path) as stack, stack.http() as http:
+        laptop = SoftAuthenticator("localhost", stack.url)
+        await aiops.agents.start(agent_config("scripted", approval=alice_with(laptop, stack.url)))
         bad = await http.post("/console/actions/a/passkey-options", json={"name": "alice", "verb": "delete"})
         assert bad.status_code == 422 and "approve or reject" in bad.text
         bad = await http.post("/console/actions/a/passkey-options", json={"name": "", "verb": "approve"})
         assert bad.status_code == 422 and "name the person" in bad.text
         bad = await http.post("/console/actions/a/passkey-options", content=b"name=alice")
         assert bad.status_code == 415
-        missing = await http.post(
-            "/console/actions/nope/passkey-options", json={"name": "alice", "verb": "reject"}
-        )
-        assert missing.status_code == 401 and "there is no action 'nope'" in missing.json()["error"]
+        # Without an approver's name nothing is said of the action, not even whether it exists.
+        stranger = await options(http, "nope", "nobody-at-all")
+        refused(stranger, "'nobody-at-all' has no registered passkey in the running agents' configs")
+        missing = await options(http, "nope", "alice", "reject")
+        refused(missing, "there is no action 'nope'")
         body = {"credential_id": "A" * 22, "authenticator_data": "A" * 60, "client_data_json": "A" * 30,
                 "signature": "A" * 20}  # fmt: skip
         cookieless = await http.post("/console/actions/a/passkey-decision", json=body)

@@ -100,7 +100,16 @@ async def _limited(request: Request) -> None:
 
 
 async def _claims(request: Request, action_id: str, name: str, verb: str) -> tuple[PasskeyClaims, Any]:
-    """The claims ``name`` may sign on this action and the pinned approval settings; or why not."""
+    """The claims ``name`` may sign on this action and the pinned approval settings; or why not.
+
+    A name without a passkey in the running configs is refused before the action is looked up:
+    someone signed out learns nothing of an action (that it exists, its status, its digest)
+    without naming an approver."""
+    if not await pages._passkey_keys(request, name):
+        raise OneTouchRefused(
+            f"{name[:80]!r} has no registered passkey in the running agents' configs: sign in with "
+            "the identity provider, enroll one (Passkeys), and have an admin add its line"
+        )
     client = await pages._state(request).host.aiops()
     try:
         record = await client.approvals.action(action_id)
