@@ -151,6 +151,14 @@ async def test_one_touch_signs_in_and_decides_and_each_wrong_assertion_is_refuse
         late = await options(http, action_id, "alice")
         refused(late, "no longer pending approval")
 
+        # Rejecting takes one touch too, and binds no plan.
+        reject = Flow(await options(http, other_id, "bob", "reject"))
+        assert (reject.claims.verb, reject.claims.digest, reject.claims.sub) == ("reject", None, "bob")
+        answer = await post(http, other_id, reject, phone, phone.get(reject.challenge))
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"next": f"/console/actions/{other_id}?decided=reject"}
+        assert (await aiops.approvals.wait_for_action(other_id)).status == ActionStatus.REJECTED
+
         ours = (f"/console/actions/{action_id}/", f"/console/actions/{other_id}/")
         stored = [r for r in await stack.tokens.refusals(500) if r.path.startswith(ours)]
         assert len(stored) == 1 + len(wrong) + 2 + 2 + 1, [r.reason for r in stored]
