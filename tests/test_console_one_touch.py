@@ -19,6 +19,7 @@ from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from aiops.contracts.passkey import PasskeyClaims, b64url_decode, passkey_challenge
 from tests.helpers import agent_config, start_pending_action
+from tests.support.api_stack import api_stack
 from tests.support.console_stack import ConsoleStack, console_stack
 from tests.support.soft_authenticator import SoftAuthenticator
 from tests.test_console import cookie_value, set_cookies
@@ -187,6 +188,8 @@ async def test_one_touch_refuses_what_is_not_a_decision(
     async with console_stack(aiops, tmp_path) as stack, stack.http() as http:
         laptop = SoftAuthenticator("localhost", stack.url)
         await aiops.agents.start(agent_config("scripted", approval=alice_with(laptop, stack.url)))
+        page = await http.get("/console/actions/a%3Cb%3E")
+        assert page.status_code == 400 and "that is not an action id" in page.text and "<b>" not in page.text
         bad = await http.post("/console/actions/a/passkey-options", json={"name": "alice", "verb": "delete"})
         assert bad.status_code == 422 and "approve or reject" in bad.text
         bad = await http.post("/console/actions/a/passkey-options", json={"name": "", "verb": "approve"})
@@ -208,3 +211,11 @@ async def test_one_touch_refuses_what_is_not_a_decision(
         refused(forged, "not signed by this console")
         extra = await http.post("/console/actions/a/passkey-decision", json={**body, "name": "alice"})
         refused(extra, "malformed")
+
+
+async def test_the_signed_out_action_page_is_off_with_the_console(aiops: AiopsClient, tmp_path: Path) -> None:
+    async with api_stack(aiops, tmp_path) as api, api.http() as http:
+        page = await http.get("/console/actions/action-x:e-1")
+        assert page.status_code == 404 and "the console is off: add `api.console`" in page.text
+        answer = await http.post("/console/actions/action-x:e-1/passkey-options", json={"name": "alice"})
+        assert answer.status_code == 404 and "the console is off" in answer.json()["error"]

@@ -28,15 +28,18 @@ signing in first shows it, and a signed-in approver decides with one touch throu
 from __future__ import annotations
 
 import hmac
+import json
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from aiops.api.app import Context, one_line, status_of
@@ -54,16 +57,41 @@ from aiops.contracts.passkey import (
     passkey_challenge,
 )
 
-# pages.py and this module import each other; each uses the other's names only when called.
-from . import pages
-from .passkey_signin import NAME_PATTERN, PasskeySignInRefused, SignInAssertion
-from .session import CSRF_HEADER, CookieNames, SessionRefused
+from .app import ConsoleState
+from .passkey_signin import (
+    NAME_PATTERN,
+    PasskeySignInRefused,
+    Registered,
+    SignInAssertion,
+    known_configs,
+    registered,
+)
+from .session import CSRF_HEADER, CookieNames, SessionRefused, new_session
 
 FLOW_KIND = "passkey decision"
+ACTION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
+CONSOLE_OFF = "the console is off: add `api.console` to the gateway config (docs/console.md)"
+# Its own few helpers rather than pages.py's: that module is being reshaped in parallel (sign-in
+# pages moving out); this one depends only on the console's state, cookies and passkey sign-in.
+templates = Environment(
+    loader=PackageLoader("aiops.console", "templates"),
+    autoescape=select_autoescape(["html"], default=True),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 
 
 class OneTouchRefused(PasskeySignInRefused):
     """A one-touch decision that cannot go on; the message says why."""
+
+
+class Stop(AiopsError):
+    """An answer other than the one asked for (a bad request, the console off, a rate limit)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 class OneTouchAssertion(BaseModel):
@@ -83,34 +111,95 @@ def page_of(action_id: str, verb: str = "") -> str:
     return f"/console/actions/{quote(action_id, safe=':@')}" + (f"?decided={verb}" if verb else "")
 
 
+def _render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    page = templates.get_template(name).render(**values)
+    return HTMLResponse(page, status, headers={"cache-control": "no-store"})
+
+
+def _console(request: Request) -> tuple[ConsoleState, Any]:
+    state: ConsoleState = request.app.state.console
+    settings = state.settings()
+    if settings is None:
+        raise Stop(404, CONSOLE_OFF)
+    return state, settings
+
+
+def _remote(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def _action_id(request: Request) -> str:
+    action_id: str = request.path_params["action_id"]
+    if not ACTION_ID.match(action_id):
+        raise Stop(400, "that is not an action id")
+    return action_id
+
+
 async def signed_out_page(request: Request) -> Response:
     """An action's page for someone not signed in: the name, the comment, the two buttons."""
-    pages._settings(request)
-    action_id = request.path_params["action_id"]
-    if not pages.ACTION_ID.match(action_id):
-        raise pages.Refused(400, "that is not an action id")
-    return pages.render("one_touch.html", me=None, action_id=action_id, next=page_of(action_id))
+    try:
+        _console(request)
+        action_id = _action_id(request)
+    except Stop as err:
+        return _render("error.html", err.status, me=None, csrf="", error=err.reason)
+    return _render("one_touch.html", me=None, action_id=action_id, next=page_of(action_id))
 
 
-async def _limited(request: Request) -> None:
-    api = pages._state(request).api()
-    assert api is not None  # _settings checked it
-    if request.app.state.limiter.take(f"console-address:{pages._remote(request)}", api.rate_limit):
-        raise pages.Refused(429, "over the console's rate limit; wait a moment")
+def _limited(request: Request, state: ConsoleState) -> None:
+    api = state.api()
+    assert api is not None  # _console checked it
+    if request.app.state.limiter.take(f"console-address:{_remote(request)}", api.rate_limit):
+        raise Stop(429, "over the console's rate limit; wait a moment")
 
 
-async def _claims(request: Request, action_id: str, name: str, verb: str) -> tuple[PasskeyClaims, Any]:
+async def _json(request: Request) -> Any:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise Stop(415, "send JSON (Content-Type: application/json)")
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise Stop(400, "the body is not JSON") from None
+
+
+async def _keys(state: ConsoleState, name: str) -> list[Registered]:
+    """``name``'s passkeys in the running agents' configs: those passkey sign-in accepts."""
+    return registered(name, await known_configs(await state.host.aiops(), state.host.loaded.agent_configs))
+
+
+def _open_session(answer: Response, settings: Any, state: ConsoleState, principal: Any) -> Response:
+    """The passkey sign-in's session (its principal: viewer and approver), the flow cookie gone."""
+    names = CookieNames(settings.public_url)
+    session = new_session(principal, settings.session_hours)
+    cookie = state.signer(settings).dump("session", session.model_dump(mode="json"))
+    answer.set_cookie(names.session, cookie, **names.attributes("strict", int(settings.session_hours * 3600)))
+    answer.delete_cookie(names.flow, path="/")
+    return answer
+
+
+def _answered(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+    """A JSON endpoint whose ``Stop`` is answered ``{"error": reason}`` (what the script shows)."""
+
+    async def answer(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except Stop as err:
+            return JSONResponse({"error": err.reason}, err.status)
+
+    return answer
+
+
+async def _claims(state: ConsoleState, action_id: str, name: str, verb: str) -> tuple[PasskeyClaims, Any]:
     """The claims ``name`` may sign on this action and the pinned approval settings; or why not.
 
     A name without a passkey in the running configs is refused before the action is looked up:
     someone signed out learns nothing of an action (that it exists, its status, its digest)
     without naming an approver."""
-    if not await pages._passkey_keys(request, name):
+    if not await _keys(state, name):
         raise OneTouchRefused(
             f"{name[:80]!r} has no registered passkey in the running agents' configs: sign in with "
             "the identity provider, enroll one (Passkeys), and have an admin add its line"
         )
-    client = await pages._state(request).host.aiops()
+    client = await state.host.aiops()
     try:
         record = await client.approvals.action(action_id)
     except ActionNotFoundError:
@@ -118,7 +207,7 @@ async def _claims(request: Request, action_id: str, name: str, verb: str) -> tup
     if record.status != ActionStatus.PENDING_APPROVAL:
         status = record.status.value
         raise OneTouchRefused(f"action {action_id} is no longer pending approval (it is {status})")
-    settings = (await pinned_config(Context(pages._state(request).host), action_id)).approval
+    settings = (await pinned_config(Context(state.host), action_id)).approval
     approver = settings.approver(name)
     if approver is None or not approver.passkeys or not settings.passkey_rp_id:
         raise OneTouchRefused(
@@ -136,25 +225,22 @@ async def _claims(request: Request, action_id: str, name: str, verb: str) -> tup
     return claims, settings
 
 
-async def options(request: Request) -> JSONResponse:
+async def options(request: Request) -> Response:
     """The decision's claims and challenge for the named person; the flow goes in the cookie."""
-    settings = pages._settings(request)
-    state = pages._state(request)
-    await _limited(request)
-    action_id = request.path_params["action_id"]
-    if not pages.ACTION_ID.match(action_id):
-        raise pages.Refused(400, "that is not an action id")
-    body = await pages._json(request)
+    state, settings = _console(request)
+    _limited(request, state)
+    action_id = _action_id(request)
+    body = await _json(request)
     name = body.get("name") if isinstance(body, dict) else None
     verb = body.get("verb") if isinstance(body, dict) else None
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise pages.Refused(422, "name the person deciding (1 to 200 characters)")
+        raise Stop(422, "name the person deciding (1 to 200 characters)")
     if verb not in ("approve", "reject"):
-        raise pages.Refused(422, "the decision must be approve or reject")
+        raise Stop(422, "the decision must be approve or reject")
     try:
-        claims, approval = await _claims(request, action_id, name, verb)
+        claims, approval = await _claims(state, action_id, name, verb)
     except OneTouchRefused as err:
-        await state.refused(name, "POST", request.url.path, 401, str(err), pages._remote(request))
+        await state.refused(name, "POST", request.url.path, 401, str(err), _remote(request))
         return JSONResponse({"error": str(err)}, 401)
     csrf = secrets.token_urlsafe(24)
     flow = {
@@ -201,14 +287,13 @@ def _verified(request: Request, flow: dict[str, Any], assertion: OneTouchAsserti
 
 async def decide(request: Request) -> Response:
     """Verify the one assertion (signing the person in), then relay it as the decision."""
-    settings = pages._settings(request)
-    state = pages._state(request)
-    await _limited(request)
+    state, settings = _console(request)
+    _limited(request, state)
     names = CookieNames(settings.public_url)
     who = ""
     try:
         try:
-            assertion = OneTouchAssertion.model_validate(await pages._json(request))
+            assertion = OneTouchAssertion.model_validate(await _json(request))
         except ValidationError:
             raise OneTouchRefused("the passkey decision is malformed") from None
         cookie = request.cookies.get(names.flow)
@@ -216,10 +301,10 @@ async def decide(request: Request) -> Response:
             raise OneTouchRefused("this browser has no passkey decision under way (cookies off, or expired)")
         flow = state.signer(settings).load(FLOW_KIND, cookie)
         who = str(flow.get("name", ""))[:200]
-        keys = await pages._passkey_keys(request, who)
+        keys = await _keys(state, who)
         claims, principal = _verified(request, flow, assertion, keys)
     except SessionRefused as err:
-        await state.refused(who, "POST", request.url.path, 401, str(err), pages._remote(request))
+        await state.refused(who, "POST", request.url.path, 401, str(err), _remote(request))
         refused: Response = JSONResponse({"error": str(err)}, 401)
         refused.delete_cookie(names.flow, path="/")
         return refused
@@ -237,11 +322,11 @@ async def decide(request: Request) -> Response:
     except AiopsError as err:  # the workflow's refusal: signed in all the same, the page says why
         said = one_line(err).removeprefix("refused: ")
         answer = JSONResponse({"error": said, "next": page_of(claims.aud)}, status_of(err))
-    return pages._open_session(answer, settings, state, principal)
+    return _open_session(answer, settings, state, principal)
 
 
 def routes() -> list[Route]:
     return [
-        Route("/console/actions/{action_id:path}/passkey-options", options, methods=["POST"]),
-        Route("/console/actions/{action_id:path}/passkey-decision", decide, methods=["POST"]),
+        Route("/console/actions/{action_id:path}/passkey-options", _answered(options), methods=["POST"]),
+        Route("/console/actions/{action_id:path}/passkey-decision", _answered(decide), methods=["POST"]),
     ]
