@@ -1,11 +1,12 @@
 """Issue 26's promise end to end, on the real stack: an approver goes from an approval notice's
-link to an executed action in the browser, deciding with one passkey touch.
+link to an executed action in the browser with one passkey touch.
 
 The agent's config sets ``approval.console_url`` to the console's base URL and a webhook notice
 to a real local receiver. The link is the one the receiver got (never built here); Chromium
-opens it signed out, signs in with a passkey already registered in that config, lands back on
-that action's page and approves with exactly one assertion of the DevTools virtual authenticator
-(counted through its credential's signature counter). Screenshots go to the test's ``screens/``.
+opens it signed out, names the approver and approves with exactly one assertion of the DevTools
+virtual authenticator (counted through its credential's signature counter), which both signs
+alice in and decides (aiops/console/one_touch.py); the action executes. Pressing again with the
+same assertion decides nothing. Screenshots go to the test's ``screens/``.
 """
 
 from __future__ import annotations
@@ -98,32 +99,54 @@ async def test_from_an_approval_notices_link_to_an_executed_action_with_one_pass
 
         async with evidence.step("the-notice-link-opened-signed-out"):
             await page.goto(link)
-            await page.wait_for_url(f"{stack.url}/console/signin?**")
-            await evidence.wait_for_text(["Sign in", "sign in first", "Or with a passkey"])
-
-        touches = await sign_count(cdp, authenticator_id)
-        async with evidence.step("signed-in-with-passkey-back-on-the-action"):
-            await page.fill("#signin-name", "alice")
-            await page.click("#signin-passkey")
-            await page.wait_for_url(link)
             await evidence.wait_for_text(
-                ["Signed in as alice", "via passkey", action_id, "pending_approval", "0 of 1 needed",
-                 record.plan_digest or "no digest", "Approve with passkey"]
-            )  # fmt: skip
-        assert await sign_count(cdp, authenticator_id) == touches + 1, "the sign-in is one touch"
+                ["not signed in", action_id, "Your name", "Approve with passkey", "Reject with passkey"]
+            )
 
+        # What the one press sends, kept to press again without a touch (below).
+        pressed: dict[str, Any] = {}
+
+        async def keep(route: Any) -> None:
+            request = route.request
+            pressed.update(body=request.post_data_json, csrf=await request.header_value("x-csrf-token"))
+            pressed["cookies"] = {c["name"]: c["value"] for c in await page.context.cookies()}
+            await route.continue_()
+
+        await page.route("**/passkey-decision", keep)
         touches = await sign_count(cdp, authenticator_id)
-        async with evidence.step("approved-with-one-touch-executed"):
+        async with evidence.step("approved-with-one-touch-signed-in-executed"):
+            await page.fill("#decide-name", "alice")
             await page.fill("#comment", "from the notice: approved")
             await page.click("button.passkey.approve")
+            await page.wait_for_url(f"{link}?decided=approve")
             done = await eventually(
                 lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final, within=60
             )
             await page.reload()
             await evidence.wait_for_text(
-                ["alice approved", "from the notice: approved", "verified", "Result: succeeded"]
-            )
-        assert await sign_count(cdp, authenticator_id) == touches + 1, "approving is exactly one touch"
+                ["Signed in as alice", "via passkey", "alice approved", "from the notice: approved",
+                 record.plan_digest or "no digest", "verified", "Result: succeeded"]
+            )  # fmt: skip
+        assert await sign_count(cdp, authenticator_id) == touches + 1, "from the link to executed: one touch"
+        me = await page.evaluate("fetch('/v1/me').then(r => r.json())")
+        assert (me["name"], me["roles"], me["via"]) == ("alice", ["approver", "viewer"], "passkey"), me
+
+        # A second press without a new touch (the same assertion and flow cookie) decides nothing:
+        # not this action again, not another one pending for the same approver.
+        second = agent_config("scripted", approval=approval)
+        _, other_id, _ = await start_pending_action(aiops, second, "high", requested_by="dave")
+        flow = pressed["cookies"]["aiops-signin"]
+        async with stack.http() as http:
+            for where, says in ((action_id, "already used"), (other_id, "for another action")):
+                again = await http.post(
+                    f"/console/actions/{where}/passkey-decision",
+                    json=pressed["body"],
+                    headers={"x-csrf-token": pressed["csrf"], "cookie": f"aiops-signin={flow}"},
+                )
+                assert again.status_code == 401 and says in again.json()["error"], again.text
+                assert "aiops-session" not in again.headers.get("set-cookie", "")
+        assert (await aiops.approvals.action(other_id)).status == ActionStatus.PENDING_APPROVAL
+        assert await sign_count(cdp, authenticator_id) == touches + 1
 
         assert done.status == ActionStatus.VERIFIED, done.status
         assert [(a.approver, str(a.token_id).startswith("passkey:")) for a in done.approvals] == [

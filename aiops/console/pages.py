@@ -29,7 +29,7 @@ from aiops.contracts.errors import AiopsError
 from aiops.contracts.models import RiskLevel
 from aiops.contracts.operator_message import MAX_CREDENTIAL, MAX_TEXT
 
-from . import passkey_signin, views
+from . import one_touch, passkey_signin, views
 from .app import ConsoleState
 from .session import Session, SessionRefused
 from .signin_pages import (
@@ -88,6 +88,8 @@ async def _record(request: Request, action_id: str) -> ActionRecord:
 
 
 async def action(request: Request) -> Response:
+    if session_now(request) is None:  # e.g. from a notice's link: decide with one touch (one_touch.py)
+        return await one_touch.signed_out_page(request)
     session = await person(request)
     action_id = request.path_params["action_id"]
     decided = request.query_params.get("decided", "")
@@ -207,6 +209,7 @@ def build(state: ConsoleState) -> Starlette:
             Route("/console/signin/passkey", signin_passkey, methods=["POST"]),
             Route("/console/signout", signout, methods=["POST"]),
             Route("/console/passkeys", passkeys),
+            *one_touch.routes(),
             Route("/console/actions/{action_id:path}/decide", decide, methods=["POST"]),
             Route("/console/actions/{action_id:path}", action),
             Route("/console/static/{name}", static),

@@ -29,11 +29,11 @@
     return toB64url(new TextEncoder().encode(text));
   }
 
-  async function call(path, body) {
+  async function call(path, body, token) {
     var answer = await fetch(path, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf() },
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": token || csrf() },
       body: JSON.stringify(body),
     });
     var data = null;
@@ -101,6 +101,50 @@
       show("passkey-done", (verb === "approve" ? "Approved" : "Rejected") + " with your passkey; reloading…");
       window.setTimeout(function () { window.location.reload(); }, 500);
     } catch (err) {
+      show("passkey-refusal", "Refused: " + (err && err.message ? err.message : String(err)));
+      document.querySelectorAll("button.passkey").forEach(function (b) { b.disabled = false; });
+    }
+  }
+
+  // ----- signed out: one touch signs in and decides (aiops/console/one_touch.py) ---------------
+
+  async function decideWithOneTouch(button) {
+    var actionId = button.getAttribute("data-action-id");
+    var verb = button.getAttribute("data-verb");
+    var commentBox = document.getElementById("comment");
+    var base = "/console/actions/" + encodeURIComponent(actionId);
+    hide("passkey-refusal");
+    hide("passkey-done");
+    document.querySelectorAll("button.passkey").forEach(function (b) { b.disabled = true; });
+    try {
+      var name = document.getElementById("decide-name").value;
+      var options = await call(base + "/passkey-options", { name: name, verb: verb });
+      var plan = options.claims.digest ? " plan " + options.claims.digest : "";
+      show("passkey-done", "Touch your passkey to " + verb + plan + " as " + name + "…");
+      var assertion = await navigator.credentials.get({
+        publicKey: {
+          challenge: fromB64url(options.challenge),
+          rpId: options.rp_id,
+          allowCredentials: options.allow_credentials.map(function (id) {
+            return { type: "public-key", id: fromB64url(id) };
+          }),
+          userVerification: "required",
+          timeout: options.timeout_ms,
+        },
+      });
+      if (!assertion) throw new Error("the browser gave no passkey assertion");
+      var r = assertion.response;
+      var answer = await call(base + "/passkey-decision", {
+        credential_id: toB64url(assertion.rawId),
+        authenticator_data: toB64url(r.authenticatorData),
+        client_data_json: toB64url(r.clientDataJSON),
+        signature: toB64url(r.signature),
+        user_handle: r.userHandle ? toB64url(r.userHandle) : null,
+        comment: commentBox ? commentBox.value : "",
+      }, options.csrf);
+      window.location.assign(answer.next);
+    } catch (err) {
+      hide("passkey-done");
       show("passkey-refusal", "Refused: " + (err && err.message ? err.message : String(err)));
       document.querySelectorAll("button.passkey").forEach(function (b) { b.disabled = false; });
     }
@@ -186,7 +230,9 @@
 
   document.addEventListener("DOMContentLoaded", function () {
     document.querySelectorAll("button.passkey").forEach(function (button) {
-      button.addEventListener("click", function () { decide(button); });
+      button.addEventListener("click", function () {
+        if (button.hasAttribute("data-one-touch")) decideWithOneTouch(button); else decide(button);
+      });
     });
     var enrollButton = document.getElementById("enroll");
     if (enrollButton) enrollButton.addEventListener("click", enroll);
