@@ -309,8 +309,10 @@ async def test_passkeys_enroll_and_decide_and_every_wrong_assertion_is_refused_o
             await evidence.wait_for_text(["Signed in as bob", "via passkey", "1 of 2 needed"])
 
         async with evidence.step("bob-second-approver-executed"):
-            await decide_with_passkey(evidence)
+            async with page.expect_navigation():  # the console's script reloads the page itself
+                await decide_with_passkey(evidence)
             await eventually(lambda: aiops.approvals.action(action_id), lambda r: r.status.is_final)
+            # Reload only after the script's own reload has landed: two at once abort each other.
             await page.reload()
             await evidence.wait_for_text(["bob approved", "alice approved", "verified", "Result: succeeded"])
 
