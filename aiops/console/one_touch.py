@@ -37,7 +37,7 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, select_autoescape
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
@@ -49,10 +49,9 @@ from aiops.contracts.action import ActionStatus, DecisionRequest
 from aiops.contracts.errors import AiopsError
 from aiops.contracts.operator_message import MAX_TEXT
 from aiops.contracts.passkey import (
-    B64URL,
-    MAX_CREDENTIAL_ID,
     PasskeyAssertion,
     PasskeyClaims,
+    SignedAssertion,
     b64url,
     passkey_challenge,
 )
@@ -94,16 +93,10 @@ class Stop(AiopsError):
         self.reason = reason
 
 
-class OneTouchAssertion(BaseModel):
-    """What the console's script posts after its one ``navigator.credentials.get`` (base64url)."""
+class OneTouchAssertion(SignedAssertion):
+    """What the console's script posts after its one ``navigator.credentials.get``, with the
+    decision's comment."""
 
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-    credential_id: str = Field(min_length=16, max_length=MAX_CREDENTIAL_ID, pattern=B64URL)
-    authenticator_data: str = Field(min_length=49, max_length=2048, pattern=B64URL)
-    client_data_json: str = Field(min_length=20, max_length=3000, pattern=B64URL)
-    signature: str = Field(min_length=16, max_length=1400, pattern=B64URL)
-    user_handle: str | None = Field(default=None, max_length=100, pattern=B64URL)
     comment: str = Field(default="", max_length=MAX_TEXT)
 
 

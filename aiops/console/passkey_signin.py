@@ -22,14 +22,14 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from webauthn import verify_authentication_response
 from webauthn.helpers.exceptions import WebAuthnException
 
 from aiops.api.auth import Principal
 from aiops.client import AiopsClient
 from aiops.contracts.config import AgentConfig
-from aiops.contracts.passkey import B64URL, MAX_CREDENTIAL_ID, PasskeyCredential, b64url, b64url_decode
+from aiops.contracts.passkey import PasskeyCredential, SignedAssertion, b64url, b64url_decode
 
 from .session import FLOW_SECONDS, SessionRefused
 
@@ -42,17 +42,10 @@ class PasskeySignInRefused(SessionRefused):
     """A passkey sign-in that cannot name anyone; the message says why."""
 
 
-class SignInAssertion(BaseModel):
-    """What the console's script posts after ``navigator.credentials.get`` (base64url fields)."""
-
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+class SignInAssertion(SignedAssertion):
+    """What the console's script posts after ``navigator.credentials.get``: who, and the assertion."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    credential_id: str = Field(min_length=16, max_length=MAX_CREDENTIAL_ID, pattern=B64URL)
-    authenticator_data: str = Field(min_length=49, max_length=2048, pattern=B64URL)
-    client_data_json: str = Field(min_length=20, max_length=3000, pattern=B64URL)
-    signature: str = Field(min_length=16, max_length=1400, pattern=B64URL)
-    user_handle: str | None = Field(default=None, max_length=100, pattern=B64URL)
 
 
 @dataclass(frozen=True)
@@ -124,17 +117,9 @@ class PasskeySignIn:
             raise PasskeySignInRefused(
                 f"unregistered credential: passkey {wanted[:24]} is not registered to {assertion.name[:80]!r}"
             )
-        raw = assertion.credential_id.rstrip("=")
-        response: dict[str, Any] = {
-            "authenticatorData": assertion.authenticator_data.rstrip("="),
-            "clientDataJSON": assertion.client_data_json.rstrip("="),
-            "signature": assertion.signature.rstrip("="),
-        }
-        if assertion.user_handle:
-            response["userHandle"] = assertion.user_handle.rstrip("=")
         try:
             verify_authentication_response(
-                credential={"id": raw, "rawId": raw, "type": "public-key", "response": response},
+                credential=assertion.browser_json(),
                 expected_challenge=b64url_decode(challenge),
                 expected_rp_id=key.rp_id,
                 expected_origin=list(key.origins),

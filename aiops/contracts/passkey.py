@@ -119,20 +119,15 @@ def passkey_challenge(claims: PasskeyClaims) -> bytes:
     return hashlib.sha256(canonical_claims(claims)).digest()
 
 
-class PasskeyAssertion(_Strict):
-    """A passkey's answer to ``navigator.credentials.get`` with the claims it was asked to sign;
-    every binary field is base64url, as in the browser's ``toJSON()`` of the credential."""
+class SignedAssertion(_Strict):
+    """A passkey's answer to ``navigator.credentials.get``; every binary field is base64url, as in
+    the browser's ``toJSON()`` of the credential. Decisions and the console's sign-ins carry it."""
 
-    claims: PasskeyClaims
     credential_id: str = Field(min_length=16, max_length=MAX_CREDENTIAL_ID, pattern=B64URL)
     authenticator_data: str = Field(min_length=49, max_length=2048, pattern=B64URL)
     client_data_json: str = Field(min_length=20, max_length=3000, pattern=B64URL)
     signature: str = Field(min_length=16, max_length=1400, pattern=B64URL)
     user_handle: str | None = Field(default=None, max_length=100, pattern=B64URL)
-
-    def envelope(self) -> str:
-        """What goes in a decision's ``credential``: ``passkey:`` + base64url of this JSON."""
-        return PASSKEY_PREFIX + b64url(self.model_dump_json(exclude_none=True).encode())
 
     def browser_json(self) -> dict[str, object]:
         """The assertion in the JSON form WebAuthn libraries parse (``AuthenticationResponseJSON``)."""
@@ -145,6 +140,16 @@ class PasskeyAssertion(_Strict):
             response["userHandle"] = self.user_handle.rstrip("=")
         raw_id = self.credential_id.rstrip("=")
         return {"id": raw_id, "rawId": raw_id, "type": "public-key", "response": response}
+
+
+class PasskeyAssertion(SignedAssertion):
+    """A signed assertion with the decision claims it was asked to sign (its challenge)."""
+
+    claims: PasskeyClaims
+
+    def envelope(self) -> str:
+        """What goes in a decision's ``credential``: ``passkey:`` + base64url of this JSON."""
+        return PASSKEY_PREFIX + b64url(self.model_dump_json(exclude_none=True).encode())
 
 
 def assertion_from_browser(claims: PasskeyClaims, credential: dict[str, Any]) -> PasskeyAssertion:
