@@ -28,7 +28,6 @@ signing in first shows it, and a signed-in approver decides with one touch throu
 from __future__ import annotations
 
 import hmac
-import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
@@ -36,10 +35,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from jinja2 import Environment, PackageLoader, select_autoescape
 from pydantic import Field, ValidationError
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from aiops.api.app import Context, one_line, status_of
@@ -66,31 +64,14 @@ from .passkey_signin import (
     registered,
 )
 from .session import CSRF_HEADER, CookieNames, SessionRefused, new_session
+from .web import Refused, limit_address, read_json, remote, render, settings_of, state_of
 
 FLOW_KIND = "passkey decision"
 ACTION_ID = re.compile(r"^[A-Za-z0-9_.:@-]{1,500}$")
-CONSOLE_OFF = "the console is off: add `api.console` to the gateway config (docs/console.md)"
-# Its own few helpers rather than pages.py's: that module is being reshaped in parallel (sign-in
-# pages moving out); this one depends only on the console's state, cookies and passkey sign-in.
-templates = Environment(
-    loader=PackageLoader("aiops.console", "templates"),
-    autoescape=select_autoescape(["html"], default=True),
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 
 
 class OneTouchRefused(PasskeySignInRefused):
     """A one-touch decision that cannot go on; the message says why."""
-
-
-class Stop(AiopsError):
-    """An answer other than the one asked for (a bad request, the console off, a rate limit)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 class OneTouchAssertion(SignedAssertion):
@@ -104,27 +85,14 @@ def page_of(action_id: str, verb: str = "") -> str:
     return f"/console/actions/{quote(action_id, safe=':@')}" + (f"?decided={verb}" if verb else "")
 
 
-def _render(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    page = templates.get_template(name).render(**values)
-    return HTMLResponse(page, status, headers={"cache-control": "no-store"})
-
-
 def _console(request: Request) -> tuple[ConsoleState, Any]:
-    state: ConsoleState = request.app.state.console
-    settings = state.settings()
-    if settings is None:
-        raise Stop(404, CONSOLE_OFF)
-    return state, settings
-
-
-def _remote(request: Request) -> str:
-    return request.client.host if request.client else ""
+    return state_of(request), settings_of(request)
 
 
 def _action_id(request: Request) -> str:
     action_id: str = request.path_params["action_id"]
     if not ACTION_ID.match(action_id):
-        raise Stop(400, "that is not an action id")
+        raise Refused(400, "that is not an action id")
     return action_id
 
 
@@ -133,25 +101,9 @@ async def signed_out_page(request: Request) -> Response:
     try:
         _console(request)
         action_id = _action_id(request)
-    except Stop as err:
-        return _render("error.html", err.status, me=None, csrf="", error=err.reason)
-    return _render("one_touch.html", me=None, action_id=action_id, next=page_of(action_id))
-
-
-def _limited(request: Request, state: ConsoleState) -> None:
-    api = state.api()
-    assert api is not None  # _console checked it
-    if request.app.state.limiter.take(f"console-address:{_remote(request)}", api.rate_limit):
-        raise Stop(429, "over the console's rate limit; wait a moment")
-
-
-async def _json(request: Request) -> Any:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise Stop(415, "send JSON (Content-Type: application/json)")
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise Stop(400, "the body is not JSON") from None
+    except Refused as err:
+        return render("error.html", err.status, me=None, csrf="", error=err.reason)
+    return render("one_touch.html", me=None, action_id=action_id, next=page_of(action_id))
 
 
 async def _keys(state: ConsoleState, name: str) -> list[Registered]:
@@ -170,12 +122,12 @@ def _open_session(answer: Response, settings: Any, state: ConsoleState, principa
 
 
 def _answered(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
-    """A JSON endpoint whose ``Stop`` is answered ``{"error": reason}`` (what the script shows)."""
+    """A JSON endpoint whose ``Refused`` is answered ``{"error": reason}`` (what the script shows)."""
 
     async def answer(request: Request) -> Response:
         try:
             return await handler(request)
-        except Stop as err:
+        except Refused as err:
             return JSONResponse({"error": err.reason}, err.status)
 
     return answer
@@ -221,19 +173,19 @@ async def _claims(state: ConsoleState, action_id: str, name: str, verb: str) -> 
 async def options(request: Request) -> Response:
     """The decision's claims and challenge for the named person; the flow goes in the cookie."""
     state, settings = _console(request)
-    _limited(request, state)
+    limit_address(request)
     action_id = _action_id(request)
-    body = await _json(request)
+    body = await read_json(request)
     name = body.get("name") if isinstance(body, dict) else None
     verb = body.get("verb") if isinstance(body, dict) else None
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
-        raise Stop(422, "name the person deciding (1 to 200 characters)")
+        raise Refused(422, "name the person deciding (1 to 200 characters)")
     if verb not in ("approve", "reject"):
-        raise Stop(422, "the decision must be approve or reject")
+        raise Refused(422, "the decision must be approve or reject")
     try:
         claims, approval = await _claims(state, action_id, name, verb)
     except OneTouchRefused as err:
-        await state.refused(name, "POST", request.url.path, 401, str(err), _remote(request))
+        await state.refused(name, "POST", request.url.path, 401, str(err), remote(request))
         return JSONResponse({"error": str(err)}, 401)
     csrf = secrets.token_urlsafe(24)
     flow = {
@@ -281,12 +233,12 @@ def _verified(request: Request, flow: dict[str, Any], assertion: OneTouchAsserti
 async def decide(request: Request) -> Response:
     """Verify the one assertion (signing the person in), then relay it as the decision."""
     state, settings = _console(request)
-    _limited(request, state)
+    limit_address(request)
     names = CookieNames(settings.public_url)
     who = ""
     try:
         try:
-            assertion = OneTouchAssertion.model_validate(await _json(request))
+            assertion = OneTouchAssertion.model_validate(await read_json(request))
         except ValidationError:
             raise OneTouchRefused("the passkey decision is malformed") from None
         cookie = request.cookies.get(names.flow)
@@ -297,7 +249,7 @@ async def decide(request: Request) -> Response:
         keys = await _keys(state, who)
         claims, principal = _verified(request, flow, assertion, keys)
     except SessionRefused as err:
-        await state.refused(who, "POST", request.url.path, 401, str(err), _remote(request))
+        await state.refused(who, "POST", request.url.path, 401, str(err), remote(request))
         refused: Response = JSONResponse({"error": str(err)}, 401)
         refused.delete_cookie(names.flow, path="/")
         return refused

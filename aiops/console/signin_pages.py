@@ -6,7 +6,6 @@ refused sign-in is answered with its reason and written to ``api_refusals``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -23,7 +22,19 @@ from .app import ConsoleState
 from .oidc import NoIdentityProvider, SignInRefused, provider
 from .session import FLOW_SECONDS, CookieNames, SessionRefused, new_session
 from .token_signin import TokenSignInRefused
-from .web import HOME, Refused, check_csrf, remote, render, safe_next, session_now, settings_of, state_of
+from .web import (
+    HOME,
+    Refused,
+    check_csrf,
+    limit_address,
+    read_json,
+    remote,
+    render,
+    safe_next,
+    session_now,
+    settings_of,
+    state_of,
+)
 
 
 def _signin_page(
@@ -56,10 +67,7 @@ async def signin_token(request: Request) -> Response:
     """A pasted personal API token opens a session as its owner, with its roles (a plain form)."""
     settings = settings_of(request)
     state = state_of(request)
-    api = state.api()
-    assert api is not None
-    if request.app.state.limiter.take(f"console-address:{remote(request)}", api.rate_limit):
-        raise Refused(429, "over the console's rate limit; wait a moment")
+    limit_address(request)
     form = await request.form()
     target = safe_next(form.get("next"))
     names = CookieNames(settings.public_url)
@@ -149,15 +157,6 @@ def _open_session(
     return answer
 
 
-async def _json(request: Request) -> Any:
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        raise Refused(415, "send JSON (Content-Type: application/json)")
-    try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise Refused(400, "the body is not JSON") from None
-
-
 async def _passkey_keys(request: Request, name: str) -> list[passkey_signin.Registered]:
     state = state_of(request)
     configs = await passkey_signin.known_configs(await state.host.aiops(), state.host.loaded.agent_configs)
@@ -168,11 +167,8 @@ async def signin_passkey_options(request: Request) -> JSONResponse:
     """The challenge for a passkey sign-in as ``name``; the flow is kept in this browser's cookie."""
     settings = settings_of(request)
     state = state_of(request)
-    api = state.api()
-    assert api is not None
-    if request.app.state.limiter.take(f"console-address:{remote(request)}", api.rate_limit):
-        raise Refused(429, "over the console's rate limit; wait a moment")
-    body = await _json(request)
+    limit_address(request)
+    body = await read_json(request)
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not re.fullmatch(passkey_signin.NAME_PATTERN, name):
         raise Refused(422, "name the person signing in (1 to 200 characters)")
@@ -197,7 +193,7 @@ async def signin_passkey(request: Request) -> Response:
     who = ""
     try:
         try:
-            assertion = passkey_signin.SignInAssertion.model_validate(await _json(request))
+            assertion = passkey_signin.SignInAssertion.model_validate(await read_json(request))
         except ValidationError:
             raise passkey_signin.PasskeySignInRefused("the passkey sign-in is malformed") from None
         who = assertion.name

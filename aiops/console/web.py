@@ -6,6 +6,7 @@ stays small; nothing here handles a route.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -102,6 +103,24 @@ async def person(request: Request, needed: str = "viewer") -> Session:
 
 def remote(request: Request) -> str:
     return request.client.host if request.client else ""
+
+
+def limit_address(request: Request) -> None:
+    """The rate limit of a caller not signed in yet, by address (sign-in and one-touch posts)."""
+    api = state_of(request).api()
+    assert api is not None  # settings_of checked it
+    if request.app.state.limiter.take(f"console-address:{remote(request)}", api.rate_limit):
+        raise Refused(429, "over the console's rate limit; wait a moment")
+
+
+async def read_json(request: Request) -> Any:
+    """A script's JSON body; anything else is refused with what was wrong."""
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise Refused(415, "send JSON (Content-Type: application/json)")
+    try:
+        return json.loads(await request.body())
+    except ValueError:
+        raise Refused(400, "the body is not JSON") from None
 
 
 async def check_csrf(request: Request, session: Session, form: Any) -> None:

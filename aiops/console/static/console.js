@@ -29,6 +29,31 @@
     return toB64url(new TextEncoder().encode(text));
   }
 
+  // One passkey touch for a challenge the server issued (a decision's or a sign-in's): the
+  // assertion's fields, base64url, as every endpoint of the console and the API takes them.
+  async function signWithPasskey(options) {
+    var assertion = await navigator.credentials.get({
+      publicKey: {
+        challenge: fromB64url(options.challenge),
+        rpId: options.rp_id,
+        allowCredentials: (options.allow_credentials || []).map(function (id) {
+          return { type: "public-key", id: fromB64url(id) };
+        }),
+        userVerification: "required",
+        timeout: options.timeout_ms,
+      },
+    });
+    if (!assertion) throw new Error("the browser gave no passkey assertion");
+    var r = assertion.response;
+    return {
+      credential_id: toB64url(assertion.rawId),
+      authenticator_data: toB64url(r.authenticatorData),
+      client_data_json: toB64url(r.clientDataJSON),
+      signature: toB64url(r.signature),
+      user_handle: r.userHandle ? toB64url(r.userHandle) : null,
+    };
+  }
+
   async function call(path, body, token) {
     var answer = await fetch(path, {
       method: "POST",
@@ -71,27 +96,8 @@
     document.querySelectorAll("button.passkey").forEach(function (b) { b.disabled = true; });
     try {
       var challenge = await call(base + "/passkey-challenge", { verb: verb });
-      var assertion = await navigator.credentials.get({
-        publicKey: {
-          challenge: fromB64url(challenge.challenge),
-          rpId: challenge.rp_id,
-          allowCredentials: (challenge.allow_credentials || []).map(function (id) {
-            return { type: "public-key", id: fromB64url(id) };
-          }),
-          userVerification: "required",
-          timeout: challenge.timeout_ms,
-        },
-      });
-      if (!assertion) throw new Error("the browser gave no passkey assertion");
-      var r = assertion.response;
-      var signed = {
-        claims: challenge.claims,
-        credential_id: toB64url(assertion.rawId),
-        authenticator_data: toB64url(r.authenticatorData),
-        client_data_json: toB64url(r.clientDataJSON),
-        signature: toB64url(r.signature),
-        user_handle: r.userHandle ? toB64url(r.userHandle) : null,
-      };
+      var signed = await signWithPasskey(challenge);
+      signed.claims = challenge.claims;
       await call(base + "/decision", {
         approve: verb === "approve",
         credential: "passkey:" + utf8B64url(JSON.stringify(signed)),
@@ -121,27 +127,9 @@
       var options = await call(base + "/passkey-options", { name: name, verb: verb });
       var plan = options.claims.digest ? " plan " + options.claims.digest : "";
       show("passkey-done", "Touch your passkey to " + verb + plan + " as " + name + "…");
-      var assertion = await navigator.credentials.get({
-        publicKey: {
-          challenge: fromB64url(options.challenge),
-          rpId: options.rp_id,
-          allowCredentials: options.allow_credentials.map(function (id) {
-            return { type: "public-key", id: fromB64url(id) };
-          }),
-          userVerification: "required",
-          timeout: options.timeout_ms,
-        },
-      });
-      if (!assertion) throw new Error("the browser gave no passkey assertion");
-      var r = assertion.response;
-      var answer = await call(base + "/passkey-decision", {
-        credential_id: toB64url(assertion.rawId),
-        authenticator_data: toB64url(r.authenticatorData),
-        client_data_json: toB64url(r.clientDataJSON),
-        signature: toB64url(r.signature),
-        user_handle: r.userHandle ? toB64url(r.userHandle) : null,
-        comment: commentBox ? commentBox.value : "",
-      }, options.csrf);
+      var signed = await signWithPasskey(options);
+      signed.comment = commentBox ? commentBox.value : "";
+      var answer = await call(base + "/passkey-decision", signed, options.csrf);
       window.location.assign(answer.next);
     } catch (err) {
       hide("passkey-done");
@@ -201,27 +189,9 @@
       var name = document.getElementById("signin-name").value;
       var next = event.target.getAttribute("data-next") || "/console/";
       var options = await call("/console/signin/passkey-options", { name: name, next: next });
-      var assertion = await navigator.credentials.get({
-        publicKey: {
-          challenge: fromB64url(options.challenge),
-          rpId: options.rp_id,
-          allowCredentials: options.allow_credentials.map(function (id) {
-            return { type: "public-key", id: fromB64url(id) };
-          }),
-          userVerification: "required",
-          timeout: options.timeout_ms,
-        },
-      });
-      if (!assertion) throw new Error("the browser gave no passkey assertion");
-      var r = assertion.response;
-      var answer = await call("/console/signin/passkey", {
-        name: name,
-        credential_id: toB64url(assertion.rawId),
-        authenticator_data: toB64url(r.authenticatorData),
-        client_data_json: toB64url(r.clientDataJSON),
-        signature: toB64url(r.signature),
-        user_handle: r.userHandle ? toB64url(r.userHandle) : null,
-      });
+      var signed = await signWithPasskey(options);
+      signed.name = name;
+      var answer = await call("/console/signin/passkey", signed);
       window.location.assign(answer.next);
     } catch (err) {
       show("signin-passkey-refusal", "Refused: " + (err && err.message ? err.message : String(err)));
