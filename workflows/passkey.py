@@ -20,11 +20,18 @@ inside the signed challenge instead, and the aud binds the assertion to one acti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from aiops.contracts.config import ApprovalSettings
-from aiops.contracts.passkey import PasskeyError, b64url_decode, parse_envelope, passkey_challenge
+from aiops.contracts.passkey import (
+    PasskeyError,
+    SignedAssertion,
+    b64url_decode,
+    parse_envelope,
+    passkey_challenge,
+)
 
 if TYPE_CHECKING:  # approval_token imports this module: only the type is needed here
     from workflows.approval_token import Expected
@@ -39,14 +46,36 @@ def passkey_token_id(nonce: str) -> str:
     return TOKEN_ID_PREFIX + nonce
 
 
-def verify_passkey(credential: str, settings: ApprovalSettings, expected: Expected) -> tuple[str, str, int]:
-    """``(approver name, token id, expiry)`` if the assertion proves what is ``expected``;
-    ``PasskeyError`` saying why otherwise (``verify_identity`` refuses with it)."""
+def signature_problem(
+    assertion: SignedAssertion, challenge: bytes, rp_id: str, origins: Sequence[str], public_key: str
+) -> str | None:
+    """None if py_webauthn verifies the assertion (signature, challenge, rp id, origin, user
+    verification) against the registered ``public_key``; else its reason. Pure: the workflow's
+    check and the console's passkey sign-in share it. The sign count is not tracked: a challenge
+    is used once (a decision's nonce, a sign-in's random challenge), which is what stops replay."""
     # Imported here, not with the module: workflows imported anew in Temporal's sandbox (an agent
     # author's) must not load py_webauthn's C-extension dependencies a second time.
     from webauthn import verify_authentication_response
     from webauthn.helpers.exceptions import WebAuthnException
 
+    try:
+        verify_authentication_response(
+            credential=assertion.browser_json(),
+            expected_challenge=challenge,
+            expected_rp_id=rp_id,
+            expected_origin=list(origins),
+            credential_public_key=b64url_decode(public_key),
+            credential_current_sign_count=0,
+            require_user_verification=True,
+        )
+    except (WebAuthnException, ValueError, TypeError, KeyError) as err:
+        return str(err)
+    return None
+
+
+def verify_passkey(credential: str, settings: ApprovalSettings, expected: Expected) -> tuple[str, str, int]:
+    """``(approver name, token id, expiry)`` if the assertion proves what is ``expected``;
+    ``PasskeyError`` saying why otherwise (``verify_identity`` refuses with it)."""
     assertion = parse_envelope(credential)
     claims = assertion.claims
     workflow_id, verb, digest = expected.workflow_id, expected.verb, expected.digest
@@ -92,20 +121,15 @@ def verify_passkey(credential: str, settings: ApprovalSettings, expected: Expect
         )
     if not settings.passkey_rp_id or not settings.passkey_origins:
         raise PasskeyError("the config sets no approval.passkey_rp_id and passkey_origins to check against")
-    try:
-        verify_authentication_response(
-            credential=assertion.browser_json(),
-            expected_challenge=passkey_challenge(claims),
-            expected_rp_id=settings.passkey_rp_id,
-            expected_origin=list(settings.passkey_origins),
-            credential_public_key=b64url_decode(registered.public_key),
-            credential_current_sign_count=0,  # see the module docstring: the nonce prevents replay
-            require_user_verification=True,
-        )
-    except (WebAuthnException, ValueError, TypeError, KeyError) as err:
-        raise PasskeyError(
-            _refusal(str(err), approver.name, registered.label or wanted[:24], settings)
-        ) from None
+    problem = signature_problem(
+        assertion,
+        passkey_challenge(claims),
+        settings.passkey_rp_id,
+        settings.passkey_origins,
+        registered.public_key,
+    )
+    if problem is not None:
+        raise PasskeyError(_refusal(problem, approver.name, registered.label or wanted[:24], settings))
     return approver.name, token_id, claims.exp
 
 

@@ -23,13 +23,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import Field
-from webauthn import verify_authentication_response
-from webauthn.helpers.exceptions import WebAuthnException
 
 from aiops.api.auth import Principal
 from aiops.client import AiopsClient
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.passkey import PasskeyCredential, SignedAssertion, b64url, b64url_decode
+from workflows.passkey import signature_problem
 
 from .session import FLOW_SECONDS, SessionRefused
 
@@ -117,18 +116,11 @@ class PasskeySignIn:
             raise PasskeySignInRefused(
                 f"unregistered credential: passkey {wanted[:24]} is not registered to {assertion.name[:80]!r}"
             )
-        try:
-            verify_authentication_response(
-                credential=assertion.browser_json(),
-                expected_challenge=b64url_decode(challenge),
-                expected_rp_id=key.rp_id,
-                expected_origin=list(key.origins),
-                credential_public_key=b64url_decode(key.credential.public_key),
-                credential_current_sign_count=0,  # the challenge is used once: no replay to count
-                require_user_verification=True,
-            )
-        except (WebAuthnException, ValueError, TypeError, KeyError) as err:
-            raise PasskeySignInRefused(f"the passkey sign-in does not verify: {str(err)[:200]}") from None
+        problem = signature_problem(
+            assertion, b64url_decode(challenge), key.rp_id, key.origins, key.credential.public_key
+        )
+        if problem is not None:
+            raise PasskeySignInRefused(f"the passkey sign-in does not verify: {problem[:200]}")
         self.used[challenge] = time.time()
         while len(self.used) > self.max_kept:
             self.used.popitem(last=False)
