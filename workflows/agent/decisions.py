@@ -42,6 +42,12 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
+# Messages (signals, updates) that came in since the last batch past which the agent is under a
+# storm: the batch is then decided by a regular activity, which ends the workflow task. A task
+# held open by local activities makes the server buffer what arrives meanwhile; past 100 buffered
+# events it force-fails the task (FORCE_CLOSE_COMMAND) and the next one takes all of them, and
+# then more: the tasks grow until one passes the SDK's 2-second deadlock detector.
+STORM_MESSAGES = 20
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 
@@ -52,6 +58,7 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
+        self._messages_at_batch = 0  # ctx.signals_this_run at the last batch: see _decide
 
     async def decide_batch(self) -> None:
         ctx = self._ctx
@@ -106,7 +113,11 @@ class Decisions:
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
-        if runtime.local_decisions and not self._task_is_long():
+        arrived, self._messages_at_batch = (
+            self._ctx.signals_this_run - self._messages_at_batch,
+            self._ctx.signals_this_run,
+        )
+        if runtime.local_decisions and not self._task_is_long() and arrived < STORM_MESSAGES:
             decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
