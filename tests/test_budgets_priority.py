@@ -3,12 +3,17 @@ task-queue priority by its risk."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio.client import Client
 
 from aiops.client import AiopsClient
-from aiops.contracts.models import RiskLevel
+from aiops.contracts.activities import EventDecision
+from aiops.contracts.agent import AgentRunState
+from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from tests.helpers import agent_config, event, eventually, team
 from workflows.action_launch import PRIORITY_BY_RISK, action_priority
+from workflows.agent.event_intake import EventIntake, event_size
 
 
 def test_priority_follows_risk() -> None:
@@ -33,3 +38,47 @@ async def test_actions_are_started_with_their_risks_priority(
         described = await eventually(handle.describe, bool)
         priority = described.raw_description.workflow_execution_info.priority
         assert priority.priority_key == PRIORITY_BY_RISK[RiskLevel(risk)]
+
+
+def _intake(batch_size: int = 3) -> tuple[EventIntake, AgentRunState]:
+    state = AgentRunState(config=agent_config("scripted", runtime={"batch_size": batch_size}))
+    state.subscribed_event_types = [EventType.ALERT]
+    return EventIntake(state), state
+
+
+def _take(intake: EventIntake, event_id: str, severity: str) -> None:
+    payload = {"id": event_id, "type": "alert", "source": "s", "severity": severity}
+    intake.take(payload, datetime.now(UTC))
+
+
+def test_the_queue_is_decided_by_severity_first_come_first_within_one() -> None:
+    intake, state = _intake()
+    for i in range(4):
+        _take(intake, f"low-{i}", "low")
+    _take(intake, "info-0", "info")
+    _take(intake, "high-0", "high")
+    _take(intake, "critical-0", "critical")
+    _take(intake, "high-1", "high")
+    batch, _ = intake.next_batch()
+    assert [e.id for e in batch] == ["critical-0", "high-0", "high-1"]
+    # A graver event that comes in while a batch is decided goes before it; settling takes off
+    # exactly the decided events, not the queue's head.
+    _take(intake, "critical-1", "critical")
+    intake.settle(batch, [], [EventDecision(event_id=e.id) for e in batch])
+    rest = [e.id for e in state.queue]
+    assert rest == ["critical-1", "low-0", "low-1", "low-2", "low-3", "info-0"]
+    assert intake.queue_bytes == sum(event_size(e) for e in state.queue)
+
+
+def test_a_carried_queue_in_arrival_order_is_put_in_severity_order() -> None:
+    """A queue a run of older code carried (arrival order) is sorted once, stably."""
+    state = AgentRunState(config=agent_config("scripted"))
+    now = datetime.now(UTC)
+    for event_id, severity in [("a", "low"), ("b", "critical"), ("c", "low"), ("d", "critical")]:
+        state.queue.append(
+            SystemEvent(id=event_id, type="alert", source="s", severity=severity, timestamp=now)
+        )
+    intake = EventIntake(state)
+    assert [e.id for e in state.queue] == ["b", "d", "a", "c"]
+    _take(intake, "e", "critical")  # the counts per severity were rebuilt with the sort
+    assert [e.id for e in state.queue] == ["b", "d", "e", "a", "c"]

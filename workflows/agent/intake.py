@@ -45,6 +45,11 @@ class Intake:
         except UndecodablePayload as err:
             self._ctx.reject(str(err))
             return
+        kept = self._ctx.intake.spill_as_is(payload, len(raw.payload.data), workflow.now())
+        if kept is not None:  # the queue is full: the overflow keeps it (overflow.py)
+            self._ctx.spill.append(kept)
+            self._ctx.state.counters.events_spilled += 1
+            return
         self.take_all([payload], spill=True)
 
     def submit_events(self, raw: RawValue) -> None:
@@ -105,7 +110,7 @@ class Intake:
                 taken = ctx.intake.take(payload, now)
             except EventRejected as err:
                 if spill and isinstance(err, QueueFull):  # it reached history by signal: kept
-                    ctx.spill.append(err.event.model_dump(mode="json"))  # by the overflow (overflow.py)
+                    ctx.spill.append(err.as_json())  # by the overflow (overflow.py)
                     ctx.state.counters.events_spilled += 1
                     continue
                 ctx.reject(str(err))
