@@ -76,7 +76,7 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-        started = time.monotonic()
+        started = last_said = time.monotonic()
         sending = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(args.events))))
         while True:
             try:
@@ -93,6 +93,14 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
                 pass
             if sending.done() and status.counters.events_processed >= args.events:
                 break
+            if time.monotonic() - last_said > 15:  # a long storm says how far it is
+                last_said = time.monotonic()
+                print(
+                    f"    {last_said - started:.0f} s: processed {status.counters.events_processed}, "
+                    f"run {status.run_number}, queue {status.queue_length}, overflow held <= {peak_held}, "
+                    f"worker RSS {rss_kib(stack.worker_pid) / 1024:.0f} MiB",
+                    flush=True,
+                )
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
         await sending
