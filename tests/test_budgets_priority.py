@@ -3,6 +3,7 @@ task-queue priority by its risk."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from temporalio.client import Client
@@ -12,6 +13,7 @@ from aiops.contracts.activities import EventDecision
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from tests.helpers import agent_config, event, eventually, team
+from tests.support.agents_for_tests import LEDGER
 from workflows.action_launch import PRIORITY_BY_RISK, action_priority
 from workflows.agent.event_intake import EventIntake, event_size
 
@@ -82,3 +84,23 @@ def test_a_carried_queue_in_arrival_order_is_put_in_severity_order() -> None:
     assert [e.id for e in state.queue] == ["b", "d", "a", "c"]
     _take(intake, "e", "critical")  # the counts per severity were rebuilt with the sort
     assert [e.id for e in state.queue] == ["b", "d", "e", "a", "c"]
+
+
+async def test_a_critical_event_is_decided_before_the_low_ones_queued_before_it(
+    aiops: AiopsClient, worker: object
+) -> None:
+    """Paused, the agent queues 60 low events, then a high and a critical one; resumed, it decides
+    the critical one first, then the high one, then the lows in the order they came."""
+    config = agent_config("recorder", runtime={"batch_size": 1})
+    await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)
+    prefix = f"prio-{uuid.uuid4().hex[:8]}"
+    lows = [event("alert", id=f"{prefix}-low-{i}", severity="low") for i in range(60)]
+    await aiops.events.send_many(config.id, lows)
+    await aiops.events.send(config.id, event("alert", id=f"{prefix}-high", severity="high"))
+    await aiops.events.send(config.id, event("alert", id=f"{prefix}-critical", severity="critical"))
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.queue_length == 62)
+    await aiops.agents.resume(config.id)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 62)
+    decided = [d for d in LEDGER["decided"] if d.startswith(prefix)]
+    assert decided == [f"{prefix}-critical", f"{prefix}-high", *(e.id for e in lows)]
