@@ -43,3 +43,13 @@ class AutoLatencyAgent(ApprovalLatencyAgent):
     """Every event proposes a low-risk action, which the default (semi-auto) policy runs at once."""
 
     RISK = RiskLevel.LOW
+
+
+@register_agent("bench_triage")
+class TriageLatencyAgent(ApprovalLatencyAgent):
+    """A high-risk action for a critical or high event only; the rest are decided with none."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        if event.severity not in ("critical", "high"):
+            return None
+        return await super()._process_event_specific(event)
