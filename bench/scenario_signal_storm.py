@@ -46,8 +46,21 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--max-queue", type=int, default=500)
+    parser.add_argument(
+        "--max-buffered-events",
+        type=int,
+        default=None,
+        help="the server's history.maximumBufferedEventsBatch (its default: 100); see "
+        "docs/budgets-and-priority.md, 'Signals are never dropped'",
+    )
     args = parser.parse_args(argv)
-    async with bench_stack(in_memory=True) as stack:
+    server_args = []
+    if args.max_buffered_events is not None:
+        server_args = [
+            "--dynamic-config-value",
+            f"history.maximumBufferedEventsBatch={args.max_buffered_events}",
+        ]
+    async with bench_stack(in_memory=True, server_args=server_args) as stack:
         aiops = AiopsClient(stack.env.client, stack.task_queue)
         config = agent_config("bench_observer", runtime={"max_queue": args.max_queue})
         await aiops.agents.start(config)
