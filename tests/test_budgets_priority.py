@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import pytest
 from temporalio.client import Client
 
 from aiops.client import AiopsClient
@@ -15,7 +16,7 @@ from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.agents_for_tests import LEDGER
 from workflows.action_launch import PRIORITY_BY_RISK, action_priority
-from workflows.agent.event_intake import EventIntake, event_size
+from workflows.agent.event_intake import EventIntake, QueueFull, event_size
 
 
 def test_priority_follows_risk() -> None:
@@ -104,3 +105,21 @@ async def test_a_critical_event_is_decided_before_the_low_ones_queued_before_it(
     await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 62)
     decided = [d for d in LEDGER["decided"] if d.startswith(prefix)]
     assert decided == [f"{prefix}-critical", f"{prefix}-high", *(e.id for e in lows)]
+
+
+def test_a_full_queue_makes_room_for_a_graver_event_and_keeps_the_displaced_one() -> None:
+    state = AgentRunState(config=agent_config("scripted", runtime={"max_queue": 3}))
+    intake = EventIntake(state)
+    for i in range(3):
+        _take(intake, f"low-{i}", "low")
+    with pytest.raises(QueueFull):  # no graver than what waits: the overflow keeps it
+        _take(intake, "low-3", "low")
+    assert intake.takes_graver([{"id": "c", "severity": "critical"}])
+    assert not intake.takes_graver([{"id": "l", "severity": "low"}, {"id": "c", "severity": "critical"}])
+    assert not intake.takes_graver([{"id": "x", "severity": ["critical"]}])  # hostile: refused, not raised
+    _take(intake, "critical-0", "critical")
+    assert [e.id for e in state.queue] == ["critical-0", "low-0", "low-1"]
+    assert [d["id"] for d in intake.displaced] == ["low-2"]  # the newest of the least grave
+    assert "low-2" not in state.seen_event_ids  # its hand-back is taken as new, not a duplicate
+    assert state.counters.events_received == 3  # counted when it comes back
+    assert intake.queue_bytes == sum(event_size(e) for e in state.queue)

@@ -136,6 +136,8 @@ class EventIntake:
         self.batch_limit = state.config.runtime.batch_size
         self._failures = 0  # decision steps failed in a row
         self.incidents = IncidentBook(state.incidents, state.incidents_opened)
+        # Events a graver one moved out of the full queue, as plain data: the workflow spills them.
+        self.displaced: list[dict[str, Any]] = []
 
     # ----- admission --------------------------------------------------------
 
@@ -149,7 +151,7 @@ class EventIntake:
                 f"event {event.id} is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit; "
                 "keep large payloads elsewhere and send a reference in data"
             )
-        if len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES:
+        if not self._room_for(event, size):
             raise self._full(event, payload, now)
         s.counters.events_received += 1
         s.last_event_at = now
@@ -164,6 +166,40 @@ class EventIntake:
             return Taken(Admission.GROUPED, event, key)
         self._queue(event, size)
         return Taken(Admission.ACCEPTED, event)
+
+    def _room_for(self, event: SystemEvent, size: int) -> bool:
+        """Whether the queue takes ``event`` now. A full queue makes room for a graver event: the
+        newest of its least grave events leave it for the overflow (``displaced``), forgotten by
+        the dedup window and not counted received, so their hand-back takes them as new."""
+        s = self._s
+        rank = RANK[event.severity]
+
+        def full() -> bool:
+            return len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES
+
+        while full() and s.queue and RANK[s.queue[-1].severity] > rank:
+            last = s.queue.pop()
+            self._ranked[RANK[last.severity]] -= 1
+            self._forget([last])
+            self._seen.discard(last.id)
+            if last.id in s.seen_event_ids:  # not if the window forgot it already
+                s.seen_event_ids.remove(last.id)
+            s.counters.events_received -= 1
+            self.displaced.append(last.model_dump(mode="json"))
+        return not full()
+
+    def takes_graver(self, payloads: list[Any]) -> bool:
+        """Whether a full queue would make room for all of ``payloads`` (see ``_room_for``): each
+        graver than as many queued events. Read from their ``severity`` alone (the intake
+        validator's question; what is no event is refused when taken)."""
+        least_grave = 0
+        for payload in payloads:
+            severity = payload.get("severity", Severity.MEDIUM) if isinstance(payload, dict) else None
+            rank = RANK.get(severity) if isinstance(severity, str) else None  # type: ignore[call-overload]
+            if rank is None:
+                return False
+            least_grave = max(least_grave, rank)
+        return bool(payloads) and sum(self._ranked[least_grave + 1 :]) >= len(payloads)
 
     def spill_as_is(self, payload: Any, size: int, now: datetime) -> dict[str, Any] | None:
         """A signalled event to keep as it came, when the queue is full by count: a dict with an
@@ -181,6 +217,7 @@ class EventIntake:
             or not isinstance(payload, dict)
             or not isinstance(payload.get("id"), str)
             or size > MAX_EVENT_BYTES
+            or self.takes_graver([payload])  # it may take a less grave event's place
         ):
             return None
         return payload if "timestamp" in payload else {**payload, "timestamp": now.isoformat()}

@@ -83,6 +83,8 @@ class Intake:
             # would refuse for ever. Taken, the events are carried; the main loop then continues
             # as new in a task the server keeps.
             refusal = "the agent is about to continue as new; send again in a moment"
+        elif ctx.intake.takes_graver(request.events):
+            pass  # the full queue makes room: its least grave events go to the overflow
         elif len(s.queue) + len(request.events) > s.config.runtime.max_queue:
             refusal = (
                 f"the agent's queue is full ({len(s.queue)} of {s.config.runtime.max_queue} events waiting); "
@@ -139,6 +141,10 @@ class Intake:
                         index=None if keep_accepted else index,
                     )
                 )
+        if ctx.intake.displaced:  # moved out of the full queue by graver events: kept by the overflow
+            ctx.spill.extend(ctx.intake.displaced)
+            ctx.state.counters.events_spilled += len(ctx.intake.displaced)
+            ctx.intake.displaced.clear()
         ctx.count("received", received)
         ctx.count("grouped", grouped)
         ctx.count("deduplicated", duplicates)
