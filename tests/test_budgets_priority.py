@@ -11,7 +11,7 @@ from temporalio.client import Client
 
 from aiops.client import AiopsClient
 from aiops.contracts.activities import EventDecision
-from aiops.contracts.agent import AgentRunState
+from aiops.contracts.agent import SUBMIT_EVENT, AgentRunState, agent_workflow_id
 from aiops.contracts.models import EventType, RiskLevel, SystemEvent
 from tests.helpers import agent_config, event, eventually, team
 from tests.support.agents_for_tests import LEDGER
@@ -123,3 +123,35 @@ def test_a_full_queue_makes_room_for_a_graver_event_and_keeps_the_displaced_one(
     assert "low-2" not in state.seen_event_ids  # its hand-back is taken as new, not a duplicate
     assert state.counters.events_received == 3  # counted when it comes back
     assert intake.queue_bytes == sum(event_size(e) for e in state.queue)
+
+
+async def test_a_critical_signal_into_a_full_queue_is_decided_first_and_nothing_twice(
+    aiops: AiopsClient, client: Client, worker: object
+) -> None:
+    """Paused, with room for 20: 40 low events by signal (20 wait in the overflow), then a critical
+    one, which takes the place of the newest low (sent to the overflow). Resumed: the critical one
+    is decided first, and each of the 41 exactly once."""
+    config = agent_config("recorder", runtime={"batch_size": 1, "max_queue": 20})
+    await aiops.agents.start(config)
+    await aiops.agents.pause(config.id)
+    handle = client.get_workflow_handle(agent_workflow_id(config.id))
+    prefix = f"full-{uuid.uuid4().hex[:8]}"
+    lows = [f"{prefix}-low-{i}" for i in range(40)]
+    for event_id in lows:
+        await handle.signal(SUBMIT_EVENT, {"id": event_id, "type": "alert", "source": "s", "severity": "low"})
+    critical = f"{prefix}-critical"
+    await handle.signal(
+        SUBMIT_EVENT, {"id": critical, "type": "alert", "source": "s", "severity": "critical"}
+    )
+    await eventually(
+        lambda: aiops.agents.status(config.id),
+        lambda s: s.queue_length == 20 and s.counters.events_spilled == 21,
+    )
+    await aiops.agents.resume(config.id)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed == 41, within=120
+    )
+    decided = [d for d in LEDGER["decided"] if d.startswith(prefix)]
+    assert decided[0] == critical
+    assert sorted(decided) == sorted([critical, *lows]), "each decided exactly once"
+    assert status.counters.events_rejected == 0 and status.counters.events_received == 41
