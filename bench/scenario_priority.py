@@ -1,6 +1,6 @@
 """Critical work first: a high-risk action's event → waiting-for-approval, with and without a storm.
 
-    python bench/scenario_priority.py [--storm 10000] [--agents 10] [--samples 5]
+    python bench/scenario_priority.py [--storm 10000] [--agents 10] [--samples 5] [--own-queue-only]
 
 One dev server (in memory) and the bench worker in its own process. The figure: from
 ``events.send`` of an event whose action is high risk (``bench_approval``, task-queue priority 2)

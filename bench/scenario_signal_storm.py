@@ -1,6 +1,7 @@
 """A storm of raw signals into a small queue: every event decided exactly once, none refused.
 
     python bench/scenario_signal_storm.py [--events 20000] [--in-flight 50] [--max-queue 500]
+        [--max-buffered-events N]
 
 One dev server (in memory) and the bench worker in its own process; one ``bench_observer``
 agent with ``runtime.max_queue`` set small, so most of the storm finds the queue full and is
