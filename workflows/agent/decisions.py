@@ -42,11 +42,11 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
-# Messages (signals, updates) that came in since the last batch past which the agent is under a
-# storm: one workflow task then decides one batch in a local activity, not ten. A task held open
-# by local activities makes the server buffer what arrives meanwhile; past 100 buffered events it
-# force-fails the task (FORCE_CLOSE_COMMAND) and the next one takes all of them, and then more:
-# the tasks grow until one passes the SDK's 2-second deadlock detector. (A regular activity per
+# Signals that came in since the last batch (not updates: see EventIntake.signals) past which the
+# agent is under a storm: one workflow task then decides one batch in a local activity, not ten.
+# A task held open by local activities makes the server buffer what arrives meanwhile; past 100
+# buffered events it force-fails the task (FORCE_CLOSE_COMMAND) and the next one takes all of them,
+# and then more: the tasks grow until one passes the SDK's 2-second deadlock detector. (A regular activity per
 # batch ends the task at once too, but waits 1 to 4 s for a poller of the hooks queue under load.)
 STORM_MESSAGES = 20
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
@@ -59,7 +59,7 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
-        self._messages_at_batch = 0  # ctx.signals_this_run at the last batch: see _decide
+        self._messages_at_batch = 0  # ctx.intake.signals at the last batch: see _decide
         self._storm_task = -1  # the history length of the last task a storm came in (see _decide)
 
     async def decide_batch(self) -> None:
@@ -116,8 +116,8 @@ class Decisions:
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         arrived, self._messages_at_batch = (
-            self._ctx.signals_this_run - self._messages_at_batch,
-            self._ctx.signals_this_run,
+            self._ctx.intake.signals - self._messages_at_batch,
+            self._ctx.intake.signals,
         )
         if arrived >= STORM_MESSAGES:  # this whole workflow task is a storm's
             self._storm_task = workflow.info().get_current_history_length()
