@@ -42,13 +42,6 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
-# Signals that came in since the last batch (not updates: see EventIntake.signals) past which the
-# agent is under a storm: one workflow task then decides one batch in a local activity, not ten.
-# A task held open by local activities makes the server buffer what arrives meanwhile; past 100
-# buffered events it force-fails the task (FORCE_CLOSE_COMMAND) and the next one takes all of them,
-# and then more: the tasks grow until one passes the SDK's 2-second deadlock detector. (A regular activity per
-# batch ends the task at once too, but waits 1 to 4 s for a poller of the hooks queue under load.)
-STORM_MESSAGES = 20
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 
@@ -59,8 +52,6 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
-        self._messages_at_batch = 0  # ctx.intake.signals at the last batch: see _decide
-        self._storm_task = -1  # the history length of the last task a storm came in (see _decide)
 
     async def decide_batch(self) -> None:
         ctx = self._ctx
@@ -115,15 +106,7 @@ class Decisions:
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
-        arrived, self._messages_at_batch = (
-            self._ctx.intake.signals - self._messages_at_batch,
-            self._ctx.intake.signals,
-        )
-        if arrived >= STORM_MESSAGES:  # this whole workflow task is a storm's
-            self._storm_task = workflow.info().get_current_history_length()
-        storm = self._storm_task == workflow.info().get_current_history_length()
-        most = 1 if storm else LOCAL_BATCHES_PER_TASK
-        if runtime.local_decisions and not self._task_is_long(most):
+        if runtime.local_decisions and not self._task_is_long():
             decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
@@ -143,13 +126,13 @@ class Decisions:
             retry_policy=DECIDE_RETRY,
         )
 
-    def _task_is_long(self, most: int = LOCAL_BATCHES_PER_TASK) -> bool:
-        """Whether this workflow task already decided ``most`` batches in local activities (a long
-        backlog, or a storm): the next batch is then decided by a regular activity, which
+    def _task_is_long(self) -> bool:
+        """Whether this workflow task already decided ``LOCAL_BATCHES_PER_TASK`` batches in local
+        activities (a long backlog): the next batch is then decided by a regular activity, which
         ends the task, so no task grows without bound while more events and updates arrive. The
         history length changes only between tasks, so it tells (deterministically) whether the
         last batch was in this one."""
         length = workflow.info().get_current_history_length()
         self._batches_in_task = self._batches_in_task + 1 if length == self._task_length else 1
         self._task_length = length
-        return self._batches_in_task > most
+        return self._batches_in_task > LOCAL_BATCHES_PER_TASK

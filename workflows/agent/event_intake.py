@@ -136,9 +136,6 @@ class EventIntake:
         self.batch_limit = state.config.runtime.batch_size
         self._failures = 0  # decision steps failed in a row
         self.incidents = IncidentBook(state.incidents, state.incidents_opened)
-        # Signals taken in this run (not updates: an update's place among a task's jobs may differ
-        # on replay, a signal's never does): decisions.py tells a storm by them.
-        self.signals = 0
         # Events a graver one moved out of the full queue, as plain data: the workflow spills them.
         self.displaced: list[dict[str, Any]] = []
 

@@ -40,7 +40,6 @@ class Intake:
     def submit_event(self, raw: RawValue) -> None:
         """One event as JSON; a malformed payload is rejected and counted, never fatal."""
         self._ctx.signals_this_run += 1
-        self._ctx.intake.signals += 1
         try:
             payload = decoded(raw)
         except UndecodablePayload as err:
@@ -56,7 +55,6 @@ class Intake:
     def submit_events(self, raw: RawValue) -> None:
         """A batch of events in one signal (a list, or ``{"events": [...]}``)."""
         self._ctx.signals_this_run += 1
-        self._ctx.intake.signals += 1
         try:
             items = events_of(decoded(raw))
         except (UndecodablePayload, EventRejected) as err:
