@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from temporalio import activity
@@ -43,3 +44,16 @@ class AutoLatencyAgent(ApprovalLatencyAgent):
     """Every event proposes a low-risk action, which the default (semi-auto) policy runs at once."""
 
     RISK = RiskLevel.LOW
+
+
+@register_agent("bench_triage")
+class TriageLatencyAgent(ApprovalLatencyAgent):
+    """A high-risk action for a critical or high event, or one marked ``data.sample`` (the
+    benchmark's samples); the rest are decided with none, after 1 ms (an agent that looks
+    something up for each event: what makes a backlog take time to decide)."""
+
+    async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
+        if event.severity not in ("critical", "high") and not event.data.get("sample"):
+            await asyncio.sleep(0.001)
+            return None
+        return await super()._process_event_specific(event)

@@ -1,6 +1,7 @@
 """A storm of raw signals into a small queue: every event decided exactly once, none refused.
 
     python bench/scenario_signal_storm.py [--events 20000] [--in-flight 50] [--max-queue 500]
+        [--max-buffered-events N]
 
 One dev server (in memory) and the bench worker in its own process; one ``bench_observer``
 agent with ``runtime.max_queue`` set small, so most of the storm finds the queue full and is
@@ -46,8 +47,21 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--in-flight", type=int, default=50)
     parser.add_argument("--max-queue", type=int, default=500)
+    parser.add_argument(
+        "--max-buffered-events",
+        type=int,
+        default=None,
+        help="the server's history.maximumBufferedEventsBatch (its default: 100); see "
+        "docs/budgets-and-priority.md, 'Signals are never dropped'",
+    )
     args = parser.parse_args(argv)
-    async with bench_stack(in_memory=True) as stack:
+    server_args = []
+    if args.max_buffered_events is not None:
+        server_args = [
+            "--dynamic-config-value",
+            f"history.maximumBufferedEventsBatch={args.max_buffered_events}",
+        ]
+    async with bench_stack(in_memory=True, server_args=server_args) as stack:
         aiops = AiopsClient(stack.env.client, stack.task_queue)
         config = agent_config("bench_observer", runtime={"max_queue": args.max_queue})
         await aiops.agents.start(config)
@@ -76,7 +90,7 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 5.0)
 
-        started = time.monotonic()
+        started = last_said = time.monotonic()
         sending = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(args.events))))
         while True:
             try:
@@ -93,6 +107,14 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
                 pass
             if sending.done() and status.counters.events_processed >= args.events:
                 break
+            if time.monotonic() - last_said > 15:  # a long storm says how far it is
+                last_said = time.monotonic()
+                print(
+                    f"    {last_said - started:.0f} s: processed {status.counters.events_processed}, "
+                    f"run {status.run_number}, queue {status.queue_length}, overflow held <= {peak_held}, "
+                    f"worker RSS {rss_kib(stack.worker_pid) / 1024:.0f} MiB",
+                    flush=True,
+                )
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
         await sending

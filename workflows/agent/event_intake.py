@@ -22,12 +22,15 @@ from aiops.contracts.activities import MAX_DECIDE_ATTEMPTS, EventDecision, attem
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.errors import AiopsError, describe_validation_error
 from aiops.contracts.limits import MAX_EVENT_BYTES
-from aiops.contracts.models import SystemEvent
+from aiops.contracts.models import Severity, SystemEvent
 from workflows.agent.incidents import IncidentBook, correlation_of
 
 # The queue is carried through continue-as-new, whose input the server caps at 2 MiB.
 MAX_QUEUE_BYTES = 1_000_000
 MAX_DECIDE_BACKOFF_SECONDS = 60
+# The queue's order: critical first, then high, medium, low, info; first come first within each.
+SEVERITY_ORDER = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM, Severity.LOW, Severity.INFO)
+RANK = {severity: rank for rank, severity in enumerate(SEVERITY_ORDER)}
 
 
 class Admission(StrEnum):
@@ -43,9 +46,17 @@ class EventRejected(AiopsError):
 class QueueFull(EventRejected):
     """A usable event the queue has no room for now (``event``): a signal's is spilled, not lost."""
 
-    def __init__(self, message: str, event: SystemEvent) -> None:
+    def __init__(self, message: str, event: SystemEvent, payload: Any = None) -> None:
         super().__init__(message)
         self.event = event
+        self._payload = payload
+
+    def as_json(self) -> dict[str, Any]:
+        """The event as plain data to spill: the payload it was read from when that was already
+        plain data (a storm's signals: dumping each anew cost a third of a full queue's intake)."""
+        if isinstance(self._payload, dict):
+            return self._payload
+        return self.event.model_dump(mode="json")
 
 
 def parse_event(payload: Any, now: datetime) -> SystemEvent:
@@ -114,12 +125,19 @@ class BatchFailure:
 class EventIntake:
     def __init__(self, state: AgentRunState) -> None:
         self._s = state
+        # A queue carried from a run that kept arrival order is put in severity order (stable).
+        state.queue.sort(key=lambda e: RANK[e.severity])
+        self._ranked = [0] * len(SEVERITY_ORDER)  # events queued per severity: see _queue
+        for e in state.queue:
+            self._ranked[RANK[e.severity]] += 1
         self._seen: set[str] = set(state.seen_event_ids)
         self._sizes: dict[str, int] = {e.id: event_size(e) for e in state.queue}
         self.queue_bytes = sum(self._sizes.values())
         self.batch_limit = state.config.runtime.batch_size
         self._failures = 0  # decision steps failed in a row
         self.incidents = IncidentBook(state.incidents, state.incidents_opened)
+        # Events a graver one moved out of the full queue, as plain data: the workflow spills them.
+        self.displaced: list[dict[str, Any]] = []
 
     # ----- admission --------------------------------------------------------
 
@@ -133,12 +151,8 @@ class EventIntake:
                 f"event {event.id} is {size} bytes, over the {MAX_EVENT_BYTES}-byte limit; "
                 "keep large payloads elsewhere and send a reference in data"
             )
-        if len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES:
-            raise QueueFull(
-                f"event {event.id}: the queue is full ({len(s.queue)} events, {self.queue_bytes} bytes "
-                f"waiting; the agent is {s.state.value}); resend it later",
-                event,
-            )
+        if not self._room_for(event, size):
+            raise self._full(event, payload, now)
         s.counters.events_received += 1
         s.last_event_at = now
         if event.id in self._seen:
@@ -153,10 +167,97 @@ class EventIntake:
         self._queue(event, size)
         return Taken(Admission.ACCEPTED, event)
 
+    def _room_for(self, event: SystemEvent, size: int) -> bool:
+        """Whether the queue takes ``event`` now. A full queue makes room for a graver event: the
+        newest of its least grave events leave it for the overflow (``displaced``), forgotten by
+        the dedup window and not counted received, so their hand-back takes them as new."""
+        s = self._s
+        rank = RANK[event.severity]
+
+        def full() -> bool:
+            return len(s.queue) >= s.config.runtime.max_queue or self.queue_bytes + size > MAX_QUEUE_BYTES
+
+        while full() and s.queue and RANK[s.queue[-1].severity] > rank:
+            last = s.queue.pop()
+            self._ranked[RANK[last.severity]] -= 1
+            self._forget([last])
+            self._seen.discard(last.id)
+            if last.id in s.seen_event_ids:  # not if the window forgot it already
+                s.seen_event_ids.remove(last.id)
+            s.counters.events_received -= 1
+            self.displaced.append(last.model_dump(mode="json"))
+        return not full()
+
+    def takes_graver(self, payloads: list[Any]) -> bool:
+        """Whether a full queue would make room for all of ``payloads`` (see ``_room_for``): each
+        graver than as many queued events. Read from their ``severity`` alone (the intake
+        validator's question; what is no event is refused when taken)."""
+        least_grave = 0
+        for payload in payloads:
+            severity = payload.get("severity", Severity.MEDIUM) if isinstance(payload, dict) else None
+            rank = RANK.get(severity) if isinstance(severity, str) else None  # type: ignore[call-overload]
+            if rank is None:
+                return False
+            least_grave = max(least_grave, rank)
+        return bool(payloads) and sum(self._ranked[least_grave + 1 :]) >= len(payloads)
+
+    def spill_as_is(self, payload: Any, size: int, now: datetime) -> dict[str, Any] | None:
+        """A signalled event to keep as it came, when the queue is full by count: a dict with an
+        id, no larger than an event may be (``size``: its bytes as sent). ``None``: admit it
+        the usual way.
+
+        A storm's signals mostly find the queue full; reading each into an event only to spill it
+        was half of the workflow task's time per signal. Its hand-back through ``intake``
+        reads it then, and refuses it (counted, audited) if it is no event; a sender learns
+        nothing later than before, a signal has no answer.
+        """
+        s = self._s
+        if (
+            len(s.queue) < s.config.runtime.max_queue
+            or not isinstance(payload, dict)
+            or not isinstance(payload.get("id"), str)
+            or size > MAX_EVENT_BYTES
+            or self.takes_graver([payload])  # it may take a less grave event's place
+        ):
+            return None
+        return payload if "timestamp" in payload else {**payload, "timestamp": now.isoformat()}
+
+    def _full(self, event: SystemEvent, payload: Any, now: datetime) -> QueueFull:
+        s = self._s
+        if isinstance(payload, dict) and "timestamp" not in payload:
+            payload = {**payload, "timestamp": now.isoformat()}  # the time it reached the agent
+        return QueueFull(
+            f"event {event.id}: the queue is full ({len(s.queue)} events, {self.queue_bytes} bytes "
+            f"waiting; the agent is {s.state.value}); resend it later",
+            event,
+            payload,
+        )
+
     def _queue(self, event: SystemEvent, size: int) -> None:
-        self._s.queue.append(event)
+        """Queue ``event`` after every event of its severity or a graver one: the queue stays in
+        severity order, so a critical event is decided next whatever waits before it. The
+        position comes from the counts per severity, no scan; in a storm of one severity it is
+        the end (an append)."""
+        rank = RANK[event.severity]
+        self._ranked[rank] += 1
+        self._s.queue.insert(sum(self._ranked[: rank + 1]) - 1, event)
         self._sizes[event.id] = size
         self.queue_bytes += size
+
+    def _take_off(self, events: list[SystemEvent]) -> None:
+        """Remove ``events`` (taken from the queue's head) from the queue. Events queued since
+        may stand before them (a graver one that came in while they were decided), so they are
+        found by identity from the head, not cut off it."""
+        wanted = {id(e) for e in events}
+        queue, kept, i = self._s.queue, [], 0
+        while wanted and i < len(queue):
+            if id(queue[i]) in wanted:
+                wanted.discard(id(queue[i]))
+                self._ranked[RANK[queue[i].severity]] -= 1
+            else:
+                kept.append(queue[i])
+            i += 1
+        queue[:i] = kept
 
     def release_incidents(self, now: datetime, all_now: bool = False) -> list[SystemEvent]:
         """Queue the incidents whose window has passed (``all_now``: every undecided one, as when
@@ -198,7 +299,7 @@ class EventIntake:
         s = self._s
         self._failures = 0
         self.batch_limit = s.config.runtime.batch_size
-        del s.queue[: len(batch) + len(filtered)]
+        self._take_off([*batch, *filtered])
         self._forget([*batch, *filtered])
         s.counters.events_filtered += len(filtered)
         out = Settlement(filtered=filtered)
@@ -228,10 +329,8 @@ class EventIntake:
             if decision.action is not None:
                 out.proposals.append((event, decision))
         if retry:
-            s.queue.extend(retry)
             for e in retry:
-                self._sizes[e.id] = event_size(e)
-                self.queue_bytes += self._sizes[e.id]
+                self._queue(e, event_size(e))
             out.retry_after_seconds = 2 ** max(s.decide_attempts[e.id] for e in retry)
         return out
 
@@ -249,7 +348,7 @@ class EventIntake:
             attempts = s.decide_attempts.get(event.id, 0) + 1
             s.decide_attempts[event.id] = attempts
             if attempts >= MAX_DECIDE_ATTEMPTS:
-                s.queue.remove(event)
+                self._take_off([event])
                 self._forget([event])
                 s.decide_attempts.pop(event.id, None)
                 s.counters.events_processed += 1

@@ -45,6 +45,11 @@ class Intake:
         except UndecodablePayload as err:
             self._ctx.reject(str(err))
             return
+        kept = self._ctx.intake.spill_as_is(payload, len(raw.payload.data), workflow.now())
+        if kept is not None:  # the queue is full: the overflow keeps it (overflow.py)
+            self._ctx.spill.append(kept)
+            self._ctx.state.counters.events_spilled += 1
+            return
         self.take_all([payload], spill=True)
 
     def submit_events(self, raw: RawValue) -> None:
@@ -78,6 +83,8 @@ class Intake:
             # would refuse for ever. Taken, the events are carried; the main loop then continues
             # as new in a task the server keeps.
             refusal = "the agent is about to continue as new; send again in a moment"
+        elif ctx.intake.takes_graver(request.events):
+            pass  # the full queue makes room: its least grave events go to the overflow
         elif len(s.queue) + len(request.events) > s.config.runtime.max_queue:
             refusal = (
                 f"the agent's queue is full ({len(s.queue)} of {s.config.runtime.max_queue} events waiting); "
@@ -105,7 +112,7 @@ class Intake:
                 taken = ctx.intake.take(payload, now)
             except EventRejected as err:
                 if spill and isinstance(err, QueueFull):  # it reached history by signal: kept
-                    ctx.spill.append(err.event.model_dump(mode="json"))  # by the overflow (overflow.py)
+                    ctx.spill.append(err.as_json())  # by the overflow (overflow.py)
                     ctx.state.counters.events_spilled += 1
                     continue
                 ctx.reject(str(err))
@@ -134,6 +141,10 @@ class Intake:
                         index=None if keep_accepted else index,
                     )
                 )
+        if ctx.intake.displaced:  # moved out of the full queue by graver events: kept by the overflow
+            ctx.spill.extend(ctx.intake.displaced)
+            ctx.state.counters.events_spilled += len(ctx.intake.displaced)
+            ctx.intake.displaced.clear()
         ctx.count("received", received)
         ctx.count("grouped", grouped)
         ctx.count("deduplicated", duplicates)

@@ -209,11 +209,14 @@ class Lifecycle:
             except TimeoutError:
                 pass
 
-    async def spill(self) -> None:
+    async def spill(self, batches: int | None = None) -> None:
         """Hand the signalled events the full queue could not take to this agent's overflow
-        workflow (signal-with-start), in batches; nothing is refused after it reached history."""
+        workflow (signal-with-start), in batches; nothing is refused after it reached history.
+        ``batches``: at most that many (the main loop spills one between two decided batches: a
+        storm refills the spill faster than it empties, and deciding must go on meanwhile)."""
         ctx = self._ctx
-        while ctx.spill:
+        while ctx.spill and batches != 0:
+            batches = None if batches is None else batches - 1
             n = first_batch(ctx.spill, MAX_EVENTS_PER_INTAKE)
             events, ctx.spill = ctx.spill[:n], ctx.spill[n:]
             await workflow.execute_activity_method(

@@ -98,7 +98,7 @@ class AgentWorkflow(AgentMessages):
         while True:
             await life.wait_for_work()
             if ctx.spill:
-                await life.spill()
+                await life.spill(batches=1)
             if ctx.detector_stale:
                 ctx.detector_stale = False
                 await life.sync_detector(active=True)
