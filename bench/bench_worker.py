@@ -28,7 +28,8 @@ from workflows.sandbox import OWN_PACKAGES
 
 def trace_memory() -> None:
     """With ``BENCH_TRACEMALLOC=<frames>``: trace Python allocations; each SIGUSR1 dumps a snapshot
-    to ``$BENCH_TRACEMALLOC_OUT.<n>`` (compare two with ``Snapshot.compare_to``)."""
+    to ``$BENCH_TRACEMALLOC_OUT.<n>`` (compare two with ``Snapshot.compare_to``), each SIGUSR2 a
+    census of live objects by type to ``.<n>.census`` (``bench/idle_memory.py`` reads both)."""
     frames = os.environ.get("BENCH_TRACEMALLOC")
     if not frames:
         return
@@ -43,6 +44,23 @@ def trace_memory() -> None:
         tracemalloc.take_snapshot().dump(f"{os.environ['BENCH_TRACEMALLOC_OUT']}.{dumps[0]}")
 
     signal.signal(signal.SIGUSR1, dump)
+
+    def census(*_: object) -> None:  # SIGUSR2: live objects by type (count, shallow bytes) as JSON
+        import gc
+        import json
+        import sys
+
+        found: dict[str, list[int]] = {}
+        for obj in gc.get_objects():
+            kind = type(obj)
+            entry = found.setdefault(f"{kind.__module__}.{kind.__qualname__}", [0, 0])
+            entry[0] += 1
+            entry[1] += sys.getsizeof(obj)
+        dumps[0] += 1
+        with open(f"{os.environ['BENCH_TRACEMALLOC_OUT']}.{dumps[0]}.census", "w") as out:
+            json.dump(found, out)
+
+    signal.signal(signal.SIGUSR2, census)
 
 
 async def main(task_queue: str) -> None:
