@@ -4,8 +4,9 @@
 
 For each side (``bench_observer`` agents, then ``BareWorkflow``s, unsandboxed like the
 framework's own unless ``--sandboxed-raw``), a fresh bench worker traces Python allocations
-(``BENCH_TRACEMALLOC``); after ``--warm`` workflows are idle it dumps a snapshot and a census of
-live objects by type, then ``--agents`` more are started and left idle, and it dumps both again.
+(``BENCH_TRACEMALLOC``, dumps asked for by file); after ``--warm`` workflows are idle it dumps a
+snapshot and a census of live objects by type, then ``--agents`` more are started and left idle,
+and it dumps both again.
 Printed, per workflow: the worker's RSS growth (tracing makes it larger than in
 ``targets.py``'s idle figure: compare the sides, not the absolute values), the traced Python
 growth, and the growth attributed
@@ -25,7 +26,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -109,26 +109,22 @@ async def side(
     async def _running(total: int) -> bool:
         return await running_agents_since(client, since, queue) >= total
 
-    def dump(pid: int, n: int) -> tuple[tracemalloc.Snapshot, dict[str, list[int]]]:
-        os.kill(pid, signal.SIGUSR1)
-        _wait_file(f"{out}.{2 * n - 1}")
-        os.kill(pid, signal.SIGUSR2)
-        _wait_file(f"{out}.{2 * n}.census")
-        return tracemalloc.Snapshot.load(f"{out}.{2 * n - 1}"), json.loads(
-            Path(f"{out}.{2 * n}.census").read_text()
-        )
+    def dump(n: int) -> tuple[tracemalloc.Snapshot, dict[str, list[int]]]:
+        Path(f"{out}.want.{n}").touch()
+        _wait_file(f"{out}.{n}")
+        return tracemalloc.Snapshot.load(f"{out}.{n}"), json.loads(Path(f"{out}.{n}.census").read_text())
 
     with worker_process(stack_address, queue, env) as pid:
         await start(args.warm, "warm")
         await all_up(args.warm)
         await asyncio.sleep(3)
         rss0 = rss_kb(pid)
-        snap0, census0 = dump(pid, 1)
+        snap0, census0 = dump(1)
         await start(args.agents, "idle")
         await all_up(args.warm + args.agents)
         await asyncio.sleep(5)
         rss1 = rss_kb(pid)
-        snap1, census1 = dump(pid, 2)
+        snap1, census1 = dump(2)
     n = args.agents
     by_component: Tally[str] = Tally()
     for stat in snap1.compare_to(snap0, "traceback"):
