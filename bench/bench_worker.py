@@ -37,7 +37,8 @@ async def trace_memory() -> None:
         return
     import tracemalloc
 
-    tracemalloc.start(int(frames))
+    if int(frames) > 0:  # 0: the census alone (tracing slows a loaded worker to a stall)
+        tracemalloc.start(int(frames))
     out = os.environ["BENCH_TRACEMALLOC_OUT"]
     n = 0
     while True:
@@ -54,7 +55,10 @@ def _dump_if_asked(out: str, n: int) -> bool:
     want = Path(f"{out}.want.{n}")
     if not want.exists():
         return False
-    tracemalloc.take_snapshot().dump(f"{out}.{n}.tmp")
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(f"{out}.{n}.tmp")
+    else:
+        Path(f"{out}.{n}.tmp").write_text("")
     found: dict[str, list[int]] = {}
     for obj in gc.get_objects():
         kind = type(obj)

@@ -1,6 +1,6 @@
 """What an idle agent keeps in a worker's memory, by component, beside a bare raw workflow.
 
-    python bench/idle_memory.py [--agents 2000] [--frames 30] [--top 25] [--sandboxed-raw]
+    python bench/idle_memory.py [--agents 2000] [--frames 0] [--top 25] [--sandboxed-raw]
 
 For each side (``bench_observer`` agents, then ``BareWorkflow``s, unsandboxed like the
 framework's own unless ``--sandboxed-raw``), a fresh bench worker traces Python allocations
@@ -109,10 +109,11 @@ async def side(
     async def _running(total: int) -> bool:
         return await running_agents_since(client, since, queue) >= total
 
-    def dump(n: int) -> tuple[tracemalloc.Snapshot, dict[str, list[int]]]:
+    def dump(n: int) -> tuple[tracemalloc.Snapshot | None, dict[str, list[int]]]:
         Path(f"{out}.want.{n}").touch()
         _wait_file(f"{out}.{n}")
-        return tracemalloc.Snapshot.load(f"{out}.{n}"), json.loads(Path(f"{out}.{n}.census").read_text())
+        census = json.loads(Path(f"{out}.{n}.census").read_text())
+        return (tracemalloc.Snapshot.load(f"{out}.{n}") if args.frames else None), census
 
     with worker_process(stack_address, queue, env) as pid:
         await start(args.warm, "warm")
@@ -127,8 +128,9 @@ async def side(
         snap1, census1 = dump(2)
     n = args.agents
     by_component: Tally[str] = Tally()
-    for stat in snap1.compare_to(snap0, "traceback"):
-        by_component[component(stat.traceback)] += stat.size_diff
+    if snap0 is not None and snap1 is not None:
+        for stat in snap1.compare_to(snap0, "traceback"):
+            by_component[component(stat.traceback)] += stat.size_diff
     traced = sum(by_component.values())
     types = {
         name: ((v[0] - census0.get(name, [0, 0])[0]) / n, (v[1] - census0.get(name, [0, 0])[1]) / n)
@@ -178,7 +180,9 @@ async def main() -> None:
     )
     parser.add_argument("--agents", type=int, default=2000)
     parser.add_argument("--warm", type=int, default=20)
-    parser.add_argument("--frames", type=int, default=30)
+    parser.add_argument(
+        "--frames", type=int, default=0, help="tracemalloc frames (0: the census alone; tracing is slow)"
+    )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sandboxed-raw", action="store_true")
     args = parser.parse_args()
