@@ -146,16 +146,12 @@ async def side(
 
 
 def _wait_file(path: str, within: float = 600) -> None:
+    """Until the worker renamed its dump into place (a rename: never seen half written)."""
     deadline = time.monotonic() + within
-    size = -1
-    while time.monotonic() < deadline:
-        if os.path.exists(path):
-            now = os.path.getsize(path)
-            if now == size and now > 0:
-                return
-            size = now
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path}")
         time.sleep(0.5)
-    raise TimeoutError(f"no {path}")
 
 
 def report(kind: str, result: dict[str, Any], n: int, top: int) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiops.contracts.agent import AgentRunState, AgentWorkflowInput
 from aiops.contracts.config import AgentConfig, RuntimeSettings
+from aiops.contracts.shared_settings import SHARED_PARTS, share_settings
 from tests.helpers import agent_config
 from workflows.agent.lifecycle import run_state
-from workflows.agent.shared import SHARED_PARTS, share_settings
 
 
 def decoded(config: AgentConfig) -> AgentConfig:

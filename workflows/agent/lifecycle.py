@@ -35,10 +35,10 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import describe_validation_error
     from aiops.contracts.overflow import SpillRequest, first_batch
+    from aiops.contracts.shared_settings import share_settings
     from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
-    from workflows.agent.shared import share_settings
     from workflows.agent.state import MAX_PENDING_ACTIONS
     from workflows.failures import cause_message
 
