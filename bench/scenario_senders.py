@@ -33,6 +33,13 @@ from bench.raw_workflows import RawDecider
 from bench.scenario_throughput import Bench, StormResult, _judged, task_summary, warm_agent
 
 
+def within(n: int) -> float:
+    """How long a side may take to send ``n`` events before it is reported as not done (50/s at
+    least): 1,000 concurrent update senders into one workflow kept a loaded dev server busy
+    aborting updates, and no update was taken in 8 minutes."""
+    return max(120.0, n / 50)
+
+
 def _shares(n: int, senders: int) -> list[list[int]]:
     """Event numbers per sender: sender ``s`` sends ``s, s + senders, ...``."""
     return [list(range(s, n, senders)) for s in range(senders)]
@@ -59,9 +66,15 @@ async def independent_storm(bench: Bench, n: int, senders: int) -> tuple[StormRe
     bench.counter.reset()
     started = time.monotonic()
     with profiled(bench.worker_pid, "senders-agent"):
-        per_sender = await asyncio.gather(
-            *(agent_sender(c, share) for c, share in zip(clients, shares, strict=True))
-        )
+        try:
+            per_sender = await asyncio.wait_for(
+                asyncio.gather(*(agent_sender(c, share) for c, share in zip(clients, shares, strict=True))),
+                within(n),
+            )
+        except TimeoutError:
+            text = f"{senders} independent senders, {n}: not all sent within {within(n):.0f}s"
+            bench.say(text)
+            return StormResult(False, 0.0, text), await _raw_side(bench, n, senders, shares)
         result = await _judged(
             bench,
             agent_id,
@@ -114,9 +127,13 @@ async def _raw_side(bench: Bench, n: int, senders: int, shares: list[list[int]])
     bench.counter.reset()
     started = time.monotonic()
     with profiled(bench.worker_pid, "senders-raw"):
-        await asyncio.gather(*(sender(share) for share in shares))
-        await wait_until(lambda: _decided(raw, 1 + n), poll=0.01)
-    rate = n / (time.monotonic() - started)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(sender(share) for share in shares)), within(n))
+            await wait_until(lambda: _decided(raw, 1 + n), poll=0.01)
+            rate = n / (time.monotonic() - started)
+        except TimeoutError:
+            bench.say(f"  raw: not all {n} sent within {within(n):.0f}s")
+            rate = 0.0
     tasks = await task_summary(bench.client, raw.id)
     bench.say(f"  raw: {n} updates, {retried} sent again after a refusal; {tasks}")
     await raw.terminate("benchmark done")
