@@ -30,8 +30,9 @@ async def trace_memory() -> None:
     """With ``BENCH_TRACEMALLOC=<frames>``: trace Python allocations; when the file
     ``$BENCH_TRACEMALLOC_OUT.want.<n>`` appears, dump a snapshot to ``$BENCH_TRACEMALLOC_OUT.<n>``
     and a census of live objects by type (count, shallow bytes) to ``.<n>.census``, then remove
-    the request (``bench/idle_memory.py`` asks and reads both). Asked by file, not by signal: a
-    signal lands on any thread, and one landing on the SDK core's threads stopped its pollers."""
+    the request (``bench/idle_memory.py`` asks and reads both). Asked by file, not by signal
+    (a signal lands on any thread). A traced worker on a loaded machine still stopped polling
+    workflow tasks (by signal and by file alike): with tracing, use few workflows."""
     frames = os.environ.get("BENCH_TRACEMALLOC")
     if not frames:
         return
