@@ -17,6 +17,7 @@ from agents.base_agent import BaseAgent
 from agents.registry import AgentFactory, default_factory
 from agents.secrets import resolve_secrets
 from aiops.contracts.config import AgentConfig
+from aiops.contracts.shared_settings import share_settings
 
 
 class AgentInstances:
@@ -40,6 +41,7 @@ class AgentInstances:
     async def _build(self, config: AgentConfig) -> BaseAgent:
         """Create, initialize and start the agent ``config`` describes, and cache it with that
         config (the caller holds the agent's lock)."""
+        share_settings(config)  # settings equal to another agent's are kept once (as the workflow does)
         agent = self.factory.create(resolve_secrets(config))
         await agent.initialize()
         await agent.start()

@@ -134,7 +134,9 @@ class Figure:
     ``higher_is_better``: the ratio agent/raw must be at least ``target`` (throughput), else at
     most (latency, memory, history events). With ``absolute`` the target applies to the agent's
     value alone (the raw value is shown for reference). ``checks``: pass/fail per run for figures
-    that are counts (the storm), shown instead of a ratio.
+    that are counts (the storm), shown instead of a ratio unless ``exact`` (then the ratio is
+    judged too, and every run must also be exact). ``every_run``: the target must hold in every
+    run, not only for the median (the noisy throughput figures of issue 30).
     """
 
     name: str
@@ -147,6 +149,8 @@ class Figure:
     checks: list[bool] = field(default_factory=list)
     note: str = ""
     target_text: str = ""
+    every_run: bool = False
+    exact: bool = False
 
     def add(self, agent: float, raw: float | None = None) -> None:
         self.agent.append(agent)
@@ -158,16 +162,29 @@ class Figure:
         return [a / r for a, r in zip(self.agent, self.raw, strict=False) if r]
 
     def met(self) -> str:
-        if self.checks:
-            return "yes" if all(self.checks) else "NO"
+        if self.checks and not all(self.checks):
+            return "NO (not exact)" if self.exact else "NO"
+        if self.checks and not self.exact:
+            return "yes"
         if self.target is None:
             return "-"
         values = self.agent if self.absolute else self.ratios
         if not values:
             return "?"
-        value = statistics.median(values)
-        ok = value >= self.target if self.higher_is_better else value <= self.target
+        judged = values if self.every_run else [statistics.median(values)]
+        target = self.target
+        ok = all(v >= target if self.higher_is_better else v <= target for v in judged)
         return "yes" if ok else "NO"
+
+    def target_description(self) -> str:
+        if self.target_text:
+            return self.target_text
+        if self.target is None:
+            return "-"
+        text = f"{'>=' if self.higher_is_better else '<='} {self.target:g}"
+        if self.every_run:
+            text += " every run"
+        return text + (", exact" if self.exact else "")
 
 
 def spread(values: list[float], digits: int = 2) -> str:
@@ -190,10 +207,8 @@ def table(figures: list[Figure]) -> str:
     """figure | agent | raw | ratio (min / median / max) | target | met?"""
     rows = [("figure", "agent", "raw", "ratio min / median / max", "target", "met?")]
     for f in figures:
-        target = f.target_text or (
-            "-" if f.target is None else f"{'>=' if f.higher_is_better else '<='} {f.target:g}"
-        )
-        ratio = "-" if f.absolute or f.checks else spread(f.ratios)
+        target = f.target_description()
+        ratio = "-" if f.absolute or (f.checks and not f.exact) else spread(f.ratios)
         met = f.met() if f.agent else "not run"
         rows.append((f.name, value_text(f.agent, f.unit), value_text(f.raw, f.unit), ratio, target, met))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -26,27 +26,54 @@ from bench.raw_workflows import BareWorkflow, RawDecider, RawFleetSink, raw_deci
 from workflows.sandbox import OWN_PACKAGES
 
 
-def trace_memory() -> None:
-    """With ``BENCH_TRACEMALLOC=<frames>``: trace Python allocations; each SIGUSR1 dumps a snapshot
-    to ``$BENCH_TRACEMALLOC_OUT.<n>`` (compare two with ``Snapshot.compare_to``)."""
+async def trace_memory() -> None:
+    """With ``BENCH_TRACEMALLOC=<frames>``: trace Python allocations; when the file
+    ``$BENCH_TRACEMALLOC_OUT.want.<n>`` appears, dump a snapshot to ``$BENCH_TRACEMALLOC_OUT.<n>``
+    and a census of live objects by type (count, shallow bytes) to ``.<n>.census``, then remove
+    the request (``bench/idle_memory.py`` asks and reads both). Asked by file, not by signal
+    (a signal lands on any thread). A traced worker on a loaded machine still stopped polling
+    workflow tasks (by signal and by file alike): with tracing, use few workflows."""
     frames = os.environ.get("BENCH_TRACEMALLOC")
     if not frames:
         return
-    import signal
     import tracemalloc
 
-    tracemalloc.start(int(frames))
-    dumps = [0]
+    if int(frames) > 0:  # 0: the census alone (tracing slows a loaded worker to a stall)
+        tracemalloc.start(int(frames))
+    out = os.environ["BENCH_TRACEMALLOC_OUT"]
+    n = 0
+    while True:
+        await asyncio.sleep(0.5)
+        if _dump_if_asked(out, n + 1):
+            n += 1
 
-    def dump(*_: object) -> None:
-        dumps[0] += 1
-        tracemalloc.take_snapshot().dump(f"{os.environ['BENCH_TRACEMALLOC_OUT']}.{dumps[0]}")
 
-    signal.signal(signal.SIGUSR1, dump)
+def _dump_if_asked(out: str, n: int) -> bool:
+    import gc
+    import json
+    import tracemalloc
+
+    want = Path(f"{out}.want.{n}")
+    if not want.exists():
+        return False
+    if tracemalloc.is_tracing():
+        tracemalloc.take_snapshot().dump(f"{out}.{n}.tmp")
+    else:
+        Path(f"{out}.{n}.tmp").write_text("")
+    found: dict[str, list[int]] = {}
+    for obj in gc.get_objects():
+        kind = type(obj)
+        entry = found.setdefault(f"{kind.__module__}.{kind.__qualname__}", [0, 0])
+        entry[0] += 1
+        entry[1] += sys.getsizeof(obj)
+    Path(f"{out}.{n}.census").write_text(json.dumps(found))
+    os.rename(f"{out}.{n}.tmp", f"{out}.{n}")
+    want.unlink()
+    return True
 
 
 async def main(task_queue: str) -> None:
-    trace_memory()
+    tracing = asyncio.create_task(trace_memory())
     load_agent_modules(["bench.observer_agent", "bench.latency_agent"])
     client = await connect()
     url = database_url()  # with DATABASE_URL the audit log and config store are in the measurement
@@ -63,6 +90,7 @@ async def main(task_queue: str) -> None:
     ):
         print(f"bench worker ready ({'with' if pool else 'without'} PostgreSQL)", flush=True)
         await asyncio.Event().wait()
+    tracing.cancel()
 
 
 if __name__ == "__main__":

@@ -161,6 +161,13 @@ async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResul
         results = []
         for chunk, answers in zip(chunks, per_chunk, strict=True):
             results += [answers] * len(chunk) if isinstance(answers, BaseException) else answers
+    return await _judged(bench, agent_id, before, n, results, started, mode)
+
+
+async def _judged(
+    bench: Bench, agent_id: str, before: Any, n: int, results: list[Any], started: float, mode: str
+) -> StormResult:
+    """Wait for the agent's state to show every accepted event, then judge the storm exact or not."""
     sent_in = time.monotonic() - started
     refused = sum(1 for r in results if isinstance(r, BaseException))
     accepted = sum(
@@ -184,8 +191,10 @@ async def storm(bench: Bench, n: int, mode: str, batch: int = 100) -> StormResul
         and status.queue_length == 0
         and wedged == 0
     )
+    errors = sorted({type(r).__name__ for r in results if isinstance(r, BaseException)})
     text = (
-        f"{mode} {n}: sent in {sent_in:.1f}s, {accepted} accepted, {refused} refused; state: {received} "
+        f"{mode} {n}: sent in {sent_in:.1f}s, {accepted} accepted, {refused} refused"
+        f"{' (' + ', '.join(errors) + ')' if errors else ''}; state: {received} "
         f"received, {done} processed, queue {status.queue_length}; hook calls {hooks} "
         f"({hooks - done:+d}); {tasks.get('runs', 0)} runs, {tasks.get('tasks', 0)} tasks, {wedged} "
         f"failed/timed-out; {done / elapsed:.0f} events/s recorded"

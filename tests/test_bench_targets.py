@@ -20,6 +20,7 @@ FIGURES = [
     "3 fleet",
     "3' fleet",
     "4 history",
+    "4s independent senders",
     "5 agent start",
     "6 idle RSS",
     "7 event -> execute",
@@ -50,5 +51,8 @@ def test_quick_run_prints_every_figure() -> None:
     for storm in ("1a storm", "1b storm"):
         [row] = [cells for name, cells in rows.items() if name.startswith(storm)]
         assert row[-1] == "yes", f"the storm's counts were not exact: {row}\n{done.stdout}"
+    [senders] = [cells for name, cells in rows.items() if name.startswith("4s independent senders")]
+    assert "not exact" not in senders[-1], f"the independent senders' counts were not exact: {senders}"
+    assert "outside Temporal's sandbox" in done.stdout.split("\nsummary", 1)[1]  # the ceiling is said
     [health] = [cells for name, cells in rows.items() if name.startswith("9 health")]
     assert "health_monitor.py" in health[4]

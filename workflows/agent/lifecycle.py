@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import describe_validation_error
     from aiops.contracts.overflow import SpillRequest, first_batch
+    from aiops.contracts.shared_settings import share_settings
     from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
@@ -70,9 +71,12 @@ def parse_input(payload: Any) -> tuple[AgentWorkflowInput, str | None]:
 def run_state(input: AgentWorkflowInput) -> AgentRunState:
     """A new agent's state, or the one the previous run carried (one run later)."""
     if input.carried is None:
-        return AgentRunState(config=input.config)
-    input.carried.run_number += 1
-    return input.carried
+        state = AgentRunState(config=input.config)
+    else:
+        state = input.carried
+        state.run_number += 1
+    share_settings(state.config)  # one copy per worker of the settings agents have alike
+    return state
 
 
 class Lifecycle:
