@@ -45,17 +45,22 @@ def percentile(values: list[float], q: float) -> float:
 ALICE = KeyFile(approver="alice", private_key=private_key_pem(generate_private_key()).decode())
 
 
-async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
+async def pending(aiops: AiopsClient, agent_id: str, config) -> str:
+    """Send an event whose action waits for approval; its action id once it waits."""
     event_id = f"e-{uuid.uuid4().hex}"
     await aiops.events.send(agent_id, {"id": event_id, "type": "alert", "source": "web-1"}, config=config)
     action_id = aiops.approvals.action_id(agent_id, event_id)
     while True:
         try:
             if (await aiops.approvals.action(action_id)).status == ActionStatus.PENDING_APPROVAL:
-                break
+                return action_id
         except Exception:
             pass
         await asyncio.sleep(0.02)
+
+
+async def approval_sample(aiops: AiopsClient, agent_id: str, config) -> float:
+    action_id = await pending(aiops, agent_id, config)
     await asyncio.sleep(0.2)  # idle, as a waiting action is when a person approves it
     signed = await aiops.approvals.token(action_id, ALICE)  # signed before the clock, as a person does
     sent = time.time()

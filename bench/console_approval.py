@@ -29,7 +29,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from playwright.async_api import async_playwright
 
 from aiops.client import AiopsClient
-from aiops.contracts.action import ActionStatus
 from aiops.contracts.config import ApprovalSettings, Approver
 from aiops.keys import KeyFile
+from bench.approval_latency import pending
 from bench.stack import bench_stack
 from tests.helpers import agent_config
 from tests.support.browser import Evidence, ensure_chromium, launch_chromium
@@ -54,19 +53,6 @@ ALICE = KeyFile(approver="alice", private_key=private_key_pem(generate_private_k
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-async def pending(aiops: AiopsClient, agent_id: str, config: Any) -> str:
-    event_id = f"e-{uuid.uuid4().hex}"
-    await aiops.events.send(agent_id, {"id": event_id, "type": "alert", "source": "web-1"}, config=config)
-    action_id = aiops.approvals.action_id(agent_id, event_id)
-    while True:
-        try:
-            if (await aiops.approvals.action(action_id)).status == ActionStatus.PENDING_APPROVAL:
-                return action_id
-        except Exception:
-            pass
-        await asyncio.sleep(0.02)
 
 
 async def executed_at(aiops: AiopsClient, action_id: str) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from temporalio.client import WorkflowFailureError
@@ -280,11 +281,8 @@ async def record(aiops: AiopsClient) -> None:
     await save(aiops, "agent_failed_init", agent_workflow_id(config.id))
 
 
-async def main() -> int:
-    global PREFIX
-    PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
-    if not PREFIX:
-        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. g1_)")
+async def on_a_fresh_stack(record: Callable[[AiopsClient], Awaitable[None]], actor: str = "") -> None:
+    """Run ``record`` against a fresh dev server, PostgreSQL and worker, as every recorder does."""
     load_agent_modules()
     HISTORIES.mkdir(exist_ok=True)
     database = PostgresServer()
@@ -298,11 +296,19 @@ async def main() -> int:
     try:
         task_queue = f"record-{uuid.uuid4()}"
         async with build_worker(env.client, task_queue, AgentActivities(client=env.client), pool=pool):
-            await record(AiopsClient(env.client, task_queue, pool))
+            await record(AiopsClient(env.client, task_queue, pool, actor=actor))
     finally:
         await env.shutdown()
         await pool.close()
         database.stop()
+
+
+async def main() -> int:
+    global PREFIX
+    PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
+    if not PREFIX:
+        raise SystemExit("usage: python -m tests.record_histories PREFIX (e.g. g1_)")
+    await on_a_fresh_stack(record)
     return 0
 
 

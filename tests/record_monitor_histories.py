@@ -15,22 +15,14 @@ import uuid
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import tests.support.agents_for_tests  # noqa: F401
-from activities.agent_activities import AgentActivities
-from activities.database.pool import open_pool
-from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.health import HealthThresholds
-from aiops.contracts.search_attributes import ALL
-from aiops.runtime.worker_build import build_worker
-from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, team
-from tests.support.postgres_server import PostgresServer
+from tests.record_histories import on_a_fresh_stack
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -101,21 +93,11 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
 
 async def main() -> int:
     prefix = sys.argv[1] if len(sys.argv) > 1 else "g1_"
-    load_agent_modules()
-    database = PostgresServer()
-    database.start()
-    pool = await open_pool(database.url)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_BIN, data_converter=pydantic_data_converter, search_attributes=ALL
-    )
-    try:
-        task_queue = f"record-{uuid.uuid4()}"
-        async with build_worker(env.client, task_queue, AgentActivities(client=env.client), pool=pool):
-            await record(AiopsClient(env.client, task_queue, pool, actor="bob"), prefix)
-    finally:
-        await env.shutdown()
-        await pool.close()
-        database.stop()
+
+    async def recorded(aiops: AiopsClient) -> None:
+        await record(aiops, prefix)
+
+    await on_a_fresh_stack(recorded, actor="bob")
     return 0
 
 

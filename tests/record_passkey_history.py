@@ -12,25 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import uuid
-from pathlib import Path
-
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import tests.support.agents_for_tests  # noqa: F401
-from activities.agent_activities import AgentActivities
-from activities.database.pool import open_pool
-from agents.registry import load_agent_modules
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts.action import ActionStatus, DecisionRequest
 from aiops.contracts.passkey import PasskeyClaims, b64url
-from aiops.contracts.search_attributes import ALL
 from aiops.keys import KeyFile
-from aiops.runtime.worker_build import build_worker
 from tests import record_histories
 from tests.helpers import agent_config, event, eventually, team
-from tests.support.postgres_server import PostgresServer
 from tests.support.soft_authenticator import SoftAuthenticator
 from workflows.approval_token import generate_private_key, private_key_pem
 
@@ -89,23 +78,7 @@ async def main() -> int:
     record_histories.PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""
     if not record_histories.PREFIX:
         raise SystemExit("usage: python -m tests.record_passkey_history PREFIX (e.g. g1_)")
-    load_agent_modules()
-    database = PostgresServer()
-    database.start()
-    pool = await open_pool(database.url)
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        data_converter=pydantic_data_converter,
-        search_attributes=ALL,
-    )
-    try:
-        task_queue = f"record-{uuid.uuid4()}"
-        async with build_worker(env.client, task_queue, AgentActivities(client=env.client), pool=pool):
-            await record(AiopsClient(env.client, task_queue, pool))
-    finally:
-        await env.shutdown()
-        await pool.close()
-        database.stop()
+    await record_histories.on_a_fresh_stack(record)
     return 0
 
 
