@@ -8,7 +8,7 @@ from typing import Any
 from aiops.contracts.agent import AgentRunState
 from aiops.contracts.config import RuntimeSettings
 from aiops.contracts.models import SystemEvent
-from workflows.agent.event_intake import Admission, EventIntake
+from workflows.agent.event_intake import RANK, Admission, EventIntake
 from workflows.agent.incidents import MAX_ALERTS_KEPT, IncidentBook, correlation_of
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -87,7 +87,10 @@ def test_intake_groups_after_deduplication_and_releases_incidents_to_the_queue()
     assert intake.take(loose.model_dump(mode="json"), T0).admission == Admission.ACCEPTED
     assert [e.id for e in state.queue] == [loose.id]
     released = intake.release_incidents(T0 + timedelta(seconds=5))
-    assert [e.id for e in state.queue] == [loose.id, released[0].id]
+    # The queue is in severity order (critical first; first come first within a severity): the
+    # incident, as grave as its gravest alert, stands before a loose alert of lower severity.
+    expected = sorted([loose, released[0]], key=lambda e: RANK[e.severity])
+    assert [e.id for e in state.queue] == [e.id for e in expected]
     assert state.incidents["g1"].decided_event_id == released[0].id and state.incidents_opened == 1
     again = EventIntake(state)  # after continue-as-new: the book is the carried state
     assert again.incidents.incidents["g1"].decided_event_id == released[0].id
