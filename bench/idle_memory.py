@@ -132,6 +132,7 @@ async def side(
         for stat in snap1.compare_to(snap0, "traceback"):
             by_component[component(stat.traceback)] += stat.size_diff
     traced = sum(by_component.values())
+    heap0, heap1 = census0.pop("(heap in use)"), census1.pop("(heap in use)")
     types = {
         name: ((v[0] - census0.get(name, [0, 0])[0]) / n, (v[1] - census0.get(name, [0, 0])[1]) / n)
         for name, v in census1.items()
@@ -140,6 +141,8 @@ async def side(
     return {
         "rss": (rss1 - rss0) / n,
         "traced": traced / 1024 / n,
+        "pymalloc": (heap1[0] - heap0[0]) / 1024 / n,
+        "c_heap": (heap1[1] - heap0[1]) / 1024 / n,
         "by_component": by_component,
         "types": types,
     }
@@ -158,6 +161,10 @@ def report(kind: str, result: dict[str, Any], n: int, top: int) -> None:
     print(
         f"\n{kind}: worker RSS +{result['rss']:.1f} KB per workflow (traced), Python allocations "
         f"+{result['traced']:.1f} KB per workflow"
+    )
+    print(
+        f"  in use: Python small objects +{result['pymalloc']:.1f} KB, C heap (Rust core, "
+        f"pydantic-core, protobuf, large objects) +{result['c_heap']:.1f} KB per workflow"
     )
     print(f"  by component (bytes per workflow, top {top}):")
     for where, size in result["by_component"].most_common(top):
@@ -189,8 +196,13 @@ async def main() -> None:
             results[kind] = await side(stack.address, stack.worker_env, kind, args)
     for kind, result in results.items():
         report(kind, result, args.agents, args.top)
+    a, b = results["agent"], results["bare"]
     print(
-        f"\nagent / bare: RSS {results['agent']['rss'] / results['bare']['rss']:.2f}x, "
+        f"\nagent - bare, in use: Python small objects {a['pymalloc'] - b['pymalloc']:+.1f} KB, "
+        f"C heap {a['c_heap'] - b['c_heap']:+.1f} KB per workflow"
+    )
+    print(
+        f"agent / bare: RSS {results['agent']['rss'] / results['bare']['rss']:.2f}x, "
         f"traced Python {results['agent']['traced'] / max(results['bare']['traced'], 0.01):.2f}x"
     )
 
