@@ -22,7 +22,14 @@ from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
-from bench.raw_workflows import BareWorkflow, RawDecider, RawFleetSink, raw_decide
+from bench.raw_workflows import (
+    BareWorkflow,
+    RawAgentStart,
+    RawDecider,
+    RawFleetSink,
+    raw_decide,
+    raw_start_call,
+)
 from workflows.sandbox import OWN_PACKAGES
 
 
@@ -119,8 +126,15 @@ async def main(task_queue: str) -> None:
         task_queue,
         AgentActivities(client=client),
         pool=pool,
-        extra_workflows=[NoOpSink, SignalToActivityProbe, RawDecider, RawFleetSink, BareWorkflow],
-        extra_activities=[probe_started, raw_decide],
+        extra_workflows=[
+            NoOpSink,
+            SignalToActivityProbe,
+            RawDecider,
+            RawFleetSink,
+            BareWorkflow,
+            RawAgentStart,
+        ],
+        extra_activities=[probe_started, raw_decide, raw_start_call],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
         unsandboxed_packages=[*OWN_PACKAGES, *(["bench"] if os.environ.get("BENCH_RAW_UNSANDBOXED") else [])],
     ):
