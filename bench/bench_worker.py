@@ -22,7 +22,14 @@ from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
-from bench.raw_workflows import BareWorkflow, RawDecider, RawFleetSink, raw_decide
+from bench.raw_workflows import (
+    BareWorkflow,
+    RawAgentStart,
+    RawDecider,
+    RawFleetSink,
+    raw_decide,
+    raw_start_call,
+)
 from workflows.sandbox import OWN_PACKAGES
 
 
@@ -66,10 +73,46 @@ def _dump_if_asked(out: str, n: int) -> bool:
         entry = found.setdefault(f"{kind.__module__}.{kind.__qualname__}", [0, 0])
         entry[0] += 1
         entry[1] += sys.getsizeof(obj)
+    found["(heap in use)"] = list(heap_in_use())
     Path(f"{out}.{n}.census").write_text(json.dumps(found))
     os.rename(f"{out}.{n}.tmp", f"{out}.{n}")
     want.unlink()
     return True
+
+
+def heap_in_use() -> tuple[int, int]:
+    """Bytes in use now: (Python's small-object allocator, the C heap). The C heap (glibc
+    malloc, every arena) holds the SDK core's Rust state, pydantic-core's, protobuf messages and
+    Python objects over 512 bytes; pymalloc's arenas are mapped apart. Unlike RSS, neither counts
+    freed memory a heap keeps, so a difference of a few KB per workflow is not noise."""
+    import ctypes
+    import tempfile
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [
+            (name, ctypes.c_size_t)
+            for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                "fordblks", "keepcost",
+            )
+        ]  # fmt: skip
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = MallInfo2
+    info = libc.mallinfo2()
+    # sys._debugmallocstats writes to the C stderr: read it from a file for the one figure.
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        os.dup2(f.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        text = f.read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("# bytes in allocated blocks"))
+    return int(line.split("=")[1].replace(",", "")), info.uordblks + info.hblkhd
 
 
 async def main(task_queue: str) -> None:
@@ -83,8 +126,15 @@ async def main(task_queue: str) -> None:
         task_queue,
         AgentActivities(client=client),
         pool=pool,
-        extra_workflows=[NoOpSink, SignalToActivityProbe, RawDecider, RawFleetSink, BareWorkflow],
-        extra_activities=[probe_started, raw_decide],
+        extra_workflows=[
+            NoOpSink,
+            SignalToActivityProbe,
+            RawDecider,
+            RawFleetSink,
+            BareWorkflow,
+            RawAgentStart,
+        ],
+        extra_activities=[probe_started, raw_decide, raw_start_call],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
         unsandboxed_packages=[*OWN_PACKAGES, *(["bench"] if os.environ.get("BENCH_RAW_UNSANDBOXED") else [])],
     ):

@@ -1,15 +1,18 @@
 """What an idle agent keeps in a worker's memory, by component, beside a bare raw workflow.
 
-    python bench/idle_memory.py [--agents 2000] [--frames 0] [--top 25] [--sandboxed-raw]
+    python bench/idle_memory.py [--agents 2000] [--frames 0] [--top 25] [--sandboxed-raw] [--raw-start]
 
-For each side (``bench_observer`` agents, then ``BareWorkflow``s, unsandboxed like the
-framework's own unless ``--sandboxed-raw``), a fresh bench worker traces Python allocations
-(``BENCH_TRACEMALLOC``, dumps asked for by file); after ``--warm`` workflows are idle it dumps a
-snapshot and a census of live objects by type, then ``--agents`` more are started and left idle,
-and it dumps both again.
+For each side (``BareWorkflow``s, unsandboxed like the framework's own unless ``--sandboxed-raw``,
+then ``bench_observer`` agents, and with ``--raw-start`` ``RawAgentStart``s: raw workflows that
+start as an agent does at Temporal's level, with nothing of the agent's), a fresh bench worker
+traces Python allocations (``BENCH_TRACEMALLOC``, dumps asked for by file); after ``--warm``
+workflows are idle it dumps a snapshot and a census of live objects by type, then ``--agents``
+more are started and left idle, and it dumps both again.
 Printed, per workflow: the worker's RSS growth (tracing makes it larger than in
-``targets.py``'s idle figure: compare the sides, not the absolute values), the traced Python
-growth, and the growth attributed
+``targets.py``'s idle figure: compare the sides, not the absolute values); the memory in use,
+Python's small objects (pymalloc) and the C heap (glibc: the SDK core, pydantic-core, protobuf,
+Python objects over 512 bytes), which unlike RSS does not keep what was freed, so a change of a
+KB per workflow shows; the traced Python growth, and the growth attributed
 
 * by component: the innermost frame of each allocation's traceback that is in this project
   (``workflows/agent/context.py``, ``aiops/contracts/...``), else in a library (temporalio's
@@ -39,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiops.client import AiopsClient
 from aiops.connection import connect
+from aiops.contracts.agent import AgentWorkflowInput
 from bench.bench_common import Counter, bounded, rss_kb, wait_until
 from bench.raw_workflows import BareWorkflow
 from bench.scenario_throughput import _now_iso, running_agents_since
@@ -89,6 +93,17 @@ async def side(
         if kind == "agent":
             configs = [agent_config("bench_observer") for _ in range(count)]
             await bounded([lambda c=c: aiops.agents.start(c, require_worker=False) for c in configs], 50)
+        elif kind == "raw-start":
+            start_input = AgentWorkflowInput(config=agent_config("bench_observer"))
+            await bounded(
+                [
+                    lambda i=i: client.start_workflow(  # by name: it takes its input undecoded
+                        "RawAgentStart", start_input, id=f"{queue}-{label}-{i}", task_queue=queue
+                    )
+                    for i in range(count)
+                ],
+                50,
+            )
         else:
             await bounded(
                 [
@@ -132,6 +147,7 @@ async def side(
         for stat in snap1.compare_to(snap0, "traceback"):
             by_component[component(stat.traceback)] += stat.size_diff
     traced = sum(by_component.values())
+    heap0, heap1 = census0.pop("(heap in use)"), census1.pop("(heap in use)")
     types = {
         name: ((v[0] - census0.get(name, [0, 0])[0]) / n, (v[1] - census0.get(name, [0, 0])[1]) / n)
         for name, v in census1.items()
@@ -140,6 +156,8 @@ async def side(
     return {
         "rss": (rss1 - rss0) / n,
         "traced": traced / 1024 / n,
+        "pymalloc": (heap1[0] - heap0[0]) / 1024 / n,
+        "c_heap": (heap1[1] - heap0[1]) / 1024 / n,
         "by_component": by_component,
         "types": types,
     }
@@ -158,6 +176,10 @@ def report(kind: str, result: dict[str, Any], n: int, top: int) -> None:
     print(
         f"\n{kind}: worker RSS +{result['rss']:.1f} KB per workflow (traced), Python allocations "
         f"+{result['traced']:.1f} KB per workflow"
+    )
+    print(
+        f"  in use: Python small objects +{result['pymalloc']:.1f} KB, C heap (Rust core, "
+        f"pydantic-core, protobuf, large objects) +{result['c_heap']:.1f} KB per workflow"
     )
     print(f"  by component (bytes per workflow, top {top}):")
     for where, size in result["by_component"].most_common(top):
@@ -181,18 +203,32 @@ async def main() -> None:
     )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sandboxed-raw", action="store_true")
+    parser.add_argument(
+        "--raw-start",
+        action="store_true",
+        help="a third side: RawAgentStart, a raw workflow starting as an agent does at Temporal's "
+        "level (its input, a local activity, the search-attribute upsert) with nothing of the agent's",
+    )
     args = parser.parse_args()
     async with bench_stack(True) as stack:
         results: dict[str, dict[str, Any]] = {}
-        for kind in ("bare", "agent"):
+        for kind in ("bare", "agent", *(["raw-start"] if args.raw_start else [])):
             print(f"{kind}: {args.warm} + {args.agents} idle workflows ...", flush=True)
             results[kind] = await side(stack.address, stack.worker_env, kind, args)
     for kind, result in results.items():
         report(kind, result, args.agents, args.top)
+    a, b = results["agent"], results["bare"]
     print(
-        f"\nagent / bare: RSS {results['agent']['rss'] / results['bare']['rss']:.2f}x, "
-        f"traced Python {results['agent']['traced'] / max(results['bare']['traced'], 0.01):.2f}x"
+        f"\nagent - bare, in use: Python small objects {a['pymalloc'] - b['pymalloc']:+.1f} KB, "
+        f"C heap {a['c_heap'] - b['c_heap']:+.1f} KB per workflow"
     )
+    for other in ("bare", "raw-start"):
+        if other in results:
+            o = results[other]
+            print(
+                f"agent / {other}: RSS {a['rss'] / o['rss']:.2f}x, in use "
+                f"{(a['pymalloc'] + a['c_heap']) / (o['pymalloc'] + o['c_heap']):.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ same counter file as the benchmark agents (outside the sandbox, not on replay):
 * ``RawFleetSink``: an idle no-op workflow that counts events, by ``intake`` update or ``ping``
   signal, and stays open (like an agent).
 * ``BareWorkflow``: does nothing but wait; counts its first workflow task (the start benchmark).
+* ``RawAgentStart``: starts as an agent does at Temporal's level, then waits (idle memory).
 """
 
 from __future__ import annotations
@@ -16,8 +17,11 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import activity, workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
 
 with workflow.unsafe.imports_passed_through():
+    from aiops.contracts import search_attributes as sa
     from bench.observer_agent import count_decision
 
 
@@ -103,5 +107,48 @@ class BareWorkflow:
 
     @workflow.run
     async def run(self) -> None:
+        _counted()
+        await workflow.wait_condition(lambda: self.done)
+
+
+# What an agent's start call weighs (``workflows/agent/lifecycle.py`` ``compact``, a default config).
+_START_CALL = b'{"config": {"id": "raw-start", "name": "raw", "type": "raw", "pad": "%s"}}' % (b"x" * 240)
+
+
+@activity.defn
+async def raw_start_call(call: RawValue) -> dict[str, Any]:
+    """The raw side of an agent's start local activity: answers about as much as it does."""
+    return {"registered": True, "initialized": {"agent_class": "x", "subscribed_event_types": ["alert"]}}
+
+
+@workflow.defn
+class RawAgentStart:
+    """Starts as an agent does at Temporal's level, with nothing of the agent's, then waits: takes
+    a start input undecoded and lets its payload go (as ``parse_input`` does), runs one local
+    activity with a call as long as the agent's, upserts the agent's four search attributes and
+    sets its details (``bench/idle_memory.py --raw-start``: what is left of an idle agent's
+    memory beyond this is the agent's own)."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    @workflow.run
+    async def run(self, payload: RawValue) -> None:
+        object.__setattr__(payload, "payload", Payload())  # frozen: see parse_input
+        await workflow.execute_local_activity(
+            raw_start_call,
+            RawValue(Payload(metadata={"encoding": b"json/plain"}, data=_START_CALL)),
+            start_to_close_timeout=timedelta(seconds=30),
+        )
+        info = workflow.info()
+        workflow.upsert_search_attributes(
+            [
+                sa.AGENT_ID.value_set(info.workflow_id),
+                sa.AGENT_TYPE.value_set("bench_observer"),
+                sa.AGENT_STATE.value_set("running"),
+                sa.HEALTH.value_set("ok"),
+            ]
+        )
+        workflow.set_current_details("**raw start** (bench_observer) is *running*; config version 0")
         _counted()
         await workflow.wait_condition(lambda: self.done)

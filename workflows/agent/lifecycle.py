@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.shared_settings import share_settings
     from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
+    from workflows.agent.raw import JSON_PLAIN, NO_PAYLOAD, UndecodablePayload, decoded
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
     from workflows.agent.state import MAX_PENDING_ACTIONS
     from workflows.failures import cause_message
@@ -54,18 +56,32 @@ def parse_input(payload: Any) -> tuple[AgentWorkflowInput, str | None]:
     """The start input, or a placeholder and the problems with it. Decoded here, not by the SDK:
     a start with an invalid config (say from the `temporal` CLI) then fails the workflow with the
     problems named, instead of failing every workflow task for ever (and echoing the input in
-    worker logs)."""
+    worker logs).
+
+    The workflow takes the payload undecoded (a ``RawValue``, see workflow.py): decoded by the SDK
+    as ``Any``, it left a ``TypeAdapter(Any)`` and its validator in every run's payload converter
+    (about 1.5 KB of a cached agent's memory) for a payload read once. Plain data (the unit tests)
+    is taken as it is."""
+    if isinstance(payload, RawValue):
+        raw = payload
+        try:
+            payload = decoded(raw)
+        except UndecodablePayload as err:
+            return _placeholder(), str(err)
+        finally:
+            # The SDK keeps the run's arguments for the run's whole life, and this payload is part
+            # of the run's first activation, which it would keep whole (a frozen dataclass: hence
+            # the object.__setattr__). A replay reads the payload anew.
+            object.__setattr__(raw, "payload", NO_PAYLOAD.payload)
     try:
         input = AgentWorkflowInput.model_validate(payload)
     except ValidationError as err:
-        placeholder = AgentConfig(id="invalid-input", name="invalid input", type="none")
-        return AgentWorkflowInput(config=placeholder), describe_validation_error(err)
-    finally:
-        # The SDK keeps the run's arguments for the run's whole life; this dict tree (about 9 KB
-        # per cached agent) is read only here. A replay decodes it anew.
-        if isinstance(payload, dict):
-            payload.clear()
+        return _placeholder(), describe_validation_error(err)
     return input, None
+
+
+def _placeholder() -> AgentWorkflowInput:
+    return AgentWorkflowInput(config=AgentConfig(id="invalid-input", name="invalid input", type="none"))
 
 
 def run_state(input: AgentWorkflowInput) -> AgentRunState:
@@ -77,6 +93,20 @@ def run_state(input: AgentWorkflowInput) -> AgentRunState:
         state.run_number += 1
     share_settings(state.config)  # one copy per worker of the settings agents have alike
     return state
+
+
+def compact(call: StartAgentCall) -> RawValue | StartAgentCall:
+    """The start call without the fields at their defaults: the activity reads the same call.
+
+    The SDK core keeps a local activity's arguments for the whole run (its state machine is
+    never dropped), so the full call, the config twice, stayed in every cached agent's memory:
+    3.2 KB of JSON for a default config, 0.3 KB without its defaults. The arguments are not in
+    the history (the marker records the result), so replay is unchanged. Sent whole when the
+    short form does not read back as the same call (a validator that depends on what was sent)."""
+    data = call.model_dump_json(exclude_defaults=True)
+    if StartAgentCall.model_validate_json(data) != call:
+        return call
+    return RawValue(Payload(metadata={"encoding": JSON_PLAIN}, data=data.encode()))
 
 
 class Lifecycle:
@@ -156,7 +186,7 @@ class Lifecycle:
         try:
             started = await workflow.execute_local_activity_method(
                 AgentActivities.start_agent,
-                StartAgentCall(config=proposal.config, proposal=proposal),
+                args=[compact(StartAgentCall(config=proposal.config, proposal=proposal))],
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )

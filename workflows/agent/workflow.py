@@ -17,8 +17,7 @@ lock, not flags).
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -57,12 +56,17 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent.commands import Commands
     from workflows.agent.context import AgentContext
     from workflows.agent.decisions import Decisions
-    from workflows.agent.health import publish_health, publish_state
+    from workflows.agent.health import HealthWatch, publish_state
     from workflows.agent.intake import Intake
     from workflows.agent.lifecycle import Lifecycle, parse_input, run_state
     from workflows.agent.raw import NO_PAYLOAD
     from workflows.agent.reconfigure import ConfigChanger
     from workflows.agent.state import hold_state_of, status_of
+
+if TYPE_CHECKING:
+    StartInput = Any  # callers start an agent with an AgentWorkflowInput (or its JSON)
+else:
+    StartInput = RawValue  # what the SDK sees: the payload undecoded, read by parse_input
 
 
 # Pinned under Worker Versioning (the versioned worker's default, aiops/runtime/worker_build.py) to
@@ -72,7 +76,7 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn(name=WORKFLOW_TYPE)
 class AgentWorkflow(AgentMessages):
     @workflow.init
-    def __init__(self, payload: Any) -> None:
+    def __init__(self, payload: StartInput) -> None:
         input, self._bad_input = parse_input(payload)
         self._ctx = ctx = AgentContext(run_state(input), input.started_by)
         self._actions = Actions(ctx)
@@ -83,7 +87,7 @@ class AgentWorkflow(AgentMessages):
         self._config = ConfigChanger(ctx, self._commands.authorize_config_change)
 
     @workflow.run
-    async def run(self, payload: Any) -> AgentRunSummary:
+    async def run(self, payload: StartInput) -> AgentRunSummary:
         if self._bad_input is not None:
             raise ApplicationError(
                 f"invalid agent start input: {self._bad_input}", type=INVALID_AGENT_INPUT, non_retryable=True
@@ -94,7 +98,7 @@ class AgentWorkflow(AgentMessages):
             if s.has_detector:
                 await life.sync_detector(active=True)
         publish_state(s)
-        self._health_watch = asyncio.create_task(publish_health(s))
+        self._health_watch = HealthWatch(s).start()
         while True:
             await life.wait_for_work()
             if ctx.spill:
