@@ -2,9 +2,7 @@
 
 Memory itself is measured in bench/ (``bench/idle_memory.py``); these check that each economy
 still holds and changes nothing an agent does: the start input read from a raw payload and
-released, the start call sent without its defaults and read back as the same call, and the
-health watch running on the SDK's condition list (not the task it falls back to) while every
-recorded upsert lands where it did.
+released, and the start call sent without its defaults and read back as the same call.
 """
 
 from __future__ import annotations
@@ -12,25 +10,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowFailureError
 from temporalio.common import RawValue
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.worker import Replayer
 
 from aiops.contracts.activities import ConfigProposal, StartAgentCall
 from aiops.contracts.agent import AgentWorkflowInput
 from tests.helpers import agent_config
-from tests.test_replay import load
-from workflows.agent import health
 from workflows.agent.lifecycle import compact, parse_input
-from workflows.agent.workflow import AgentWorkflow
-from workflows.sandbox import workflow_runner
-
-HEALTH_HISTORY = Path(__file__).parent / "histories" / "g1_agent_health_summary.json"
 
 
 def raw_json(data: bytes) -> RawValue:
@@ -88,19 +77,3 @@ def test_the_start_call_goes_without_its_defaults_and_reads_back_the_same() -> N
     assert isinstance(sent, RawValue)
     assert len(sent.payload.data) < len(call.model_dump_json()) / 4
     assert StartAgentCall.model_validate_json(sent.payload.data) == call
-
-
-async def test_the_health_watch_runs_on_the_sdks_conditions_and_replays(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """The recorded health summary history (five upserts) replays with the task fallback made to
-    fail: the watch ran on the SDK's condition list, and each upsert landed where the task's did."""
-
-    def no_task(_state: object) -> None:
-        raise AssertionError("the health watch fell back to a task: the SDK's condition list moved")
-
-    monkeypatch.setattr(health, "publish_health", no_task)
-    replayer = Replayer(
-        workflows=[AgentWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
-    )
-    await replayer.replay_workflow(load(HEALTH_HISTORY))

@@ -17,6 +17,7 @@ lock, not flags).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
@@ -56,7 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.agent.commands import Commands
     from workflows.agent.context import AgentContext
     from workflows.agent.decisions import Decisions
-    from workflows.agent.health import HealthWatch, publish_state
+    from workflows.agent.health import publish_health, publish_state
     from workflows.agent.intake import Intake
     from workflows.agent.lifecycle import Lifecycle, parse_input, run_state
     from workflows.agent.raw import NO_PAYLOAD
@@ -98,7 +99,7 @@ class AgentWorkflow(AgentMessages):
             if s.has_detector:
                 await life.sync_detector(active=True)
         publish_state(s)
-        self._health_watch = HealthWatch(s).start()
+        self._health_watch = asyncio.create_task(publish_health(s))
         while True:
             await life.wait_for_work()
             if ctx.spill:
