@@ -10,14 +10,15 @@ what it refuses beyond that (RESOURCE_EXHAUSTED) the facade sends again with bac
 
 The raw ceiling is fed the same way: ``senders`` tasks, one ``intake`` update per event to a
 ``RawDecider`` (it decides what has queued, up to the agent's batch size, with one local activity,
-as the agent does), each refused update sent again with the facade's backoff (50 ms doubling to
-2 s) and the same retryable errors. Both clocks run from the first send until the workflow's state
-shows every event decided.
+as the agent does), each refused update sent again with the facade's backoff (a random pause up
+to 50 ms, the bound doubling to 2 s) and the same retryable errors. Both clocks run from the first
+send until the workflow's state shows every event decided.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 import uuid
 from datetime import timedelta
@@ -117,7 +118,7 @@ async def _raw_side(bench: Bench, n: int, senders: int, shares: list[list[int]])
                 if err.status not in RETRYABLE_RPC:
                     raise
             retried += 1
-            await asyncio.sleep(delay)
+            await asyncio.sleep(random.uniform(0, delay))  # the facade's full jitter
             delay = min(delay * 2, 2.0)
 
     async def sender(share: list[int]) -> None:

@@ -7,6 +7,7 @@ sent again with backoff; nothing is ever reported taken that the agent did not t
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict, Unpack
@@ -211,7 +212,9 @@ class EventsClient:
                 # The run closed under the update (continue-as-new) or the server was busy: again.
                 if loop.time() > deadline or err.status not in RETRYABLE_RPC:
                     raise
-            await asyncio.sleep(delay)
+            # Full jitter: independent senders refused at the same moment (the server's 10 updates
+            # in flight per workflow) must not all come back at the same moment.
+            await asyncio.sleep(random.uniform(0, delay))
             delay = min(delay * 2, 2.0)
 
     async def _intake_call(
