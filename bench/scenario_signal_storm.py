@@ -11,6 +11,10 @@ spilled to the agent's overflow workflow (``agent-<id>:overflow``), which hands 
 processed, events spilled, rejected (must be 0), processed (must equal ``--events``), runs,
 the most the overflow held at once, and the memory: the worker's RSS growth during the storm
 (the agent, its overflow and their caches in one process), and the largest ``status`` answer.
+Then: how many times the agent's hook ran (the bench agent counts its calls, so a batch decided
+twice shows as duplicates), and every run of the agent and of its overflow replayed against
+today's workflow code (``bench/storm_replay.py``), with how each batch was decided. The bench
+exits non-zero when an event was not decided exactly once, was rejected, or a run does not replay.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +36,9 @@ from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.budgets import json_size
 from aiops.contracts.overflow import OVERFLOW_HELD, overflow_workflow_id
+from bench.observer_agent import read_count
 from bench.stack import bench_stack
+from bench.storm_replay import check
 from tests.helpers import agent_config
 
 
@@ -61,7 +68,10 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
             "--dynamic-config-value",
             f"history.maximumBufferedEventsBatch={args.max_buffered_events}",
         ]
-    async with bench_stack(in_memory=True, server_args=server_args) as stack:
+    hooks_file = tempfile.NamedTemporaryFile(prefix="storm-hooks-")  # closed (and removed) below
+    counter = hooks_file.name
+    worker_env = {"BENCH_COUNTER_FILE": counter}
+    async with bench_stack(in_memory=True, server_args=server_args, worker_env=worker_env) as stack:
         aiops = AiopsClient(stack.env.client, stack.task_queue)
         config = agent_config("bench_observer", runtime={"max_queue": args.max_queue})
         await aiops.agents.start(config)
@@ -118,6 +128,9 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
         await sending
+        hooks = read_count(counter)
+        replay = await check(stack.env.client, [handle.id, overflow.id])
+    hooks_file.close()  # and removed
     c = status.counters
     print(
         f"{args.events} raw signals ({args.in_flight} in flight, max_queue {args.max_queue}): "
@@ -131,8 +144,23 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{peak_status / 1024:.0f} KiB",
         flush=True,
     )
-    return {"seconds": elapsed, "spilled": c.events_spilled, "rss_growth_kib": peak_rss - rss_before}
+    exact = c.events_processed == args.events and c.events_received == args.events and c.events_rejected == 0
+    print(
+        f"hook calls {hooks} for {args.events} events (duplicates {hooks - args.events}); "
+        f"{'exact' if exact and hooks == args.events else 'NOT exact'}",
+        flush=True,
+    )
+    print(replay.summary(), flush=True)
+    for failure in replay.failures[:10]:
+        print(f"    {failure[:2000]}", flush=True)
+    return {
+        "seconds": elapsed,
+        "spilled": c.events_spilled,
+        "rss_growth_kib": peak_rss - rss_before,
+        "hook_duplicates": hooks - args.events,
+        "exact": float(exact and hooks == args.events and not replay.failures),
+    }
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(0 if asyncio.run(main())["exact"] else 1)

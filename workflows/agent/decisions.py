@@ -3,9 +3,11 @@ become a history explosion.
 
 A batch is decided in a local activity when the agent's config allows it (fast, few history
 events) and the workflow task is not already long, else in a regular activity on the agent
-type's hooks queue. The decision writes the batch's audit rows itself when it can; a failed
-batch is bisected to find a poison event (``event_intake.py``). Each proposed action is started
-by ``actions.py``.
+type's hooks queue. Under a raw signal storm (told from the history's length alone, see
+``_storm``) it is decided in a regular activity on the workflow's own task queue, dispatched
+eagerly to this worker: the task ends at once, and the result is a history event. The decision
+writes the batch's audit rows itself when it can; a failed batch is bisected to find a poison
+event (``event_intake.py``). Each proposed action is started by ``actions.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,19 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
+# History events added since the task of the last batch from which this task is a storm's, and
+# below which a storm is over. A workflow task held open by local activities makes the server
+# buffer what arrives meanwhile; past 100 buffered events (history.maximumBufferedEventsBatch) it
+# force-fails the task, which loses the local activities' results (their hooks run again), and the
+# next attempt takes everything buffered: under 50 raw signals in flight the tasks grew until one
+# passed the SDK's deadlock detector. A quiet agent adds well under 40 events between two batch
+# tasks (10 local batches and a regular one add 27); a storm's cycle, one regular activity per
+# task, adds 6 of its own plus what arrived (see docs/budgets-and-priority.md).
+STORM_EVENTS = 40
+CALM_EVENTS = 16
+# Marks the runs that decide a storm's batches by regular activity: a run recorded before
+# (its storms decided locally) replays as it ran.
+STORM_PATCH = "decide-storm-by-activity"
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 
@@ -52,6 +67,8 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
+        self._storm_length = 0  # the history length at the last batch: see _storm
+        self._in_storm = False
 
     async def decide_batch(self) -> None:
         ctx = self._ctx
@@ -106,7 +123,18 @@ class Decisions:
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
-        if runtime.local_decisions and not self._task_is_long():
+        if runtime.local_decisions and self._storm() and workflow.patched(STORM_PATCH):
+            decided = await workflow.execute_activity_method(
+                AgentActivities.decide_events,
+                request,
+                task_queue=workflow.info().task_queue,  # eager: this worker runs it, no poller wait
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
+                retry_policy=DECIDE_RETRY,
+            )
+            if not decided.unserved:
+                return decided
+        elif runtime.local_decisions and not self._task_is_long():
             decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
@@ -125,6 +153,18 @@ class Decisions:
             heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
             retry_policy=DECIDE_RETRY,
         )
+
+    def _storm(self) -> bool:
+        """Whether this workflow task is a storm's: the history grew by ``STORM_EVENTS`` or more
+        since the task of the last batch (by ``CALM_EVENTS`` or more while a storm lasts). Read
+        from the history's length at this task's start, the same on every replay, whatever
+        activations the signals came in and whatever a task the server refused had seen; a batch
+        in the same task as the last one is the storm's if that one was."""
+        length = workflow.info().get_current_history_length()
+        if length != self._storm_length:
+            grown, self._storm_length = length - self._storm_length, length
+            self._in_storm = grown >= (CALM_EVENTS if self._in_storm else STORM_EVENTS)
+        return self._in_storm
 
     def _task_is_long(self) -> bool:
         """Whether this workflow task already decided ``LOCAL_BATCHES_PER_TASK`` batches in local
