@@ -61,6 +61,7 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         help="the server's history.maximumBufferedEventsBatch (its default: 100); see "
         "docs/budgets-and-priority.md, 'Signals are never dropped'",
     )
+    parser.add_argument("--dump", type=Path, default=None, help="save every run's history as JSON here")
     args = parser.parse_args(argv)
     server_args = []
     if args.max_buffered_events is not None:
@@ -129,7 +130,7 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         elapsed = time.monotonic() - started
         await sending
         hooks = read_count(counter)
-        replay = await check(stack.env.client, [handle.id, overflow.id])
+        replay = await check(stack.env.client, [handle.id, overflow.id], args.dump)
     hooks_file.close()  # and removed
     c = status.counters
     print(

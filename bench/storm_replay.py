@@ -13,10 +13,12 @@ started latency of the regular ones, and the workflow tasks that failed (by caus
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
 from temporalio.client import Client, WorkflowHistory
@@ -50,7 +52,9 @@ class StormReplay:
         )
 
 
-async def check(client: Client, workflow_ids: list[str]) -> StormReplay:
+async def check(client: Client, workflow_ids: list[str], dump: Path | None = None) -> StormReplay:
+    """Replay every run of ``workflow_ids``; with ``dump``, save each history there as JSON (the
+    form ``temporal workflow show --output json`` and ``WorkflowHistory.from_json`` read)."""
     out = StormReplay()
     histories: list[WorkflowHistory] = []
     runs: list[str] = []
@@ -59,6 +63,8 @@ async def check(client: Client, workflow_ids: list[str]) -> StormReplay:
             handle = client.get_workflow_handle(workflow_id, run_id=execution.run_id)
             history = await handle.fetch_history()
             histories.append(history)
+            if dump is not None:
+                await asyncio.to_thread(save, dump / f"{workflow_id}-{execution.run_id}.json", history)
             runs.append(f"{workflow_id} run {execution.run_id}")
             out.runs += 1
             out.events += len(history.events)
@@ -80,6 +86,11 @@ async def check(client: Client, workflow_ids: list[str]) -> StormReplay:
                 out.failures.append(f"{runs[index]}: {result.replay_failure}")
             index += 1
     return out
+
+
+def save(path: Path, history: WorkflowHistory) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(history.to_json())
 
 
 def read_decisions(history: WorkflowHistory, out: StormReplay) -> None:
