@@ -56,7 +56,9 @@ LOCAL_BATCHES_PER_TASK = 10
 STORM_EVENTS = 30
 CALM_EVENTS = 16
 # Marks the runs that decide a storm's batches by regular activity: a run recorded before
-# (its storms decided locally) replays as it ran.
+# (its storms, and g1_agent_lifecycle's paused backlog, decided locally) replays as it ran.
+# Deprecate (workflow.deprecate_patch) once every agent has continued as new on a build with it;
+# remove with the next history generation (g2_), docs/deploy.md "A patch's lifecycle".
 STORM_PATCH = "decide-storm-by-activity"
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
