@@ -60,6 +60,12 @@ CALM_EVENTS = 16
 # Deprecate (workflow.deprecate_patch) once every agent has continued as new on a build with it;
 # remove with the next history generation (g2_), docs/deploy.md "A patch's lifecycle".
 STORM_PATCH = "decide-storm-by-activity"
+# Under a storm a run continues as new once its history is this long. A task the server force-closes
+# makes the worker replay the whole run; the more signals arrive meanwhile (over 100: force-closed
+# again), the larger the next attempt, until the storm ends and one activation applies them all
+# (past the SDK's 2 s deadlock detector on a starved CPU). A short run's replay is short enough
+# for the next attempt to complete.
+STORM_RUN_EVENTS = 1500
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 
@@ -72,6 +78,7 @@ class Decisions:
         self._batches_in_task = 0
         self._storm_length = 0  # the history length at the last batch: see _storm
         self._in_storm = False
+        self._storm_patched = False  # this run decides storms by activity (STORM_PATCH)
 
     async def decide_batch(self) -> None:
         ctx = self._ctx
@@ -127,6 +134,7 @@ class Decisions:
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
         if runtime.local_decisions and self._storm() and workflow.patched(STORM_PATCH):
+            self._storm_patched = True
             decided = await workflow.execute_activity_method(
                 AgentActivities.decide_events,
                 request,
@@ -155,6 +163,15 @@ class Decisions:
             # A worker that dies mid-decision is noticed within this, not after the whole timeout.
             heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
             retry_policy=DECIDE_RETRY,
+        )
+
+    def storm_run_is_long(self) -> bool:
+        """Time to continue as new: a storm lasts and the run's history reached
+        ``STORM_RUN_EVENTS`` (read at the task's start, as replay reads it)."""
+        return (
+            self._in_storm
+            and self._storm_patched
+            and workflow.info().get_current_history_length() >= STORM_RUN_EVENTS
         )
 
     def _storm(self) -> bool:
