@@ -11,6 +11,10 @@ spilled to the agent's overflow workflow (``agent-<id>:overflow``), which hands 
 processed, events spilled, rejected (must be 0), processed (must equal ``--events``), runs,
 the most the overflow held at once, and the memory: the worker's RSS growth during the storm
 (the agent, its overflow and their caches in one process), and the largest ``status`` answer.
+Then: how many times the agent's hook ran (the bench agent counts its calls, so a batch decided
+twice shows as duplicates), and every run of the agent and of its overflow replayed against
+today's workflow code (``bench/storm_replay.py``), with how each batch was decided. The bench
+exits non-zero when an event was not decided exactly once, was rejected, or a run does not replay.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,8 +36,12 @@ from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.budgets import json_size
 from aiops.contracts.overflow import OVERFLOW_HELD, overflow_workflow_id
+from bench.observer_agent import read_count
 from bench.stack import bench_stack
+from bench.storm_replay import check
 from tests.helpers import agent_config
+
+QUERY_EVERY = 5.0  # seconds between two status queries during the storm
 
 
 def rss_kib(pid: int) -> int:
@@ -54,6 +63,7 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         help="the server's history.maximumBufferedEventsBatch (its default: 100); see "
         "docs/budgets-and-priority.md, 'Signals are never dropped'",
     )
+    parser.add_argument("--dump", type=Path, default=None, help="save every run's history as JSON here")
     args = parser.parse_args(argv)
     server_args = []
     if args.max_buffered_events is not None:
@@ -61,7 +71,10 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
             "--dynamic-config-value",
             f"history.maximumBufferedEventsBatch={args.max_buffered_events}",
         ]
-    async with bench_stack(in_memory=True, server_args=server_args) as stack:
+    hooks_file = tempfile.NamedTemporaryFile(prefix="storm-hooks-")  # closed (and removed) below
+    counter = hooks_file.name
+    worker_env = {"BENCH_COUNTER_FILE": counter}
+    async with bench_stack(in_memory=True, server_args=server_args, worker_env=worker_env) as stack:
         aiops = AiopsClient(stack.env.client, stack.task_queue)
         config = agent_config("bench_observer", runtime={"max_queue": args.max_queue})
         await aiops.agents.start(config)
@@ -92,32 +105,39 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
 
         started = last_said = time.monotonic()
         sending = asyncio.ensure_future(asyncio.gather(*(send(i) for i in range(args.events))))
+        # Progress is read from the hook counter (a file); the agent and its overflow are queried
+        # only every few seconds: a query competes with the very workflow tasks being measured,
+        # and one to a run the worker evicted replays the whole run.
+        status, last_asked = None, 0.0
         while True:
-            try:
-                status = await aiops.agents.status(config.id)
-            except Exception as err:  # a busy agent may not answer a query within the RPC timeout
-                print(f"    status not answered: {err}", flush=True)
-                await asyncio.sleep(1)
-                continue
+            now = time.monotonic()
+            done = sending.done() and read_count(counter) >= args.events
+            if done or now - last_asked > QUERY_EVERY:
+                last_asked = now
+                try:
+                    status = await aiops.agents.status(config.id)
+                    peak_status = max(peak_status, json_size(status))
+                    peak_held = max(peak_held, await overflow.query(OVERFLOW_HELD, result_type=int))
+                except Exception as err:  # busy, not started yet, or ended
+                    print(f"    not answered: {str(err)[:200]}", flush=True)
             peak_rss = max(peak_rss, rss_kib(stack.worker_pid))
-            peak_status = max(peak_status, json_size(status))
-            try:
-                peak_held = max(peak_held, await overflow.query(OVERFLOW_HELD, result_type=int))
-            except Exception:  # not started yet, or ended
-                pass
-            if sending.done() and status.counters.events_processed >= args.events:
+            if done and status is not None and status.counters.events_processed >= args.events:
                 break
-            if time.monotonic() - last_said > 15:  # a long storm says how far it is
-                last_said = time.monotonic()
+            if status is not None and now - last_said > 15:  # a long storm says how far it is
+                last_said = now
                 print(
-                    f"    {last_said - started:.0f} s: processed {status.counters.events_processed}, "
-                    f"run {status.run_number}, queue {status.queue_length}, overflow held <= {peak_held}, "
-                    f"worker RSS {rss_kib(stack.worker_pid) / 1024:.0f} MiB",
+                    f"    {now - started:.0f} s: hooks ran {read_count(counter)}, processed "
+                    f"{status.counters.events_processed}, run {status.run_number}, "
+                    f"queue {status.queue_length}, "
+                    f"overflow held <= {peak_held}, worker RSS {rss_kib(stack.worker_pid) / 1024:.0f} MiB",
                     flush=True,
                 )
             await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
         await sending
+        hooks = read_count(counter)
+        replay = await check(stack.env.client, [handle.id, overflow.id], args.dump)
+    hooks_file.close()  # and removed
     c = status.counters
     print(
         f"{args.events} raw signals ({args.in_flight} in flight, max_queue {args.max_queue}): "
@@ -131,8 +151,23 @@ async def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{peak_status / 1024:.0f} KiB",
         flush=True,
     )
-    return {"seconds": elapsed, "spilled": c.events_spilled, "rss_growth_kib": peak_rss - rss_before}
+    exact = c.events_processed == args.events and c.events_received == args.events and c.events_rejected == 0
+    print(
+        f"hook calls {hooks} for {args.events} events (duplicates {hooks - args.events}); "
+        f"{'exact' if exact and hooks == args.events else 'NOT exact'}",
+        flush=True,
+    )
+    print(replay.summary(), flush=True)
+    for failure in replay.failures[:10]:
+        print(f"    {failure[:2000]}", flush=True)
+    return {
+        "seconds": elapsed,
+        "spilled": c.events_spilled,
+        "rss_growth_kib": peak_rss - rss_before,
+        "hook_duplicates": hooks - args.events,
+        "exact": float(exact and hooks == args.events and not replay.failures),
+    }
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(0 if asyncio.run(main())["exact"] else 1)

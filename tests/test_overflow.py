@@ -12,6 +12,7 @@ from aiops.client import AiopsClient
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.overflow import overflow_workflow_id
+from bench.storm_replay import check
 from tests.helpers import agent_config, eventually
 from tests.support.agents_for_tests import LEDGER
 
@@ -44,12 +45,18 @@ async def test_5000_raw_signals_into_a_small_queue_are_each_decided_once(
     assert status.counters.events_rejected == 0, status.recent_rejections
     assert status.counters.events_spilled > 0, "the queue was never full: the test proved nothing"
     assert status.counters.events_processed == 5000
-    # Counted once each (events_processed above); the agent's hook may have run twice for a few:
-    # under a storm a batch is decided in a local activity, whose result lives in the workflow
-    # task's completion, and a task the server force-closes loses it (decisions run at least
-    # once, docs/scale.md; an action's id is derived from its event, so never a second action).
+    # Counted once each (events_processed above). The hook runs once per event: under a storm
+    # (workflows/agent/decisions.py) a batch is decided by a regular activity, whose result is a
+    # history event. Only a batch decided locally before the rule saw the storm, in a task the
+    # server then force-closed, loses its result and is decided again (the event is still counted
+    # once; an action's id is derived from its event, so never a second action).
     decided = [d for d in LEDGER["decided"] if d.startswith(prefix)]
     assert set(decided) == set(ids), "each decided"
+    replay = await check(client, [agent_workflow_id(config.id), overflow_workflow_id(config.id)])
+    assert not replay.failures, "\n".join(replay.failures)
+    assert set(replay.task_failures) <= {"WORKFLOW_TASK_FAILED_CAUSE_FORCE_CLOSE_COMMAND"}, replay.summary()
+    if not replay.task_failures:
+        assert sorted(decided) == sorted(ids), f"each decided exactly once: {replay.summary()}"
     for workflow_id in (agent_workflow_id(config.id), overflow_workflow_id(config.id)):
         history = [e async for e in client.get_workflow_handle(workflow_id).fetch_history_events()]
         assert not [e for e in history if e.HasField("workflow_task_failed_event_attributes")], workflow_id

@@ -3,9 +3,11 @@ become a history explosion.
 
 A batch is decided in a local activity when the agent's config allows it (fast, few history
 events) and the workflow task is not already long, else in a regular activity on the agent
-type's hooks queue. The decision writes the batch's audit rows itself when it can; a failed
-batch is bisected to find a poison event (``event_intake.py``). Each proposed action is started
-by ``actions.py``.
+type's hooks queue. Under a raw signal storm (told from the history's length alone, see
+``_storm``) it is decided in a regular activity on the workflow's own task queue, dispatched
+eagerly to this worker: the task ends at once, and the result is a history event. The decision
+writes the batch's audit rows itself when it can; a failed batch is bisected to find a poison
+event (``event_intake.py``). Each proposed action is started by ``actions.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ DECIDE_RETRY = RetryPolicy(
 )
 # Local-activity batches one workflow task may decide before the next goes by a regular activity.
 LOCAL_BATCHES_PER_TASK = 10
+# History events added since the task of the last batch from which this task is a storm's, and
+# below which a storm is over. A workflow task held open by local activities makes the server
+# buffer what arrives meanwhile; past 100 buffered events (history.maximumBufferedEventsBatch) it
+# force-fails the task, which loses the local activities' results (their hooks run again), and the
+# next attempt takes everything buffered: under 50 raw signals in flight the tasks grew until one
+# passed the SDK's deadlock detector. A quiet agent adds a handful of events between two batch
+# tasks; a task of 10 local batches and a regular one adds 27 of its own, so 30 means signals or
+# updates came in meanwhile. A storm's cycle (one regular activity per task) adds 6 of its own
+# plus what arrived (see docs/budgets-and-priority.md).
+STORM_EVENTS = 30
+CALM_EVENTS = 16
+# Marks the runs that decide a storm's batches by regular activity: a run recorded before
+# (its storms, and g1_agent_lifecycle's paused backlog, decided locally) replays as it ran.
+# Deprecate (workflow.deprecate_patch) once every agent has continued as new on a build with it;
+# remove with the next history generation (g2_), docs/deploy.md "A patch's lifecycle".
+STORM_PATCH = "decide-storm-by-activity"
+# Under a storm a run continues as new once its history is this long. A task the server force-closes
+# makes the worker replay the whole run; the more signals arrive meanwhile (over 100: force-closed
+# again), the larger the next attempt, until the storm ends and one activation applies them all
+# (past the SDK's 2 s deadlock detector on a starved CPU). A short run's replay is short enough
+# for the next attempt to complete.
+STORM_RUN_EVENTS = 1500
 # A decision run as a regular activity heartbeats (activities/agent_activities.py) within this.
 DECIDE_HEARTBEAT = timedelta(seconds=10)
 
@@ -52,6 +76,9 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
+        self._storm_length = 0  # the history length at the last batch: see _storm
+        self._in_storm = False
+        self._storm_patched = False  # this run decides storms by activity (STORM_PATCH)
 
     async def decide_batch(self) -> None:
         ctx = self._ctx
@@ -106,7 +133,19 @@ class Decisions:
             audit = DecisionAudit(run_id=workflow.info().run_id, attempts=attempts, filtered=filtered)
         request = DecideEventsInput(config=s.config, events=batch, audit=audit, compact=True)
         timeout = timedelta(seconds=runtime.decision_timeout_seconds)
-        if runtime.local_decisions and not self._task_is_long():
+        if runtime.local_decisions and self._storm() and workflow.patched(STORM_PATCH):
+            self._storm_patched = True
+            decided = await workflow.execute_activity_method(
+                AgentActivities.decide_events,
+                request,
+                task_queue=workflow.info().task_queue,  # eager: this worker runs it, no poller wait
+                start_to_close_timeout=timeout,
+                heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
+                retry_policy=DECIDE_RETRY,
+            )
+            if not decided.unserved:
+                return decided
+        elif runtime.local_decisions and not self._task_is_long():
             decided = await workflow.execute_local_activity_method(
                 AgentActivities.decide_events,
                 request,
@@ -125,6 +164,27 @@ class Decisions:
             heartbeat_timeout=DECIDE_HEARTBEAT if timeout > DECIDE_HEARTBEAT * 3 else None,
             retry_policy=DECIDE_RETRY,
         )
+
+    def storm_run_is_long(self) -> bool:
+        """Time to continue as new: a storm lasts and the run's history reached
+        ``STORM_RUN_EVENTS`` (read at the task's start, as replay reads it)."""
+        return (
+            self._in_storm
+            and self._storm_patched
+            and workflow.info().get_current_history_length() >= STORM_RUN_EVENTS
+        )
+
+    def _storm(self) -> bool:
+        """Whether this workflow task is a storm's: the history grew by ``STORM_EVENTS`` or more
+        since the task of the last batch (by ``CALM_EVENTS`` or more while a storm lasts). Read
+        from the history's length at this task's start, the same on every replay, whatever
+        activations the signals came in and whatever a task the server refused had seen; a batch
+        in the same task as the last one is the storm's if that one was."""
+        length = workflow.info().get_current_history_length()
+        if length != self._storm_length:
+            grown, self._storm_length = length - self._storm_length, length
+            self._in_storm = grown >= (CALM_EVENTS if self._in_storm else STORM_EVENTS)
+        return self._in_storm
 
     def _task_is_long(self) -> bool:
         """Whether this workflow task already decided ``LOCAL_BATCHES_PER_TASK`` batches in local

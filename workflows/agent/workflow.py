@@ -113,7 +113,8 @@ class AgentWorkflow(AgentMessages):
                     await self._decisions.decide_batch()
             elif s.stop_request is not None:
                 break
-            if ctx.run_is_full():  # also while draining for a stop: the request is carried
+            # Also while draining for a stop (the request is carried), and early under a storm.
+            if ctx.run_is_full() or self._decisions.storm_run_is_long():
                 await life.continue_as_new()
         await life.spill()  # what the full queue could not take is recorded by the overflow
         return await life.stop()
