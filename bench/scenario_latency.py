@@ -10,6 +10,7 @@ import uuid
 from datetime import UTC
 
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.history.v1 import HistoryEvent
 
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.config import ApprovalSettings, Approver
@@ -49,12 +50,12 @@ ACTION_STEPS = {
 }
 
 
-def _name(e: object) -> str:
-    return EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").lower()  # type: ignore[attr-defined]
+def _name(e: HistoryEvent) -> str:
+    return EventType.Name(e.event_type).removeprefix("EVENT_TYPE_").lower()
 
 
-def _at(e: object) -> float:
-    return e.event_time.ToDatetime(tzinfo=UTC).timestamp()  # type: ignore[attr-defined]
+def _at(e: HistoryEvent) -> float:
+    return e.event_time.ToDatetime(tzinfo=UTC).timestamp()
 
 
 async def steps(bench: Bench, agent_id: str) -> str:
