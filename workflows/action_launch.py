@@ -131,6 +131,11 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
                     SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
                     SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
                     SearchAttributePair(sa.SUMMARY, inbox_summary(action)),
+                    # The inbox's other columns, set here rather than upserted by the action's
+                    # first task (workflows/action/publishing.py upserts only what differs).
+                    SearchAttributePair(sa.REQUESTED_AT, now),
+                    SearchAttributePair(sa.APPROVALS, 0),
+                    SearchAttributePair(sa.APPROVALS_NEEDED, verdict.required_approvals),
                 ]
             ),
             static_summary=summary,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import SearchAttributeUpdate
+from temporalio.common import SearchAttributeKey, SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from aiops.contracts import agent as agent_contract
@@ -22,15 +22,24 @@ with workflow.unsafe.imports_passed_through():
 
 
 def publish_status(record: ActionRecord, input: ActionInput) -> None:
-    """The status and the inbox's columns (requested at, approvals so far and needed). The agent,
-    its type and the risk were set when the agent started this workflow."""
-    updates: list[SearchAttributeUpdate[Any]] = [
-        sa.ACTION_STATUS.value_set(record.status.value),
-        sa.REQUESTED_AT.value_set(record.history[0].at),
-        sa.APPROVALS.value_set(approvals_count(record)),
-        sa.APPROVALS_NEEDED.value_set(input.decision.required_approvals),
+    """The status and the inbox's columns (requested at, approvals so far and needed), upserted
+    only where they differ from what the workflow already has: the agent sets the status
+    (proposed), the request time and the approvals needed when it starts this workflow
+    (``workflows/action_launch.py``), so the first task of an action that executes at once upserts
+    its status once, not twice. The agent, its type, the risk and the summary are set at start too."""
+    current = workflow.info().typed_search_attributes
+    wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
+        (sa.ACTION_STATUS, record.status.value),
+        (sa.APPROVALS, approvals_count(record)),
+        (sa.APPROVALS_NEEDED, input.decision.required_approvals),
     ]
-    workflow.upsert_search_attributes(updates)
+    updates: list[SearchAttributeUpdate[Any]] = [
+        key.value_set(value) for key, value in wanted if current.get(key) != value
+    ]
+    if current.get(sa.REQUESTED_AT) is None:  # an agent that did not set it at start
+        updates.append(sa.REQUESTED_AT.value_set(record.history[0].at))
+    if updates:
+        workflow.upsert_search_attributes(updates)
 
 
 def publish_approvals(record: ActionRecord) -> None:
