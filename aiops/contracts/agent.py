@@ -309,6 +309,10 @@ class AgentRunState(CarriesConfig):
     # The workers that ran this agent's hooks have an audit log (a database); without one no
     # audit activity is scheduled, as its rows would go nowhere.
     audit_log: bool = True
+    # The run ended under a raw signal storm (workflows/agent/decisions.py): the next run decides
+    # its first batch by activity too, instead of learning the storm again from a task the server
+    # force-closes (whose local decisions would then run twice).
+    in_storm: bool = False
 
 
 class AgentWorkflowInput(CarriesConfig):

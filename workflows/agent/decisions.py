@@ -76,7 +76,7 @@ class Decisions:
         self._actions = actions
         self._task_length = 0  # the history length at the last batch: see _task_is_long
         self._batches_in_task = 0
-        self._storm_length = 0  # the history length at the last batch: see _storm
+        self._storm_length: int | None = None  # the history length at the last batch: see _storm
         self._in_storm = False
         self._storm_patched = False  # this run decides storms by activity (STORM_PATCH)
 
@@ -179,11 +179,17 @@ class Decisions:
         since the task of the last batch (by ``CALM_EVENTS`` or more while a storm lasts). Read
         from the history's length at this task's start, the same on every replay, whatever
         activations the signals came in and whatever a task the server refused had seen; a batch
-        in the same task as the last one is the storm's if that one was."""
+        in the same task as the last one is the storm's if that one was. A run continued under a
+        storm starts in it (carried in the state, the same on replay): each new run's first task
+        was otherwise decided locally, and under a storm the server force-closed it."""
         length = workflow.info().get_current_history_length()
-        if length != self._storm_length:
+        if self._storm_length is None:  # the run's first batch: a storm the last run ended in lasts
+            self._storm_length = length
+            self._in_storm = self._ctx.state.in_storm or length >= STORM_EVENTS
+        elif length != self._storm_length:
             grown, self._storm_length = length - self._storm_length, length
             self._in_storm = grown >= (CALM_EVENTS if self._in_storm else STORM_EVENTS)
+        self._ctx.state.in_storm = self._in_storm  # carried: see AgentRunState.in_storm
         return self._in_storm
 
     def _task_is_long(self) -> bool:
