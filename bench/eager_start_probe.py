@@ -34,6 +34,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.approval_latency import raw_sample  # signal -> activity, as the approval bench's raw side
 from bench.bench_common import percentile
 from bench.probe_workflow import SignalToActivityProbe, probe_started
 from bench.stack import bench_stack
@@ -132,17 +133,6 @@ async def start_sample(client: Client, parent: str, target_queue: str, mode: str
             if err.status != RPCStatusCode.NOT_FOUND:
                 raise
             await asyncio.sleep(0.005)
-
-
-async def raw_sample(client: Client, task_queue: str) -> float:
-    handle = await client.start_workflow(
-        SignalToActivityProbe.run, id=f"probe-{uuid.uuid4()}", task_queue=task_queue
-    )
-    await asyncio.sleep(0.2)
-    sent = time.time()
-    await handle.signal(SignalToActivityProbe.approve, {"approver": "alice"})
-    started, _ = await handle.result()
-    return started - sent
 
 
 async def main() -> None:

@@ -12,6 +12,7 @@ from temporalio.client import WorkflowHandle
 from agents import AgentConfig, SystemEvent
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
+from aiops.contracts.agent import SUBMIT_EVENT
 from aiops.contracts.config import ApprovalSettings, Approver
 
 T = TypeVar("T")
@@ -90,3 +91,15 @@ async def eventually(
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not reached in {within}s; last value: {last!r}")
         await asyncio.sleep(interval)
+
+
+async def signal_storm(handle: WorkflowHandle[Any, Any], ids: list[str], in_flight: int) -> None:
+    """One raw ``submit_event`` signal per id, ``in_flight`` at once: what raw senders do in a storm."""
+    gate = asyncio.Semaphore(in_flight)
+
+    async def send(event_id: str) -> None:
+        async with gate:
+            payload = {"id": event_id, "type": "alert", "source": "storm", "data": {}}
+            await handle.signal(SUBMIT_EVENT, payload)
+
+    await asyncio.gather(*(send(i) for i in ids))

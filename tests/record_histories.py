@@ -303,6 +303,17 @@ async def on_a_fresh_stack(record: Callable[[AiopsClient], Awaitable[None]], act
         database.stop()
 
 
+def recorder_main(record: Callable[[AiopsClient, str], Awaitable[None]], default_prefix: str) -> int:
+    """A recorder's command line: ``python -m tests.record_X [PREFIX]``, on a fresh stack as bob."""
+    prefix = sys.argv[1] if len(sys.argv) > 1 else default_prefix
+
+    async def recorded(aiops: AiopsClient) -> None:
+        await record(aiops, prefix)
+
+    asyncio.run(on_a_fresh_stack(recorded, actor="bob"))
+    return 0
+
+
 async def main() -> int:
     global PREFIX
     PREFIX = sys.argv[1] if len(sys.argv) > 1 else ""

@@ -9,7 +9,6 @@ visibility. Files go to ``tests/histories/`` with the prefix (default ``g1_``);
 
 from __future__ import annotations
 
-import asyncio
 import sys
 import uuid
 from pathlib import Path
@@ -22,7 +21,7 @@ from aiops.contracts import search_attributes as sa
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.health import HealthThresholds
 from tests.helpers import agent_config, event, eventually, team
-from tests.record_histories import on_a_fresh_stack
+from tests.record_histories import recorder_main
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -91,15 +90,5 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
     await save(client, prefix, "agent_health_summary", agent_workflow_id(breaker.id))
 
 
-async def main() -> int:
-    prefix = sys.argv[1] if len(sys.argv) > 1 else "g1_"
-
-    async def recorded(aiops: AiopsClient) -> None:
-        await record(aiops, prefix)
-
-    await on_a_fresh_stack(recorded, actor="bob")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(recorder_main(record, "g1_"))

@@ -12,7 +12,6 @@ small. ``tests/test_replay.py`` replays it with the rest of the generation.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from aiops.client import AiopsClient
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from tests.helpers import agent_config, event, eventually
-from tests.record_histories import on_a_fresh_stack
+from tests.record_histories import recorder_main
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -56,15 +55,5 @@ async def record(aiops: AiopsClient, prefix: str) -> None:
     print(f"recorded {path.name} ({len(history.events)} events, {len(by_activity)} storm decision(s))")
 
 
-async def main() -> int:
-    prefix = sys.argv[1] if len(sys.argv) > 1 else "patched_"
-
-    async def recorded(aiops: AiopsClient) -> None:
-        await record(aiops, prefix)
-
-    await on_a_fresh_stack(recorded, actor="bob")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(recorder_main(record, "patched_"))

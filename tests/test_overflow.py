@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 from temporalio.client import Client
 
 from aiops.client import AiopsClient
-from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.overflow import overflow_workflow_id
 from bench.storm_replay import check
-from tests.helpers import agent_config, eventually
+from tests.helpers import agent_config, eventually, signal_storm
 from tests.support.agents_for_tests import LEDGER
 
 
@@ -31,14 +29,7 @@ async def test_5000_raw_signals_into_a_small_queue_are_each_decided_once(
     handle = client.get_workflow_handle(agent_workflow_id(config.id))
     prefix = f"ovf-{uuid.uuid4().hex[:8]}"
     ids = [f"{prefix}-{i}" for i in range(5000)]
-    gate = asyncio.Semaphore(50)
-
-    async def send(event_id: str) -> None:
-        async with gate:
-            payload = {"id": event_id, "type": "alert", "source": "storm", "data": {}}
-            await handle.signal(agent_contract.SUBMIT_EVENT, payload)
-
-    await asyncio.gather(*(send(i) for i in ids))
+    await signal_storm(handle, ids, 50)
     status = await eventually(
         lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed >= 5000, within=540
     )

@@ -12,17 +12,15 @@ and that the histories replay against today's code with the Replayer. With the r
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
 from temporalio.client import Client
 
 from aiops.client import AiopsClient
-from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from bench.storm_replay import check
-from tests.helpers import agent_config, eventually
+from tests.helpers import agent_config, eventually, signal_storm
 from tests.support.agents_for_tests import LEDGER
 
 EVENTS = 3000
@@ -48,14 +46,7 @@ async def test_a_raw_signal_storm_is_decided_by_regular_activities_once_each_and
     handle = client.get_workflow_handle(agent_workflow_id(config.id))
     prefix = f"storm-{uuid.uuid4().hex[:8]}"
     ids = [f"{prefix}-{i}" for i in range(EVENTS)]
-    gate = asyncio.Semaphore(IN_FLIGHT)
-
-    async def send(event_id: str) -> None:
-        async with gate:
-            payload = {"id": event_id, "type": "alert", "source": "storm", "data": {}}
-            await handle.signal(agent_contract.SUBMIT_EVENT, payload)
-
-    await asyncio.gather(*(send(i) for i in ids))
+    await signal_storm(handle, ids, IN_FLIGHT)
     status = await eventually(
         lambda: aiops.agents.status(config.id), lambda s: s.counters.events_processed >= EVENTS, within=120
     )
