@@ -23,6 +23,7 @@ from temporalio.envconfig import ClientConfig
 from temporalio.runtime import Runtime
 
 from aiops.codec import data_converter_from_env
+from aiops.dropped_calls import RepeatDroppedCalls
 from aiops.tracing import tracing_interceptors
 
 DEFAULT_ADDRESS = "localhost:7233"
@@ -53,7 +54,9 @@ async def connect(
 ) -> Client:
     """A client; with no ``interceptors`` given, tracing per the ``OTEL_*`` environment; with no
     ``data_converter``, the project's, with the codec ``AIOPS_CODEC_KEYS`` configures (a
-    ``CodecConfigError`` when that is set but unusable, before anything connects)."""
+    ``CodecConfigError`` when that is set but unusable, before anything connects). Calls the
+    connection drops are made again where that is safe (``aiops.dropped_calls``), whatever
+    interceptors are given."""
     if data_converter is None:
         data_converter = data_converter_from_env()
     settings = connect_settings(address, namespace)
@@ -62,5 +65,8 @@ async def connect(
     if interceptors is None:
         interceptors = tracing_interceptors(service_name)
     return await Client.connect(
-        **settings, data_converter=data_converter, interceptors=interceptors, runtime=runtime
+        **settings,
+        data_converter=data_converter,
+        interceptors=[RepeatDroppedCalls(), *interceptors],
+        runtime=runtime,
     )

@@ -29,6 +29,7 @@ from aiops.client import AiopsClient
 from aiops.codec import DATA_CONVERTER
 from aiops.connection import connect
 from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
+from aiops.dropped_calls import RepeatDroppedCalls
 from aiops.runtime.worker_build import build_worker
 from tests.support.agents_for_tests import LEDGER
 from tests.support.postgres_server import PostgresServer
@@ -71,6 +72,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
         data_converter=DATA_CONVERTER,
+        # as every client of the project has it (aiops.connection.connect)
+        interceptors=[RepeatDroppedCalls()],
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_extra_args=[
             "--dynamic-config-value",

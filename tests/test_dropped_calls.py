@@ -1,0 +1,134 @@
+"""Calls a rotated connection drops are made again by the project's client, and applied once.
+
+A dev server of its own closes every client connection after one second (0.1 s of grace), the
+way a production frontend does every five minutes. A bare SDK client and the project's client
+(``aiops.connection.connect``) make the same calls side by side, each on its own connection,
+until the bare one has been dropped a few times: the project's client must see none of that, and
+every update it made must have been applied exactly once, though some were sent more than once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+import pytest_asyncio
+from temporalio import workflow
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from aiops.connection import connect
+from aiops.dropped_calls import dropped_by_the_connection
+from tests.conftest import TEMPORAL_BIN
+
+pytestmark = pytest.mark.slow
+
+DROPS_TO_SEE = 3
+WITHIN_SECONDS = 90.0
+CALLERS = 8
+
+
+@workflow.defn(name="DroppedCallsProbe")
+class Probe:
+    def __init__(self) -> None:
+        self.applied = 0
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.update
+    async def slow(self) -> int:
+        """Holds the update call open for a while, so a rotation finds calls in flight."""
+        self.applied += 1
+        await workflow.sleep(1.0)
+        return self.applied
+
+    @workflow.query
+    def count(self) -> int:
+        return self.applied
+
+
+@pytest_asyncio.fixture(scope="module")
+async def rotating() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL_BIN,
+        dev_server_extra_args=[
+            "--dynamic-config-value", 'frontend.keepAliveMaxConnectionAge="2s"',
+            "--dynamic-config-value", 'frontend.keepAliveMaxConnectionAgeGrace="0.1s"',
+        ],
+        dev_server_startup_timeout=timedelta(seconds=30),
+    )  # fmt: skip
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+class Caller:
+    """Makes updates, describes and queries until told to stop; counts what succeeded and what
+    the connection dropped."""
+
+    def __init__(self, handle: WorkflowHandle[Probe, None]) -> None:
+        self.handle = handle
+        self.updates = 0
+        self.dropped: list[BaseException] = []
+        self.other: list[BaseException] = []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.handle.execute_update(Probe.slow)
+                self.updates += 1
+                await self.handle.describe()
+                await self.handle.query(Probe.count)
+            except Exception as err:
+                (self.dropped if dropped_by_the_connection(err) else self.other).append(err)
+
+
+async def test_the_projects_client_makes_dropped_calls_again_and_applies_updates_once(
+    rotating: WorkflowEnvironment, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="aiops.dropped_calls")
+    address = rotating.client.service_client.config.target_host
+    task_queue = f"tq-{uuid.uuid4()}"
+    bare = await Client.connect(address)
+    ours = await connect(address=address, namespace="default")
+    async with Worker(
+        rotating.client, task_queue=task_queue, workflows=[Probe],
+        workflow_runner=UnsandboxedWorkflowRunner(),
+    ):  # fmt: skip
+        bare_probe = await bare.start_workflow(Probe.run, id=f"bare-{uuid.uuid4()}", task_queue=task_queue)
+        our_probe = await ours.start_workflow(Probe.run, id=f"ours-{uuid.uuid4()}", task_queue=task_queue)
+        bare_callers = [Caller(bare_probe) for _ in range(CALLERS)]
+        our_callers = [Caller(our_probe) for _ in range(CALLERS)]
+        stop = asyncio.Event()
+        running = [asyncio.create_task(c.run(stop)) for c in bare_callers + our_callers]
+        deadline = time.monotonic() + WITHIN_SECONDS
+        while time.monotonic() < deadline and (
+            sum(len(c.dropped) for c in bare_callers) < DROPS_TO_SEE or not repeats(caplog)
+        ):
+            await asyncio.wait(running, timeout=0.2)
+        stop.set()
+        await asyncio.gather(*running)
+
+        bare_dropped = sum(len(c.dropped) for c in bare_callers)
+        assert bare_dropped >= DROPS_TO_SEE, f"the connection dropped only {bare_dropped} bare calls"
+        assert [e for c in our_callers for e in c.dropped + c.other] == []
+        assert repeats(caplog), "the project's client was never dropped: nothing was tested"
+        made = sum(c.updates for c in our_callers)
+        assert made > 0
+        assert await ours.get_workflow_handle(our_probe.id).query(Probe.count) == made
+        await bare_probe.terminate()
+        await our_probe.terminate()
+
+
+def repeats(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The calls the project's client made again, as it logged them."""
+    return [r.getMessage() for r in caplog.records if "making it again" in r.getMessage()]
