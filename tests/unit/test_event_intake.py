@@ -163,6 +163,47 @@ def test_settling_a_batch_counts_and_proposes_and_requeues_transient_errors() ->
     assert intake.queue_bytes == len(s.queue[0].model_dump_json())
 
 
+@pytest.mark.parametrize("rows", [True, False])
+def test_a_compact_answer_settles_as_the_full_one(rows: bool) -> None:
+    """A compact answer names only the events with an action or an error; the rest were decided
+    quietly. Settled with ``quiet_rest`` it comes to what the full answer comes to, and without
+    ``rows`` (the decision wrote the audit rows) no decision is built for the quiet events."""
+    outcomes = []
+    for compact in (False, True):
+        s = state()
+        intake = EventIntake(s)
+        for i in range(5):
+            intake.take(ev(f"e{i}"), NOW)
+        s.decide_attempts["e1"] = 1  # a quiet event decided on its second attempt
+        batch, filtered = intake.next_batch()
+        said = [
+            EventDecision(event_id="e0", action=action("e0")),
+            EventDecision(event_id="e2", error="flaky", retryable=True),
+            EventDecision(event_id="e4", error="bad data", retryable=False),
+        ]
+        quiet = [EventDecision(event_id=e) for e in ("e1", "e3")]
+        decisions = said if compact else sorted([*said, *quiet], key=lambda d: d.event_id)
+        out = intake.settle(batch, filtered, decisions, quiet_rest=compact, rows=rows or not compact)
+        outcomes.append(
+            (
+                [e.id for e, _ in out.proposals],
+                out.processed,
+                out.notes,
+                out.retry_after_seconds,
+                [e.id for e in s.queue],
+                s.counters.model_dump(),
+                s.decide_attempts,
+            )
+        )
+        audited = [(e.id, d.event_id, d.error) for e, d in out.audited]
+        if compact and not rows:
+            assert audited == [("e0", "e0", None), ("e2", "e2", "flaky"), ("e4", "e4", "bad data")]
+        else:
+            assert audited == [(f"e{i}", f"e{i}", {2: "flaky", 4: "bad data"}.get(i)) for i in range(5)]
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][1] == 4 and outcomes[1][6] == {"e2": 1}
+
+
 def test_a_transient_error_is_given_up_after_the_last_attempt() -> None:
     s = state()
     intake = EventIntake(s)

@@ -28,7 +28,6 @@ with workflow.unsafe.imports_passed_through():
         DecideEventsResult,
         DecisionAudit,
         EventDecision,
-        every_decision,
     )
     from aiops.contracts.models import SystemEvent
     from workflows.failures import cause_message
@@ -92,12 +91,13 @@ class Decisions:
                 await self._batch_failed(batch, cause_message(err))
                 return
             ctx.audit_log_is(result.audit_log)
-        # The result's own form decides how it is read (replay reads what was recorded).
-        settled = ctx.intake.settle(batch, filtered, every_decision(batch, result))
-        ctx.count("filtered", len(settled.filtered))
         # No decision ran, or its write failed: the outbox writes them (if there is an audit log
-        # at all: without one no row is even built).
-        if not result.audited and ctx.audit.has_sink:
+        # at all: without one no row is even built, nor a decision object per quiet event).
+        rows = not result.audited and ctx.audit.has_sink
+        # The result's own form decides how it is read (replay reads what was recorded).
+        settled = ctx.intake.settle(batch, filtered, result.decisions, quiet_rest=result.compact, rows=rows)
+        ctx.count("filtered", len(settled.filtered))
+        if rows:
             for event in settled.filtered:
                 ctx.audit.event(event, EventDecision(event_id=event.id), filtered=True)
             for event, decision in settled.audited:
