@@ -16,6 +16,7 @@ from workflows.agent.event_intake import (
     Admission,
     EventIntake,
     EventRejected,
+    event_size,
     events_of,
     parse_event,
 )
@@ -259,3 +260,13 @@ def test_a_config_switch_resets_the_batch_limit() -> None:
 def test_an_event_model_is_taken_as_is() -> None:
     event = SystemEvent(id="m1", type="alert", source="s", timestamp=NOW)
     assert parse_event(event, NOW) is event
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"n": [1, 2.5, None, True]}, {"text": "café → ✓ \U0001f600"}, {"odd": '\u2028\x00"\\'}],
+)
+def test_an_event_is_measured_as_its_json(data: dict[str, Any]) -> None:
+    """Every bound counts an event as the characters of its JSON, non-ASCII ones included."""
+    event = parse_event(ev("e1", data=data), NOW)
+    assert event_size(event) == len(event.model_dump_json())
