@@ -83,11 +83,16 @@ _TO_JSON = SystemEvent.__pydantic_serializer__.to_json
 
 
 def event_size(event: SystemEvent) -> int:
-    """``len(event.model_dump_json())``, the size every bound counts in (characters of its JSON),
-    without the str the sizes are read from: pydantic's bytes are measured as they are when they
-    are ASCII (one byte a character), decoded only when not. Every event is measured on intake."""
+    """``len(event.model_dump_json())``, the size every bound counts in (characters of its JSON)."""
+    return _measured(event)[0]
+
+
+def _measured(event: SystemEvent) -> tuple[int, bytes]:
+    """The event's size (see ``event_size``) and its JSON: pydantic's bytes are measured as they are
+    when they are ASCII (one byte a character), decoded only when not. Every event is measured on
+    intake; its JSON is kept while it is queued, for its decision's input (``json_of``)."""
     data = _TO_JSON(event)
-    return len(data) if data.isascii() else len(data.decode())
+    return (len(data) if data.isascii() else len(data.decode())), data
 
 
 def events_of(payload: Any) -> list[Any]:
@@ -138,7 +143,14 @@ class EventIntake:
         for e in state.queue:
             self._ranked[RANK[e.severity]] += 1
         self._seen: set[str] = set(state.seen_event_ids)
-        self._sizes: dict[str, int] = {e.id: event_size(e) for e in state.queue}
+        self._sizes: dict[str, int] = {}
+        # Each queued event's JSON, by the event object's identity (it holds the event, so the
+        # identity is not reused while the entry lives): see ``json_of``. Dropped with the event.
+        self._json: dict[int, tuple[SystemEvent, bytes]] = {}
+        for e in state.queue:
+            size, data = _measured(e)
+            self._sizes[e.id] = size
+            self._json[id(e)] = (e, data)
         self.queue_bytes = sum(self._sizes.values())
         self.batch_limit = state.config.runtime.batch_size
         self._failures = 0  # decision steps failed in a row
@@ -151,7 +163,7 @@ class EventIntake:
     def take(self, payload: Any, now: datetime) -> Taken:
         """Queue one event payload; raises ``EventRejected`` with the reason when it cannot."""
         event = parse_event(payload, now)
-        size = event_size(event)
+        size, data = _measured(event)
         s = self._s
         if size > MAX_EVENT_BYTES:
             raise EventRejected(
@@ -172,7 +184,7 @@ class EventIntake:
         if key is not None and window is not None and self.incidents.add(key, event, now, window):
             s.incidents_opened = self.incidents.opened
             return Taken(Admission.GROUPED, event, key)
-        self._queue(event, size)
+        self._queue(event, size, data)
         return Taken(Admission.ACCEPTED, event)
 
     def _room_for(self, event: SystemEvent, size: int) -> bool:
@@ -244,7 +256,7 @@ class EventIntake:
             payload,
         )
 
-    def _queue(self, event: SystemEvent, size: int) -> None:
+    def _queue(self, event: SystemEvent, size: int, data: bytes | None = None) -> None:
         """Queue ``event`` after every event of its severity or a graver one: the queue stays in
         severity order, so a critical event is decided next whatever waits before it. The
         position comes from the counts per severity, no scan; in a storm of one severity it is
@@ -253,6 +265,7 @@ class EventIntake:
         self._ranked[rank] += 1
         self._s.queue.insert(sum(self._ranked[: rank + 1]) - 1, event)
         self._sizes[event.id] = size
+        self._json[id(event)] = (event, data if data is not None else _TO_JSON(event))
         self.queue_bytes += size
 
     def _take_off(self, events: list[SystemEvent]) -> None:
@@ -403,3 +416,12 @@ class EventIntake:
     def _forget(self, events: list[SystemEvent]) -> None:
         for e in events:
             self.queue_bytes -= self._sizes.pop(e.id, 0)
+            self._json.pop(id(e), None)
+
+    def json_of(self, events: list[SystemEvent]) -> list[bytes]:
+        """The JSON of ``events`` (queued ones: as measured on intake, not serialized again)."""
+        kept = self._json
+        return [
+            entry[1] if (entry := kept.get(id(e))) is not None and entry[0] is e else _TO_JSON(e)
+            for e in events
+        ]
