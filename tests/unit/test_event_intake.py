@@ -18,6 +18,7 @@ from workflows.agent.event_intake import (
     EventRejected,
     event_size,
     events_of,
+    parse_all,
     parse_event,
 )
 
@@ -270,3 +271,17 @@ def test_an_event_is_measured_as_its_json(data: dict[str, Any]) -> None:
     """Every bound counts an event as the characters of its JSON, non-ASCII ones included."""
     event = parse_event(ev("e1", data=data), NOW)
     assert event_size(event) == len(event.model_dump_json())
+
+
+def test_a_batch_of_events_is_read_in_one_go_as_each_alone() -> None:
+    batch = [ev("e1"), ev("e2", severity="critical", timestamp="2026-01-02T00:00"), ev("e3", data={"x": 1})]
+    assert parse_all(batch, NOW) == [parse_event(p, NOW) for p in batch]
+    assert parse_all([], NOW) == []
+
+
+@pytest.mark.parametrize(
+    "odd", [None, "text", {"type": "alert", "source": "x"}, ev("e9", "nope"), ev("e\u202e9"), ev("")]
+)
+def test_a_batch_with_anything_but_events_is_read_one_by_one(odd: Any) -> None:
+    """``None``: each payload is then read alone, so each refusal says what is wrong with it."""
+    assert parse_all([ev("e1"), odd, ev("e2")], NOW) is None

@@ -26,7 +26,14 @@ with workflow.unsafe.imports_passed_through():
         IntakeAnswer,
         IntakeRequest,
     )
-    from workflows.agent.event_intake import MAX_QUEUE_BYTES, Admission, EventRejected, QueueFull, events_of
+    from workflows.agent.event_intake import (
+        MAX_QUEUE_BYTES,
+        Admission,
+        EventRejected,
+        QueueFull,
+        events_of,
+        parse_all,
+    )
     from workflows.agent.raw import UndecodablePayload, decoded
 
 if TYPE_CHECKING:
@@ -113,9 +120,11 @@ class Intake:
         now, answers = workflow.now(), []
         received = grouped = duplicates = 0
         ctx.events_this_run += len(payloads)  # read between messages only (run_is_full)
+        # Read in one go when every payload is an event (a signal's keep their payloads to spill).
+        events = None if spill else parse_all(payloads, now)
         for index, payload in enumerate(payloads):
             try:
-                taken = ctx.intake.take(payload, now)
+                taken = ctx.intake.take(payload if events is None else events[index], now)
             except EventRejected as err:
                 if spill and isinstance(err, QueueFull):  # it reached history by signal: kept
                     ctx.spill.append(err.as_json())  # by the overflow (overflow.py)
