@@ -229,13 +229,19 @@ class AgentActivities:
         if not self.serves(request.config.type):  # a local decision on a worker of another pool
             return DecideEventsResult(unserved=True)
         agent = await _run_hook(self.instances.get(request.config))
+        writes_rows = request.audit is not None and self.audit is not None
+        # A compact answer leaves the quiet events out (see DecideEventsResult.compact): unless the
+        # audit rows are written here, no decision is built for them (one per event was a third
+        # of this activity's own time in a storm of quiet events).
+        quiet_too = writes_rows or not request.compact
 
         async def decide_all() -> list[EventDecision]:
             decisions = []
             for event in request.events:
                 try:
                     action = await agent.process_event(event)
-                    decisions.append(EventDecision(event_id=event.id, action=action))
+                    if action is not None or quiet_too:
+                        decisions.append(EventDecision(event_id=event.id, action=action))
                 except Exception as err:  # the agent's bug is this event's error, not the batch's
                     decisions.append(EventDecision(event_id=event.id, error=f"{type(err).__name__}: {err}"))
             return decisions
@@ -245,7 +251,7 @@ class AgentActivities:
         # Bounded before they become the result: an oversized proposal must not wedge the agent.
         decisions = bound_decisions(await _with_heartbeats(decide_all()))
         result = DecideEventsResult(decisions=decisions, audit_log=self.audit is not None)
-        if request.audit is not None and self.audit is not None:
+        if request.audit is not None and self.audit is not None:  # writes_rows
             result.audited = await write_decision_audit(request, request.audit, decisions, self.audit)
         if request.compact:  # the quiet events go without saying (see DecideEventsResult.compact)
             result.decisions = [d for d in decisions if d.action is not None or d.error is not None]

@@ -16,7 +16,9 @@ from workflows.agent.event_intake import (
     Admission,
     EventIntake,
     EventRejected,
+    event_size,
     events_of,
+    parse_all,
     parse_event,
 )
 
@@ -163,6 +165,47 @@ def test_settling_a_batch_counts_and_proposes_and_requeues_transient_errors() ->
     assert intake.queue_bytes == len(s.queue[0].model_dump_json())
 
 
+@pytest.mark.parametrize("rows", [True, False])
+def test_a_compact_answer_settles_as_the_full_one(rows: bool) -> None:
+    """A compact answer names only the events with an action or an error; the rest were decided
+    quietly. Settled with ``quiet_rest`` it comes to what the full answer comes to, and without
+    ``rows`` (the decision wrote the audit rows) no decision is built for the quiet events."""
+    outcomes = []
+    for compact in (False, True):
+        s = state()
+        intake = EventIntake(s)
+        for i in range(5):
+            intake.take(ev(f"e{i}"), NOW)
+        s.decide_attempts["e1"] = 1  # a quiet event decided on its second attempt
+        batch, filtered = intake.next_batch()
+        said = [
+            EventDecision(event_id="e0", action=action("e0")),
+            EventDecision(event_id="e2", error="flaky", retryable=True),
+            EventDecision(event_id="e4", error="bad data", retryable=False),
+        ]
+        quiet = [EventDecision(event_id=e) for e in ("e1", "e3")]
+        decisions = said if compact else sorted([*said, *quiet], key=lambda d: d.event_id)
+        out = intake.settle(batch, filtered, decisions, quiet_rest=compact, rows=rows or not compact)
+        outcomes.append(
+            (
+                [e.id for e, _ in out.proposals],
+                out.processed,
+                out.notes,
+                out.retry_after_seconds,
+                [e.id for e in s.queue],
+                s.counters.model_dump(),
+                s.decide_attempts,
+            )
+        )
+        audited = [(e.id, d.event_id, d.error) for e, d in out.audited]
+        if compact and not rows:
+            assert audited == [("e0", "e0", None), ("e2", "e2", "flaky"), ("e4", "e4", "bad data")]
+        else:
+            assert audited == [(f"e{i}", f"e{i}", {2: "flaky", 4: "bad data"}.get(i)) for i in range(5)]
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][1] == 4 and outcomes[1][6] == {"e2": 1}
+
+
 def test_a_transient_error_is_given_up_after_the_last_attempt() -> None:
     s = state()
     intake = EventIntake(s)
@@ -218,3 +261,27 @@ def test_a_config_switch_resets_the_batch_limit() -> None:
 def test_an_event_model_is_taken_as_is() -> None:
     event = SystemEvent(id="m1", type="alert", source="s", timestamp=NOW)
     assert parse_event(event, NOW) is event
+
+
+@pytest.mark.parametrize(
+    "data",
+    [{}, {"n": [1, 2.5, None, True]}, {"text": "café → ✓ \U0001f600"}, {"odd": '\u2028\x00"\\'}],
+)
+def test_an_event_is_measured_as_its_json(data: dict[str, Any]) -> None:
+    """Every bound counts an event as the characters of its JSON, non-ASCII ones included."""
+    event = parse_event(ev("e1", data=data), NOW)
+    assert event_size(event) == len(event.model_dump_json())
+
+
+def test_a_batch_of_events_is_read_in_one_go_as_each_alone() -> None:
+    batch = [ev("e1"), ev("e2", severity="critical", timestamp="2026-01-02T00:00"), ev("e3", data={"x": 1})]
+    assert parse_all(batch, NOW) == [parse_event(p, NOW) for p in batch]
+    assert parse_all([], NOW) == []
+
+
+@pytest.mark.parametrize(
+    "odd", [None, "text", {"type": "alert", "source": "x"}, ev("e9", "nope"), ev("e\u202e9"), ev("")]
+)
+def test_a_batch_with_anything_but_events_is_read_one_by_one(odd: Any) -> None:
+    """``None``: each payload is then read alone, so each refusal says what is wrong with it."""
+    assert parse_all([ev("e1"), odd, ev("e2")], NOW) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 
 import pytest
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from aiops.cli.common import parse_json
 from aiops.cli.output import BadInput, cell, compact, table
 from aiops.contracts.models import AGENT_ID_PATTERN, SystemEvent
 from aiops.contracts.secret_refs import is_reference
-from aiops.contracts.text import escape_for_display, escape_in_json, name_problem
+from aiops.contracts.text import escape_for_display, escape_in_json, is_unsafe, name_problem
 from aiops.gateway.matchers import Matcher
 
 # Every character an approver must see rather than have the terminal obey.
@@ -148,3 +149,14 @@ def test_pydantic_patterns_are_exact_too() -> None:
         Approver(name="a", public_key="ed25519:" + "A" * 43 + "\n")
     with pytest.raises(ValidationError):
         CatalogEntry.model_validate({"name": "restart\n", "action_type": "notify", "targets": ["x"]})
+
+
+def test_the_printable_fast_path_finds_every_unsafe_character() -> None:
+    """``name_problem`` answers a printable name at C speed (``str.isprintable``): that is exact
+    only if no printable character is of an unsafe category, for every code point there is."""
+    printable_but_unsafe = [
+        c for c in map(chr, range(sys.maxunicode + 1)) if c.isprintable() and is_unsafe(c)
+    ]
+    assert printable_but_unsafe == []
+    assert name_problem("web\u00a0x") is None  # a no-break space is a separator, not unsafe
+    assert name_problem("web\u2028x") is not None  # a line separator is

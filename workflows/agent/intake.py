@@ -26,7 +26,14 @@ with workflow.unsafe.imports_passed_through():
         IntakeAnswer,
         IntakeRequest,
     )
-    from workflows.agent.event_intake import MAX_QUEUE_BYTES, Admission, EventRejected, QueueFull, events_of
+    from workflows.agent.event_intake import (
+        MAX_QUEUE_BYTES,
+        Admission,
+        EventRejected,
+        QueueFull,
+        events_of,
+        parse_all,
+    )
     from workflows.agent.raw import UndecodablePayload, decoded
 
 if TYPE_CHECKING:
@@ -83,15 +90,21 @@ class Intake:
             # would refuse for ever. Taken, the events are carried; the main loop then continues
             # as new in a task the server keeps.
             refusal = "the agent is about to continue as new; send again in a moment"
-        elif ctx.intake.takes_graver(request.events):
-            pass  # the full queue makes room: its least grave events go to the overflow
-        elif len(s.queue) + len(request.events) > s.config.runtime.max_queue:
-            refusal = (
-                f"the agent's queue is full ({len(s.queue)} of {s.config.runtime.max_queue} events waiting); "
-                "send again later"
-            )
-        elif ctx.intake.queue_bytes > MAX_QUEUE_BYTES * 0.9:
-            refusal = f"the agent's queue is full ({ctx.intake.queue_bytes} bytes waiting); send again later"
+        elif (over := len(s.queue) + len(request.events) > s.config.runtime.max_queue) or (
+            ctx.intake.queue_bytes > MAX_QUEUE_BYTES * 0.9
+        ):
+            # Asked only of a full queue (reading every event's severity is not free, and a queue
+            # with room takes the batch anyway).
+            if ctx.intake.takes_graver(request.events):
+                pass  # the full queue makes room: its least grave events go to the overflow
+            elif over:
+                refusal = (
+                    f"the agent's queue is full ({len(s.queue)} of {s.config.runtime.max_queue} events "
+                    "waiting); send again later"
+                )
+            else:
+                waiting = ctx.intake.queue_bytes
+                refusal = f"the agent's queue is full ({waiting} bytes waiting); send again later"
         if refusal is not None:
             details = {"retryable": retryable, "room": room}  # room: events that would fit now
             raise ApplicationError(refusal, details, type=INTAKE_REFUSED, non_retryable=True)
@@ -106,10 +119,12 @@ class Intake:
         ctx = self._ctx
         now, answers = workflow.now(), []
         received = grouped = duplicates = 0
+        ctx.events_this_run += len(payloads)  # read between messages only (run_is_full)
+        # Read in one go when every payload is an event (a signal's keep their payloads to spill).
+        events = None if spill else parse_all(payloads, now)
         for index, payload in enumerate(payloads):
-            ctx.events_this_run += 1
             try:
-                taken = ctx.intake.take(payload, now)
+                taken = ctx.intake.take(payload if events is None else events[index], now)
             except EventRejected as err:
                 if spill and isinstance(err, QueueFull):  # it reached history by signal: kept
                     ctx.spill.append(err.as_json())  # by the overflow (overflow.py)
