@@ -38,35 +38,34 @@ def test_only_what_the_connection_dropped_is_made_again(err: BaseException, repe
     assert dropped_by_the_connection(err) is repeat
 
 
-async def test_a_dropped_call_is_made_again_and_a_lasting_drop_reaches_the_caller() -> None:
-    calls = 0
+class Call:
+    """A call that fails with ``errors`` in turn, then answers; counts how often it was made."""
 
-    async def dropped_twice() -> str:
-        nonlocal calls
-        calls += 1
-        if calls <= 2:
-            raise RPCError("operation was canceled", RPCStatusCode.CANCELLED, b"")
+    def __init__(self, *errors: BaseException) -> None:
+        self.errors = list(errors)
+        self.made = 0
+
+    async def __call__(self) -> str:
+        self.made += 1
+        if self.errors:
+            raise self.errors.pop(0)
         return "answer"
 
-    assert await again_if_dropped("describe", dropped_twice) == "answer"
-    assert calls == 3
 
-    async def always_dropped() -> str:
-        nonlocal calls
-        calls += 1
-        raise RPCError("operation was canceled", RPCStatusCode.CANCELLED, b"")
+DROPPED = RPCError("operation was canceled", RPCStatusCode.CANCELLED, b"")
 
-    calls = 0
+
+async def test_a_dropped_call_is_made_again_and_a_lasting_drop_reaches_the_caller() -> None:
+    twice = Call(DROPPED, DROPPED)
+    assert await again_if_dropped("describe", twice) == "answer"
+    assert twice.made == 3
+
+    always = Call(*[DROPPED] * 10)
     with pytest.raises(RPCError, match="operation was canceled"):
-        await again_if_dropped("describe", always_dropped)
-    assert calls == 4
+        await again_if_dropped("describe", always)
+    assert always.made == 4
 
-    async def refused() -> str:
-        nonlocal calls
-        calls += 1
-        raise RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b"")
-
-    calls = 0
+    refused = Call(RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b""))
     with pytest.raises(RPCError, match="not found"):
         await again_if_dropped("describe", refused)
-    assert calls == 1
+    assert refused.made == 1
