@@ -9,7 +9,7 @@ long-running process (the gateway, the API, the console, a worker's own client c
 may meet one of these once every few minutes. The SDK makes long polls again on its own; this
 interceptor does the same for the calls that are safe to repeat:
 
-- reads (describe, query, count): they change nothing;
+- reads (describe, query, count, each page of a list): they change nothing;
 - updates to a running workflow: the update id is fixed before the first attempt, and the
   server takes an update id once per run, so a repeat returns the first attempt's outcome.
 
@@ -32,9 +32,11 @@ from temporalio.client import (
     CountWorkflowsInput,
     DescribeWorkflowInput,
     Interceptor,
+    ListWorkflowsInput,
     OutboundInterceptor,
     QueryWorkflowInput,
     StartWorkflowUpdateInput,
+    WorkflowExecutionAsyncIterator,
     WorkflowExecutionCount,
     WorkflowExecutionDescription,
     WorkflowUpdateHandle,
@@ -110,6 +112,18 @@ class _Outbound(OutboundInterceptor):
 
     async def query_workflow(self, input: QueryWorkflowInput) -> Any:
         return await again_if_dropped(f"query {input.query}", lambda: self.next.query_workflow(input))
+
+    def list_workflows(self, input: ListWorkflowsInput) -> WorkflowExecutionAsyncIterator:
+        # Each page is fetched by the iterator itself; a page is asked for again, which is safe
+        # because the iterator moves on only after an answer.
+        pages = self.next.list_workflows(input)
+        fetch = pages.fetch_next_page
+
+        async def fetch_again_if_dropped(*, page_size: int | None = None) -> None:
+            await again_if_dropped("list", lambda: fetch(page_size=page_size))
+
+        pages.fetch_next_page = fetch_again_if_dropped  # type: ignore[method-assign]
+        return pages
 
     async def count_workflows(self, input: CountWorkflowsInput) -> WorkflowExecutionCount:
         return await again_if_dropped("count", lambda: self.next.count_workflows(input))

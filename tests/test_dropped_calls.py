@@ -72,10 +72,11 @@ async def rotating() -> AsyncIterator[WorkflowEnvironment]:
 
 
 class Caller:
-    """Makes updates, describes and queries until told to stop; counts what succeeded and what
+    """Makes updates, describes, queries and lists until told to stop; counts what succeeded and what
     the connection dropped."""
 
-    def __init__(self, handle: WorkflowHandle[Probe, None]) -> None:
+    def __init__(self, client: Client, handle: WorkflowHandle[Probe, None]) -> None:
+        self.client = client
         self.handle = handle
         self.updates = 0
         self.dropped: list[BaseException] = []
@@ -88,6 +89,8 @@ class Caller:
                 self.updates += 1
                 await self.handle.describe()
                 await self.handle.query(Probe.count)
+                async for _ in self.client.list_workflows(f"WorkflowId = '{self.handle.id}'"):
+                    pass
             except Exception as err:
                 (self.dropped if dropped_by_the_connection(err) else self.other).append(err)
 
@@ -106,8 +109,8 @@ async def test_the_projects_client_makes_dropped_calls_again_and_applies_updates
     ):  # fmt: skip
         bare_probe = await bare.start_workflow(Probe.run, id=f"bare-{uuid.uuid4()}", task_queue=task_queue)
         our_probe = await ours.start_workflow(Probe.run, id=f"ours-{uuid.uuid4()}", task_queue=task_queue)
-        bare_callers = [Caller(bare_probe) for _ in range(CALLERS)]
-        our_callers = [Caller(our_probe) for _ in range(CALLERS)]
+        bare_callers = [Caller(bare, bare_probe) for _ in range(CALLERS)]
+        our_callers = [Caller(ours, our_probe) for _ in range(CALLERS)]
         stop = asyncio.Event()
         running = [asyncio.create_task(c.run(stop)) for c in bare_callers + our_callers]
         deadline = time.monotonic() + WITHIN_SECONDS

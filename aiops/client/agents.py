@@ -7,6 +7,7 @@ update, signed when a key is at hand, so the caller learns at once whether the a
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import uuid
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from aiops.contracts.agent import (
     hooks_task_queue,
 )
 from aiops.contracts.config import AgentConfig, AgentVerb
+from aiops.dropped_calls import again_if_dropped
 from aiops.keys import KeyFile
 from workflows import approval_token
 from workflows.agent.command_gate import stop_digest
@@ -183,13 +185,14 @@ class AgentsClient:
         deadline = loop.time() + SERVED_CHECK_SECONDS
         while True:
             try:
-                answer = await client.workflow_service.describe_task_queue(
-                    DescribeTaskQueueRequest(
-                        namespace=client.namespace,
-                        task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
-                        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
-                    )
+                request = DescribeTaskQueueRequest(
+                    namespace=client.namespace,
+                    task_queue=TaskQueue(name=queue, kind=TaskQueueKind.TASK_QUEUE_KIND_NORMAL),
+                    task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
                 )
+                # A service call, below the client interceptor: a read, so made again here if dropped.
+                describe = functools.partial(client.workflow_service.describe_task_queue, request)
+                answer = await again_if_dropped("describe task queue", describe)
             except RPCError as err:
                 if err.status in (RPCStatusCode.UNIMPLEMENTED, RPCStatusCode.PERMISSION_DENIED):
                     return  # this server (or this identity) cannot tell: the agent's start will say
