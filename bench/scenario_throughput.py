@@ -146,6 +146,9 @@ async def task_summary(client: Client, workflow_id: str) -> dict[str, int]:
                 tally["timed-out tasks"] += 1
             elif e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
                 tally["upserts"] += 1
+                fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+                if "AiopsHealth" in fields:
+                    tally[f"health {fields['AiopsHealth'].data.decode().strip(chr(34))}"] += 1
     return dict(tally)
 
 
