@@ -8,10 +8,12 @@ when to ask. The raw workflows are in ``raw_workflows.py``.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections import Counter as Tally
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -50,6 +52,33 @@ class Bench:
     def say(self, text: str) -> None:
         print(f"    {text}", flush=True)
         self.log.append(text)
+
+
+def stack_cpu(worker_pid: int) -> dict[str, float]:
+    """CPU seconds so far (user + system, Linux /proc) of the load generator (this process), the
+    worker and the dev server (this process's child named temporal): every CPU-second anywhere
+    shows in a rate on a busy box, so a scenario says whose they were."""
+    pids = {"load": os.getpid(), "worker": worker_pid}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        if int(rest.split()[1]) == os.getpid() and "temporal" in name:
+            pids["server"] = int(stat.parent.name)
+    out = {}
+    for role, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[role] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def cpu_since(before: dict[str, float], worker_pid: int) -> str:
+    now = stack_cpu(worker_pid)
+    return " ".join(f"{role} {now[role] - before.get(role, 0.0):.2f}" for role in now)
 
 
 async def processed(bench: Bench, agent_id: str) -> AgentStatus:
@@ -91,8 +120,9 @@ async def wait_recorded(
 
 async def task_summary(client: Client, workflow_id: str) -> dict[str, int]:
     """Across every run of a workflow: runs, history events, workflow tasks, failed/timed-out tasks,
-    and the workflow tasks' time in ms: waiting (scheduled → started) and in the worker
-    (started → completed, local activities included)."""
+    search-attribute upserts (the health summary's changes), and the workflow tasks' time in ms:
+    waiting (scheduled → started) and in the worker (started → completed, local activities
+    included)."""
     tally: Tally[str] = Tally()
     async for run in client.list_workflows(f"WorkflowId = '{workflow_id}'"):
         tally["runs"] += 1
@@ -114,6 +144,11 @@ async def task_summary(client: Client, workflow_id: str) -> dict[str, int]:
                 tally["failed tasks"] += 1
             elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
                 tally["timed-out tasks"] += 1
+            elif e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES:
+                tally["upserts"] += 1
+                fields = e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+                if "AiopsHealth" in fields:
+                    tally[f"health {fields['AiopsHealth'].data.decode().strip(chr(34))}"] += 1
     return dict(tally)
 
 
@@ -231,12 +266,14 @@ async def batched(bench: Bench, n: int, batch: int = 100) -> tuple[float, float]
     base = (await bench.aiops.agents.status(agent_id)).counters.events_processed
     chunks = [[event_payload(i) for i in range(k, min(n, k + batch))] for k in range(0, n, batch)]
     bench.counter.reset()
+    cpu = stack_cpu(bench.worker_pid)
     started = time.monotonic()
     with profiled(bench.worker_pid, "batched-agent"):
         await asyncio.gather(*(bench.aiops.events.send_many(agent_id, c, batch_size=batch) for c in chunks))
         # Asked as often as the raw decider below is (its last batch is recorded after its hooks ran).
         status = await wait_recorded(bench, agent_id, base + n, n, poll=0.005)
     agent_rate = n / (time.monotonic() - started)
+    agent_cpu = cpu_since(cpu, bench.worker_pid)
     assert status.counters.events_processed == base + n, (
         f"agent recorded {status.counters.events_processed - base}/{n}"
     )
@@ -248,6 +285,7 @@ async def batched(bench: Bench, n: int, batch: int = 100) -> tuple[float, float]
     await wait_until(lambda: _decided_at_least(raw, 1))
     chunks = [[event_payload(i) for i in range(k, min(n, k + batch))] for k in range(0, n, batch)]
     bench.counter.reset()
+    cpu = stack_cpu(bench.worker_pid)
     started = time.monotonic()
     with profiled(bench.worker_pid, "batched-raw"):
         await bounded(
@@ -257,11 +295,12 @@ async def batched(bench: Bench, n: int, batch: int = 100) -> tuple[float, float]
         await bench.counter.wait(n)
         await wait_until(lambda: _decided_at_least(raw, 1 + n), poll=0.005)
     raw_rate = n / (time.monotonic() - started)
+    raw_cpu = cpu_since(cpu, bench.worker_pid)
     agent_tasks = await task_summary(bench.client, agent_workflow_id(agent_id))
     raw_tasks = await task_summary(bench.client, raw.id)
     bench.say(
-        f"batched {n} in batches of {batch}: agent {agent_rate:.0f}/s ({agent_tasks}), "
-        f"raw decider {raw_rate:.0f}/s ({raw_tasks})"
+        f"batched {n} in batches of {batch}: agent {agent_rate:.0f}/s ({agent_tasks}; CPU-s {agent_cpu}), "
+        f"raw decider {raw_rate:.0f}/s ({raw_tasks}; CPU-s {raw_cpu})"
     )
     await raw.terminate("benchmark done")
     return agent_rate, raw_rate

@@ -32,8 +32,18 @@ def publish_state(s: AgentRunState) -> None:
 async def publish_health(s: AgentRunState) -> None:
     """Keep ``AiopsHealth`` in line with the state, for the run's whole life (a task of its own)."""
 
+    name = sa.HEALTH.name
+
     def changed() -> bool:
-        return health_summary(s) != workflow.info().typed_search_attributes.get(sa.HEALTH)
+        """Asked after every step of every activation (1.6% of the worker's samples in the batched
+        bench): the published value is found by the key's name, not by ``TypedSearchAttributes.get``, whose
+        dataclass comparison of each key cost four times the summary itself (1.4 against 0.3 us).
+        Nothing published yet: changed."""
+        summary = health_summary(s)
+        for pair in workflow.info().typed_search_attributes.search_attributes:
+            if pair.key.name == name:
+                return bool(summary != pair.value)
+        return True
 
     while True:
         await workflow.wait_condition(changed)
