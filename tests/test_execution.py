@@ -121,7 +121,8 @@ async def test_worker_killed_mid_action_the_action_completes_once_elsewhere(
 ) -> None:
     ledger = {"AIOPS_TEST_LEDGER_DIR": str(tmp_path)}
     config = agent_config("scripted", retry={**FAST_RETRY, "start_to_close_timeout_seconds": 60, **heartbeat})
-    e = event("alert", risk="low", sleep=3)
+    # Long enough that a loaded machine still kills the worker before this attempt ends.
+    e = event("alert", risk="low", sleep=8)
     action_id = aiops.approvals.action_id(config.id, e.id)
     with worker_process(address, task_queue, "doomed", postgres.url, **ledger) as doomed:
         await aiops.events.send(config.id, e, config=config)
