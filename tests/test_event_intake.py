@@ -219,8 +219,15 @@ async def test_a_long_backlog_is_decided_in_bounded_workflow_tasks(
     aiops: AiopsClient, client, worker
 ) -> None:
     """50 batches waiting: a workflow task decides at most 10 in local activities; the next goes by
-    a regular activity, which ends the task. Every event is still decided exactly once."""
+    a regular activity, which ends the task. Every event is still decided exactly once.
+
+    How many go by regular activity is not fixed: on a loaded machine a task the SDK extends (its
+    local activities outlast 80% of the task timeout), a health flip, or a history already near
+    ``STORM_EVENTS`` when the run's first batch is decided (here about 29 events: start, pause,
+    intake, resume) counts as a storm, and a storm's batches go by regular activity too."""
     from temporalio.api.enums.v1 import EventType as HistoryEventType
+
+    from workflows.agent.decisions import LOCAL_BATCHES_PER_TASK
 
     config = agent_config("recorder", runtime={"batch_size": 1})
     await aiops.agents.start(config)
@@ -235,10 +242,17 @@ async def test_a_long_backlog_is_decided_in_bounded_workflow_tasks(
     assert done.counters.events_received == 50 and done.queue_length == 0
     assert sorted(LEDGER["decided"]) == sorted(e.id for e in backlog)  # each once
     history = await aiops.agents.handle(config.id).fetch_history()
-    regular = [
-        e
-        for e in history.events
-        if e.event_type == HistoryEventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == "decide_events"
-    ]
-    assert 1 <= len(regular) <= 5  # at most one in eleven batches
+    regular = 0
+    local_per_task: list[int] = [0]  # decide_events local activities recorded by each task
+    for e in history.events:
+        if e.event_type == HistoryEventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            local_per_task.append(0)
+        elif e.event_type == HistoryEventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            regular += e.activity_task_scheduled_event_attributes.activity_type.name == "decide_events"
+        elif e.event_type == HistoryEventType.EVENT_TYPE_MARKER_RECORDED:
+            details = e.marker_recorded_event_attributes.details
+            marker = json.loads(details["data"].payloads[0].data) if "data" in details else {}
+            local_per_task[-1] += marker.get("activity_type") == "decide_events"
+    assert 1 <= max(local_per_task) <= LOCAL_BATCHES_PER_TASK  # local, and never more per task
+    assert regular >= 1  # the batch after a full task went by a regular activity
+    assert sum(local_per_task) + regular == 50  # each batch decided once, one way or the other
