@@ -23,6 +23,9 @@ from tests.support.api_stack import api_stack
 from tests.test_signed_approvals import signed_team
 
 EXAMPLES = 6
+# The slowest answer measured from the API: a status query to an agent whose worker has just
+# stopped waits about 30 s for the server's "no poller seen for task queue recently".
+CALL_TIMEOUT_SECONDS = 90
 
 
 INTAKE = ("/v1/events", "/v1/alertmanager")  # the gateway's routes: the sources' own auth, not a person's
@@ -54,7 +57,8 @@ def fuzz(url: str, token: str | None, real: dict[str, str] | None = None) -> lis
                 for name, value in (real or {}).items():
                     if name in (case.path_parameters or {}):
                         case.path_parameters[name] = value  # type: ignore[index]
-            response = case.call(base_url=url, headers=headers)
+            # Bounded: a call that hangs fails here naming its request, not the whole test at 300 s.
+            response = case.call(base_url=url, headers=headers, timeout=CALL_TIMEOUT_SECONDS)
             # No 5xx; status, content type, headers and body as documented. Not "schema-valid data is
             # accepted": the contracts check more than JSON Schema says (an agent id's pattern is a
             # validator of AgentConfig, a config's id must be the path's), answered 422 with why.
