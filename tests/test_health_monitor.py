@@ -469,7 +469,12 @@ async def test_the_health_summary_is_upserted_only_when_it_changes(aiops: AiopsC
         await aiops.events.send(config.id, e)
         await aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, e.id))
     await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 5)
-    assert await health_upserts(aiops, config.id) == at_start, "five decisions and actions: no upsert at all"
+    after = await health_upserts(aiops, config.id)
+    assert [h for h in after if h] == ["ok"], "five decisions and actions: no health upsert"
+    # Only the SDK's TemporalChangeVersion upsert of a patch's marker (the first action started
+    # from the worker, workflows/action_launch.py), once per run.
+    assert after[: len(at_start)] == at_start and after[len(at_start) :] in ([], [None])
+    at_start = after
 
     for _ in range(2):
         e = event("alert", risk="low", fatal=True)

@@ -249,7 +249,8 @@ async def test_one_trace_links_the_client_call_the_workflows_and_their_activitie
     expected = {
         "RunWorkflow:AgentWorkflow",
         "RunActivity:start_agent",  # register and initialize, one local activity
-        "StartChildWorkflow:ActionWorkflow",
+        "RunActivity:start_action",  # the agent starts the action from its worker, eagerly
+        "StartWorkflow:ActionWorkflow",  # by its client, in that activity's span
         "RunWorkflow:ActionWorkflow",
         "RunActivity:plan_action_here",  # the dry run, a local activity where the worker has the type
         "RunActivity:execute_action",

@@ -79,6 +79,8 @@ def test_histories_are_present() -> None:
     # patched path is recorded beside it (tests/record_storm_history.py: patched_agent_storm).
     assert [p.name for p in HISTORIES if p.stem.startswith(GENERATION) and patch_ids(p)] == []
     assert patch_ids(DIR / "patched_agent_storm.json") == ["decide-storm-by-activity"]
+    # tests/record_action_start_history.py: actions started from the agent's worker, not as children
+    assert patch_ids(DIR / "patched_agent_action_start.json") == ["start-actions-from-worker"]
     assert sum(f'"{AuditActivities.record_audit.__name__}"' in p.read_text() for p in HISTORIES) >= 6
     lifecycle = text("agent_lifecycle")
     assert agent_contract.RECONFIGURE in lifecycle and agent_contract.INTAKE in lifecycle

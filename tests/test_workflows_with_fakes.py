@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.action_start import ActionStarter
 from activities.agent_activities import AgentActivities
 from activities.audit_activities import AuditActivities
 from activities.config_activities import ConfigActivities
@@ -157,7 +158,13 @@ async def fakes(skipping: WorkflowEnvironment) -> AsyncIterator[tuple[AiopsClien
             skipping.client,
             task_queue=task_queue,
             workflows=[AgentWorkflow, ActionWorkflow],
-            activities=[*faked.all, real.agent_hold_state, real.action_outcome, real.start_agent],
+            activities=[
+                *faked.all,
+                real.agent_hold_state,
+                real.action_outcome,
+                real.start_agent,
+                ActionStarter(skipping.client).start_action,  # the agent starts its actions
+            ],
             workflow_runner=workflow_runner(),
         ),
         # The type's queue runs its actions too (aiops/runtime/worker_build.py), with their hooks.

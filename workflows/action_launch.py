@@ -1,21 +1,26 @@
 """Turning an agent's proposal into its own ActionWorkflow: identity, policy, bookkeeping.
 
-The action id derives from the agent and the event, and the child is started
-with REJECT_DUPLICATE, so a redelivered event can never create a second action;
-ABANDON lets actions outlive their agent's run (continue-as-new, stop).
+The action id derives from the agent and the event, and the action is started with
+REJECT_DUPLICATE, so a redelivered event can never create a second action. Actions outlive their
+agent's run (continue-as-new, stop). The agent starts each from its worker's own client in a local
+activity, eagerly where that process runs the type's queue (``aiops/contracts/action_start.py``
+says why and what it guarantees); runs recorded before that change started children, and still
+replay so.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import Priority, SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.common import Priority, RetryPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 
 with workflow.unsafe.imports_passed_through():
-    from aiops.contracts import search_attributes as sa
+    from activities.action_start import ActionStarter
     from aiops.contracts.action import ActionInput, ActionStatus, action_workflow_id
+    from aiops.contracts.action_start import ActionStart, ActionStarted, inbox_attributes, launch_key
     from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, hooks_task_queue
     from aiops.contracts.budgets import ACTION_INPUT_BUDGET, largest_fields, measure
     from aiops.contracts.errors import AiopsError
@@ -24,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action.details import inbox_summary, static_details, static_summary
     from workflows.action.workflow import ActionWorkflow
     from workflows.agent.state import policy_context
+    from workflows.failures import cause_message
 
 
 # Temporal's task-queue priority (1 first .. 5 last, 3 by default): an action's workflow tasks
@@ -36,12 +42,16 @@ def action_priority(risk: RiskLevel) -> Priority:
     return Priority(priority_key=PRIORITY_BY_RISK.get(risk, 3))
 
 
-class ActionTooLargeError(AiopsError):
-    """The composed action input is over its budget: the proposal is refused, not started."""
+class ActionRefusedError(AiopsError):
+    """The proposal cannot become an action: refused (counted, audited), never started."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ActionTooLargeError(ActionRefusedError):
+    """The composed action input is over its budget: the proposal is refused, not started."""
 
 
 def check_action_input(input: ActionInput, extra: int = 0) -> str | None:
@@ -66,8 +76,9 @@ def check_action_input(input: ActionInput, extra: int = 0) -> str | None:
 async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:
     """Decide the policy for ``proposed`` and start its workflow; False if it was a duplicate.
 
-    Raises ``ActionTooLargeError`` (before anything is recorded or started) when the composed input
-    is over its budget.
+    Raises ``ActionRefusedError`` when the proposal cannot become an action: ``ActionTooLargeError``
+    (before anything is recorded or started) when the composed input is over its budget, or the
+    server refused the start as invalid (the bookkeeping undone).
     """
     action_id = action_workflow_id(s.config.id, event.id)
     if action_id in s.pending_actions:  # the same event twice in one batch, or redelivered
@@ -96,6 +107,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
         has_plan=s.has_plan,
     )
     summary, details = static_summary(action), static_details(action, event, verdict, action_id)
+    # The launch memo (under 200 bytes) fits in the budget's headroom under Temporal's 2 MB.
     too_large = check_action_input(input, extra=len(summary.encode()) + len(details.encode()))
     if too_large is not None:
         raise ActionTooLargeError(too_large)
@@ -111,42 +123,95 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
         description=action.description[:200],
         proposed_at=now,
     )
+    key = launch_key(workflow.info().run_id, s.counters.actions_proposed)
+    input.launch = "client"
+    started = await _start_from_worker(input, summary, details, now, key)
+    if started.outcome == "unavailable":
+        input.launch = "child"
+        started = await _start_as_child(input, summary, details, now)
+    if started.outcome == "started":
+        return True
+    # Not started: undo the bookkeeping above.
+    del s.pending_actions[action_id]
+    if auto:
+        s.auto_executions.remove(now)
+    s.counters.actions_proposed -= 1
+    if started.outcome == "refused":
+        raise ActionRefusedError(started.reason)
+    # Started before, by an earlier run or before a dedup window forgot the event.
+    s.counters.actions_duplicate += 1
+    workflow.logger.info("action %s already exists, not starting it again", action_id)
+    return True  # a start was attempted: it counts towards the run's limit
+
+
+# Starting actions from the agent's worker (eagerly) instead of as children. Added with history
+# generation g1 live. Deprecate (``workflow.deprecate_patch``) once every agent has continued as
+# new on a build that has it (``aiops agents upgrade`` asks each one now); remove the child path
+# with the next history generation (g2), when no recorded history starts a child any more.
+START_FROM_WORKER = "start-actions-from-worker"
+
+
+async def _start_from_worker(
+    input: ActionInput, summary: str, details: str, now: datetime, key: str
+) -> ActionStarted:
+    """Start the action from this worker's own client, eagerly where this process runs the type's
+    queue (``activities/action_start.py``): the action's first task runs at once, without the
+    child start's round trips. Runs of code before this change start children, and replay so.
+
+    The worker that runs agents must register ``ActionStarter.start_action`` (``build_worker``
+    does): the SDK fails a workflow task that calls a local activity its worker lacks."""
+    if not workflow.patched(START_FROM_WORKER):
+        return ActionStarted(outcome="unavailable", reason="recorded before starts from the worker")
+    action = input.action
+    start = ActionStart(
+        input=input,
+        workflow_id=action.id,
+        task_queue=hooks_task_queue(workflow.info().task_queue, input.config.type),
+        priority_key=PRIORITY_BY_RISK.get(action.risk_level, 3),
+        requested_at=now,
+        inbox_summary=inbox_summary(action),
+        static_summary=summary,
+        static_details=details,
+        launch_key=key,
+    )
+    try:
+        return await workflow.execute_local_activity_method(
+            ActionStarter.start_action,
+            start,
+            start_to_close_timeout=timedelta(seconds=30),
+            # Until the server answers: a transient failure is retried, backing off to 30 s; the
+            # activity answers (not raises) what no retry can fix.
+            retry_policy=RetryPolicy(
+                initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
+            ),
+        )
+    except ActivityError as err:  # cancelled
+        workflow.logger.info("action %s starts as a child: %s", action.id, cause_message(err))
+        return ActionStarted(outcome="unavailable", reason=cause_message(err))
+
+
+async def _start_as_child(input: ActionInput, summary: str, details: str, now: datetime) -> ActionStarted:
+    """Start the action as the agent's child: the server links the two."""
+    action = input.action
     try:
         await workflow.start_child_workflow(
             ActionWorkflow.run,
             input,
-            id=action_id,
+            id=action.id,
             # On the agent type's own queue, where only workers that have the type poll: the
             # action's hooks (plan, execute, verify) are scheduled on the queue of the workflow
             # that schedules them, so the worker completing the task starts them at once (eager
             # activity dispatch), a round trip through matching less (docs/scale.md, "Latency").
-            task_queue=hooks_task_queue(workflow.info().task_queue, s.config.type),
+            task_queue=hooks_task_queue(workflow.info().task_queue, input.config.type),
             parent_close_policy=workflow.ParentClosePolicy.ABANDON,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             priority=action_priority(action.risk_level),
-            search_attributes=TypedSearchAttributes(
-                [
-                    SearchAttributePair(sa.AGENT_ID, s.config.id),
-                    SearchAttributePair(sa.AGENT_TYPE, s.config.type),
-                    SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
-                    SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
-                    SearchAttributePair(sa.SUMMARY, inbox_summary(action)),
-                    # The inbox's other columns, set here rather than upserted by the action's
-                    # first task (workflows/action/publishing.py upserts only what differs).
-                    SearchAttributePair(sa.REQUESTED_AT, now),
-                    SearchAttributePair(sa.APPROVALS, 0),
-                    SearchAttributePair(sa.APPROVALS_NEEDED, verdict.required_approvals),
-                ]
+            search_attributes=inbox_attributes(
+                action, input.config.type, now, input.decision.required_approvals, inbox_summary(action)
             ),
             static_summary=summary,
             static_details=details,
         )
     except WorkflowAlreadyStartedError:
-        # Started before, by an earlier run or before a dedup window forgot the event.
-        del s.pending_actions[action_id]
-        if auto:
-            s.auto_executions.remove(now)
-        s.counters.actions_proposed -= 1
-        s.counters.actions_duplicate += 1
-        workflow.logger.info("action %s already exists, not starting it again", action_id)
-    return True  # a start was attempted: it counts towards the run's child limit
+        return ActionStarted(outcome="duplicate")
+    return ActionStarted(outcome="started")

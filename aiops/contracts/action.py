@@ -14,7 +14,7 @@ import hashlib
 import re
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from temporalio import workflow
@@ -127,6 +127,10 @@ class ActionInput(CarriesConfig):
     # The agent type has a plan hook (a dry run); without one the plan step, which would only
     # answer "no dry run", is skipped.
     has_plan: bool = True
+    # How the agent started this workflow: as its child (the server links the two), or from its
+    # worker's client (``aiops/contracts/action_start.py``), with no parent link; the agent is then
+    # ``agent_workflow_id``, which the starter set.
+    launch: Literal["child", "client"] = "child"
 
 
 # ----- messages ----------------------------------------------------------------------

@@ -65,7 +65,8 @@ class RuntimeSettings(_Strict):
     dedup_window: int = Field(default=2048, ge=1, le=8000)
     max_events_per_run: int = Field(default=20_000, ge=1, le=100_000)
     max_queue: int = Field(default=5000, ge=1, le=20000)
-    # Child workflows started per run; the server allows 2,000 pending children per run.
+    # Actions started per run (each is a local-activity marker in the agent's history; runs
+    # recorded before actions started from the worker started them as children, 2,000 at most).
     max_actions_per_run: int = Field(default=1000, ge=1, le=1500)
     decision_timeout_seconds: float = Field(default=30.0, gt=0, le=MAX_SECONDS)
     local_decisions: bool = True

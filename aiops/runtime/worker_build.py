@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
+from activities.action_start import ActionStarter
 from activities.agent_activities import AgentActivities
 from activities.audit_activities import AuditActivities
 from activities.config_activities import ConfigActivities
@@ -140,6 +141,7 @@ def build_worker(
         *detectors.all(),
         *notify.all(),
         *OverflowActivities(client).all(),
+        *ActionStarter(client).all(),
         *extra_activities,
     ]
     runner: dict[str, Any] = {

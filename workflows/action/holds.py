@@ -42,30 +42,28 @@ class Holds:
     async def confirm_with_agent(self) -> None:
         """Apply what the agent's own state says whenever a hold, release or abort arrives."""
         ctx, r = self._ctx, self._ctx.record
-        parent = workflow.info().parent
+        agent = self._agent()
         while True:
             await workflow.wait_condition(lambda: bool(self._claims))
             claims, self._claims = self._claims, []
-            if parent is None:
+            if agent is None:
                 for verb in claims:
                     self._refuse(verb, "this action has no agent; only an agent holds, releases or aborts")
                 continue
             try:
                 view = await workflow.execute_local_activity_method(
                     AgentActivities.agent_hold_state,
-                    parent.workflow_id,
+                    agent,
                     start_to_close_timeout=timedelta(seconds=10),
                     retry_policy=RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1)),
                 )
             except ActivityError as err:
                 for verb in claims:
-                    self._refuse(
-                        verb, f"could not confirm with agent {parent.workflow_id}: {cause_message(err)}"
-                    )
+                    self._refuse(verb, f"could not confirm with agent {agent}: {cause_message(err)}")
                 continue
             if view is None:
                 for verb in claims:
-                    self._refuse(verb, f"agent {parent.workflow_id} no longer exists")
+                    self._refuse(verb, f"agent {agent} no longer exists")
                 continue
             if view.abort_reason is not None and ctx.aborted is None:
                 ctx.aborted = f"aborted: {view.abort_reason}"
@@ -75,11 +73,21 @@ class Holds:
                 ctx.refresh_details()
             for verb in claims:
                 if verb == "abort" and view.abort_reason is None:
-                    self._refuse(verb, f"agent {parent.workflow_id} is not stopping without draining")
+                    self._refuse(verb, f"agent {agent} is not stopping without draining")
                 elif verb == "hold" and not view.paused:
-                    self._refuse(verb, f"agent {parent.workflow_id} is not paused")
+                    self._refuse(verb, f"agent {agent} is not paused")
                 elif verb == "release" and view.paused:
-                    self._refuse(verb, f"agent {parent.workflow_id} is paused")
+                    self._refuse(verb, f"agent {agent} is paused")
+
+    def _agent(self) -> str | None:
+        """The agent to confirm with: the parent of an action started as a child, the agent its
+        starter named for one started from the agent's worker (``ActionInput.launch``), None for
+        an action started by hand."""
+        parent = workflow.info().parent
+        if parent is not None:
+            return parent.workflow_id
+        input = self._ctx.input
+        return input.agent_workflow_id or None if input.launch == "client" else None
 
     def _refuse(self, verb: Verb, reason: str) -> None:
         self._claims_seen += 1

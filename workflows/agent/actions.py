@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.activities import AuditStep, EventDecision
     from aiops.contracts.agent import ACTION_FINISHED, PendingAction
     from aiops.contracts.models import SystemEvent
-    from workflows.action_launch import ActionTooLargeError, launch_action
+    from workflows.action_launch import ActionRefusedError, launch_action
     from workflows.agent.state import record_outcome
     from workflows.failures import cause_message
 
@@ -42,8 +42,8 @@ class Actions:
         try:
             if await launch_action(self._ctx.state, event, decision.action):
                 self._ctx.children_this_run += 1
-        except ActionTooLargeError as too_large:
-            self.refuse(event, too_large.reason)
+        except ActionRefusedError as refused:
+            self.refuse(event, refused.reason)
 
     def refuse(self, event: SystemEvent, reason: str) -> None:
         """A proposal that cannot become an action (its input is over budget): refused, never

@@ -1,0 +1,84 @@
+"""Starting an action's workflow from the agent's worker, eagerly (``aiops/contracts/action_start.py``).
+
+The agent's workflow calls ``start_action`` as a local activity, so it runs in the process that
+runs the agent's workflow task, with that worker's own client. The start asks for eager
+execution: when this process also runs a worker on the agent type's queue (the default worker
+does, ``aiops/runtime/worker_build.py``) and it has a free slot, the server returns the action's
+first workflow task in its answer and that worker runs it at once, without the round trips a
+child start pays. Elsewhere the start is an ordinary one, as correct and a little slower.
+
+Runs at least once, like every activity: a repeated start meets "already started", and the
+workflow it met is this start's own exactly when its memo carries this start's ``launch_key``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.common import Priority, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from aiops.contracts.action import WORKFLOW_TYPE
+from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart, ActionStarted, inbox_attributes
+
+log = logging.getLogger("aiops.activities")
+
+
+class ActionStarter:
+    def __init__(self, client: Client | None) -> None:
+        self.client = client
+
+    @activity.defn
+    async def start_action(self, start: ActionStart) -> ActionStarted:
+        """Start the action's workflow, eagerly where this process can run it.
+
+        Transient failures (the server unreachable, a dropped call) raise and are retried by the
+        agent's retry policy; a request the server refuses as invalid is answered ``refused``, as
+        no attempt could succeed."""
+        if self.client is None:
+            return ActionStarted(outcome="unavailable", reason="this worker has no Temporal client")
+        input = start.input
+        try:
+            await self.client.start_workflow(
+                WORKFLOW_TYPE,
+                input,
+                id=start.workflow_id,
+                task_queue=start.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                priority=Priority(priority_key=start.priority_key),
+                search_attributes=inbox_attributes(
+                    input.action,
+                    input.config.type,
+                    start.requested_at,
+                    input.decision.required_approvals,
+                    start.inbox_summary,
+                ),
+                memo={LAUNCH_MEMO: start.launch_key},
+                static_summary=start.static_summary,
+                static_details=start.static_details,
+                request_eager_start=True,
+            )
+        except WorkflowAlreadyStartedError as already:
+            return await self._own_or_duplicate(start, already.run_id)
+        except RPCError as err:
+            if err.status == RPCStatusCode.INVALID_ARGUMENT:
+                return ActionStarted(outcome="refused", reason=f"the server refused the start: {err.message}")
+            raise
+        return ActionStarted(outcome="started")
+
+    async def _own_or_duplicate(self, start: ActionStart, run_id: str | None) -> ActionStarted:
+        """An earlier attempt of this very start, or a duplicate: the memo tells."""
+        assert self.client is not None
+        described = await self.client.get_workflow_handle(start.workflow_id, run_id=run_id).describe()
+        if await described.memo_value(LAUNCH_MEMO, default=None) == start.launch_key:
+            log.info("action %s was started by an earlier attempt of this start", start.workflow_id)
+            return ActionStarted(outcome="started")
+        return ActionStarted(outcome="duplicate", reason=f"{start.workflow_id} was started before")
+
+    def all(self) -> list[Callable[..., Any]]:
+        return [self.start_action]

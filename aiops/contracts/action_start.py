@@ -1,0 +1,97 @@
+"""How an agent starts an action's workflow from its own worker: the request, the answer, the inbox.
+
+An agent used to start each action as a child workflow. The server then creates the child,
+records the start in the agent's history, and only after that schedules the child's first
+workflow task, which a worker polls: three server round trips before the action runs a line
+(docs/scale.md, "Latency"). Now the agent asks a local activity to start it
+(``activities/action_start.py``), with eager workflow start: when a worker in the same process
+polls the agent type's queue, the server hands the action's first task back in the start's
+answer, and the action plans and executes while the agent's task is still finishing.
+
+What stays as it was: one durable workflow per action, its deterministic id (agent and event),
+REJECT_DUPLICATE (an event delivered again never starts a second action), ABANDON-like life
+(actions outlive their agent's run), and the inbox columns set at start.
+
+What the start by activity has to add:
+- **Its own repeat told from a duplicate.** A local activity runs at least once: a retried
+  attempt, or the agent's task run again after a worker crash, starts the same action again and
+  meets "already started". ``LAUNCH_MEMO`` carries a key that only this start of this run has
+  (``launch_key``); a workflow that carries it is this start's own, anything else is a duplicate.
+- **The agent named in the input** (``ActionInput.launch == "client"``): there is no parent
+  link, so the action confirms holds with ``agent_workflow_id``, which its starter set.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
+
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.action import ActionInput, ActionStatus
+from aiops.contracts.models import AgentAction
+
+# The memo field that names the start a workflow came from (``launch_key``).
+LAUNCH_MEMO = "aiops-launch"
+
+
+def launch_key(agent_run_id: str, proposed_in_run: int) -> str:
+    """Unique to one start by one agent run: the run's id and how many actions it had proposed.
+
+    The same on every replay of the run (both come from its history), different for a second
+    action from the same event in the same run (after the first ended and the event came again),
+    and different in any other run, so a workflow carrying it was started by exactly this call.
+    """
+    return f"{agent_run_id}#{proposed_in_run}"
+
+
+def inbox_attributes(
+    action: AgentAction, agent_type: str, requested_at: datetime, approvals_needed: int, summary: str
+) -> TypedSearchAttributes:
+    """The action's search attributes at start: the approval inbox's columns, set once here so the
+    action's first task upserts only what differs (``workflows/action/publishing.py``)."""
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(sa.AGENT_ID, action.agent_id),
+            SearchAttributePair(sa.AGENT_TYPE, agent_type),
+            SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
+            SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
+            SearchAttributePair(sa.SUMMARY, summary),
+            SearchAttributePair(sa.REQUESTED_AT, requested_at),
+            SearchAttributePair(sa.APPROVALS, 0),
+            SearchAttributePair(sa.APPROVALS_NEEDED, approvals_needed),
+        ]
+    )
+
+
+class ActionStart(BaseModel):
+    """What the ``start_action`` local activity needs to start one action's workflow."""
+
+    input: ActionInput
+    workflow_id: str = Field(min_length=1)
+    task_queue: str = Field(min_length=1)
+    priority_key: int = Field(ge=1, le=5)
+    requested_at: datetime
+    inbox_summary: str
+    static_summary: str
+    static_details: str
+    launch_key: str = Field(min_length=1)
+
+
+class ActionStarted(BaseModel):
+    """How the start went.
+
+    - ``started``: the action's workflow runs (this call started it, or an earlier attempt of it).
+    - ``duplicate``: a workflow with this id was started before by something else (an earlier run,
+      a redelivered event after the dedup window); nothing was started.
+    - ``refused``: the server refused the request itself (``reason`` says why, e.g. a search
+      attribute the namespace lacks); no attempt can succeed, so the agent refuses the proposal
+      instead of retrying for ever.
+    - ``unavailable``: this worker has no Temporal client to start with; the agent starts the
+      action as a child workflow instead.
+    """
+
+    outcome: Literal["started", "duplicate", "refused", "unavailable"]
+    reason: str = ""

@@ -1,0 +1,107 @@
+"""Actions started from the agent's worker (``activities/action_start.py``), not as children.
+
+Real server. The start runs at least once (a local activity), so these check what makes that
+safe: a repeated start with the same launch key is the same action, any other start of the same
+id is a duplicate (also after the action ended), and a request the server refuses is answered,
+not retried for ever. And end to end: the agent's actions have no parent, name their agent in
+their input, and still confirm holds with it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+
+from activities.action_start import ActionStarter
+from aiops.client import AiopsClient
+from aiops.contracts.action import ActionInput
+from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart
+from aiops.contracts.agent import agent_workflow_id, hooks_task_queue
+from aiops.contracts.models import ActionType, AgentAction, RiskLevel
+from aiops.contracts.policy import Outcome, PolicyDecision
+from tests.helpers import agent_config, event, eventually
+
+
+def a_start(task_queue: str, key: str, workflow_id: str | None = None) -> ActionStart:
+    config = agent_config("recorder")
+    workflow_id = workflow_id or f"action-start-test-{uuid.uuid4().hex[:8]}"
+    action = AgentAction(
+        id=workflow_id,
+        agent_id=config.id,
+        type=ActionType.RUN_COMMAND,
+        description="wait for a person",
+        risk_level=RiskLevel.HIGH,
+    )
+    decision = PolicyDecision(outcome=Outcome.REQUIRE_APPROVAL, reason="test", required_approvals=1)
+    input = ActionInput(
+        action=action,
+        event=event(),
+        config=config,
+        agent_workflow_id=agent_workflow_id(config.id),
+        decision=decision,
+        launch="client",
+    )
+    return ActionStart(
+        input=input,
+        workflow_id=workflow_id,
+        task_queue=hooks_task_queue(task_queue, "recorder"),
+        priority_key=2,
+        requested_at=datetime.now(UTC),
+        inbox_summary="a test action",
+        static_summary="a test action",
+        static_details="started by tests/test_action_start.py",
+        launch_key=key,
+    )
+
+
+async def test_a_repeated_start_is_the_same_action_and_another_is_a_duplicate(
+    client: Client, task_queue: str, worker
+) -> None:
+    starter = ActionStarter(client)
+    start = a_start(task_queue, "run-1#1")
+    assert (await starter.start_action(start)).outcome == "started"
+    assert (await starter.start_action(start)).outcome == "started"  # the activity run again
+    other = start.model_copy(update={"launch_key": "run-2#1"})
+    duplicate = await starter.start_action(other)
+    assert duplicate.outcome == "duplicate" and start.workflow_id in duplicate.reason
+    handle = client.get_workflow_handle(start.workflow_id)
+    described = await handle.describe()
+    assert await described.memo_value(LAUNCH_MEMO) == "run-1#1"
+    assert described.parent_id is None
+    ids = [w.run_id async for w in client.list_workflows(f"WorkflowId = '{start.workflow_id}'")]
+    assert len(ids) == 1, "one workflow, however often the start ran"
+    await handle.terminate("done with it")
+    # After it ended, REJECT_DUPLICATE still keeps the id: its own start is still told apart.
+    assert (await starter.start_action(start)).outcome == "started"
+    assert (await starter.start_action(other)).outcome == "duplicate"
+
+
+async def test_a_start_the_server_refuses_is_answered_not_retried(client: Client, task_queue: str) -> None:
+    start = a_start(task_queue, "run-1#1").model_copy(update={"task_queue": "q" * 2000})
+    refused = await ActionStarter(client).start_action(start)
+    assert refused.outcome == "refused" and "refused the start" in refused.reason
+    assert (await ActionStarter(None).start_action(start)).outcome == "unavailable"
+
+
+async def test_the_agent_starts_its_actions_from_its_worker(aiops: AiopsClient, worker) -> None:
+    """No child: the action has no parent and the agent's history no child events; it runs all the
+    same, and the agent counts it (holds are confirmed with the agent the input names, which
+    ``tests/test_approvals.py`` covers on this path)."""
+    config = agent_config("recorder")
+    await aiops.agents.start(config)
+    e = event(act=True)
+    await aiops.events.send(config.id, e)
+    await eventually(lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_succeeded == 1)
+    action_id = aiops.approvals.action_id(config.id, e.id)
+    described = await aiops.client.get_workflow_handle(action_id).describe()
+    assert described.parent_id is None
+    assert await described.memo_value(LAUNCH_MEMO, default=None), "started by the agent's start_action"
+    agent = aiops.client.get_workflow_handle(agent_workflow_id(config.id))
+    kinds = {e.event_type async for e in agent.fetch_history_events()}
+    assert EventType.EVENT_TYPE_START_CHILD_WORKFLOW_EXECUTION_INITIATED not in kinds
+    assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds
+    status = await aiops.agents.status(config.id)
+    assert status.counters.actions_proposed == 1 and status.counters.actions_duplicate == 0
