@@ -123,9 +123,8 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
         description=action.description[:200],
         proposed_at=now,
     )
-    key = launch_key(workflow.info().run_id, s.counters.actions_proposed)
     input.launch = "client"
-    started = await _start_from_worker(input, summary, details, now, key)
+    started = await _start_from_worker(input, summary, details, now)
     if started.outcome == "unavailable":
         input.launch = "child"
         started = await _start_as_child(input, summary, details, now)
@@ -151,9 +150,7 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
 START_FROM_WORKER = "start-actions-from-worker"
 
 
-async def _start_from_worker(
-    input: ActionInput, summary: str, details: str, now: datetime, key: str
-) -> ActionStarted:
+async def _start_from_worker(input: ActionInput, summary: str, details: str, now: datetime) -> ActionStarted:
     """Start the action from this worker's own client, eagerly where this process runs the type's
     queue (``activities/action_start.py``): the action's first task runs at once, without the
     child start's round trips. Runs of code before this change start children, and replay so.
@@ -172,7 +169,7 @@ async def _start_from_worker(
         inbox_summary=inbox_summary(action),
         static_summary=summary,
         static_details=details,
-        launch_key=key,
+        launch_key=launch_key(workflow.info().run_id, str(workflow.uuid4())),
     )
     try:
         return await workflow.execute_local_activity_method(

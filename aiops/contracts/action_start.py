@@ -37,14 +37,12 @@ from aiops.contracts.models import AgentAction
 LAUNCH_MEMO = "aiops-launch"
 
 
-def launch_key(agent_run_id: str, proposed_in_run: int) -> str:
-    """Unique to one start by one agent run: the run's id and how many actions it had proposed.
-
-    The same on every replay of the run (both come from its history), different for a second
-    action from the same event in the same run (after the first ended and the event came again),
-    and different in any other run, so a workflow carrying it was started by exactly this call.
-    """
-    return f"{agent_run_id}#{proposed_in_run}"
+def launch_key(agent_run_id: str, nonce: str) -> str:
+    """Unique to one start by one agent run: the run's id and a value the workflow draws for it
+    (``workflow.uuid4()``, from the run's seeded randomness). Both are the same on every replay of
+    the run and the nonce is never drawn twice in it, so a workflow carrying the key was started
+    by exactly this call, whatever else the run started, refused or met as a duplicate."""
+    return f"{agent_run_id}#{nonce}"
 
 
 def inbox_attributes(
