@@ -160,7 +160,7 @@ async def run(args: argparse.Namespace, codec: bool = False) -> dict[str, Figure
     finally:
         os.unlink(path)
         if postgres is not None:
-            postgres.stop()
+            postgres.close()
     return out
 
 

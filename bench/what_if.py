@@ -137,7 +137,7 @@ async def main(args: argparse.Namespace) -> None:
             print(f"  {c.verdict.value:14} recorded {c.recorded:6}  candidate {c.candidate:6}")
         await pool.close()
     finally:
-        server.stop()
+        server.close()
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def postgres() -> Iterator[PostgresServer]:
     try:
         yield server
     finally:
-        server.stop()
+        server.close()
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -300,7 +300,7 @@ async def on_a_fresh_stack(record: Callable[[AiopsClient], Awaitable[None]], act
     finally:
         await env.shutdown()
         await pool.close()
-        database.stop()
+        database.close()
 
 
 def recorder_main(record: Callable[[AiopsClient, str], Awaitable[None]], default_prefix: str) -> int:

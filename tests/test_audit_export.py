@@ -372,7 +372,7 @@ async def test_follow_picks_up_new_rows_survives_a_database_restart_and_resumes(
         assert check(follower.out.read_text()).ok
     finally:
         await pool.close()
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.close)
 
 
 def synthetic_chain(agent: str, n: int, seqs: Any) -> list[str]:

@@ -161,7 +161,7 @@ async def test_readiness_flips_while_postgres_is_down(env: WorkflowEnvironment) 
     finally:
         await http.stop()
         await pool.close()
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.close)
 
 
 # ----- traces and logs --------------------------------------------------------------------

@@ -85,4 +85,4 @@ async def test_nothing_is_lost_or_failed_while_postgres_is_down(client: Client, 
             )
     finally:
         await pool.close()
-        await asyncio.to_thread(server.stop)
+        await asyncio.to_thread(server.close)
