@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action.workflow import ActionWorkflow
     from workflows.agent.state import policy_context
     from workflows.failures import cause_message
+    from workflows.local_arguments import compact
 
 
 # Temporal's task-queue priority (1 first .. 5 last, 3 by default): an action's workflow tasks
@@ -174,7 +175,7 @@ async def _start_from_worker(input: ActionInput, summary: str, details: str, now
     try:
         return await workflow.execute_local_activity_method(
             ActionStarter.start_action,
-            start,
+            args=[compact(start)],  # kept by the SDK core for the whole run: without its defaults
             start_to_close_timeout=timedelta(seconds=30),
             # Until the server answers: a transient failure is retried, backing off to 30 s; the
             # activity answers (not raises) what no retry can fix.

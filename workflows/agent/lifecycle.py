@@ -12,7 +12,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from temporalio import workflow
-from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, TimeoutType
 from temporalio.exceptions import TimeoutError as ActivityTimeout
@@ -39,10 +38,11 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.shared_settings import share_settings
     from workflows.agent.carried import fit_carried
     from workflows.agent.health import publish_state
-    from workflows.agent.raw import JSON_PLAIN, NO_PAYLOAD, UndecodablePayload, decoded
+    from workflows.agent.raw import NO_PAYLOAD, UndecodablePayload, decoded
     from workflows.agent.reconfigure import CONFIG_RETRY, RELOAD_RETRY
     from workflows.agent.state import MAX_PENDING_ACTIONS
     from workflows.failures import cause_message
+    from workflows.local_arguments import compact
 
 if TYPE_CHECKING:
     from workflows.agent.actions import Actions
@@ -93,20 +93,6 @@ def run_state(input: AgentWorkflowInput) -> AgentRunState:
         state.run_number += 1
     share_settings(state.config)  # one copy per worker of the settings agents have alike
     return state
-
-
-def compact(call: StartAgentCall) -> RawValue | StartAgentCall:
-    """The start call without the fields at their defaults: the activity reads the same call.
-
-    The SDK core keeps a local activity's arguments for the whole run (its state machine is
-    never dropped), so the full call, the config twice, stayed in every cached agent's memory:
-    3.2 KB of JSON for a default config, 0.3 KB without its defaults. The arguments are not in
-    the history (the marker records the result), so replay is unchanged. Sent whole when the
-    short form does not read back as the same call (a validator that depends on what was sent)."""
-    data = call.model_dump_json(exclude_defaults=True)
-    if StartAgentCall.model_validate_json(data) != call:
-        return call
-    return RawValue(Payload(metadata={"encoding": JSON_PLAIN}, data=data.encode()))
 
 
 class Lifecycle:
