@@ -23,6 +23,7 @@ from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.agent_activities import published_outcome
 from aiops.contracts.action import WORKFLOW_TYPE
 from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart, ActionStarted, inbox_attributes
 
@@ -77,7 +78,11 @@ class ActionStarter:
         described = await self.client.get_workflow_handle(start.workflow_id, run_id=run_id).describe()
         if await described.memo_value(LAUNCH_MEMO, default=None) == start.launch_key:
             log.info("action %s was started by an earlier attempt of this start", start.workflow_id)
-            return ActionStarted(outcome="started")
+            ended = None
+            if described.close_time is not None:  # its end may have reached the agent already
+                outcome = published_outcome(start.workflow_id, described)
+                ended = outcome if outcome is not None and outcome.status.is_final else None
+            return ActionStarted(outcome="started", ended=ended)
         return ActionStarted(outcome="duplicate", reason=f"{start.workflow_id} was started before")
 
     def all(self) -> list[Callable[..., Any]]:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionDescription
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -145,6 +145,26 @@ async def write_decision_audit(
         log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
         return False
     return True
+
+
+def published_outcome(
+    action_workflow_id: str, described: WorkflowExecutionDescription
+) -> ActionOutcome | None:
+    """Where an action is, as it published it (its ``AiopsActionStatus``, upserted with the final
+    status in the same task that reports it to the agent); None if it published none."""
+    published = described.typed_search_attributes.get(sa.ACTION_STATUS)
+    status = next((s for s in ActionStatus if published == s.value), None)
+    if status is None:
+        return None
+    final = status.is_final
+    ended = described.close_time or datetime.now(UTC)
+    return ActionOutcome(
+        action_id=action_workflow_id,
+        event_id="",
+        status=status,
+        success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
+        duration_seconds=(ended - described.start_time).total_seconds() if final else None,
+    )
 
 
 class AgentActivities:
@@ -421,19 +441,7 @@ class AgentActivities:
             if err.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-        published = described.typed_search_attributes.get(sa.ACTION_STATUS)
-        status = next((s for s in ActionStatus if published == s.value), None)
-        if status is None:
-            return None
-        final = status.is_final
-        ended = described.close_time or datetime.now(UTC)
-        return ActionOutcome(
-            action_id=action_workflow_id,
-            event_id="",
-            status=status,
-            success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
-            duration_seconds=(ended - described.start_time).total_seconds() if final else None,
-        )
+        return published_outcome(action_workflow_id, described)
 
     def all(self) -> list[Callable[..., Any]]:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""

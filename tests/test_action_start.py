@@ -77,7 +77,8 @@ async def test_a_repeated_start_is_the_same_action_and_another_is_a_duplicate(
     assert len(ids) == 1, "one workflow, however often the start ran"
     await handle.terminate("done with it")
     # After it ended, REJECT_DUPLICATE still keeps the id: its own start is still told apart.
-    assert (await starter.start_action(start)).outcome == "started"
+    again = await starter.start_action(start)
+    assert again.outcome == "started" and again.ended is None, "it ended without a final status"
     assert (await starter.start_action(other)).outcome == "duplicate"
 
 

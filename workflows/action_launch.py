@@ -28,7 +28,7 @@ with workflow.unsafe.imports_passed_through():
     from aiops.contracts.policy import Outcome, decide
     from workflows.action.details import inbox_summary, static_details, static_summary
     from workflows.action.workflow import ActionWorkflow
-    from workflows.agent.state import policy_context
+    from workflows.agent.state import policy_context, record_outcome
     from workflows.failures import cause_message
     from workflows.local_arguments import compact
 
@@ -56,7 +56,7 @@ class ActionTooLargeError(ActionRefusedError):
 
 
 def check_action_input(input: ActionInput, extra: int = 0) -> str | None:
-    """Why ``input`` cannot be carried by a child workflow start, or None when it fits.
+    """Why ``input`` cannot be carried by the action's start, or None when it fits.
 
     Measured before the start command: over Temporal's payload limit the command would fail the
     agent's workflow task on every retry and wedge the agent. The reason names what weighs.
@@ -74,8 +74,15 @@ def check_action_input(input: ActionInput, extra: int = 0) -> str | None:
     return f"{measured.reason}; the largest parts: {', '.join(heaviest)}"
 
 
-async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAction) -> bool:
+async def launch_action(
+    s: AgentRunState, event: SystemEvent, proposed: AgentAction, launched: set[str] | None = None
+) -> bool:
     """Decide the policy for ``proposed`` and start its workflow; False if it was a duplicate.
+
+    ``launched`` holds the action ids this run started from the worker (kept by the caller for
+    the run): a run starts an action id at most once, which with the pending actions and the
+    dedup window tells a repeated start of the agent's own from a duplicate
+    (``aiops/contracts/action_start.py``, ``launch_key``).
 
     Raises ``ActionRefusedError`` when the proposal cannot become an action: ``ActionTooLargeError``
     (before anything is recorded or started) when the composed input is over its budget, or the
@@ -125,11 +132,13 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
         proposed_at=now,
     )
     input.launch = "client"
-    started = await _start_from_worker(input, summary, details, now)
+    started = await _start_from_worker(input, summary, details, now, set() if launched is None else launched)
     if started.outcome == "unavailable":
         input.launch = "child"
         started = await _start_as_child(input, summary, details, now)
     if started.outcome == "started":
+        if started.ended is not None:  # an earlier attempt's action, already over: count its end
+            record_outcome(s, started.ended)
         return True
     # Not started: undo the bookkeeping above.
     del s.pending_actions[action_id]
@@ -151,7 +160,9 @@ async def launch_action(s: AgentRunState, event: SystemEvent, proposed: AgentAct
 START_FROM_WORKER = "start-actions-from-worker"
 
 
-async def _start_from_worker(input: ActionInput, summary: str, details: str, now: datetime) -> ActionStarted:
+async def _start_from_worker(
+    input: ActionInput, summary: str, details: str, now: datetime, launched: set[str]
+) -> ActionStarted:
     """Start the action from this worker's own client, eagerly where this process runs the type's
     queue (``activities/action_start.py``): the action's first task runs at once, without the
     child start's round trips. Runs of code before this change start children, and replay so.
@@ -161,6 +172,9 @@ async def _start_from_worker(input: ActionInput, summary: str, details: str, now
     if not workflow.patched(START_FROM_WORKER):
         return ActionStarted(outcome="unavailable", reason="recorded before starts from the worker")
     action = input.action
+    if action.id in launched:  # this run started it before: the same event again, after it ended
+        return ActionStarted(outcome="duplicate", reason=f"{action.id} was started by this run")
+    launched.add(action.id)
     start = ActionStart(
         input=input,
         workflow_id=action.id,
@@ -170,7 +184,7 @@ async def _start_from_worker(input: ActionInput, summary: str, details: str, now
         inbox_summary=inbox_summary(action),
         static_summary=summary,
         static_details=details,
-        launch_key=launch_key(workflow.info().run_id, str(workflow.uuid4())),
+        launch_key=launch_key(workflow.info().workflow_id),
     )
     try:
         return await workflow.execute_local_activity_method(
@@ -183,7 +197,7 @@ async def _start_from_worker(input: ActionInput, summary: str, details: str, now
                 initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30)
             ),
         )
-    except ActivityError as err:  # cancelled
+    except ActivityError as err:  # cancelled (the agent's run is being cancelled): a child, as before
         workflow.logger.info("action %s starts as a child: %s", action.id, cause_message(err))
         return ActionStarted(outcome="unavailable", reason=cause_message(err))
 

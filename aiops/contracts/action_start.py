@@ -16,7 +16,10 @@ What the start by activity has to add:
 - **Its own repeat told from a duplicate.** A local activity runs at least once: a retried
   attempt, or the agent's task run again after a worker crash, starts the same action again and
   meets "already started". ``LAUNCH_MEMO`` carries a key that only this start of this run has
-  (``launch_key``); a workflow that carries it is this start's own, anything else is a duplicate.
+  (``launch_key``: the agent's workflow id), so a workflow that carries it is the agent's own
+  start, anything else is a duplicate. If that earlier attempt's
+  action has already ended, the answer says how, as the action's own ``action_finished`` signal
+  may have reached the agent before the agent knew the action was its own.
 - **The agent named in the input** (``ActionInput.launch == "client"``): there is no parent
   link, so the action confirms holds with ``agent_workflow_id``, which its starter set.
 """
@@ -30,19 +33,28 @@ from pydantic import BaseModel, Field
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from aiops.contracts import search_attributes as sa
-from aiops.contracts.action import ActionInput, ActionStatus
+from aiops.contracts.action import ActionInput, ActionOutcome, ActionStatus
 from aiops.contracts.models import AgentAction
 
 # The memo field that names the start a workflow came from (``launch_key``).
 LAUNCH_MEMO = "aiops-launch"
 
 
-def launch_key(agent_run_id: str, nonce: str) -> str:
-    """Unique to one start by one agent run: the run's id and a value the workflow draws for it
-    (``workflow.uuid4()``, from the run's seeded randomness). Both are the same on every replay of
-    the run and the nonce is never drawn twice in it, so a workflow carrying the key was started
-    by exactly this call, whatever else the run started, refused or met as a duplicate."""
-    return f"{agent_run_id}#{nonce}"
+def launch_key(agent_workflow_id: str) -> str:
+    """The memo's value: the agent that started the action (its workflow id, every run).
+
+    An "already started" for an action carrying it is this agent's own start, whose result was
+    lost (a retried activity, or the agent's task run again after a crash or a force-closed task,
+    when the event may even be decided in a later run). The agent never launches an action it
+    knows of a second time: not in the same run (``workflows/action_launch.py`` keeps the ids it
+    launched), not while it is pending (carried across runs), not for an event still in the
+    dedup window (carried). So the one case this key cannot tell is an event delivered again
+    after the dedup window forgot it, whose action has ended: it is counted as proposed and
+    ended again (never run again), where a child start counted it a duplicate.
+
+    Not a counter or a random draw of the run: a task run again after the server force-closed
+    it sees more buffered events, may form its batches differently and would draw another."""
+    return agent_workflow_id
 
 
 def inbox_attributes(
@@ -93,3 +105,5 @@ class ActionStarted(BaseModel):
 
     outcome: Literal["started", "duplicate", "refused", "unavailable"]
     reason: str = ""
+    # Started by an earlier attempt of this start, and already ended: how (its own record).
+    ended: ActionOutcome | None = None

@@ -40,7 +40,7 @@ class Actions:
     async def start(self, event: SystemEvent, decision: EventDecision) -> None:
         assert decision.action is not None
         try:
-            if await launch_action(self._ctx.state, event, decision.action):
+            if await launch_action(self._ctx.state, event, decision.action, self._ctx.launched_this_run):
                 self._ctx.children_this_run += 1
         except ActionRefusedError as refused:
             self.refuse(event, refused.reason)

@@ -32,6 +32,7 @@ class AgentContext:
         self.signals_this_run = 0
         self.events_this_run = 0
         self.children_this_run = 0
+        self.launched_this_run: set[str] = set()  # action ids started from the worker (action_launch.py)
         self.step_lock = asyncio.Lock()  # held by a batch step and by a config switch
         self.detector_stale = False  # the config changed: bring the detector schedule in line
         self.upgrade_requested = False  # a person asked for continue-as-new now (commands.py)
