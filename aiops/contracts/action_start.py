@@ -49,8 +49,9 @@ def launch_key(agent_workflow_id: str) -> str:
     knows of a second time: not in the same run (``workflows/action_launch.py`` keeps the ids it
     launched), not while it is pending (carried across runs), not for an event still in the
     dedup window (carried). So the one case this key cannot tell is an event delivered again
-    after the dedup window forgot it, whose action has ended: it is counted as proposed and
-    ended again (never run again), where a child start counted it a duplicate.
+    after the dedup window forgot it (or to a new agent with the same id), whose action has
+    ended: it is counted as proposed and ended again (never run again), where a child start
+    counted it a duplicate.
 
     Not a counter or a random draw of the run: a task run again after the server force-closed
     it sees more buffered events, may form its batches differently and would draw another."""
