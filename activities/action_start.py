@@ -8,7 +8,7 @@ first workflow task in its answer and that worker runs it at once, without the r
 child start pays. Elsewhere the start is an ordinary one, as correct and a little slower.
 
 Runs at least once, like every activity: a repeated start meets "already started", and the
-workflow it met is this start's own exactly when its memo carries this start's ``launch_key``.
+workflow it met is the agent's own start exactly when its memo names the agent (``LAUNCH_MEMO``).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class ActionStarter:
                     input.decision.required_approvals,
                     start.inbox_summary,
                 ),
-                memo={LAUNCH_MEMO: start.launch_key},
+                memo={LAUNCH_MEMO: start.launched_by},
                 static_summary=start.static_summary,
                 static_details=start.static_details,
                 request_eager_start=True,
@@ -73,11 +73,11 @@ class ActionStarter:
         return ActionStarted(outcome="started")
 
     async def _own_or_duplicate(self, start: ActionStart, run_id: str | None) -> ActionStarted:
-        """An earlier attempt of this very start, or a duplicate: the memo tells."""
+        """The agent's own earlier start, or a duplicate: the memo tells."""
         assert self.client is not None
         described = await self.client.get_workflow_handle(start.workflow_id, run_id=run_id).describe()
-        if await described.memo_value(LAUNCH_MEMO, default=None) == start.launch_key:
-            log.info("action %s was started by an earlier attempt of this start", start.workflow_id)
+        if await described.memo_value(LAUNCH_MEMO, default=None) == start.launched_by:
+            log.info("action %s was started by an earlier attempt of its agent's start", start.workflow_id)
             ended = None
             if described.close_time is not None:  # its end may have reached the agent already
                 outcome = published_outcome(start.workflow_id, described)

@@ -53,7 +53,7 @@ def a_start(task_queue: str, key: str, workflow_id: str | None = None) -> Action
         inbox_summary="a test action",
         static_summary="a test action",
         static_details="started by tests/test_action_start.py",
-        launch_key=key,
+        launched_by=key,
     )
 
 
@@ -63,15 +63,15 @@ async def test_a_repeated_start_is_the_same_action_and_another_is_a_duplicate(
     # No worker polls the queue: the action waits for its first task, so ending it by hand
     # cannot cut a task short.
     starter = ActionStarter(client)
-    start = a_start(task_queue, "run-1#1")
+    start = a_start(task_queue, "agent-mine")
     assert (await starter.start_action(start)).outcome == "started"
     assert (await starter.start_action(start)).outcome == "started"  # the activity run again
-    other = start.model_copy(update={"launch_key": "run-2#1"})
+    other = start.model_copy(update={"launched_by": "agent-another"})
     duplicate = await starter.start_action(other)
     assert duplicate.outcome == "duplicate" and start.workflow_id in duplicate.reason
     handle = client.get_workflow_handle(start.workflow_id)
     described = await handle.describe()
-    assert await described.memo_value(LAUNCH_MEMO) == "run-1#1"
+    assert await described.memo_value(LAUNCH_MEMO) == "agent-mine"
     assert described.parent_id is None
     ids = [w.run_id async for w in client.list_workflows(f"WorkflowId = '{start.workflow_id}'")]
     assert len(ids) == 1, "one workflow, however often the start ran"
@@ -83,7 +83,7 @@ async def test_a_repeated_start_is_the_same_action_and_another_is_a_duplicate(
 
 
 async def test_a_start_the_server_refuses_is_answered_not_retried(client: Client, task_queue: str) -> None:
-    start = a_start(task_queue, "run-1#1").model_copy(update={"task_queue": "q" * 2000})
+    start = a_start(task_queue, "agent-mine").model_copy(update={"task_queue": "q" * 2000})
     refused = await ActionStarter(client).start_action(start)
     assert refused.outcome == "refused" and "refused the start" in refused.reason
     assert (await ActionStarter(None).start_action(start)).outcome == "unavailable"

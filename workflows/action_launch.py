@@ -20,7 +20,7 @@ from temporalio.exceptions import ActivityError, WorkflowAlreadyStartedError
 with workflow.unsafe.imports_passed_through():
     from activities.action_start import ActionStarter
     from aiops.contracts.action import ActionInput, ActionStatus, action_workflow_id
-    from aiops.contracts.action_start import ActionStart, ActionStarted, inbox_attributes, launch_key
+    from aiops.contracts.action_start import ActionStart, ActionStarted, inbox_attributes
     from aiops.contracts.agent import AgentRunState, AgentState, PendingAction, hooks_task_queue
     from aiops.contracts.budgets import ACTION_INPUT_BUDGET, largest_fields, measure
     from aiops.contracts.errors import AiopsError
@@ -75,14 +75,14 @@ def check_action_input(input: ActionInput, extra: int = 0) -> str | None:
 
 
 async def launch_action(
-    s: AgentRunState, event: SystemEvent, proposed: AgentAction, launched: set[str] | None = None
+    s: AgentRunState, event: SystemEvent, proposed: AgentAction, launched: set[str]
 ) -> bool:
     """Decide the policy for ``proposed`` and start its workflow; False if it was a duplicate.
 
     ``launched`` holds the action ids this run started from the worker (kept by the caller for
     the run): a run starts an action id at most once, which with the pending actions and the
     dedup window tells a repeated start of the agent's own from a duplicate
-    (``aiops/contracts/action_start.py``, ``launch_key``).
+    (``aiops/contracts/action_start.py``, ``LAUNCH_MEMO``).
 
     Raises ``ActionRefusedError`` when the proposal cannot become an action: ``ActionTooLargeError``
     (before anything is recorded or started) when the composed input is over its budget, or the
@@ -132,7 +132,7 @@ async def launch_action(
         proposed_at=now,
     )
     input.launch = "client"
-    started = await _start_from_worker(input, summary, details, now, set() if launched is None else launched)
+    started = await _start_from_worker(input, summary, details, now, launched)
     if started.outcome == "unavailable":
         input.launch = "child"
         started = await _start_as_child(input, summary, details, now)
@@ -184,7 +184,7 @@ async def _start_from_worker(
         inbox_summary=inbox_summary(action),
         static_summary=summary,
         static_details=details,
-        launch_key=launch_key(workflow.info().workflow_id),
+        launched_by=workflow.info().workflow_id,
     )
     try:
         return await workflow.execute_local_activity_method(

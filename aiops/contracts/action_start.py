@@ -15,10 +15,10 @@ REJECT_DUPLICATE (an event delivered again never starts a second action), ABANDO
 What the start by activity has to add:
 - **Its own repeat told from a duplicate.** A local activity runs at least once: a retried
   attempt, or the agent's task run again after a worker crash, starts the same action again and
-  meets "already started". ``LAUNCH_MEMO`` carries a key that only this start of this run has
-  (``launch_key``: the agent's workflow id), so a workflow that carries it is the agent's own
-  start, anything else is a duplicate. If that earlier attempt's
-  action has already ended, the answer says how, as the action's own ``action_finished`` signal
+  meets "already started". The ``LAUNCH_MEMO`` memo names the agent that started the action, so a
+  workflow that carries this agent's name is its own start (the comment on ``LAUNCH_MEMO`` says
+  why that holds), anything else is a duplicate. If that earlier attempt's action has already
+  ended, the answer says how, as the action's own ``action_finished`` signal
   may have reached the agent before the agent knew the action was its own.
 - **The agent named in the input** (``ActionInput.launch == "client"``): there is no parent
   link, so the action confirms holds with ``agent_workflow_id``, which its starter set.
@@ -36,26 +36,20 @@ from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionInput, ActionOutcome, ActionStatus
 from aiops.contracts.models import AgentAction
 
-# The memo field that names the start a workflow came from (``launch_key``).
+# The memo field that names the agent that started the action (its workflow id, every run).
+#
+# An "already started" for an action carrying this agent's name is the agent's own start, whose
+# result was lost (a retried activity, or the agent's task run again after a crash or a
+# force-closed task, when the event may even be decided in a later run). The agent never launches
+# an action it knows of a second time: not in the same run (``workflows/action_launch.py`` keeps
+# the ids it launched), not while it is pending (carried across runs), not for an event still in
+# the dedup window (carried). So the one case the name cannot tell is an event delivered again
+# after the dedup window forgot it (or to a new agent with the same id), whose action has ended:
+# it is counted as proposed and ended again (never run again), where a child start counted it a
+# duplicate. Not a counter or a random draw of the run: a task run again after the server
+# force-closed it sees more buffered events, may form its batches differently and would draw
+# another.
 LAUNCH_MEMO = "aiops-launch"
-
-
-def launch_key(agent_workflow_id: str) -> str:
-    """The memo's value: the agent that started the action (its workflow id, every run).
-
-    An "already started" for an action carrying it is this agent's own start, whose result was
-    lost (a retried activity, or the agent's task run again after a crash or a force-closed task,
-    when the event may even be decided in a later run). The agent never launches an action it
-    knows of a second time: not in the same run (``workflows/action_launch.py`` keeps the ids it
-    launched), not while it is pending (carried across runs), not for an event still in the
-    dedup window (carried). So the one case this key cannot tell is an event delivered again
-    after the dedup window forgot it (or to a new agent with the same id), whose action has
-    ended: it is counted as proposed and ended again (never run again), where a child start
-    counted it a duplicate.
-
-    Not a counter or a random draw of the run: a task run again after the server force-closed
-    it sees more buffered events, may form its batches differently and would draw another."""
-    return agent_workflow_id
 
 
 def inbox_attributes(
@@ -88,15 +82,15 @@ class ActionStart(BaseModel):
     inbox_summary: str
     static_summary: str
     static_details: str
-    launch_key: str = Field(min_length=1)
+    launched_by: str = Field(min_length=1)  # the agent's workflow id, for LAUNCH_MEMO
 
 
 class ActionStarted(BaseModel):
     """How the start went.
 
     - ``started``: the action's workflow runs (this call started it, or an earlier attempt of it).
-    - ``duplicate``: a workflow with this id was started before by something else (an earlier run,
-      a redelivered event after the dedup window); nothing was started.
+    - ``duplicate``: a workflow with this id was started before, not by this agent (a child start
+      of an earlier build, another agent with the same id before it); nothing was started.
     - ``refused``: the server refused the request itself (``reason`` says why, e.g. a search
       attribute the namespace lacks); no attempt can succeed, so the agent refuses the proposal
       instead of retrying for ever.
