@@ -61,17 +61,23 @@ FIRST_WAIT_SECONDS = 0.05
 LONGEST_WAIT_SECONDS = 1.0
 
 
+# What the SDK core reports when the call's own deadline (its ``rpc_timeout``) passes: ``CANCELLED``
+# with this message (tonic's timeout), not ``DEADLINE_EXCEEDED``. The caller's deadline, not a drop.
+CALL_TIMED_OUT = "Timeout expired"
+
+
 def dropped_by_the_connection(err: BaseException) -> bool:
     """A ``CANCELLED`` that came from the wire, not from the caller (the SDK wraps an update's
     in ``WorkflowUpdateRPCTimeoutOrCancelledError``, with the caller's own cancellation as an
-    ``asyncio.CancelledError`` cause instead, and a deadline as ``DEADLINE_EXCEEDED``), or the
-    SDK's "transport error" (a write to a connection the server had closed) once the SDK's own
-    repeats of it are spent."""
+    ``asyncio.CancelledError`` cause instead, and the call's deadline as ``CANCELLED`` "Timeout
+    expired", which is not a drop either: made again, an intake update waiting for a busy agent
+    took four times its timeout), or the SDK's "transport error" (a write to a connection the
+    server had closed) once the SDK's own repeats of it are spent."""
     if isinstance(err, WorkflowUpdateRPCTimeoutOrCancelledError):
         err = err.__cause__ if err.__cause__ is not None else err
     if not isinstance(err, RPCError):
         return False
-    return err.status == RPCStatusCode.CANCELLED or (
+    return (err.status == RPCStatusCode.CANCELLED and err.message != CALL_TIMED_OUT) or (
         err.status == RPCStatusCode.UNKNOWN and err.message == "transport error"
     )
 

@@ -20,13 +20,14 @@ from datetime import timedelta
 import pytest
 import pytest_asyncio
 from temporalio import workflow
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowUpdateRPCTimeoutOrCancelledError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from aiops.connection import connect
-from aiops.dropped_calls import dropped_by_the_connection
+from aiops.dropped_calls import CALL_TIMED_OUT, dropped_by_the_connection
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import eventually
 
@@ -151,3 +152,22 @@ async def test_the_projects_client_makes_dropped_calls_again_and_applies_updates
 def repeats(caplog: pytest.LogCaptureFixture) -> list[str]:
     """The calls the project's client made again, as it logged them."""
     return [r.getMessage() for r in caplog.records if "making it again" in r.getMessage()]
+
+
+async def test_an_update_past_its_own_deadline_is_not_made_again(
+    client: Client, task_queue: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The SDK core reports a call's own ``rpc_timeout`` as ``CANCELLED`` "Timeout expired", which
+    read as a dropped connection was made again three times: an intake update to an agent that
+    could not answer took four times its timeout before its sender knew. Against the session's
+    server (no rotation), through the project's interceptor: one attempt, and the timeout."""
+    handle = await client.start_workflow(Probe.run, id=f"deadline-{uuid.uuid4()}", task_queue=task_queue)
+    caplog.set_level(logging.INFO, logger="aiops.dropped_calls")
+    try:  # no worker polls task_queue: the update is admitted and waits past its deadline
+        with pytest.raises(WorkflowUpdateRPCTimeoutOrCancelledError) as timed_out:
+            await handle.execute_update(Probe.slow, rpc_timeout=timedelta(seconds=1))
+        cause = timed_out.value.__cause__
+        assert isinstance(cause, RPCError) and cause.message == CALL_TIMED_OUT, cause
+        assert not [r for r in caplog.records if "dropped by the connection" in r.getMessage()]
+    finally:
+        await handle.terminate("test done")

@@ -27,6 +27,9 @@ def wrapped(cause: BaseException) -> WorkflowUpdateRPCTimeoutOrCancelledError:
         (wrapped(asyncio.CancelledError()), False),
         (wrapped(RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b"")), False),
         (RPCError("deadline exceeded", RPCStatusCode.DEADLINE_EXCEEDED, b""), False),
+        # how the SDK core reports the call's own rpc_timeout (tests/test_dropped_calls.py)
+        (RPCError("Timeout expired", RPCStatusCode.CANCELLED, b""), False),
+        (wrapped(RPCError("Timeout expired", RPCStatusCode.CANCELLED, b"")), False),
         # the server's answers: not the connection's doing
         (RPCError("workflow not found", RPCStatusCode.NOT_FOUND, b""), False),
         (RPCError("boom", RPCStatusCode.UNKNOWN, b""), False),
