@@ -38,29 +38,52 @@ async def raw_decide(events: list[Any]) -> int:
     return len(events)
 
 
+# The agent's ceiling of signals per run (workflows/agent/context.py), under the server's 10,000.
+RAW_SIGNALS_PER_RUN = 8000
+
+
 @workflow.defn
 class RawDecider:
-    """Events in by update, out in batches of ``batch_size``: one local activity per batch."""
+    """Events in by update (or, from independent senders the server refused an update slot, by
+    ``submit`` signal), out in batches of ``batch_size``: one local activity per batch. It
+    continues as new, carrying its count and a short queue, before the server's limit of
+    signals per run (at the agent's ceiling) or when the server suggests it."""
 
     def __init__(self) -> None:
         self.queue: list[Any] = []
         self.decided = 0
+        self.signals = 0
 
     @workflow.run
-    async def run(self, batch_size: int) -> int:
+    async def run(self, batch_size: int, carried: dict[str, Any] | None = None) -> int:
+        if carried:
+            self.queue, self.decided = carried["queue"], carried["decided"]
         while True:
-            await workflow.wait_condition(lambda: bool(self.queue))
+            await workflow.wait_condition(lambda: bool(self.queue) or self._ends())
+            if self._ends():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(args=[batch_size, {"queue": self.queue, "decided": self.decided}])
             batch, self.queue = self.queue[:batch_size], self.queue[batch_size:]
             await workflow.execute_local_activity(
                 raw_decide, batch, start_to_close_timeout=timedelta(seconds=30)
             )
             self.decided += len(batch)
 
+    def _ends(self) -> bool:
+        """Time to continue as new: the queue short enough to carry."""
+        full = self.signals >= RAW_SIGNALS_PER_RUN or workflow.info().is_continue_as_new_suggested()
+        return full and len(self.queue) <= 1000
+
     @workflow.update
     def intake(self, request: dict[str, Any]) -> dict[str, Any]:
         events = request["events"]
         self.queue.extend(events)
         return {"accepted": len(events), "queue_length": len(self.queue)}
+
+    @workflow.signal
+    def submit(self, events: list[Any]) -> None:
+        self.signals += 1
+        self.queue.extend(events)
 
     @workflow.query
     def decided_count(self) -> int:

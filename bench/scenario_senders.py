@@ -25,10 +25,10 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio.client import WorkflowHandle, WorkflowUpdateRPCTimeoutOrCancelledError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client import AiopsClient
-from aiops.client.events import INTAKE_RPC_TIMEOUT_SECONDS, RETRYABLE_RPC
+from aiops.client.events import BUSY_SIGNAL_SECONDS, INTAKE_RPC_TIMEOUT_SECONDS, RETRYABLE_RPC
 from bench.bench_common import event_payload, profiled, wait_until
 from bench.raw_workflows import RawDecider
 from bench.scenario_throughput import Bench, StormResult, _judged, task_summary, warm_agent
@@ -92,38 +92,53 @@ async def independent_storm(bench: Bench, n: int, senders: int) -> tuple[StormRe
 
 async def _raw_side(bench: Bench, n: int, senders: int, shares: list[list[int]]) -> float:
     batch_size = int(bench.runtime.get("batch_size", 100))
-    raw = await bench.client.start_workflow(
+    started_raw = await bench.client.start_workflow(
         RawDecider.run, batch_size, id=f"raw-senders-{uuid.uuid4().hex[:8]}", task_queue=bench.task_queue
     )
+    raw = bench.client.get_workflow_handle(started_raw.id)  # whichever run is current (continue-as-new)
     await raw.execute_update(RawDecider.intake, {"events": [event_payload(-1)]})
     await wait_until(lambda: _decided(raw, 1))
     events = [event_payload(i, "solo-raw") for i in range(n)]
-    retried = 0
+    retried = signalled = 0
 
-    async def send(event: dict[str, Any]) -> None:
-        """One update, sent again on what the facade sends again, with its backoff."""
-        nonlocal retried
+    async def send(event: dict[str, Any], busy_until: list[float]) -> None:
+        """One update, sent again on what the facade sends again, with its backoff; by signal
+        when the server refused it an update slot, and for ``BUSY_SIGNAL_SECONDS`` after that
+        (``busy_until``: the sender's), as the facade does."""
+        nonlocal retried, signalled
         delay = 0.05
+        by_signal = busy_until[0] > time.monotonic()
         while True:
             try:
+                if by_signal:
+                    await raw.signal(RawDecider.submit, [event])
+                    signalled += 1
+                    return
                 await raw.execute_update(
                     RawDecider.intake,
                     {"events": [event]},
                     rpc_timeout=timedelta(seconds=INTAKE_RPC_TIMEOUT_SECONDS),
                 )
                 return
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
-                pass
+            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+                if isinstance(err.__cause__, asyncio.CancelledError):  # the clock ran out: stop
+                    raise asyncio.CancelledError() from err
             except RPCError as err:
-                if err.status not in RETRYABLE_RPC:
+                if err.status == RPCStatusCode.RESOURCE_EXHAUSTED and not by_signal:
+                    by_signal = True
+                    busy_until[0] = time.monotonic() + BUSY_SIGNAL_SECONDS
+                    continue
+                if not by_signal and err.status not in RETRYABLE_RPC:
                     raise
+                by_signal = False
             retried += 1
             await asyncio.sleep(random.uniform(0, delay))  # the facade's full jitter
             delay = min(delay * 2, 2.0)
 
     async def sender(share: list[int]) -> None:
+        busy_until = [0.0]
         for i in share:
-            await send(events[i])
+            await send(events[i], busy_until)
 
     bench.counter.reset()
     started = time.monotonic()
@@ -136,7 +151,7 @@ async def _raw_side(bench: Bench, n: int, senders: int, shares: list[list[int]])
             bench.say(f"  raw: not all {n} sent within {within(n):.0f}s")
             rate = 0.0
     tasks = await task_summary(bench.client, raw.id)
-    bench.say(f"  raw: {n} updates, {retried} sent again after a refusal; {tasks}")
+    bench.say(f"  raw: {n} events, {signalled} by signal, {retried} sent again after a refusal; {tasks}")
     await raw.terminate("benchmark done")
     return rate
 

@@ -1,7 +1,9 @@
 """Events: deliver them to an agent through its ``intake`` update, and say what became of each.
 
 A batch the agent cannot take yet (queue full, a continue-as-new under way, the server busy) is
-sent again with backoff; nothing is ever reported taken that the agent did not take.
+sent again with backoff; nothing is ever reported taken that the agent did not take. A batch the
+server refuses because every update slot of the agent is taken (independent senders) goes by
+signal instead, answered ``queued`` (``busy_signal.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import asyncio
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypedDict, Unpack
+from typing import Any, NamedTuple, TypedDict, Unpack
 
 from pydantic import ValidationError
 from pydantic_core import to_json
@@ -24,6 +26,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from aiops.client.agents import AgentsClient
+from aiops.client.busy_signal import queue_by_signal
 from aiops.client.common import Connection, no_agent
 from aiops.client.errors import (
     ClientError,
@@ -63,9 +66,21 @@ RETRYABLE_RPC = frozenset(
         RPCStatusCode.RESOURCE_EXHAUSTED,
     }
 )
+# How long events to an agent go by signal after the server refused an update because every one of
+# the agent's update slots was taken (aiops/client/busy_signal.py): long enough that a thousand
+# independent senders try a few updates a second between them, not hundreds.
+BUSY_SIGNAL_SECONDS = 30.0
 # Intake calls this client keeps in flight per agent: under the server's limit of 10 in-flight
 # updates per workflow, so concurrent senders queue here instead of being refused there.
 INTAKE_IN_FLIGHT_PER_AGENT = 8
+
+
+class _How(NamedTuple):
+    """How one ``submit`` delivers its batches (its options)."""
+
+    patience: float
+    rpc_timeout: float
+    signal_when_busy: bool
 
 
 class IntakeOptions(TypedDict, total=False):
@@ -76,6 +91,7 @@ class IntakeOptions(TypedDict, total=False):
     require_worker: bool
     patience_seconds: float
     rpc_timeout_seconds: float
+    signal_when_busy: bool
 
 
 class EventsClient:
@@ -85,6 +101,7 @@ class EventsClient:
         self._conn = connection
         self._agents = agents  # to check that a worker serves an agent before starting it
         self._intake_gates: dict[str, asyncio.Semaphore] = {}  # agent id -> in-flight intake calls
+        self._busy_until: dict[str, float] = {}  # agent id -> until when its events go by signal
         self._batchers: dict[str, _Batcher] = {}  # agent id -> single sends waiting to go together
 
     async def send(
@@ -139,6 +156,7 @@ class EventsClient:
         require_worker: bool = True,
         patience_seconds: float = INTAKE_PATIENCE_SECONDS,
         rpc_timeout_seconds: float = INTAKE_RPC_TIMEOUT_SECONDS,
+        signal_when_busy: bool = True,
     ) -> list[EventAnswer]:
         """Deliver events through the agent's ``intake`` update: one answer per event, in order.
 
@@ -146,6 +164,12 @@ class EventsClient:
         with backoff for up to ``patience_seconds``, then ``IntakeRefusedError``; nothing is ever
         reported taken that the agent did not take. With ``config``, the agent is started first
         if it is not running (update-with-start: two starters never make two agents).
+
+        When the server refuses the update because every one of the agent's update slots is taken
+        (independent senders), the batch goes by signal and its events are answered ``queued``:
+        in the agent's history, to be decided (``aiops/client/busy_signal.py``).
+        ``signal_when_busy=False`` keeps to the update, sent again with backoff, for callers that
+        need the agent's own answer for each event.
         """
         payloads = [_jsonable(event) for event in events]
         sizes = [checked_size(payload, index) for index, payload in enumerate(payloads)]  # before anything
@@ -162,37 +186,42 @@ class EventsClient:
                     config = None  # the running agent takes the events; its config is not changed here
         answers: list[EventAnswer] = []
         for batch in batches(payloads, sizes, batch_size):
-            answers += await self._intake(agent_id, batch, config, patience_seconds, rpc_timeout_seconds)
+            answers += await self._intake(
+                agent_id, batch, config, _How(patience_seconds, rpc_timeout_seconds, signal_when_busy)
+            )
         return answers
 
     async def _intake(
-        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, how: _How
     ) -> list[EventAnswer]:
         """One batch, split when the agent has room for only part of it; answers in order."""
         answers: list[EventAnswer] = []
         rest = batch
         while rest:
-            taken, room = await self._intake_once(agent_id, rest, config, patience, rpc_timeout)
+            taken, room = await self._intake_once(agent_id, rest, config, how)
             if taken is not None:
                 answers += taken
                 rest = rest[len(taken) :]
             else:  # room for part of the batch: send that part first
-                answers += await self._intake(agent_id, rest[:room], config, patience, rpc_timeout)
+                answers += await self._intake(agent_id, rest[:room], config, how)
                 rest = rest[room:]
         return answers
 
     async def _intake_once(
-        self, agent_id: str, batch: list[Any], config: AgentConfig | None, patience: float, rpc_timeout: float
+        self, agent_id: str, batch: list[Any], config: AgentConfig | None, how: _How
     ) -> tuple[list[EventAnswer] | None, int]:
         request = IntakeRequest(events=batch, compact=True)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + patience
+        deadline = loop.time() + how.patience
         delay = 0.05
         gate = self._intake_gates.setdefault(agent_id, asyncio.Semaphore(INTAKE_IN_FLIGHT_PER_AGENT))
+        by_signal = how.signal_when_busy and self._busy_until.get(agent_id, 0.0) > loop.time()
         while True:
             try:
                 async with gate:
-                    return await self._intake_call(agent_id, request, config, rpc_timeout), len(batch)
+                    if by_signal:
+                        return await queue_by_signal(self._conn, agent_id, batch, config), len(batch)
+                    return await self._intake_call(agent_id, request, config, how.rpc_timeout), len(batch)
             except WorkflowUpdateFailedError as err:
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == INTAKE_REFUSED):
@@ -204,14 +233,29 @@ class EventsClient:
                     return None, room
                 if not retryable or loop.time() > deadline:
                     raise IntakeRefusedError(f"agent {agent_id} refused the events: {cause.message}") from err
-            except WorkflowUpdateRPCTimeoutOrCancelledError:
+            except WorkflowUpdateRPCTimeoutOrCancelledError as err:
+                if isinstance(err.__cause__, asyncio.CancelledError):
+                    # The SDK reports the caller's cancellation as this error: stop, send nothing more.
+                    raise asyncio.CancelledError() from err
                 if loop.time() > deadline:  # the server did not answer in time: unreachable or busy
                     raise
             except RPCError as err:
                 if err.status == RPCStatusCode.NOT_FOUND and config is None:
                     raise no_agent(agent_id, err) from err
-                # The run closed under the update (continue-as-new) or the server was busy: again.
-                if loop.time() > deadline or err.status not in RETRYABLE_RPC:
+                if err.status == RPCStatusCode.RESOURCE_EXHAUSTED and how.signal_when_busy and not by_signal:
+                    # Every update slot of the agent is taken (the server's 10 in flight per
+                    # workflow: many independent senders). A signal needs no slot: send it so now.
+                    # It stays so for a while: each update tried against a full agent costs the
+                    # server (and the other senders) more than the signal does.
+                    by_signal = True
+                    self._busy_until[agent_id] = loop.time() + BUSY_SIGNAL_SECONDS
+                    continue
+                # The run closed under the update (continue-as-new), the server was busy, or the
+                # signal was refused (the run's signal limit just before it continues as new):
+                # the update again, after a pause.
+                retryable = by_signal or err.status in RETRYABLE_RPC
+                by_signal = False
+                if loop.time() > deadline or not retryable:
                     raise
             # Full jitter: independent senders refused at the same moment (the server's 10 updates
             # in flight per workflow) must not all come back at the same moment.

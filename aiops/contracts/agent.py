@@ -155,6 +155,11 @@ class EventOutcome(StrEnum):
     DUPLICATE = "duplicate"  # seen within the dedup window: not decided again
     GROUPED = "grouped"  # joined an open incident, decided with it
     REJECTED = "rejected"  # not taken: the reason says why
+    # Sent by the ``submit_events`` signal because the server's in-flight updates for the agent
+    # were all taken (many independent senders): in the agent's history, so it will be decided,
+    # checked by the sender as the intake checks it; the agent's own answer (accepted,
+    # duplicate, grouped, or spilled while its queue is full) is in its counters and audit.
+    QUEUED = "queued"
 
 
 class EventAnswer(BaseModel):
