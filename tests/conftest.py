@@ -66,19 +66,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
-@pytest_asyncio.fixture(scope="session")
-async def env() -> AsyncIterator[WorkflowEnvironment]:
+async def start_dev_server(*dynamic_config: str) -> WorkflowEnvironment:
+    """A dev server with the project's search attributes, and a client as the project's are
+    (its data converter, its interceptor); ``dynamic_config``: ``KEY=VALUE`` settings."""
     load_agent_modules()
-    environment = await WorkflowEnvironment.start_local(
+    extra = [arg for setting in dynamic_config for arg in ("--dynamic-config-value", setting)]
+    return await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL_BIN,
         data_converter=DATA_CONVERTER,
         # as every client of the project has it (aiops.connection.connect)
         interceptors=[RepeatDroppedCalls()],
         search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=[
-            "--dynamic-config-value",
-            f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}",
-        ],
+        dev_server_extra_args=extra,
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await start_dev_server(
+        f"limit.historyCount.suggestContinueAsNew={SUGGEST_CONTINUE_AS_NEW_AT}"
     )
     try:
         yield environment

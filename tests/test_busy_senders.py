@@ -18,6 +18,7 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
@@ -27,22 +28,18 @@ from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.update.v1 import Input, Meta, WaitPolicy
 from temporalio.api.update.v1 import Request as UpdateRequest
 from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionRequest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
 from activities.agent_activities import AgentActivities
-from agents.registry import load_agent_modules
 from aiops.client import AiopsClient
 from aiops.client.busy_signal import QUEUED_REASON
 from aiops.client.errors import EventsRejectedError
-from aiops.codec import DATA_CONVERTER
 from aiops.contracts.agent import AgentWorkflowInput, EventOutcome, IntakeRequest, agent_workflow_id
 from aiops.contracts.config import AgentConfig
-from aiops.contracts.search_attributes import ALL as SEARCH_ATTRIBUTES
-from aiops.dropped_calls import RepeatDroppedCalls
 from aiops.runtime.worker_build import build_worker
-from tests.conftest import TEMPORAL_BIN
+from tests.conftest import start_dev_server
 from tests.helpers import agent_config, event, eventually, team, wait_pending
 from workflows.agent.workflow import AgentWorkflow
 
@@ -53,14 +50,7 @@ ACCEPTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFEC
 async def full() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that admits one update in flight per workflow: held (``Holder``), the agent's
     only slot is taken."""
-    load_agent_modules()
-    environment = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=TEMPORAL_BIN,
-        data_converter=DATA_CONVERTER,
-        interceptors=[RepeatDroppedCalls()],
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_extra_args=["--dynamic-config-value", "history.maxInFlightUpdates=1"],
-    )
+    environment = await start_dev_server("history.maxInFlightUpdates=1")
     try:
         yield environment
     finally:
@@ -114,6 +104,19 @@ class Holder:
             await self.task
 
 
+async def start_without_worker(
+    client: Client, config: AgentConfig, task_queue: str
+) -> WorkflowHandle[Any, Any]:
+    """The agent's workflow, started on ``task_queue`` before any worker polls it: an update to
+    it is admitted and waits."""
+    return await client.start_workflow(
+        AgentWorkflow.run,
+        AgentWorkflowInput(config=config),
+        id=agent_workflow_id(config.id),
+        task_queue=task_queue,
+    )
+
+
 async def gone(client: Client, config: AgentConfig) -> None:
     """The agent ended, whatever the test left of it."""
     with contextlib.suppress(RPCError):
@@ -131,12 +134,7 @@ async def test_a_send_to_an_agent_whose_update_slots_are_taken_goes_by_signal_an
     client = full.client
     config = agent_config("scripted", approval=team())
     aiops = AiopsClient(client, task_queue, pool, actor="bob")
-    await client.start_workflow(
-        AgentWorkflow.run,
-        AgentWorkflowInput(config=config),
-        id=agent_workflow_id(config.id),
-        task_queue=task_queue,
-    )
+    await start_without_worker(client, config, task_queue)
     try:
         async with Holder(client, config.id):
             risky = event("alert", risk="high")
@@ -181,12 +179,7 @@ async def test_a_sender_that_needs_the_agents_own_answer_keeps_to_the_update(
     client = full.client
     config = agent_config("example")
     aiops = AiopsClient(client, task_queue, pool, actor="bob")
-    handle = await client.start_workflow(
-        AgentWorkflow.run,
-        AgentWorkflowInput(config=config),
-        id=agent_workflow_id(config.id),
-        task_queue=task_queue,
-    )
+    handle = await start_without_worker(client, config, task_queue)
     try:
         async with Holder(client, config.id):
             with pytest.raises(RPCError) as refused:
@@ -211,12 +204,7 @@ async def test_a_cancelled_send_stops_at_once(client: Client, task_queue: str, p
     now stops when cancelled."""
     config = agent_config("example")
     aiops = AiopsClient(client, task_queue, pool, actor="bob")
-    handle = await client.start_workflow(  # no worker: its update is admitted and waits
-        AgentWorkflow.run,
-        AgentWorkflowInput(config=config),
-        id=agent_workflow_id(config.id),
-        task_queue=task_queue,
-    )
+    handle = await start_without_worker(client, config, task_queue)
     try:
         sending = asyncio.create_task(aiops.events.submit(config.id, [event("alert")], patience_seconds=600))
         await asyncio.sleep(1)
