@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypedDict, Unpack
@@ -216,13 +217,19 @@ class EventsClient:
         delay = 0.05
         gate = self._intake_gates.setdefault(agent_id, asyncio.Semaphore(INTAKE_IN_FLIGHT_PER_AGENT))
         by_signal = how.signal_when_busy and self._busy_until.get(agent_id, 0.0) > loop.time()
+        # One update id while the batch is only sent again (a timeout, the server busy): if an
+        # attempt the sender gave up on was taken after all, the run answers the next with its
+        # outcome instead of taking the events twice. A new one after the agent's own answer.
+        update_id = str(uuid.uuid4())
         while True:
             try:
                 async with gate:
                     if by_signal:
                         return await queue_by_signal(self._conn, agent_id, batch, config), len(batch)
-                    return await self._intake_call(agent_id, request, config, how.rpc_timeout), len(batch)
+                    answers = await self._intake_call(agent_id, request, config, how.rpc_timeout, update_id)
+                    return answers, len(batch)
             except WorkflowUpdateFailedError as err:
+                update_id = str(uuid.uuid4())
                 cause = err.cause
                 if not (isinstance(cause, ApplicationError) and cause.type == INTAKE_REFUSED):
                     raise ClientError(f"agent {agent_id} could not take the events: {cause}") from err
@@ -263,12 +270,17 @@ class EventsClient:
             delay = min(delay * 2, 2.0)
 
     async def _intake_call(
-        self, agent_id: str, request: IntakeRequest, config: AgentConfig | None, rpc_timeout: float
+        self,
+        agent_id: str,
+        request: IntakeRequest,
+        config: AgentConfig | None,
+        rpc_timeout: float,
+        update_id: str,
     ) -> list[EventAnswer]:
         """One intake update (update-with-start when ``config`` is given)."""
         if config is None:
             answer = await self._conn.agent_handle(agent_id).execute_update(
-                AgentWorkflow.intake, request, rpc_timeout=timedelta(seconds=rpc_timeout)
+                AgentWorkflow.intake, request, id=update_id, rpc_timeout=timedelta(seconds=rpc_timeout)
             )
         else:
             start = WithStartWorkflowOperation(
@@ -283,6 +295,7 @@ class EventsClient:
                 AgentWorkflow.intake,
                 request,
                 start_workflow_operation=start,
+                id=update_id,
                 rpc_timeout=timedelta(seconds=rpc_timeout),
             )
         return answer.expand(request.events)
