@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from agents import AgentConfig, SystemEvent
@@ -103,3 +104,21 @@ async def signal_storm(handle: WorkflowHandle[Any, Any], ids: list[str], in_flig
             await handle.signal(SUBMIT_EVENT, payload)
 
     await asyncio.gather(*(send(i) for i in ids))
+
+
+async def pending_actions_told(aiops: AiopsClient, agent_id: str) -> str:
+    """What each action the agent still waits for has done, from Temporal (its run's status and
+    the types of its history events): for a test's failure message when an action's end never
+    reached its agent, so the cause can be read after the run's server is gone."""
+    status = await aiops.agents.status(agent_id)
+    lines = []
+    for pending in status.pending_actions:
+        handle = aiops.client.get_workflow_handle(pending.action_id)
+        try:
+            described = await handle.describe()
+            kinds = [EventType.Name(e.event_type) async for e in handle.fetch_history_events()]
+            state = described.status.name if described.status is not None else "unknown"
+            lines.append(f"{pending.action_id}: {state}; history: {', '.join(kinds)}")
+        except Exception as err:  # no such workflow: the action never started
+            lines.append(f"{pending.action_id}: {err!r}")
+    return "\n".join(lines) or "no pending actions"

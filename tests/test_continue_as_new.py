@@ -6,7 +6,7 @@ import asyncio
 
 from aiops.client import AiopsClient
 from aiops.contracts.agent import agent_workflow_id
-from tests.helpers import agent_config, event, eventually
+from tests.helpers import agent_config, event, eventually, pending_actions_told
 from tests.support.agents_for_tests import LEDGER
 
 
@@ -38,11 +38,14 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
         )
         run = status.run_number
     expected_actions = sum(1 for e in events if e.data.get("act"))
-    status = await eventually(
-        lambda: aiops.agents.status(config.id),
-        lambda s: s.counters.events_processed == 300 and s.counters.actions_succeeded == expected_actions,
-        within=120,
-    )
+    try:
+        status = await eventually(
+            lambda: aiops.agents.status(config.id),
+            lambda s: s.counters.events_processed == 300 and s.counters.actions_succeeded == expected_actions,
+            within=120,
+        )
+    except AssertionError as err:  # one action's end once never reached the agent: say what it did
+        raise AssertionError(f"{err}\n{await pending_actions_told(aiops, config.id)}") from err
     assert status.counters.events_received == 300 + len(redelivered)
     assert status.counters.events_deduplicated == len(redelivered)
     assert status.counters.actions_proposed == expected_actions
