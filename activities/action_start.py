@@ -78,10 +78,13 @@ class ActionStarter:
         described = await self.client.get_workflow_handle(start.workflow_id, run_id=run_id).describe()
         if await described.memo_value(LAUNCH_MEMO, default=None) == start.launched_by:
             log.info("action %s was started by an earlier attempt of its agent's start", start.workflow_id)
-            ended = None
-            if described.close_time is not None:  # its end may have reached the agent already
-                outcome = published_outcome(start.workflow_id, described)
-                ended = outcome if outcome is not None and outcome.status.is_final else None
+            # Its end may have reached the agent already, before the agent knew the action was its
+            # own (an agent's task run again after it failed: the action's signal comes first and
+            # finds no pending action). The action upserts its final status in the task that
+            # signals its end, so a final status here is an end the agent may have missed, whether
+            # or not the action has closed yet (it settles its notices and audit after reporting).
+            outcome = published_outcome(start.workflow_id, described)
+            ended = outcome if outcome is not None and outcome.status.is_final else None
             return ActionStarted(outcome="started", ended=ended)
         return ActionStarted(outcome="duplicate", reason=f"{start.workflow_id} was started before")
 

@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.common import SearchAttributePair, TypedSearchAttributes
 
 from activities.action_start import ActionStarter
 from aiops.client import AiopsClient
-from aiops.contracts.action import ActionInput
+from aiops.contracts import search_attributes as sa
+from aiops.contracts.action import WORKFLOW_TYPE, ActionInput, ActionStatus
 from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart
 from aiops.contracts.agent import agent_workflow_id, hooks_task_queue
 from aiops.contracts.models import ActionType, AgentAction, RiskLevel
@@ -108,3 +110,34 @@ async def test_the_agent_starts_its_actions_from_its_worker(aiops: AiopsClient, 
     assert EventType.EVENT_TYPE_MARKER_RECORDED in kinds
     status = await aiops.agents.status(config.id)
     assert status.counters.actions_proposed == 1 and status.counters.actions_duplicate == 0
+
+
+async def test_a_repeated_start_tells_an_end_reported_before_the_action_closed(
+    client: Client, task_queue: str
+) -> None:
+    """The wedge this guards against: the agent's task that ran the start fails after the start;
+    the action runs, upserts its final status and signals its end, and stays open a moment (it
+    settles its notices and audit). The agent's task run again takes that signal before it knows
+    the action is its own (no pending action: the end is dropped), then starts again and meets
+    "already started". The answer must carry the end, or the action stays pending for ever."""
+    start = a_start(task_queue, "agent-mine")
+    # The action as it is between reporting its end and closing: its final status published, open
+    # (no worker polls the queue, so it stays open).
+    await client.start_workflow(
+        WORKFLOW_TYPE,
+        start.input,
+        id=start.workflow_id,
+        task_queue=start.task_queue,
+        memo={LAUNCH_MEMO: "agent-mine"},
+        search_attributes=TypedSearchAttributes([SearchAttributePair(sa.ACTION_STATUS, "succeeded")]),
+    )
+    again = await ActionStarter(client).start_action(start)
+    assert again.outcome == "started"
+    assert again.ended is not None, "an end already reported must reach the agent with the start"
+    assert again.ended.status == ActionStatus.SUCCEEDED and again.ended.success
+    # An action still under way carries no end: the agent waits for its signal.
+    other = a_start(task_queue, "agent-mine")
+    assert (await ActionStarter(client).start_action(other)).outcome == "started"
+    assert (await ActionStarter(client).start_action(other)).ended is None
+    for workflow_id in (start.workflow_id, other.workflow_id):
+        await client.get_workflow_handle(workflow_id).terminate("done with it")

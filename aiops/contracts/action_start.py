@@ -18,8 +18,9 @@ What the start by activity has to add:
   meets "already started". The ``LAUNCH_MEMO`` memo names the agent that started the action, so a
   workflow that carries this agent's name is its own start (the comment on ``LAUNCH_MEMO`` says
   why that holds), anything else is a duplicate. If that earlier attempt's action has already
-  ended, the answer says how, as the action's own ``action_finished`` signal
-  may have reached the agent before the agent knew the action was its own.
+  reported its end (its published status is final, closed or not), the answer says how, as the
+  action's own ``action_finished`` signal may have reached the agent before the agent knew the
+  action was its own, and found no pending action to end.
 - **The agent named in the input** (``ActionInput.launch == "client"``): there is no parent
   link, so the action confirms holds with ``agent_workflow_id``, which its starter set.
 """
