@@ -44,7 +44,7 @@ from aiops.client import AiopsClient
 from aiops.connection import connect
 from aiops.contracts.agent import AgentWorkflowInput
 from bench.bench_common import Counter, bounded, rss_kb, wait_until
-from bench.raw_workflows import BareWorkflow
+from bench.raw_workflows import RAW_START_PARTS, BareWorkflow
 from bench.scenario_throughput import _now_iso, running_agents_since
 from bench.stack import bench_stack, worker_process
 from tests.helpers import agent_config
@@ -83,6 +83,7 @@ async def side(
     }
     if not args.sandboxed_raw:
         env["BENCH_RAW_UNSANDBOXED"] = "1"
+    env["BENCH_RAW_START_WITHOUT"] = args.raw_start_without
     counter = Counter(counter_path)
     since = _now_iso()
     os.environ["TEMPORAL_ADDRESS"] = stack_address
@@ -209,7 +210,16 @@ async def main() -> None:
         help="a third side: RawAgentStart, a raw workflow starting as an agent does at Temporal's "
         "level (its input, a local activity, the search-attribute upsert) with nothing of the agent's",
     )
+    parser.add_argument(
+        "--raw-start-without",
+        default="",
+        help=f"leave these parts out of the raw start, comma-separated ({', '.join(RAW_START_PARTS)}): "
+        "what each part of the start keeps per workflow",
+    )
     args = parser.parse_args()
+    unknown = set(filter(None, args.raw_start_without.split(","))) - set(RAW_START_PARTS)
+    if unknown:
+        parser.error(f"--raw-start-without: no such part {', '.join(sorted(unknown))}")
     async with bench_stack(True) as stack:
         results: dict[str, dict[str, Any]] = {}
         for kind in ("bare", "agent", *(["raw-start"] if args.raw_start else [])):

@@ -13,6 +13,7 @@ same counter file as the benchmark agents (outside the sandbox, not on replay):
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -134,6 +135,16 @@ class BareWorkflow:
         await workflow.wait_condition(lambda: self.done)
 
 
+# Parts of the start ``RawAgentStart`` leaves out (``bench/idle_memory.py --raw-start-without``, set
+# in the worker's environment): what each part of an agent's start keeps in a worker's memory.
+RAW_START_PARTS = ("local-activity", "upsert", "details")
+
+
+def _raw_start_without() -> frozenset[str]:
+    with workflow.unsafe.sandbox_unrestricted():  # the bench's setting, read the same on replay
+        return frozenset(filter(None, os.environ.get("BENCH_RAW_START_WITHOUT", "").split(",")))
+
+
 # What an agent's start call weighs (``workflows/agent/lifecycle.py`` ``compact``, a default config).
 _START_CALL = b'{"config": {"id": "raw-start", "name": "raw", "type": "raw", "pad": "%s"}}' % (b"x" * 240)
 
@@ -158,20 +169,24 @@ class RawAgentStart:
     @workflow.run
     async def run(self, payload: RawValue) -> None:
         object.__setattr__(payload, "payload", Payload())  # frozen: see parse_input
-        await workflow.execute_local_activity(
-            raw_start_call,
-            RawValue(Payload(metadata={"encoding": b"json/plain"}, data=_START_CALL)),
-            start_to_close_timeout=timedelta(seconds=30),
-        )
+        without = _raw_start_without()
+        if "local-activity" not in without:
+            await workflow.execute_local_activity(
+                raw_start_call,
+                RawValue(Payload(metadata={"encoding": b"json/plain"}, data=_START_CALL)),
+                start_to_close_timeout=timedelta(seconds=30),
+            )
         info = workflow.info()
-        workflow.upsert_search_attributes(
-            [
-                sa.AGENT_ID.value_set(info.workflow_id),
-                sa.AGENT_TYPE.value_set("bench_observer"),
-                sa.AGENT_STATE.value_set("running"),
-                sa.HEALTH.value_set("ok"),
-            ]
-        )
-        workflow.set_current_details("**raw start** (bench_observer) is *running*; config version 0")
+        if "upsert" not in without:
+            workflow.upsert_search_attributes(
+                [
+                    sa.AGENT_ID.value_set(info.workflow_id),
+                    sa.AGENT_TYPE.value_set("bench_observer"),
+                    sa.AGENT_STATE.value_set("running"),
+                    sa.HEALTH.value_set("ok"),
+                ]
+            )
+        if "details" not in without:
+            workflow.set_current_details("**raw start** (bench_observer) is *running*; config version 0")
         _counted()
         await workflow.wait_condition(lambda: self.done)
