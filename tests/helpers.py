@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError
 
 from agents import AgentConfig, SystemEvent
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionRecord, ActionStatus
-from aiops.contracts.agent import SUBMIT_EVENT
+from aiops.contracts.agent import SUBMIT_EVENT, AgentWorkflowInput, agent_workflow_id
 from aiops.contracts.config import ApprovalSettings, Approver
+from workflows.agent.workflow import AgentWorkflow
 
 T = TypeVar("T")
 
@@ -122,3 +125,22 @@ async def pending_actions_told(aiops: AiopsClient, agent_id: str) -> str:
         except Exception as err:  # no such workflow: the action never started
             lines.append(f"{pending.action_id}: {err!r}")
     return "\n".join(lines) or "no pending actions"
+
+
+async def start_without_worker(
+    client: Client, config: AgentConfig, task_queue: str
+) -> WorkflowHandle[Any, Any]:
+    """The agent's workflow, started on ``task_queue`` before any worker polls it: an update to
+    it is admitted and waits."""
+    return await client.start_workflow(
+        AgentWorkflow.run,
+        AgentWorkflowInput(config=config),
+        id=agent_workflow_id(config.id),
+        task_queue=task_queue,
+    )
+
+
+async def gone(client: Client, config: AgentConfig) -> None:
+    """The agent ended, whatever the test left of it."""
+    with contextlib.suppress(RPCError):
+        await client.get_workflow_handle(agent_workflow_id(config.id)).terminate("test done")

@@ -18,7 +18,6 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import asyncpg
 import pytest
@@ -28,7 +27,7 @@ from temporalio.api.enums.v1 import UpdateWorkflowExecutionLifecycleStage
 from temporalio.api.update.v1 import Input, Meta, WaitPolicy
 from temporalio.api.update.v1 import Request as UpdateRequest
 from temporalio.api.workflowservice.v1 import UpdateWorkflowExecutionRequest
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
@@ -36,12 +35,10 @@ from activities.agent_activities import AgentActivities
 from aiops.client import AiopsClient
 from aiops.client.busy_signal import QUEUED_REASON
 from aiops.client.errors import EventsRejectedError
-from aiops.contracts.agent import AgentWorkflowInput, EventOutcome, IntakeRequest, agent_workflow_id
-from aiops.contracts.config import AgentConfig
+from aiops.contracts.agent import EventOutcome, IntakeRequest, agent_workflow_id
 from aiops.runtime.worker_build import build_worker
 from tests.conftest import start_dev_server
-from tests.helpers import agent_config, event, eventually, team, wait_pending
-from workflows.agent.workflow import AgentWorkflow
+from tests.helpers import agent_config, event, eventually, gone, start_without_worker, team, wait_pending
 
 ACCEPTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
 
@@ -102,25 +99,6 @@ class Holder:
         self.task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.task
-
-
-async def start_without_worker(
-    client: Client, config: AgentConfig, task_queue: str
-) -> WorkflowHandle[Any, Any]:
-    """The agent's workflow, started on ``task_queue`` before any worker polls it: an update to
-    it is admitted and waits."""
-    return await client.start_workflow(
-        AgentWorkflow.run,
-        AgentWorkflowInput(config=config),
-        id=agent_workflow_id(config.id),
-        task_queue=task_queue,
-    )
-
-
-async def gone(client: Client, config: AgentConfig) -> None:
-    """The agent ended, whatever the test left of it."""
-    with contextlib.suppress(RPCError):
-        await client.get_workflow_handle(agent_workflow_id(config.id)).terminate("test done")
 
 
 async def test_a_send_to_an_agent_whose_update_slots_are_taken_goes_by_signal_and_is_decided(

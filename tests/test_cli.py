@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from temporalio.client import Client
 from typer.testing import CliRunner, Result
 
 from activities.database.audit_log import AuditLog
@@ -26,9 +27,18 @@ from aiops.cli import app
 from aiops.client import AiopsClient
 from aiops.contracts.action import ApprovalRequest
 from aiops.contracts.activities import AuditRecord, AuditStep
+from aiops.contracts.agent import WORKFLOW_ID_PREFIX
 from aiops.contracts.config import AgentConfig, Approver
 from aiops.contracts.models import SystemEvent
-from tests.helpers import agent_config, event, eventually, start_pending_action, team
+from tests.helpers import (
+    agent_config,
+    event,
+    eventually,
+    gone,
+    start_pending_action,
+    start_without_worker,
+    team,
+)
 from tests.support.postgres_server import PostgresServer
 from tests.support.processes import ROOT
 
@@ -165,6 +175,29 @@ async def test_python_dash_m_runs_the_cli_as_a_process(cli_env: dict[str, str | 
 
 
 # ----- agents --------------------------------------------------------------------------
+
+
+async def test_agents_list_warns_of_an_agent_that_does_not_answer_and_fails(
+    cli: Cli, client: Client, task_queue: str
+) -> None:
+    """No worker polls the queue (the agents' workers are down): the list says which agent did
+    not answer and why, within its patience, instead of waiting out the call and failing whole."""
+    silent = agent_config("recorder")
+    await start_without_worker(client, silent, task_queue)
+    try:
+        await eventually(lambda: list_ids(client, task_queue), lambda ids: ids == [silent.id])
+        result = await cli("agents", "list")
+        assert result.exit_code == 1, result.output
+        assert f"warning: agent {silent.id} did not answer: no answer to its status query" in result.stderr
+        assert "1 agent(s) did not answer their status query" in result.stderr
+        assert "no agent answered" in result.stdout
+    finally:
+        await gone(client, silent)
+
+
+async def list_ids(client: Client, task_queue: str) -> list[str]:
+    query = f"TaskQueue = '{task_queue}'"
+    return [w.id.removeprefix(WORKFLOW_ID_PREFIX) async for w in client.list_workflows(query)]
 
 
 async def test_agents_start_list_status_pause_resume_stop_and_restart(

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from activities.database.api_tokens import ApiRefusal, ApiTokens
@@ -164,17 +164,48 @@ async def me(who: Anyone) -> Me:
 # ----- agents ---------------------------------------------------------------------------------
 
 
-@router.get("/agents", response_model=list[AgentStatus], tags=["agents"])
+# Names the agents a list left out because they did not answer their status query in time (their
+# workers down, say): the list answers with the rest instead of failing whole.
+UNANSWERED_HEADER = "Aiops-Unanswered-Agents"
+UNANSWERED_NAMED = 100  # ids named in the header at most (the count is always there)
+
+
+@router.get(
+    "/agents",
+    response_model=list[AgentStatus],
+    tags=["agents"],
+    responses={
+        200: {
+            "headers": {
+                UNANSWERED_HEADER: {
+                    "description": "Present when some agents did not answer their status query within "
+                    "a few seconds (their workers down, say) and are left out of the list: "
+                    f"'COUNT: ID,ID,...' (at most {UNANSWERED_NAMED} ids).",
+                    "schema": {"type": "string"},
+                }
+            }
+        }
+    },
+)
 async def list_agents(
     request: Request,
+    response: Response,
     who: Viewer,
     state: AgentState | None = None,
     type: Annotated[str | None, Query(max_length=100)] = None,
 ) -> list[AgentStatus]:
-    """The running agents of the gateway's task queue, optionally in one state or of one type."""
+    """The running agents of the gateway's task queue, optionally in one state or of one type.
+    An agent that does not answer within a few seconds is left out and named in the
+    ``Aiops-Unanswered-Agents`` header (and the gateway's log, with why), so one agent whose
+    workers are down does not fail the whole list."""
     client = await _context(request).client()
-    statuses = await client.agents.statuses(state)
-    return [s for s in statuses if type is None or s.type == type]
+    found = await client.agents.survey(state)
+    if found.unanswered:
+        ids = ",".join(u.agent_id for u in found.unanswered[:UNANSWERED_NAMED])
+        response.headers[UNANSWERED_HEADER] = f"{len(found.unanswered)}: {ids}"
+        for silent in found.unanswered:
+            log.warning("agent %s left out of the list: %s", silent.agent_id, silent.reason)
+    return [s for s in found.statuses if type is None or s.type == type]
 
 
 @router.post("/agents", response_model=Started, status_code=201, tags=["agents"])

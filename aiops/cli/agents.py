@@ -71,17 +71,23 @@ def list_agents(
 
         emit(ctx, failed, render_failed)
         return
-    repeat(watch, times, lambda n: _list_running(ctx, state, watch is not None and n > 0))
+    silent: list[int] = []
+    repeat(watch, times, lambda n: silent.append(_list_running(ctx, state, watch is not None and n > 0)))
+    if silent[-1]:
+        raise Failed(f"{silent[-1]} agent(s) did not answer their status query (named above)")
 
 
-def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -> None:
-    statuses = run(ctx, lambda aiops: aiops.agents.statuses(state))
+def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -> int:
+    """Print the answering agents, and warn on stderr of each one that did not answer (its
+    workers down, say) instead of failing the whole list; how many did not answer."""
+    found = run(ctx, lambda aiops: aiops.agents.survey(state))
+    statuses = found.statuses
 
     def render() -> None:
         if refresh:
             typer.echo(f"--- {when(datetime.now(UTC))}")
         if not statuses:
-            say(ctx, "no agents are running")
+            say(ctx, "no agent answered" if found.unanswered else "no agents are running")
             return
         rows = [
             (
@@ -99,6 +105,9 @@ def _list_running(ctx: typer.Context, state: AgentState | None, refresh: bool) -
         console().print(table(columns, rows))
 
     emit(ctx, statuses, render)
+    for silent in found.unanswered:
+        console(stderr=True).print(f"warning: agent {silent.agent_id} did not answer: {silent.reason}")
+    return len(found.unanswered)
 
 
 FAILED_WITHIN = timedelta(hours=24)

@@ -27,9 +27,10 @@ from temporalio.common import RetryPolicy, WorkflowIDConflictPolicy, WorkflowIDR
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from aiops.client.agent_survey import STATUS_PATIENCE, AgentSurvey, survey
 from aiops.client.common import Connection, no_agent, update_refused
 from aiops.client.errors import (
-    AgentNotRunningError,
+    AgentsUnansweredError,
     AgentTypeNotServedError,
     ClientError,
     CommandRefusedError,
@@ -233,17 +234,21 @@ class AgentsClient:
         return await self._ids(agent_contract.agents_query(queue, state))
 
     async def statuses(self, state: AgentState | None = None) -> list[AgentStatus]:
-        """The status of every agent running on this client's task queue (optionally in one state)."""
+        """The status of every agent running on this client's task queue (optionally in one
+        state), sorted by id. Raises ``AgentsUnansweredError`` (which carries the rest) when some
+        did not answer within ``STATUS_PATIENCE``; ``survey`` returns both instead."""
+        found = await self.survey(state)
+        if found.unanswered:
+            raise AgentsUnansweredError(found)
+        return found.statuses
+
+    async def survey(
+        self, state: AgentState | None = None, patience: timedelta = STATUS_PATIENCE
+    ) -> AgentSurvey:
+        """Every running agent's status (optionally in one state), each asked at once with its own
+        ``patience``, and the agents that did not answer, with why (``aiops/client/agent_survey.py``)."""
         ids = await self._ids(agent_contract.agents_query(self._conn.task_queue, state))
-        found = await asyncio.gather(*(self.status(agent_id) for agent_id in ids), return_exceptions=True)
-        statuses = []
-        for result in found:
-            if isinstance(result, AgentNotRunningError):
-                continue  # it ended between the listing and the query
-            if isinstance(result, BaseException):
-                raise result
-            statuses.append(result)
-        return sorted(statuses, key=lambda s: s.agent_id)
+        return await survey(self._conn, ids, patience)
 
     async def failed(self, since: datetime) -> list[FailedAgent]:
         """Agents on this task queue whose latest workflow failed since ``since`` (from visibility),

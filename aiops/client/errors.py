@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aiops.contracts.agent import EventAnswer
 from aiops.contracts.errors import AiopsError
+
+if TYPE_CHECKING:
+    from aiops.client.agent_survey import AgentSurvey
 
 __all__ = [
     "ActionNotFoundError",
     "AgentNotRunningError",
     "AgentTypeNotServedError",
+    "AgentsUnansweredError",
     "AiopsError",
     "ClientError",
     "CommandRefusedError",
@@ -61,3 +67,16 @@ class EventsRejectedError(ClientError):
 class EventTooLargeError(ClientError):
     """An event (or what one update would carry) over its size budget: refused before anything is
     sent, since the agent could never take it; the message names the event, its size and the limit."""
+
+
+class AgentsUnansweredError(ClientError):
+    """Some agents did not answer their status query (their workers down, or their workflow task
+    failing); ``survey`` has the statuses of the rest and why each silent one did not answer."""
+
+    def __init__(self, survey: AgentSurvey) -> None:
+        self.survey = survey
+        named = "; ".join(f"{u.agent_id}: {u.reason}" for u in survey.unanswered[:5])
+        more = f" (and {len(survey.unanswered) - 5} more)" if len(survey.unanswered) > 5 else ""
+        super().__init__(
+            f"{len(survey.unanswered)} agent(s) did not answer ({len(survey.statuses)} did): {named}{more}"
+        )

@@ -70,8 +70,11 @@ def registered(name: str, configs: list[AgentConfig]) -> list[Registered]:
 
 
 async def known_configs(client: AiopsClient, gateway_configs: dict[str, AgentConfig]) -> list[AgentConfig]:
-    """The running agents' configs and those the gateway reads (the running one first)."""
-    running = {s.agent_id: s.config for s in await client.agents.statuses()}
+    """The running agents' configs and those the gateway reads (the running one first). An agent
+    that does not answer its status query (its workers down) is known by the gateway's copy, if
+    any: one silent agent does not stop everybody signing in."""
+    found = await client.agents.survey()
+    running = {s.agent_id: s.config for s in found.statuses}
     return [*running.values(), *(c for i, c in gateway_configs.items() if i not in running)]
 
 
