@@ -45,6 +45,8 @@ REAL_SERVER_FIXTURES = frozenset({"env", "postgres", "pool", "skipping_env"})
 
 
 STUCK_TASK_MARKER = "allow_failed_workflow_tasks"
+# The module attribute naming a module's own dev-server fixture, checked like the session's.
+OWN_DEV_SERVER = "OWN_DEV_SERVER"
 # The SDK's routine cause: a signal or update arrived while the task completed, so the server
 # refuses the completion and the worker runs a new task with it; nothing is lost or retried wrong.
 ROUTINE_TASK_FAILURES = frozenset({WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND})
@@ -166,9 +168,16 @@ async def no_failed_workflow_tasks(request: pytest.FixtureRequest) -> AsyncItera
     code or a non-determinism shows itself, and it retries forever without failing any test on its own.
 
     One visibility list and one history read per workflow; nothing for a test without the server.
+    A module that starts a dev server of its own names its fixture in ``OWN_DEV_SERVER``, and its
+    tests are checked on that server too.
     A test that provokes failed tasks on purpose says so with ``@pytest.mark.allow_failed_workflow_tasks``.
     """
-    if "env" not in request.fixturenames:
+    servers = [
+        name
+        for name in ("env", getattr(request.module, OWN_DEV_SERVER, None))
+        if name is not None and name in request.fixturenames
+    ]
+    if not servers:
         yield
         return
     since = datetime.now(UTC)
@@ -176,8 +185,10 @@ async def no_failed_workflow_tasks(request: pytest.FixtureRequest) -> AsyncItera
     marker = request.node.get_closest_marker(STUCK_TASK_MARKER)
     if marker is not None:
         return
-    environment: WorkflowEnvironment = request.getfixturevalue("env")
-    problems = await failed_workflow_tasks(environment.client, since)
+    problems = []
+    for name in servers:
+        environment: WorkflowEnvironment = request.getfixturevalue(name)
+        problems += await failed_workflow_tasks(environment.client, since)
     if problems:
         listed = "\n  ".join(problems[:10])
         more = f"\n  (and {len(problems) - 10} more)" if len(problems) > 10 else ""

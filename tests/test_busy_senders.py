@@ -43,6 +43,10 @@ from tests.helpers import agent_config, event, eventually, gone, start_without_w
 ACCEPTED = UpdateWorkflowExecutionLifecycleStage.UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_ACCEPTED
 
 
+# The stuck-task guard (tests/conftest.py) checks this module's own server too.
+OWN_DEV_SERVER = "full"
+
+
 @pytest_asyncio.fixture(scope="module")
 async def full() -> AsyncIterator[WorkflowEnvironment]:
     """A dev server that admits one update in flight per workflow: held (``Holder``), the agent's

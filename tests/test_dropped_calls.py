@@ -59,6 +59,10 @@ class Probe:
         return self.applied
 
 
+# The stuck-task guard (tests/conftest.py) checks this module's own server too.
+OWN_DEV_SERVER = "rotating"
+
+
 @pytest_asyncio.fixture(scope="module")
 async def rotating() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_local(
