@@ -58,7 +58,7 @@ async def test_the_api_lists_the_rest_and_names_silent_agents_in_a_header(
             assert listed.json() == []
             assert listed.headers["Aiops-Unanswered-Agents"] == f"1: {silent.id}"
         try:
-            await down.agents.statuses()
+            await down.agents.statuses(patience=timedelta(seconds=1))
         except AgentsUnansweredError as err:
             assert silent.id in str(err) and err.survey.statuses == []
         else:

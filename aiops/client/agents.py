@@ -233,11 +233,13 @@ class AgentsClient:
         queue = self._conn.task_queue if this_queue else None
         return await self._ids(agent_contract.agents_query(queue, state))
 
-    async def statuses(self, state: AgentState | None = None) -> list[AgentStatus]:
+    async def statuses(
+        self, state: AgentState | None = None, patience: timedelta = STATUS_PATIENCE
+    ) -> list[AgentStatus]:
         """The status of every agent running on this client's task queue (optionally in one
         state), sorted by id. Raises ``AgentsUnansweredError`` (which carries the rest) when some
-        did not answer within ``STATUS_PATIENCE``; ``survey`` returns both instead."""
-        found = await self.survey(state)
+        did not answer within ``patience``; ``survey`` returns both instead."""
+        found = await self.survey(state, patience)
         if found.unanswered:
             raise AgentsUnansweredError(found)
         return found.statuses
