@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # worker answers a query of a cached agent in milliseconds, and a query waits behind the agent's
 # current workflow task: a few seconds covers a busy worker, not a missing one.
 STATUS_PATIENCE = timedelta(seconds=5)
+REASON_CHARS = 300  # of a failed query's text, in a warning line or the gateway's log
 
 
 class UnansweredAgent(NamedTuple):
@@ -78,6 +79,8 @@ def why(err: BaseException, task_queue: str, patience: timedelta) -> str:
             f"no answer to its status query within {patience.total_seconds():g}s: is a worker "
             f"running for task queue {task_queue}?"
         )
+    # The failure's text comes from the worker (a workflow's own exception, say): one line, bounded.
+    said = " ".join(str(err).split())[:REASON_CHARS]
     if isinstance(err, WorkflowQueryFailedError):
-        return f"its status query failed: {err}"
-    return f"its status query failed: {type(err).__name__}: {err}"
+        return f"its status query failed: {said}"
+    return f"its status query failed: {type(err).__name__}: {said}"
