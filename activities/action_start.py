@@ -23,7 +23,7 @@ from temporalio.common import Priority, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.agent_activities import published_outcome
+from activities.action_ends import published_outcome
 from aiops.contracts.action import WORKFLOW_TYPE
 from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart, ActionStarted, inbox_attributes
 

@@ -18,16 +18,16 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from temporalio import activity
-from temporalio.client import Client, WorkflowExecutionDescription
+from temporalio.client import Client
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.action_ends import published_outcome
 from activities.agent_instances import AgentInstances
 from activities.database.audit_log import AuditLog
 from agents.base_agent import BaseAgent
 from aiops.contracts import agent as agent_contract
-from aiops.contracts import search_attributes as sa
-from aiops.contracts.action import ActionOutcome, ActionStatus
+from aiops.contracts.action import ActionOutcome
 from aiops.contracts.activities import (
     NON_RETRYABLE_AGENT_ERROR_CLASSES,
     ActionCall,
@@ -145,26 +145,6 @@ async def write_decision_audit(
         log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
         return False
     return True
-
-
-def published_outcome(
-    action_workflow_id: str, described: WorkflowExecutionDescription
-) -> ActionOutcome | None:
-    """Where an action is, as it published it (its ``AiopsActionStatus``, upserted with the final
-    status in the same task that reports it to the agent); None if it published none."""
-    published = described.typed_search_attributes.get(sa.ACTION_STATUS)
-    status = next((s for s in ActionStatus if published == s.value), None)
-    if status is None:
-        return None
-    final = status.is_final
-    ended = described.close_time or datetime.now(UTC)
-    return ActionOutcome(
-        action_id=action_workflow_id,
-        event_id="",
-        status=status,
-        success=status in (ActionStatus.SUCCEEDED, ActionStatus.VERIFIED) if final else None,
-        duration_seconds=(ended - described.start_time).total_seconds() if final else None,
-    )
 
 
 class AgentActivities:
@@ -432,7 +412,9 @@ class AgentActivities:
         an ``action_finished`` signal claims an end, since anyone can send one; only what the
         action itself published is counted (successes, failures, the circuit breaker). Read from
         the server's record of the workflow (its ``AiopsActionStatus``, upserted with the final
-        status in the same task that sends the signal), so no worker has to answer a query."""
+        status in the same task that sends the signal), so no worker has to answer a query. An
+        action whose workflow closed without a final status (terminated by hand, timed out) is
+        ``failed``: it told nobody (activities/action_ends.py)."""
         if self.client is None:
             raise ApplicationError("no Temporal client to ask the action", non_retryable=True)
         try:

@@ -26,6 +26,7 @@ from temporalio.common import MetricMeter
 from temporalio.runtime import Runtime
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.action_ends import report_unreported_ends
 from activities.agent_instances import AgentInstances
 from activities.database.health_snapshots import HealthSnapshots
 from activities.fleet_triage import FleetTriager
@@ -171,6 +172,12 @@ class HealthActivities:
         return summary
 
     @activity.defn
+    async def report_unreported_ends(self, call: calls.UnreportedEndsCall) -> calls.UnreportedEnds:
+        """Tell the agents of actions that closed without reporting their end (terminated by hand,
+        timed out) that they ended, so none stays pending for ever (activities/action_ends.py)."""
+        return await report_unreported_ends(self.client, call)
+
+    @activity.defn
     async def record_health(self, snapshot: calls.HealthSnapshot) -> dict[str, HealthStatus]:
         """Store the verdicts and export them; return the previous recorded status of each agent
         whose status may need an alert (every agent but those healthy now and before, or new)."""
@@ -251,6 +258,7 @@ class HealthActivities:
             self.triage_fleet,
             self.observe_agents,
             self.summarize_approvals,
+            self.report_unreported_ends,
             self.record_health,
             self.raise_health_alert,
         ]

@@ -80,7 +80,9 @@ async def test_a_repeated_start_is_the_same_action_and_another_is_a_duplicate(
     await handle.terminate("done with it")
     # After it ended, REJECT_DUPLICATE still keeps the id: its own start is still told apart.
     again = await starter.start_action(start)
-    assert again.outcome == "started" and again.ended is None, "it ended without a final status"
+    # Closed without a final status of its own: failed, so its agent does not wait for it for ever.
+    assert again.outcome == "started" and again.ended is not None
+    assert again.ended.status == ActionStatus.FAILED and "terminated" in again.ended.message
     assert (await starter.start_action(other)).outcome == "duplicate"
 
 

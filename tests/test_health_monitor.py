@@ -344,7 +344,12 @@ async def test_a_healthy_fleet_is_judged_from_visibility_without_a_status_query_
         assert status_queries(telemetry) == 0, "no agent was asked for its status"
         # No status query, no health check, not even a per-type question: this worker has the type.
         assert await activities_run(client, workflow_id) == Counter(
-            ["local triage_fleet", "local summarize_approvals", "local record_health"]
+            [
+                "local triage_fleet",
+                "local summarize_approvals",
+                "local report_unreported_ends",
+                "local record_health",
+            ]
         )
         # Healthy and never anything else: no row, no per-agent series (the alerts fire on 1 and 2).
         rows = await pool.fetchval(

@@ -81,6 +81,9 @@ def test_histories_are_present() -> None:
     assert patch_ids(DIR / "patched_agent_storm.json") == ["decide-storm-by-activity"]
     # tests/record_action_start_history.py: actions started from the agent's worker, not as children
     assert patch_ids(DIR / "patched_agent_action_start.json") == ["start-actions-from-worker"]
+    # tests/record_unreported_ends_history.py: a monitor pass tells an agent of a terminated action
+    assert patch_ids(DIR / "patched_monitor_unreported_ends.json") == ["report-unreported-action-ends"]
+    assert '"report_unreported_ends"' in markers("patched_monitor_unreported_ends.json")
     assert sum(f'"{AuditActivities.record_audit.__name__}"' in p.read_text() for p in HISTORIES) >= 6
     lifecycle = text("agent_lifecycle")
     assert agent_contract.RECONFIGURE in lifecycle and agent_contract.INTAKE in lifecycle

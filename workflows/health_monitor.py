@@ -36,6 +36,8 @@ with workflow.unsafe.imports_passed_through():
         ObserveAgentsCall,
         PendingApprovals,
         TriageCall,
+        UnreportedEnds,
+        UnreportedEndsCall,
     )
     from aiops.contracts.agent import hooks_task_queue
     from aiops.contracts.fields import same_named
@@ -51,6 +53,12 @@ with workflow.unsafe.imports_passed_through():
 
 PAGE = 100
 RETRY = RetryPolicy(maximum_attempts=5, initial_interval=timedelta(seconds=1))
+# Marks the passes that tell agents of the actions that closed without reporting their end
+# (activities/action_ends.py): a pass recorded before replays without that local activity. A pass
+# lasts seconds to minutes, so no run of the old code outlives a deploy by more than one
+# ``--health-every``: deprecate (workflow.deprecate_patch) in the release after the one that adds
+# it, remove with the next history generation (g2_), docs/deploy.md "A patch's lifecycle".
+UNREPORTED_ENDS_PATCH = "report-unreported-action-ends"
 
 
 class MonitorInput(BaseModel):
@@ -62,6 +70,10 @@ class MonitorInput(BaseModel):
     worker_silence_seconds: float = Field(default=120.0, gt=0)
     # Look at every agent closely (status query, health check), as every pass did before the summary.
     observe_all: bool = False
+    # Actions that closed this recently without reporting their end (terminated by hand, timed out)
+    # are reported to their agents; each pass looks this far back, so a pass that did not run
+    # (no worker) is made up by the next. An agent told twice counts the end once.
+    unreported_within_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
 
 
 class MonitorReport(BaseModel):
@@ -71,6 +83,7 @@ class MonitorReport(BaseModel):
     approvals: PendingApprovals
     groups: list[FleetGroup] = Field(default_factory=list)  # judged from visibility alone
     observed: int = 0  # agents queried for their status this pass
+    unreported_ends: UnreportedEnds = Field(default_factory=UnreportedEnds)  # actions' ends told
     counted: dict[str, int] = Field(default_factory=dict)  # healthy by summary, counted per type
 
     def verdicts(self) -> list[AgentHealth]:
@@ -157,10 +170,33 @@ class HealthMonitorWorkflow:
         groups = [g for g in groups if g.agents_by_type]
         return sorted(look), groups, triage.counted
 
+    async def _report_unreported_ends(self, input: MonitorInput) -> UnreportedEnds:
+        """Tell agents of their actions that ended without a word (see UNREPORTED_ENDS_PATCH)."""
+        if not workflow.patched(UNREPORTED_ENDS_PATCH):
+            return UnreportedEnds()
+        since = workflow.now() - timedelta(seconds=input.unreported_within_seconds)
+        try:
+            told: UnreportedEnds = await workflow.execute_local_activity_method(
+                HealthActivities.report_unreported_ends,
+                UnreportedEndsCall(task_queue=input.task_queue, closed_since=since),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=RETRY,
+            )
+        except ActivityError as err:  # the next pass looks again: the health verdicts go on
+            workflow.logger.warning("could not report actions' unreported ends: %s", cause_message(err))
+            return UnreportedEnds()
+        if told.told:
+            workflow.logger.info(
+                "told agents of %d action(s) that closed without reporting their end: %s",
+                told.told,
+                ", ".join(told.action_ids),
+            )
+        return told
+
     @workflow.run
     async def run(self, input: MonitorInput) -> MonitorReport:
         run_id = workflow.info().run_id
-        (ids, groups, counted), approvals = await asyncio.gather(
+        (ids, groups, counted), approvals, unreported = await asyncio.gather(
             self._triage(input),
             workflow.execute_local_activity_method(
                 HealthActivities.summarize_approvals,
@@ -168,6 +204,7 @@ class HealthMonitorWorkflow:
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RETRY,
             ),
+            self._report_unreported_ends(input),
         )
         timeout = input.thresholds.status_timeout_seconds
         healths: list[AgentHealth] = []
@@ -237,4 +274,5 @@ class HealthMonitorWorkflow:
             groups=groups,
             observed=len(observations),
             counted=counted,
+            unreported_ends=unreported,
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -259,6 +259,21 @@ def pending_approvals_query(task_queue: str | None = None, agent_id: str | None 
     if agent_id is not None:
         query += f" AND {sa.AGENT_ID.name} = {sa.quoted(agent_id)}"
     return query
+
+
+def unreported_ends_query(task_queue: str, closed_since: datetime) -> str:
+    """Actions on a queue (or its types' queues) that closed since ``closed_since`` other than by
+    completing: terminated, timed out, canceled or failed. Such an action told its agent nothing
+    (activities/action_ends.py)."""
+    on_queue, on_types = sa.quoted(task_queue), sa.quoted(f"{task_queue}.")
+    since = closed_since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return (
+        f"WorkflowType = {sa.quoted(WORKFLOW_TYPE)}"
+        " AND ExecutionStatus != 'Running' AND ExecutionStatus != 'Completed'"
+        " AND ExecutionStatus != 'ContinuedAsNew'"
+        f" AND CloseTime >= {sa.quoted(since)}"
+        f" AND (TaskQueue = {on_queue} OR TaskQueue STARTS_WITH {on_types})"
+    )
 
 
 # ----- the messages, declared once ------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -372,6 +372,25 @@ class TriageCall(_Contract):
     skip_agent_id: str | None = None  # the alerting agent: its own trouble shows in its status
     worker_silence_seconds: float = 120.0
     observe_all: bool = False  # a full sweep: every agent is looked at closely
+
+
+class UnreportedEndsCall(_Contract):
+    """Find the actions on a task queue that closed without reporting their end, and tell their
+    agents (activities/action_ends.py)."""
+
+    task_queue: str
+    closed_since: datetime
+    limit: int = Field(default=200, ge=1, le=1000)
+
+
+class UnreportedEnds(_Contract):
+    """What ``report_unreported_ends`` did: agents told, agents gone, and some of the actions."""
+
+    MAX_IDS: ClassVar[int] = 20
+
+    told: int = 0
+    unreachable: int = 0
+    action_ids: list[str] = Field(default_factory=list)  # the first MAX_IDS told
 
 
 class LookAt(_Contract):

@@ -1,0 +1,65 @@
+"""An action whose workflow is closed from outside (terminated by hand) is not pending for ever.
+
+Such an action reports nothing to its agent. The health monitor's pass finds it in visibility and
+tells its agent; the agent asks the server how the action stands (never the claim's word) and
+counts it failed, once, however often it is told (activities/action_ends.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from temporalio.client import Client
+
+from aiops.client import AiopsClient
+from aiops.contracts.action import ActionOutcome, ActionStatus
+from aiops.contracts.agent import ACTION_FINISHED, AgentMessages, agent_workflow_id
+from tests.helpers import agent_config, eventually, start_pending_action, team
+from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
+
+
+async def test_a_terminated_action_is_counted_failed_by_its_agent_after_a_monitor_pass(
+    aiops: AiopsClient, client: Client, task_queue: str, worker: object
+) -> None:
+    config = agent_config("scripted", approval=team())
+    agent, action_id, _ = await start_pending_action(aiops, config, "high")
+    other = agent_config("scripted", approval=team())  # its action stays open: left alone
+    _, open_id, _ = await start_pending_action(aiops, other, "high")
+
+    # A claim before the action closed is refused: the action says it is still waiting.
+    forged = ActionOutcome(action_id=action_id, event_id="", status=ActionStatus.FAILED)
+    await agent.signal(ACTION_FINISHED, forged)
+    status = await eventually(
+        lambda: aiops.agents.status(config.id),
+        lambda s: any(ACTION_FINISHED in e.message for e in s.recent_errors),
+    )
+    assert status.counters.actions_failed == 0
+    assert [p.action_id for p in await agent.query(AgentMessages.pending_actions)] == [action_id]
+
+    await client.get_workflow_handle(action_id).terminate("stuck, ended by hand")
+
+    async def check() -> MonitorReport:
+        return await client.execute_workflow(
+            HealthMonitorWorkflow.run,
+            MonitorInput(task_queue=task_queue),
+            id=f"health-{uuid.uuid4()}",
+            task_queue=task_queue,
+        )
+
+    # Visibility is eventually consistent: a pass soon after sees the closed action.
+    report = await eventually(check, lambda r: action_id in r.unreported_ends.action_ids)
+    assert open_id not in report.unreported_ends.action_ids
+    status = await eventually(
+        lambda: aiops.agents.status(config.id), lambda s: s.counters.actions_failed == 1
+    )
+    assert await agent.query(AgentMessages.pending_actions) == []
+    assert status.consecutive_failures == 1
+
+    # Told again by the next pass (it looks an hour back): counted once. The signal was taken when
+    # the pass ended, and a query sees every signal taken before it.
+    again = await check()
+    assert action_id in again.unreported_ends.action_ids
+    assert (await aiops.agents.status(config.id)).counters.actions_failed == 1
+    other_handle = client.get_workflow_handle(agent_workflow_id(other.id))
+    assert [p.action_id for p in await other_handle.query(AgentMessages.pending_actions)] == [open_id]
+    await aiops.approvals.reject(open_id, "bob", "not now")
