@@ -372,6 +372,7 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
     m = len(fleet.agent_ids)
     fleet.rounds += 1
     bench.counter.reset()
+    cpu = stack_cpu(bench.worker_pid)
     started = time.monotonic()
     with profiled(bench.worker_pid, "fleet-agent"):
         await bounded(
@@ -380,6 +381,7 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
         )
         await bench.counter.wait(m)
     agent_rate = m / (time.monotonic() - started)
+    agent_cpu = cpu_since(cpu, bench.worker_pid)
     statuses = await bounded(
         [lambda a=a: bench.aiops.agents.status(a) for a in fleet.agent_ids], bench.in_flight
     )
@@ -388,6 +390,7 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
     assert not short, f"{len(short)} agents did not record their event: {short[:3]}"
 
     bench.counter.reset()
+    cpu = stack_cpu(bench.worker_pid)
     started = time.monotonic()
     with profiled(bench.worker_pid, "fleet-raw-update"):
         await bounded(
@@ -399,6 +402,7 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
         )
         await bench.counter.wait(m)
     update_rate = m / (time.monotonic() - started)
+    update_cpu = cpu_since(cpu, bench.worker_pid)
 
     bench.counter.reset()
     started = time.monotonic()
@@ -410,8 +414,9 @@ async def fleet_round(bench: Bench, fleet: Fleet) -> tuple[float, float, float]:
     await bench.counter.wait(m)
     signal_rate = m / (time.monotonic() - started)
     bench.say(
-        f"fleet {m} x 1: agent {agent_rate:.1f}/s (all {m} states confirmed after {confirmed_in:.1f}s), "
-        f"raw update {update_rate:.1f}/s, raw signal {signal_rate:.1f}/s (delivered at {delivered:.1f}/s)"
+        f"fleet {m} x 1: agent {agent_rate:.1f}/s (all {m} states confirmed after {confirmed_in:.1f}s; "
+        f"CPU-s {agent_cpu}), raw update {update_rate:.1f}/s (CPU-s {update_cpu}), "
+        f"raw signal {signal_rate:.1f}/s (delivered at {delivered:.1f}/s)"
     )
     return agent_rate, update_rate, signal_rate
 
