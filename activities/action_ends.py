@@ -16,6 +16,7 @@ not know, changes nothing, so telling an agent twice is harmless.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ from aiops.contracts.activities import UnreportedEnds, UnreportedEndsCall
 from aiops.contracts.agent import ACTION_FINISHED, agent_workflow_id
 
 log = logging.getLogger(__name__)
+# Signals in flight at once while telling agents (each a short RPC).
+SIGNALS_AT_ONCE = 20
 
 # Closed without a final status of its own: the workflow's close status in the outcome's message.
 _CLOSED_AS = {
@@ -70,22 +73,35 @@ def published_outcome(action_workflow_id: str, described: WorkflowExecution) -> 
 
 async def report_unreported_ends(client: Client, call: UnreportedEndsCall) -> UnreportedEnds:
     """Tell the agent of every action on ``call.task_queue`` (or its types' queues) that closed
-    since ``call.closed_since`` other than by completing (at most ``call.limit``, the most recent
-    first) that it ended. Agents that are gone are skipped; nothing here fails the pass."""
+    since ``call.closed_since`` other than by completing (at most ``call.limit``) that it ended.
+    Every pass tells all of them again, as it cannot know which agents heard already; a told agent
+    that counted the end ignores the claim. Agents that are gone are skipped; nothing here fails
+    the pass."""
     out = UnreportedEnds()
     query = unreported_ends_query(call.task_queue, call.closed_since)
-    async for closed in client.list_workflows(query, limit=call.limit):
+    claims: list[tuple[str, ActionOutcome]] = []
+    async for closed in client.list_workflows(query, limit=call.limit + 1):
         agent_id = closed.typed_search_attributes.get(sa.AGENT_ID)
         outcome = published_outcome(closed.id, closed)
-        if not agent_id or outcome is None:
-            continue
+        if agent_id and outcome is not None:
+            claims.append((agent_id, outcome))
+    if len(claims) > call.limit:
+        claims = claims[: call.limit]
+        log.warning("over %d actions closed without reporting their end: telling %d", call.limit, call.limit)
+
+    async def tell(agent_id: str, outcome: ActionOutcome) -> None:
         try:
             await client.get_workflow_handle(agent_workflow_id(agent_id)).signal(ACTION_FINISHED, outcome)
         except RPCError as err:  # the agent is gone (stopped, or never there): nothing waits for it
             out.unreachable += 1
-            log.info("could not tell agent %s that action %s ended: %s", agent_id, closed.id, err.message)
-            continue
+            log.info(
+                "could not tell agent %s that action %s ended: %s", agent_id, outcome.action_id, err.message
+            )
+            return
         out.told += 1
         if len(out.action_ids) < UnreportedEnds.MAX_IDS:
-            out.action_ids.append(closed.id)
+            out.action_ids.append(outcome.action_id)
+
+    for start in range(0, len(claims), SIGNALS_AT_ONCE):
+        await asyncio.gather(*(tell(a, o) for a, o in claims[start : start + SIGNALS_AT_ONCE]))
     return out

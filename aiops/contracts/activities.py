@@ -380,7 +380,7 @@ class UnreportedEndsCall(_Contract):
 
     task_queue: str
     closed_since: datetime
-    limit: int = Field(default=200, ge=1, le=1000)
+    limit: int = Field(default=5000, ge=1, le=20_000)  # actions told per pass, at most
 
 
 class UnreportedEnds(_Contract):
