@@ -10,13 +10,20 @@ from __future__ import annotations
 import json
 import uuid
 
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionOutcome, ActionStatus
 from aiops.contracts.agent import ACTION_FINISHED, AgentMessages, agent_workflow_id
 from tests.helpers import agent_config, eventually, start_pending_action, team, temporal_cli
-from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
+from workflows.health_monitor import (
+    INVALID_MONITOR_INPUT,
+    HealthMonitorWorkflow,
+    MonitorInput,
+    MonitorReport,
+)
 
 
 async def test_a_terminated_action_is_counted_failed_by_its_agent_after_a_monitor_pass(
@@ -72,3 +79,27 @@ async def test_a_terminated_action_is_counted_failed_by_its_agent_after_a_monito
     other_handle = client.get_workflow_handle(agent_workflow_id(other.id))
     assert [p.action_id for p in await other_handle.query(AgentMessages.pending_actions)] == [open_id]
     await aiops.approvals.reject(open_id, "bob", "not now")
+
+
+async def test_a_pass_started_by_hand_with_a_bad_input_fails_at_once_saying_why(
+    client: Client, address: str, task_queue: str, worker: object
+) -> None:
+    """The docs show starting a pass by hand with --input: a typo must end the run with the reason,
+    not fail its workflow task for ever."""
+    for bad, said in (
+        ({"task_queue": task_queue, "unreported_within_seconds": -1}, "unreported_within_seconds"),
+        ({"unreported_within_seconds": 60}, "task_queue"),
+        ([1, 2], "MonitorInput"),
+    ):
+        monitor_id = f"health-{uuid.uuid4()}"
+        started = temporal_cli(
+            address, "workflow", "start", "--type", "HealthMonitorWorkflow", "--task-queue", task_queue,
+            "--workflow-id", monitor_id, "--input", json.dumps(bad),
+        )  # fmt: skip
+        assert started.returncode == 0, started.stderr
+        with pytest.raises(WorkflowFailureError) as failed:
+            await client.get_workflow_handle(monitor_id).result()
+        cause = failed.value.cause
+        assert isinstance(cause, ApplicationError) and cause.type == INVALID_MONITOR_INPUT, cause
+        assert cause.message.startswith("invalid health monitor input: ") and said in cause.message
+        assert "\n" not in cause.message

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio import workflow
-from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.common import RawValue, RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.health_activities import HealthActivities
@@ -40,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         UnreportedEndsCall,
     )
     from aiops.contracts.agent import hooks_task_queue
+    from aiops.contracts.errors import describe_validation_error
     from aiops.contracts.fields import same_named
     from aiops.contracts.health import (
         AgentHealth,
@@ -49,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         classify,
         transitions,
     )
+    from workflows.agent.raw import UndecodablePayload, decoded
     from workflows.failures import cause_message
 
 PAGE = 100
@@ -74,6 +77,29 @@ class MonitorInput(BaseModel):
     # are reported to their agents; each pass looks this far back, so a pass that did not run
     # (no worker) is made up by the next. An agent told twice counts the end once.
     unreported_within_seconds: float = Field(default=3600.0, gt=0, le=7 * 24 * 3600)
+
+
+# The run fails with this type when its input is no MonitorInput (a pass started by hand).
+INVALID_MONITOR_INPUT = "InvalidMonitorInput"
+
+if TYPE_CHECKING:
+    MonitorStart = MonitorInput  # callers start a pass with a MonitorInput (or its JSON)
+else:
+    MonitorStart = RawValue  # what the SDK sees: the payload undecoded, read by monitor_input
+
+
+def monitor_input(payload: Any) -> MonitorInput:
+    """The pass's input, decoded here and not by the SDK: a pass started by hand with a bad input
+    (``temporal workflow start --input``, as docs/operations.md shows) then fails at once with the
+    problem named, instead of failing its workflow task for ever."""
+    try:
+        data = decoded(payload) if isinstance(payload, RawValue) else payload
+        return MonitorInput.model_validate(data)
+    except (UndecodablePayload, ValidationError) as err:
+        why = describe_validation_error(err) if isinstance(err, ValidationError) else str(err)
+        raise ApplicationError(
+            f"invalid health monitor input: {why}", type=INVALID_MONITOR_INPUT, non_retryable=True
+        ) from None
 
 
 class MonitorReport(BaseModel):
@@ -194,7 +220,8 @@ class HealthMonitorWorkflow:
         return told
 
     @workflow.run
-    async def run(self, input: MonitorInput) -> MonitorReport:
+    async def run(self, payload: MonitorStart) -> MonitorReport:
+        input = monitor_input(payload)
         run_id = workflow.info().run_id
         (ids, groups, counted), approvals, unreported = await asyncio.gather(
             self._triage(input),
