@@ -20,6 +20,7 @@ from activities.database.pool import database_url, open_pool
 from agents.registry import load_agent_modules
 from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
+from bench import worker_timeline
 from bench.noop_workflow import NoOpSink
 from bench.probe_workflow import SignalToActivityProbe, probe_started
 from bench.raw_workflows import (
@@ -116,6 +117,8 @@ def heap_in_use() -> tuple[int, int]:
 
 
 async def main(task_queue: str) -> None:
+    if os.environ.get(worker_timeline.ENV):
+        worker_timeline.install(os.environ[worker_timeline.ENV])
     tracing = asyncio.create_task(trace_memory())
     load_agent_modules(["bench.observer_agent", "bench.latency_agent"])
     client = await connect()

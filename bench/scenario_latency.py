@@ -4,16 +4,19 @@ start (``approval_latency.py``'s samples), each beside the raw signal → activi
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 import uuid
 from datetime import UTC
+from pathlib import Path
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 
 from aiops.contracts.agent import agent_workflow_id
 from aiops.contracts.config import ApprovalSettings, Approver
+from bench import worker_timeline
 from bench.approval_latency import ALICE, DISPATCH, approval_sample, raw_sample
 from bench.bench_common import percentile, profiled
 from bench.scenario_throughput import Bench
@@ -122,6 +125,9 @@ async def event_to_execute(bench: Bench, agent_id: str, samples: int) -> tuple[f
     bench.say(f"  last sample, the agent: {await timeline(bench, agent_workflow_id(agent_id), sent)}")
     bench.say(f"  last sample, its action: {await timeline(bench, str(LAST['action_id']), sent)}")
     bench.say(f"  median steps: {await steps(bench, agent_id)}")
+    if os.environ.get(worker_timeline.ENV):  # the worker's own clock: bench/worker_timeline.py
+        path = Path(os.environ[worker_timeline.ENV])
+        bench.say(f"  in the worker, median: {worker_timeline.steps(path, agent_id, SAMPLES)}")
     dispatch = statistics.median(b - a for _, _, a, b in SAMPLES) * 1000
     raw_side = statistics.median(DISPATCH["raw"][raw_dispatch:]) * 1000
     bench.say(f"  activity scheduled → body p50: execute {dispatch:.1f} ms, raw {raw_side:.1f} ms")
