@@ -22,7 +22,7 @@ from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
 from bench import worker_timeline
 from bench.noop_workflow import NoOpSink
-from bench.probe_workflow import SignalToActivityProbe, probe_started
+from bench.probe_workflow import ProbeWithUpsert, SignalToActivityProbe, probe_started
 from bench.raw_workflows import (
     BareWorkflow,
     RawAgentStart,
@@ -132,6 +132,7 @@ async def main(task_queue: str) -> None:
         extra_workflows=[
             NoOpSink,
             SignalToActivityProbe,
+            ProbeWithUpsert,
             RawDecider,
             RawFleetSink,
             BareWorkflow,

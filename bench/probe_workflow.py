@@ -7,6 +7,9 @@ from datetime import timedelta
 
 from temporalio import activity, workflow
 
+with workflow.unsafe.imports_passed_through():
+    from aiops.contracts.search_attributes import ACTION_STATUS, APPROVALS
+
 
 @activity.defn
 async def probe_started() -> list[float]:
@@ -23,6 +26,41 @@ class SignalToActivityProbe:
     async def run(self) -> list[float]:
         await workflow.wait_condition(lambda: self.go)
         return await workflow.execute_activity(probe_started, start_to_close_timeout=timedelta(seconds=30))
+
+    @workflow.signal
+    def approve(self, payload: dict) -> None:
+        self.go = True
+
+
+@workflow.defn
+class ProbeWithUpsert:
+    """The probe with what an action's approval task adds before its execute activity, one part
+    at a time (``bench/upsert_probe.py``): ``variant`` names them. ``timer``: the wait has a
+    timeout, whose timer the signal cancels; ``upsert``: two search attribute upserts (the
+    approvals count, then the status) before the activity is scheduled; ``one``: both in one
+    upsert; ``after``: one upsert in the same task, after the activity is scheduled; ``defer``: the
+    upsert in a later task (a 1 ms timer), after the activity was dispatched."""
+
+    def __init__(self) -> None:
+        self.go = False
+
+    @workflow.run
+    async def run(self, variant: str) -> list[float]:
+        parts = set(variant.split("+"))
+        timeout = timedelta(hours=1) if "timer" in parts else None
+        await workflow.wait_condition(lambda: self.go, timeout=timeout)
+        both = [APPROVALS.value_set(1), ACTION_STATUS.value_set("executing")]
+        if "upsert" in parts:
+            workflow.upsert_search_attributes(both[:1])
+            workflow.upsert_search_attributes(both[1:])
+        if "one" in parts:
+            workflow.upsert_search_attributes(both)
+        handle = workflow.start_activity(probe_started, start_to_close_timeout=timedelta(seconds=30))
+        if "defer" in parts:
+            await workflow.sleep(timedelta(milliseconds=1))
+        if "after" in parts or "defer" in parts:
+            workflow.upsert_search_attributes(both)
+        return await handle
 
     @workflow.signal
     def approve(self, payload: dict) -> None:
