@@ -25,7 +25,13 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.action_ends import published_outcome
 from aiops.contracts.action import WORKFLOW_TYPE
-from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart, ActionStarted, inbox_attributes
+from aiops.contracts.action_start import (
+    LAUNCH_MEMO,
+    ActionStart,
+    ActionStarted,
+    inbox_attributes,
+    status_at_start,
+)
 
 log = logging.getLogger("aiops.activities")
 
@@ -58,6 +64,7 @@ class ActionStarter:
                     start.requested_at,
                     input.decision.required_approvals,
                     start.inbox_summary,
+                    status_at_start(input),
                 ),
                 memo={LAUNCH_MEMO: start.launched_by},
                 static_summary=start.static_summary,

@@ -143,3 +143,44 @@ async def test_a_repeated_start_tells_an_end_reported_before_the_action_closed(
     assert (await ActionStarter(client).start_action(other)).ended is None
     for workflow_id in (start.workflow_id, other.workflow_id):
         await client.get_workflow_handle(workflow_id).terminate("done with it")
+
+
+async def test_an_action_that_runs_at_once_upserts_nothing_before_execute(aiops: AiopsClient, worker) -> None:
+    """Started showing ``executing`` (``status_at_start``), an action that runs at once schedules
+    execute in its first task with no search attribute upsert before it: on the dev server such an
+    upsert made the server hand execute over about 3 ms later (bench/upsert_probe.py). One that
+    waits for approval is started ``proposed`` and shows ``pending_approval`` while it waits."""
+    config = agent_config("recorder")
+    await aiops.agents.start(config)
+    at_once, waits = event(act=True), event(act=True, risk="high")
+    await aiops.events.send_many(config.id, [at_once, waits])
+    quick = aiops.approvals.action_id(config.id, at_once.id)
+    assert (await aiops.approvals.wait_for_action(quick)).status == ActionStatus.SUCCEEDED
+    events = [e async for e in aiops.client.get_workflow_handle(quick).fetch_history_events()]
+    started = events[0].workflow_execution_started_event_attributes.search_attributes.indexed_fields
+    assert started["AiopsActionStatus"].data == b'"executing"'
+    execute = next(
+        i
+        for i, e in enumerate(events)
+        if e.activity_task_scheduled_event_attributes.activity_type.name == "execute_action"
+    )
+    kinds = [e.event_type for e in events[:execute]]
+    assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in kinds
+    assert kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED) == 1, "scheduled by its first task"
+    described = await aiops.client.get_workflow_handle(quick).describe()
+    assert described.typed_search_attributes.get(sa.ACTION_STATUS) == "succeeded"
+    slow = aiops.approvals.action_id(config.id, waits.id)
+    await eventually(
+        lambda: aiops.approvals.action(slow), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+    )
+    handle = aiops.client.get_workflow_handle(slow)
+    first = await anext(handle.fetch_history_events())
+    assert (
+        first.workflow_execution_started_event_attributes.search_attributes.indexed_fields[
+            "AiopsActionStatus"
+        ].data
+        == b'"proposed"'
+    )
+    await eventually(
+        handle.describe, lambda d: d.typed_search_attributes.get(sa.ACTION_STATUS) == "pending_approval"
+    )

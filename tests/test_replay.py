@@ -72,7 +72,7 @@ def test_histories_are_present() -> None:
             "agent_incidents", "agent_signed_commands", "agent_bounded_task", "agent_upgrade",
             "agent_health_summary", "monitor_pass", "action_auto", "action_signal_approval",
             "action_update_quorum", "action_rejected", "action_rolled_back", "action_plan_failed",
-            "action_signed_notified", "action_confirmed_holds",
+            "action_signed_notified", "action_confirmed_holds", "action_started_executing",
         )
     } <= names  # fmt: skip
     # One generation, no patches: nothing in it was recorded by code asking workflow.patched. A
@@ -96,6 +96,19 @@ def test_histories_are_present() -> None:
     assert "incident:" in text("agent_incidents")
     auto = text("action_auto")
     assert '"heartbeatTimeout": "10s"' in auto and "AiopsApprovalsNeeded" in auto
+    # tests/record_started_executing_history.py: started showing executing, nothing upserted before
+    # execute (aiops.contracts.action_start.status_at_start); action_auto was started proposed.
+    at_once = json.loads(text("action_started_executing"))["events"]
+    status = at_once[0]["workflowExecutionStartedEventAttributes"]["searchAttributes"]["indexedFields"]
+    assert base64.b64decode(status["AiopsActionStatus"]["data"]) == b'"executing"'
+    kinds = [e["eventType"] for e in at_once]
+    execute = next(
+        i
+        for i, e in enumerate(at_once)
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name")
+        == "execute_action"
+    )
+    assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds[:execute]
     # Signed approvals (refusals by signal and update in history) and approver notifications.
     signed = text("action_signed_notified")
     assert signed.count('"notify_approvers"') == 2  # told when it waits, and when it is decided

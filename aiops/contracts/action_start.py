@@ -36,6 +36,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionInput, ActionOutcome, ActionStatus
 from aiops.contracts.models import AgentAction
+from aiops.contracts.policy import Outcome
 
 # The memo field that names the agent that started the action (its workflow id, every run).
 #
@@ -53,17 +54,34 @@ from aiops.contracts.models import AgentAction
 LAUNCH_MEMO = "aiops-launch"
 
 
+def status_at_start(input: ActionInput) -> ActionStatus:
+    """The status an action's search attributes show from its start: ``executing`` for one that
+    runs at once (auto-approved, no dry run, not held), whose first task goes straight on to
+    execute; else ``proposed``. Set at start, the first task of an action that runs at once has
+    nothing to upsert: an upsert in the task that schedules execute makes the server hand execute
+    over about 3 ms later (``bench/upsert_probe.py``, docs/scale.md). The action then publishes
+    ``proposed`` only if it started otherwise (``workflows/action/workflow.py``)."""
+    at_once = input.decision.outcome == Outcome.AUTO_EXECUTE and not input.has_plan and not input.held
+    return ActionStatus.EXECUTING if at_once else ActionStatus.PROPOSED
+
+
 def inbox_attributes(
-    action: AgentAction, agent_type: str, requested_at: datetime, approvals_needed: int, summary: str
+    action: AgentAction,
+    agent_type: str,
+    requested_at: datetime,
+    approvals_needed: int,
+    summary: str,
+    status: ActionStatus = ActionStatus.PROPOSED,
 ) -> TypedSearchAttributes:
     """The action's search attributes at start: the approval inbox's columns, set once here so the
-    action's first task upserts only what differs (``workflows/action/publishing.py``)."""
+    action's first task upserts only what differs (``workflows/action/publishing.py``); ``status``
+    is ``status_at_start``'s, where the caller may change it (not in a workflow's replayed start)."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(sa.AGENT_ID, action.agent_id),
             SearchAttributePair(sa.AGENT_TYPE, agent_type),
             SearchAttributePair(sa.RISK_LEVEL, action.risk_level.value),
-            SearchAttributePair(sa.ACTION_STATUS, ActionStatus.PROPOSED.value),
+            SearchAttributePair(sa.ACTION_STATUS, status.value),
             SearchAttributePair(sa.SUMMARY, summary),
             SearchAttributePair(sa.REQUESTED_AT, requested_at),
             SearchAttributePair(sa.APPROVALS, 0),

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from aiops.contracts.action import FINAL_STATUSES, ActionStatus
+from aiops.contracts.action import FINAL_STATUSES, ActionInput, ActionStatus
+from aiops.contracts.action_start import status_at_start
 from aiops.contracts.errors import AiopsError
+from aiops.contracts.models import ActionType, AgentAction, RiskLevel, SystemEvent
+from aiops.contracts.policy import Outcome, PolicyDecision
+from tests.helpers import agent_config
 from workflows.action_lifecycle import FINAL, INITIAL, TRANSITIONS, IllegalTransition, check_transition
 
 S = ActionStatus
@@ -76,3 +80,38 @@ def test_every_status_that_is_not_final_can_reach_an_end() -> None:
                 seen.add(new)
                 frontier.append(new)
         assert seen & FINAL, start
+
+
+def _input(outcome: str, has_plan: bool, held: bool) -> ActionInput:
+    return ActionInput(
+        action=AgentAction(
+            id="a-1",
+            agent_id="x",
+            type=ActionType.RESTART_SERVICE,
+            description="restart",
+            risk_level=RiskLevel.LOW,
+        ),
+        event=SystemEvent(id="e-1", type="alert", source="web-1"),
+        config=agent_config("recorder"),
+        agent_workflow_id="agent-x",
+        decision=PolicyDecision(outcome=Outcome(outcome), reason="r"),
+        held=held,
+        has_plan=has_plan,
+    )
+
+
+@pytest.mark.parametrize(
+    ("outcome", "has_plan", "held", "shown"),
+    [
+        ("auto_execute", False, False, ActionStatus.EXECUTING),  # its first task goes on to execute
+        ("auto_execute", True, False, ActionStatus.PROPOSED),  # it plans first
+        ("auto_execute", False, True, ActionStatus.PROPOSED),  # it waits for its agent
+        ("require_approval", False, False, ActionStatus.PROPOSED),
+        ("deny", False, False, ActionStatus.PROPOSED),
+    ],
+)
+def test_an_action_is_started_showing_executing_only_when_it_runs_at_once(
+    outcome: str, has_plan: bool, held: bool, shown: ActionStatus
+) -> None:
+    """What the search attributes show from the start (the record itself starts proposed)."""
+    assert status_at_start(_input(outcome, has_plan, held)) == shown

@@ -62,7 +62,12 @@ class ActionContext:
             metrics.count_action_status(self.agent_type, status.value)
         if not publish:
             return
-        publish_status(r, self.input)
+        self.publish()
+
+    def publish(self) -> None:
+        """The status and the inbox's columns to the search attributes (where they differ from
+        what the workflow has), and the current details."""
+        publish_status(self.record, self.input)
         self.refresh_details()
 
     def refresh_details(self) -> None:

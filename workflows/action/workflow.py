@@ -21,6 +21,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from aiops.contracts import search_attributes as sa
     from aiops.contracts.action import (
         ABORT,
         AGENT_MESSAGES,
@@ -72,7 +73,11 @@ class ActionWorkflow(ActionMessages):
         confirmer = asyncio.create_task(self._holds.confirm_with_agent())
         try:
             r.approve_command = approve_command(workflow.info().workflow_id)
-            ctx.set_status(ActionStatus.PROPOSED, input.decision.reason)
+            # An action that runs at once was started showing ``executing`` (status_at_start), so
+            # its first task has nothing to upsert before execute; the record still says proposed.
+            shown = workflow.info().typed_search_attributes.get(sa.ACTION_STATUS)
+            started_executing = shown == ActionStatus.EXECUTING.value
+            ctx.set_status(ActionStatus.PROPOSED, input.decision.reason, publish=not started_executing)
             ctx.audit.decision(input)
             if input.decision.outcome == Outcome.DENY:
                 return await ctx.finish(ActionStatus.DENIED, input.decision.reason)
@@ -87,6 +92,8 @@ class ActionWorkflow(ActionMessages):
                 final = await self._approval_wait.run()
                 if final is not None:
                     return await ctx.finish(final, ctx.aborted or r.error or "")
+            if started_executing and r.held:  # held before its first task: show it waiting
+                ctx.publish()
             await self._holds.until_free()
             if ctx.aborted is not None:
                 return await ctx.finish(ActionStatus.REJECTED, ctx.aborted)
