@@ -47,11 +47,17 @@ HISTORIES = Path(__file__).parent / "histories"
 PREFIX = ""
 
 
-async def save(aiops: AiopsClient, name: str, workflow_id: str, run_id: str | None = None) -> None:
-    history = await aiops.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-    path = HISTORIES / f"{PREFIX}{name}.json"
+def unrecorded(prefix: str, name: str) -> Path:
+    """Where history ``name`` goes under ``prefix``; stops the recorder if it is there already."""
+    path = HISTORIES / f"{prefix}{name}.json"
     if path.exists():
         raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    return path
+
+
+async def save(aiops: AiopsClient, name: str, workflow_id: str, run_id: str | None = None) -> None:
+    history = await aiops.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    path = unrecorded(PREFIX, name)
     path.write_text(history.to_json())
     print(f"recorded {name} ({len(history.events)} events)")
 

@@ -16,13 +16,11 @@ import tests.support.agents_for_tests  # noqa: F401
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
 from tests.helpers import agent_config, event
-from tests.record_histories import HISTORIES, recorder_main
+from tests.record_histories import recorder_main, unrecorded
 
 
 async def record(aiops: AiopsClient, prefix: str) -> None:
-    path = HISTORIES / f"{prefix}action_started_executing.json"
-    if path.exists():
-        raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    path = unrecorded(prefix, "action_started_executing")
     config = agent_config("recorder", id="replay-started-executing")
     await aiops.agents.start(config)
     at_once = event(act=True)

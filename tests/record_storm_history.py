@@ -13,22 +13,17 @@ small. ``tests/test_replay.py`` replays it with the rest of the generation.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import tests.support.agents_for_tests  # noqa: F401
 from aiops.client import AiopsClient
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.agent import agent_workflow_id
 from tests.helpers import agent_config, event, eventually
-from tests.record_histories import recorder_main
-
-HISTORIES = Path(__file__).parent / "histories"
+from tests.record_histories import recorder_main, unrecorded
 
 
 async def record(aiops: AiopsClient, prefix: str) -> None:
-    path = HISTORIES / f"{prefix}agent_storm.json"
-    if path.exists():
-        raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    path = unrecorded(prefix, "agent_storm")
     config = agent_config("recorder", id="replay-storm", runtime={"batch_size": 10})
     await aiops.agents.start(config)
     await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == "running")

@@ -12,21 +12,16 @@ from __future__ import annotations
 
 import sys
 import uuid
-from pathlib import Path
 
 import tests.support.agents_for_tests  # noqa: F401
 from aiops.client import AiopsClient
 from tests.helpers import agent_config, eventually, start_pending_action, team
-from tests.record_histories import recorder_main
+from tests.record_histories import recorder_main, unrecorded
 from workflows.health_monitor import HealthMonitorWorkflow, MonitorInput, MonitorReport
-
-HISTORIES = Path(__file__).parent / "histories"
 
 
 async def record(aiops: AiopsClient, prefix: str) -> None:
-    path = HISTORIES / f"{prefix}monitor_unreported_ends.json"
-    if path.exists():
-        raise SystemExit(f"{path} exists: recorded histories are never overwritten; use a new prefix")
+    path = unrecorded(prefix, "monitor_unreported_ends")
     config = agent_config("scripted", id="replay-unreported", approval=team())
     _, action_id, _ = await start_pending_action(aiops, config, "high")
     await aiops.client.get_workflow_handle(action_id).terminate("ended by hand")
