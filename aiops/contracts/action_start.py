@@ -74,8 +74,9 @@ def inbox_attributes(
     status: ActionStatus = ActionStatus.PROPOSED,
 ) -> TypedSearchAttributes:
     """The action's search attributes at start: the approval inbox's columns, set once here so the
-    action's first task upserts only what differs (``workflows/action/publishing.py``); ``status``
-    is ``status_at_start``'s, where the caller may change it (not in a workflow's replayed start)."""
+    action's first task upserts only what differs (``workflows/action/publishing.py``). ``status``:
+    ``status_at_start``'s for the worker-side start; the agent's older start as a child (a command
+    in its replayed history, ``workflows/action_launch.py``) keeps ``proposed``."""
     return TypedSearchAttributes(
         [
             SearchAttributePair(sa.AGENT_ID, action.agent_id),
