@@ -22,7 +22,7 @@ from aiops.connection import connect
 from aiops.runtime.worker_build import build_worker
 from bench import worker_timeline
 from bench.noop_workflow import NoOpSink
-from bench.probe_workflow import ProbeWithUpsert, SignalToActivityProbe, probe_started
+from bench.probe_workflow import ProbeWithUpsert, SignalToActivityProbe, probe_noop, probe_started
 from bench.raw_workflows import (
     BareWorkflow,
     RawAgentStart,
@@ -138,7 +138,7 @@ async def main(task_queue: str) -> None:
             BareWorkflow,
             RawAgentStart,
         ],
-        extra_activities=[probe_started, raw_decide, raw_start_call],
+        extra_activities=[probe_started, probe_noop, raw_decide, raw_start_call],
         max_cached_workflows=int(os.environ.get("BENCH_CACHE", "4000")),
         unsandboxed_packages=[*OWN_PACKAGES, *(["bench"] if os.environ.get("BENCH_RAW_UNSANDBOXED") else [])],
     ):

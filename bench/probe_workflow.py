@@ -17,6 +17,11 @@ async def probe_started() -> list[float]:
     return [time.time(), activity.info().current_attempt_scheduled_time.timestamp()]
 
 
+@activity.defn
+async def probe_noop() -> None:
+    """Nothing: its completion is a workflow task for what can wait (``ProbeWithUpsert``)."""
+
+
 @workflow.defn
 class SignalToActivityProbe:
     def __init__(self) -> None:
@@ -39,7 +44,10 @@ class ProbeWithUpsert:
     timeout, whose timer the signal cancels; ``upsert``: two search attribute upserts (the
     approvals count, then the status) before the activity is scheduled; ``one``: both in one
     upsert; ``after``: one upsert in the same task, after the activity is scheduled; ``defer``: the
-    upsert in a later task (a 1 ms timer), after the activity was dispatched."""
+    upsert in a later task (a 1 ms timer), after the activity was dispatched; ``noop``: the upsert
+    in the task a second, empty activity (scheduled after the first) brings with its completion.
+    A signal the workflow sends itself would be another way to a next task, but the server refuses
+    it (``ExternalWorkflowExecutionNotFound``)."""
 
     def __init__(self) -> None:
         self.go = False
@@ -58,7 +66,9 @@ class ProbeWithUpsert:
         handle = workflow.start_activity(probe_started, start_to_close_timeout=timedelta(seconds=30))
         if "defer" in parts:
             await workflow.sleep(timedelta(milliseconds=1))
-        if "after" in parts or "defer" in parts:
+        if "noop" in parts:
+            await workflow.execute_activity(probe_noop, start_to_close_timeout=timedelta(seconds=30))
+        if parts & {"after", "defer", "noop"}:
             workflow.upsert_search_attributes(both)
         return await handle
 

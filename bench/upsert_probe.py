@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.probe_workflow import ProbeWithUpsert, SignalToActivityProbe
 from bench.stack import bench_stack
 
-VARIANTS = "raw,timer,timer+upsert,timer+one,timer+after,timer+defer"
+VARIANTS = "raw,timer,timer+upsert,timer+one,timer+after,timer+defer,timer+noop"
 
 
 async def sample(client: Client, task_queue: str, variant: str) -> tuple[float, float]:
