@@ -390,6 +390,16 @@ class AgentActivities:
         return [getattr(self, name) for name in self.HOOKS]
 
     @activity.defn
+    async def execute_dispatched(self) -> None:
+        """Nothing, at once: a workflow task for what can wait until execute is on its way.
+
+        An action schedules this beside ``execute_action``, on the same queue, so the server hands
+        both to this worker in its one answer; this one's completion brings the action's next
+        workflow task, which publishes ``executing`` to the approval inbox. A search attribute
+        upsert in the task that schedules execute made the server answer that task about 3 ms
+        later (bench/upsert_probe.py), most of an approval's distance to raw Temporal."""
+
+    @activity.defn
     async def agent_hold_state(self, agent_workflow_id: str) -> agent_contract.HoldState | None:
         """The agent's own word on whether its actions hold, go ahead or abort (None: the agent
         is gone). An action asks this when a hold, release or abort signal arrives, since anyone
@@ -429,4 +439,4 @@ class AgentActivities:
         """Every activity: the hooks (as local decisions may need them) and the notifications."""
         asks = [self.agent_hold_state, self.action_outcome]  # an action asks its agent, and back
         here: list[Callable[..., Any]] = [self.start_agent, self.plan_action_here]  # local, where it can
-        return [*self.hooks(), self.notify_escalation, *here, *asks]
+        return [*self.hooks(), self.notify_escalation, self.execute_dispatched, *here, *asks]

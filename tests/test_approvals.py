@@ -8,9 +8,11 @@ import re
 import subprocess
 
 import pytest
+from temporalio.api.enums.v1 import EventType
 
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts import action as action_contract
+from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionMessages, ActionRecord, ActionStatus, ApprovalRequest
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
@@ -102,6 +104,82 @@ async def test_critical_needs_two_distinct_approvers(aiops: AiopsClient, worker)
     done = await final(aiops, action_id)
     assert done.status == ActionStatus.VERIFIED
     assert sorted(a.approver for a in done.approvals) == ["alice", "carol"]
+
+
+async def test_the_approval_that_completes_the_quorum_is_shown_a_task_after_execute_starts(
+    aiops: AiopsClient, worker, tmp_path
+) -> None:
+    """The task that takes the quorum's last approval schedules execute with no search attribute
+    upsert in it (on the dev server one made the server start execute about 3 ms later,
+    bench/upsert_probe.py); ``execute_dispatched``, scheduled beside it, brings the next task, which
+    shows ``executing`` and the approvals in the inbox while execute still runs. An approval short
+    of the quorum is shown at once, as before."""
+    release = tmp_path / "release"
+    config = agent_config("scripted", approval=team())
+    _, action_id, _ = await start_pending_action(aiops, config, "critical", hold_until=str(release))
+    handle = aiops.client.get_workflow_handle(action_id)
+    await aiops.approvals.approve(action_id, "alice")
+    one = await eventually(handle.describe, lambda d: d.typed_search_attributes.get(sa.APPROVALS) == 1)
+    assert one.typed_search_attributes.get(sa.ACTION_STATUS) == "pending_approval"
+    await aiops.approvals.approve(action_id, "carol")
+    shown = await eventually(
+        handle.describe, lambda d: d.typed_search_attributes.get(sa.ACTION_STATUS) == "executing"
+    )
+    assert shown.typed_search_attributes.get(sa.APPROVALS) == 2
+    assert (await aiops.approvals.action(action_id)).status == ActionStatus.EXECUTING
+    assert LEDGER["executed"] == []  # shown while execute runs, not at its end
+    release.touch()
+    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+    events = [e async for e in handle.fetch_history_events()]
+
+    def scheduled(name: str) -> int:
+        return next(
+            i
+            for i, e in enumerate(events)
+            if e.activity_task_scheduled_event_attributes.activity_type.name == name
+        )
+
+    execute, dispatched = scheduled("execute_action"), scheduled("execute_dispatched")
+    kinds = [e.event_type for e in events]
+    started = EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED
+    task_done = max(i for i, k in enumerate(kinds[:execute]) if k == started)
+    same_task = kinds[task_done:dispatched]
+    assert EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES not in same_task
+    assert dispatched > execute and EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED not in same_task[1:]
+    upserts = [
+        e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+        for e in events[dispatched:]
+        if e.event_type == EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES
+    ]
+    assert upserts[0]["AiopsActionStatus"].data == b'"executing"'
+    assert upserts[0]["AiopsApprovals"].data == b"2"
+    final_attributes = (await handle.describe()).typed_search_attributes
+    assert final_attributes.get(sa.ACTION_STATUS) == "verified" and final_attributes.get(sa.APPROVALS) == 2
+
+
+@pytest.mark.parametrize(("local_decisions", "deferred"), [(True, False), (False, True)])
+async def test_a_dry_run_defers_the_executing_status_only_where_the_task_upserts_nothing(
+    aiops: AiopsClient, worker, local_decisions: bool, deferred: bool
+) -> None:
+    """An auto-approved action with a dry run: planned in a local activity, execute is scheduled
+    by the first task, which upserts ``planning`` anyway, so ``executing`` goes with it and no
+    ``execute_dispatched`` runs; planned by activity, execute is scheduled by the plan's task,
+    which has nothing else to upsert, so ``executing`` is shown by the next one."""
+    config = agent_config("scripted", runtime={"local_decisions": local_decisions})
+    await aiops.agents.start(config)
+    e = event("alert", risk="low")
+    await aiops.events.send(config.id, e)
+    action_id = aiops.approvals.action_id(config.id, e.id)
+    assert (await final(aiops, action_id)).status == ActionStatus.VERIFIED
+    handle = aiops.client.get_workflow_handle(action_id)
+    names = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    ]
+    assert ("execute_dispatched" in names) is deferred, names
+    assert ("plan_action" in names) is deferred, names  # else planned by plan_action_here
+    assert (await handle.describe()).typed_search_attributes.get(sa.ACTION_STATUS) == "verified"
 
 
 async def test_refused_signals_change_nothing_but_are_recorded(aiops: AiopsClient, worker) -> None:

@@ -84,6 +84,16 @@ def test_histories_are_present() -> None:
     # tests/record_unreported_ends_history.py: a monitor pass tells an agent of a terminated action
     assert patch_ids(DIR / "patched_monitor_unreported_ends.json") == ["report-unreported-action-ends"]
     assert '"report_unreported_ends"' in markers("patched_monitor_unreported_ends.json")
+    # tests/record_publish_after_dispatch_history.py: the quorum's last approval is shown a task
+    # after execute is dispatched (workflows/action/execution.py, PUBLISH_AFTER_DISPATCH)
+    dispatch = DIR / "patched_action_publish_after_dispatch.json"
+    assert patch_ids(dispatch) == ["publish-executing-after-dispatch"]
+    events = json.loads(dispatch.read_text())["events"]
+    kinds = [e["eventType"] for e in events]
+    execute = scheduled(events, "execute_action")
+    approving = max(i for i, kind in enumerate(kinds[:execute]) if kind == "EVENT_TYPE_WORKFLOW_TASK_STARTED")
+    assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds[approving:execute]
+    assert scheduled(events, "execute_dispatched") == execute + 1
     assert sum(f'"{AuditActivities.record_audit.__name__}"' in p.read_text() for p in HISTORIES) >= 6
     lifecycle = text("agent_lifecycle")
     assert agent_contract.RECONFIGURE in lifecycle and agent_contract.INTAKE in lifecycle
@@ -102,13 +112,7 @@ def test_histories_are_present() -> None:
     status = at_once[0]["workflowExecutionStartedEventAttributes"]["searchAttributes"]["indexedFields"]
     assert base64.b64decode(status["AiopsActionStatus"]["data"]) == b'"executing"'
     kinds = [e["eventType"] for e in at_once]
-    execute = next(
-        i
-        for i, e in enumerate(at_once)
-        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name")
-        == "execute_action"
-    )
-    assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds[:execute]
+    assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds[: scheduled(at_once, "execute_action")]
     # Signed approvals (refusals by signal and update in history) and approver notifications.
     signed = text("action_signed_notified")
     assert signed.count('"notify_approvers"') == 2  # told when it waits, and when it is decided
@@ -129,6 +133,15 @@ def test_histories_are_present() -> None:
     assert text("agent_health_summary").count('"AiopsHealth"') == 5  # ok, open, reset; stopping, stopped
     assert '"triage_fleet"' in markers(f"{GENERATION}monitor_pass.json")
     assert '"list_agents"' not in text("monitor_pass")
+
+
+def scheduled(events: list[dict], activity: str) -> int:
+    """The index of the event that scheduled ``activity`` (its first) in a history's JSON events."""
+    return next(
+        i
+        for i, e in enumerate(events)
+        if e.get("activityTaskScheduledEventAttributes", {}).get("activityType", {}).get("name") == activity
+    )
 
 
 def markers(name: str) -> str:

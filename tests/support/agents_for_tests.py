@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -49,6 +50,12 @@ def _action(agent: BaseAgent, event: SystemEvent) -> AgentAction:
     )
 
 
+def _until_exists(path: Path, within: float) -> None:
+    deadline = time.monotonic() + within
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 @register_agent("recorder")
 class RecorderAgent(BaseAgent):
     """Records every decided event; proposes an action only when the event asks for one."""
@@ -69,7 +76,9 @@ class RecorderAgent(BaseAgent):
 
 @register_agent("scripted")
 class ScriptedAgent(BaseAgent):
-    """Behaviour chosen per event: ``data.fail_times``, ``fatal``, ``verify``, ``sleep``."""
+    """Behaviour chosen per event: ``data.fail_times``, ``fatal``, ``verify``, ``sleep``, and
+    ``hold_until`` (a path: execute runs until that file exists, at most 60 s, so a test can look
+    at an action while it executes)."""
 
     async def _process_event_specific(self, event: SystemEvent) -> AgentAction | None:
         action = _action(self, event)
@@ -90,6 +99,8 @@ class ScriptedAgent(BaseAgent):
             raise RuntimeError("transient failure")
         if p.get("sleep"):
             await asyncio.sleep(float(p["sleep"]))
+        if p.get("hold_until"):
+            await asyncio.to_thread(_until_exists, Path(str(p["hold_until"])), 60.0)
         record("executed", action.id)
         return ActionResult(
             success=True, message=f"ran {action.description}", data={"plan": p.get("approved_plan")}

@@ -32,9 +32,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.activities import AuditStep
     from aiops.contracts.errors import describe_validation_error
-    from workflows.action.approval_gate import check_decision
+    from workflows.action.approval_gate import approvals_count, check_decision
     from workflows.action.context import ActionContext
-    from workflows.action.publishing import publish_approvals
     from workflows.approval_token import Verified
 
 # What a refusal of an unreadable signal names as its sender: there is no name to read.
@@ -133,9 +132,20 @@ class Approvals:
         if not approve:
             ctx.rejected = True
             r.error = f"rejected by {request.approver}: {request.comment}".rstrip(": ")
-        else:
-            publish_approvals(r)
+        elif not self._completes_quorum():  # that one's count is published with ``executing``
+            ctx.publish_approvals()
         ctx.refresh_details()
+
+    def _completes_quorum(self) -> bool:
+        """Whether the approvals now add up for an action still waiting, which publishes
+        ``executing`` a task after execute is dispatched (``PUBLISH_AFTER_DISPATCH``): every way on
+        from here publishes the approvals count with the next status."""
+        ctx = self._ctx
+        return (
+            ctx.publish_after_dispatch
+            and ctx.record.status == ActionStatus.PENDING_APPROVAL
+            and approvals_count(ctx.record) >= ctx.input.decision.required_approvals
+        )
 
     def _refuse(self, approver: str, approve: bool, comment: str, channel: str, reason: str) -> None:
         ctx, r = self._ctx, self._ctx.record

@@ -18,7 +18,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows import metrics
     from workflows.action.audit import ActionAudit
     from workflows.action.notices import ActionNotices
-    from workflows.action.publishing import publish_status, report_to_agent, show_details
+    from workflows.action.publishing import (
+        publish_approvals,
+        publish_status,
+        report_to_agent,
+        show_details,
+    )
     from workflows.action_lifecycle import check_transition
 
 
@@ -38,6 +43,9 @@ class ActionContext:
         self.audit = ActionAudit(lambda: self.record)
         self.audit.sink_available(input.audit_log)
         self.notices = ActionNotices(input, self.audit)
+        # ``executing`` may be published a task after execute is dispatched (PUBLISH_AFTER_DISPATCH).
+        self.publish_after_dispatch = False
+        self._upserted_in: int | None = None  # the task (by history length) that last upserted
 
     @property
     def agent_type(self) -> str:
@@ -67,8 +75,22 @@ class ActionContext:
     def publish(self) -> None:
         """The status and the inbox's columns to the search attributes (where they differ from
         what the workflow has), and the current details."""
-        publish_status(self.record, self.input)
+        if publish_status(self.record, self.input):
+            self._upserted()
         self.refresh_details()
+
+    def publish_approvals(self) -> None:
+        """The approvals-so-far column alone, after an approval that did not change the status."""
+        publish_approvals(self.record)
+        self._upserted()
+
+    def upserted_in_this_task(self) -> bool:
+        """Whether this workflow task already upserts search attributes: one more upsert in it
+        then costs nothing (bench/upsert_probe.py), so there is nothing to defer."""
+        return self._upserted_in == workflow.info().get_current_history_length()
+
+    def _upserted(self) -> None:
+        self._upserted_in = workflow.info().get_current_history_length()
 
     def refresh_details(self) -> None:
         show_details(self.record, self.input)

@@ -43,6 +43,19 @@ HOOK_RETRY = RetryPolicy(
     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
 )
 
+# An action that started showing ``proposed`` publishes ``executing`` a task after execute is
+# dispatched, on ``execute_dispatched``'s completion, where the task that dispatches it has nothing
+# else to upsert (see ``execute_and_verify``). Decided in the action's first task, which for an
+# action that plans or waits for approval upserts its status anyway, so the patch's own upsert
+# (the SDK's TemporalChangeVersion) costs nothing on the way to execute.
+# Deprecate (workflow.deprecate_patch) once no action started before it can still be open (the
+# longest approval wait, escalation included); remove with the next history generation (g2_),
+# docs/deploy.md "A patch's lifecycle".
+PUBLISH_AFTER_DISPATCH = "publish-executing-after-dispatch"
+# How long the inbox may go on showing the approval once execute is dispatched, at the most: the
+# dispatched marker runs at once on the worker that runs execute.
+DISPATCHED_TIMEOUT = timedelta(seconds=10)
+
 A = TypeVar("A")
 R = TypeVar("R")
 
@@ -81,9 +94,11 @@ class Execution:
         """Execute with the agent's retries, then verify, rolling back what does not verify."""
         ctx, r, config = self._ctx, self._ctx.record, self._ctx.input.config
         retry = config.retry
-        ctx.set_status(ActionStatus.EXECUTING)
+        # Where this task upserts nothing else, ``executing`` is published by the next one.
+        later = ctx.publish_after_dispatch and not ctx.upserted_in_this_task()
+        ctx.set_status(ActionStatus.EXECUTING, publish=not later)
         try:
-            outcome: ExecutionOutcome = await workflow.execute_activity_method(
+            execute = workflow.start_activity_method(
                 AgentActivities.execute_action,
                 ActionCall(config=config, action=r.action, plan=r.plan),
                 task_queue=self._hooks_queue(),
@@ -98,6 +113,9 @@ class Execution:
                     non_retryable_error_types=NON_RETRYABLE_AGENT_ERRORS,
                 ),
             )
+            if later:
+                await self._publish_once_dispatched(execute)
+            outcome: ExecutionOutcome = await execute
         except ActivityError as err:
             ctx.audit.execution(attempts_of(err), f"execution failed: {cause_message(err)}")
             return await ctx.finish(ActionStatus.FAILED, f"execution failed: {cause_message(err)}")
@@ -124,6 +142,27 @@ class Execution:
         if r.verified:
             return await ctx.finish(ActionStatus.VERIFIED, r.result.message)
         return await self._roll_back()
+
+    async def _publish_once_dispatched(self, execute: workflow.ActivityHandle[ExecutionOutcome]) -> None:
+        """Publish ``executing`` in the task after the one that dispatched execute: an upsert in
+        that task made the server answer it, and so start execute, about 3 ms later
+        (bench/upsert_probe.py). ``execute_dispatched`` does nothing, on execute's queue, so the
+        server hands it to this worker with execute, and its completion is that next task. It is
+        awaited even when execute ends first, so it never lands while the action completes; a
+        marker that cannot run (a worker without it) holds the status back at most
+        ``DISPATCHED_TIMEOUT``. If execute has ended, the status after it is published instead."""
+        try:
+            await workflow.execute_activity_method(
+                AgentActivities.execute_dispatched,
+                task_queue=self._hooks_queue(),
+                summary="executing: shown in the approval inbox",
+                schedule_to_close_timeout=DISPATCHED_TIMEOUT,
+                retry_policy=RetryPolicy(maximum_attempts=1),
+            )
+        except ActivityError as err:
+            workflow.logger.info("execute_dispatched did not run: %s", cause_message(err))
+        if not execute.done():
+            self._ctx.publish()
 
     async def _roll_back(self) -> ActionRecord:
         """Verification failed: compensate with the agent's rollback hook."""

@@ -21,12 +21,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action.details import details_markdown
 
 
-def publish_status(record: ActionRecord, input: ActionInput) -> None:
+def publish_status(record: ActionRecord, input: ActionInput) -> bool:
     """The status and the inbox's columns (requested at, approvals so far and needed), upserted
     only where they differ from what the workflow already has: the agent sets the status
     (proposed), the request time and the approvals needed when it starts this workflow
     (``workflows/action_launch.py``), so the first task of an action that executes at once upserts
-    its status once, not twice. The agent, its type, the risk and the summary are set at start too."""
+    its status once, not twice. The agent, its type, the risk and the summary are set at start too.
+    Whether anything was upserted."""
     current = workflow.info().typed_search_attributes
     wanted: list[tuple[SearchAttributeKey[Any], Any]] = [
         (sa.ACTION_STATUS, record.status.value),
@@ -40,6 +41,7 @@ def publish_status(record: ActionRecord, input: ActionInput) -> None:
         updates.append(sa.REQUESTED_AT.value_set(record.history[0].at))
     if updates:
         workflow.upsert_search_attributes(updates)
+    return bool(updates)
 
 
 def publish_approvals(record: ActionRecord) -> None:

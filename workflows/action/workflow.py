@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.action.approvals import Approvals
     from workflows.action.context import ActionContext
     from workflows.action.details import approve_command
-    from workflows.action.execution import Execution
+    from workflows.action.execution import PUBLISH_AFTER_DISPATCH, Execution
     from workflows.action.holds import Holds
     from workflows.failures import cause_message
 
@@ -81,6 +81,8 @@ class ActionWorkflow(ActionMessages):
             ctx.audit.decision(input)
             if input.decision.outcome == Outcome.DENY:
                 return await ctx.finish(ActionStatus.DENIED, input.decision.reason)
+            if not started_executing:  # this task upserts anyway; see PUBLISH_AFTER_DISPATCH
+                ctx.publish_after_dispatch = workflow.patched(PUBLISH_AFTER_DISPATCH)
             if input.has_plan:  # an agent type without a plan hook has no dry run to wait for
                 ctx.set_status(ActionStatus.PLANNING)
                 try:
