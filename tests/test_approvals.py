@@ -7,16 +7,27 @@ import json
 import re
 import subprocess
 
+import asyncpg
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
+from temporalio.worker import Worker
 
+from activities.agent_activities import AgentActivities
+from activities.audit_activities import AuditActivities
+from activities.database.audit_log import AuditLog
 from aiops.client import AiopsClient, AiopsError
 from aiops.contracts import action as action_contract
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import ActionMessages, ActionRecord, ActionStatus, ApprovalRequest
+from aiops.contracts.agent import hooks_task_queue
+from aiops.runtime.activation_memory import detached_runner
+from aiops.runtime.worker_build import build_worker
 from tests.conftest import TEMPORAL_BIN
 from tests.helpers import agent_config, event, eventually, start_pending_action, team
 from tests.support.agents_for_tests import LEDGER
+from workflows.action.workflow import ActionWorkflow
 
 
 async def pending_action(aiops: AiopsClient, risk: str = "high", requested_by: str = "dave"):
@@ -155,6 +166,57 @@ async def test_the_approval_that_completes_the_quorum_is_shown_a_task_after_exec
     assert upserts[0]["AiopsApprovals"].data == b"2"
     final_attributes = (await handle.describe()).typed_search_attributes
     assert final_attributes.get(sa.ACTION_STATUS) == "verified" and final_attributes.get(sa.APPROVALS) == 2
+
+
+async def test_a_cancel_while_the_inbox_waits_for_execute_dispatched_reaches_execute(
+    client: Client, task_queue: str, pool: asyncpg.Pool, tmp_path
+) -> None:
+    """A cancel of the action is meant for what it waits on. While it waits for the no-op that
+    shows ``executing`` (held here by a worker whose ``execute_dispatched`` does not return), the
+    cancel is passed on to execute, as it was when the action awaited execute itself: the action
+    ends failed, execute cancelled, and never finishes its work."""
+    started, never = asyncio.Event(), asyncio.Event()
+
+    @activity.defn(name="execute_dispatched")
+    async def dispatched_never_returns() -> None:
+        started.set()
+        await never.wait()
+
+    release = tmp_path / "release"
+    plain = AgentActivities(client=client, agent_types=["example"])
+    scripted = AgentActivities(client=client, agent_types=["scripted"])
+    aiops = AiopsClient(client, task_queue, pool, actor="bob")
+    asks = [scripted.plan_action_here, scripted.agent_hold_state, scripted.action_outcome]
+    audit = AuditActivities(AuditLog(pool)).all()
+    LEDGER.clear()
+    try:
+        async with (
+            build_worker(client, task_queue, plain, pool=pool),
+            Worker(
+                client,
+                task_queue=hooks_task_queue(task_queue, "scripted"),
+                workflows=[ActionWorkflow],
+                activities=[*scripted.hooks(), *asks, dispatched_never_returns, *audit],
+                workflow_runner=detached_runner(),
+            ),
+        ):
+            config = agent_config("scripted", approval=team())
+            alert = event("alert", risk="high", hold_until=str(release))
+            await aiops.events.send(config.id, alert, config=config)
+            action_id = aiops.approvals.action_id(config.id, alert.id)
+            await eventually(
+                lambda: aiops.approvals.action(action_id), lambda r: r.status == ActionStatus.PENDING_APPROVAL
+            )
+            await aiops.approvals.approve(action_id, "alice")
+            await asyncio.wait_for(started.wait(), 30)
+            await client.get_workflow_handle(action_id).cancel()
+            done = await final(aiops, action_id)
+            assert done.status == ActionStatus.FAILED, done
+            assert "cancel" in (done.error or "").lower(), done.error
+            assert LEDGER["executed"] == []
+            await aiops.agents.stop(config.id)
+    finally:
+        release.touch()  # the execute hook's thread ends at once
 
 
 @pytest.mark.parametrize(("local_decisions", "deferred"), [(True, False), (False, True)])

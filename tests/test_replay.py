@@ -93,7 +93,24 @@ def test_histories_are_present() -> None:
     execute = scheduled(events, "execute_action")
     approving = max(i for i, kind in enumerate(kinds[:execute]) if kind == "EVENT_TYPE_WORKFLOW_TASK_STARTED")
     assert "EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES" not in kinds[approving:execute]
-    assert scheduled(events, "execute_dispatched") == execute + 1
+    dispatched = scheduled(events, "execute_dispatched")
+    assert dispatched == execute + 1
+    done = {e["activityTaskCompletedEventAttributes"]["scheduledEventId"]: i for i, e in enumerate(events)
+            if "activityTaskCompletedEventAttributes" in e}  # fmt: skip
+    shown = next(
+        i
+        for i, e in enumerate(events)
+        if "AiopsActionStatus"
+        in e.get("upsertWorkflowSearchAttributesEventAttributes", {})
+        .get("searchAttributes", {})
+        .get("indexedFields", {})
+        and i > dispatched
+    )  # shown after the no-op ran, while execute still ran
+    assert done[events[dispatched]["eventId"]] < shown < done[events[execute]["eventId"]]
+    # A dry run planned here: its first task upserts anyway, so executing goes with it, no no-op.
+    here = DIR / "patched_action_planned_here.json"
+    assert patch_ids(here) == ["publish-executing-after-dispatch"]
+    assert '"plan_action_here"' in markers(here.name) and '"execute_dispatched"' not in here.read_text()
     assert sum(f'"{AuditActivities.record_audit.__name__}"' in p.read_text() for p in HISTORIES) >= 6
     lifecycle = text("agent_lifecycle")
     assert agent_contract.RECONFIGURE in lifecycle and agent_contract.INTAKE in lifecycle

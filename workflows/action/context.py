@@ -84,6 +84,14 @@ class ActionContext:
         publish_approvals(self.record)
         self._upserted()
 
+    def decide_publish_after_dispatch(self, patch_id: str) -> None:
+        """Whether this run publishes ``executing`` a task after execute is dispatched (the patch
+        ``patch_id``, workflows/action/execution.py). The SDK records a new patch with an upsert
+        of its own (``TemporalChangeVersion``) in this task, so this task counts as upserting."""
+        self.publish_after_dispatch = workflow.patched(patch_id)
+        if self.publish_after_dispatch:
+            self._upserted()
+
     def upserted_in_this_task(self) -> bool:
         """Whether this workflow task already upserts search attributes: one more upsert in it
         then costs nothing (bench/upsert_probe.py), so there is nothing to defer."""

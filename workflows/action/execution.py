@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.agent_activities import AgentActivities
@@ -147,10 +147,14 @@ class Execution:
         """Publish ``executing`` in the task after the one that dispatched execute: an upsert in
         that task made the server answer it, and so start execute, about 3 ms later
         (bench/upsert_probe.py). ``execute_dispatched`` does nothing, on execute's queue, so the
-        server hands it to this worker with execute, and its completion is that next task. It is
-        awaited even when execute ends first, so it never lands while the action completes; a
-        marker that cannot run (a worker without it) holds the status back at most
-        ``DISPATCHED_TIMEOUT``. If execute has ended, the status after it is published instead."""
+        server hands it to this worker with execute, and its completion is that next task.
+
+        It is awaited even when execute ends first, so it never lands while the action completes:
+        the action goes on to verify once it ran, which is as soon as execute's own dispatch
+        allows (``DISPATCHED_TIMEOUT`` at the most). If it cannot run (a worker without it), the
+        status is published all the same; if execute has ended, the status after it is published
+        instead. A cancel of the action meant for execute, which arrives while this waits, is
+        passed on to execute."""
         try:
             await workflow.execute_activity_method(
                 AgentActivities.execute_dispatched,
@@ -160,6 +164,9 @@ class Execution:
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError as err:
+            if isinstance(err.cause, CancelledError):
+                execute.cancel()  # as it would have been, had execute been awaited
+                return
             workflow.logger.info("execute_dispatched did not run: %s", cause_message(err))
         if not execute.done():
             self._ctx.publish()

@@ -82,7 +82,7 @@ class ActionWorkflow(ActionMessages):
             if input.decision.outcome == Outcome.DENY:
                 return await ctx.finish(ActionStatus.DENIED, input.decision.reason)
             if not started_executing:  # this task upserts anyway; see PUBLISH_AFTER_DISPATCH
-                ctx.publish_after_dispatch = workflow.patched(PUBLISH_AFTER_DISPATCH)
+                ctx.decide_publish_after_dispatch(PUBLISH_AFTER_DISPATCH)
             if input.has_plan:  # an agent type without a plan hook has no dry run to wait for
                 ctx.set_status(ActionStatus.PLANNING)
                 try:
