@@ -5,7 +5,9 @@ runs the agent's workflow task, with that worker's own client. The start asks fo
 execution: when this process also runs a worker on the agent type's queue (the default worker
 does, ``aiops/runtime/worker_build.py``) and it has a free slot, the server returns the action's
 first workflow task in its answer and that worker runs it at once, without the round trips a
-child start pays. Elsewhere the start is an ordinary one, as correct and a little slower.
+child start pays. Elsewhere the start is an ordinary one, as correct and a little slower. An eager
+start answers once that first task has been computed here, so that it reaches the server before
+the agent's own task (``activities/first_activation.py``).
 
 Runs at least once, like every activity: a repeated start meets "already started", and the
 workflow it met is the agent's own start exactly when its memo names the agent (``LAUNCH_MEMO``).
@@ -24,6 +26,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.action_ends import published_outcome
+from activities.first_activation import FirstActivations
 from aiops.contracts.action import WORKFLOW_TYPE
 from aiops.contracts.action_start import (
     LAUNCH_MEMO,
@@ -36,9 +39,21 @@ from aiops.contracts.action_start import (
 log = logging.getLogger("aiops.activities")
 
 
+def eagerly_started(handle: object) -> bool:
+    """Whether the server handed the started workflow's first task back to this process. The SDK
+    says so only in an attribute its client sets on the handle (``__temporal_eagerly_started``,
+    read by its own tests); were a release to drop it, starts would answer at once as before:
+    slower, never wrong (tests/test_action_start.py checks that it is still there)."""
+    return bool(getattr(handle, "__temporal_eagerly_started", False))
+
+
 class ActionStarter:
-    def __init__(self, client: Client | None) -> None:
+    """``first_activations``: where the worker's runner says an eagerly started action's first
+    activation has been computed; the start answers after it (activities/first_activation.py)."""
+
+    def __init__(self, client: Client | None, first_activations: FirstActivations | None = None) -> None:
         self.client = client
+        self.first_activations = first_activations
 
     @activity.defn
     async def start_action(self, start: ActionStart) -> ActionStarted:
@@ -50,8 +65,10 @@ class ActionStarter:
         if self.client is None:
             return ActionStarted(outcome="unavailable", reason="this worker has no Temporal client")
         input = start.input
+        first = self.first_activations
+        watch = first.expect(start.workflow_id) if first is not None else None
         try:
-            await self.client.start_workflow(
+            handle = await self.client.start_workflow(
                 WORKFLOW_TYPE,
                 input,
                 id=start.workflow_id,
@@ -71,12 +88,17 @@ class ActionStarter:
                 static_details=start.static_details,
                 request_eager_start=True,
             )
+            if first is not None and watch is not None and eagerly_started(handle):
+                await first.computed_in_time(watch)
         except WorkflowAlreadyStartedError as already:
             return await self._own_or_duplicate(start, already.run_id)
         except RPCError as err:
             if err.status == RPCStatusCode.INVALID_ARGUMENT:
                 return ActionStarted(outcome="refused", reason=f"the server refused the start: {err.message}")
             raise
+        finally:
+            if first is not None and watch is not None:
+                first.release(start.workflow_id, watch)
         return ActionStarted(outcome="started")
 
     async def _own_or_duplicate(self, start: ActionStart, run_id: str | None) -> ActionStarted:

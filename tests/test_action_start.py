@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
+from temporalio.worker import Worker
 
-from activities.action_start import ActionStarter
+from activities.action_start import ActionStarter, eagerly_started
+from activities.first_activation import FirstActivations
 from aiops.client import AiopsClient
 from aiops.contracts import search_attributes as sa
 from aiops.contracts.action import WORKFLOW_TYPE, ActionInput, ActionStatus
@@ -24,7 +26,9 @@ from aiops.contracts.action_start import LAUNCH_MEMO, ActionStart
 from aiops.contracts.agent import agent_workflow_id, hooks_task_queue
 from aiops.contracts.models import ActionType, AgentAction, RiskLevel
 from aiops.contracts.policy import Outcome, PolicyDecision
+from aiops.runtime.activation_memory import detached_runner
 from tests.helpers import agent_config, event, eventually
+from workflows.action.workflow import ActionWorkflow
 
 
 def a_start(task_queue: str, key: str, workflow_id: str | None = None) -> ActionStart:
@@ -184,3 +188,53 @@ async def test_an_action_that_runs_at_once_upserts_nothing_before_execute(aiops:
     await eventually(
         handle.describe, lambda d: d.typed_search_attributes.get(sa.ACTION_STATUS) == "pending_approval"
     )
+
+
+class RecordingFirstActivations(FirstActivations):
+    """What the runner told, in order: the ids whose first activation was computed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told: list[str] = []
+
+    def computed(self, workflow_id: str) -> None:
+        self.told.append(workflow_id)
+        super().computed(workflow_id)
+
+
+async def test_an_eager_start_answers_after_the_actions_first_activation(
+    client: Client, task_queue: str
+) -> None:
+    """The action's first task then reaches the server before the agent's (activities/
+    first_activation.py). A start that is not eager (no worker on the queue in this process)
+    waits for nothing; a run nobody waits for is not watched."""
+    first = RecordingFirstActivations()
+    start = a_start(task_queue, "agent-mine")
+    starter = ActionStarter(client, first)
+    not_eager = await starter.start_action(start)
+    assert not_eager.outcome == "started" and first.told == [] and not first.awaited(start.workflow_id)
+    await client.get_workflow_handle(start.workflow_id).terminate("done with it")
+
+    eager = a_start(task_queue, "agent-mine")
+    actions = Worker(
+        client,
+        task_queue=eager.task_queue,
+        workflows=[ActionWorkflow],
+        activities=[],
+        workflow_runner=detached_runner(first_activations=first),
+    )
+    async with actions:
+        unwatched = a_start(task_queue, "agent-mine")
+        handle = await client.start_workflow(
+            WORKFLOW_TYPE,
+            unwatched.input,
+            id=unwatched.workflow_id,
+            task_queue=unwatched.task_queue,
+            request_eager_start=True,
+        )
+        assert eagerly_started(handle), "the SDK's flag for an eager start is still on its handle"
+        assert (await starter.start_action(eager)).outcome == "started"
+        assert first.told == [eager.workflow_id], "told before the start answered, and only of it"
+        assert not first.awaited(eager.workflow_id)
+        for workflow_id in (eager.workflow_id, unwatched.workflow_id):
+            await client.get_workflow_handle(workflow_id).terminate("done with it")

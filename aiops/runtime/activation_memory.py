@@ -1,4 +1,5 @@
-"""Not keeping a run's first activation alive for as long as the run is cached.
+"""Not keeping a run's first activation alive for as long as the run is cached; and telling an
+action's eager start when that activation has been computed (``activities/first_activation.py``).
 
 The SDK hands a new workflow instance pieces of the protobuf message of the run's first
 activation: the last completion result, the last failure, the headers and the memo (in
@@ -24,6 +25,7 @@ from temporalio.worker import (
     WorkflowInterceptorClassInput,
 )
 
+from activities.first_activation import FirstActivations
 from workflows.sandbox import OWN_PACKAGES, ProjectWorkflowRunner
 
 M = TypeVar("M")
@@ -36,7 +38,14 @@ def _detached(message: M) -> M:
 
 
 class DetachedRunner(ProjectWorkflowRunner):
-    """The project's runner, handing each new instance copies instead of the activation's parts."""
+    """The project's runner, handing each new instance copies instead of the activation's parts,
+    and telling ``first_activations`` when a run a start waits for has computed its first one."""
+
+    def __init__(
+        self, unsandboxed: Sequence[str] = OWN_PACKAGES, first_activations: FirstActivations | None = None
+    ) -> None:
+        super().__init__(unsandboxed)
+        self.first_activations = first_activations
 
     def create_instance(self, det: WorkflowInstanceDetails) -> WorkflowInstance:
         info = dataclasses.replace(
@@ -51,7 +60,32 @@ class DetachedRunner(ProjectWorkflowRunner):
             last_completion_result=_detached(det.last_completion_result),
             last_failure=last_failure,
         )
-        return super().create_instance(det)
+        instance = super().create_instance(det)
+        first = self.first_activations
+        if first is not None and first.awaited(det.info.workflow_id):
+            _tell_after_first_activation(instance, first, det.info.workflow_id)
+        return instance
+
+
+def _tell_after_first_activation(
+    instance: WorkflowInstance, first: FirstActivations, workflow_id: str
+) -> None:
+    """Wrap this one instance's ``activate`` for its first call only (an attribute of the instance,
+    dropped after that call, so later activations run the SDK's method directly). An instance
+    attribute rather than a wrapper class: a wrapper subclassing the SDK's ``WorkflowInstance``
+    would stop being instantiable, failing workflow tasks, if a minor release added an abstract
+    method; this way, if the SDK stopped calling ``activate``, the start would only wait its
+    bound."""
+    activate = instance.activate
+
+    def activate_then_tell(act: Any) -> Any:
+        try:
+            return activate(act)
+        finally:
+            vars(instance).pop("activate", None)
+            first.computed(workflow_id)
+
+    setattr(instance, "activate", activate_then_tell)  # noqa: B010 (mypy refuses assigning a method)
 
 
 class _DetachedHeaders(WorkflowInboundInterceptor):
@@ -69,5 +103,7 @@ class DetachActivation(Interceptor):
         return _DetachedHeaders
 
 
-def detached_runner(unsandboxed: Sequence[str] = OWN_PACKAGES) -> DetachedRunner:
-    return DetachedRunner(unsandboxed)
+def detached_runner(
+    unsandboxed: Sequence[str] = OWN_PACKAGES, first_activations: FirstActivations | None = None
+) -> DetachedRunner:
+    return DetachedRunner(unsandboxed, first_activations)

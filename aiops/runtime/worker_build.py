@@ -21,6 +21,7 @@ from activities.config_activities import ConfigActivities
 from activities.database.audit_log import AuditLog
 from activities.database.config_store import ConfigStore
 from activities.detector_activities import DetectorActivities
+from activities.first_activation import FirstActivations
 from activities.health_activities import HealthActivities
 from activities.notify_activities import NotifyActivities
 from activities.overflow_activities import OverflowActivities
@@ -130,6 +131,9 @@ def build_worker(
         "graceful_shutdown_timeout": graceful_shutdown,
         "deployment_config": deployment,
     }
+    # One per process: the agent's action starts wait on it for the first activation the runner
+    # computes of an eagerly started action (activities/first_activation.py).
+    first_activations = FirstActivations()
     # Hooks are registered on the shared queue too: decisions run as local activities there, and
     # actions started there (before the type queues ran actions) still schedule hooks there.
     every_activity = [
@@ -141,12 +145,12 @@ def build_worker(
         *detectors.all(),
         *notify.all(),
         *OverflowActivities(client).all(),
-        *ActionStarter(client).all(),
+        *ActionStarter(client, first_activations).all(),
         *extra_activities,
     ]
     runner: dict[str, Any] = {
         "max_cached_workflows": max_cached_workflows,
-        "workflow_runner": detached_runner(unsandboxed_packages),
+        "workflow_runner": detached_runner(unsandboxed_packages, first_activations),
         "interceptors": [DetachActivation()],  # with the runner: see aiops/runtime/activation_memory.py
     }
     main = Worker(
