@@ -9,8 +9,9 @@ their input, and still confirm holds with it.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
@@ -194,7 +195,7 @@ class RecordingFirstActivations(FirstActivations):
     """What the runner told, in order: the ids whose first activation was computed."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(wait=timedelta(seconds=10))  # the mechanism, not the bound: never the bound here
         self.told: list[str] = []
 
     def computed(self, workflow_id: str) -> None:
@@ -233,8 +234,24 @@ async def test_an_eager_start_answers_after_the_actions_first_activation(
             request_eager_start=True,
         )
         assert eagerly_started(handle), "the SDK's flag for an eager start is still on its handle"
+        # Its first task also warms the worker (a cold first activation can take longer than the
+        # start's bound, and the start then answers without it, as it should).
+        await first_task_in(client, unwatched.workflow_id)
         assert (await starter.start_action(eager)).outcome == "started"
         assert first.told == [eager.workflow_id], "told before the start answered, and only of it"
         assert not first.awaited(eager.workflow_id)
+        # Ended once its first task is in: a terminate during a task force-closes that task.
+        await first_task_in(client, eager.workflow_id)
         for workflow_id in (eager.workflow_id, unwatched.workflow_id):
             await client.get_workflow_handle(workflow_id).terminate("done with it")
+
+
+async def first_task_in(client: Client, workflow_id: str) -> None:
+    await eventually(functools.partial(first_task_completed, client, workflow_id), lambda done: done)
+
+
+async def first_task_completed(client: Client, workflow_id: str) -> bool:
+    async for e in client.get_workflow_handle(workflow_id).fetch_history_events():
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+            return True
+    return False
