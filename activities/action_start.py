@@ -15,6 +15,8 @@ workflow it met is the agent's own start exactly when its memo names the agent (
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -89,7 +91,11 @@ class ActionStarter:
                 request_eager_start=True,
             )
             if first is not None and watch is not None and eagerly_started(handle):
-                await first.computed_in_time(watch)
+                # Started: a cancel from here on (the agent's run cancelled, the worker stopping)
+                # only ends the wait, and the answer still says so, so an agent that hears it
+                # does not take its own action for a duplicate.
+                with contextlib.suppress(asyncio.CancelledError):
+                    await first.computed_in_time(watch)
         except WorkflowAlreadyStartedError as already:
             return await self._own_or_duplicate(start, already.run_id)
         except RPCError as err:
@@ -97,7 +103,7 @@ class ActionStarter:
                 return ActionStarted(outcome="refused", reason=f"the server refused the start: {err.message}")
             raise
         finally:
-            if first is not None and watch is not None:
+            if first is not None and watch is not None:  # both or neither; mypy sees them apart
                 first.release(start.workflow_id, watch)
         return ActionStarted(outcome="started")
 

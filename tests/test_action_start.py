@@ -9,10 +9,12 @@ their input, and still confirm holds with it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.common import SearchAttributePair, TypedSearchAttributes
@@ -197,10 +199,21 @@ class RecordingFirstActivations(FirstActivations):
     def __init__(self) -> None:
         super().__init__(wait=timedelta(seconds=10))  # the mechanism, not the bound: never the bound here
         self.told: list[str] = []
+        self.waited: list[bool] = []  # a start waits only after an eager start
 
     def computed(self, workflow_id: str) -> None:
         self.told.append(workflow_id)
         super().computed(workflow_id)
+
+    async def computed_in_time(self, future: asyncio.Future[None]) -> bool:
+        in_time = await super().computed_in_time(future)
+        self.waited.append(in_time)
+        return in_time
+
+
+class CancelledWhileWaiting(FirstActivations):
+    async def computed_in_time(self, future: asyncio.Future[None]) -> bool:
+        raise asyncio.CancelledError
 
 
 async def test_an_eager_start_answers_after_the_actions_first_activation(
@@ -239,7 +252,13 @@ async def test_an_eager_start_answers_after_the_actions_first_activation(
         await first_task_in(client, unwatched.workflow_id)
         assert (await starter.start_action(eager)).outcome == "started"
         assert first.told == [eager.workflow_id], "told before the start answered, and only of it"
-        assert not first.awaited(eager.workflow_id)
+        assert first.waited == [True] and not first.awaited(eager.workflow_id)
+        # A cancel during the wait comes after the start: the answer still says started.
+        cancelled = a_start(task_queue, "agent-mine")
+        answer = await ActionStarter(client, CancelledWhileWaiting()).start_action(cancelled)
+        assert answer.outcome == "started"
+        await first_task_in(client, cancelled.workflow_id)
+        await client.get_workflow_handle(cancelled.workflow_id).terminate("done with it")
         # Ended once its first task is in: a terminate during a task force-closes that task.
         await first_task_in(client, eager.workflow_id)
         for workflow_id in (eager.workflow_id, unwatched.workflow_id):
@@ -255,3 +274,33 @@ async def first_task_completed(client: Client, workflow_id: str) -> bool:
         if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
             return True
     return False
+
+
+async def test_the_workers_runner_tells_the_workers_own_starts(
+    aiops: AiopsClient, worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``build_worker`` gives its action starter and its runner one ``FirstActivations``: were
+    they two, every eager start would wait its whole bound, told by nobody. The start here waits
+    up to 10 s, so the test needs no timing: it is told, or it fails."""
+    waited: list[tuple[int, bool]] = []
+    expected: dict[str, int] = {}
+    expect = FirstActivations.expect
+
+    def recording_expect(self: FirstActivations, workflow_id: str) -> asyncio.Future[None]:
+        expected[workflow_id] = id(self)
+        return expect(self, workflow_id)
+
+    async def patient(self: FirstActivations, future: asyncio.Future[None]) -> bool:
+        await asyncio.wait([future], timeout=10)
+        waited.append((id(self), future.done()))
+        return future.done()
+
+    monkeypatch.setattr(FirstActivations, "expect", recording_expect)
+    monkeypatch.setattr(FirstActivations, "computed_in_time", patient)
+    config = agent_config("recorder")
+    await aiops.agents.start(config)
+    e = event(act=True)
+    await aiops.events.send(config.id, e)
+    action_id = aiops.approvals.action_id(config.id, e.id)
+    assert (await aiops.approvals.wait_for_action(action_id)).status == ActionStatus.SUCCEEDED
+    assert waited == [(expected[action_id], True)], "the eager start was told by the worker's runner"
