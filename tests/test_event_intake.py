@@ -245,6 +245,11 @@ async def test_a_long_backlog_is_decided_in_bounded_workflow_tasks(
             details = e.marker_recorded_event_attributes.details
             marker = json.loads(details["data"].payloads[0].data) if "data" in details else {}
             local_per_task[-1] += marker.get("activity_type") == "decide_events"
-    assert 1 <= max(local_per_task) <= LOCAL_BATCHES_PER_TASK  # local, and never more per task
+    # Local, and bounded per task. Counted here by where each marker is recorded, one more than the
+    # workflow's own count is possible: a batch's local activity that outlasts 80% of the task
+    # timeout on a loaded machine makes the SDK complete the task and go on in a new one (a
+    # heartbeat), so that batch counts in the task it started in and records its marker in the next,
+    # which may then decide its own 10 (seen once in a whole-suite run: 11).
+    assert 1 <= max(local_per_task) <= LOCAL_BATCHES_PER_TASK + 1
     assert regular >= 1  # the batch after a full task went by a regular activity
     assert sum(local_per_task) + regular == 50  # each batch decided once, one way or the other
