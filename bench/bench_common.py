@@ -61,11 +61,21 @@ class Counter:
     def seen(self) -> int:
         return read_count(self.path) - self.base
 
-    async def wait(self, target: int, within: float = 900, poll: float = 0.005) -> None:
-        deadline = time.monotonic() + within
-        while self.seen < target:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"only {self.seen}/{target} counted in {within:g}s")
+    async def wait(self, target: int, within: float = 900, poll: float = 0.005, stall: float = 120) -> None:
+        """Until ``target`` more are counted. Gives up after ``within`` seconds in all, or after
+        ``stall`` seconds without one more count: a round stuck one short then fails in minutes,
+        saying how far it got, rather than at the end of a long storm's bound."""
+        now = time.monotonic()
+        deadline, last, moved = now + within, -1, now
+        while (seen := self.seen) < target:
+            now = time.monotonic()
+            if seen != last:
+                last, moved = seen, now
+            if now > deadline or now - moved > stall:
+                raise TimeoutError(
+                    f"only {seen}/{target} counted in {now - deadline + within:.0f}s "
+                    f"(none more in the last {now - moved:.0f}s)"
+                )
             await asyncio.sleep(poll)
 
 

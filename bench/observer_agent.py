@@ -8,23 +8,32 @@ during a signal storm delay the very workflow tasks being measured.
 from __future__ import annotations
 
 import os
+import threading
 
 from agents import ActionResult, AgentAction, BaseAgent, EventType, SystemEvent, register_agent
 
 _decided = 0
 _fd: int | None = None
+_counting = threading.Lock()
 
 
 def count_decision(n: int = 1) -> None:
     """Add ``n`` to this process's count in ``BENCH_COUNTER_FILE`` (a cheap progress signal: it
-    counts hook calls, at least once each, not what an agent recorded)."""
+    counts hook calls, at least once each, not what an agent recorded).
+
+    Called from the raw workflows' handlers too, which run in the worker's workflow threads at the
+    same time: the add and the write are one step under a lock. Without it, two threads could write
+    out of order, the file would keep the older count until the next call, and a benchmark waiting
+    for the last event of a round would wait for a call that never comes (seen as a quick run that
+    hung in its fleet round)."""
     global _decided, _fd
-    _decided += n
-    path = os.environ.get("BENCH_COUNTER_FILE")
-    if path:
-        if _fd is None:
-            _fd = os.open(path, os.O_RDWR | os.O_CREAT)
-        os.pwrite(_fd, f"{_decided:012d}".encode(), 0)
+    with _counting:
+        _decided += n
+        path = os.environ.get("BENCH_COUNTER_FILE")
+        if path:
+            if _fd is None:
+                _fd = os.open(path, os.O_RDWR | os.O_CREAT)
+            os.pwrite(_fd, f"{_decided:012d}".encode(), 0)
 
 
 def read_count(path: str) -> int:
