@@ -18,15 +18,19 @@ either workflow. Where the start was not eager (the type's worker is elsewhere o
 slot) there is nothing to wait for and the start answers at once.
 
 ``FirstActivations`` is the meeting point, one per worker process: the start says which action
-it waits for, and the workflow runner (``aiops/runtime/activation_memory.py``) tells it when an
-action's first activation has been computed. Activations are computed in the SDK's worker
-threads, so the news reaches the start through the event loop it waits on.
+it waits for, and the workflow runner (``aiops/runtime/activation_memory.py``) has it watch the
+runs it creates that a start waits for (``tell_after_first_activation``). Activations are
+computed in the SDK's worker threads, so the news reaches the start through the event loop it
+waits on.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
+
+from temporalio.worker import WorkflowInstance
 
 FIRST_ACTIVATION_WAIT = timedelta(milliseconds=50)
 """The longest an eagerly started action's first activation holds its start's answer: some 20
@@ -63,6 +67,25 @@ class FirstActivations:
             loop.call_soon_threadsafe(_settle, future)
         except RuntimeError:  # the loop closed (the worker is shutting down): nobody waits
             pass
+
+    def tell_after_first_activation(self, instance: WorkflowInstance, workflow_id: str) -> None:
+        """Called by the runner for a run it creates that a start waits for: wraps this one
+        instance's ``activate`` for its first call only (an attribute of the instance, dropped
+        after that call, so later activations run the SDK's method directly), then says
+        ``computed``. An instance attribute rather than a wrapper class: a wrapper subclassing the
+        SDK's ``WorkflowInstance`` would stop being instantiable, failing workflow tasks, if a
+        minor release added an abstract method; this way, if the SDK stopped calling
+        ``activate``, the start would only wait its bound."""
+        activate = instance.activate
+
+        def activate_then_tell(act: Any) -> Any:
+            try:
+                return activate(act)
+            finally:
+                vars(instance).pop("activate", None)
+                self.computed(workflow_id)
+
+        setattr(instance, "activate", activate_then_tell)  # noqa: B010 (mypy refuses assigning a method)
 
     async def computed_in_time(self, future: asyncio.Future[None]) -> bool:
         """The start's wait, for an eager start: until the first activation was computed here or

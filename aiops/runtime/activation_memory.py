@@ -1,5 +1,4 @@
-"""Not keeping a run's first activation alive for as long as the run is cached; and telling an
-action's eager start when that activation has been computed (``activities/first_activation.py``).
+"""Not keeping a run's first activation alive for as long as the run is cached.
 
 The SDK hands a new workflow instance pieces of the protobuf message of the run's first
 activation: the last completion result, the last failure, the headers and the memo (in
@@ -8,6 +7,10 @@ message alive, start input included: about 11 KB of C heap for every cached agen
 whole life, which mattered once a worker holds thousands of idle agents. Copies (same bytes, no
 link to the message) break the link; only public SDK types are used, and what workflows see is
 unchanged. Measured with 1,000 idle agents in one worker: 126 -> 116 KB of RSS per agent.
+
+The runner is also where a run is created, so it hands the runs an action's eager start waits
+for to ``FirstActivations`` (``activities/first_activation.py``), which tells the start when
+their first activation has been computed.
 """
 
 from __future__ import annotations
@@ -63,29 +66,8 @@ class DetachedRunner(ProjectWorkflowRunner):
         instance = super().create_instance(det)
         first = self.first_activations
         if first is not None and first.awaited(det.info.workflow_id):
-            _tell_after_first_activation(instance, first, det.info.workflow_id)
+            first.tell_after_first_activation(instance, det.info.workflow_id)
         return instance
-
-
-def _tell_after_first_activation(
-    instance: WorkflowInstance, first: FirstActivations, workflow_id: str
-) -> None:
-    """Wrap this one instance's ``activate`` for its first call only (an attribute of the instance,
-    dropped after that call, so later activations run the SDK's method directly). An instance
-    attribute rather than a wrapper class: a wrapper subclassing the SDK's ``WorkflowInstance``
-    would stop being instantiable, failing workflow tasks, if a minor release added an abstract
-    method; this way, if the SDK stopped calling ``activate``, the start would only wait its
-    bound."""
-    activate = instance.activate
-
-    def activate_then_tell(act: Any) -> Any:
-        try:
-            return activate(act)
-        finally:
-            vars(instance).pop("activate", None)
-            first.computed(workflow_id)
-
-    setattr(instance, "activate", activate_then_tell)  # noqa: B010 (mypy refuses assigning a method)
 
 
 class _DetachedHeaders(WorkflowInboundInterceptor):
