@@ -53,7 +53,7 @@ HOOK_RETRY = RetryPolicy(
 # docs/deploy.md "A patch's lifecycle".
 PUBLISH_AFTER_DISPATCH = "publish-executing-after-dispatch"
 # How long the inbox may go on showing the approval once execute is dispatched, at the most: the
-# dispatched marker runs at once on the worker that runs execute.
+# no-op activity ``execute_dispatched`` runs at once on the worker that runs execute.
 DISPATCHED_TIMEOUT = timedelta(seconds=10)
 
 A = TypeVar("A")
