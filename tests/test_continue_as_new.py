@@ -46,8 +46,13 @@ async def test_burst_straddling_several_continue_as_new_keeps_exact_counts(
         )
     except AssertionError as err:  # one action's end once never reached the agent: say what it did
         raise AssertionError(f"{err}\n{await pending_actions_told(aiops, config.id)}") from err
-    assert status.counters.events_received == 300 + len(redelivered)
-    assert status.counters.events_deduplicated == len(redelivered)
+    # An intake update the server aborted while it was in flight (the run continuing as new, or a
+    # refused update clearing the registry) is sent again by the client; if the agent had already
+    # taken its events, they arrive twice and are deduplicated. So arrivals may exceed what the
+    # test sent, and every one beyond the 300 is a duplicate, never a second decision.
+    resent = status.counters.events_received - (300 + len(redelivered))
+    assert resent >= 0, status.counters
+    assert status.counters.events_deduplicated == len(redelivered) + resent, status.counters
     assert status.counters.actions_proposed == expected_actions
     assert status.counters.actions_duplicate == 0
     assert status.queue_length == 0
