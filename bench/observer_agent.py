@@ -24,8 +24,8 @@ def count_decision(n: int = 1) -> None:
     Called from the raw workflows' handlers too, which run in the worker's workflow threads at the
     same time: the add and the write are one step under a lock. Without it, two threads could write
     out of order, the file would keep the older count until the next call, and a benchmark waiting
-    for the last event of a round would wait for a call that never comes (seen as a quick run that
-    hung in its fleet round)."""
+    for the last event of a round would wait for a call that never comes (the likely cause of a
+    quick run that hung in its fleet round in CI)."""
     global _decided, _fd
     with _counting:
         _decided += n
