@@ -1,9 +1,9 @@
 """The README's run command, end to end: ``bash scripts/demo.sh`` on its own dev stack.
 
 The stack (Temporal dev server, PostgreSQL, a worker) gets free ports and a fresh data folder, so
-the demo runs beside the test session's servers. The demo runs twice in a row and then with
-``--llm``, on that one data folder and stack, as a user following the README would: each run must
-tell its whole story again (new events, not repeats of the first run's). Then
+the demo runs beside the test session's servers. The demo runs twice in a row, the second time
+with ``--llm``, on that one data folder and stack, as a user following the README would: the
+second run must tell its whole story again (new events, not repeats of the first run's). Then
 ``temporal-dev/stop.sh --reset`` stops everything and deletes the folder.
 """
 
@@ -67,9 +67,11 @@ LLM_STORY = [
 LLM_STORY_STARTS = LLM_STORY[0]
 
 
-async def test_the_demo_reruns_on_one_data_folder_then_adds_the_llm_chapter() -> None:
-    """Twice, then ``--llm``: three whole stories on one stack, each with its own run id, its
-    own prod action (the second run stops what the first left and starts afresh)."""
+async def test_the_demo_reruns_on_one_data_folder_with_the_llm_chapter() -> None:
+    """Once, then again with ``--llm``: two whole stories on one stack, each with its own run id,
+    its own prod action (the second run stops what the first left and starts afresh) and the
+    second with the llm chapter too. The rerun is the one with ``--llm``, not a third run: that
+    run tells the whole default story as well, and a third demo was 40 s of the suite."""
     data = Path(tempfile.mkdtemp(prefix="aiops-demo-"))
     os.chmod(data, 0o755)  # PostgreSQL runs as its own user and must reach its folder
     env = {
@@ -86,14 +88,11 @@ async def test_the_demo_reruns_on_one_data_folder_then_adds_the_llm_chapter() ->
     try:
         first = await _demo([], env)
         assert LLM_STORY_STARTS not in first, "the default demo has no llm chapter"
-        second = await _demo([], env)
+        second = await _demo(["--llm"], env, LLM_STORY)
         assert "A fresh story: stopping what an earlier demo run left running" in second
-        third = await _demo(["--llm"], env, LLM_STORY)
-        runs = [_one(r"(?m)^demo run (\S+) \(data in", out) for out in (first, second, third)]
-        actions = [
-            _one(r"approved (action-demo-terraform:\S+) as alice", out) for out in (first, second, third)
-        ]
-        assert len(set(runs)) == 3 and len(set(actions)) == 3, (runs, actions)
+        runs = [_one(r"(?m)^demo run (\S+) \(data in", out) for out in (first, second)]
+        actions = [_one(r"approved (action-demo-terraform:\S+) as alice", out) for out in (first, second)]
+        assert len(set(runs)) == 2 and len(set(actions)) == 2, (runs, actions)
         for name in (
             "alice.key.json", "demo-terraform.json", "demo-staging.json", "demo-disk.json", "gateway.yaml",
         ):  # fmt: skip
