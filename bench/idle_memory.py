@@ -1,6 +1,7 @@
 """What an idle agent keeps in a worker's memory, by component, beside a bare raw workflow.
 
     python bench/idle_memory.py [--agents 2000] [--frames 0] [--top 25] [--sandboxed-raw] [--raw-start]
+                                [--postgres]
 
 For each side (``BareWorkflow``s, unsandboxed like the framework's own unless ``--sandboxed-raw``,
 then ``bench_observer`` agents, and with ``--raw-start`` ``RawAgentStart``s: raw workflows that
@@ -193,6 +194,15 @@ def report(kind: str, result: dict[str, Any], n: int, top: int) -> None:
         print(f"    {count:6.1f} {size:8.0f}  {name}")
 
 
+async def _sides(args: argparse.Namespace, database_url: str | None) -> dict[str, dict[str, Any]]:
+    async with bench_stack(True, database_url=database_url) as stack:
+        results: dict[str, dict[str, Any]] = {}
+        for kind in ("bare", "agent", *(["raw-start"] if args.raw_start else [])):
+            print(f"{kind}: {args.warm} + {args.agents} idle workflows ...", flush=True)
+            results[kind] = await side(stack.address, stack.worker_env, kind, args)
+    return results
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -204,6 +214,12 @@ async def main() -> None:
     )
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sandboxed-raw", action="store_true")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="a PostgreSQL for the workers (config store, audit log), as agents run in production: "
+        "an agent's start then registers its config there",
+    )
     parser.add_argument(
         "--raw-start",
         action="store_true",
@@ -220,11 +236,17 @@ async def main() -> None:
     unknown = set(filter(None, args.raw_start_without.split(","))) - set(RAW_START_PARTS)
     if unknown:
         parser.error(f"--raw-start-without: no such part {', '.join(sorted(unknown))}")
-    async with bench_stack(True) as stack:
-        results: dict[str, dict[str, Any]] = {}
-        for kind in ("bare", "agent", *(["raw-start"] if args.raw_start else [])):
-            print(f"{kind}: {args.warm} + {args.agents} idle workflows ...", flush=True)
-            results[kind] = await side(stack.address, stack.worker_env, kind, args)
+    postgres = None
+    if args.postgres:  # the config store and audit log, as agents run in production
+        from tests.support.postgres_server import PostgresServer
+
+        postgres = PostgresServer()
+        postgres.start()
+    try:
+        results = await _sides(args, postgres.url if postgres else None)
+    finally:
+        if postgres is not None:
+            postgres.stop()
     for kind, result in results.items():
         report(kind, result, args.agents, args.top)
     a, b = results["agent"], results["bare"]
