@@ -50,6 +50,19 @@ async def local_activities(client: Client, workflow_id: str) -> list[str]:
     return names
 
 
+async def local_answers(client: Client, workflow_id: str, activity_type: str) -> list[dict[str, object]]:
+    """What the local activities of that type answered, as recorded in their markers."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    answers = []
+    for e in history.events:
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            details = e.marker_recorded_event_attributes.details
+            data = details.get("data")
+            if data is not None and data.payloads and activity_type in data.payloads[0].data.decode():
+                answers.append(json.loads(details["result"].payloads[0].data))
+    return answers
+
+
 async def test_an_agent_registers_and_initializes_in_one_local_activity(
     aiops: AiopsClient, client: Client, worker
 ) -> None:
@@ -60,6 +73,9 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
     assert (await aiops.config.history(config.id))[0].version == 1
     workflow_id = aiops.agents.handle(config.id).id
     assert "start_agent" in await local_activities(client, workflow_id)
+    # Stored as it was: the answer (kept by the worker while the agent is idle) is the number alone.
+    [answer] = await local_answers(client, workflow_id, "start_agent")
+    assert answer["stored_version"] == 1 and answer["stored"] is None, answer
     scheduled = await scheduled_activities(client, workflow_id)
     assert "register_config" not in scheduled and "initialize_agent" not in scheduled
     # The agent works as before: an event decided, its action run.

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.config_activities import ConfigActivities
     from activities.detector_activities import DetectorActivities
     from activities.overflow_activities import OverflowActivities
+    from agents.config_diff import same_settings
     from aiops.contracts.activities import AgentInitialized, ConfigProposal, DetectorSchedule, StartAgentCall
     from aiops.contracts.agent import (
         AGENT_INITIALIZATION_FAILED,
@@ -95,6 +96,16 @@ def run_state(input: AgentWorkflowInput) -> AgentRunState:
     return state
 
 
+def adopt_stored(own: AgentConfig, stored: AgentConfig) -> AgentConfig:
+    """The config an agent runs after registering ``own`` and being answered ``stored``: ``own``
+    renumbered when the version is all the store changed (its settings stay the ones it shares
+    with the worker's other agents), else ``stored`` with its settings shared. Adopting the
+    stored copy as it came kept a second decoded config, settings and all, per idle agent."""
+    if same_settings(own, stored):
+        return own.model_copy(update={"version": stored.version})
+    return share_settings(stored)
+
+
 class Lifecycle:
     def __init__(self, ctx: AgentContext, actions: Actions) -> None:
         self._ctx = ctx
@@ -124,7 +135,7 @@ class Lifecycle:
                     retry_policy=CONFIG_RETRY,
                 )
                 if stored is not None:
-                    s.config = stored.config
+                    s.config = adopt_stored(s.config, stored.config)
             if info is None:
                 info = await workflow.execute_activity_method(
                     AgentActivities.initialize_agent,
@@ -181,8 +192,11 @@ class Lifecycle:
             return False, None
         if started.problem:
             workflow.logger.info("agent %s: %s; done the usual way", proposal.config.id, started.problem)
+        s = self._ctx.state
         if started.stored is not None:
-            self._ctx.state.config = started.stored.config
+            s.config = adopt_stored(s.config, started.stored.config)
+        elif started.stored_version is not None:
+            s.config = s.config.model_copy(update={"version": started.stored_version})
         return started.registered, started.initialized
 
     async def sync_detector(self, active: bool) -> None:

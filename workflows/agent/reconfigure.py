@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from aiops.contracts.config import AgentConfig
     from aiops.contracts.errors import InvalidAgentConfigError
+    from aiops.contracts.shared_settings import share_settings
     from workflows.agent.command_gate import CommandVerdict
     from workflows.agent.config_change import parse_request, refusal
     from workflows.agent.health import publish_state
@@ -178,7 +179,7 @@ class ConfigChanger:
                 f"version {new.version} is stored but the agent refused to reload it, so it keeps "
                 f"running version {old.version}: {reason}"
             ) from None
-        self._ctx.state.config = new
+        self._ctx.state.config = share_settings(new)  # settings the worker's agents share, not a copy
         self._ctx.intake.config_switched()
         self._ctx.detector_stale = self._ctx.state.has_detector
         publish_state(self._ctx.state)
