@@ -35,6 +35,7 @@ from aiops.contracts.activities import (
     AgentInitialized,
     AgentStarted,
     AttemptLog,
+    AuditRecord,
     ConfigProposal,
     DecideEventsInput,
     DecideEventsResult,
@@ -137,13 +138,19 @@ async def write_decision_audit(
         attempts = attempts_after(audit.attempts.get(event.id, 0), decision)
         row = event_record(config.id, audit.run_id, event, decision, attempts, config.version, now)
         rows.append(bounded_record(row))
+    return await _append_in_time(rows, to, "the decision")
+
+
+async def _append_in_time(rows: list[AuditRecord], to: AuditLog, written_with: str) -> bool:
+    """Write ``rows`` within ``AUDIT_WRITE_SECONDS`` (and half the time this activity has left):
+    True when they landed; else the workflow's outbox writes them, retrying until they land."""
     within = _time_left(AUDIT_WRITE_SECONDS)
-    if within < 0.5:  # the hooks took nearly all the decision's time: the outbox writes them
+    if within < 0.5:  # the hooks took nearly all the activity's time: the outbox writes them
         return False
     try:
         await asyncio.wait_for(to.append(rows), within)
     except Exception as err:  # the outbox writes them, retrying until they land
-        log.warning("audit rows not written with the decision, the workflow will write them: %s", err)
+        log.warning("audit rows not written with %s, the workflow will write them: %s", written_with, err)
         return False
     return True
 
@@ -218,6 +225,11 @@ class AgentActivities:
             started.initialized = await self.initialize_agent(config)
         except Exception as err:  # the usual path retries it, on the type's own queue
             started.problem = f"initialization: {type(err).__name__}: {err}"[:500]
+            return started
+        row = call.started_row
+        if row is not None and started.registered and self.audit is not None:
+            row = row.model_copy(update={"detail": {**row.detail, "config_version": config.version}})
+            started.audited = await _append_in_time([bounded_record(row)], self.audit, "the agent's start")
         return started
 
     @activity.defn

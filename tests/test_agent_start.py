@@ -10,18 +10,25 @@ hook plans in a local activity where the action's worker has the type, else on t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
+from temporalio.testing import ActivityEnvironment
 from temporalio.worker import Worker
 
 from activities.agent_activities import AgentActivities
+from activities.agent_instances import AgentInstances
 from activities.audit_activities import AuditActivities
+from activities.config_activities import ConfigActivities
 from activities.database.audit_log import AuditLog
+from activities.database.config_store import ConfigStore
 from aiops.client import AiopsClient
 from aiops.contracts.action import ActionStatus
+from aiops.contracts.activities import AuditRecord, AuditStep, ConfigProposal, StartAgentCall
 from aiops.contracts.agent import AgentState, hooks_task_queue
 from aiops.runtime.activation_memory import detached_runner
 from aiops.runtime.worker_build import build_worker
@@ -76,6 +83,13 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
     # Stored as it was: the answer (kept by the worker while the agent is idle) is the number alone.
     [answer] = await local_answers(client, workflow_id, "start_agent")
     assert answer["stored_version"] == 1 and answer["stored"] is None, answer
+    # The local activity wrote the started row too: an agent's start schedules no activity at all.
+    assert answer["audited"] is True, answer
+    assert await scheduled_activities(client, workflow_id) == []
+    rows = await aiops.audit.rows(agent_id=config.id)
+    [started] = [r for r in rows if r.step == "agent_lifecycle" and r.detail["state"] == "started"]
+    assert started.detail["config_version"] == 1 and started.key.startswith(f"{config.id}/"), started
+    assert (await aiops.audit.verify(config.id))[0].ok
     scheduled = await scheduled_activities(client, workflow_id)
     assert "register_config" not in scheduled and "initialize_agent" not in scheduled
     # The agent works as before: an event decided, its action run.
@@ -85,6 +99,40 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
         aiops.approvals.wait_for_action(aiops.approvals.action_id(config.id, drift.id)), 60
     )
     assert done.status == ActionStatus.SUCCEEDED
+
+
+async def test_a_started_row_the_start_cannot_write_is_left_to_the_workflow(
+    postgres, pool: asyncpg.Pool
+) -> None:
+    """The start writes its started row where it can, with the version the store gave; with the
+    database gone it answers not audited, and the workflow's outbox writes the row, retrying."""
+    config = agent_config("recorder")
+    now = datetime.now(UTC)
+    row = AuditRecord(
+        agent_id=config.id, step=AuditStep.AGENT_LIFECYCLE, key=f"{config.id}/run:started:0", occurred_at=now,
+        detail={"state": "started", "config_version": 0},
+    )  # fmt: skip
+    call = StartAgentCall(config=config, proposal=ConfigProposal(config=config, author="t"), started_row=row)
+
+    async def start(database: asyncpg.Pool) -> bool:
+        instances = AgentInstances()
+        activities = AgentActivities(instances, audit=AuditLog(database))
+        activities.register = ConfigActivities(ConfigStore(pool), instances).register_config
+        local = ActivityEnvironment()  # a local activity's context: 60 s from now, as the workflow gives
+        local.info = dataclasses.replace(
+            local.info, started_time=datetime.now(UTC), start_to_close_timeout=timedelta(seconds=60)
+        )
+        started = await local.run(activities.start_agent, call)
+        assert started.registered and started.initialized is not None and started.stored_version == 1
+        return started.audited
+
+    gone = await asyncpg.create_pool(postgres.url, min_size=1, max_size=1)
+    await gone.close()
+    assert await start(gone) is False
+    assert await AuditLog(pool).rows(agent_id=config.id) == []
+    assert await start(pool) is True
+    [written] = await AuditLog(pool).rows(agent_id=config.id)
+    assert (written.key, written.detail["config_version"]) == (row.key, 1)
 
 
 async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(

@@ -278,10 +278,16 @@ class ConfigProposal(_Contract):
 
 
 class StartAgentCall(_Contract):
-    """The fast path of an agent's start: register ``proposal`` (when given) and initialize."""
+    """The fast path of an agent's start: register ``proposal`` (when given) and initialize.
+
+    ``started_row`` is the agent's ``started`` audit row, written here when this start does it
+    all (registers and initializes) and the worker has the audit log, with the config version
+    the store gave: then no ``record_audit`` activity runs at the start, whose state the SDK core
+    would keep for as long as the idle agent is cached."""
 
     config: AgentConfig
     proposal: ConfigProposal | None = None
+    started_row: AuditRecord | None = None
 
 
 class StoredConfig(_Contract):
@@ -306,6 +312,7 @@ class AgentStarted(_Contract):
     registered: bool = False
     stored: StoredConfig | None = None
     stored_version: int | None = Field(default=None, ge=0)
+    audited: bool = False  # the call's ``started_row`` is written
     initialized: AgentInitialized | None = None
     problem: str = ""
 

@@ -29,16 +29,18 @@ class AgentAudit:
         self._rejections = 0
 
     def record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:
+        self._outbox.add(self.row(step, key, actor, **detail))
+
+    def row(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> AuditRecord:
+        """The row ``record`` queues (a start's local activity writes its own ``started`` row)."""
         agent_id = self._state.config.id
-        self._outbox.add(
-            AuditRecord(
-                agent_id=agent_id,
-                step=step,
-                key=f"{agent_id}/{workflow.info().run_id}:{key}",
-                actor=actor,
-                occurred_at=workflow.now(),
-                detail=detail,
-            )
+        return AuditRecord(
+            agent_id=agent_id,
+            step=step,
+            key=f"{agent_id}/{workflow.info().run_id}:{key}",
+            actor=actor,
+            occurred_at=workflow.now(),
+            detail=detail,
         )
 
     def event_row(
@@ -75,8 +77,8 @@ class AgentAudit:
             reason=reason,
         )
 
-    def lifecycle(self, what: str, sequence: int, actor: str = "", **detail: Any) -> None:
-        self.record(AuditStep.AGENT_LIFECYCLE, f"{what}:{sequence}", actor=actor, state=what, **detail)
+    def lifecycle_row(self, what: str, sequence: int, actor: str = "", **detail: Any) -> AuditRecord:
+        return self.row(AuditStep.AGENT_LIFECYCLE, f"{what}:{sequence}", actor=actor, state=what, **detail)
 
     def config(self, step: AuditStep, author: str, version: int | None, **detail: Any) -> None:
         n = workflow.info().get_current_history_length()

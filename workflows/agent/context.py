@@ -14,6 +14,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from aiops.contracts.activities import AuditRecord
     from aiops.contracts.agent import AgentRunState, RecentProblem, hooks_task_queue
     from workflows import metrics
     from workflows.agent.audit import AgentAudit
@@ -61,8 +62,11 @@ class AgentContext:
         self.audit.sink_available(available)
 
     def record_lifecycle(self, what: str, actor: str = "", **detail: Any) -> None:
+        self.audit.add(self.lifecycle_row(what, actor, **detail))
+
+    def lifecycle_row(self, what: str, actor: str = "", **detail: Any) -> AuditRecord:
         sequence = self.state.counters.events_received + self.signals_this_run
-        self.audit.lifecycle(what, sequence, actor=actor, **detail)
+        return self.audit.lifecycle_row(what, sequence, actor=actor, **detail)
 
     def count(self, outcome: str, n: int = 1) -> None:
         metrics.count_events(self.state.config.type, self.state.config.id, outcome, n)

@@ -24,7 +24,13 @@ with workflow.unsafe.imports_passed_through():
     from activities.detector_activities import DetectorActivities
     from activities.overflow_activities import OverflowActivities
     from agents.config_diff import same_settings
-    from aiops.contracts.activities import AgentInitialized, ConfigProposal, DetectorSchedule, StartAgentCall
+    from aiops.contracts.activities import (
+        AgentInitialized,
+        AuditRecord,
+        ConfigProposal,
+        DetectorSchedule,
+        StartAgentCall,
+    )
     from aiops.contracts.agent import (
         AGENT_INITIALIZATION_FAILED,
         MAX_EVENTS_PER_INTAKE,
@@ -120,9 +126,12 @@ class Lifecycle:
         proposal = ConfigProposal(
             config=s.config, author=self._ctx.started_by or "agent start", comment="config at start"
         )
-        registered, info = False, None
+        # The started row, built once: written by the start's local activity where it can, else
+        # by the outbox under the same key (a write that landed late is not written twice).
+        row = self._ctx.lifecycle_row("started", actor=self._ctx.started_by, config_version=s.config.version)
+        registered, info, audited = False, None, False
         if s.config.runtime.local_decisions:
-            registered, info = await self._start_here(proposal)
+            registered, info, audited = await self._start_here(proposal, row)
         pickup = timedelta(seconds=s.config.runtime.worker_pickup_seconds)
         try:
             if not registered:
@@ -153,7 +162,10 @@ class Lifecycle:
         s.has_plan = info.has_plan
         self._ctx.audit_log_is(info.audit_log)
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
-        self._ctx.record_lifecycle("started", actor=self._ctx.started_by, config_version=s.config.version)
+        if not audited:  # else the start's local activity wrote it
+            self._ctx.audit.add(
+                row.model_copy(update={"detail": {**row.detail, "config_version": s.config.version}})
+            )
 
     def _failed(self, err: ActivityError, pickup: timedelta) -> ApplicationError:
         """The agent failed to initialize: say why, with the queued events in the failure's details."""
@@ -176,20 +188,25 @@ class Lifecycle:
             non_retryable=True,
         )
 
-    async def _start_here(self, proposal: ConfigProposal) -> tuple[bool, AgentInitialized | None]:
+    async def _start_here(
+        self, proposal: ConfigProposal, row: AuditRecord
+    ) -> tuple[bool, AgentInitialized | None, bool]:
         """Register and initialize in one local activity on this worker, where it can: whatever it
         leaves undone (another worker pool has the type, a database or hook error) is done after
-        by the usual activities, with their retries. Saves two activity round trips per start."""
-        try:
+        by the usual activities, with their retries. Saves two activity round trips per start,
+        and, when it did it all, writes the ``started`` audit row too (the third value: written).
+        Which of these happen is read from the local activity's recorded answer, so a history
+        whose answer has no ``audited`` replays with the ``record_audit`` activity it recorded."""
+        try:  # with ``row``, the activity puts in the version the store gave
             started = await workflow.execute_local_activity_method(
                 AgentActivities.start_agent,
-                args=[compact(StartAgentCall(config=proposal.config, proposal=proposal))],
+                args=[compact(StartAgentCall(config=proposal.config, proposal=proposal, started_row=row))],
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
         except ActivityError as err:
             workflow.logger.info("agent %s starts the usual way: %s", proposal.config.id, cause_message(err))
-            return False, None
+            return False, None, False
         if started.problem:
             workflow.logger.info("agent %s: %s; done the usual way", proposal.config.id, started.problem)
         s = self._ctx.state
@@ -197,7 +214,7 @@ class Lifecycle:
             s.config = adopt_stored(s.config, started.stored.config)
         elif started.stored_version is not None:
             s.config = s.config.model_copy(update={"version": started.stored_version})
-        return started.registered, started.initialized
+        return started.registered, started.initialized, started.audited and started.initialized is not None
 
     async def sync_detector(self, active: bool) -> None:
         """Create, update or remove the agent's detector schedule; a failure is noted, not fatal."""
