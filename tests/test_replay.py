@@ -118,6 +118,15 @@ def test_histories_are_present() -> None:
     started = markers(f"{GENERATION}agent_lifecycle.json")  # one local activity registers and starts
     assert '"start_agent"' in started and '"action_outcome"' in started
     assert '"register_config"' not in lifecycle
+    # The start's local activity answers with the config's version alone and writes the started
+    # row itself (c690da1). No patch: the workflow reads both from the recorded answer, so the
+    # generation's answers (the whole stored config, no "audited") replay as recorded, and
+    # started_row_* (``python -m tests.record_histories started_row_``, the agent's start paths
+    # kept) hold the new answer.
+    assert '{"registered":true,"stored":{' in started and '"stored_version"' not in started
+    new_start = '{"registered":true,"stored":null,"stored_version":1,"audited":'
+    assert new_start + "true" in markers("started_row_agent_lifecycle.json")
+    assert new_start + "false" in markers("started_row_agent_failed_init.json")  # no such type here
     assert DetectorActivities.sync_detector.__name__ in text("agent_detector")
     assert agent_contract.DETECTOR_WORKFLOW_TYPE in text("detector_run")
     assert "incident:" in text("agent_incidents")
