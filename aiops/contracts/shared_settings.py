@@ -10,9 +10,9 @@ same JSON) hold one object, and only their ids, names and settings of their own 
 Used by the agent workflow for its state's config (``workflows/agent/lifecycle.py`` at the start,
 ``workflows/agent/reconfigure.py`` on a change) and by the worker's live agent instances for the
 config their hooks run with (``activities/agent_instances.py``): both copies are kept per cached
-agent. Safe because no code
-changes a config's parts in place: a config change validates a whole new config and replaces
-``state.config`` (``workflows/agent/reconfigure.py``), and what leaves the workflow is serialized.
+agent. Safe because no code changes a config's parts in place: a config change validates a whole
+new config and replaces ``state.config`` (``workflows/agent/reconfigure.py``), and what leaves
+the workflow is serialized.
 Sharing changes which object holds equal values, never a value, so it is invisible to replay and
 to every command. The table is bounded (cleared when full: sharing is an economy, never a
 meaning).
