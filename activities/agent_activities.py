@@ -26,7 +26,7 @@ from activities.action_ends import published_outcome
 from activities.agent_instances import AgentInstances
 from activities.database.audit_log import AuditLog
 from agents.base_agent import BaseAgent
-from agents.config_diff import same_settings
+from agents.config_diff import same_but_version
 from aiops.contracts import agent as agent_contract
 from aiops.contracts.action import ActionOutcome
 from aiops.contracts.activities import (
@@ -217,7 +217,7 @@ class AgentActivities:
             started.registered = True
             if started.stored is not None:
                 config = started.stored.config
-                if same_settings(call.config, config):  # the usual case: a small answer
+                if same_but_version(call.config, config):  # the usual case: a small answer
                     started.stored_version, started.stored = started.stored.version, None
         if not self.serves(config.type):
             return started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel
@@ -45,3 +46,15 @@ def diff_configs(old: AgentConfig, new: AgentConfig) -> list[ConfigChange]:
 def same_settings(a: AgentConfig, b: AgentConfig) -> bool:
     """Equal apart from the version number."""
     return a.model_copy(update={"version": 0}) == b.model_copy(update={"version": 0})
+
+
+def same_but_version(a: AgentConfig, b: AgentConfig) -> bool:
+    """The same JSON apart from the version number: stricter than ``same_settings``, whose ``==``
+    takes ``1``, ``1.0`` and ``True`` in a free-form ``settings`` dict for one another. An agent
+    keeps its own config object instead of the store's copy only when the two would serialize
+    alike (``workflows/agent/lifecycle.py``, ``adopt_stored``)."""
+    return _json(a) == _json(b)
+
+
+def _json(config: AgentConfig) -> str:
+    return json.dumps(config.model_dump(mode="json", exclude={"version"}), sort_keys=True)

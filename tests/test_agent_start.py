@@ -34,6 +34,7 @@ from aiops.runtime.activation_memory import detached_runner
 from aiops.runtime.worker_build import build_worker
 from tests.helpers import agent_config, event, eventually, wait_pending
 from tests.support.agents_for_tests import LEDGER
+from tests.support.postgres_server import PostgresServer
 from workflows.action.workflow import ActionWorkflow
 
 
@@ -102,7 +103,7 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
 
 
 async def test_a_started_row_the_start_cannot_write_is_left_to_the_workflow(
-    postgres, pool: asyncpg.Pool
+    postgres: PostgresServer, pool: asyncpg.Pool
 ) -> None:
     """The start writes its started row where it can, with the version the store gave; with the
     database gone it answers not audited, and the workflow's outbox writes the row, retrying."""
@@ -133,6 +134,33 @@ async def test_a_started_row_the_start_cannot_write_is_left_to_the_workflow(
     assert await start(pool) is True
     [written] = await AuditLog(pool).rows(agent_id=config.id)
     assert (written.key, written.detail["config_version"]) == (row.key, 1)
+
+
+async def test_a_start_that_could_not_write_its_row_has_the_outbox_write_it_once(
+    client: Client, task_queue: str, postgres: PostgresServer, pool: asyncpg.Pool
+) -> None:
+    """The start's own write fails (its audit log's pool is closed; the config store and the
+    outbox's ``record_audit`` have the database): the agent still starts, and its started row
+    lands once, with the version the store gave, by the usual activity."""
+    gone = await asyncpg.create_pool(postgres.url, min_size=1, max_size=1)
+    await gone.close()
+    activities = AgentActivities(client=client, audit=AuditLog(gone))
+    aiops = AiopsClient(client, task_queue, pool)
+    async with build_worker(client, task_queue, activities, pool=pool):
+        config = agent_config("recorder")
+        await aiops.agents.start(config)
+        await eventually(lambda: aiops.agents.status(config.id), lambda s: s.state == AgentState.RUNNING)
+        workflow_id = aiops.agents.handle(config.id).id
+        [answer] = await local_answers(client, workflow_id, "start_agent")
+        assert answer["audited"] is False and answer["initialized"] is not None, answer
+        rows = await eventually(
+            lambda: aiops.audit.rows(agent_id=config.id),
+            lambda rs: any(r.step == "agent_lifecycle" for r in rs),
+        )
+        [started] = [r for r in rows if r.step == "agent_lifecycle" and r.detail["state"] == "started"]
+        assert started.detail["config_version"] == 1
+        assert "record_audit" in await scheduled_activities(client, workflow_id)
+        await aiops.agents.stop(config.id, reason="done")
 
 
 async def test_what_the_local_start_cannot_do_is_done_by_the_usual_activities(

@@ -79,3 +79,17 @@ def test_a_config_the_store_changed_is_adopted_with_its_settings_shared() -> Non
     kept = adopt_stored(own, answer)
     assert kept.name == "renamed by hand" and kept.version == 7
     assert kept.approval is own.approval  # equal settings: the worker's one copy
+
+
+def test_a_stored_copy_that_would_serialize_otherwise_is_adopted_as_stored() -> None:
+    """``1`` and ``True`` are equal in Python, not in JSON: the store's copy is what runs."""
+    own = decoded(agent_config("observer", settings={"dry_run": 1}))
+    answer = stored(own, 3, settings={"dry_run": True}).config
+    assert own.model_copy(update={"version": 3}) == answer  # what a looser check would take as the same
+    assert adopt_stored(own, answer).settings["dry_run"] is True
+
+
+async def test_a_stored_copy_that_would_serialize_otherwise_comes_back_whole() -> None:
+    config = agent_config("observer", settings={"dry_run": 1})
+    started = await start(config, stored(config, 2, settings={"dry_run": True}))
+    assert started.stored is not None and started.stored.config.settings["dry_run"] is True

@@ -23,7 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.config_activities import ConfigActivities
     from activities.detector_activities import DetectorActivities
     from activities.overflow_activities import OverflowActivities
-    from agents.config_diff import same_settings
+    from agents.config_diff import same_but_version
     from aiops.contracts.activities import (
         AgentInitialized,
         AuditRecord,
@@ -107,7 +107,7 @@ def adopt_stored(own: AgentConfig, stored: AgentConfig) -> AgentConfig:
     renumbered when the version is all the store changed (its settings stay the ones it shares
     with the worker's other agents), else ``stored`` with its settings shared. Adopting the
     stored copy as it came kept a second decoded config, settings and all, per idle agent."""
-    if same_settings(own, stored):
+    if same_but_version(own, stored):
         return own.model_copy(update={"version": stored.version})
     return share_settings(stored)
 
@@ -162,10 +162,9 @@ class Lifecycle:
         s.has_plan = info.has_plan
         self._ctx.audit_log_is(info.audit_log)
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
-        if not audited:  # else the start's local activity wrote it
-            self._ctx.audit.add(
-                row.model_copy(update={"detail": {**row.detail, "config_version": s.config.version}})
-            )
+        if not audited:  # else the start's local activity wrote it; the same key, so never twice
+            detail = {**row.detail, "config_version": s.config.version}
+            self._ctx.audit.add(row.model_copy(update={"detail": detail, "occurred_at": workflow.now()}))
 
     def _failed(self, err: ActivityError, pickup: timedelta) -> ApplicationError:
         """The agent failed to initialize: say why, with the queued events in the failure's details."""
