@@ -50,7 +50,7 @@ from aiops.contracts.activities import (
     VerifyCall,
     attempts_after,
 )
-from aiops.contracts.audit_rows import bounded_record, event_record
+from aiops.contracts.audit_rows import bounded_record, event_record, lifecycle_record
 from aiops.contracts.budgets import bound_decisions
 from aiops.contracts.config import AgentConfig
 from aiops.contracts.errors import NonRetryableActionError
@@ -226,9 +226,12 @@ class AgentActivities:
         except Exception as err:  # the usual path retries it, on the type's own queue
             started.problem = f"initialization: {type(err).__name__}: {err}"[:500]
             return started
-        row = call.started_row
-        if row is not None and started.registered and self.audit is not None:
-            row = row.model_copy(update={"detail": {**row.detail, "config_version": config.version}})
+        sequence = call.started_sequence
+        if sequence is not None and started.registered and self.audit is not None:
+            run_id, now = activity.info().workflow_run_id or "", datetime.now(UTC)
+            row = lifecycle_record(
+                config.id, run_id, "started", sequence, call.started_by, now, config_version=config.version
+            )
             started.audited = await _append_in_time([bounded_record(row)], self.audit, "the agent's start")
         return started
 

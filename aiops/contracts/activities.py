@@ -280,14 +280,18 @@ class ConfigProposal(_Contract):
 class StartAgentCall(_Contract):
     """The fast path of an agent's start: register ``proposal`` (when given) and initialize.
 
-    ``started_row`` is the agent's ``started`` audit row, written here when this start does it
-    all (registers and initializes) and the worker has the audit log, with the config version
-    the store gave: then no ``record_audit`` activity runs at the start, whose state the SDK core
-    would keep for as long as the idle agent is cached."""
+    With ``started_sequence``, the agent's ``started`` audit row is written here when this start
+    does it all (registers and initializes) and the worker has the audit log, with the config
+    version the store gave (``lifecycle_record``: the run id from this activity's info, this
+    sequence number and ``started_by``, the key the workflow's outbox would give it). Then no
+    ``record_audit`` activity runs at the start, whose state the SDK core would keep for as long
+    as the idle agent is cached. Two fields, not the row: the core keeps a local activity's
+    arguments for the run's life too, with or without an audit log."""
 
     config: AgentConfig
     proposal: ConfigProposal | None = None
-    started_row: AuditRecord | None = None
+    started_sequence: int | None = Field(default=None, ge=0)
+    started_by: str = ""
 
 
 class StoredConfig(_Contract):
@@ -312,7 +316,7 @@ class AgentStarted(_Contract):
     registered: bool = False
     stored: StoredConfig | None = None
     stored_version: int | None = Field(default=None, ge=0)
-    audited: bool = False  # the call's ``started_row`` is written
+    audited: bool = False  # the call's ``started`` row is written
     initialized: AgentInitialized | None = None
     problem: str = ""
 

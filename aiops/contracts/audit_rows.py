@@ -1,10 +1,10 @@
 """How an audit row is built: bounded in size, keyed so a retried write lands once.
 
 Pure (no Temporal calls; the run id and the time are passed in), because two
-places build the same rows: the agent workflow's outbox, and the decision
-activity that writes a batch's rows itself (see ``AgentActivities.decide_events``)
-so that an event costs no separate audit activity. Both must produce the same
-key for the same step, or a row would land twice.
+places build the same rows: the agent workflow's outbox, and the local activities
+that write their rows themselves (a decided batch's, ``AgentActivities.decide_events``;
+an agent's ``started`` row, ``start_agent``) so that neither costs a separate audit
+activity. Both must produce the same key for the same step, or a row would land twice.
 """
 
 from __future__ import annotations
@@ -80,4 +80,20 @@ def event_record(
             "decision_error": decision.error,
             "config_version": config_version,
         },
+    )
+
+
+def lifecycle_record(
+    agent_id: str, run_id: str, what: str, sequence: int, actor: str, at: datetime, **detail: Any
+) -> AuditRecord:
+    """The row for a step of the agent's life (``started``, ``paused``, ``stopped``, ...).
+    ``sequence`` (events and signals taken so far in the run) tells apart the same step taken
+    twice in one run. Not yet bounded: whoever writes it applies ``bounded_record``."""
+    return AuditRecord(
+        agent_id=agent_id,
+        step=AuditStep.AGENT_LIFECYCLE,
+        key=f"{agent_id}/{run_id}:{what}:{sequence}",
+        actor=actor,
+        occurred_at=at,
+        detail={"state": what, **detail},
     )

@@ -15,7 +15,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from aiops.contracts.activities import AuditRecord, AuditStep, EventDecision
     from aiops.contracts.agent import AgentRunState
-    from aiops.contracts.audit_rows import event_record
+    from aiops.contracts.audit_rows import event_record, lifecycle_record
     from aiops.contracts.models import SystemEvent
     from workflows.audit_outbox import AuditOutbox
 
@@ -29,18 +29,16 @@ class AgentAudit:
         self._rejections = 0
 
     def record(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> None:
-        self._outbox.add(self.row(step, key, actor, **detail))
-
-    def row(self, step: AuditStep, key: str, actor: str = "", **detail: Any) -> AuditRecord:
-        """The row ``record`` queues (a start's local activity writes its own ``started`` row)."""
         agent_id = self._state.config.id
-        return AuditRecord(
-            agent_id=agent_id,
-            step=step,
-            key=f"{agent_id}/{workflow.info().run_id}:{key}",
-            actor=actor,
-            occurred_at=workflow.now(),
-            detail=detail,
+        self._outbox.add(
+            AuditRecord(
+                agent_id=agent_id,
+                step=step,
+                key=f"{agent_id}/{workflow.info().run_id}:{key}",
+                actor=actor,
+                occurred_at=workflow.now(),
+                detail=detail,
+            )
         )
 
     def event_row(
@@ -77,8 +75,14 @@ class AgentAudit:
             reason=reason,
         )
 
-    def lifecycle_row(self, what: str, sequence: int, actor: str = "", **detail: Any) -> AuditRecord:
-        return self.row(AuditStep.AGENT_LIFECYCLE, f"{what}:{sequence}", actor=actor, state=what, **detail)
+    def lifecycle(self, what: str, sequence: int, actor: str = "", **detail: Any) -> None:
+        """A step of the agent's life (a start's local activity writes its own ``started`` row,
+        built by the same ``lifecycle_record``)."""
+        info = workflow.info()
+        row = lifecycle_record(
+            self._state.config.id, info.run_id, what, sequence, actor, workflow.now(), **detail
+        )
+        self._outbox.add(row)
 
     def config(self, step: AuditStep, author: str, version: int | None, **detail: Any) -> None:
         n = workflow.info().get_current_history_length()

@@ -14,7 +14,6 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from aiops.contracts.activities import AuditRecord
     from aiops.contracts.agent import AgentRunState, RecentProblem, hooks_task_queue
     from workflows import metrics
     from workflows.agent.audit import AgentAudit
@@ -61,12 +60,17 @@ class AgentContext:
         self.state.audit_log = available
         self.audit.sink_available(available)
 
-    def record_lifecycle(self, what: str, actor: str = "", **detail: Any) -> None:
-        self.audit.add(self.lifecycle_row(what, actor, **detail))
+    def record_lifecycle(
+        self, what: str, actor: str = "", sequence: int | None = None, **detail: Any
+    ) -> None:
+        """``sequence``: the one a start's local activity was given for its row, so the outbox's
+        row for the same step has the same key (default: events and signals taken so far)."""
+        if sequence is None:
+            sequence = self.lifecycle_sequence()
+        self.audit.lifecycle(what, sequence, actor=actor, **detail)
 
-    def lifecycle_row(self, what: str, actor: str = "", **detail: Any) -> AuditRecord:
-        sequence = self.state.counters.events_received + self.signals_this_run
-        return self.audit.lifecycle_row(what, sequence, actor=actor, **detail)
+    def lifecycle_sequence(self) -> int:
+        return self.state.counters.events_received + self.signals_this_run
 
     def count(self, outcome: str, n: int = 1) -> None:
         metrics.count_events(self.state.config.type, self.state.config.id, outcome, n)

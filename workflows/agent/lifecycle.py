@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
     from agents.config_diff import same_but_version
     from aiops.contracts.activities import (
         AgentInitialized,
-        AuditRecord,
         ConfigProposal,
         DetectorSchedule,
         StartAgentCall,
@@ -126,12 +125,12 @@ class Lifecycle:
         proposal = ConfigProposal(
             config=s.config, author=self._ctx.started_by or "agent start", comment="config at start"
         )
-        # The started row, built once: written by the start's local activity where it can, else
-        # by the outbox under the same key (a write that landed late is not written twice).
-        row = self._ctx.lifecycle_row("started", actor=self._ctx.started_by, config_version=s.config.version)
+        # The started row's number, taken once: the start's local activity writes the row where
+        # it can, else the outbox under the same key (a write that landed late is not doubled).
+        sequence = self._ctx.lifecycle_sequence()
         registered, info, audited = False, None, False
         if s.config.runtime.local_decisions:
-            registered, info, audited = await self._start_here(proposal, row)
+            registered, info, audited = await self._start_here(proposal, sequence)
         pickup = timedelta(seconds=s.config.runtime.worker_pickup_seconds)
         try:
             if not registered:
@@ -162,9 +161,10 @@ class Lifecycle:
         s.has_plan = info.has_plan
         self._ctx.audit_log_is(info.audit_log)
         s.state = AgentState.PAUSED if s.pause_requested else AgentState.RUNNING
-        if not audited:  # else the start's local activity wrote it; the same key, so never twice
-            detail = {**row.detail, "config_version": s.config.version}
-            self._ctx.audit.add(row.model_copy(update={"detail": detail, "occurred_at": workflow.now()}))
+        if not audited:  # else the start's local activity wrote it
+            self._ctx.record_lifecycle(
+                "started", actor=self._ctx.started_by, sequence=sequence, config_version=s.config.version
+            )
 
     def _failed(self, err: ActivityError, pickup: timedelta) -> ApplicationError:
         """The agent failed to initialize: say why, with the queued events in the failure's details."""
@@ -188,7 +188,7 @@ class Lifecycle:
         )
 
     async def _start_here(
-        self, proposal: ConfigProposal, row: AuditRecord
+        self, proposal: ConfigProposal, sequence: int
     ) -> tuple[bool, AgentInitialized | None, bool]:
         """Register and initialize in one local activity on this worker, where it can: whatever it
         leaves undone (another worker pool has the type, a database or hook error) is done after
@@ -196,10 +196,16 @@ class Lifecycle:
         and, when it did it all, writes the ``started`` audit row too (the third value: written).
         Which of these happen is read from the local activity's recorded answer, so a history
         whose answer has no ``audited`` replays with the ``record_audit`` activity it recorded."""
-        try:  # with ``row``, the activity puts in the version the store gave
+        call = StartAgentCall(
+            config=proposal.config,
+            proposal=proposal,
+            started_sequence=sequence,
+            started_by=self._ctx.started_by,
+        )
+        try:
             started = await workflow.execute_local_activity_method(
                 AgentActivities.start_agent,
-                args=[compact(StartAgentCall(config=proposal.config, proposal=proposal, started_row=row))],
+                args=[compact(call)],
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=RetryPolicy(maximum_attempts=1),
             )
