@@ -226,12 +226,12 @@ class AgentActivities:
         except Exception as err:  # the usual path retries it, on the type's own queue
             started.problem = f"initialization: {type(err).__name__}: {err}"[:500]
             return started
-        sequence = call.started_sequence
-        if sequence is not None and started.registered and self.audit is not None:
-            run_id, now = activity.info().workflow_run_id or "", datetime.now(UTC)
+        sequence, run_id = call.started_sequence, activity.info().workflow_run_id
+        if sequence is not None and run_id and started.registered and self.audit is not None:
             row = lifecycle_record(
-                config.id, run_id, "started", sequence, call.started_by, now, config_version=config.version
-            )
+                config.id, run_id, "started", sequence, call.started_by, datetime.now(UTC),
+                config_version=config.version,
+            )  # fmt: skip
             started.audited = await _append_in_time([bounded_record(row)], self.audit, "the agent's start")
         return started
 

@@ -89,7 +89,9 @@ async def test_an_agent_registers_and_initializes_in_one_local_activity(
     assert await scheduled_activities(client, workflow_id) == []
     rows = await aiops.audit.rows(agent_id=config.id)
     [started] = [r for r in rows if r.step == "agent_lifecycle" and r.detail["state"] == "started"]
-    assert started.detail["config_version"] == 1 and started.key.startswith(f"{config.id}/"), started
+    run_id = (await aiops.agents.handle(config.id).describe()).run_id
+    assert started.key == f"{config.id}/{run_id}:started:0", started  # the outbox's key for it
+    assert started.detail["config_version"] == 1
     assert (await aiops.audit.verify(config.id))[0].ok
     scheduled = await scheduled_activities(client, workflow_id)
     assert "register_config" not in scheduled and "initialize_agent" not in scheduled

@@ -61,7 +61,7 @@ class AgentContext:
         self.audit.sink_available(available)
 
     def record_lifecycle(
-        self, what: str, actor: str = "", sequence: int | None = None, **detail: Any
+        self, what: str, actor: str = "", *, sequence: int | None = None, **detail: Any
     ) -> None:
         """``sequence``: the one a start's local activity was given for its row, so the outbox's
         row for the same step has the same key (default: events and signals taken so far)."""
